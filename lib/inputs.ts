@@ -1,0 +1,55 @@
+// Validation and conversion of the data arrays passed to fit/evaluate/predict.
+// Everything here runs before native code sees the arrays, so a mistake gets a
+// message in terms of the user's arguments.
+import type { NativeTargets } from './native';
+import { describe } from './validate';
+
+export type Labels = Int32Array | Uint8Array | Float32Array;
+
+/** Checks x is a Float32Array of n x inputSize finite values; returns n. */
+export function checkSamples(where: string, name: string, x: unknown, inputSize: number): number {
+  if (!(x instanceof Float32Array)) {
+    throw new TypeError(`${where}: ${name} must be a Float32Array (n x ${inputSize}, row-major), got ${describe(x)}`);
+  }
+  if (x.length === 0 || x.length % inputSize !== 0) {
+    throw new RangeError(`${where}: ${name} has ${x.length} values, which is not a positive multiple of inputSize ${inputSize}`);
+  }
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (v !== v || v === Infinity || v === -Infinity) {
+      throw new RangeError(`${where}: ${name}[${i}] (sample ${Math.floor(i / inputSize)}, feature ${i % inputSize}) is ${v}; inputs must be finite`);
+    }
+  }
+  return x.length / inputSize;
+}
+
+/**
+ * Checks targets for n samples and converts them to what the core takes:
+ * class labels (Int32Array or Uint8Array, each in [0, outputs)) become an
+ * Int32Array; float targets (Float32Array, n x outputs) pass through.
+ */
+export function checkTargets(where: string, name: string, y: unknown, n: number, outputs: number, loss: string): NativeTargets {
+  if (y instanceof Int32Array || y instanceof Uint8Array) {
+    if (loss !== 'softmaxCrossEntropy') {
+      throw new TypeError(`${where}: ${name} holds class labels, which need loss 'softmaxCrossEntropy'; for '${loss}' pass a Float32Array of n x ${outputs} targets`);
+    }
+    if (y.length !== n) throw new RangeError(`${where}: ${name} has ${y.length} labels for ${n} samples`);
+    for (let i = 0; i < y.length; i++) {
+      const label = y[i];
+      if (label < 0 || label >= outputs) {
+        throw new RangeError(`${where}: ${name}[${i}] is ${label}, outside the ${outputs} classes [0, ${outputs - 1}] of the output layer`);
+      }
+    }
+    return y instanceof Int32Array ? y : Int32Array.from(y);
+  }
+  if (y instanceof Float32Array) {
+    if (y.length !== n * outputs) {
+      throw new RangeError(`${where}: ${name} has ${y.length} values; float targets must be n x outputs = ${n} x ${outputs} = ${n * outputs}`);
+    }
+    for (let i = 0; i < y.length; i++) {
+      if (!Number.isFinite(y[i])) throw new RangeError(`${where}: ${name}[${i}] is ${y[i]}; targets must be finite`);
+    }
+    return y;
+  }
+  throw new TypeError(`${where}: ${name} must be an Int32Array or Uint8Array of class labels, or a Float32Array of targets, got ${describe(y)}`);
+}

@@ -1,0 +1,104 @@
+// Loads the compiled addon: a local build (build/Release), else the prebuilt
+// binary for this platform (prebuilds/<platform>-<arch>), else an error that
+// says how to build one. Nothing else in lib/ touches the addon's file.
+import * as path from 'path';
+
+export interface NativeStats {
+  lossSum: number;
+  correct: number;
+  samples: number;
+}
+
+export interface NativeTrainResult extends NativeStats {
+  steps: number;
+  aborted: boolean;
+}
+
+export interface NativeLayerInfo {
+  units: number;
+  inputs: number;
+  activation: string;
+  inputDropout: number;
+  useBias: boolean;
+  nnz: number;
+  format: 'dense' | 'csr';
+  bytes: number;
+  neuronIds: Float64Array;
+}
+
+export interface NativeLayerSpec {
+  units: number;
+  activation: string;
+  inputDropout: number;
+  init: string;
+  useBias: boolean;
+}
+
+export interface NativeOptimizerConfig {
+  kind: 'sgd' | 'adam';
+  learningRate: number;
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+  decoupledWeightDecay?: boolean;
+}
+
+export type NativeTargets = Int32Array | Float32Array;
+
+export interface NativeModel {
+  compile(optimizer: NativeOptimizerConfig, loss: string): void;
+  epochOrder(n: number, shuffle: boolean): Int32Array;
+  trainBatches(
+    x: Float32Array,
+    y: NativeTargets,
+    order: Int32Array,
+    firstBatch: number,
+    batchCount: number,
+    batchSize: number,
+    progress?: (batchesDone: number, lossSum: number, correct: number, samples: number) => void,
+  ): Promise<NativeTrainResult>;
+  evaluate(x: Float32Array, y: NativeTargets, batchSize: number): Promise<NativeStats>;
+  predict(x: Float32Array, batchSize: number): Promise<Float32Array>;
+  computeGradients(x: Float32Array, y: NativeTargets): Promise<NativeStats>;
+  getWeights(layer: number): { weight: Float32Array; bias: Float32Array };
+  setWeights(layer: number, weight: Float32Array | null, bias: Float32Array | null): void;
+  getGradients(layer: number): { weight: Float32Array; bias: Float32Array };
+  layerInfo(layer: number): NativeLayerInfo;
+  requestAbort(): void;
+  readonly step: number;
+  readonly busy: string | null;
+  readonly layerCount: number;
+  readonly parameterCount: number;
+}
+
+export interface NativeAddon {
+  NativeModel: new (config: { inputSize: number; seed: number; layers: NativeLayerSpec[] }) => NativeModel;
+  runtime(): { simd: string; simdDetected: string; threads: number };
+  setSimdLevel(level: string): boolean;
+}
+
+let cached: NativeAddon | undefined;
+
+/** The package root (where package.json, build/ and prebuilds/ live). */
+export const packageRoot = path.resolve(__dirname, '..');
+
+export function addon(): NativeAddon {
+  if (cached) return cached;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    cached = require('node-gyp-build')(packageRoot) as NativeAddon;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new Error(
+      `neuroplastic: the native addon could not be loaded (${reason}).\n` +
+        `No build in ${path.join(packageRoot, 'build', 'Release')} and no prebuilt binary for ` +
+        `${process.platform}-${process.arch} in ${path.join(packageRoot, 'prebuilds')}.\n` +
+        'Build it from source with `npm run build:native` (cmake >= 3.19) or `npx node-gyp rebuild` ' +
+        '(python3 + make), both need a C++17 compiler; see "Building from source" in the README.',
+    );
+  }
+  return cached;
+}

@@ -1,0 +1,301 @@
+// Sequential: a stack of dense and dropout layers over one native model.
+// Layers are collected with add(); the native model is built on first use
+// (compile, predict, getWeights), after which the layer list is fixed and the
+// structure changes only through the structural operations.
+import type { Callback, History } from './callbacks';
+import { AbortError, runFit } from './fit';
+import { checkSamples, checkTargets, type Labels } from './inputs';
+import { DenseLayer, DropoutLayer, type Layer, type LayerHost, type LayerWeights } from './layers';
+import { addon, type NativeModel } from './native';
+import { isOptimizer, type Optimizer } from './optimizers';
+import { formatSummary } from './summary';
+import {
+  checkBoolean,
+  checkFunction,
+  checkInteger,
+  checkKnownKeys,
+  checkOneOf,
+  checkOptions,
+  describe,
+} from './validate';
+
+export const LOSSES = ['softmaxCrossEntropy', 'meanSquaredError'] as const;
+export type LossName = (typeof LOSSES)[number];
+
+export interface SequentialOptions {
+  /** Features per sample; a positive integer. */
+  inputSize: number;
+  /** Seed for init, dropout masks and shuffling (reproducible on the same machine and thread count). Default 0. */
+  seed?: number;
+  /** Where the model lives. Default 'cpu'. */
+  device?: 'cpu' | 'cuda';
+  /** A name shown by summary(). */
+  name?: string;
+}
+
+export interface CompileOptions {
+  optimizer: Optimizer;
+  /** 'softmaxCrossEntropy' (class labels or target distributions) or 'meanSquaredError' (float targets). */
+  loss: LossName;
+}
+
+export interface FitOptions {
+  /** Epochs to run (the last epoch index + 1 when initialEpoch is set). Default 1. */
+  epochs?: number;
+  /** Samples per optimizer step. Default 32. */
+  batchSize?: number;
+  /** Reshuffle the samples every epoch (seeded). Default true. */
+  shuffle?: boolean;
+  /** Evaluated after every epoch: [x, y]. */
+  validationData?: [Float32Array, Labels];
+  callbacks?: Callback[];
+  /** Aborting stops training at the next batch boundary; fit() then rejects with an AbortError. */
+  signal?: AbortSignal;
+  /** First epoch index (for resuming). Default 0. */
+  initialEpoch?: number;
+}
+
+export interface EvaluateOptions {
+  /** Samples per forward pass (memory only; the result does not depend on it). Default 256. */
+  batchSize?: number;
+}
+
+export interface Evaluation {
+  loss: number;
+  accuracy: number;
+}
+
+const FIT_KEYS = ['epochs', 'batchSize', 'shuffle', 'validationData', 'callbacks', 'signal', 'initialEpoch'] as const;
+
+export class Sequential implements LayerHost {
+  readonly inputSize: number;
+  readonly seed: number;
+  readonly device: 'cpu' | 'cuda';
+  readonly name: string;
+  private readonly layerList: Layer[] = [];
+  private nativeModel: NativeModel | null = null;
+  private compiled: CompileOptions | null = null;
+  private fitting = false;
+
+  constructor(options: SequentialOptions) {
+    const where = 'new Sequential()';
+    const o = checkOptions<SequentialOptions>(where, 'options', options);
+    checkKnownKeys(where, o, ['inputSize', 'seed', 'device', 'name']);
+    this.inputSize = checkInteger(where, 'inputSize', o.inputSize, { min: 1, max: 1 << 26 });
+    this.seed = checkInteger(where, 'seed', o.seed ?? 0, { min: 0, max: Number.MAX_SAFE_INTEGER });
+    this.device = checkOneOf(where, 'device', o.device ?? 'cpu', ['cpu', 'cuda'] as const);
+    this.name = o.name === undefined ? 'sequential' : String(o.name);
+    if (this.device === 'cuda') {
+      throw new Error(`${where}: device 'cuda' is not available in this build (the CUDA addon is not part of it yet); use device 'cpu'`);
+    }
+  }
+
+  /** The layers in order (dense and dropout). A structural op's `layer` is an index into this list. */
+  get layers(): readonly Layer[] {
+    return this.layerList;
+  }
+
+  /** The model's global optimizer step: counts across fit() calls. */
+  get step(): number {
+    return this.nativeModel ? this.nativeModel.step : 0;
+  }
+
+  /** Units of the output layer. */
+  get outputSize(): number {
+    const dense = this.denseLayers();
+    if (dense.length === 0) throw new Error('Sequential: the model has no dense layer yet');
+    return dense[dense.length - 1].units;
+  }
+
+  /** True while fit() runs. */
+  get isTraining(): boolean {
+    return this.fitting;
+  }
+
+  /** @internal */
+  get native(): NativeModel {
+    return this.build();
+  }
+
+  add(layer: Layer): this {
+    const where = 'Sequential.add()';
+    if (!(layer instanceof DenseLayer) && !(layer instanceof DropoutLayer)) {
+      throw new TypeError(`${where}: layer must be created by layers.dense() or layers.dropout(), got ${describe(layer)}`);
+    }
+    if (this.nativeModel) {
+      throw new Error(`${where}: the model is already built (compile/predict was called); change its structure with grow() or prune() instead`);
+    }
+    if (this.layerList.includes(layer)) throw new Error(`${where}: this layer object is already in the model`);
+    if (layer instanceof DenseLayer && layer.built) throw new Error(`${where}: this layer belongs to another model`);
+    this.layerList.push(layer);
+    return this;
+  }
+
+  compile(options: CompileOptions): this {
+    const where = 'Sequential.compile()';
+    const o = checkOptions<CompileOptions>(where, 'options', options);
+    checkKnownKeys(where, o, ['optimizer', 'loss']);
+    if (!isOptimizer(o.optimizer)) {
+      throw new TypeError(`${where}: optimizer must come from optimizers.sgd() or optimizers.adam(), got ${describe(o.optimizer)}`);
+    }
+    const loss = checkOneOf(where, 'loss', o.loss, LOSSES);
+    this.assertIdle('compile');
+    const native = this.build();
+    const opt = o.optimizer;
+    native.compile({ ...opt }, loss);
+    this.compiled = { optimizer: opt, loss };
+    return this;
+  }
+
+  /** Trains the model; resolves with the per-epoch history. */
+  async fit(x: Float32Array, y: Labels, options: FitOptions = {}): Promise<History> {
+    const where = 'Sequential.fit()';
+    if (this.fitting) {
+      throw new Error(`${where}: this model is already training; await the running fit() before starting another`);
+    }
+    const compiled = this.requireCompiled(where);
+    const o = checkOptions<FitOptions>(where, 'options', options);
+    checkKnownKeys(where, o, FIT_KEYS);
+    const epochs = checkInteger(where, 'epochs', o.epochs ?? 1, { min: 1, max: 1e9 });
+    const initialEpoch = checkInteger(where, 'initialEpoch', o.initialEpoch ?? 0, { min: 0, max: epochs - 1 });
+    const batchSize = checkInteger(where, 'batchSize', o.batchSize ?? 32, { min: 1, max: 1 << 24 });
+    const shuffle = checkBoolean(where, 'shuffle', o.shuffle ?? true);
+    const callbacks = this.checkCallbacks(where, o.callbacks);
+    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+      throw new TypeError(`${where}: signal must be an AbortSignal, got ${describe(o.signal)}`);
+    }
+    const native = this.build();
+    const n = checkSamples(where, 'x', x, this.inputSize);
+    const targets = checkTargets(where, 'y', y, n, this.outputSize, compiled.loss);
+    let validate: (() => Promise<Evaluation>) | undefined;
+    if (o.validationData !== undefined) {
+      if (!Array.isArray(o.validationData) || o.validationData.length !== 2) {
+        throw new TypeError(`${where}: validationData must be [x, y], got ${describe(o.validationData)}`);
+      }
+      const [xv, yv] = o.validationData;
+      const nv = checkSamples(where, 'validationData[0]', xv, this.inputSize);
+      const tv = checkTargets(where, 'validationData[1]', yv, nv, this.outputSize, compiled.loss);
+      validate = () => this.evaluateChecked(xv, tv, 256);
+    }
+    this.assertIdle('fit');
+    this.fitting = true;
+    try {
+      return await runFit({ native, x, y: targets, n, epochs, initialEpoch, batchSize, shuffle, callbacks, signal: o.signal, validate });
+    } finally {
+      this.fitting = false;
+    }
+  }
+
+  /** Mean loss and accuracy over (x, y), no dropout. */
+  async evaluate(x: Float32Array, y: Labels, options: EvaluateOptions = {}): Promise<Evaluation> {
+    const where = 'Sequential.evaluate()';
+    const compiled = this.requireCompiled(where);
+    const o = checkOptions<EvaluateOptions>(where, 'options', options);
+    checkKnownKeys(where, o, ['batchSize']);
+    const batchSize = checkInteger(where, 'batchSize', o.batchSize ?? 256, { min: 1, max: 1 << 24 });
+    const n = checkSamples(where, 'x', x, this.inputSize);
+    const targets = checkTargets(where, 'y', y, n, this.outputSize, compiled.loss);
+    this.assertIdle('evaluate');
+    return this.evaluateChecked(x, targets, batchSize);
+  }
+
+  /** The output layer's values for each sample: n x outputs, row-major (logits for a linear output layer). */
+  async predict(x: Float32Array, options: EvaluateOptions = {}): Promise<Float32Array> {
+    const where = 'Sequential.predict()';
+    const o = checkOptions<EvaluateOptions>(where, 'options', options);
+    checkKnownKeys(where, o, ['batchSize']);
+    const batchSize = checkInteger(where, 'batchSize', o.batchSize ?? 256, { min: 1, max: 1 << 24 });
+    checkSamples(where, 'x', x, this.inputSize);
+    this.assertIdle('predict');
+    return this.build().predict(x, batchSize);
+  }
+
+  /** Mean gradients of the loss over (x, y) for every dense layer, without updating anything. */
+  async computeGradients(x: Float32Array, y: Labels): Promise<LayerWeights[]> {
+    const where = 'Sequential.computeGradients()';
+    const compiled = this.requireCompiled(where);
+    const n = checkSamples(where, 'x', x, this.inputSize);
+    const targets = checkTargets(where, 'y', y, n, this.outputSize, compiled.loss);
+    this.assertIdle('computeGradients');
+    const native = this.build();
+    await native.computeGradients(x, targets);
+    return this.denseLayers().map((_, i) => native.getGradients(i));
+  }
+
+  /** Total parameters (weights + biases) of the dense layers. */
+  countParams(): number {
+    return this.nativeModel ? this.nativeModel.parameterCount : 0;
+  }
+
+  /** A per-layer table (units, inputs, params, nnz, density, format, bytes); printed unless print is false. */
+  summary(options: { print?: boolean } = {}): string {
+    const o = checkOptions<{ print?: boolean }>('Sequential.summary()', 'options', options);
+    const text = formatSummary(this.name, this.inputSize, this.layerList, this.nativeModel ? this.countParams() : null);
+    if (o.print ?? true) console.log(text);
+    return text;
+  }
+
+  /** @internal Throws if an async operation is running on the model. */
+  assertIdle(operation: string): void {
+    if (this.fitting) {
+      throw new Error(`Sequential.${operation}(): the model is training; wait for fit() to finish (or abort it) first`);
+    }
+    const busy = this.nativeModel?.busy;
+    if (busy) throw new Error(`Sequential.${operation}(): ${busy}() is running on this model; await it first`);
+  }
+
+  private denseLayers(): DenseLayer[] {
+    return this.layerList.filter((l): l is DenseLayer => l instanceof DenseLayer);
+  }
+
+  private build(): NativeModel {
+    if (this.nativeModel) return this.nativeModel;
+    const dense = this.denseLayers();
+    if (dense.length === 0) throw new Error('Sequential: add at least one layers.dense() before compiling or predicting');
+    const last = this.layerList[this.layerList.length - 1];
+    if (last instanceof DropoutLayer) {
+      throw new Error('Sequential: a dropout layer cannot be the last layer (it would drop outputs); remove it or add a dense layer after it');
+    }
+    // Dropout layers become the input dropout of the dense layer that follows;
+    // consecutive ones combine (keep probabilities multiply).
+    const specs = [];
+    let keep = 1;
+    for (const layer of this.layerList) {
+      if (layer instanceof DropoutLayer) keep *= 1 - layer.rate;
+      else {
+        specs.push(layer.nativeSpec(1 - keep));
+        keep = 1;
+      }
+    }
+    const native = new (addon().NativeModel)({ inputSize: this.inputSize, seed: this.seed, layers: specs });
+    this.nativeModel = native;
+    dense.forEach((layer, i) => layer.attach(this, i));
+    return native;
+  }
+
+  private requireCompiled(where: string): CompileOptions {
+    if (!this.compiled) throw new Error(`${where}: call model.compile({ optimizer, loss }) first`);
+    return this.compiled;
+  }
+
+  private async evaluateChecked(x: Float32Array, y: Int32Array | Float32Array, batchSize: number): Promise<Evaluation> {
+    const r = await this.build().evaluate(x, y, batchSize);
+    return { loss: r.lossSum / r.samples, accuracy: r.correct / r.samples };
+  }
+
+  private checkCallbacks(where: string, callbacks: unknown): Callback[] {
+    if (callbacks === undefined) return [];
+    if (!Array.isArray(callbacks)) throw new TypeError(`${where}: callbacks must be an array, got ${describe(callbacks)}`);
+    const hooks = ['onTrainBegin', 'onTrainEnd', 'onEpochBegin', 'onEpochEnd', 'onBatchEnd', 'onProgress'];
+    callbacks.forEach((cb, i) => {
+      if (cb === null || typeof cb !== 'object') throw new TypeError(`${where}: callbacks[${i}] must be an object, got ${describe(cb)}`);
+      for (const hook of hooks) {
+        const fn = (cb as Record<string, unknown>)[hook];
+        if (fn !== undefined) checkFunction(where, `callbacks[${i}].${hook}`, fn);
+      }
+    });
+    return callbacks as Callback[];
+  }
+}
+
+export { AbortError };

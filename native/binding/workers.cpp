@@ -1,0 +1,279 @@
+#include "binding/workers.h"
+
+#include <chrono>
+#include <memory>
+
+#include "binding/args.h"
+#include "binding/errors.h"
+#include "kernels/thread_pool.h"
+
+namespace npb {
+
+ModelWorker::ModelWorker(Napi::Env env, ModelWrap* wrap, const char* operation)
+    : Napi::AsyncWorker(env, operation),
+      wrap_(wrap),
+      model_(wrap->model()),
+      wrap_ref_(Napi::Persistent(wrap->Value())),
+      deferred_(Napi::Promise::Deferred::New(env)) {
+  wrap->claim(env, operation);
+}
+
+void ModelWorker::Execute() {
+  try {
+    Run();
+  } catch (const np::Error& e) {
+    error_kind_ = e.kind();
+    error_message_ = e.what();
+    SetError(error_message_);
+  } catch (const std::bad_alloc&) {
+    error_message_ = "out of memory";
+    SetError(error_message_);
+  } catch (const std::exception& e) {
+    error_message_ = e.what();
+    SetError(error_message_);
+  }
+}
+
+void ModelWorker::OnOK() {
+  wrap_->release();
+  Napi::HandleScope scope(Env());
+  deferred_.Resolve(Result(Env()));
+}
+
+void ModelWorker::OnError(const Napi::Error& e) {
+  wrap_->release();
+  Napi::HandleScope scope(Env());
+  deferred_.Reject(make_error(Env(), error_kind_, error_message_.empty() ? e.Message() : error_message_).Value());
+}
+
+namespace {
+
+Napi::Object stats_object(Napi::Env env, const np::BatchStats& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("lossSum", s.loss_sum);
+  o.Set("correct", static_cast<double>(s.correct));
+  o.Set("samples", static_cast<double>(s.samples));
+  return o;
+}
+
+// Reads x (a Float32Array whose length is a multiple of the input size) and,
+// when targets_index >= 0, the targets: Int32Array labels (n) or Float32Array
+// values (n x outputs).
+DataRefs read_data(const Napi::CallbackInfo& info, np::Model& model, size_t x_index, int targets_index) {
+  Napi::Env env = info.Env();
+  DataRefs d;
+  auto x = typed_arg<float>(info, x_index, "x", -1, napi_float32_array, "Float32Array");
+  const int64_t in = model.input_size();
+  const int64_t len = static_cast<int64_t>(x.ElementLength());
+  check(len % in == 0, env, "x has " + std::to_string(len) + " elements, not a multiple of inputSize " + std::to_string(in));
+  d.n = len / in;
+  check(d.n > 0, env, "x must hold at least one sample");
+  d.x_data = x.Data();
+  d.x = Napi::Persistent(x);
+  if (targets_index >= 0) {
+    const size_t ti = static_cast<size_t>(targets_index);
+    if (info.Length() <= ti || !info[ti].IsTypedArray()) throw Napi::TypeError::New(env, "y must be an Int32Array or Float32Array");
+    auto t = info[ti].As<Napi::TypedArray>();
+    if (t.TypedArrayType() == napi_int32_array) {
+      auto labels = t.As<Napi::Int32Array>();
+      check(static_cast<int64_t>(labels.ElementLength()) == d.n, env,
+            "y has " + std::to_string(labels.ElementLength()) + " labels for " + std::to_string(d.n) + " samples");
+      d.t.labels = labels.Data();
+    } else if (t.TypedArrayType() == napi_float32_array) {
+      auto values = t.As<Napi::Float32Array>();
+      const int64_t want = d.n * model.output_size();
+      check(static_cast<int64_t>(values.ElementLength()) == want, env,
+            "y has " + std::to_string(values.ElementLength()) + " values, expected " + std::to_string(want) +
+                " (samples x outputs)");
+      d.t.values = values.Data();
+    } else {
+      throw Napi::TypeError::New(env, "y must be an Int32Array or Float32Array");
+    }
+    d.targets = Napi::Persistent(t);
+  }
+  return d;
+}
+
+// ---- training --------------------------------------------------------------
+
+struct Progress {
+  int64_t batches_done;
+  double loss_sum;
+  int64_t correct;
+  int64_t samples;
+};
+
+class TrainWorker : public ModelWorker {
+ public:
+  TrainWorker(Napi::Env env, ModelWrap* wrap, DataRefs data, Napi::Reference<Napi::Int32Array> order_ref,
+              const int32_t* order, int64_t first, int64_t count, int64_t batch_size)
+      : ModelWorker(env, wrap, "fit"),
+        data_(std::move(data)),
+        order_ref_(std::move(order_ref)),
+        order_(order),
+        first_(first),
+        count_(count),
+        batch_size_(batch_size) {}
+
+  void set_progress(Napi::ThreadSafeFunction tsfn) {
+    tsfn_ = tsfn;
+    has_progress_ = true;
+  }
+
+ protected:
+  void Run() override {
+    // Release the progress function however Run ends.
+    struct ReleaseGuard {
+      TrainWorker* w;
+      ~ReleaseGuard() {
+        if (w->has_progress_) w->tsfn_.Release();
+      }
+    } guard{this};
+    using clock = std::chrono::steady_clock;
+    auto last_report = clock::now();
+    np::ThreadPool* pool = &np::default_pool();
+    for (int64_t b = first_; b < first_ + count_; ++b) {
+      if (model_.abort_requested.exchange(false)) {
+        aborted_ = true;
+        break;
+      }
+      const int64_t start = b * batch_size_;
+      const int64_t size = std::min(batch_size_, data_.n - start);
+      np::BatchStats s = model_.train_batch(data_.x_data, data_.t, order_ + start, size, pool);
+      total_.loss_sum += s.loss_sum;
+      total_.correct += s.correct;
+      total_.samples += s.samples;
+      ++steps_;
+      // Progress at most every 50 ms: a tiny model runs thousands of steps a
+      // second and would flood the event loop otherwise.
+      const auto now = clock::now();
+      if (has_progress_ && now - last_report >= std::chrono::milliseconds(50)) {
+        last_report = now;
+        auto* p = new Progress{steps_, total_.loss_sum, total_.correct, total_.samples};
+        napi_status st = tsfn_.NonBlockingCall(p, [](Napi::Env env, Napi::Function fn, Progress* p) {
+          std::unique_ptr<Progress> owned(p);
+          if (env != nullptr && fn != nullptr)
+            fn.Call({Napi::Number::New(env, static_cast<double>(p->batches_done)), Napi::Number::New(env, p->loss_sum),
+                     Napi::Number::New(env, static_cast<double>(p->correct)),
+                     Napi::Number::New(env, static_cast<double>(p->samples))});
+        });
+        if (st != napi_ok) delete p;
+      }
+    }
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = stats_object(env, total_);
+    o.Set("steps", static_cast<double>(steps_));
+    o.Set("aborted", aborted_);
+    return o;
+  }
+
+ private:
+  DataRefs data_;
+  Napi::Reference<Napi::Int32Array> order_ref_;
+  const int32_t* order_;
+  int64_t first_, count_, batch_size_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool has_progress_ = false;
+  np::BatchStats total_;
+  int64_t steps_ = 0;
+  bool aborted_ = false;
+};
+
+class EvaluateWorker : public ModelWorker {
+ public:
+  EvaluateWorker(Napi::Env env, ModelWrap* wrap, DataRefs data, int64_t batch_size, bool gradients)
+      : ModelWorker(env, wrap, gradients ? "computeGradients" : "evaluate"),
+        data_(std::move(data)),
+        batch_size_(batch_size),
+        gradients_(gradients) {}
+
+ protected:
+  void Run() override {
+    np::ThreadPool* pool = &np::default_pool();
+    stats_ = gradients_ ? model_.compute_gradients(data_.x_data, data_.t, data_.n, pool)
+                        : model_.evaluate(data_.x_data, data_.t, data_.n, batch_size_, pool);
+  }
+  Napi::Value Result(Napi::Env env) override { return stats_object(env, stats_); }
+
+ private:
+  DataRefs data_;
+  int64_t batch_size_;
+  bool gradients_;
+  np::BatchStats stats_;
+};
+
+class PredictWorker : public ModelWorker {
+ public:
+  PredictWorker(Napi::Env env, ModelWrap* wrap, DataRefs data, int64_t batch_size)
+      : ModelWorker(env, wrap, "predict"), data_(std::move(data)), batch_size_(batch_size) {
+    out_.resize(static_cast<size_t>(data_.n * model_.output_size()));
+  }
+
+ protected:
+  void Run() override { model_.predict(data_.x_data, data_.n, out_.data(), batch_size_, &np::default_pool()); }
+  Napi::Value Result(Napi::Env env) override {
+    auto arr = Napi::Float32Array::New(env, out_.size());
+    std::copy(out_.begin(), out_.end(), arr.Data());
+    return arr;
+  }
+
+ private:
+  DataRefs data_;
+  int64_t batch_size_;
+  std::vector<float> out_;
+};
+
+}  // namespace
+
+// trainBatches(x, y, order, firstBatch, batchCount, batchSize, progress?)
+Napi::Value start_train(const Napi::CallbackInfo& info, ModelWrap* wrap) {
+  Napi::Env env = info.Env();
+  np::Model& model = wrap->model();
+  if (!model.compiled()) throw Napi::Error::New(env, "the model must be compiled before fit()");
+  DataRefs data = read_data(info, model, 0, 1);
+  auto order = typed_arg<int32_t>(info, 2, "order", data.n, napi_int32_array, "Int32Array");
+  const int32_t* o = order.Data();
+  for (int64_t i = 0; i < data.n; ++i)
+    check(o[i] >= 0 && o[i] < data.n, env, "order[" + std::to_string(i) + "] is out of range");
+  const int64_t batch_size = int_arg(info, 5, "batchSize", 1, 1 << 30);
+  const int64_t batches = (data.n + batch_size - 1) / batch_size;
+  const int64_t first = int_arg(info, 3, "firstBatch", 0, batches);
+  const int64_t count = int_arg(info, 4, "batchCount", 0, batches - first);
+  auto* worker = new TrainWorker(env, wrap, std::move(data), Napi::Persistent(order), o, first, count, batch_size);
+  if (info.Length() > 6 && info[6].IsFunction()) {
+    worker->set_progress(Napi::ThreadSafeFunction::New(env, info[6].As<Napi::Function>(), "neuroplastic.progress", 0, 1));
+  }
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value start_evaluate(const Napi::CallbackInfo& info, ModelWrap* wrap) {
+  DataRefs data = read_data(info, wrap->model(), 0, 1);
+  const int64_t batch_size = int_arg(info, 2, "batchSize", 1, 1 << 30);
+  auto* worker = new EvaluateWorker(info.Env(), wrap, std::move(data), batch_size, false);
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value start_gradients(const Napi::CallbackInfo& info, ModelWrap* wrap) {
+  DataRefs data = read_data(info, wrap->model(), 0, 1);
+  auto* worker = new EvaluateWorker(info.Env(), wrap, std::move(data), 0, true);
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value start_predict(const Napi::CallbackInfo& info, ModelWrap* wrap) {
+  DataRefs data = read_data(info, wrap->model(), 0, -1);
+  const int64_t batch_size = int_arg(info, 1, "batchSize", 1, 1 << 30);
+  auto* worker = new PredictWorker(info.Env(), wrap, std::move(data), batch_size);
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+}  // namespace npb

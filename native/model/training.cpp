@@ -1,0 +1,286 @@
+// The training step: gather a batch into feature-major layout, forward,
+// fused loss + gradient, backward, optimizer update. Also evaluation,
+// prediction and gradient-only passes, which share the same pieces.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "kernels/activations.h"
+#include "kernels/gemm.h"
+#include "kernels/losses.h"
+#include "kernels/optimizers.h"
+#include "kernels/thread_pool.h"
+#include "model/errors.h"
+#include "model/model.h"
+
+namespace np {
+
+namespace {
+
+// Chunk size for evaluation and prediction: large enough for efficient GEMMs,
+// small enough that the workspace stays in a few MB.
+constexpr int64_t kInferenceChunk = 512;
+
+// Splits rows into tasks for the pool when the block is big enough to pay for
+// the hand-off (a few microseconds); small blocks run inline.
+template <typename Fn>
+void for_row_blocks(ThreadPool* pool, int64_t rows, int64_t cols, Fn&& fn) {
+  const int64_t work = rows * cols;
+  int64_t tasks = 1;
+  if (pool && pool->size() > 1 && work >= 32768) tasks = std::min<int64_t>(rows, pool->size() * 4);
+  if (tasks <= 1) {
+    fn(0, rows);
+    return;
+  }
+  const int64_t chunk = (rows + tasks - 1) / tasks;
+  pool->parallel_for(tasks, [&](int64_t t) {
+    const int64_t r0 = t * chunk, r1 = std::min(rows, r0 + chunk);
+    if (r0 < r1) fn(r0, r1);
+  });
+}
+
+}  // namespace
+
+// Gathers samples (rows of the row-major x) into the feature-major input block,
+// 8 samples at a time so each destination row gets a contiguous run of writes.
+void Model::load_batch(const float* x, const int32_t* indices, int64_t first, int64_t batch) {
+  const int64_t in = input_size_;
+  float* dst = ws_.act[0].data();
+  for (int64_t j0 = 0; j0 < batch; j0 += 8) {
+    const int64_t width = std::min<int64_t>(8, batch - j0);
+    const float* src[8];
+    for (int64_t jj = 0; jj < width; ++jj) {
+      const int64_t sample = indices ? indices[first + j0 + jj] : first + j0 + jj;
+      src[jj] = x + sample * in;
+    }
+    for (int64_t i = 0; i < in; ++i) {
+      float* d = dst + i * batch + j0;
+      for (int64_t jj = 0; jj < width; ++jj) d[jj] = src[jj][i];
+    }
+  }
+}
+
+static void ensure_workspace(Workspace& ws, const std::vector<DenseLayer>& layers, int64_t input_size,
+                             int64_t batch) {
+  const size_t count = layers.size();
+  if (ws.act.size() != count + 1) {
+    ws.act.resize(count + 1);
+    ws.dropped.resize(count);
+    ws.mask.resize(count);
+  }
+  int64_t widest = input_size;
+  ws.act[0].ensure_discard(input_size * batch);
+  for (size_t l = 0; l < count; ++l) {
+    ws.act[l + 1].ensure_discard(layers[l].units * batch);
+    if (layers[l].input_dropout > 0.0f) {
+      ws.dropped[l].ensure_discard(layers[l].inputs * batch);
+      ws.mask[l].ensure_discard(layers[l].inputs * batch);
+    }
+    widest = std::max(widest, layers[l].units);
+  }
+  ws.grad_a.ensure_discard(widest * batch);
+  ws.grad_b.ensure_discard(widest * batch);
+  ws.batch = batch;
+}
+
+void Model::forward(int64_t batch, bool training, ThreadPool* pool) {
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    DenseLayer& layer = layers_[l];
+    const float* input = ws_.act[l].data();
+    if (training && layer.input_dropout > 0.0f) {
+      // Inverted dropout: kept inputs are scaled by 1/(1-p) so evaluation
+      // needs no rescaling. The mask is kept for the backward pass.
+      const float keep = 1.0f - layer.input_dropout, scale = 1.0f / keep;
+      float* mask = ws_.mask[l].data();
+      float* dropped = ws_.dropped[l].data();
+      const int64_t count = layer.inputs * batch;
+      for (int64_t i = 0; i < count; ++i) mask[i] = rng_.uniform() < keep ? scale : 0.0f;
+      for (int64_t i = 0; i < count; ++i) dropped[i] = input[i] * mask[i];
+      input = dropped;
+    }
+    float* out = ws_.act[l + 1].data();
+    gemm_f32(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, layer.weight.value(), layer.weight.stride,
+             input, batch, 0.0f, out, batch, pool);
+    const float* bias = layer.use_bias ? layer.bias.value() : nullptr;
+    for_row_blocks(pool, layer.units, batch, [&](int64_t r0, int64_t r1) {
+      bias_activation_forward(out, batch, bias, layer.activation, r0, r1, batch);
+    });
+  }
+}
+
+// Loss over the batch in the workspace; when want_grad, d(loss)/d(output) goes
+// to grad_a, divided by grad_divisor (the number of samples the mean is over).
+BatchStats Model::loss_and_gradient(const Targets& targets, const int32_t* indices, int64_t first, int64_t batch,
+                                    int64_t grad_divisor, bool want_grad) {
+  const int64_t outputs = output_size();
+  const float* out = ws_.act.back().data();
+  float* grad = want_grad ? ws_.grad_a.data() : nullptr;
+  BatchStats stats;
+  stats.samples = batch;
+  auto sample_of = [&](int64_t j) { return indices ? indices[first + j] : first + j; };
+  if (targets.labels) {
+    if (loss_ != LossKind::kSoftmaxCrossEntropy)
+      throw_type("integer class labels need the 'softmaxCrossEntropy' loss; use Float32Array targets for 'meanSquaredError'");
+    ws_.labels.resize(batch);
+    for (int64_t j = 0; j < batch; ++j) {
+      const int32_t label = targets.labels[sample_of(j)];
+      if (label < 0 || label >= outputs)
+        throw_range("label " + std::to_string(label) + " of sample " + std::to_string(sample_of(j)) +
+                    " is out of range [0, " + std::to_string(outputs) + ")");
+      ws_.labels[j] = label;
+    }
+  } else {
+    ws_.targets.ensure_discard(outputs * batch);
+    float* t = ws_.targets.data();
+    for (int64_t j = 0; j < batch; ++j) {
+      const float* row = targets.values + sample_of(j) * outputs;
+      for (int64_t r = 0; r < outputs; ++r) t[r * batch + j] = row[r];
+    }
+  }
+  // The loss kernels divide the gradient by their `batch` argument; passing
+  // grad_divisor there makes chunked passes produce the mean over all chunks.
+  if (targets.labels) {
+    stats.loss_sum = softmax_cross_entropy_labels(grad, out, batch, ws_.labels.data(), outputs, 0, batch,
+                                                  grad_divisor, &stats.correct);
+  } else if (loss_ == LossKind::kSoftmaxCrossEntropy) {
+    stats.loss_sum = softmax_cross_entropy_targets(grad, out, batch, ws_.targets.data(), outputs, 0, batch,
+                                                   grad_divisor, &stats.correct);
+  } else {
+    stats.loss_sum = mean_squared_error(grad, out, batch, ws_.targets.data(), outputs, 0, batch, grad_divisor,
+                                        &stats.correct);
+  }
+  return stats;
+}
+
+void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool) {
+  float* g = ws_.grad_a.data();
+  float* other = ws_.grad_b.data();
+  for (int64_t l = static_cast<int64_t>(layers_.size()) - 1; l >= 0; --l) {
+    DenseLayer& layer = layers_[l];
+    const float* out = ws_.act[l + 1].data();
+    for_row_blocks(pool, layer.units, batch, [&](int64_t r0, int64_t r1) {
+      activation_backward(g, out, batch, layer.activation, r0, r1, batch);
+    });
+    const bool dropped = training && layer.input_dropout > 0.0f;
+    const float* input = dropped ? ws_.dropped[l].data() : ws_.act[l].data();
+    gemm_f32(Trans::kNo, Trans::kYes, layer.units, layer.inputs, batch, g, batch, input, batch, beta,
+             layer.weight.grad(), layer.weight.stride, pool);
+    if (layer.use_bias) bias_backward(layer.bias.grad(), g, batch, 0, layer.units, batch, beta);
+    if (l > 0) {
+      gemm_f32(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, layer.weight.value(),
+               layer.weight.stride, g, batch, 0.0f, other, batch, pool);
+      if (dropped) apply_mask(other, ws_.mask[l].data(), layer.inputs * batch);
+      std::swap(g, other);
+    }
+  }
+}
+
+void Model::apply_optimizer(ThreadPool* pool) {
+  const OptimizerConfig& o = optimizer_;
+  const double t = static_cast<double>(step_ + 1);
+  SgdParams sgd{o.learning_rate, o.momentum, o.nesterov, o.weight_decay};
+  AdamParams adam{o.learning_rate, o.beta1, o.beta2, o.epsilon, o.weight_decay, o.decoupled_weight_decay,
+                  static_cast<float>(1.0 - std::pow(static_cast<double>(o.beta1), t)),
+                  static_cast<float>(1.0 - std::pow(static_cast<double>(o.beta2), t))};
+  // Weight decay applies to weights only: decaying biases only hurts.
+  auto update = [&](DenseParam& p, bool decay, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t off = r * p.stride;
+      float* m1 = p.has(Slot::kMoment1) ? p.slot(Slot::kMoment1) + off : nullptr;
+      float* m2 = p.has(Slot::kMoment2) ? p.slot(Slot::kMoment2) + off : nullptr;
+      if (o.kind == OptimizerKind::kSgd) {
+        SgdParams s = sgd;
+        if (!decay) s.weight_decay = 0.0f;
+        sgd_update(p.value() + off, m1, p.grad() + off, p.cols, s);
+      } else {
+        AdamParams a = adam;
+        if (!decay) a.weight_decay = 0.0f;
+        adam_update(p.value() + off, m1, m2, p.grad() + off, p.cols, a);
+      }
+    }
+  };
+  for (auto& layer : layers_) {
+    for_row_blocks(pool, layer.units, layer.inputs,
+                   [&](int64_t r0, int64_t r1) { update(layer.weight, true, r0, r1); });
+    // The bias is units x 1: update it as one row of `units` values.
+    DenseParam& b = layer.bias;
+    if (layer.use_bias) {
+      if (o.kind == OptimizerKind::kSgd) {
+        SgdParams s = sgd;
+        s.weight_decay = 0.0f;
+        sgd_update(b.value(), b.has(Slot::kMoment1) ? b.slot(Slot::kMoment1) : nullptr, b.grad(), b.rows, s);
+      } else {
+        AdamParams a = adam;
+        a.weight_decay = 0.0f;
+        adam_update(b.value(), b.slot(Slot::kMoment1), b.slot(Slot::kMoment2), b.grad(), b.rows, a);
+      }
+    }
+  }
+}
+
+BatchStats Model::train_batch(const float* x, const Targets& targets, const int32_t* indices, int64_t batch,
+                              ThreadPool* pool) {
+  if (!compiled()) throw_error("the model must be compiled before training");
+  ensure_workspace(ws_, layers_, input_size_, batch);
+  load_batch(x, indices, 0, batch);
+  forward(batch, true, pool);
+  BatchStats stats = loss_and_gradient(targets, indices, 0, batch, batch, true);
+  if (!std::isfinite(stats.loss_sum)) {
+    throw Error(ErrorKind::kNonFinite, "the loss became " + std::string(std::isnan(stats.loss_sum) ? "NaN" : "infinite") +
+                                           " at step " + std::to_string(step_) +
+                                           "; training stopped before this step's update (try a lower learning rate)");
+  }
+  backward(batch, 0.0f, true, pool);
+  apply_optimizer(pool);
+  ++step_;
+  return stats;
+}
+
+BatchStats Model::evaluate(const float* x, const Targets& targets, int64_t n, int64_t batch_size, ThreadPool* pool) {
+  BatchStats total;
+  const int64_t chunk = std::max<int64_t>(1, std::min(batch_size, n));
+  ensure_workspace(ws_, layers_, input_size_, chunk);
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t b = std::min(chunk, n - first);
+    load_batch(x, nullptr, first, b);
+    forward(b, false, pool);
+    BatchStats s = loss_and_gradient(targets, nullptr, first, b, b, false);
+    total.loss_sum += s.loss_sum;
+    total.correct += s.correct;
+    total.samples += s.samples;
+  }
+  return total;
+}
+
+void Model::predict(const float* x, int64_t n, float* out, int64_t batch_size, ThreadPool* pool) {
+  const int64_t chunk = std::max<int64_t>(1, std::min(batch_size, n));
+  const int64_t outputs = output_size();
+  ensure_workspace(ws_, layers_, input_size_, chunk);
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t b = std::min(chunk, n - first);
+    load_batch(x, nullptr, first, b);
+    forward(b, false, pool);
+    const float* y = ws_.act.back().data();
+    for (int64_t j = 0; j < b; ++j)
+      for (int64_t r = 0; r < outputs; ++r) out[(first + j) * outputs + r] = y[r * b + j];
+  }
+}
+
+BatchStats Model::compute_gradients(const float* x, const Targets& targets, int64_t n, ThreadPool* pool) {
+  BatchStats total;
+  const int64_t chunk = std::min<int64_t>(kInferenceChunk, n);
+  ensure_workspace(ws_, layers_, input_size_, chunk);
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t b = std::min(chunk, n - first);
+    load_batch(x, nullptr, first, b);
+    forward(b, false, pool);
+    BatchStats s = loss_and_gradient(targets, nullptr, first, b, n, true);
+    backward(b, first == 0 ? 0.0f : 1.0f, false, pool);
+    total.loss_sum += s.loss_sum;
+    total.correct += s.correct;
+    total.samples += s.samples;
+  }
+  return total;
+}
+
+}  // namespace np

@@ -1,0 +1,27 @@
+// Scratch buffers for one forward/backward pass, feature-major (features x
+// batch, leading dimension = batch). Kept by the model between steps so a
+// training loop allocates only when the batch or a layer grows.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/aligned_buffer.h"
+
+namespace np {
+
+struct Workspace {
+  int64_t batch = 0;
+  // act[0] is the input; act[l + 1] the output of layer l (after activation).
+  std::vector<FloatBuffer> act;
+  // dropped[l]: layer l's input after its dropout mask (only where dropout > 0).
+  std::vector<FloatBuffer> dropped;
+  std::vector<FloatBuffer> mask;
+  // Gradient ping-pong buffers, sized for the widest layer.
+  FloatBuffer grad_a, grad_b;
+  // Targets of the batch in feature-major order (float targets only).
+  FloatBuffer targets;
+  std::vector<int32_t> labels;
+};
+
+}  // namespace np
