@@ -36,7 +36,9 @@ export interface LayerWeights {
 
 /** What a layer needs from the model that owns it. */
 export interface LayerHost {
+  /** The native model, built on first access (which fixes the layer list). */
   readonly native: NativeModel;
+  readonly isBuilt: boolean;
   assertIdle(operation: string): void;
 }
 
@@ -59,7 +61,7 @@ export class DenseLayer {
     this.kernelInitializer = checkOneOf(where, 'kernelInitializer', o.kernelInitializer ?? 'auto', INITIALIZERS);
   }
 
-  /** @internal Binds the layer to its model's native dense layer `index`. */
+  /** @internal Binds the layer to its model (at add()); `index` is its position among the dense layers. */
   attach(host: LayerHost, index: number): void {
     if (this.host && this.host !== host) {
       throw new Error('layers.dense(): this layer object already belongs to another model; create a new one');
@@ -73,12 +75,19 @@ export class DenseLayer {
     return this.nativeIndex;
   }
 
+  /** True once the owning model has built its native state. */
   get built(): boolean {
+    return this.host !== null && this.host.isBuilt;
+  }
+
+  /** @internal True once the layer was added to a model. */
+  get attached(): boolean {
     return this.host !== null;
   }
 
+  // Live native figures once built; before that the configured description.
   private info(): NativeLayerInfo | null {
-    return this.host ? this.host.native.layerInfo(this.nativeIndex) : null;
+    return this.host && this.host.isBuilt ? this.host.native.layerInfo(this.nativeIndex) : null;
   }
 
   /** Number of neurons (changes with growth and neuron pruning). */
@@ -173,7 +182,7 @@ export class DenseLayer {
 
   private requireHost(method: string): LayerHost {
     if (!this.host) {
-      throw new Error(`DenseLayer.${method}(): the layer is not built yet; add it to a model and call model.compile() first`);
+      throw new Error(`DenseLayer.${method}(): the layer is not part of a model yet; add it with model.add() first`);
     }
     return this.host;
   }

@@ -112,9 +112,14 @@ export class Sequential implements LayerHost {
     return this.fitting;
   }
 
-  /** @internal */
+  /** @internal The native model, built on first access. */
   get native(): NativeModel {
     return this.build();
+  }
+
+  /** True once the native model exists (after compile, predict or a weight access); the layer list is then fixed. */
+  get isBuilt(): boolean {
+    return this.nativeModel !== null;
   }
 
   add(layer: Layer): this {
@@ -126,7 +131,10 @@ export class Sequential implements LayerHost {
       throw new Error(`${where}: the model is already built (compile/predict was called); change its structure with grow() or prune() instead`);
     }
     if (this.layerList.includes(layer)) throw new Error(`${where}: this layer object is already in the model`);
-    if (layer instanceof DenseLayer && layer.built) throw new Error(`${where}: this layer belongs to another model`);
+    if (layer instanceof DenseLayer) {
+      if (layer.attached) throw new Error(`${where}: this layer belongs to another model`);
+      layer.attach(this, this.denseLayers().length);
+    }
     this.layerList.push(layer);
     return this;
   }
@@ -269,7 +277,6 @@ export class Sequential implements LayerHost {
     }
     const native = new (addon().NativeModel)({ inputSize: this.inputSize, seed: this.seed, layers: specs });
     this.nativeModel = native;
-    dense.forEach((layer, i) => layer.attach(this, i));
     return native;
   }
 

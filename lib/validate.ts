@@ -33,8 +33,9 @@ export interface IntegerRange {
 export function checkInteger(where: string, name: string, value: unknown, range: IntegerRange = {}): number {
   const { min = -Infinity, max = Infinity } = range;
   let expected = 'an integer';
-  if (min === 1 && max === Infinity) expected = 'a positive integer';
-  else if (min === 0 && max === Infinity) expected = 'a non-negative integer';
+  const atMost = max === Infinity ? '' : ` (at most ${max})`;
+  if (min === 1) expected = `a positive integer${atMost}`;
+  else if (min === 0) expected = `a non-negative integer${atMost}`;
   else if (min !== -Infinity && max !== Infinity) expected = `an integer in [${min}, ${max}]`;
   else if (min !== -Infinity) expected = `an integer >= ${min}`;
   else if (max !== Infinity) expected = `an integer <= ${max}`;

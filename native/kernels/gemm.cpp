@@ -1,9 +1,9 @@
 // The blocked loops around the micro-kernels (BLIS's five loops), the
 // split of C between threads, dispatch by SIMD level, and the naive reference.
 //
-//   jc: nc columns of C      B block kc x nc packed (L2/L3)
+//   ic: mc rows of C         A block mc x kc packed (L2)
 //    pc: kc steps of k        first block applies beta, the rest accumulate
-//     ic: mc rows of C        A block mc x kc packed (L2)
+//     jc: nc columns of C     B block kc x nc packed (L2)
 //      jr: nr columns         B panel kc x nr stays in L1 across ir
 //       ir: mr rows           micro-kernel on one mr x nr tile of C
 #include <algorithm>
@@ -56,30 +56,45 @@ struct Problem {
 };
 
 // One thread's share: rows [i0, i1) and columns [j0, j1) of C, over all of k.
+//
+// Loop order (outer to inner): ic, pc, jc, jr, ir. A block of up to mc rows is
+// packed once per k block and stays in L2 while every column of the share
+// streams past it in nc-wide B blocks (also L2-sized), so for layers up to mc
+// rows (every M in the acceptance shapes) A is packed exactly once and B is
+// packed once, panel row by panel row, just before its columns are used.
 void gemm_block(const GemmKernel& kr, const Problem& pr, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-  const int64_t kc_max = std::min(kr.kc, pr.k);
-  const int64_t mc_max = std::min(kr.mc, round_up(i1 - i0, kr.mr));
-  const int64_t nc_max = std::min(kr.nc, round_up(j1 - j0, kr.nr));
-  float* pa = t_pack_a.get(static_cast<size_t>(mc_max * kc_max));
-  float* pb = t_pack_b.get(static_cast<size_t>(nc_max * kc_max));
+  // Row tiles: ceil(rows / mr) of them; balanced ones differ by at most a row.
+  const int64_t rows = i1 - i0;
+  const int64_t tiles = (rows + kr.mr - 1) / kr.mr;
+  const int64_t base = kr.balanced_rows ? rows / tiles : kr.mr;
+  const int64_t extra = kr.balanced_rows ? rows % tiles : 0;
+  auto tile_start = [&](int64_t t) { return i0 + t * base + std::min(t, extra); };
+  auto tile_rows = [&](int64_t t) {
+    return static_cast<int>(std::min(i1, tile_start(t + 1)) - tile_start(t));
+  };
+  const int64_t tiles_per_block = std::max<int64_t>(1, kr.mc / kr.mr);
 
-  for (int64_t jc = j0; jc < j1; jc += kr.nc) {
-    const int64_t nc = std::min(kr.nc, j1 - jc);
+  const int64_t kc_max = std::min(kr.kc, pr.k);
+  float* pa = t_pack_a.get(static_cast<size_t>(std::min(tiles, tiles_per_block) * kr.mr * kc_max));
+  float* pb = t_pack_b.get(static_cast<size_t>(std::min(kr.nc, round_up(j1 - j0, kr.nr)) * kc_max));
+
+  for (int64_t tb = 0; tb < tiles; tb += tiles_per_block) {
+    const int64_t te = std::min(tiles, tb + tiles_per_block);
     for (int64_t pc = 0; pc < pr.k; pc += kr.kc) {
       const int64_t kc = std::min(kr.kc, pr.k - pc);
-      const float beta = pc == 0 ? pr.beta : 1.0f;
-      kr.pack_b(pr.tb, pr.b, pr.ldb, pc, kc, jc, nc, pb);
-      for (int64_t ic = i0; ic < i1; ic += kr.mc) {
-        const int64_t mc = std::min(kr.mc, i1 - ic);
-        kr.pack_a(pr.ta, pr.a, pr.lda, ic, mc, pc, kc, pa);
+      const float beta = pc == 0 ? pr.beta : 1.0f;  // later k blocks accumulate
+      for (int64_t t = tb; t < te; ++t)
+        kr.pack_a(pr.ta, pr.a, pr.lda, tile_start(t), tile_rows(t), pc, kc, pa + (t - tb) * kr.mr * kc);
+      for (int64_t jc = j0; jc < j1; jc += kr.nc) {
+        const int64_t nc = std::min(kr.nc, j1 - jc);
+        kr.pack_b(pr.tb, pr.b, pr.ldb, pc, kc, jc, nc, pb);
         for (int64_t jr = 0; jr < nc; jr += kr.nr) {
           const int nr = static_cast<int>(std::min<int64_t>(kr.nr, nc - jr));
           const float* bp = pb + jr * kc;
           float* cj = pr.c + jc + jr;
-          for (int64_t ir = 0; ir < mc; ir += kr.mr) {
-            const int mr = static_cast<int>(std::min<int64_t>(kr.mr, mc - ir));
-            kr.ukernel(kc, pa + ir * kc, bp, cj + (ic + ir) * pr.ldc, pr.ldc, mr, nr, beta);
-          }
+          for (int64_t t = tb; t < te; ++t)
+            kr.ukernel(kc, pa + (t - tb) * kr.mr * kc, bp, cj + tile_start(t) * pr.ldc, pr.ldc,
+                       tile_rows(t), nr, beta);
         }
       }
     }

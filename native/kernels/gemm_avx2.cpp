@@ -62,7 +62,7 @@ const GemmKernel& gemm_kernel_avx2() {
   // (6 KB each) stream from the L2-resident A block (mc x kc = 192 KB).
   static const GemmKernel kernel = {"gemm_f32_ukernel_6x16_avx2", SimdLevel::kAvx2, kMr, kNr,
                                     256, 192, 2048, gemm_f32_ukernel_6x16_avx2,
-                                    gemm_pack_a_generic<kMr>, gemm_pack_b_generic<kNr>};
+                                    gemm_pack_a_generic<kMr>, gemm_pack_b_generic<kNr>, false};
   return kernel;
 }
 

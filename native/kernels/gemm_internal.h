@@ -38,6 +38,10 @@ struct GemmKernel {
   GemmUkernelFn ukernel;
   GemmPackAFn pack_a;
   GemmPackBFn pack_b;
+  // True when the micro-kernel runs short tiles (mr < MR) at full speed per
+  // row: the loops then spread rows evenly over tiles (128 rows as 8x13 +
+  // 2x12, not 9x14 + 2) instead of leaving one thin, slow edge tile.
+  bool balanced_rows;
 };
 
 #define NP_GEMM_KERNEL(isa, level, MR, NR)                                                             \

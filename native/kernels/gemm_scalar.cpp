@@ -35,7 +35,7 @@ const GemmKernel& gemm_kernel_scalar() {
   // kc x nr of B (8 KB at kc=256) stays in L1 while the A block streams from L2.
   static const GemmKernel kernel = {"gemm_f32_ukernel_4x8_scalar", SimdLevel::kScalar, kMr, kNr,
                                     256, 128, 2048, gemm_f32_ukernel_4x8_scalar,
-                                    gemm_pack_a_generic<kMr>, gemm_pack_b_generic<kNr>};
+                                    gemm_pack_a_generic<kMr>, gemm_pack_b_generic<kNr>, false};
   return kernel;
 }
 

@@ -1,0 +1,55 @@
+// Shared helpers for the model tests: small seeded models and data.
+import { Sequential, layers, optimizers } from '../lib/index';
+import type { ActivationName } from '../lib/layers';
+import { mulberry32 } from '../lib/data/random';
+
+export function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  const rnd = mulberry32(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (rnd() * 2 - 1) * scale;
+  return out;
+}
+
+export function randomLabels(n: number, classes: number, seed: number): Int32Array {
+  const rnd = mulberry32(seed);
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.floor(rnd() * classes);
+  return out;
+}
+
+export interface MlpOptions {
+  inputSize: number;
+  hidden: number[];
+  outputs: number;
+  activation?: ActivationName;
+  seed?: number;
+  dropout?: number;
+}
+
+export function mlp(o: MlpOptions): Sequential {
+  const model = new Sequential({ inputSize: o.inputSize, seed: o.seed ?? 1 });
+  for (const units of o.hidden) {
+    model.add(layers.dense({ units, activation: o.activation ?? 'relu' }));
+    if (o.dropout) model.add(layers.dropout({ rate: o.dropout }));
+  }
+  model.add(layers.dense({ units: o.outputs }));
+  return model;
+}
+
+export function compiledMlp(o: MlpOptions, lr = 0.05, loss: 'softmaxCrossEntropy' | 'meanSquaredError' = 'softmaxCrossEntropy') {
+  const model = mlp(o);
+  model.compile({ optimizer: optimizers.sgd({ learningRate: lr, momentum: 0.9 }), loss });
+  return model;
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
