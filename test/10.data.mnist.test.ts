@@ -113,7 +113,7 @@ describe('data.loadMnist / data.loadMnistSplits', () => {
       'loadMnist(): options.testFraction must be a number in (0, 1), got 1');
     expect(() => loadMnist({ testFraction: 0 })).to.throw(RangeError, 'options.testFraction');
     expect(() => loadMnist({ testFraction: '0.2' as never })).to.throw(TypeError, 'options.testFraction');
-    expect(() => loadMnist({ seed: -1 })).to.throw(RangeError, 'loadMnist(): options.seed must be an integer in [0, 4294967295], got -1');
+    expect(() => loadMnist({ seed: -1 })).to.throw(RangeError, 'loadMnist(): options.seed must be a non-negative integer (at most 4294967295), got -1');
     expect(() => loadMnist({ seed: 1.5 })).to.throw(RangeError, 'options.seed');
     expect(() => loadMnist({ limit: 0 })).to.throw(RangeError, 'options.limit must be a positive integer');
     expect(() => loadMnistSplits({ split: 'test' } as never)).to.throw(TypeError, "loadMnistSplits(): unknown option 'split'");
