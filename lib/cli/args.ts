@@ -118,7 +118,8 @@ function convert(command: string, flag: string, spec: OptionSpec, raw: string): 
       const ok = parts.every((p, i) => INTEGER.test(p.trim()) && Number.isSafeInteger(values[i]) &&
         (spec.min === undefined || values[i] >= spec.min) && (spec.max === undefined || values[i] <= spec.max));
       const example = spec.default ? ` (e.g. ${spec.default.join(',')})` : '';
-      if (!ok) throw bad(`comma-separated ${integerExpected(spec.min, spec.max).replace(/^an? /, '')}s${example}`);
+      const each = spec.min === 1 && spec.max === undefined ? 'positive integers' : `integers${rangeText(spec.min, spec.max)}`;
+      if (!ok) throw bad(`a comma-separated list of ${each}${example}`);
       return values;
     }
   }

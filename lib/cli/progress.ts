@@ -51,22 +51,24 @@ export class ProgressReporter implements Callback {
 
   onProgress(info: ProgressInfo): void {
     if (!this.options.bar) return;
-    const { samples, batchSize, columns = 80 } = this.options;
+    const { samples, batchSize } = this.options;
+    const columns = this.options.columns || 80; // 0 when the terminal does not say
     const seconds = Number(process.hrtime.bigint() - this.epochStart) / 1e9;
     const done = Math.min(info.batch * batchSize, samples);
     const width = String(info.epochs).length;
-    const barWidth = 20;
-    const filled = Math.round((barWidth * info.batch) / Math.max(1, info.batches));
-    const bar = '#'.repeat(filled) + '-'.repeat(barWidth - filled);
     const batchWidth = String(info.batches).length;
-    const line = [
+    const parts = [
       `epoch ${String(info.epoch + 1).padStart(width)}/${info.epochs}`,
-      `[${bar}]`,
+      '', // the bar, sized to what the terminal has left
       `${String(info.batch).padStart(batchWidth)}/${info.batches}`,
       `loss ${info.loss.toFixed(4)}`,
       `acc ${info.accuracy.toFixed(4)}`,
       `${seconds > 0 ? compactCount(done / seconds) : '-'} samples/s`,
-    ].join('  ');
+    ];
+    const barWidth = Math.max(5, Math.min(30, columns - 1 - parts.join('  ').length - 2));
+    const filled = Math.round((barWidth * info.batch) / Math.max(1, info.batches));
+    parts[1] = `[${'#'.repeat(filled)}${'-'.repeat(barWidth - filled)}]`;
+    const line = parts.join('  ');
     this.options.stream.write(`\r${line.slice(0, Math.max(10, columns - 1))}\x1b[K`);
     this.drawn = true;
   }
