@@ -2,6 +2,7 @@
 // fit() awaits them, so a callback can change the model between batches or
 // epochs. onProgress is the exception: it is throttled, called while the
 // native loop keeps running, and not awaited (it is for progress bars).
+import type { StructuralEvent } from './events';
 
 export interface BatchLogs {
   /** Mean loss of this batch. */
@@ -38,6 +39,21 @@ export interface ProgressInfo {
 }
 
 export interface Callback {
+  /**
+   * Step-boundary hooks. nextStep(step) returns the smallest global step > step
+   * at which onStep should run (undefined: none). fit() splits its native
+   * loop there, so onStep sees the model between two optimizer steps and may
+   * change its structure.
+   */
+  nextStep?(step: number): number | undefined;
+  onStep?(step: number, model: unknown): void | Promise<void>;
+  /** Structural hooks: called with each event logged during fit (e.g. by a plasticity schedule). */
+  onPrune?(event: StructuralEvent): void | Promise<void>;
+  onCompact?(event: StructuralEvent): void | Promise<void>;
+  onGrow?(event: StructuralEvent): void | Promise<void>;
+  onReinit?(event: StructuralEvent): void | Promise<void>;
+  /** Any structural event, whatever its kind. */
+  onStructure?(event: StructuralEvent): void | Promise<void>;
   onTrainBegin?(): void | Promise<void>;
   onTrainEnd?(history: History): void | Promise<void>;
   onEpochBegin?(epoch: number): void | Promise<void>;

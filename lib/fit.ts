@@ -1,13 +1,17 @@
-// The training loop behind Sequential.fit(). Each epoch is one native call
-// (many steps in an AsyncWorker, progress through a thread-safe function)
-// unless a callback asks for onBatchEnd, in which case control returns to JS
-// after every batch so the callback can inspect or change the model.
+// The training loop behind Sequential.fit(). An epoch runs as few native calls
+// as possible (many steps per AsyncWorker, progress through a thread-safe
+// function). It is split only where JS must see the model between two steps:
+// after every batch when a callback defines onBatchEnd, and at the steps that
+// step hooks (plasticity schedules) ask for through nextStep().
 import type { BatchLogs, Callback, EpochLogs, History } from './callbacks';
 import { emptyHistory } from './callbacks';
+import type { StructuralEvent } from './events';
 import type { NativeModel, NativeTargets } from './native';
 
 export interface FitPlan {
   native: NativeModel;
+  /** The Sequential, handed to onStep hooks. */
+  model: unknown;
   x: Float32Array;
   y: NativeTargets;
   n: number;
@@ -18,6 +22,10 @@ export interface FitPlan {
   callbacks: Callback[];
   signal?: AbortSignal;
   validate?: () => Promise<{ loss: number; accuracy: number }>;
+  /** Native events since `from`, as API events. */
+  eventsSince: (from: number) => StructuralEvent[];
+  /** Told when fit is at a step boundary (running hooks, so the model may be read or changed) and when not. */
+  setBoundary: (atBoundary: boolean) => void;
 }
 
 export class AbortError extends Error {
@@ -28,8 +36,8 @@ export class AbortError extends Error {
   }
 }
 
-function abortError(signal: AbortSignal, step: number): AbortError {
-  return new AbortError(`fit() was aborted at step ${step}`, { cause: signal.reason });
+function abortError(signal: AbortSignal | undefined, step: number): AbortError {
+  return new AbortError(`fit() was aborted at step ${step}`, { cause: signal?.reason });
 }
 
 async function callAll<K extends keyof Callback>(callbacks: Callback[], hook: K, ...args: Parameters<NonNullable<Callback[K]>>) {
@@ -39,57 +47,132 @@ async function callAll<K extends keyof Callback>(callbacks: Callback[], hook: K,
   }
 }
 
+// A copy of the callback whose awaited hooks mark the step boundary while they
+// run. Methods may live on the object or on its class's prototype chain.
+function boundaryWrapped(cb: Callback, setBoundary: (b: boolean) => void): Callback {
+  const keys = new Set<string>();
+  for (let o: object | null = cb; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const key of Object.getOwnPropertyNames(o)) if (key !== 'constructor') keys.add(key);
+  }
+  const wrapped: Record<string, unknown> = {};
+  for (const key of keys) {
+    const fn = (cb as Record<string, unknown>)[key];
+    if (typeof fn !== 'function') continue;
+    const call = (args: unknown[]) => (fn as (...a: unknown[]) => unknown).apply(cb, args);
+    // nextStep and onProgress are synchronous queries/notifications.
+    wrapped[key] =
+      key === 'nextStep' || key === 'onProgress'
+        ? (...args: unknown[]) => call(args)
+        : async (...args: unknown[]) => {
+            setBoundary(true);
+            try {
+              return await call(args);
+            } finally {
+              setBoundary(false);
+            }
+          };
+  }
+  return wrapped as Callback;
+}
+
+const STRUCTURAL_HOOK: Partial<Record<StructuralEvent['kind'], keyof Callback>> = {
+  prune: 'onPrune',
+  compact: 'onCompact',
+  grow: 'onGrow',
+  reinit: 'onReinit',
+};
+
 export async function runFit(plan: FitPlan): Promise<History> {
-  const { native, x, y, n, batchSize, callbacks, signal } = plan;
+  const { native, x, y, n, batchSize, signal } = plan;
+  // Every hook runs at a step boundary: the native loop is idle, so the hook
+  // may read weights or change the structure.
+  const callbacks = plan.callbacks.map((cb) => boundaryWrapped(cb, plan.setBoundary));
   const history = emptyHistory();
   const batches = Math.ceil(n / batchSize);
   const perBatch = callbacks.some((c) => typeof c.onBatchEnd === 'function');
   const progressCallbacks = callbacks.filter((c) => typeof c.onProgress === 'function');
+  const stepHooks = callbacks.filter((c) => typeof c.nextStep === 'function' && typeof c.onStep === 'function');
+  let eventsSeen = native.events().length;
+
+  // Hands structural events logged since the last call to the hooks.
+  const dispatchEvents = async () => {
+    const fresh = plan.eventsSince(eventsSeen);
+    eventsSeen += fresh.length;
+    for (const event of fresh) {
+      const hook = STRUCTURAL_HOOK[event.kind];
+      if (hook) await callAll(callbacks, hook as 'onPrune', event);
+      await callAll(callbacks, 'onStructure', event);
+    }
+  };
+  // Runs the step hooks due at the current step.
+  const runStepHooks = async (due: Map<Callback, number>) => {
+    const step = native.step;
+    for (const cb of stepHooks) {
+      if (due.get(cb) === step) await cb.onStep!(step, plan.model);
+    }
+    await dispatchEvents();
+  };
+  const nextDue = () => {
+    const due = new Map<Callback, number>();
+    let next = Infinity;
+    for (const cb of stepHooks) {
+      const s = cb.nextStep!(native.step);
+      if (s !== undefined && Number.isFinite(s) && s > native.step) {
+        due.set(cb, s);
+        next = Math.min(next, s);
+      }
+    }
+    return { due, next };
+  };
+
   const onAbort = () => native.requestAbort();
   if (signal?.aborted) throw abortError(signal, native.step);
   signal?.addEventListener('abort', onAbort);
   try {
     await callAll(callbacks, 'onTrainBegin');
+    // A hook scheduled for the current step (e.g. step 0) runs before training.
+    const atStart = new Map<Callback, number>();
+    for (const cb of stepHooks) if (cb.nextStep!(native.step - 1) === native.step) atStart.set(cb, native.step);
+    if (atStart.size) await runStepHooks(atStart);
     for (let epoch = plan.initialEpoch; epoch < plan.epochs; epoch++) {
+      native.setEpoch(epoch);
       await callAll(callbacks, 'onEpochBegin', epoch);
       const order = native.epochOrder(n, plan.shuffle);
       let lossSum = 0;
       let correct = 0;
       let samples = 0;
+      let done = 0;
       const started = process.hrtime.bigint();
-      if (perBatch) {
-        for (let b = 0; b < batches; b++) {
-          if (signal?.aborted) throw abortError(signal, native.step);
-          const r = await native.trainBatches(x, y, order, b, 1, batchSize);
-          if (r.aborted) throw abortError(signal!, native.step);
-          lossSum += r.lossSum;
-          correct += r.correct;
-          samples += r.samples;
-          const logs: BatchLogs = { loss: r.lossSum / r.samples, accuracy: r.correct / r.samples, size: r.samples, step: native.step };
-          await callAll(callbacks, 'onBatchEnd', b, logs);
-          for (const cb of progressCallbacks) {
-            cb.onProgress!({ epoch, epochs: plan.epochs, batch: b + 1, batches, loss: lossSum / samples, accuracy: correct / samples });
-          }
-        }
-      } else {
+      while (done < batches) {
+        if (signal?.aborted) throw abortError(signal, native.step);
+        const { due, next } = nextDue();
+        const count = perBatch ? 1 : Math.min(batches - done, next === Infinity ? Infinity : next - native.step);
         let finished = false;
-        const progress = progressCallbacks.length
-          ? (done: number, ls: number, c: number, s: number) => {
-              if (finished) return; // a late report after the epoch settled
-              for (const cb of progressCallbacks) {
-                cb.onProgress!({ epoch, epochs: plan.epochs, batch: done, batches, loss: ls / s, accuracy: c / s });
+        const progress =
+          progressCallbacks.length && !perBatch
+            ? (d: number, ls: number, c: number, s: number) => {
+                if (finished) return; // a late report after the chunk settled
+                for (const cb of progressCallbacks) {
+                  cb.onProgress!({ epoch, epochs: plan.epochs, batch: done + d, batches, loss: (lossSum + ls) / (samples + s), accuracy: (correct + c) / (samples + s) });
+                }
               }
-            }
-          : undefined;
-        const r = await native.trainBatches(x, y, order, 0, batches, batchSize, progress);
+            : undefined;
+        const r = await native.trainBatches(x, y, order, done, count, batchSize, progress);
         finished = true;
-        if (r.aborted) throw abortError(signal!, native.step);
-        lossSum = r.lossSum;
-        correct = r.correct;
-        samples = r.samples;
-        for (const cb of progressCallbacks) {
-          cb.onProgress!({ epoch, epochs: plan.epochs, batch: batches, batches, loss: lossSum / samples, accuracy: correct / samples });
+        if (r.aborted) throw abortError(signal, native.step);
+        lossSum += r.lossSum;
+        correct += r.correct;
+        samples += r.samples;
+        done += r.steps;
+        if (perBatch) {
+          const logs: BatchLogs = { loss: r.lossSum / r.samples, accuracy: r.correct / r.samples, size: r.samples, step: native.step };
+          await callAll(callbacks, 'onBatchEnd', done - 1, logs);
         }
+        for (const cb of progressCallbacks) {
+          cb.onProgress!({ epoch, epochs: plan.epochs, batch: done, batches, loss: lossSum / samples, accuracy: correct / samples });
+        }
+        if (next === native.step) await runStepHooks(due);
+        else if (perBatch) await dispatchEvents();
       }
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const logs: EpochLogs = {
@@ -111,6 +194,7 @@ export async function runFit(plan: FitPlan): Promise<History> {
       history.history.accuracy.push(logs.accuracy);
       history.history.seconds.push(seconds);
       await callAll(callbacks, 'onEpochEnd', epoch, logs);
+      await dispatchEvents();
       if (signal?.aborted) throw abortError(signal, native.step);
     }
     await callAll(callbacks, 'onTrainEnd', history);

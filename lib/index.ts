@@ -2,6 +2,7 @@
 import * as data from './data';
 import * as layers from './layers';
 import * as optimizers from './optimizers';
+import * as plasticity from './plasticity';
 import { addon } from './native';
 
 export { Sequential, AbortError } from './sequential';
@@ -10,7 +11,10 @@ export type { Callback, History, BatchLogs, EpochLogs, ProgressInfo } from './ca
 export type { Layer, DenseLayer, DropoutLayer, LayerWeights, DenseOptions, DropoutOptions, ActivationName } from './layers';
 export type { Optimizer, SgdOptions, AdamOptions } from './optimizers';
 export type { Dataset, TrainTest } from './data';
-export { layers, optimizers, data };
+export type { StructuralEvent, StructuralEventKind } from './events';
+export type { PruneOptions, PruneResult, PruneCriterion } from './structure';
+export type { GradualMagnitudeOptions, SnapshotAtOptions } from './plasticity';
+export { layers, optimizers, plasticity, data };
 
 export interface RuntimeInfo {
   /** SIMD level the kernels use: 'scalar' | 'avx2' | 'avx512'. */

@@ -20,6 +20,10 @@ export interface DenseOptions {
   useBias?: boolean;
   /** Weight init: 'auto' = He-normal for relu, Glorot-uniform otherwise. Default 'auto'. */
   kernelInitializer?: InitializerName;
+  /** DropConnect rate on this layer's weights while training, in [0, 1) (kept weights scaled by 1/(1-rate)). Default 0. */
+  dropConnect?: number;
+  /** Weight density below which this layer is stored and computed as CSR, in [0, 1]. Default: the model's. */
+  sparseThreshold?: number;
 }
 
 export interface DropoutOptions {
@@ -47,6 +51,8 @@ export class DenseLayer {
   readonly activation: ActivationName;
   readonly useBias: boolean;
   readonly kernelInitializer: InitializerName;
+  readonly dropConnect: number;
+  readonly sparseThreshold: number | undefined;
   private readonly configuredUnits: number;
   private host: LayerHost | null = null;
   private nativeIndex = -1;
@@ -54,11 +60,14 @@ export class DenseLayer {
   constructor(options: DenseOptions) {
     const where = 'layers.dense()';
     const o = checkOptions<DenseOptions>(where, 'options', options);
-    checkKnownKeys(where, o, ['units', 'activation', 'useBias', 'kernelInitializer']);
+    checkKnownKeys(where, o, ['units', 'activation', 'useBias', 'kernelInitializer', 'dropConnect', 'sparseThreshold']);
     this.configuredUnits = checkInteger(where, 'units', o.units, { min: 1, max: 1 << 24 });
     this.activation = checkOneOf(where, 'activation', o.activation ?? 'linear', ACTIVATIONS);
     this.useBias = checkBoolean(where, 'useBias', o.useBias ?? true);
     this.kernelInitializer = checkOneOf(where, 'kernelInitializer', o.kernelInitializer ?? 'auto', INITIALIZERS);
+    this.dropConnect = checkNumber(where, 'dropConnect', o.dropConnect ?? 0, { min: 0, max: 1, maxExclusive: true });
+    this.sparseThreshold =
+      o.sparseThreshold === undefined ? undefined : checkNumber(where, 'sparseThreshold', o.sparseThreshold, { min: 0, max: 1 });
   }
 
   /** @internal Binds the layer to its model (at add()); `index` is its position among the dense layers. */
@@ -116,6 +125,11 @@ export class DenseLayer {
     return this.info()?.format ?? 'dense';
   }
 
+  /** Units removed by neuron pruning that compact() has not dropped yet. */
+  get deadUnits(): number {
+    return this.info()?.deadUnits ?? 0;
+  }
+
   /** Bytes of weight storage including gradient and optimizer slots. */
   get bytes(): number {
     return this.info()?.bytes ?? 0;
@@ -127,11 +141,11 @@ export class DenseLayer {
     return i ? Array.from(i.neuronIds) : [];
   }
 
-  /** Number of parameters (weights + biases). */
+  /** Number of trainable parameters: stored weights + biases of live units. */
   get paramCount(): number {
     const i = this.info();
     if (!i) return 0;
-    return i.units * i.inputs + (this.useBias ? i.units : 0);
+    return i.nnz + (this.useBias ? i.units - i.deadUnits : 0);
   }
 
   /** A copy of the weights: weight is units x inputs, row-major. */
@@ -177,6 +191,8 @@ export class DenseLayer {
       inputDropout,
       init: this.kernelInitializer,
       useBias: this.useBias,
+      dropConnect: this.dropConnect,
+      sparseThreshold: this.sparseThreshold ?? -1,
     };
   }
 

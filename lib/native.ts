@@ -24,6 +24,21 @@ export interface NativeLayerInfo {
   format: 'dense' | 'csr';
   bytes: number;
   neuronIds: Float64Array;
+  deadUnits: number;
+  dropConnect: number;
+}
+
+export interface NativeEvent {
+  step: number;
+  epoch: number;
+  kind: string;
+  layer: number;
+  criterion: string;
+  count: number;
+  neuronIds: number[];
+  scores: number[];
+  densityBefore: number;
+  densityAfter: number;
 }
 
 export interface NativeLayerSpec {
@@ -32,6 +47,8 @@ export interface NativeLayerSpec {
   inputDropout: number;
   init: string;
   useBias: boolean;
+  dropConnect?: number;
+  sparseThreshold?: number;
 }
 
 export interface NativeOptimizerConfig {
@@ -68,6 +85,19 @@ export interface NativeModel {
   getGradients(layer: number): { weight: Float32Array; bias: Float32Array };
   layerInfo(layer: number): NativeLayerInfo;
   requestAbort(): void;
+  pruneWeights(layers: number[], amount: number, global: boolean): number;
+  pruneWeightsToSparsity(layers: number[], sparsity: number, global: boolean): number;
+  pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean): number;
+  neuronScores(layer: number, criterion: string): Float64Array;
+  compact(): void;
+  convertLayer(layer: number, format: 'csr' | 'dense'): void;
+  setSparseThreshold(layer: number, density: number): void;
+  sparseThreshold(layer: number): number;
+  events(from?: number): NativeEvent[];
+  setEpoch(epoch: number): void;
+  snapshot(): number;
+  rewind(step: number): void;
+  snapshotSteps(): number[];
   readonly step: number;
   readonly busy: string | null;
   readonly layerCount: number;
@@ -75,7 +105,7 @@ export interface NativeModel {
 }
 
 export interface NativeAddon {
-  NativeModel: new (config: { inputSize: number; seed: number; layers: NativeLayerSpec[] }) => NativeModel;
+  NativeModel: new (config: { inputSize: number; seed: number; layers: NativeLayerSpec[]; sparseThreshold?: number }) => NativeModel;
   runtime(): { simd: string; simdDetected: string; threads: number };
   setSimdLevel(level: string): boolean;
 }

@@ -8,12 +8,16 @@ import { checkSamples, checkTargets, type Labels } from './inputs';
 import { DenseLayer, DropoutLayer, type Layer, type LayerHost, type LayerWeights } from './layers';
 import { addon, type NativeModel } from './native';
 import { isOptimizer, type Optimizer } from './optimizers';
+import type { StructuralEvent } from './events';
+import * as structure from './structure';
+import { toApiEvents, type PruneOptions, type PruneResult } from './structure';
 import { formatSummary } from './summary';
 import {
   checkBoolean,
   checkFunction,
   checkInteger,
   checkKnownKeys,
+  checkNumber,
   checkOneOf,
   checkOptions,
   describe,
@@ -25,6 +29,8 @@ export type LossName = (typeof LOSSES)[number];
 export interface SequentialOptions {
   /** Features per sample; a positive integer. */
   inputSize: number;
+  /** Weight density below which layers are stored and computed as CSR, in [0, 1]. Default: the crossover measured on this machine. */
+  sparseThreshold?: number;
   /** Seed for init, dropout masks and shuffling (reproducible on the same machine and thread count). Default 0. */
   seed?: number;
   /** Where the model lives. Default 'cpu'. */
@@ -72,19 +78,25 @@ export class Sequential implements LayerHost {
   readonly seed: number;
   readonly device: 'cpu' | 'cuda';
   readonly name: string;
+  readonly sparseThreshold: number | undefined;
   private readonly layerList: Layer[] = [];
   private nativeModel: NativeModel | null = null;
   private compiled: CompileOptions | null = null;
   private fitting = false;
+  // True while fit() runs a callback between two steps: the model may then be
+  // read and changed (that is how plasticity schedules work).
+  private atStepBoundary = false;
 
   constructor(options: SequentialOptions) {
     const where = 'new Sequential()';
     const o = checkOptions<SequentialOptions>(where, 'options', options);
-    checkKnownKeys(where, o, ['inputSize', 'seed', 'device', 'name']);
+    checkKnownKeys(where, o, ['inputSize', 'seed', 'device', 'name', 'sparseThreshold']);
     this.inputSize = checkInteger(where, 'inputSize', o.inputSize, { min: 1, max: 1 << 26 });
     this.seed = checkInteger(where, 'seed', o.seed ?? 0, { min: 0, max: Number.MAX_SAFE_INTEGER });
     this.device = checkOneOf(where, 'device', o.device ?? 'cpu', ['cpu', 'cuda'] as const);
     this.name = o.name === undefined ? 'sequential' : String(o.name);
+    this.sparseThreshold =
+      o.sparseThreshold === undefined ? undefined : checkNumber(where, 'sparseThreshold', o.sparseThreshold, { min: 0, max: 1 });
     if (this.device === 'cuda') {
       throw new Error(`${where}: device 'cuda' is not available in this build (the CUDA addon is not part of it yet); use device 'cpu'`);
     }
@@ -188,9 +200,27 @@ export class Sequential implements LayerHost {
     this.assertIdle('fit');
     this.fitting = true;
     try {
-      return await runFit({ native, x, y: targets, n, epochs, initialEpoch, batchSize, shuffle, callbacks, signal: o.signal, validate });
+      return await runFit({
+        native,
+        model: this,
+        x,
+        y: targets,
+        n,
+        epochs,
+        initialEpoch,
+        batchSize,
+        shuffle,
+        callbacks,
+        signal: o.signal,
+        validate,
+        eventsSince: (from) => toApiEvents(native.events(from), this.layerList),
+        setBoundary: (b) => {
+          this.atStepBoundary = b;
+        },
+      });
     } finally {
       this.fitting = false;
+      this.atStepBoundary = false;
     }
   }
 
@@ -230,6 +260,48 @@ export class Sequential implements LayerHost {
     return this.denseLayers().map((_, i) => native.getGradients(i));
   }
 
+  // ---- structure ------------------------------------------------------------
+
+  /**
+   * Removes weights (structure 'weight', by magnitude) or whole neurons of
+   * hidden layers (structure 'neuron', by criterion). Pruned weights are held
+   * at zero; a layer whose density falls below its threshold is stored as CSR.
+   * Pruned neurons stay (as zeros) until compact(). Rejected while a training
+   * step is running; call it from a fit callback to prune at a step boundary.
+   */
+  prune(options: PruneOptions): PruneResult {
+    return structure.prune(this.structureHost(), options);
+  }
+
+  /** Physically removes pruned neurons (all slots together) and stores sparse layers as CSR; outputs do not change. */
+  compact(): StructuralEvent[] {
+    return structure.compact(this.structureHost());
+  }
+
+  /** Remembers the current weights (by neuron id) for a later rewind(); returns the step they belong to. */
+  snapshot(): number {
+    return structure.snapshot(this.structureHost());
+  }
+
+  /** Lottery-ticket rewind: surviving weights go back to their values at `step` (see snapshot()), with fresh optimizer state. */
+  rewind(step: number): void {
+    structure.rewind(this.structureHost(), step);
+  }
+
+  /** Steps with saved weights for rewind(). */
+  get snapshotSteps(): number[] {
+    return this.nativeModel ? this.nativeModel.snapshotSteps() : [];
+  }
+
+  /** The structural event log (grow, prune, compact, ..., densify, sparsify), oldest first. */
+  get events(): StructuralEvent[] {
+    return this.nativeModel ? toApiEvents(this.nativeModel.events(), this.layerList) : [];
+  }
+
+  private structureHost(): structure.StructureHost {
+    return { native: this.build(), layers: this.layerList, assertIdle: (op) => this.assertIdle(op) };
+  }
+
   /** Total parameters (weights + biases) of the dense layers. */
   countParams(): number {
     return this.nativeModel ? this.nativeModel.parameterCount : 0;
@@ -245,8 +317,11 @@ export class Sequential implements LayerHost {
 
   /** @internal Throws if an async operation is running on the model. */
   assertIdle(operation: string): void {
-    if (this.fitting) {
-      throw new Error(`Sequential.${operation}(): the model is training; wait for fit() to finish (or abort it) first`);
+    if (this.fitting && !this.atStepBoundary) {
+      throw new Error(
+        `Sequential.${operation}(): the model is training, so ${operation}() is rejected (not deferred); ` +
+          'call it from a fit callback (which runs at a step boundary) or after fit() resolves',
+      );
     }
     const busy = this.nativeModel?.busy;
     if (busy) throw new Error(`Sequential.${operation}(): ${busy}() is running on this model; await it first`);
@@ -275,7 +350,12 @@ export class Sequential implements LayerHost {
         keep = 1;
       }
     }
-    const native = new (addon().NativeModel)({ inputSize: this.inputSize, seed: this.seed, layers: specs });
+    const native = new (addon().NativeModel)({
+      inputSize: this.inputSize,
+      seed: this.seed,
+      layers: specs,
+      sparseThreshold: this.sparseThreshold ?? -1,
+    });
     this.nativeModel = native;
     return native;
   }

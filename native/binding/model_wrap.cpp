@@ -32,6 +32,12 @@ np::LayerSpec read_layer_spec(Napi::Env env, Napi::Value value, size_t index) {
   else if (init == "zeros") spec.init = np::InitKind::kZeros;
   else throw Napi::RangeError::New(env, "layers[" + std::to_string(index) + "].init '" + init + "' is unknown");
   spec.use_bias = bool_prop(o, "useBias", true);
+  spec.drop_connect = static_cast<float>(number_prop(o, "dropConnect", 0));
+  if (!(spec.drop_connect >= 0.0f && spec.drop_connect < 1.0f))
+    throw Napi::RangeError::New(env, "layers[" + std::to_string(index) + "].dropConnect must be in [0, 1)");
+  spec.sparse_threshold = static_cast<float>(number_prop(o, "sparseThreshold", -1));
+  if (!(spec.sparse_threshold <= 1.0f))
+    throw Napi::RangeError::New(env, "layers[" + std::to_string(index) + "].sparseThreshold must be <= 1");
   return spec;
 }
 
@@ -55,6 +61,19 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceAccessor<&ModelWrap::GetBusy>("busy"),
                          InstanceAccessor<&ModelWrap::GetLayerCount>("layerCount"),
                          InstanceAccessor<&ModelWrap::GetParameterCount>("parameterCount"),
+                         InstanceMethod<&ModelWrap::PruneWeights>("pruneWeights"),
+                         InstanceMethod<&ModelWrap::PruneWeightsToSparsity>("pruneWeightsToSparsity"),
+                         InstanceMethod<&ModelWrap::PruneNeurons>("pruneNeurons"),
+                         InstanceMethod<&ModelWrap::NeuronScores>("neuronScores"),
+                         InstanceMethod<&ModelWrap::Compact>("compact"),
+                         InstanceMethod<&ModelWrap::ConvertLayer>("convertLayer"),
+                         InstanceMethod<&ModelWrap::SetSparseThreshold>("setSparseThreshold"),
+                         InstanceMethod<&ModelWrap::SparseThreshold>("sparseThreshold"),
+                         InstanceMethod<&ModelWrap::Events>("events"),
+                         InstanceMethod<&ModelWrap::SetEpoch>("setEpoch"),
+                         InstanceMethod<&ModelWrap::Snapshot>("snapshot"),
+                         InstanceMethod<&ModelWrap::Rewind>("rewind"),
+                         InstanceMethod<&ModelWrap::SnapshotSteps>("snapshotSteps"),
                      });
 }
 
@@ -75,6 +94,9 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   model_ = guard(env, [&] {
     return std::make_unique<np::Model>(static_cast<int64_t>(input_size), static_cast<uint64_t>(seed), specs);
   });
+  const double threshold = number_prop(config, "sparseThreshold", -1);
+  if (!(threshold <= 1.0)) throw Napi::RangeError::New(env, "sparseThreshold must be <= 1");
+  model_->set_default_sparse_threshold(threshold);
 }
 
 void ModelWrap::ensure_idle(Napi::Env env, const char* operation) {
@@ -192,10 +214,11 @@ Napi::Value ModelWrap::LayerInfo(const Napi::CallbackInfo& info) {
   o.Set("activation", np::activation_name(l.activation));
   o.Set("inputDropout", l.input_dropout);
   o.Set("useBias", l.use_bias);
-  o.Set("nnz", static_cast<double>(l.units * l.inputs));
-  o.Set("format", "dense");
-  o.Set("bytes", static_cast<double>(sizeof(float) * (l.weight.row_capacity * l.weight.stride) *
-                                     (2 + l.weight.moment_slots())));
+  o.Set("nnz", static_cast<double>(l.nnz()));
+  o.Set("format", l.format == np::WeightFormat::kCsr ? "csr" : "dense");
+  o.Set("bytes", static_cast<double>(l.weight_bytes()));
+  o.Set("deadUnits", static_cast<double>(l.dead_units()));
+  o.Set("dropConnect", l.drop_connect);
   auto ids = Napi::Float64Array::New(env, l.neuron_ids.size());
   for (size_t i = 0; i < l.neuron_ids.size(); ++i) ids[i] = static_cast<double>(l.neuron_ids[i]);
   o.Set("neuronIds", ids);

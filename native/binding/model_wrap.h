@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <memory>
+#include <vector>
 
 #include "model/model.h"
 
@@ -26,6 +27,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
  private:
   void ensure_idle(Napi::Env env, const char* operation);
+  std::vector<int64_t> layer_list_arg(const Napi::CallbackInfo& info, size_t index);
 
   Napi::Value Compile(const Napi::CallbackInfo& info);
   Napi::Value EpochOrder(const Napi::CallbackInfo& info);
@@ -42,6 +44,21 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value GetBusy(const Napi::CallbackInfo& info);
   Napi::Value GetLayerCount(const Napi::CallbackInfo& info);
   Napi::Value GetParameterCount(const Napi::CallbackInfo& info);
+
+  // Structural operations (structure_methods.cpp).
+  Napi::Value PruneWeights(const Napi::CallbackInfo& info);
+  Napi::Value PruneWeightsToSparsity(const Napi::CallbackInfo& info);
+  Napi::Value PruneNeurons(const Napi::CallbackInfo& info);
+  Napi::Value NeuronScores(const Napi::CallbackInfo& info);
+  Napi::Value Compact(const Napi::CallbackInfo& info);
+  Napi::Value ConvertLayer(const Napi::CallbackInfo& info);
+  Napi::Value SetSparseThreshold(const Napi::CallbackInfo& info);
+  Napi::Value SparseThreshold(const Napi::CallbackInfo& info);
+  Napi::Value Events(const Napi::CallbackInfo& info);
+  Napi::Value SetEpoch(const Napi::CallbackInfo& info);
+  Napi::Value Snapshot(const Napi::CallbackInfo& info);
+  Napi::Value Rewind(const Napi::CallbackInfo& info);
+  Napi::Value SnapshotSteps(const Napi::CallbackInfo& info);
 
   std::unique_ptr<np::Model> model_;
   const char* busy_ = nullptr;  // name of the running async operation, if any

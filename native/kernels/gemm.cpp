@@ -55,6 +55,22 @@ struct Problem {
   int64_t ldc;
 };
 
+// Prefetches part `slice` of `slices` of the source of B block (p0, kc, j0,
+// nc) into cache. B is the one operand read from DRAM (a 4096x4096 B is 64 MB
+// and each element is used in one block only); spreading the next block's
+// prefetches over the current block's micro-kernels hides that read behind
+// arithmetic instead of stalling the packing routine on it.
+void prefetch_b_slice(const Problem& pr, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t slice,
+                      int64_t slices) {
+  if (pr.tb == Trans::kNo) {  // kc rows of nc contiguous floats
+    for (int64_t p = p0 + kc * slice / slices; p < p0 + kc * (slice + 1) / slices; ++p)
+      for (int64_t j = 0; j < nc; j += 16) __builtin_prefetch(pr.b + p * pr.ldb + j0 + j);
+  } else {  // nc rows of kc contiguous floats
+    for (int64_t j = j0 + nc * slice / slices; j < j0 + nc * (slice + 1) / slices; ++j)
+      for (int64_t p = 0; p < kc; p += 16) __builtin_prefetch(pr.b + j * pr.ldb + p0 + p);
+  }
+}
+
 // One thread's share: rows [i0, i1) and columns [j0, j1) of C, over all of k.
 //
 // Loop order (outer to inner): ic, pc, jc, jr, ir. A block of up to mc rows is
@@ -88,8 +104,19 @@ void gemm_block(const GemmKernel& kr, const Problem& pr, int64_t i0, int64_t i1,
       for (int64_t jc = j0; jc < j1; jc += kr.nc) {
         const int64_t nc = std::min(kr.nc, j1 - jc);
         kr.pack_b(pr.tb, pr.b, pr.ldb, pc, kc, jc, nc, pb);
+        // The B block after this one: next columns, else the next k block.
+        int64_t next_p = pc, next_j = jc + nc;
+        if (next_j >= j1) {
+          next_p = pc + kr.kc;
+          next_j = j0;
+        }
+        const bool prefetch = next_p < pr.k;
+        const int64_t next_kc = prefetch ? std::min(kr.kc, pr.k - next_p) : 0;
+        const int64_t next_nc = std::min(kr.nc, j1 - next_j);
+        const int64_t panels = (nc + kr.nr - 1) / kr.nr;
         for (int64_t jr = 0; jr < nc; jr += kr.nr) {
           const int nr = static_cast<int>(std::min<int64_t>(kr.nr, nc - jr));
+          if (prefetch) prefetch_b_slice(pr, next_p, next_kc, next_j, next_nc, jr / kr.nr, panels);
           const float* bp = pb + jr * kc;
           float* cj = pr.c + jc + jr;
           for (int64_t t = tb; t < te; ++t)

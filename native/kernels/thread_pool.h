@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace np {
@@ -37,7 +38,8 @@ class ThreadPool {
       for (int64_t t = 0; t < tasks; ++t) fn(t);
       return;
     }
-    run(tasks, [](void* ctx, int64_t t) { (*static_cast<Fn*>(ctx))(t); }, &fn);
+    using Callable = std::remove_reference_t<Fn>;
+    run(tasks, [](void* ctx, int64_t t) { (*static_cast<Callable*>(ctx))(t); }, const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
  private:

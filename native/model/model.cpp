@@ -23,6 +23,10 @@ Model::Model(int64_t input_size, uint64_t seed, const std::vector<LayerSpec>& sp
     layer.units = spec.units;
     layer.activation = spec.activation;
     layer.input_dropout = spec.input_dropout;
+    if (!(spec.drop_connect >= 0.0f && spec.drop_connect < 1.0f))
+      throw_range("layer " + std::to_string(i) + ": dropConnect rate must be in [0, 1)");
+    layer.drop_connect = spec.drop_connect;
+    layer.sparse_threshold = spec.sparse_threshold;
     layer.use_bias = spec.use_bias;
     layer.weight.allocate(spec.units, inputs);
     layer.bias.allocate(spec.units, 1);
@@ -76,7 +80,14 @@ void Model::compile(const OptimizerConfig& optimizer, LossKind loss) {
   if (optimizer.kind == OptimizerKind::kSgd) moments = optimizer.momentum != 0.0f ? 1 : 0;
   if (optimizer.kind == OptimizerKind::kAdam) moments = 2;
   for (auto& layer : layers_) {
-    layer.weight.set_moment_slots(moments);
+    if (layer.format == WeightFormat::kCsr) {
+      // Reallocate the moments only (values, gradients and pattern stay).
+      CsrParam& c = layer.csr;
+      c.moments = moments;
+      for (int s = 2; s < kSlotCount; ++s) c.slots[s].resize_discard(c.has(static_cast<Slot>(s)) ? c.nnz() : 0);
+    } else {
+      layer.weight.set_moment_slots(moments);
+    }
     layer.bias.set_moment_slots(moments);
   }
 }
@@ -88,28 +99,68 @@ DenseLayer& Model::layer(int64_t index) {
   return layers_[index];
 }
 
+// Stored weights and biases of live units: what training updates.
 int64_t Model::parameter_count() const {
   int64_t total = 0;
-  for (const auto& layer : layers_) total += layer.weight.count() + (layer.use_bias ? layer.units : 0);
+  for (const auto& layer : layers_) total += layer.nnz() + (layer.use_bias ? layer.units - layer.dead_units() : 0);
   return total;
 }
 
-void Model::get_weights(int64_t index, float* weight, float* bias) const {
-  const DenseLayer& l = const_cast<Model*>(this)->layer(index);
-  if (weight) l.weight.read(Slot::kValue, weight);
-  if (bias) l.bias.read(Slot::kValue, bias);
+static void read_slot(const DenseLayer& l, Slot s, float* weight, float* bias) {
+  if (weight) {
+    if (l.format == WeightFormat::kCsr) l.csr.to_dense(s, weight, l.inputs);
+    else l.weight.read(s, weight);
+  }
+  if (bias) l.bias.read(s, bias);
 }
 
-void Model::set_weights(int64_t index, const float* weight, const float* bias) {
-  DenseLayer& l = layer(index);
-  if (weight) l.weight.write(Slot::kValue, weight);
-  if (bias) l.bias.write(Slot::kValue, bias);
+void Model::get_weights(int64_t index, float* weight, float* bias) const {
+  read_slot(const_cast<Model*>(this)->layer(index), Slot::kValue, weight, bias);
 }
 
 void Model::get_gradients(int64_t index, float* weight, float* bias) const {
-  const DenseLayer& l = const_cast<Model*>(this)->layer(index);
-  if (weight) l.weight.read(Slot::kGrad, weight);
-  if (bias) l.bias.read(Slot::kGrad, bias);
+  read_slot(const_cast<Model*>(this)->layer(index), Slot::kGrad, weight, bias);
+}
+
+// Pruned positions (and dead units) must receive zeros: a nonzero there would
+// silently revive a removed connection, so it is rejected before anything is
+// written.
+void Model::set_weights(int64_t index, const float* weight, const float* bias) {
+  DenseLayer& l = layer(index);
+  if (weight) {
+    std::vector<uint8_t> stored;
+    const uint8_t* keep = nullptr;
+    if (l.format == WeightFormat::kCsr) {
+      stored.assign(l.units * l.inputs, 0);
+      for (int64_t r = 0; r < l.units; ++r)
+        for (int64_t k = l.csr.indptr[r]; k < l.csr.indptr[r + 1]; ++k) stored[r * l.inputs + l.csr.indices[k]] = 1;
+      keep = stored.data();
+    } else if (!l.mask.empty()) {
+      keep = l.mask.data();
+    }
+    if (keep) {
+      for (int64_t i = 0; i < l.units * l.inputs; ++i)
+        if (!keep[i] && weight[i] != 0.0f)
+          throw_range("weight[" + std::to_string(i) + "] (unit " + std::to_string(i / l.inputs) + ", input " +
+                      std::to_string(i % l.inputs) + ") is " + std::to_string(weight[i]) +
+                      " but that connection is pruned; pruned positions must be 0");
+    }
+  }
+  if (bias && !l.alive.empty()) {
+    for (int64_t j = 0; j < l.units; ++j)
+      if (!l.alive[j] && bias[j] != 0.0f)
+        throw_range("bias[" + std::to_string(j) + "] is " + std::to_string(bias[j]) + " but unit " + std::to_string(j) +
+                    " is pruned; its bias must be 0");
+  }
+  if (weight) {
+    if (l.format == WeightFormat::kCsr) {
+      for (int64_t r = 0; r < l.units; ++r)
+        for (int64_t k = l.csr.indptr[r]; k < l.csr.indptr[r + 1]; ++k) l.csr.value()[k] = weight[r * l.inputs + l.csr.indices[k]];
+    } else {
+      l.weight.write(Slot::kValue, weight);
+    }
+  }
+  if (bias) l.bias.write(Slot::kValue, bias);
 }
 
 void Model::epoch_order(int64_t n, bool shuffle, int32_t* out) {

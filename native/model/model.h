@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "kernels/activations.h"
+#include "model/csr_param.h"
+#include "model/events.h"
 #include "model/param.h"
 #include "model/rng.h"
 #include "model/workspace.h"
@@ -25,8 +27,20 @@ struct LayerSpec {
   int64_t units = 0;
   Activation activation = Activation::kLinear;
   float input_dropout = 0.0f;  // inverted dropout applied to this layer's input while training
+  float drop_connect = 0.0f;   // DropConnect rate on this layer's weights while training
   InitKind init = InitKind::kAuto;
   bool use_bias = true;
+  float sparse_threshold = -1.0f;  // density below which the weights are stored as CSR; < 0: model default
+};
+
+enum class WeightFormat : int { kDense = 0, kCsr = 1 };
+
+// Per-unit running statistics, updated every training step; the neuron
+// pruning criteria (and reinitialisation schemes) read them.
+struct NeuronStats {
+  std::vector<double> mean_abs_activation;  // EMA of mean |a| over the batch
+  std::vector<double> taylor;               // EMA of |sum_b a * dL/da|
+  int64_t updates = 0;
 };
 
 struct DenseLayer {
@@ -34,10 +48,25 @@ struct DenseLayer {
   int64_t units = 0;
   Activation activation = Activation::kLinear;
   float input_dropout = 0.0f;
+  float drop_connect = 0.0f;
   bool use_bias = true;
-  DenseParam weight;  // units x inputs
+  float sparse_threshold = -1.0f;
+  WeightFormat format = WeightFormat::kDense;
+  DenseParam weight;  // units x inputs (dense format)
+  CsrParam csr;       // units x inputs (CSR format)
+  // Dense format only: 1 = stored weight, 0 = pruned (held at zero). Empty
+  // while nothing is pruned. Row-major units x inputs (no stride).
+  std::vector<uint8_t> mask;
   DenseParam bias;    // units x 1
+  // 0 marks a unit removed by neuron pruning that compact() has not yet
+  // dropped: its weights, bias and outgoing weights are held at zero.
+  std::vector<uint8_t> alive;
   std::vector<int64_t> neuron_ids;  // stable ids, one per unit
+  NeuronStats stats;
+
+  int64_t nnz() const;
+  int64_t weight_bytes() const;
+  int64_t dead_units() const;
 };
 
 struct OptimizerConfig {
@@ -106,10 +135,62 @@ class Model {
   // update, no dropout (so the result is deterministic).
   BatchStats compute_gradients(const float* x, const Targets& targets, int64_t n, ThreadPool* pool);
 
+  // ---- structure (structure.cpp) ------------------------------------------
+  // Removes the `amount` fraction of the currently stored weights with the
+  // smallest magnitude, per layer or with one global ranking over `layers`.
+  // Returns the number removed. Layers whose density falls below their
+  // threshold switch to CSR.
+  int64_t prune_weights_magnitude(const std::vector<int64_t>& layers, double amount, bool global);
+  // Prunes (as above) just enough to reach `sparsity` (fraction of zeros);
+  // a layer already sparser is left alone. Used by the gradual schedule.
+  int64_t prune_weights_to_sparsity(const std::vector<int64_t>& layers, double sparsity, bool global);
+  // Marks the `amount` fraction of the live units of each hidden layer in
+  // `layers` with the lowest criterion score as dead (weights, bias and
+  // outgoing weights zeroed and held at zero until compact()). With global,
+  // one ranking over all the layers on per-layer normalised scores. At least
+  // one unit per layer always stays. Returns the number pruned.
+  int64_t prune_neurons(const std::vector<int64_t>& layers, double amount, const std::string& criterion,
+                        bool global);
+  // Per-unit scores of a criterion for a hidden layer (higher = more useful).
+  std::vector<double> neuron_scores(int64_t layer, const std::string& criterion);
+  // Physically removes dead units (rows of W_l and b_l, columns of W_l+1, all
+  // slots, ids, statistics), drops pruned entries, and stores layers below
+  // their density threshold as CSR. Outputs do not change.
+  void compact(ThreadPool* pool);
+  // Switches a layer's storage format, keeping every slot. Logged.
+  void convert_to_csr(int64_t layer, const char* reason);
+  void convert_to_dense(int64_t layer, const char* reason);
+  // The density below which `layer` is stored as CSR.
+  double sparse_threshold(int64_t layer, ThreadPool* pool);
+  void set_default_sparse_threshold(double density) { default_sparse_threshold_ = density; }
+  double default_sparse_threshold() const { return default_sparse_threshold_; }
+  void set_layer_sparse_threshold(int64_t layer, double density);
+
+  // Lottery-ticket support: remember the current weights (by neuron id), and
+  // later restore the surviving weights to those values with fresh optimizer
+  // state, keeping the current sparsity pattern.
+  void snapshot_weights();
+  bool has_snapshot(int64_t step) const;
+  std::vector<int64_t> snapshot_steps() const;
+  void rewind(int64_t step);
+
+  const std::vector<StructuralEvent>& events() const { return events_; }
+  void set_epoch(int64_t epoch) { epoch_ = epoch; }
+  int64_t epoch() const { return epoch_; }
+
   // Set from any thread to stop a running train loop at the next batch.
   std::atomic<bool> abort_requested{false};
 
  private:
+  void log_event(StructuralEvent event);
+  void apply_format_policy(int64_t layer, ThreadPool* pool);
+  void kill_units(int64_t layer, const std::vector<int64_t>& units);
+  void update_activation_stats(int64_t layer, const float* out, int64_t batch);
+  void update_taylor_stats(int64_t layer, const float* grad, const float* out, int64_t batch);
+  void mask_gradients(DenseLayer& layer, ThreadPool* pool);
+  const float* drop_connect_weights(size_t layer);
+  // Decay of the per-unit statistics' moving averages (about the last 100 steps).
+  static constexpr double kStatsDecay = 0.99;
   void init_layer_weights(DenseLayer& layer, InitKind init);
   // Forward over columns [0, batch) of the workspace input; dropout only when training.
   void forward(int64_t batch, bool training, ThreadPool* pool);
@@ -129,6 +210,16 @@ class Model {
   int64_t next_neuron_id_ = 0;
   Rng rng_;
   Workspace ws_;
+  std::vector<StructuralEvent> events_;
+  int64_t epoch_ = 0;
+  double default_sparse_threshold_ = -1.0;  // < 0: measured crossover
+  struct Snapshot {
+    int64_t step;
+    // Per layer: unit ids, input ids and the dense weight values (units x inputs).
+    std::vector<std::vector<int64_t>> unit_ids, input_ids;
+    std::vector<std::vector<float>> weights, biases;
+  };
+  std::vector<Snapshot> snapshots_;
 };
 
 }  // namespace np

@@ -9,6 +9,7 @@
 #include "kernels/gemm.h"
 #include "kernels/losses.h"
 #include "kernels/optimizers.h"
+#include "kernels/sparse.h"
 #include "kernels/thread_pool.h"
 #include "model/errors.h"
 #include "model/model.h"
@@ -67,6 +68,8 @@ static void ensure_workspace(Workspace& ws, const std::vector<DenseLayer>& layer
     ws.act.resize(count + 1);
     ws.dropped.resize(count);
     ws.mask.resize(count);
+    ws.dc_mask.resize(count);
+    ws.dc_weight.resize(count);
   }
   int64_t widest = input_size;
   ws.act[0].ensure_discard(input_size * batch);
@@ -99,12 +102,94 @@ void Model::forward(int64_t batch, bool training, ThreadPool* pool) {
       input = dropped;
     }
     float* out = ws_.act[l + 1].data();
-    gemm_f32(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, layer.weight.value(), layer.weight.stride,
-             input, batch, 0.0f, out, batch, pool);
+    const float* weights = training && layer.drop_connect > 0.0f ? drop_connect_weights(l) : nullptr;
+    if (layer.format == WeightFormat::kCsr) {
+      CsrView view = layer.csr.view();
+      if (weights) view.values = weights;
+      spmm_f32_csr(view, input, batch, 0.0f, out, batch, batch, pool);
+    } else {
+      gemm_f32(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, weights ? weights : layer.weight.value(),
+               layer.weight.stride, input, batch, 0.0f, out, batch, pool);
+    }
     const float* bias = layer.use_bias ? layer.bias.value() : nullptr;
     for_row_blocks(pool, layer.units, batch, [&](int64_t r0, int64_t r1) {
       bias_activation_forward(out, batch, bias, layer.activation, r0, r1, batch);
     });
+    if (training) update_activation_stats(static_cast<int64_t>(l), out, batch);
+  }
+}
+
+// DropConnect: a fresh Bernoulli mask over the stored weights each step,
+// inverted like dropout (kept weights scaled by 1/(1-p)). Returns the masked
+// weights (same layout as the layer's value slot); the mask itself stays in
+// the workspace for the gradient.
+const float* Model::drop_connect_weights(size_t l) {
+  DenseLayer& layer = layers_[l];
+  const float keep = 1.0f - layer.drop_connect, scale = 1.0f / keep;
+  const bool csr = layer.format == WeightFormat::kCsr;
+  const int64_t count = csr ? layer.csr.nnz() : layer.units * layer.weight.stride;
+  ws_.dc_mask[l].ensure_discard(std::max<int64_t>(count, 1));
+  ws_.dc_weight[l].ensure_discard(std::max<int64_t>(count, 1));
+  float* mask = ws_.dc_mask[l].data();
+  float* w = ws_.dc_weight[l].data();
+  const float* src = csr ? layer.csr.value() : layer.weight.value();
+  for (int64_t i = 0; i < count; ++i) {
+    mask[i] = rng_.uniform() < keep ? scale : 0.0f;
+    w[i] = src[i] * mask[i];
+  }
+  return w;
+}
+
+void Model::update_activation_stats(int64_t l, const float* out, int64_t batch) {
+  DenseLayer& layer = layers_[l];
+  NeuronStats& s = layer.stats;
+  if (static_cast<int64_t>(s.mean_abs_activation.size()) != layer.units) {
+    s.mean_abs_activation.assign(layer.units, 0.0);
+    s.taylor.assign(layer.units, 0.0);
+  }
+  const double decay = kStatsDecay;
+  for (int64_t j = 0; j < layer.units; ++j) {
+    const float* row = out + j * batch;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < batch; ++b) sum += std::fabs(row[b]);
+    s.mean_abs_activation[j] = decay * s.mean_abs_activation[j] + (1.0 - decay) * (sum / static_cast<double>(batch));
+  }
+  ++s.updates;
+}
+
+// First-order Taylor estimate of the loss change from removing unit j
+// (Molchanov et al. 2017): |sum over the batch of a_j * dL/da_j|.
+void Model::update_taylor_stats(int64_t l, const float* grad, const float* out, int64_t batch) {
+  DenseLayer& layer = layers_[l];
+  NeuronStats& s = layer.stats;
+  if (static_cast<int64_t>(s.taylor.size()) != layer.units) return;
+  const double decay = kStatsDecay;
+  for (int64_t j = 0; j < layer.units; ++j) {
+    const float* a = out + j * batch;
+    const float* g = grad + j * batch;
+    float dot = 0.0f;
+    for (int64_t b = 0; b < batch; ++b) dot += a[b] * g[b];
+    s.taylor[j] = decay * s.taylor[j] + (1.0 - decay) * std::fabs(dot);
+  }
+}
+
+// Pruned weights and dead units must stay exactly zero: their gradients are
+// cleared before the optimizer sees them, so weights and moments never move.
+void Model::mask_gradients(DenseLayer& layer, ThreadPool* pool) {
+  if (layer.format == WeightFormat::kDense && !layer.mask.empty()) {
+    float* g = layer.weight.grad();
+    const int64_t stride = layer.weight.stride, inputs = layer.inputs;
+    const uint8_t* mask = layer.mask.data();
+    for_row_blocks(pool, layer.units, inputs, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < inputs; ++c)
+          if (!mask[r * inputs + c]) g[r * stride + c] = 0.0f;
+    });
+  }
+  if (!layer.alive.empty()) {
+    float* gb = layer.bias.grad();
+    for (int64_t j = 0; j < layer.units; ++j)
+      if (!layer.alive[j]) gb[j] = 0.0f;
   }
 }
 
@@ -158,17 +243,33 @@ void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool)
   for (int64_t l = static_cast<int64_t>(layers_.size()) - 1; l >= 0; --l) {
     DenseLayer& layer = layers_[l];
     const float* out = ws_.act[l + 1].data();
+    if (training && l + 1 < static_cast<int64_t>(layers_.size())) update_taylor_stats(l, g, out, batch);
     for_row_blocks(pool, layer.units, batch, [&](int64_t r0, int64_t r1) {
       activation_backward(g, out, batch, layer.activation, r0, r1, batch);
     });
     const bool dropped = training && layer.input_dropout > 0.0f;
+    const bool drop_connect = training && layer.drop_connect > 0.0f;
     const float* input = dropped ? ws_.dropped[l].data() : ws_.act[l].data();
-    gemm_f32(Trans::kNo, Trans::kYes, layer.units, layer.inputs, batch, g, batch, input, batch, beta,
-             layer.weight.grad(), layer.weight.stride, pool);
+    if (layer.format == WeightFormat::kCsr) {
+      sddmm_f32_csr(layer.csr.view(), g, batch, input, batch, batch, beta, layer.csr.grad(), pool);
+      if (drop_connect) apply_mask(layer.csr.grad(), ws_.dc_mask[l].data(), layer.csr.nnz());
+    } else {
+      gemm_f32(Trans::kNo, Trans::kYes, layer.units, layer.inputs, batch, g, batch, input, batch, beta,
+               layer.weight.grad(), layer.weight.stride, pool);
+      if (drop_connect) apply_mask(layer.weight.grad(), ws_.dc_mask[l].data(), layer.units * layer.weight.stride);
+    }
     if (layer.use_bias) bias_backward(layer.bias.grad(), g, batch, 0, layer.units, batch, beta);
+    mask_gradients(layer, pool);
     if (l > 0) {
-      gemm_f32(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, layer.weight.value(),
-               layer.weight.stride, g, batch, 0.0f, other, batch, pool);
+      const float* weights = drop_connect ? ws_.dc_weight[l].data() : nullptr;
+      if (layer.format == WeightFormat::kCsr) {
+        CsrView view = layer.csr.view();
+        if (weights) view.values = weights;
+        spmm_t_f32_csr(view, g, batch, 0.0f, other, batch, batch, pool);
+      } else {
+        gemm_f32(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, weights ? weights : layer.weight.value(),
+                 layer.weight.stride, g, batch, 0.0f, other, batch, pool);
+      }
       if (dropped) apply_mask(other, ws_.mask[l].data(), layer.inputs * batch);
       std::swap(g, other);
     }
@@ -200,8 +301,24 @@ void Model::apply_optimizer(ThreadPool* pool) {
     }
   };
   for (auto& layer : layers_) {
-    for_row_blocks(pool, layer.units, layer.inputs,
-                   [&](int64_t r0, int64_t r1) { update(layer.weight, true, r0, r1); });
+    if (layer.format == WeightFormat::kCsr) {
+      // The slots are nnz-long arrays: update them in contiguous chunks.
+      CsrParam& p = layer.csr;
+      const int64_t nnz = p.nnz(), chunk = 16384;
+      const int64_t tasks = (nnz + chunk - 1) / chunk;
+      auto run = [&](int64_t t) {
+        const int64_t k0 = t * chunk, n = std::min(chunk, nnz - k0);
+        float* m1 = p.has(Slot::kMoment1) ? p.slot(Slot::kMoment1) + k0 : nullptr;
+        float* m2 = p.has(Slot::kMoment2) ? p.slot(Slot::kMoment2) + k0 : nullptr;
+        if (o.kind == OptimizerKind::kSgd) sgd_update(p.value() + k0, m1, p.grad() + k0, n, sgd);
+        else adam_update(p.value() + k0, m1, m2, p.grad() + k0, n, adam);
+      };
+      if (pool && tasks > 1) pool->parallel_for(tasks, run);
+      else for (int64_t t = 0; t < tasks; ++t) run(t);
+    } else {
+      for_row_blocks(pool, layer.units, layer.inputs,
+                     [&](int64_t r0, int64_t r1) { update(layer.weight, true, r0, r1); });
+    }
     // The bias is units x 1: update it as one row of `units` values.
     DenseParam& b = layer.bias;
     if (layer.use_bias) {

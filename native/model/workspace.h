@@ -17,6 +17,8 @@ struct Workspace {
   // dropped[l]: layer l's input after its dropout mask (only where dropout > 0).
   std::vector<FloatBuffer> dropped;
   std::vector<FloatBuffer> mask;
+  // DropConnect: per-layer weight mask (0 or 1/(1-p)) and masked weights.
+  std::vector<FloatBuffer> dc_mask, dc_weight;
   // Gradient ping-pong buffers, sized for the widest layer.
   FloatBuffer grad_a, grad_b;
   // Targets of the batch in feature-major order (float targets only).

@@ -1,0 +1,181 @@
+// NativeModel's structural methods: pruning, compaction, storage formats,
+// the event log and lottery-ticket snapshots. All synchronous, all refused
+// while an async operation runs on the model (structure must only change at a
+// step boundary).
+#include <string>
+
+#include "binding/args.h"
+#include "binding/errors.h"
+#include "binding/model_wrap.h"
+#include "kernels/thread_pool.h"
+
+namespace npb {
+
+std::vector<int64_t> ModelWrap::layer_list_arg(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= index || !info[index].IsArray()) throw Napi::TypeError::New(env, "layers must be an array of layer indices");
+  Napi::Array a = info[index].As<Napi::Array>();
+  std::vector<int64_t> out;
+  const int64_t count = static_cast<int64_t>(model_->layers().size());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsNumber()) throw Napi::TypeError::New(env, "layers[" + std::to_string(i) + "] must be a number");
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d < count) || d != static_cast<double>(static_cast<int64_t>(d)))
+      throw Napi::RangeError::New(env, "layers[" + std::to_string(i) + "] is not a dense layer index");
+    out.push_back(static_cast<int64_t>(d));
+  }
+  return out;
+}
+
+static double fraction_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= 0.0 && v < 1.0)) throw Napi::RangeError::New(info.Env(), std::string(name) + " must be in [0, 1)");
+  return v;
+}
+
+// pruneWeights(layers, amount, global) -> number removed
+Napi::Value ModelWrap::PruneWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "prune");
+  auto layers = layer_list_arg(info, 0);
+  const double amount = fraction_arg(info, 1, "amount");
+  const bool global = bool_arg(info, 2, "global");
+  return Napi::Number::New(env, static_cast<double>(guard(env, [&] { return model_->prune_weights_magnitude(layers, amount, global); })));
+}
+
+// pruneWeightsToSparsity(layers, sparsity, global) -> number removed
+Napi::Value ModelWrap::PruneWeightsToSparsity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "prune");
+  auto layers = layer_list_arg(info, 0);
+  const double sparsity = fraction_arg(info, 1, "sparsity");
+  const bool global = bool_arg(info, 2, "global");
+  return Napi::Number::New(env, static_cast<double>(guard(env, [&] { return model_->prune_weights_to_sparsity(layers, sparsity, global); })));
+}
+
+// pruneNeurons(layers, amount, criterion, global) -> number pruned
+Napi::Value ModelWrap::PruneNeurons(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "prune");
+  auto layers = layer_list_arg(info, 0);
+  const double amount = fraction_arg(info, 1, "amount");
+  if (info.Length() <= 2 || !info[2].IsString()) throw Napi::TypeError::New(env, "criterion must be a string");
+  const std::string criterion = info[2].As<Napi::String>().Utf8Value();
+  const bool global = bool_arg(info, 3, "global");
+  return Napi::Number::New(env, static_cast<double>(guard(env, [&] { return model_->prune_neurons(layers, amount, criterion, global); })));
+}
+
+// neuronScores(layer, criterion) -> Float64Array (dead units: -Infinity)
+Napi::Value ModelWrap::NeuronScores(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "neuronScores");
+  const int64_t layer = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 1);
+  if (info.Length() <= 1 || !info[1].IsString()) throw Napi::TypeError::New(env, "criterion must be a string");
+  const std::string criterion = info[1].As<Napi::String>().Utf8Value();
+  auto scores = guard(env, [&] { return model_->neuron_scores(layer, criterion); });
+  auto out = Napi::Float64Array::New(env, scores.size());
+  for (size_t i = 0; i < scores.size(); ++i) out[i] = scores[i];
+  return out;
+}
+
+Napi::Value ModelWrap::Compact(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "compact");
+  guard(env, [&] { model_->compact(&np::default_pool()); });
+  return env.Undefined();
+}
+
+// convertLayer(layer, 'csr' | 'dense')
+Napi::Value ModelWrap::ConvertLayer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "convertLayer");
+  const int64_t layer = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 1);
+  if (info.Length() <= 1 || !info[1].IsString()) throw Napi::TypeError::New(env, "format must be a string");
+  const std::string format = info[1].As<Napi::String>().Utf8Value();
+  if (format == "csr") guard(env, [&] { model_->convert_to_csr(layer, "requested"); });
+  else if (format == "dense") guard(env, [&] { model_->convert_to_dense(layer, "requested"); });
+  else throw Napi::RangeError::New(env, "format must be 'csr' or 'dense'");
+  return env.Undefined();
+}
+
+// setSparseThreshold(layer | -1, density): -1 sets the model default; a
+// negative density means "measured crossover".
+Napi::Value ModelWrap::SetSparseThreshold(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "setSparseThreshold");
+  const int64_t layer = int_arg(info, 0, "layer", -1, static_cast<int64_t>(model_->layers().size()) - 1);
+  if (info.Length() <= 1 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "density must be a number");
+  const double density = info[1].As<Napi::Number>().DoubleValue();
+  if (!(density <= 1.0)) throw Napi::RangeError::New(env, "density must be <= 1");
+  if (layer < 0) model_->set_default_sparse_threshold(density);
+  else guard(env, [&] { model_->set_layer_sparse_threshold(layer, density); });
+  return env.Undefined();
+}
+
+// sparseThreshold(layer) -> the density below which the layer is stored as CSR
+Napi::Value ModelWrap::SparseThreshold(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "sparseThreshold");
+  const int64_t layer = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 1);
+  return Napi::Number::New(env, guard(env, [&] { return model_->sparse_threshold(layer, &np::default_pool()); }));
+}
+
+// events(from) -> the structural events from index `from` on
+Napi::Value ModelWrap::Events(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& events = model_->events();
+  const int64_t from = info.Length() > 0 ? int_arg(info, 0, "from", 0, static_cast<int64_t>(events.size())) : 0;
+  Napi::Array out = Napi::Array::New(env, events.size() - from);
+  for (size_t i = from; i < events.size(); ++i) {
+    const np::StructuralEvent& e = events[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("step", static_cast<double>(e.step));
+    o.Set("epoch", static_cast<double>(e.epoch));
+    o.Set("kind", e.kind);
+    o.Set("layer", static_cast<double>(e.layer));
+    o.Set("criterion", e.criterion);
+    o.Set("count", static_cast<double>(e.count));
+    o.Set("densityBefore", e.density_before);
+    o.Set("densityAfter", e.density_after);
+    Napi::Array ids = Napi::Array::New(env, e.neuron_ids.size());
+    for (size_t k = 0; k < e.neuron_ids.size(); ++k) ids.Set(static_cast<uint32_t>(k), static_cast<double>(e.neuron_ids[k]));
+    o.Set("neuronIds", ids);
+    Napi::Array scores = Napi::Array::New(env, e.scores.size());
+    for (size_t k = 0; k < e.scores.size(); ++k) scores.Set(static_cast<uint32_t>(k), static_cast<double>(e.scores[k]));
+    o.Set("scores", scores);
+    out.Set(static_cast<uint32_t>(i - from), o);
+  }
+  return out;
+}
+
+Napi::Value ModelWrap::SetEpoch(const Napi::CallbackInfo& info) {
+  model_->set_epoch(int_arg(info, 0, "epoch", 0, INT64_C(1) << 52));
+  return info.Env().Undefined();
+}
+
+Napi::Value ModelWrap::Snapshot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "snapshot");
+  guard(env, [&] { model_->snapshot_weights(); });
+  return Napi::Number::New(env, static_cast<double>(model_->step()));
+}
+
+Napi::Value ModelWrap::Rewind(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "rewind");
+  const int64_t step = int_arg(info, 0, "step", 0, INT64_C(1) << 52);
+  guard(env, [&] { model_->rewind(step); });
+  return env.Undefined();
+}
+
+Napi::Value ModelWrap::SnapshotSteps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto steps = model_->snapshot_steps();
+  Napi::Array out = Napi::Array::New(env, steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>(steps[i]));
+  return out;
+}
+
+}  // namespace npb

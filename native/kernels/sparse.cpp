@@ -1,0 +1,491 @@
+// The loops around the CSR micro-kernels: the split between threads, batch
+// tiles, column blocks that keep the touched rows of X (or dX) in L2, beta;
+// dispatch by SIMD level, the naive references, and the crossover measurement.
+//
+//   spmm    threads own row ranges of Y, balanced by nnz (+1 per row for its store)
+//   spmm_t  threads own row ranges of dX (= column ranges of W, balanced by an
+//           estimated column histogram), or batch ranges when W has few columns:
+//           no two threads write one element, so no atomics
+//   sddmm   threads own row ranges of W, balanced by nnz
+//
+// Inside a thread: batch tiles (<= the kernel's tile, split evenly so 257 is
+// 3 x ~86, not 128 + 128 + 1) -> column blocks -> rows -> micro-kernel.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "gemm.h"
+#include "sparse_internal.h"
+#include "thread_pool.h"
+
+namespace np {
+
+namespace {
+
+// Blocking (Zen 4/5: 48 KB L1d, 1 MB L2 per core). A micro-kernel call reads
+// or writes one row of X (or dX) per nonzero: T floats that come from L1 only
+// if the rows a thread cycles through fit there. So the columns of W are cut
+// into blocks whose X rows (block x tile) take about kL1Bytes, widened at low
+// density until a row meets at least kVisitNnz nonzeros per block (each visit
+// also loads and stores the row's Y tile). Rows are cut into chunks whose Y
+// (or dY) tiles take about kChunkBytes, so Y stays in L2 across the blocks.
+// Env overrides (NEUROPLASTIC_SPARSE_L1, _VISIT, _CHUNK) exist for the bench.
+int64_t env_or(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v ? std::atoll(v) : fallback;
+}
+const int64_t kL1Bytes = env_or("NEUROPLASTIC_SPARSE_L1", 32 * 1024);
+const int64_t kVisitNnz = env_or("NEUROPLASTIC_SPARSE_VISIT", 12);
+const int64_t kChunkBytes = env_or("NEUROPLASTIC_SPARSE_CHUNK", 256 * 1024);
+// Below this many multiply-adds a product lasts about a microsecond, the cost
+// of waking a worker, so it runs on the calling thread.
+constexpr int64_t kMinParallelMnk = 1 << 16;
+
+struct BatchTiles {
+  int64_t width;  // every tile but the last
+};
+
+// Even tiles of at most `tile` floats, rounded up to whole 16-float vectors.
+BatchTiles batch_tiles(int64_t batch, int tile) {
+  const int64_t count = (batch + tile - 1) / tile;
+  int64_t w = (batch + count - 1) / count;
+  const int64_t g = std::min(tile, 16);
+  w = std::min<int64_t>(tile, (w + g - 1) / g * g);
+  return {w};
+}
+
+struct Blocking {
+  int64_t block_cols;  // >= the column range: no column blocking
+  int64_t chunk_rows;
+};
+
+Blocking blocking_for(const CsrView& w, int64_t width) {
+  const int64_t row_bytes = width * static_cast<int64_t>(sizeof(float));
+  const double density = static_cast<double>(w.nnz()) / (static_cast<double>(w.rows) * static_cast<double>(w.cols));
+  int64_t bc = std::max<int64_t>(16, kL1Bytes / row_bytes);
+  if (density > 0.0) bc = std::max<int64_t>(bc, static_cast<int64_t>(static_cast<double>(kVisitNnz) / density));
+  return {bc, std::max<int64_t>(16, kChunkBytes / row_bytes)};
+}
+
+// Calls visit(r, s, e, first) for every row r in [r0, r1) and column block of
+// [c0, c1), where [s, e) are the row's nonzeros in the block and first says it
+// is the row's first block. Rows are taken in chunks, blocks inside a chunk;
+// a per-row cursor walks each row's sorted indices once.
+thread_local std::vector<int64_t> t_cursor;
+
+template <typename Visit>
+void for_each_block(const CsrView& w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const Blocking& bk,
+                    Visit&& visit) {
+  if (c0 == 0 && c1 == w.cols && bk.block_cols >= w.cols) {
+    for (int64_t r = r0; r < r1; ++r) visit(r, w.indptr[r], w.indptr[r + 1], true);
+    return;
+  }
+  const int64_t blocks = std::max<int64_t>(1, (c1 - c0 + bk.block_cols - 1) / bk.block_cols);
+  const int64_t bc = (c1 - c0 + blocks - 1) / blocks;  // equal blocks: no sliver at the end
+  std::vector<int64_t>& cur = t_cursor;
+  for (int64_t rc0 = r0; rc0 < r1; rc0 += bk.chunk_rows) {
+    const int64_t rc1 = std::min(r1, rc0 + bk.chunk_rows);
+    cur.resize(static_cast<size_t>(rc1 - rc0));
+    for (int64_t r = rc0; r < rc1; ++r) {
+      const int32_t* first = w.indices + w.indptr[r];
+      cur[r - rc0] = c0 == 0 ? w.indptr[r]
+                             : std::lower_bound(first, w.indices + w.indptr[r + 1], static_cast<int32_t>(c0)) -
+                                   w.indices;
+    }
+    for (int64_t b0 = c0; b0 < c1; b0 += bc) {
+      const int32_t b1 = static_cast<int32_t>(std::min(c1, b0 + bc));
+      for (int64_t r = rc0; r < rc1; ++r) {
+        const int64_t s = cur[r - rc0], end = w.indptr[r + 1];
+        int64_t e = s;
+        while (e < end && w.indices[e] < b1) ++e;
+        cur[r - rc0] = e;
+        visit(r, s, e, b0 == c0);
+      }
+    }
+  }
+}
+
+int thread_count(ThreadPool* pool, int64_t work) {
+  if (pool == nullptr || work < kMinParallelMnk) return 1;
+  return pool->size();
+}
+
+// First row r in [0, rows] with indptr[r] + r*row_cost >= target.
+int64_t row_at_cost(const CsrView& w, int64_t row_cost, int64_t target) {
+  int64_t lo = 0, hi = w.rows;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (w.indptr[mid] + mid * row_cost < target) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+// ---- forward ------------------------------------------------------------------
+struct SpmmArgs {
+  const CsrView& w;
+  const float* x;
+  int64_t ldx;
+  float beta;
+  float* y;
+  int64_t ldy;
+  int64_t batch;
+};
+
+void spmm_rows(const SparseKernel& kr, const SpmmArgs& a, int64_t r0, int64_t r1) {
+  const CsrView& w = a.w;
+  const BatchTiles bt = batch_tiles(a.batch, kr.tile);
+  const Blocking bk = blocking_for(w, bt.width);
+  for (int64_t j0 = 0; j0 < a.batch; j0 += bt.width) {
+    const int n = static_cast<int>(std::min(bt.width, a.batch - j0));
+    for_each_block(w, r0, r1, 0, w.cols, bk, [&](int64_t r, int64_t s, int64_t e, bool first) {
+      const float beta = first ? a.beta : 1.0f;  // later blocks accumulate
+      if (s == e && beta == 1.0f) return;
+      kr.spmm(e - s, w.values + s, w.indices + s, a.x + j0, a.ldx, beta, a.y + r * a.ldy + j0, n);
+    });
+  }
+}
+
+void spmm_run(const SparseKernel& kr, const SpmmArgs& a, ThreadPool* pool) {
+  const CsrView& w = a.w;
+  if (w.rows <= 0 || a.batch <= 0) return;
+  const int64_t nnz = w.nnz();
+  const int threads = static_cast<int>(std::min<int64_t>(thread_count(pool, nnz * a.batch), w.rows));
+  if (threads <= 1) {
+    spmm_rows(kr, a, 0, w.rows);
+    return;
+  }
+  const int64_t total = nnz + w.rows;  // a row costs its nonzeros plus one store
+  pool->parallel_for(threads, [&](int64_t t) {
+    const int64_t r0 = t == 0 ? 0 : row_at_cost(w, 1, total * t / threads);
+    const int64_t r1 = t + 1 == threads ? w.rows : row_at_cost(w, 1, total * (t + 1) / threads);
+    if (r0 < r1) spmm_rows(kr, a, r0, r1);
+  });
+}
+
+// ---- backward data -------------------------------------------------------------
+struct SpmmTArgs {
+  const CsrView& w;
+  const float* dy;
+  int64_t lddy;
+  float beta;
+  float* dx;
+  int64_t lddx;
+  int64_t batch;
+};
+
+// dX[c0:c1, j0:j1] = beta * dX + (W^T dY)[c0:c1, j0:j1].
+void spmm_t_block(const SparseKernel& kr, const SpmmTArgs& a, int64_t c0, int64_t c1, int64_t j0, int64_t j1) {
+  const CsrView& w = a.w;
+  for (int64_t c = c0; c < c1; ++c) {
+    float* row = a.dx + c * a.lddx;
+    if (a.beta == 0.0f) {
+      std::memset(row + j0, 0, static_cast<size_t>(j1 - j0) * sizeof(float));
+    } else if (a.beta != 1.0f) {
+      for (int64_t j = j0; j < j1; ++j) row[j] *= a.beta;
+    }
+  }
+  if (w.rows <= 0) return;
+  const BatchTiles bt = batch_tiles(j1 - j0, kr.tile);
+  const Blocking bk = blocking_for(w, bt.width);
+  for (int64_t jt = j0; jt < j1; jt += bt.width) {
+    const int n = static_cast<int>(std::min(bt.width, j1 - jt));
+    for_each_block(w, 0, w.rows, c0, c1, bk, [&](int64_t r, int64_t s, int64_t e, bool) {
+      if (s < e) kr.spmm_t(e - s, w.values + s, w.indices + s, a.dy + r * a.lddy + jt, a.dx + jt, a.lddx, n);
+    });
+  }
+}
+
+// Column boundaries [parts + 1] of W with about equal nonzeros each, from a
+// histogram of a sample of rows (a pruned input layer has dead columns, so an
+// even split by count would leave one thread most of the work).
+std::vector<int64_t> split_columns(const CsrView& w, int parts) {
+  const int64_t nnz = w.nnz();
+  const int64_t stride = std::max<int64_t>(1, nnz / 32768);  // sample ~32K nonzeros' rows
+  std::vector<int64_t> hist(static_cast<size_t>(w.cols), 0);
+  for (int64_t r = 0; r < w.rows; r += stride)
+    for (int64_t k = w.indptr[r]; k < w.indptr[r + 1]; ++k) hist[w.indices[k]] += stride;
+  // Each column also costs its beta pass over dX: about one nonzero.
+  int64_t total = 0;
+  for (int64_t& h : hist) total += (h += 1);
+  std::vector<int64_t> bounds(static_cast<size_t>(parts) + 1, w.cols);
+  bounds[0] = 0;
+  int64_t acc = 0, c = 0;
+  for (int p = 1; p < parts; ++p) {
+    const int64_t target = total * p / parts;
+    while (c < w.cols && acc + hist[c] <= target) acc += hist[c++];
+    bounds[p] = std::max(c, bounds[p - 1]);
+  }
+  return bounds;
+}
+
+void spmm_t_run(const SparseKernel& kr, const SpmmTArgs& a, ThreadPool* pool) {
+  const CsrView& w = a.w;
+  if (w.cols <= 0 || a.batch <= 0) return;
+  const int threads = thread_count(pool, w.nnz() * a.batch);
+  if (threads <= 1) {
+    spmm_t_block(kr, a, 0, w.cols, 0, a.batch);
+    return;
+  }
+  if (w.cols >= 16 * threads) {
+    const std::vector<int64_t> bounds = split_columns(w, threads);
+    pool->parallel_for(threads, [&](int64_t t) {
+      if (bounds[t] < bounds[t + 1]) spmm_t_block(kr, a, bounds[t], bounds[t + 1], 0, a.batch);
+    });
+    return;
+  }
+  // Few columns: split the batch into whole vectors instead.
+  const int64_t units = (a.batch + 15) / 16;
+  const int parts = static_cast<int>(std::min<int64_t>(threads, units));
+  pool->parallel_for(parts, [&](int64_t t) {
+    const int64_t j0 = std::min(a.batch, units * t / parts * 16);
+    const int64_t j1 = std::min(a.batch, units * (t + 1) / parts * 16);
+    if (j0 < j1) spmm_t_block(kr, a, 0, w.cols, j0, j1);
+  });
+}
+
+// ---- weight gradient ----------------------------------------------------------
+struct SddmmArgs {
+  const CsrView& p;
+  const float* dy;
+  int64_t lddy;
+  const float* x;
+  int64_t ldx;
+  int64_t batch;
+  float beta;
+  float* grad;
+};
+
+void sddmm_rows(const SparseKernel& kr, const SddmmArgs& a, int64_t r0, int64_t r1) {
+  const CsrView& w = a.p;
+  const BatchTiles bt = batch_tiles(a.batch, kr.tile);
+  const Blocking bk = blocking_for(w, bt.width);
+  for (int64_t j0 = 0; j0 < a.batch; j0 += bt.width) {
+    const int n = static_cast<int>(std::min(bt.width, a.batch - j0));
+    const float beta = j0 == 0 ? a.beta : 1.0f;  // later batch tiles accumulate
+    for_each_block(w, r0, r1, 0, w.cols, bk, [&](int64_t r, int64_t s, int64_t e, bool) {
+      if (s < e) kr.sddmm(e - s, w.indices + s, a.dy + r * a.lddy + j0, a.x + j0, a.ldx, beta, a.grad + s, n);
+    });
+  }
+}
+
+void sddmm_run(const SparseKernel& kr, const SddmmArgs& a, ThreadPool* pool) {
+  const CsrView& w = a.p;
+  const int64_t nnz = w.nnz();
+  if (nnz <= 0) return;
+  if (a.batch <= 0) {  // an empty sum: grad = beta * grad
+    for (int64_t k = 0; k < nnz; ++k) a.grad[k] = a.beta == 0.0f ? 0.0f : a.beta * a.grad[k];
+    return;
+  }
+  const int threads = static_cast<int>(std::min<int64_t>(thread_count(pool, nnz * a.batch), w.rows));
+  if (threads <= 1) {
+    sddmm_rows(kr, a, 0, w.rows);
+    return;
+  }
+  pool->parallel_for(threads, [&](int64_t t) {
+    const int64_t r0 = t == 0 ? 0 : row_at_cost(w, 0, nnz * t / threads);
+    const int64_t r1 = t + 1 == threads ? w.rows : row_at_cost(w, 0, nnz * (t + 1) / threads);
+    if (r0 < r1) sddmm_rows(kr, a, r0, r1);
+  });
+}
+
+SimdLevel clamp_level(SimdLevel level) {
+  // Never run an instruction set the CPU lacks, whatever the caller asked.
+  return static_cast<int>(level) > static_cast<int>(detected_simd_level()) ? detected_simd_level() : level;
+}
+
+}  // namespace
+
+const SparseKernel& sparse_kernel_for(SimdLevel level) {
+  static const SparseKernel* const registry[] = {
+#define NP_SPARSE_KERNEL(isa, level, TILE) &sparse_kernel_##isa(),
+#include "sparse_kernels.inc"
+#undef NP_SPARSE_KERNEL
+  };
+  const SparseKernel* best = registry[0];
+  for (const SparseKernel* kr : registry)
+    if (static_cast<int>(kr->level) <= static_cast<int>(level) &&
+        static_cast<int>(kr->level) >= static_cast<int>(best->level))
+      best = kr;
+  return *best;
+}
+
+void spmm_f32_csr_at(SimdLevel level, const CsrView& w, const float* x, int64_t ldx, float beta, float* y,
+                     int64_t ldy, int64_t batch, ThreadPool* pool) {
+  spmm_run(sparse_kernel_for(clamp_level(level)), SpmmArgs{w, x, ldx, beta, y, ldy, batch}, pool);
+}
+
+void spmm_t_f32_csr_at(SimdLevel level, const CsrView& w, const float* dy, int64_t lddy, float beta, float* dx,
+                       int64_t lddx, int64_t batch, ThreadPool* pool) {
+  spmm_t_run(sparse_kernel_for(clamp_level(level)), SpmmTArgs{w, dy, lddy, beta, dx, lddx, batch}, pool);
+}
+
+void sddmm_f32_csr_at(SimdLevel level, const CsrView& pattern, const float* dy, int64_t lddy, const float* x,
+                      int64_t ldx, int64_t batch, float beta, float* grad_values, ThreadPool* pool) {
+  sddmm_run(sparse_kernel_for(clamp_level(level)), SddmmArgs{pattern, dy, lddy, x, ldx, batch, beta, grad_values},
+            pool);
+}
+
+void spmm_f32_csr(const CsrView& w, const float* x, int64_t ldx, float beta, float* y, int64_t ldy, int64_t batch,
+                  ThreadPool* pool) {
+  spmm_f32_csr_at(active_simd_level(), w, x, ldx, beta, y, ldy, batch, pool);
+}
+
+void spmm_t_f32_csr(const CsrView& w, const float* dy, int64_t lddy, float beta, float* dx, int64_t lddx,
+                    int64_t batch, ThreadPool* pool) {
+  spmm_t_f32_csr_at(active_simd_level(), w, dy, lddy, beta, dx, lddx, batch, pool);
+}
+
+void sddmm_f32_csr(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,
+                   int64_t batch, float beta, float* grad_values, ThreadPool* pool) {
+  sddmm_f32_csr_at(active_simd_level(), pattern, dy, lddy, x, ldx, batch, beta, grad_values, pool);
+}
+
+// ---- naive references ------------------------------------------------------------
+void spmm_f32_csr_naive(const CsrView& w, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
+                        int64_t batch) {
+  // Y[rows x batch] = beta * Y + W[rows x cols] * X[cols x batch]
+  for (int64_t r = 0; r < w.rows; ++r) {
+    for (int64_t j = 0; j < batch; ++j) {
+      double acc = 0.0;
+      for (int64_t k = w.indptr[r]; k < w.indptr[r + 1]; ++k)
+        acc += static_cast<double>(w.values[k]) * x[w.indices[k] * ldx + j];
+      float& out = y[r * ldy + j];
+      out = beta == 0.0f ? static_cast<float>(acc) : static_cast<float>(beta * out + acc);
+    }
+  }
+}
+
+void spmm_t_f32_csr_naive(const CsrView& w, const float* dy, int64_t lddy, float beta, float* dx, int64_t lddx,
+                          int64_t batch) {
+  // dX[cols x batch] = beta * dX + W^T[cols x rows] * dY[rows x batch]
+  std::vector<double> acc(static_cast<size_t>(w.cols * batch), 0.0);
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t k = w.indptr[r]; k < w.indptr[r + 1]; ++k)
+      for (int64_t j = 0; j < batch; ++j)
+        acc[w.indices[k] * batch + j] += static_cast<double>(w.values[k]) * dy[r * lddy + j];
+  for (int64_t c = 0; c < w.cols; ++c) {
+    for (int64_t j = 0; j < batch; ++j) {
+      float& out = dx[c * lddx + j];
+      out = beta == 0.0f ? static_cast<float>(acc[c * batch + j]) : static_cast<float>(beta * out + acc[c * batch + j]);
+    }
+  }
+}
+
+void sddmm_f32_csr_naive(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,
+                         int64_t batch, float beta, float* grad_values) {
+  // grad[k] = beta * grad[k] + dY[row(k), :] . X[col(k), :]   (dY: rows x batch, X: cols x batch)
+  for (int64_t r = 0; r < pattern.rows; ++r) {
+    for (int64_t k = pattern.indptr[r]; k < pattern.indptr[r + 1]; ++k) {
+      double acc = 0.0;
+      for (int64_t j = 0; j < batch; ++j)
+        acc += static_cast<double>(dy[r * lddy + j]) * x[pattern.indices[k] * ldx + j];
+      float& out = grad_values[k];
+      out = beta == 0.0f ? static_cast<float>(acc) : static_cast<float>(beta * out + acc);
+    }
+  }
+}
+
+// ---- crossover -------------------------------------------------------------------
+namespace {
+
+struct Lcg {
+  uint64_t s;
+  uint32_t next_u32() {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<uint32_t>(s >> 32);
+  }
+  float next_float() { return static_cast<float>(next_u32() >> 8) / 8388608.0f - 1.0f; }
+};
+
+// Each entry kept with probability density (a fixed-seed Bernoulli mask).
+void random_csr(int64_t rows, int64_t cols, double density, uint64_t seed, std::vector<int64_t>* indptr,
+                std::vector<int32_t>* indices, std::vector<float>* values) {
+  Lcg rng{seed};
+  const uint32_t cut = static_cast<uint32_t>(std::min(1.0, density) * 4294967295.0);
+  indptr->assign(1, 0);
+  indices->clear();
+  values->clear();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      if (rng.next_u32() <= cut) {
+        indices->push_back(static_cast<int32_t>(c));
+        values->push_back(rng.next_float());
+      }
+    }
+    indptr->push_back(static_cast<int64_t>(indices->size()));
+  }
+}
+
+template <typename Fn>
+double median_ms(int reps, Fn&& fn) {
+  fn();  // warm caches and the pool
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
+  return ms[reps / 2];
+}
+
+}  // namespace
+
+double measure_csr_crossover_density(int64_t rows, int64_t cols, int64_t batch, ThreadPool* pool) {
+  constexpr double kMin = 0.02, kMax = 0.9;
+  // Costs per nonzero and per dense element scale alike past a few hundred, so
+  // a capped problem answers for a huge layer in a few milliseconds.
+  const int64_t m = std::clamp<int64_t>(rows, 1, 256);
+  const int64_t k = std::clamp<int64_t>(cols, 1, 256);
+  const int64_t n = std::clamp<int64_t>(batch, 1, 256);
+  constexpr int kReps = 5;
+
+  Lcg rng{0x5eed};
+  std::vector<float> x(static_cast<size_t>(k * n)), dy(static_cast<size_t>(m * n));
+  std::vector<float> y(dy.size()), dx(x.size()), wd(static_cast<size_t>(m * k)), gd(wd.size());
+  for (float& v : x) v = rng.next_float();
+  for (float& v : dy) v = rng.next_float();
+  for (float& v : wd) v = rng.next_float();
+
+  const double dense_ms = median_ms(kReps, [&] {
+    gemm_f32(Trans::kNo, Trans::kNo, m, n, k, wd.data(), k, x.data(), n, 0.0f, y.data(), n, pool);
+    gemm_f32(Trans::kYes, Trans::kNo, k, n, m, wd.data(), k, dy.data(), n, 0.0f, dx.data(), n, pool);
+    gemm_f32(Trans::kNo, Trans::kYes, m, k, n, dy.data(), n, x.data(), n, 0.0f, gd.data(), k, pool);
+  });
+
+  // From sparse upwards; stop at the first density where dense wins.
+  const double densities[] = {0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9};
+  std::vector<int64_t> indptr;
+  std::vector<int32_t> indices;
+  std::vector<float> values, grad;
+  double prev_d = 0.0, prev_ratio = 0.0;
+  for (double d : densities) {
+    random_csr(m, k, d, 0xc5a + static_cast<uint64_t>(d * 1000), &indptr, &indices, &values);
+    grad.assign(values.size(), 0.0f);
+    const CsrView w{m, k, indptr.data(), indices.data(), values.data()};
+    const double sparse_ms = median_ms(kReps, [&] {
+      spmm_f32_csr(w, x.data(), n, 0.0f, y.data(), n, n, pool);
+      spmm_t_f32_csr(w, dy.data(), n, 0.0f, dx.data(), n, n, pool);
+      sddmm_f32_csr(w, dy.data(), n, x.data(), n, n, 0.0f, grad.data(), pool);
+    });
+    const double ratio = sparse_ms / std::max(dense_ms, 1e-9);  // < 1: sparse wins
+    if (ratio >= 1.0) {
+      if (prev_d == 0.0) return kMin;
+      // Linear interpolation of the ratio between the last win and this loss.
+      const double t = (1.0 - prev_ratio) / std::max(ratio - prev_ratio, 1e-9);
+      return std::clamp(prev_d + t * (d - prev_d), kMin, kMax);
+    }
+    prev_d = d;
+    prev_ratio = ratio;
+  }
+  return kMax;
+}
+
+}  // namespace np

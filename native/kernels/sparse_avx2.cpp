@@ -1,0 +1,188 @@
+// AVX2+FMA CSR micro-kernels, batch tile 64 (8 ymm). Compiled with -mavx2
+// -mfma (native/sources.json "avx2"); only called after the dispatcher checked
+// the CPU. Same structure as sparse_avx512.cpp: a template on NV (1..8 vectors
+// of 8 floats), the last vector masked (vmaskmov) when n is not a multiple of 8.
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "sparse_internal.h"
+
+namespace np {
+
+namespace {
+
+constexpr int kTile = 64;
+
+inline __m256i tail_mask(int n, int nv) {
+  const int last = n - 8 * (nv - 1);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(last), lane);
+}
+
+inline __m256 load(bool masked, const float* p, __m256i m) {
+  return masked ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p);
+}
+
+inline void store(bool masked, float* p, __m256i m, __m256 v) {
+  if (masked) {
+    _mm256_maskstore_ps(p, m, v);
+  } else {
+    _mm256_storeu_ps(p, v);
+  }
+}
+
+template <int NV, bool MASKED>
+void spmm_tile(int64_t nnz, const float* vals, const int32_t* idx, const float* x, int64_t ldx, float beta,
+               float* y, __m256i m) {
+  __m256 a0[NV], a1[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) a0[v] = a1[v] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 2 <= nnz; k += 2) {
+    const float* x0 = x + static_cast<int64_t>(idx[k]) * ldx;
+    const float* x1 = x + static_cast<int64_t>(idx[k + 1]) * ldx;
+    const __m256 w0 = _mm256_broadcast_ss(vals + k);
+    const __m256 w1 = _mm256_broadcast_ss(vals + k + 1);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const bool mv = MASKED && v == NV - 1;
+      a0[v] = _mm256_fmadd_ps(w0, mv ? _mm256_maskload_ps(x0 + 8 * v, m) : _mm256_loadu_ps(x0 + 8 * v), a0[v]);
+      a1[v] = _mm256_fmadd_ps(w1, mv ? _mm256_maskload_ps(x1 + 8 * v, m) : _mm256_loadu_ps(x1 + 8 * v), a1[v]);
+    }
+  }
+  if (k < nnz) {
+    const float* x0 = x + static_cast<int64_t>(idx[k]) * ldx;
+    const __m256 w0 = _mm256_broadcast_ss(vals + k);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const bool mv = MASKED && v == NV - 1;
+      a0[v] = _mm256_fmadd_ps(w0, mv ? _mm256_maskload_ps(x0 + 8 * v, m) : _mm256_loadu_ps(x0 + 8 * v), a0[v]);
+    }
+  }
+  if (beta == 0.0f) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) store(MASKED && v == NV - 1, y + 8 * v, m, _mm256_add_ps(a0[v], a1[v]));
+  } else {
+    const __m256 vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const __m256 old = load(MASKED && v == NV - 1, y + 8 * v, m);
+      store(MASKED && v == NV - 1, y + 8 * v, m, _mm256_fmadd_ps(vb, old, _mm256_add_ps(a0[v], a1[v])));
+    }
+  }
+}
+
+template <int NV, bool MASKED>
+void spmm_t_tile(int64_t nnz, const float* vals, const int32_t* idx, const float* dy, float* dx, int64_t lddx,
+                 __m256i m) {
+  __m256 d[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) d[v] = load(MASKED && v == NV - 1, dy + 8 * v, m);
+  for (int64_t k = 0; k < nnz; ++k) {
+    float* p = dx + static_cast<int64_t>(idx[k]) * lddx;
+    const __m256 w = _mm256_broadcast_ss(vals + k);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      if (MASKED && v == NV - 1) {
+        _mm256_maskstore_ps(p + 8 * v, m, _mm256_fmadd_ps(w, d[v], _mm256_maskload_ps(p + 8 * v, m)));
+      } else {
+        _mm256_storeu_ps(p + 8 * v, _mm256_fmadd_ps(w, d[v], _mm256_loadu_ps(p + 8 * v)));
+      }
+    }
+  }
+}
+
+// Eight dot-product vectors -> their eight sums, in order.
+inline __m256 reduce8(const __m256 a[8]) {
+  const __m256 h01 = _mm256_hadd_ps(a[0], a[1]);
+  const __m256 h23 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 h45 = _mm256_hadd_ps(a[4], a[5]);
+  const __m256 h67 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 q0 = _mm256_hadd_ps(h01, h23);  // per 128-bit lane: [a0, a1, a2, a3] partials
+  const __m256 q1 = _mm256_hadd_ps(h45, h67);
+  return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+}
+
+template <int NV, bool MASKED>
+void sddmm_tile(int64_t nnz, const int32_t* idx, const float* dy, const float* x, int64_t ldx, float beta,
+                float* out, __m256i m) {
+  __m256 d[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) d[v] = load(MASKED && v == NV - 1, dy + 8 * v, m);
+  const __m256 vb = _mm256_set1_ps(beta);
+  int64_t k = 0;
+  for (; k + 8 <= nnz; k += 8) {
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const float* xr = x + static_cast<int64_t>(idx[k + j]) * ldx;
+      acc[j] = _mm256_mul_ps(d[0], load(MASKED && NV == 1, xr, m));
+#pragma GCC unroll 8
+      for (int v = 1; v < NV; ++v) acc[j] = _mm256_fmadd_ps(d[v], load(MASKED && v == NV - 1, xr + 8 * v, m), acc[j]);
+    }
+    const __m256 s = reduce8(acc);
+    _mm256_storeu_ps(out + k, beta == 0.0f ? s : _mm256_fmadd_ps(vb, _mm256_loadu_ps(out + k), s));
+  }
+  for (; k < nnz; ++k) {
+    const float* xr = x + static_cast<int64_t>(idx[k]) * ldx;
+    __m256 acc = _mm256_mul_ps(d[0], load(MASKED && NV == 1, xr, m));
+#pragma GCC unroll 8
+    for (int v = 1; v < NV; ++v) acc = _mm256_fmadd_ps(d[v], load(MASKED && v == NV - 1, xr + 8 * v, m), acc);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    const float s = _mm_cvtss_f32(h);
+    out[k] = beta == 0.0f ? s : beta * out[k] + s;
+  }
+}
+
+#define NP_SPARSE_DISPATCH(fn, n, ...)                                   \
+  do {                                                                    \
+    const int nv = ((n) + 7) / 8;                                         \
+    const __m256i m = tail_mask((n), nv);                                 \
+    const bool masked = ((n) & 7) != 0;                                   \
+    switch (nv * 2 + (masked ? 1 : 0)) {                                  \
+      case 2: fn<1, false>(__VA_ARGS__, m); break;                        \
+      case 3: fn<1, true>(__VA_ARGS__, m); break;                         \
+      case 4: fn<2, false>(__VA_ARGS__, m); break;                        \
+      case 5: fn<2, true>(__VA_ARGS__, m); break;                         \
+      case 6: fn<3, false>(__VA_ARGS__, m); break;                        \
+      case 7: fn<3, true>(__VA_ARGS__, m); break;                         \
+      case 8: fn<4, false>(__VA_ARGS__, m); break;                        \
+      case 9: fn<4, true>(__VA_ARGS__, m); break;                         \
+      case 10: fn<5, false>(__VA_ARGS__, m); break;                       \
+      case 11: fn<5, true>(__VA_ARGS__, m); break;                        \
+      case 12: fn<6, false>(__VA_ARGS__, m); break;                       \
+      case 13: fn<6, true>(__VA_ARGS__, m); break;                        \
+      case 14: fn<7, false>(__VA_ARGS__, m); break;                       \
+      case 15: fn<7, true>(__VA_ARGS__, m); break;                        \
+      case 16: fn<8, false>(__VA_ARGS__, m); break;                       \
+      default: fn<8, true>(__VA_ARGS__, m); break;                        \
+    }                                                                     \
+  } while (0)
+
+}  // namespace
+
+void spmm_f32_csr_ukernel_64_avx2(int64_t nnz, const float* vals, const int32_t* idx, const float* x,
+                                  int64_t ldx, float beta, float* y, int n) {
+  NP_SPARSE_DISPATCH(spmm_tile, n, nnz, vals, idx, x, ldx, beta, y);
+}
+
+void spmm_t_f32_csr_ukernel_64_avx2(int64_t nnz, const float* vals, const int32_t* idx, const float* dy,
+                                    float* dx, int64_t lddx, int n) {
+  NP_SPARSE_DISPATCH(spmm_t_tile, n, nnz, vals, idx, dy, dx, lddx);
+}
+
+void sddmm_f32_csr_ukernel_64_avx2(int64_t nnz, const int32_t* idx, const float* dy, const float* x,
+                                   int64_t ldx, float beta, float* out, int n) {
+  NP_SPARSE_DISPATCH(sddmm_tile, n, nnz, idx, dy, x, ldx, beta, out);
+}
+
+const SparseKernel& sparse_kernel_avx2() {
+  static const SparseKernel kernel = {"avx2", SimdLevel::kAvx2, kTile, spmm_f32_csr_ukernel_64_avx2,
+                                      spmm_t_f32_csr_ukernel_64_avx2, sddmm_f32_csr_ukernel_64_avx2};
+  return kernel;
+}
+
+}  // namespace np
+#endif  // __x86_64__

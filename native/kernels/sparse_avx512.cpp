@@ -1,0 +1,226 @@
+// AVX-512 CSR micro-kernels, batch tile 128 (8 zmm). Compiled with
+// -mavx512f/vl/bw/dq (native/sources.json "avx512"); only called after the
+// dispatcher checked the CPU.
+//
+// Each is a template on NV, the number of 16-float vectors in the tile (1..8),
+// so a narrow batch (1, 7, 33) runs only the vectors it needs; the last vector
+// is masked when n is not a multiple of 16 (MASKED), so no lane outside the
+// tile is read or written (ld padding may hold NaN).
+#if defined(__x86_64__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "sparse_internal.h"
+
+namespace np {
+
+namespace {
+
+constexpr int kTile = 128;
+
+inline __mmask16 tail_mask(int n, int nv) {
+  const int last = n - 16 * (nv - 1);
+  return last >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << last) - 1u);
+}
+
+inline __m512 load(bool masked, const float* p, __mmask16 m) {
+  return masked ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
+}
+
+inline void store(bool masked, float* p, __mmask16 m, __m512 v) {
+  if (masked) {
+    _mm512_mask_storeu_ps(p, m, v);
+  } else {
+    _mm512_storeu_ps(p, v);
+  }
+}
+
+// Two accumulator sets (even and odd nonzeros): 2*NV independent FMA chains,
+// and the X loads of the next pair issue while this pair's FMAs wait.
+template <int NV, bool MASKED>
+void spmm_tile(int64_t nnz, const float* vals, const int32_t* idx, const float* x, int64_t ldx, float beta,
+               float* y, __mmask16 m) {
+  __m512 a0[NV], a1[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) a0[v] = a1[v] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 2 <= nnz; k += 2) {
+    const float* x0 = x + static_cast<int64_t>(idx[k]) * ldx;
+    const float* x1 = x + static_cast<int64_t>(idx[k + 1]) * ldx;
+    const __m512 w0 = _mm512_set1_ps(vals[k]);
+    const __m512 w1 = _mm512_set1_ps(vals[k + 1]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const bool mv = MASKED && v == NV - 1;
+      a0[v] = _mm512_fmadd_ps(w0, mv ? _mm512_maskz_loadu_ps(m, x0 + 16 * v) : _mm512_loadu_ps(x0 + 16 * v), a0[v]);
+      a1[v] = _mm512_fmadd_ps(w1, mv ? _mm512_maskz_loadu_ps(m, x1 + 16 * v) : _mm512_loadu_ps(x1 + 16 * v), a1[v]);
+    }
+  }
+  if (k < nnz) {
+    const float* x0 = x + static_cast<int64_t>(idx[k]) * ldx;
+    const __m512 w0 = _mm512_set1_ps(vals[k]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const bool mv = MASKED && v == NV - 1;
+      a0[v] = _mm512_fmadd_ps(w0, mv ? _mm512_maskz_loadu_ps(m, x0 + 16 * v) : _mm512_loadu_ps(x0 + 16 * v), a0[v]);
+    }
+  }
+  if (beta == 0.0f) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) store(MASKED && v == NV - 1, y + 16 * v, m, _mm512_add_ps(a0[v], a1[v]));
+  } else {
+    const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const __m512 old = load(MASKED && v == NV - 1, y + 16 * v, m);
+      store(MASKED && v == NV - 1, y + 16 * v, m, _mm512_fmadd_ps(vb, old, _mm512_add_ps(a0[v], a1[v])));
+    }
+  }
+}
+
+template <int NV, bool MASKED>
+void spmm_t_tile(int64_t nnz, const float* vals, const int32_t* idx, const float* dy, float* dx, int64_t lddx,
+                 __mmask16 m) {
+  __m512 d[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) d[v] = load(MASKED && v == NV - 1, dy + 16 * v, m);
+  int64_t k = 0;
+  for (; k + 2 <= nnz; k += 2) {
+    float* p0 = dx + static_cast<int64_t>(idx[k]) * lddx;
+    float* p1 = dx + static_cast<int64_t>(idx[k + 1]) * lddx;
+    const __m512 w0 = _mm512_set1_ps(vals[k]);
+    const __m512 w1 = _mm512_set1_ps(vals[k + 1]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const bool mv = MASKED && v == NV - 1;
+      const __m512 o0 = mv ? _mm512_maskz_loadu_ps(m, p0 + 16 * v) : _mm512_loadu_ps(p0 + 16 * v);
+      const __m512 o1 = mv ? _mm512_maskz_loadu_ps(m, p1 + 16 * v) : _mm512_loadu_ps(p1 + 16 * v);
+      const __m512 r0 = _mm512_fmadd_ps(w0, d[v], o0);
+      const __m512 r1 = _mm512_fmadd_ps(w1, d[v], o1);
+      if (mv) {
+        _mm512_mask_storeu_ps(p0 + 16 * v, m, r0);
+        _mm512_mask_storeu_ps(p1 + 16 * v, m, r1);
+      } else {
+        _mm512_storeu_ps(p0 + 16 * v, r0);
+        _mm512_storeu_ps(p1 + 16 * v, r1);
+      }
+    }
+  }
+  if (k < nnz) {
+    float* p0 = dx + static_cast<int64_t>(idx[k]) * lddx;
+    const __m512 w0 = _mm512_set1_ps(vals[k]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const bool mv = MASKED && v == NV - 1;
+      const __m512 o0 = mv ? _mm512_maskz_loadu_ps(m, p0 + 16 * v) : _mm512_loadu_ps(p0 + 16 * v);
+      const __m512 r0 = _mm512_fmadd_ps(w0, d[v], o0);
+      if (mv) {
+        _mm512_mask_storeu_ps(p0 + 16 * v, m, r0);
+      } else {
+        _mm512_storeu_ps(p0 + 16 * v, r0);
+      }
+    }
+  }
+}
+
+// Eight dot-product vectors -> their eight sums, in order, in one ymm: 12
+// shuffles and 11 adds for 8 nonzeros instead of 8 full horizontal reductions.
+inline __m256 reduce8(const __m512 a[8]) {
+  const __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a[0], a[1]), _mm512_unpackhi_ps(a[0], a[1]));
+  const __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(a[2], a[3]), _mm512_unpackhi_ps(a[2], a[3]));
+  const __m512 s45 = _mm512_add_ps(_mm512_unpacklo_ps(a[4], a[5]), _mm512_unpackhi_ps(a[4], a[5]));
+  const __m512 s67 = _mm512_add_ps(_mm512_unpacklo_ps(a[6], a[7]), _mm512_unpackhi_ps(a[6], a[7]));
+  // per 128-bit lane: s01 = [a0, b0, a1, b1] partials -> t = [A, B, C, D] partials
+  const __m512 t0 = _mm512_add_ps(_mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 t1 = _mm512_add_ps(_mm512_shuffle_ps(s45, s67, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_ps(s45, s67, _MM_SHUFFLE(3, 2, 3, 2)));
+  // lanes [t0.0+t0.1, t0.2+t0.3, t1.0+t1.1, t1.2+t1.3]
+  const __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(t0, t1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_f32x4(t0, t1, _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(u, u, _MM_SHUFFLE(3, 1, 2, 0)),
+                                 _mm512_shuffle_f32x4(u, u, _MM_SHUFFLE(2, 0, 3, 1)));
+  return _mm512_castps512_ps256(w);
+}
+
+template <int NV, bool MASKED>
+void sddmm_tile(int64_t nnz, const int32_t* idx, const float* dy, const float* x, int64_t ldx, float beta,
+                float* out, __mmask16 m) {
+  __m512 d[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) d[v] = load(MASKED && v == NV - 1, dy + 16 * v, m);
+  const __m256 vb = _mm256_set1_ps(beta);
+  int64_t k = 0;
+  for (; k + 8 <= nnz; k += 8) {
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const float* xr = x + static_cast<int64_t>(idx[k + j]) * ldx;
+      acc[j] = _mm512_mul_ps(d[0], load(MASKED && NV == 1, xr, m));
+#pragma GCC unroll 8
+      for (int v = 1; v < NV; ++v) acc[j] = _mm512_fmadd_ps(d[v], load(MASKED && v == NV - 1, xr + 16 * v, m), acc[j]);
+    }
+    const __m256 s = reduce8(acc);
+    _mm256_storeu_ps(out + k, beta == 0.0f ? s : _mm256_fmadd_ps(vb, _mm256_loadu_ps(out + k), s));
+  }
+  for (; k < nnz; ++k) {
+    const float* xr = x + static_cast<int64_t>(idx[k]) * ldx;
+    __m512 acc = _mm512_mul_ps(d[0], load(MASKED && NV == 1, xr, m));
+#pragma GCC unroll 8
+    for (int v = 1; v < NV; ++v) acc = _mm512_fmadd_ps(d[v], load(MASKED && v == NV - 1, xr + 16 * v, m), acc);
+    const float s = _mm512_reduce_add_ps(acc);
+    out[k] = beta == 0.0f ? s : beta * out[k] + s;
+  }
+}
+
+// Switch on the vector count and the edge once per row, not per nonzero.
+#define NP_SPARSE_DISPATCH(fn, n, ...)                                   \
+  do {                                                                    \
+    const int nv = ((n) + 15) / 16;                                       \
+    const __mmask16 m = tail_mask((n), nv);                               \
+    const bool masked = ((n) & 15) != 0;                                  \
+    switch (nv * 2 + (masked ? 1 : 0)) {                                  \
+      case 2: fn<1, false>(__VA_ARGS__, m); break;                        \
+      case 3: fn<1, true>(__VA_ARGS__, m); break;                         \
+      case 4: fn<2, false>(__VA_ARGS__, m); break;                        \
+      case 5: fn<2, true>(__VA_ARGS__, m); break;                         \
+      case 6: fn<3, false>(__VA_ARGS__, m); break;                        \
+      case 7: fn<3, true>(__VA_ARGS__, m); break;                         \
+      case 8: fn<4, false>(__VA_ARGS__, m); break;                        \
+      case 9: fn<4, true>(__VA_ARGS__, m); break;                         \
+      case 10: fn<5, false>(__VA_ARGS__, m); break;                       \
+      case 11: fn<5, true>(__VA_ARGS__, m); break;                        \
+      case 12: fn<6, false>(__VA_ARGS__, m); break;                       \
+      case 13: fn<6, true>(__VA_ARGS__, m); break;                        \
+      case 14: fn<7, false>(__VA_ARGS__, m); break;                       \
+      case 15: fn<7, true>(__VA_ARGS__, m); break;                        \
+      case 16: fn<8, false>(__VA_ARGS__, m); break;                       \
+      default: fn<8, true>(__VA_ARGS__, m); break;                        \
+    }                                                                     \
+  } while (0)
+
+}  // namespace
+
+void spmm_f32_csr_ukernel_128_avx512(int64_t nnz, const float* vals, const int32_t* idx, const float* x,
+                                     int64_t ldx, float beta, float* y, int n) {
+  NP_SPARSE_DISPATCH(spmm_tile, n, nnz, vals, idx, x, ldx, beta, y);
+}
+
+void spmm_t_f32_csr_ukernel_128_avx512(int64_t nnz, const float* vals, const int32_t* idx, const float* dy,
+                                       float* dx, int64_t lddx, int n) {
+  NP_SPARSE_DISPATCH(spmm_t_tile, n, nnz, vals, idx, dy, dx, lddx);
+}
+
+void sddmm_f32_csr_ukernel_128_avx512(int64_t nnz, const int32_t* idx, const float* dy, const float* x,
+                                      int64_t ldx, float beta, float* out, int n) {
+  NP_SPARSE_DISPATCH(sddmm_tile, n, nnz, idx, dy, x, ldx, beta, out);
+}
+
+const SparseKernel& sparse_kernel_avx512() {
+  static const SparseKernel kernel = {"avx512", SimdLevel::kAvx512, kTile, spmm_f32_csr_ukernel_128_avx512,
+                                      spmm_t_f32_csr_ukernel_128_avx512, sddmm_f32_csr_ukernel_128_avx512};
+  return kernel;
+}
+
+}  // namespace np
+#endif  // __x86_64__
