@@ -65,6 +65,43 @@ export interface NativeOptimizerConfig {
 
 export type NativeTargets = Int32Array | Float32Array;
 
+export interface NativeLayerState {
+  units: number;
+  inputs: number;
+  format: 'dense' | 'csr';
+  /** Dense: units x inputs; CSR: the nnz values. */
+  weight: Float32Array;
+  indptr?: BigInt64Array;
+  indices?: Int32Array;
+  weightMoments: Float32Array[];
+  bias: Float32Array;
+  biasMoments: Float32Array[];
+  mask?: Uint8Array;
+  alive?: Uint8Array;
+  neuronIds: BigInt64Array;
+  meanAbsActivation: Float64Array;
+  taylor: Float64Array;
+  statsUpdates: number;
+  sparseThreshold: number;
+}
+
+export interface NativeStateEvent extends Omit<NativeEvent, 'neuronIds' | 'scores'> {
+  neuronIds: BigInt64Array;
+  scores: Float32Array;
+}
+
+export interface NativeState {
+  step: number;
+  epoch: number;
+  nextNeuronId: number;
+  rng: BigUint64Array;
+  rngHasSpare: boolean;
+  rngSpare: number;
+  defaultSparseThreshold: number;
+  layers: NativeLayerState[];
+  events: NativeStateEvent[];
+}
+
 export interface NativeModel {
   compile(optimizer: NativeOptimizerConfig, loss: string): void;
   epochOrder(n: number, shuffle: boolean): Int32Array;
@@ -98,6 +135,8 @@ export interface NativeModel {
   snapshot(): number;
   rewind(step: number): void;
   snapshotSteps(): number[];
+  exportState(): NativeState;
+  importState(state: NativeState): void;
   readonly step: number;
   readonly busy: string | null;
   readonly layerCount: number;

@@ -5,9 +5,9 @@
 import type { Callback, History } from './callbacks';
 import { AbortError, runFit } from './fit';
 import { checkSamples, checkTargets, type Labels } from './inputs';
-import { DenseLayer, DropoutLayer, type Layer, type LayerHost, type LayerWeights } from './layers';
+import { dense, dropout, DenseLayer, DropoutLayer, type ActivationName, type InitializerName, type Layer, type LayerHost, type LayerWeights } from './layers';
 import { addon, type NativeModel } from './native';
-import { isOptimizer, type Optimizer } from './optimizers';
+import { adam, isOptimizer, sgd, type Optimizer } from './optimizers';
 import type { StructuralEvent } from './events';
 import * as structure from './structure';
 import { toApiEvents, type PruneOptions, type PruneResult } from './structure';
@@ -69,6 +69,28 @@ export interface EvaluateOptions {
 export interface Evaluation {
   loss: number;
   accuracy: number;
+}
+
+/** The model's architecture and compile settings as plain JSON (what checkpoints store). */
+export interface ModelConfig {
+  format: 'neuroplastic-model';
+  inputSize: number;
+  seed: number;
+  name: string;
+  sparseThreshold?: number;
+  layers: (
+    | {
+        kind: 'dense';
+        units: number;
+        activation: ActivationName;
+        useBias: boolean;
+        kernelInitializer: InitializerName;
+        dropConnect: number;
+        sparseThreshold?: number;
+      }
+    | { kind: 'dropout'; rate: number }
+  )[];
+  compile?: { optimizer: Optimizer; loss: LossName };
 }
 
 const FIT_KEYS = ['epochs', 'batchSize', 'shuffle', 'validationData', 'callbacks', 'signal', 'initialEpoch'] as const;
@@ -300,6 +322,83 @@ export class Sequential implements LayerHost {
 
   private structureHost(): structure.StructureHost {
     return { native: this.build(), layers: this.layerList, assertIdle: (op) => this.assertIdle(op) };
+  }
+
+  // ---- configuration and checkpoints ------------------------------------------
+
+  /** Architecture (current units) and compile settings as plain JSON. */
+  toJSON(): ModelConfig {
+    return {
+      format: 'neuroplastic-model',
+      inputSize: this.inputSize,
+      seed: this.seed,
+      name: this.name,
+      ...(this.sparseThreshold === undefined ? {} : { sparseThreshold: this.sparseThreshold }),
+      layers: this.layerList.map((l) =>
+        l instanceof DenseLayer
+          ? {
+              kind: 'dense' as const,
+              units: l.units,
+              activation: l.activation,
+              useBias: l.useBias,
+              kernelInitializer: l.kernelInitializer,
+              dropConnect: l.dropConnect,
+              ...(l.sparseThreshold === undefined ? {} : { sparseThreshold: l.sparseThreshold }),
+            }
+          : { kind: 'dropout' as const, rate: l.rate },
+      ),
+      ...(this.compiled ? { compile: { optimizer: { ...this.compiled.optimizer }, loss: this.compiled.loss } } : {}),
+    };
+  }
+
+  /** A new (freshly initialised) model from toJSON() output; compiled if the config says how. */
+  static fromJSON(config: ModelConfig): Sequential {
+    const where = 'Sequential.fromJSON()';
+    const c = checkOptions<ModelConfig>(where, 'config', config);
+    if (!Array.isArray(c.layers)) throw new TypeError(`${where}: config.layers must be an array`);
+    const model = new Sequential({ inputSize: c.inputSize!, seed: c.seed, name: c.name, sparseThreshold: c.sparseThreshold });
+    c.layers.forEach((l, i) => {
+      if (l === null || typeof l !== 'object') throw new TypeError(`${where}: config.layers[${i}] must be an object`);
+      if (l.kind === 'dense') {
+        model.add(
+          dense({
+            units: l.units,
+            activation: l.activation,
+            useBias: l.useBias,
+            kernelInitializer: l.kernelInitializer,
+            dropConnect: l.dropConnect,
+            ...(l.sparseThreshold === undefined ? {} : { sparseThreshold: l.sparseThreshold }),
+          }),
+        );
+      } else if (l.kind === 'dropout') {
+        model.add(dropout({ rate: l.rate }));
+      } else {
+        throw new TypeError(`${where}: config.layers[${i}].kind must be 'dense' or 'dropout', got ${describe((l as { kind?: unknown }).kind)}`);
+      }
+    });
+    if (c.compile) {
+      const { kind, ...rest } = c.compile.optimizer ?? ({} as Optimizer);
+      const optimizer = kind === 'sgd' ? sgd(rest) : kind === 'adam' ? adam(rest) : null;
+      if (!optimizer) throw new TypeError(`${where}: config.compile.optimizer.kind must be 'sgd' or 'adam'`);
+      model.compile({ optimizer, loss: c.compile.loss });
+    }
+    return model;
+  }
+
+  /** Writes the whole model (weights in dense or CSR form, optimizer state, ids, events, config) as safetensors, atomically. */
+  async save(file: string): Promise<void> {
+    if (typeof file !== 'string' || file.length === 0) throw new TypeError(`Sequential.save(): path must be a non-empty string, got ${describe(file)}`);
+    this.assertIdle('save');
+    const { modelToBuffer, writeFileAtomic } = await import('./checkpoint/model_file');
+    await writeFileAtomic(file, modelToBuffer(this));
+  }
+
+  /** The same bytes save() writes, as a Buffer. */
+  toBuffer(): Buffer {
+    this.assertIdle('toBuffer');
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { modelToBuffer } = require('./checkpoint/model_file') as typeof import('./checkpoint/model_file');
+    return modelToBuffer(this);
   }
 
   /** Total parameters (weights + biases) of the dense layers. */

@@ -4,7 +4,9 @@
 // only one JSON object (so `| jq` works) and the header moves to stderr.
 import * as fs from 'fs';
 import * as path from 'path';
-import { AbortError, Sequential, data, layers, optimizers, runtime, type Dataset, type History, type Optimizer } from '../index';
+import { AbortError, Sequential, data, layers, optimizers, plasticity, runtime, type Callback, type Dataset, type History, type Optimizer } from '../index';
+import { DenseLayer } from '../layers';
+import { NEURON_CRITERIA, type NeuronCriterion } from '../structure';
 import { formatTable } from '../summary';
 import { CliError, UsageError, formatOptions, parseArgs, type OptionTable, type Values } from './args';
 import type { Command, Io } from './command';
@@ -23,6 +25,10 @@ const OPTIONS = {
   hidden: { kind: 'integerList', metavar: 'N,N', min: 1, default: [300, 100], help: 'Units of the hidden relu layers' },
   dropout: { kind: 'number', metavar: 'X', min: 0, max: 1, maxExclusive: true, default: 0, help: 'Dropout rate after each hidden layer, in [0, 1)' },
   seed: { kind: 'integer', metavar: 'N', min: 0, default: 1, help: 'Seed of init, dropout and shuffling' },
+  prune: { kind: 'number', metavar: 'X', min: 0, max: 1, maxExclusive: true, help: 'Gradual magnitude pruning (global) to this weight sparsity in [0, 1), from 10% to 70% of the steps' },
+  pruneNeurons: { kind: 'number', metavar: 'X', min: 0, max: 1, maxExclusive: true, help: 'Remove this fraction in [0, 1) of the neurons of each hidden layer, then compact and fine-tune' },
+  pruneCriterion: { kind: 'choice', metavar: 'NAME', choices: NEURON_CRITERIA, default: 'l2', help: `Neuron score for --prune-neurons: ${NEURON_CRITERIA.join(', ')}` },
+  pruneNeuronsEpoch: { kind: 'integer', metavar: 'N', min: 1, help: 'Epoch after which --prune-neurons prunes (default: the middle of training)' },
   json: { kind: 'flag', help: 'Print the results as one JSON object on stdout (its last line)' },
   quiet: { kind: 'flag', help: 'No progress or header on stderr' },
 } as const satisfies OptionTable;
@@ -50,12 +56,36 @@ export interface TrainResult {
   params: number;
   /** Weights not pruned, summed over the dense layers (biases not counted). */
   nnz: number;
+  /** nnz over the weights of the final layer shapes (units x inputs, summed). */
+  density: number;
+  /** Weights of the unpruned architecture over the stored weights (nnz); biases not counted. */
+  compression: number;
+  /** The dense layers after training, input to output. */
+  layers: LayerResult[];
+  /** The pruning asked for (absent without --prune / --prune-neurons). */
+  pruning?: {
+    sparsity?: number;
+    schedule?: { startStep: number; endStep: number; every: number; scope: 'global' };
+    neurons?: number;
+    criterion?: NeuronCriterion;
+    neuronsEpoch?: number;
+  };
   /** Training time: the sum of the epochs' training time (validation and loading excluded). */
   seconds: number;
   samplesPerSecond: number;
   history: History['history'];
   simd: string;
   threads: number;
+}
+
+export interface LayerResult {
+  units: number;
+  inputs: number;
+  nnz: number;
+  density: number;
+  format: 'dense' | 'csr';
+  /** Bytes of weight storage, gradient and optimizer slots included. */
+  bytes: number;
 }
 
 function help(): string {
@@ -73,6 +103,8 @@ function help(): string {
     '  neuroplastic train',
     '  neuroplastic train --data /usr/share/datasets/fashion-mnist --optimizer adam --epochs 5',
     '  neuroplastic train --hidden 64 --epochs 2 --json | jq .accuracy',
+    '  neuroplastic train --prune 0.9 --epochs 10      # 90% of the weights pruned, sparse layers stored as CSR',
+    '  neuroplastic train --prune-neurons 0.3 --prune-criterion taylor',
   ].join('\n');
 }
 
@@ -81,6 +113,66 @@ function checkCombination(v: TrainValues, given: Set<string>): void {
   if (v.optimizer !== 'sgd' && given.has('momentum')) {
     throw new UsageError(`--momentum applies to --optimizer sgd only, got --optimizer ${v.optimizer}`, 'train');
   }
+  if (v.pruneNeurons === undefined) {
+    for (const key of ['pruneCriterion', 'pruneNeuronsEpoch'] as const) {
+      if (given.has(key)) {
+        const flag = key === 'pruneCriterion' ? '--prune-criterion' : '--prune-neurons-epoch';
+        throw new UsageError(`${flag} applies to --prune-neurons only`, 'train');
+      }
+    }
+  }
+  if (v.pruneNeuronsEpoch !== undefined && v.pruneNeuronsEpoch > v.epochs) {
+    throw new UsageError(`--prune-neurons-epoch must be at most --epochs (${v.epochs}), got ${v.pruneNeuronsEpoch}`, 'train');
+  }
+}
+
+/** The epoch (1-based) after which --prune-neurons acts: the middle of training unless given. */
+function neuronsEpochOf(v: TrainValues): number {
+  return v.pruneNeuronsEpoch ?? Math.max(1, Math.floor(v.epochs / 2));
+}
+
+/**
+ * The gradual magnitude schedule of --prune: from ~10% to ~70% of the steps,
+ * pruning every ~1% of them, so the last ~30% fine-tune the sparse network.
+ */
+export function pruneSchedule(totalSteps: number): { startStep: number; endStep: number; every: number } {
+  const startStep = Math.round(0.1 * totalSteps);
+  const endStep = Math.max(startStep + 1, Math.round(0.7 * totalSteps));
+  const every = Math.max(1, Math.round(0.01 * totalSteps));
+  return { startStep, endStep, every };
+}
+
+/**
+ * --prune-neurons: at the end of the chosen epoch (a step boundary), remove the
+ * fraction of each hidden layer's neurons with the lowest score, then compact
+ * so the remaining epochs train (and run) the smaller network.
+ */
+function neuronPruning(model: Sequential, amount: number, criterion: NeuronCriterion, afterEpoch: number): Callback {
+  return {
+    onEpochEnd(epoch: number) {
+      if (epoch + 1 !== afterEpoch || amount === 0) return;
+      model.prune({ structure: 'neuron', amount, criterion, scope: 'layer' });
+      model.compact();
+    },
+  };
+}
+
+function pruningText(v: TrainValues, samples: number): string {
+  const parts: string[] = [];
+  if (v.prune !== undefined) {
+    const s = pruneSchedule(v.epochs * Math.ceil(samples / v.batchSize));
+    parts.push(`prune weights to ${v.prune} sparsity (global magnitude, steps ${s.startStep}-${s.endStep} every ${s.every})`);
+  }
+  if (v.pruneNeurons !== undefined) {
+    parts.push(`prune ${v.pruneNeurons} of hidden neurons (${v.pruneCriterion}) after epoch ${neuronsEpochOf(v)}`);
+  }
+  return parts.length ? parts.join(', ') + ' | ' : '';
+}
+
+function layerResults(model: Sequential): LayerResult[] {
+  return model.layers
+    .filter((l): l is DenseLayer => l instanceof DenseLayer)
+    .map((l) => ({ units: l.units, inputs: l.inputs, nnz: l.nnz, density: l.density, format: l.format, bytes: l.bytes }));
 }
 
 function makeOptimizer(v: TrainValues): Optimizer {
@@ -127,7 +219,8 @@ function report(r: TrainResult, testName: string, summary: string): string {
     ['held-out loss', r.loss.toFixed(4)],
     ['train accuracy', `${r.trainAccuracy.toFixed(4)}  (last epoch)`],
     ['parameters', String(r.params)],
-    ['nonzero weights', String(r.nnz)],
+    ['nonzero weights', `${r.nnz}  (density ${r.density.toFixed(3)})`],
+    ['compression', `${r.compression.toFixed(1)}x  (dense weights / stored weights)`],
     ['seconds', `${r.seconds.toFixed(2)}  (training, ${plural(r.epochs, 'epoch')})`],
     ['samples/s', compactCount(r.samplesPerSecond)],
   ];
@@ -153,6 +246,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     `neuroplastic train: ${source}, ${train.n} train / ${test.n} test, ${train.features} features, ${classes} classes | ` +
     `mlp ${architecture.join('-')} relu${v.dropout > 0 ? ` dropout ${v.dropout}` : ''} | ` +
     `${optimizerText(optimizer)}, batch ${v.batchSize}, ${plural(v.epochs, 'epoch')}, seed ${v.seed} | ` +
+    pruningText(v, train.n) +
     `${rt.simd}, ${plural(rt.threads, 'thread')}`;
   if (!v.json) io.stdout.write(header + '\n');
   else if (!v.quiet) io.stderr.write(header + '\n');
@@ -164,6 +258,19 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   model.add(layers.dense({ units: classes }));
   model.compile({ optimizer, loss: 'softmaxCrossEntropy' });
+
+  const callbacks: Callback[] = [];
+  let pruning: TrainResult['pruning'];
+  if (v.prune !== undefined) {
+    const schedule = pruneSchedule(v.epochs * Math.ceil(train.n / v.batchSize));
+    if (v.prune > 0) callbacks.push(plasticity.gradualMagnitude({ finalSparsity: v.prune, ...schedule, scope: 'global' }));
+    pruning = { sparsity: v.prune, schedule: { ...schedule, scope: 'global' } };
+  }
+  if (v.pruneNeurons !== undefined) {
+    const neuronsEpoch = neuronsEpochOf(v);
+    callbacks.push(neuronPruning(model, v.pruneNeurons, v.pruneCriterion, neuronsEpoch));
+    pruning = { ...pruning, neurons: v.pruneNeurons, criterion: v.pruneCriterion, neuronsEpoch };
+  }
 
   const progress = v.quiet
     ? undefined
@@ -182,7 +289,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
       batchSize: v.batchSize,
       shuffle: true,
       validationData: [test.x, test.y],
-      callbacks: progress ? [progress] : [],
+      callbacks: progress ? [...callbacks, progress] : callbacks,
       signal: abort.signal,
     });
   } catch (err) {
@@ -199,6 +306,11 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   const evaluation = await model.evaluate(test.x, test.y);
   const h = history.history;
   const seconds = h.seconds.reduce((s, x) => s + x, 0);
+  const layerList = layerResults(model);
+  const nnz = layerList.reduce((sum, l) => sum + l.nnz, 0);
+  const shapeWeights = layerList.reduce((sum, l) => sum + l.units * l.inputs, 0);
+  let denseWeights = 0;
+  for (let i = 1; i < architecture.length; i++) denseWeights += architecture[i - 1] * architecture[i];
   const result: TrainResult = {
     command: 'train',
     version: rt.version,
@@ -215,7 +327,11 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     trainAccuracy: h.accuracy[h.accuracy.length - 1],
     trainLoss: h.loss[h.loss.length - 1],
     params: model.countParams(),
-    nnz: model.layers.reduce((sum, layer) => sum + (layer.kind === 'dense' ? layer.nnz : 0), 0),
+    nnz,
+    density: nnz / Math.max(1, shapeWeights),
+    compression: denseWeights / Math.max(1, nnz),
+    layers: layerList,
+    ...(pruning ? { pruning } : {}),
     seconds,
     samplesPerSecond: (train.n * v.epochs) / seconds,
     history: h,

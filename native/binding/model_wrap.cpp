@@ -74,6 +74,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Snapshot>("snapshot"),
                          InstanceMethod<&ModelWrap::Rewind>("rewind"),
                          InstanceMethod<&ModelWrap::SnapshotSteps>("snapshotSteps"),
+                         InstanceMethod<&ModelWrap::ExportState>("exportState"),
+                         InstanceMethod<&ModelWrap::ImportState>("importState"),
                      });
 }
 

@@ -60,6 +60,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Rewind(const Napi::CallbackInfo& info);
   Napi::Value SnapshotSteps(const Napi::CallbackInfo& info);
 
+  // Checkpoints (state_methods.cpp).
+  Napi::Value ExportState(const Napi::CallbackInfo& info);
+  Napi::Value ImportState(const Napi::CallbackInfo& info);
+
   std::unique_ptr<np::Model> model_;
   const char* busy_ = nullptr;  // name of the running async operation, if any
 };

@@ -12,6 +12,8 @@
 // 3 x ~86, not 128 + 128 + 1) -> column blocks -> rows -> micro-kernel.
 #include <algorithm>
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -25,21 +27,26 @@ namespace np {
 
 namespace {
 
-// Blocking (Zen 4/5: 48 KB L1d, 1 MB L2 per core). A micro-kernel call reads
-// or writes one row of X (or dX) per nonzero: T floats that come from L1 only
-// if the rows a thread cycles through fit there. So the columns of W are cut
-// into blocks whose X rows (block x tile) take about kL1Bytes, widened at low
-// density until a row meets at least kVisitNnz nonzeros per block (each visit
-// also loads and stores the row's Y tile). Rows are cut into chunks whose Y
-// (or dY) tiles take about kChunkBytes, so Y stays in L2 across the blocks.
-// Env overrides (NEUROPLASTIC_SPARSE_L1, _VISIT, _CHUNK) exist for the bench.
+// Blocking (Zen 4/5: 48 KB L1d, 1 MB L2 per core). A micro-kernel reads (or
+// writes) one batch tile of an X (dX) row per nonzero, 512 bytes at T = 128,
+// and from L2 that streams at about half the FMA rate. So:
+//   - dense enough that a row meets >= kVisitNnz nonzeros in kL1Bytes worth of
+//     X rows: cut the columns into such L1 blocks; each (row, block) visit then
+//     reloads the row's Y tile, which the run of nonzeros pays for;
+//   - sparser: blocks of kL2Bytes of X rows, so X comes from L2, not L3.
+// Rows go in chunks of kChunkBytes of Y tiles, which stay in L2 across blocks.
+// Measured on Zen 5 (1024 x 1024, batch 128): L1 blocks win from density ~0.2
+// (1.6x at 0.5), L2 blocks below; 4096-column layers gain ~10% from L2 blocks.
+// NEUROPLASTIC_SPARSE_{L1,L2,VISIT,CHUNK,TILE} override them for tuning runs.
 int64_t env_or(const char* name, int64_t fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v ? std::atoll(v) : fallback;
 }
-const int64_t kL1Bytes = env_or("NEUROPLASTIC_SPARSE_L1", 32 * 1024);
-const int64_t kVisitNnz = env_or("NEUROPLASTIC_SPARSE_VISIT", 12);
+const int64_t kL1Bytes = env_or("NEUROPLASTIC_SPARSE_L1", 40 * 1024);
+const int64_t kL2Bytes = env_or("NEUROPLASTIC_SPARSE_L2", 512 * 1024);
+const int64_t kVisitNnz = env_or("NEUROPLASTIC_SPARSE_VISIT", 16);
 const int64_t kChunkBytes = env_or("NEUROPLASTIC_SPARSE_CHUNK", 256 * 1024);
+const int64_t kTileCap = env_or("NEUROPLASTIC_SPARSE_TILE", 1 << 20);
 // Below this many multiply-adds a product lasts about a microsecond, the cost
 // of waking a worker, so it runs on the calling thread.
 constexpr int64_t kMinParallelMnk = 1 << 16;
@@ -50,6 +57,7 @@ struct BatchTiles {
 
 // Even tiles of at most `tile` floats, rounded up to whole 16-float vectors.
 BatchTiles batch_tiles(int64_t batch, int tile) {
+  tile = static_cast<int>(std::min<int64_t>(tile, kTileCap));
   const int64_t count = (batch + tile - 1) / tile;
   int64_t w = (batch + count - 1) / count;
   const int64_t g = std::min(tile, 16);
@@ -65,22 +73,23 @@ struct Blocking {
 Blocking blocking_for(const CsrView& w, int64_t width) {
   const int64_t row_bytes = width * static_cast<int64_t>(sizeof(float));
   const double density = static_cast<double>(w.nnz()) / (static_cast<double>(w.rows) * static_cast<double>(w.cols));
-  int64_t bc = std::max<int64_t>(16, kL1Bytes / row_bytes);
-  if (density > 0.0) bc = std::max<int64_t>(bc, static_cast<int64_t>(static_cast<double>(kVisitNnz) / density));
+  const int64_t l1_cols = std::max<int64_t>(16, kL1Bytes / row_bytes);
+  const int64_t l2_cols = std::max<int64_t>(16, kL2Bytes / row_bytes);
+  const int64_t bc = density * static_cast<double>(l1_cols) >= static_cast<double>(kVisitNnz) ? l1_cols : l2_cols;
   return {bc, std::max<int64_t>(16, kChunkBytes / row_bytes)};
 }
 
-// Calls visit(r, s, e, first) for every row r in [r0, r1) and column block of
-// [c0, c1), where [s, e) are the row's nonzeros in the block and first says it
-// is the row's first block. Rows are taken in chunks, blocks inside a chunk;
-// a per-row cursor walks each row's sorted indices once.
+// Calls run(block, r_first, first) for every (row chunk, column block) of
+// rows [r0, r1) x columns [c0, c1): chunks outside, blocks inside, so a chunk's
+// Y (or dY) tiles stay in L2 while its blocks pass; first says the block is
+// each row's first. One column block over every column needs no cursors.
 thread_local std::vector<int64_t> t_cursor;
 
-template <typename Visit>
+template <typename Run>
 void for_each_block(const CsrView& w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const Blocking& bk,
-                    Visit&& visit) {
+                    Run&& run) {
   if (c0 == 0 && c1 == w.cols && bk.block_cols >= w.cols) {
-    for (int64_t r = r0; r < r1; ++r) visit(r, w.indptr[r], w.indptr[r + 1], true);
+    run(CsrBlock{r1 - r0, w.indptr + r0, nullptr, INT32_MAX, w.indices, w.values}, r0, true);
     return;
   }
   const int64_t blocks = std::max<int64_t>(1, (c1 - c0 + bk.block_cols - 1) / bk.block_cols);
@@ -97,13 +106,7 @@ void for_each_block(const CsrView& w, int64_t r0, int64_t r1, int64_t c0, int64_
     }
     for (int64_t b0 = c0; b0 < c1; b0 += bc) {
       const int32_t b1 = static_cast<int32_t>(std::min(c1, b0 + bc));
-      for (int64_t r = rc0; r < rc1; ++r) {
-        const int64_t s = cur[r - rc0], end = w.indptr[r + 1];
-        int64_t e = s;
-        while (e < end && w.indices[e] < b1) ++e;
-        cur[r - rc0] = e;
-        visit(r, s, e, b0 == c0);
-      }
+      run(CsrBlock{rc1 - rc0, w.indptr + rc0, cur.data(), b1, w.indices, w.values}, rc0, b0 == c0);
     }
   }
 }
@@ -144,10 +147,9 @@ void spmm_rows(const SparseKernel& kr, const SpmmArgs& a, int64_t r0, int64_t r1
   const Blocking bk = blocking_for(w, bt.width);
   for (int64_t j0 = 0; j0 < a.batch; j0 += bt.width) {
     const int n = static_cast<int>(std::min(bt.width, a.batch - j0));
-    for_each_block(w, r0, r1, 0, w.cols, bk, [&](int64_t r, int64_t s, int64_t e, bool first) {
+    for_each_block(w, r0, r1, 0, w.cols, bk, [&](const CsrBlock& b, int64_t rb, bool first) {
       const float beta = first ? a.beta : 1.0f;  // later blocks accumulate
-      if (s == e && beta == 1.0f) return;
-      kr.spmm(e - s, w.values + s, w.indices + s, a.x + j0, a.ldx, beta, a.y + r * a.ldy + j0, n);
+      kr.spmm(b, a.x + j0, a.ldx, beta, a.y + rb * a.ldy + j0, a.ldy, n);
     });
   }
 }
@@ -196,8 +198,8 @@ void spmm_t_block(const SparseKernel& kr, const SpmmTArgs& a, int64_t c0, int64_
   const Blocking bk = blocking_for(w, bt.width);
   for (int64_t jt = j0; jt < j1; jt += bt.width) {
     const int n = static_cast<int>(std::min(bt.width, j1 - jt));
-    for_each_block(w, 0, w.rows, c0, c1, bk, [&](int64_t r, int64_t s, int64_t e, bool) {
-      if (s < e) kr.spmm_t(e - s, w.values + s, w.indices + s, a.dy + r * a.lddy + jt, a.dx + jt, a.lddx, n);
+    for_each_block(w, 0, w.rows, c0, c1, bk, [&](const CsrBlock& b, int64_t rb, bool) {
+      kr.spmm_t(b, a.dy + rb * a.lddy + jt, a.lddy, a.dx + jt, a.lddx, n);
     });
   }
 }
@@ -269,8 +271,8 @@ void sddmm_rows(const SparseKernel& kr, const SddmmArgs& a, int64_t r0, int64_t 
   for (int64_t j0 = 0; j0 < a.batch; j0 += bt.width) {
     const int n = static_cast<int>(std::min(bt.width, a.batch - j0));
     const float beta = j0 == 0 ? a.beta : 1.0f;  // later batch tiles accumulate
-    for_each_block(w, r0, r1, 0, w.cols, bk, [&](int64_t r, int64_t s, int64_t e, bool) {
-      if (s < e) kr.sddmm(e - s, w.indices + s, a.dy + r * a.lddy + j0, a.x + j0, a.ldx, beta, a.grad + s, n);
+    for_each_block(w, r0, r1, 0, w.cols, bk, [&](const CsrBlock& b, int64_t rb, bool) {
+      kr.sddmm(b, a.dy + rb * a.lddy + j0, a.lddy, a.x + j0, a.ldx, beta, a.grad, n);
     });
   }
 }

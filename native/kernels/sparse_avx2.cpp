@@ -32,7 +32,7 @@ inline void store(bool masked, float* p, __m256i m, __m256 v) {
 }
 
 template <int NV, bool MASKED>
-void spmm_tile(int64_t nnz, const float* vals, const int32_t* idx, const float* x, int64_t ldx, float beta,
+inline void spmm_row(int64_t nnz, const float* vals, const int32_t* idx, const float* x, int64_t ldx, float beta,
                float* y, __m256i m) {
   __m256 a0[NV], a1[NV];
 #pragma GCC unroll 8
@@ -73,7 +73,7 @@ void spmm_tile(int64_t nnz, const float* vals, const int32_t* idx, const float* 
 }
 
 template <int NV, bool MASKED>
-void spmm_t_tile(int64_t nnz, const float* vals, const int32_t* idx, const float* dy, float* dx, int64_t lddx,
+inline void spmm_t_row(int64_t nnz, const float* vals, const int32_t* idx, const float* dy, float* dx, int64_t lddx,
                  __m256i m) {
   __m256 d[NV];
 #pragma GCC unroll 8
@@ -104,7 +104,7 @@ inline __m256 reduce8(const __m256 a[8]) {
 }
 
 template <int NV, bool MASKED>
-void sddmm_tile(int64_t nnz, const int32_t* idx, const float* dy, const float* x, int64_t ldx, float beta,
+inline void sddmm_row(int64_t nnz, const int32_t* idx, const float* dy, const float* x, int64_t ldx, float beta,
                 float* out, __m256i m) {
   __m256 d[NV];
 #pragma GCC unroll 8
@@ -136,6 +136,36 @@ void sddmm_tile(int64_t nnz, const int32_t* idx, const float* dy, const float* x
   }
 }
 
+// The loops over a block's rows: the tile width was dispatched once, above them.
+template <int NV, bool MASKED>
+void spmm_block(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y, int64_t ldy, __m256i m) {
+  for (int64_t r = 0; r < b.nrows; ++r) {
+    int64_t s;
+    const int64_t e = csr_block_run(b, r, &s);
+    if (s == e && beta == 1.0f) continue;
+    spmm_row<NV, MASKED>(e - s, b.values + s, b.indices + s, x, ldx, beta, y + r * ldy, m);
+  }
+}
+
+template <int NV, bool MASKED>
+void spmm_t_block(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, int64_t lddx, __m256i m) {
+  for (int64_t r = 0; r < b.nrows; ++r) {
+    int64_t s;
+    const int64_t e = csr_block_run(b, r, &s);
+    if (s < e) spmm_t_row<NV, MASKED>(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, m);
+  }
+}
+
+template <int NV, bool MASKED>
+void sddmm_block(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx, float beta,
+                 float* grad, __m256i m) {
+  for (int64_t r = 0; r < b.nrows; ++r) {
+    int64_t s;
+    const int64_t e = csr_block_run(b, r, &s);
+    if (s < e) sddmm_row<NV, MASKED>(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, m);
+  }
+}
+
 #define NP_SPARSE_DISPATCH(fn, n, ...)                                   \
   do {                                                                    \
     const int nv = ((n) + 7) / 8;                                         \
@@ -163,19 +193,19 @@ void sddmm_tile(int64_t nnz, const int32_t* idx, const float* dy, const float* x
 
 }  // namespace
 
-void spmm_f32_csr_ukernel_64_avx2(int64_t nnz, const float* vals, const int32_t* idx, const float* x,
-                                  int64_t ldx, float beta, float* y, int n) {
-  NP_SPARSE_DISPATCH(spmm_tile, n, nnz, vals, idx, x, ldx, beta, y);
+void spmm_f32_csr_ukernel_64_avx2(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y,
+                                  int64_t ldy, int n) {
+  NP_SPARSE_DISPATCH(spmm_block, n, b, x, ldx, beta, y, ldy);
 }
 
-void spmm_t_f32_csr_ukernel_64_avx2(int64_t nnz, const float* vals, const int32_t* idx, const float* dy,
-                                    float* dx, int64_t lddx, int n) {
-  NP_SPARSE_DISPATCH(spmm_t_tile, n, nnz, vals, idx, dy, dx, lddx);
+void spmm_t_f32_csr_ukernel_64_avx2(const CsrBlock& b, const float* dy, int64_t lddy, float* dx,
+                                    int64_t lddx, int n) {
+  NP_SPARSE_DISPATCH(spmm_t_block, n, b, dy, lddy, dx, lddx);
 }
 
-void sddmm_f32_csr_ukernel_64_avx2(int64_t nnz, const int32_t* idx, const float* dy, const float* x,
-                                   int64_t ldx, float beta, float* out, int n) {
-  NP_SPARSE_DISPATCH(sddmm_tile, n, nnz, idx, dy, x, ldx, beta, out);
+void sddmm_f32_csr_ukernel_64_avx2(const CsrBlock& b, const float* dy, int64_t lddy, const float* x,
+                                   int64_t ldx, float beta, float* grad, int n) {
+  NP_SPARSE_DISPATCH(sddmm_block, n, b, dy, lddy, x, ldx, beta, grad);
 }
 
 const SparseKernel& sparse_kernel_avx2() {

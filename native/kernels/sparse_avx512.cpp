@@ -38,7 +38,7 @@ inline void store(bool masked, float* p, __mmask16 m, __m512 v) {
 // Two accumulator sets (even and odd nonzeros): 2*NV independent FMA chains,
 // and the X loads of the next pair issue while this pair's FMAs wait.
 template <int NV, bool MASKED>
-void spmm_tile(int64_t nnz, const float* vals, const int32_t* idx, const float* x, int64_t ldx, float beta,
+__attribute__((always_inline)) inline void spmm_row(int64_t nnz, const float* vals, const int32_t* idx, const float* x, int64_t ldx, float beta,
                float* y, __mmask16 m) {
   __m512 a0[NV], a1[NV];
 #pragma GCC unroll 8
@@ -79,7 +79,7 @@ void spmm_tile(int64_t nnz, const float* vals, const int32_t* idx, const float* 
 }
 
 template <int NV, bool MASKED>
-void spmm_t_tile(int64_t nnz, const float* vals, const int32_t* idx, const float* dy, float* dx, int64_t lddx,
+__attribute__((always_inline)) inline void spmm_t_row(int64_t nnz, const float* vals, const int32_t* idx, const float* dy, float* dx, int64_t lddx,
                  __mmask16 m) {
   __m512 d[NV];
 #pragma GCC unroll 8
@@ -144,7 +144,7 @@ inline __m256 reduce8(const __m512 a[8]) {
 }
 
 template <int NV, bool MASKED>
-void sddmm_tile(int64_t nnz, const int32_t* idx, const float* dy, const float* x, int64_t ldx, float beta,
+__attribute__((always_inline)) inline void sddmm_row(int64_t nnz, const int32_t* idx, const float* dy, const float* x, int64_t ldx, float beta,
                 float* out, __mmask16 m) {
   __m512 d[NV];
 #pragma GCC unroll 8
@@ -174,6 +174,62 @@ void sddmm_tile(int64_t nnz, const int32_t* idx, const float* dy, const float* x
 }
 
 // Switch on the vector count and the edge once per row, not per nonzero.
+// csr_block_run with the scan for the block's end done 16 indices per compare:
+// sorted indices make the "< col_end" mask a prefix, so its popcount is the
+// run length, and a run under 16 nonzeros costs one predictable branch rather
+// than a mispredicted loop exit.
+inline int64_t block_run(const CsrBlock& b, int64_t r, int64_t* start) {
+  if (b.cursor == nullptr) {
+    *start = b.ptr[r];
+    return b.ptr[r + 1];
+  }
+  const int64_t s = b.cursor[r], end = b.ptr[r + 1];
+  const __m512i lim = _mm512_set1_epi32(b.col_end);
+  int64_t e = s;
+  for (;;) {
+    const int64_t left = end - e;
+    const __mmask16 valid = left >= 16 ? static_cast<__mmask16>(0xFFFF)
+                                       : static_cast<__mmask16>((1u << (left > 0 ? left : 0)) - 1u);
+    const __m512i v = _mm512_maskz_loadu_epi32(valid, b.indices + e);
+    const int n = __builtin_popcount(_mm512_mask_cmplt_epi32_mask(valid, v, lim));
+    e += n;
+    if (n < 16) break;
+  }
+  b.cursor[r] = e;
+  *start = s;
+  return e;
+}
+
+// The loops over a block's rows: the tile width was dispatched once, above them.
+template <int NV, bool MASKED>
+void spmm_block(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y, int64_t ldy, __mmask16 m) {
+  for (int64_t r = 0; r < b.nrows; ++r) {
+    int64_t s;
+    const int64_t e = block_run(b, r, &s);
+    if (s == e && beta == 1.0f) continue;
+    spmm_row<NV, MASKED>(e - s, b.values + s, b.indices + s, x, ldx, beta, y + r * ldy, m);
+  }
+}
+
+template <int NV, bool MASKED>
+void spmm_t_block(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, int64_t lddx, __mmask16 m) {
+  for (int64_t r = 0; r < b.nrows; ++r) {
+    int64_t s;
+    const int64_t e = block_run(b, r, &s);
+    if (s < e) spmm_t_row<NV, MASKED>(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, m);
+  }
+}
+
+template <int NV, bool MASKED>
+void sddmm_block(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx, float beta,
+                 float* grad, __mmask16 m) {
+  for (int64_t r = 0; r < b.nrows; ++r) {
+    int64_t s;
+    const int64_t e = block_run(b, r, &s);
+    if (s < e) sddmm_row<NV, MASKED>(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, m);
+  }
+}
+
 #define NP_SPARSE_DISPATCH(fn, n, ...)                                   \
   do {                                                                    \
     const int nv = ((n) + 15) / 16;                                       \
@@ -201,19 +257,19 @@ void sddmm_tile(int64_t nnz, const int32_t* idx, const float* dy, const float* x
 
 }  // namespace
 
-void spmm_f32_csr_ukernel_128_avx512(int64_t nnz, const float* vals, const int32_t* idx, const float* x,
-                                     int64_t ldx, float beta, float* y, int n) {
-  NP_SPARSE_DISPATCH(spmm_tile, n, nnz, vals, idx, x, ldx, beta, y);
+void spmm_f32_csr_ukernel_128_avx512(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y,
+                                  int64_t ldy, int n) {
+  NP_SPARSE_DISPATCH(spmm_block, n, b, x, ldx, beta, y, ldy);
 }
 
-void spmm_t_f32_csr_ukernel_128_avx512(int64_t nnz, const float* vals, const int32_t* idx, const float* dy,
-                                       float* dx, int64_t lddx, int n) {
-  NP_SPARSE_DISPATCH(spmm_t_tile, n, nnz, vals, idx, dy, dx, lddx);
+void spmm_t_f32_csr_ukernel_128_avx512(const CsrBlock& b, const float* dy, int64_t lddy, float* dx,
+                                    int64_t lddx, int n) {
+  NP_SPARSE_DISPATCH(spmm_t_block, n, b, dy, lddy, dx, lddx);
 }
 
-void sddmm_f32_csr_ukernel_128_avx512(int64_t nnz, const int32_t* idx, const float* dy, const float* x,
-                                      int64_t ldx, float beta, float* out, int n) {
-  NP_SPARSE_DISPATCH(sddmm_tile, n, nnz, idx, dy, x, ldx, beta, out);
+void sddmm_f32_csr_ukernel_128_avx512(const CsrBlock& b, const float* dy, int64_t lddy, const float* x,
+                                   int64_t ldx, float beta, float* grad, int n) {
+  NP_SPARSE_DISPATCH(sddmm_block, n, b, dy, lddy, x, ldx, beta, grad);
 }
 
 const SparseKernel& sparse_kernel_avx512() {

@@ -2,10 +2,11 @@
 // split, batch tiles, column blocks, beta) and the per-ISA micro-kernels
 // (sparse_scalar/avx2/avx512.cpp).
 //
-// A micro-kernel handles one run of nonzeros of one CSR row against one batch
-// tile of n <= tile floats (n >= 1) and handles its own edge (masked lanes),
-// so the loops never see an ISA. Pointers to x / dx / y / dy are already
-// offset to the tile's first batch column.
+// A micro-kernel handles one column block of a range of CSR rows against one
+// batch tile of n <= tile floats (n >= 1) and its own edge (masked lanes), so
+// the loops never see an ISA and the tile width is dispatched once per block,
+// not per row. Pointers to x / dx / y / dy are offset to the tile's first
+// batch column.
 #pragma once
 
 #include <cstdint>
@@ -14,20 +15,50 @@
 
 namespace np {
 
-// Forward, one output row: y[0:n] = beta*y[0:n] + sum_k vals[k] * x[idx[k]*ldx + 0:n].
-// beta == 0 never reads y. The tile of y stays in registers across all nnz.
-using SpmmUkernelFn = void (*)(int64_t nnz, const float* vals, const int32_t* idx, const float* x,
-                               int64_t ldx, float beta, float* y, int n);
+// One column block of a range of CSR rows: row r (0 <= r < nrows) runs from
+// cursor[r] (or ptr[r] when cursor is null: whole rows) up to ptr[r + 1] or
+// its first index >= col_end, whichever comes first; the kernel moves
+// cursor[r] past the run, ready for the next block. ptr, cursor and the row
+// pointers of y/dy are offset to the range's first row; indices and values
+// (and sddmm's output) are indexed by global nonzero position.
+struct CsrBlock {
+  int64_t nrows;
+  const int64_t* ptr;  // nrows + 1 row pointers
+  int64_t* cursor;     // nrows positions, or nullptr
+  int32_t col_end;
+  const int32_t* indices;
+  const float* values;
+};
 
-// Backward data, one row of dY: dx[idx[k]*lddx + 0:n] += vals[k] * dy[0:n].
-// The tile of dy stays in registers; idx within a run are distinct.
-using SpmmTUkernelFn = void (*)(int64_t nnz, const float* vals, const int32_t* idx, const float* dy,
-                                float* dx, int64_t lddx, int n);
+// The end of row r's run in block b, from *start; advances the cursor.
+inline int64_t csr_block_run(const CsrBlock& b, int64_t r, int64_t* start) {
+  if (b.cursor == nullptr) {
+    *start = b.ptr[r];
+    return b.ptr[r + 1];
+  }
+  const int64_t s = b.cursor[r], end = b.ptr[r + 1];
+  int64_t e = s;
+  while (e < end && b.indices[e] < b.col_end) ++e;
+  b.cursor[r] = e;
+  *start = s;
+  return e;
+}
 
-// Weight gradient, one row: out[k] = beta*out[k] + dy[0:n] . x[idx[k]*ldx + 0:n].
-// beta == 0 never reads out.
-using SddmmUkernelFn = void (*)(int64_t nnz, const int32_t* idx, const float* dy, const float* x,
-                                int64_t ldx, float beta, float* out, int n);
+// Forward: y[r, 0:n] = beta*y[r, 0:n] + sum_k values[k] * x[indices[k]*ldx + 0:n] over the
+// row's run; the tile of y stays in registers across the run. beta == 0 never
+// reads y; beta == 1 skips rows with an empty run.
+using SpmmUkernelFn = void (*)(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y,
+                               int64_t ldy, int n);
+
+// Backward data: dx[indices[k]*lddx + 0:n] += values[k] * dy[r, 0:n] over the
+// row's run; the tile of dy stays in registers. Indices within a run are distinct.
+using SpmmTUkernelFn = void (*)(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, int64_t lddx,
+                                int n);
+
+// Weight gradient: grad[k] = beta*grad[k] + dy[r, 0:n] . x[indices[k]*ldx + 0:n]
+// over the row's run. beta == 0 never reads grad.
+using SddmmUkernelFn = void (*)(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx,
+                                float beta, float* grad, int n);
 
 struct SparseKernel {
   const char* name;  // <isa>, e.g. "avx512"
@@ -38,14 +69,13 @@ struct SparseKernel {
   SddmmUkernelFn sddmm;
 };
 
-#define NP_SPARSE_KERNEL(isa, level, TILE)                                                            \
-  void spmm_f32_csr_ukernel_##TILE##_##isa(int64_t nnz, const float* vals, const int32_t* idx,       \
-                                           const float* x, int64_t ldx, float beta, float* y, int n); \
-  void spmm_t_f32_csr_ukernel_##TILE##_##isa(int64_t nnz, const float* vals, const int32_t* idx,     \
-                                             const float* dy, float* dx, int64_t lddx, int n);       \
-  void sddmm_f32_csr_ukernel_##TILE##_##isa(int64_t nnz, const int32_t* idx, const float* dy,        \
-                                            const float* x, int64_t ldx, float beta, float* out,     \
-                                            int n);                                                  \
+#define NP_SPARSE_KERNEL(isa, level, TILE)                                                             \
+  void spmm_f32_csr_ukernel_##TILE##_##isa(const CsrBlock& b, const float* x, int64_t ldx, float beta,   \
+                                           float* y, int64_t ldy, int n);                                 \
+  void spmm_t_f32_csr_ukernel_##TILE##_##isa(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, \
+                                             int64_t lddx, int n);                                        \
+  void sddmm_f32_csr_ukernel_##TILE##_##isa(const CsrBlock& b, const float* dy, int64_t lddy,            \
+                                            const float* x, int64_t ldx, float beta, float* grad, int n); \
   const SparseKernel& sparse_kernel_##isa();
 #include "sparse_kernels.inc"
 #undef NP_SPARSE_KERNEL

@@ -6,10 +6,10 @@
 namespace np {
 
 namespace {
-constexpr int kTile = 16;
-}  // namespace
 
-void spmm_f32_csr_ukernel_16_scalar(int64_t nnz, const float* vals, const int32_t* idx, const float* x,
+constexpr int kTile = 16;
+
+void spmm_row(int64_t nnz, const float* vals, const int32_t* idx, const float* x,
                                     int64_t ldx, float beta, float* y, int n) {
   float acc[kTile] = {};
   if (n == kTile) {
@@ -32,7 +32,7 @@ void spmm_f32_csr_ukernel_16_scalar(int64_t nnz, const float* vals, const int32_
   }
 }
 
-void spmm_t_f32_csr_ukernel_16_scalar(int64_t nnz, const float* vals, const int32_t* idx, const float* dy,
+void spmm_t_row(int64_t nnz, const float* vals, const int32_t* idx, const float* dy,
                                       float* dx, int64_t lddx, int n) {
   float d[kTile] = {};
   for (int j = 0; j < n; ++j) d[j] = dy[j];
@@ -47,7 +47,7 @@ void spmm_t_f32_csr_ukernel_16_scalar(int64_t nnz, const float* vals, const int3
   }
 }
 
-void sddmm_f32_csr_ukernel_16_scalar(int64_t nnz, const int32_t* idx, const float* dy, const float* x,
+void sddmm_row(int64_t nnz, const int32_t* idx, const float* dy, const float* x,
                                      int64_t ldx, float beta, float* out, int n) {
   float d[kTile] = {};
   for (int j = 0; j < n; ++j) d[j] = dy[j];
@@ -62,6 +62,36 @@ void sddmm_f32_csr_ukernel_16_scalar(int64_t nnz, const int32_t* idx, const floa
     for (; j < n; ++j) part[j & 3] += d[j] * xr[j];
     const float s = (part[0] + part[2]) + (part[1] + part[3]);
     out[k] = beta == 0.0f ? s : beta * out[k] + s;
+  }
+}
+
+}  // namespace
+
+void spmm_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y,
+                                    int64_t ldy, int n) {
+  for (int64_t r = 0; r < b.nrows; ++r) {
+    int64_t s;
+    const int64_t e = csr_block_run(b, r, &s);
+    if (s == e && beta == 1.0f) continue;
+    spmm_row(e - s, b.values + s, b.indices + s, x, ldx, beta, y + r * ldy, n);
+  }
+}
+
+void spmm_t_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, int64_t lddx,
+                                      int n) {
+  for (int64_t r = 0; r < b.nrows; ++r) {
+    int64_t s;
+    const int64_t e = csr_block_run(b, r, &s);
+    if (s < e) spmm_t_row(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, n);
+  }
+}
+
+void sddmm_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx,
+                                     float beta, float* grad, int n) {
+  for (int64_t r = 0; r < b.nrows; ++r) {
+    int64_t s;
+    const int64_t e = csr_block_run(b, r, &s);
+    if (s < e) sddmm_row(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, n);
   }
 }
 

@@ -13,6 +13,7 @@
 #include "model/events.h"
 #include "model/param.h"
 #include "model/rng.h"
+#include "model/state.h"
 #include "model/workspace.h"
 
 namespace np {
@@ -173,6 +174,11 @@ class Model {
   bool has_snapshot(int64_t step) const;
   std::vector<int64_t> snapshot_steps() const;
   void rewind(int64_t step);
+
+  // Checkpoints (state.cpp): the whole training state out, and back in after
+  // checking every size and invariant (nothing changes if a check fails).
+  ModelState export_state() const;
+  void import_state(ModelState state);
 
   const std::vector<StructuralEvent>& events() const { return events_; }
   void set_epoch(int64_t epoch) { epoch_ = epoch; }

@@ -71,11 +71,14 @@ class Rng {
     return child;
   }
 
-  // For checkpoints.
+  // For checkpoints: the four words plus the cached second normal value.
   const uint64_t* state() const { return s_; }
-  void set_state(const uint64_t state[4]) {
+  bool has_spare_normal() const { return has_spare_normal_; }
+  float spare_normal() const { return spare_normal_; }
+  void set_state(const uint64_t state[4], bool has_spare = false, float spare = 0.0f) {
     for (int i = 0; i < 4; ++i) s_[i] = state[i];
-    has_spare_normal_ = false;
+    has_spare_normal_ = has_spare;
+    spare_normal_ = spare;
   }
 
  private:

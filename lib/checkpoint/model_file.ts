@@ -1,0 +1,277 @@
+// Checkpoints of a Sequential model as safetensors. Dense weights are plain F32
+// tensors `layers.N.weight` [units, inputs] and `layers.N.bias` [units] (N =
+// the dense layer's index), so PyTorch users can load them directly; a CSR
+// layer is `layers.N.weight.indptr|indices|values` with its shape in
+// __metadata__. Optimizer moments, masks, neuron ids and statistics sit beside
+// them; the config, counters, RNG state and event log go in __metadata__.
+import * as fs from 'fs';
+import * as path from 'path';
+import { DenseLayer } from '../layers';
+import type { NativeLayerState, NativeState } from '../native';
+import type { ModelConfig } from '../sequential';
+import { Sequential } from '../sequential';
+import { CheckpointError, decode, encode, readTensor, type Decoded, type TensorData } from './safetensors';
+import { importLinearLayers, type LinearImportOptions } from './linear_import';
+
+export const FILE_FORMAT = 'neuroplastic';
+export const FILE_VERSION = '1';
+
+type TensorMap = Map<string, { shape: number[]; data: TensorData }>;
+
+function layerTensors(tensors: TensorMap, l: NativeLayerState, i: number): void {
+  const p = `layers.${i}`;
+  const nnz = l.weight.length;
+  if (l.format === 'csr') {
+    tensors.set(`${p}.weight.indptr`, { shape: [l.units + 1], data: l.indptr! });
+    tensors.set(`${p}.weight.indices`, { shape: [nnz], data: l.indices! });
+    tensors.set(`${p}.weight.values`, { shape: [nnz], data: l.weight });
+  } else {
+    tensors.set(`${p}.weight`, { shape: [l.units, l.inputs], data: l.weight });
+  }
+  tensors.set(`${p}.bias`, { shape: [l.units], data: l.bias });
+  const weightShape = l.format === 'csr' ? [nnz] : [l.units, l.inputs];
+  l.weightMoments.forEach((m, k) => tensors.set(`${p}.weight.moment${k + 1}`, { shape: weightShape, data: m }));
+  l.biasMoments.forEach((m, k) => tensors.set(`${p}.bias.moment${k + 1}`, { shape: [l.units], data: m }));
+  if (l.mask) tensors.set(`${p}.weight.mask`, { shape: [l.units, l.inputs], data: l.mask });
+  if (l.alive) tensors.set(`${p}.alive`, { shape: [l.units], data: l.alive });
+  tensors.set(`${p}.neuron_ids`, { shape: [l.units], data: l.neuronIds });
+  if (l.meanAbsActivation.length) tensors.set(`${p}.stats.mean_abs_activation`, { shape: [l.units], data: l.meanAbsActivation });
+  if (l.taylor.length) tensors.set(`${p}.stats.taylor`, { shape: [l.units], data: l.taylor });
+}
+
+/** The whole model (weights, optimizer state, ids, events, config) as a safetensors buffer. */
+export function modelToBuffer(model: Sequential): Buffer {
+  const state = model.native.exportState();
+  const tensors: TensorMap = new Map();
+  state.layers.forEach((l, i) => layerTensors(tensors, l, i));
+  const metadata: Record<string, string> = {
+    format: FILE_FORMAT,
+    'format.version': FILE_VERSION,
+    config: JSON.stringify(model.toJSON()),
+    state: JSON.stringify({
+      step: state.step,
+      epoch: state.epoch,
+      nextNeuronId: state.nextNeuronId,
+      rng: Array.from(state.rng, (w) => w.toString(16)),
+      rngHasSpare: state.rngHasSpare,
+      rngSpare: state.rngSpare,
+      defaultSparseThreshold: state.defaultSparseThreshold,
+      layers: state.layers.map((l) => ({ format: l.format, statsUpdates: l.statsUpdates, sparseThreshold: l.sparseThreshold })),
+    }),
+    events: JSON.stringify(
+      state.events.map((e) => ({ ...e, neuronIds: Array.from(e.neuronIds, Number), scores: Array.from(e.scores) })),
+    ),
+  };
+  state.layers.forEach((l, i) => {
+    if (l.format === 'csr') metadata[`layers.${i}.weight.shape`] = JSON.stringify([l.units, l.inputs]);
+  });
+  return encode(tensors, metadata);
+}
+
+/** Writes `data` to `file` atomically: a temporary file in the same folder, fsync, rename. */
+export async function writeFileAtomic(file: string, data: Buffer): Promise<void> {
+  const dir = path.dirname(path.resolve(file));
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
+  const handle = await fs.promises.open(tmp, 'wx', 0o644);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
+  await handle.close();
+  try {
+    await fs.promises.rename(tmp, file);
+  } catch (err) {
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
+  // Make the rename itself durable (best effort: not every filesystem allows it).
+  try {
+    const d = await fs.promises.open(dir, 'r');
+    await d.sync().catch(() => undefined);
+    await d.close();
+  } catch {
+    /* directories cannot be opened on some platforms */
+  }
+}
+
+function parseJson(d: Decoded, key: string, source: string): unknown {
+  const text = d.metadata[key];
+  if (text === undefined) throw new CheckpointError(`${source}: __metadata__.${key} is missing`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CheckpointError(`${source}: __metadata__.${key} is not valid JSON`);
+  }
+}
+
+function expectShape(source: string, name: string, shape: number[], want: number[]): void {
+  if (shape.length !== want.length || shape.some((s, i) => s !== want[i])) {
+    throw new CheckpointError(`${source}: tensor ${name} has shape [${shape}], expected [${want}]`);
+  }
+}
+
+function tensorOf<T extends TensorData>(d: Decoded, source: string, name: string, dtype: string, shape: number[]): T {
+  const t = readTensor(d, name, source);
+  if (t.dtype !== dtype) throw new CheckpointError(`${source}: tensor ${name} has dtype ${t.dtype}, expected ${dtype}`);
+  expectShape(source, name, t.shape, shape);
+  return t.data as T;
+}
+
+function optionalTensor<T extends TensorData>(d: Decoded, source: string, name: string, dtype: string, shape: number[]): T | undefined {
+  return d.tensors.has(name) ? tensorOf<T>(d, source, name, dtype, shape) : undefined;
+}
+
+interface SavedState {
+  step: number;
+  epoch: number;
+  nextNeuronId: number;
+  rng: string[];
+  rngHasSpare: boolean;
+  rngSpare: number;
+  defaultSparseThreshold: number;
+  layers: { format: 'dense' | 'csr'; statsUpdates: number; sparseThreshold: number }[];
+}
+
+function readState(d: Decoded, source: string, model: Sequential): NativeState {
+  const saved = parseJson(d, 'state', source) as SavedState;
+  if (!saved || typeof saved !== 'object' || !Array.isArray(saved.layers) || !Array.isArray(saved.rng) || saved.rng.length !== 4) {
+    throw new CheckpointError(`${source}: __metadata__.state is malformed`);
+  }
+  const dense = model.layers.filter((l): l is DenseLayer => l instanceof DenseLayer);
+  if (saved.layers.length !== dense.length) {
+    throw new CheckpointError(`${source}: the state describes ${saved.layers.length} dense layers, the config ${dense.length}`);
+  }
+  const moments = model.native.exportState().layers[0].biasMoments.length;
+  let inputs = model.inputSize;
+  const layers: NativeLayerState[] = saved.layers.map((meta, i) => {
+    const p = `layers.${i}`;
+    const units = dense[i].units;
+    let weight: Float32Array;
+    let indptr: BigInt64Array | undefined;
+    let indices: Int32Array | undefined;
+    if (meta.format === 'csr') {
+      const shapeText = d.metadata[`${p}.weight.shape`];
+      let shape: unknown;
+      try {
+        shape = JSON.parse(shapeText ?? 'null');
+      } catch {
+        shape = null;
+      }
+      if (!Array.isArray(shape) || shape[0] !== units || shape[1] !== inputs) {
+        throw new CheckpointError(`${source}: __metadata__.${p}.weight.shape is ${shapeText}, expected [${units},${inputs}]`);
+      }
+      indptr = tensorOf<BigInt64Array>(d, source, `${p}.weight.indptr`, 'I64', [units + 1]);
+      const nnz = d.tensors.get(`${p}.weight.values`)?.shape[0] ?? -1;
+      indices = tensorOf<Int32Array>(d, source, `${p}.weight.indices`, 'I32', [nnz]);
+      weight = tensorOf<Float32Array>(d, source, `${p}.weight.values`, 'F32', [nnz]);
+      // CSR invariants, checked before anything is allocated natively.
+      if (indptr[0] !== 0n || Number(indptr[units]) !== nnz) throw new CheckpointError(`${source}: ${p}.weight.indptr must start at 0 and end at nnz ${nnz}`);
+      for (let r = 0; r < units; r++) {
+        const a = Number(indptr[r]);
+        const b = Number(indptr[r + 1]);
+        if (b < a) throw new CheckpointError(`${source}: ${p}.weight.indptr is not monotone at row ${r}`);
+        for (let k = a; k < b; k++) {
+          if (indices[k] < 0 || indices[k] >= inputs) throw new CheckpointError(`${source}: ${p}.weight.indices[${k}] = ${indices[k]} is outside [0, ${inputs})`);
+          if (k > a && indices[k] <= indices[k - 1]) throw new CheckpointError(`${source}: ${p}.weight.indices are not sorted in row ${r}`);
+        }
+      }
+    } else if (meta.format === 'dense') {
+      weight = tensorOf<Float32Array>(d, source, `${p}.weight`, 'F32', [units, inputs]);
+    } else {
+      throw new CheckpointError(`${source}: layer ${i} has unknown format ${JSON.stringify(meta.format)}`);
+    }
+    const weightShape = meta.format === 'csr' ? [weight.length] : [units, inputs];
+    const weightMoments: Float32Array[] = [];
+    const biasMoments: Float32Array[] = [];
+    for (let k = 1; k <= moments; k++) {
+      weightMoments.push(tensorOf<Float32Array>(d, source, `${p}.weight.moment${k}`, 'F32', weightShape));
+      biasMoments.push(tensorOf<Float32Array>(d, source, `${p}.bias.moment${k}`, 'F32', [units]));
+    }
+    const layer: NativeLayerState = {
+      units,
+      inputs,
+      format: meta.format,
+      weight,
+      indptr,
+      indices,
+      weightMoments,
+      bias: tensorOf<Float32Array>(d, source, `${p}.bias`, 'F32', [units]),
+      biasMoments,
+      mask: optionalTensor<Uint8Array>(d, source, `${p}.weight.mask`, 'U8', [units, inputs]),
+      alive: optionalTensor<Uint8Array>(d, source, `${p}.alive`, 'U8', [units]),
+      neuronIds: tensorOf<BigInt64Array>(d, source, `${p}.neuron_ids`, 'I64', [units]),
+      meanAbsActivation: optionalTensor<Float64Array>(d, source, `${p}.stats.mean_abs_activation`, 'F64', [units]) ?? new Float64Array(0),
+      taylor: optionalTensor<Float64Array>(d, source, `${p}.stats.taylor`, 'F64', [units]) ?? new Float64Array(0),
+      statsUpdates: Number(meta.statsUpdates) || 0,
+      sparseThreshold: typeof meta.sparseThreshold === 'number' ? meta.sparseThreshold : -1,
+    };
+    inputs = units;
+    return layer;
+  });
+  const events = parseJson(d, 'events', source);
+  if (!Array.isArray(events)) throw new CheckpointError(`${source}: __metadata__.events is not a list`);
+  let rng: BigUint64Array;
+  try {
+    rng = BigUint64Array.from(saved.rng.map((h) => BigInt('0x' + h)));
+  } catch {
+    throw new CheckpointError(`${source}: __metadata__.state.rng is malformed`);
+  }
+  return {
+    step: saved.step,
+    epoch: saved.epoch,
+    nextNeuronId: saved.nextNeuronId,
+    rng,
+    rngHasSpare: Boolean(saved.rngHasSpare),
+    rngSpare: Number(saved.rngSpare) || 0,
+    defaultSparseThreshold: typeof saved.defaultSparseThreshold === 'number' ? saved.defaultSparseThreshold : -1,
+    layers,
+    events: events.map((e: Record<string, unknown>, i: number) => {
+      if (!e || typeof e !== 'object' || !Array.isArray(e.neuronIds) || !Array.isArray(e.scores)) {
+        throw new CheckpointError(`${source}: __metadata__.events[${i}] is malformed`);
+      }
+      return {
+        ...(e as object),
+        neuronIds: BigInt64Array.from((e.neuronIds as number[]).map((v) => BigInt(Math.trunc(Number(v)) || 0))),
+        scores: Float32Array.from(e.scores as number[]),
+      } as unknown as NativeState['events'][number];
+    }),
+  };
+}
+
+/** Rebuilds a model from a checkpoint buffer; `source` names it in errors. */
+export function modelFromBuffer(buffer: Buffer, source: string, options: LinearImportOptions = {}): Sequential {
+  const d = decode(buffer, source);
+  if (d.metadata.format !== FILE_FORMAT) return importLinearLayers(d, source, options);
+  if (d.metadata['format.version'] !== FILE_VERSION) {
+    throw new CheckpointError(`${source}: file format version ${JSON.stringify(d.metadata['format.version'])} is not supported (this version reads ${FILE_VERSION})`);
+  }
+  const config = parseJson(d, 'config', source) as ModelConfig;
+  let model: Sequential;
+  try {
+    model = Sequential.fromJSON(config);
+  } catch (err) {
+    throw new CheckpointError(`${source}: __metadata__.config is invalid: ${(err as Error).message}`);
+  }
+  const state = readState(d, source, model);
+  try {
+    model.native.importState(state);
+  } catch (err) {
+    throw new CheckpointError(`${source}: ${(err as Error).message}`);
+  }
+  return model;
+}
+
+export async function readCheckpointFile(file: string): Promise<Buffer> {
+  if (typeof file !== 'string' || file.length === 0) throw new TypeError(`loadModel(): source must be a file path or a Buffer, got ${String(file)}`);
+  try {
+    return await fs.promises.readFile(file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new CheckpointError(`${file}: cannot read (${e.code ?? e.message})`);
+  }
+}
+

@@ -1,0 +1,185 @@
+// NativeModel.exportState() / importState(state): the checkpoint state as JS
+// typed arrays (copies), for lib/checkpoint to write as safetensors. The
+// import re-checks every size and CSR invariant in the core before applying.
+#include <string>
+
+#include "binding/args.h"
+#include "binding/errors.h"
+#include "binding/model_wrap.h"
+
+namespace npb {
+
+namespace {
+
+template <typename T>
+Napi::TypedArrayOf<T> to_js(Napi::Env env, const std::vector<T>& v) {
+  auto out = Napi::TypedArrayOf<T>::New(env, v.size());
+  std::copy(v.begin(), v.end(), out.Data());
+  return out;
+}
+
+Napi::Array to_js_list(Napi::Env env, const std::vector<std::vector<float>>& lists) {
+  Napi::Array out = Napi::Array::New(env, lists.size());
+  for (size_t i = 0; i < lists.size(); ++i) out.Set(static_cast<uint32_t>(i), to_js(env, lists[i]));
+  return out;
+}
+
+template <typename T>
+std::vector<T> from_js(Napi::Env env, Napi::Value v, napi_typedarray_type type, const std::string& name, bool optional = false) {
+  if (optional && (v.IsUndefined() || v.IsNull())) return {};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw Napi::TypeError::New(env, "state: " + name + " has the wrong array type");
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  return std::vector<T>(a.Data(), a.Data() + a.ElementLength());
+}
+
+std::vector<std::vector<float>> from_js_list(Napi::Env env, Napi::Value v, const std::string& name) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "state: " + name + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<std::vector<float>> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(from_js<float>(env, a.Get(i), napi_float32_array, name));
+  return out;
+}
+
+double num(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("state: ") + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+std::string str(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), std::string("state: ") + key + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+}  // namespace
+
+Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "save");
+  const np::ModelState s = model_->export_state();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("step", static_cast<double>(s.step));
+  o.Set("epoch", static_cast<double>(s.epoch));
+  o.Set("nextNeuronId", static_cast<double>(s.next_neuron_id));
+  auto rng = Napi::BigUint64Array::New(env, 4);
+  for (int i = 0; i < 4; ++i) rng[i] = s.rng[i];
+  o.Set("rng", rng);
+  o.Set("rngHasSpare", s.rng_has_spare);
+  o.Set("rngSpare", s.rng_spare);
+  o.Set("defaultSparseThreshold", s.default_sparse_threshold);
+  Napi::Array layers = Napi::Array::New(env, s.layers.size());
+  for (size_t i = 0; i < s.layers.size(); ++i) {
+    const np::LayerState& l = s.layers[i];
+    Napi::Object lo = Napi::Object::New(env);
+    lo.Set("units", static_cast<double>(l.units));
+    lo.Set("inputs", static_cast<double>(l.inputs));
+    lo.Set("format", l.csr ? "csr" : "dense");
+    lo.Set("weight", to_js(env, l.weight));
+    if (l.csr) {
+      lo.Set("indptr", to_js(env, l.indptr));
+      lo.Set("indices", to_js(env, l.indices));
+    }
+    lo.Set("weightMoments", to_js_list(env, l.weight_moments));
+    lo.Set("bias", to_js(env, l.bias));
+    lo.Set("biasMoments", to_js_list(env, l.bias_moments));
+    if (!l.mask.empty()) lo.Set("mask", to_js(env, l.mask));
+    if (!l.alive.empty()) lo.Set("alive", to_js(env, l.alive));
+    lo.Set("neuronIds", to_js(env, l.neuron_ids));
+    lo.Set("meanAbsActivation", to_js(env, l.mean_abs_activation));
+    lo.Set("taylor", to_js(env, l.taylor));
+    lo.Set("statsUpdates", static_cast<double>(l.stats_updates));
+    lo.Set("sparseThreshold", l.sparse_threshold);
+    layers.Set(static_cast<uint32_t>(i), lo);
+  }
+  o.Set("layers", layers);
+  Napi::Array events = Napi::Array::New(env, s.events.size());
+  for (size_t i = 0; i < s.events.size(); ++i) {
+    const np::StructuralEvent& e = s.events[i];
+    Napi::Object eo = Napi::Object::New(env);
+    eo.Set("step", static_cast<double>(e.step));
+    eo.Set("epoch", static_cast<double>(e.epoch));
+    eo.Set("kind", e.kind);
+    eo.Set("layer", static_cast<double>(e.layer));
+    eo.Set("criterion", e.criterion);
+    eo.Set("count", static_cast<double>(e.count));
+    eo.Set("densityBefore", e.density_before);
+    eo.Set("densityAfter", e.density_after);
+    eo.Set("neuronIds", to_js(env, e.neuron_ids));
+    eo.Set("scores", to_js(env, e.scores));
+    events.Set(static_cast<uint32_t>(i), eo);
+  }
+  o.Set("events", events);
+  return o;
+}
+
+Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "load");
+  Napi::Object o = object_arg(info, 0, "state");
+  np::ModelState s;
+  s.step = static_cast<int64_t>(num(o, "step"));
+  s.epoch = static_cast<int64_t>(num(o, "epoch"));
+  s.next_neuron_id = static_cast<int64_t>(num(o, "nextNeuronId"));
+  auto rng = from_js<uint64_t>(env, o.Get("rng"), napi_biguint64_array, "rng");
+  if (rng.size() != 4) throw Napi::RangeError::New(env, "state: rng must have 4 words");
+  for (int i = 0; i < 4; ++i) s.rng[i] = rng[i];
+  s.rng_has_spare = bool_prop(o, "rngHasSpare", false);
+  s.rng_spare = static_cast<float>(number_prop(o, "rngSpare", 0));
+  s.default_sparse_threshold = number_prop(o, "defaultSparseThreshold", -1);
+  Napi::Value lv = o.Get("layers");
+  if (!lv.IsArray()) throw Napi::TypeError::New(env, "state: layers must be an array");
+  Napi::Array layers = lv.As<Napi::Array>();
+  for (uint32_t i = 0; i < layers.Length(); ++i) {
+    if (!layers.Get(i).IsObject()) throw Napi::TypeError::New(env, "state: layers[" + std::to_string(i) + "] must be an object");
+    Napi::Object lo = layers.Get(i).As<Napi::Object>();
+    np::LayerState l;
+    l.units = static_cast<int64_t>(num(lo, "units"));
+    l.inputs = static_cast<int64_t>(num(lo, "inputs"));
+    const std::string format = str(lo, "format");
+    if (format != "csr" && format != "dense") throw Napi::RangeError::New(env, "state: format must be 'csr' or 'dense'");
+    l.csr = format == "csr";
+    l.weight = from_js<float>(env, lo.Get("weight"), napi_float32_array, "weight");
+    if (l.csr) {
+      l.indptr = from_js<int64_t>(env, lo.Get("indptr"), napi_bigint64_array, "indptr");
+      l.indices = from_js<int32_t>(env, lo.Get("indices"), napi_int32_array, "indices");
+    }
+    l.weight_moments = from_js_list(env, lo.Get("weightMoments"), "weightMoments");
+    l.bias = from_js<float>(env, lo.Get("bias"), napi_float32_array, "bias");
+    l.bias_moments = from_js_list(env, lo.Get("biasMoments"), "biasMoments");
+    l.mask = from_js<uint8_t>(env, lo.Get("mask"), napi_uint8_array, "mask", true);
+    l.alive = from_js<uint8_t>(env, lo.Get("alive"), napi_uint8_array, "alive", true);
+    l.neuron_ids = from_js<int64_t>(env, lo.Get("neuronIds"), napi_bigint64_array, "neuronIds");
+    l.mean_abs_activation = from_js<double>(env, lo.Get("meanAbsActivation"), napi_float64_array, "meanAbsActivation", true);
+    l.taylor = from_js<double>(env, lo.Get("taylor"), napi_float64_array, "taylor", true);
+    l.stats_updates = static_cast<int64_t>(number_prop(lo, "statsUpdates", 0));
+    l.sparse_threshold = static_cast<float>(number_prop(lo, "sparseThreshold", -1));
+    s.layers.push_back(std::move(l));
+  }
+  Napi::Value ev = o.Get("events");
+  if (!ev.IsUndefined()) {
+    if (!ev.IsArray()) throw Napi::TypeError::New(env, "state: events must be an array");
+    Napi::Array events = ev.As<Napi::Array>();
+    for (uint32_t i = 0; i < events.Length(); ++i) {
+      if (!events.Get(i).IsObject()) throw Napi::TypeError::New(env, "state: events[" + std::to_string(i) + "] must be an object");
+      Napi::Object eo = events.Get(i).As<Napi::Object>();
+      np::StructuralEvent e;
+      e.step = static_cast<int64_t>(num(eo, "step"));
+      e.epoch = static_cast<int64_t>(num(eo, "epoch"));
+      e.kind = str(eo, "kind");
+      e.layer = static_cast<int64_t>(num(eo, "layer"));
+      e.criterion = str(eo, "criterion");
+      e.count = static_cast<int64_t>(num(eo, "count"));
+      e.density_before = num(eo, "densityBefore");
+      e.density_after = num(eo, "densityAfter");
+      e.neuron_ids = from_js<int64_t>(env, eo.Get("neuronIds"), napi_bigint64_array, "event neuronIds");
+      e.scores = from_js<float>(env, eo.Get("scores"), napi_float32_array, "event scores");
+      s.events.push_back(std::move(e));
+    }
+  }
+  guard(env, [&] { model_->import_state(std::move(s)); });
+  return env.Undefined();
+}
+
+}  // namespace npb

@@ -1,0 +1,166 @@
+// Export and import of the complete training state (see state.h).
+#include <string>
+#include <utility>
+
+#include "model/errors.h"
+#include "model/model.h"
+
+namespace np {
+
+namespace {
+
+std::vector<float> dense_slot(const DenseParam& p, Slot s) {
+  std::vector<float> out(p.rows * p.cols);
+  p.read(s, out.data());
+  return out;
+}
+
+std::vector<float> csr_slot(const CsrParam& c, Slot s) {
+  const float* v = c.slot(s);
+  return std::vector<float>(v, v + c.nnz());
+}
+
+[[noreturn]] void bad(size_t layer, const std::string& what) {
+  throw_range("checkpoint layer " + std::to_string(layer) + ": " + what);
+}
+
+}  // namespace
+
+ModelState Model::export_state() const {
+  ModelState s;
+  s.step = step_;
+  s.epoch = epoch_;
+  s.next_neuron_id = next_neuron_id_;
+  for (int i = 0; i < 4; ++i) s.rng[i] = rng_.state()[i];
+  s.rng_has_spare = rng_.has_spare_normal();
+  s.rng_spare = rng_.spare_normal();
+  s.default_sparse_threshold = default_sparse_threshold_;
+  s.events = events_;
+  const int moments = layers_.empty() ? 0 : layers_[0].bias.moment_slots();
+  for (const DenseLayer& l : layers_) {
+    LayerState ls;
+    ls.units = l.units;
+    ls.inputs = l.inputs;
+    ls.csr = l.format == WeightFormat::kCsr;
+    if (ls.csr) {
+      ls.weight = csr_slot(l.csr, Slot::kValue);
+      ls.indptr = l.csr.indptr;
+      ls.indices = l.csr.indices;
+      for (int m = 0; m < moments; ++m) ls.weight_moments.push_back(csr_slot(l.csr, static_cast<Slot>(2 + m)));
+    } else {
+      ls.weight = dense_slot(l.weight, Slot::kValue);
+      for (int m = 0; m < moments; ++m) ls.weight_moments.push_back(dense_slot(l.weight, static_cast<Slot>(2 + m)));
+      ls.mask = l.mask;
+    }
+    ls.bias = dense_slot(l.bias, Slot::kValue);
+    for (int m = 0; m < moments; ++m) ls.bias_moments.push_back(dense_slot(l.bias, static_cast<Slot>(2 + m)));
+    ls.alive = l.alive;
+    ls.neuron_ids = l.neuron_ids;
+    ls.mean_abs_activation = l.stats.mean_abs_activation;
+    ls.taylor = l.stats.taylor;
+    ls.stats_updates = l.stats.updates;
+    ls.sparse_threshold = l.sparse_threshold;
+    s.layers.push_back(std::move(ls));
+  }
+  return s;
+}
+
+// Every check runs before the first change, so a bad checkpoint leaves the
+// model as it was.
+void Model::import_state(ModelState s) {
+  if (s.layers.size() != layers_.size())
+    throw_range("checkpoint has " + std::to_string(s.layers.size()) + " dense layers, the model " +
+                std::to_string(layers_.size()));
+  const int moments = layers_[0].bias.moment_slots();
+  int64_t inputs = input_size_;
+  for (size_t i = 0; i < s.layers.size(); ++i) {
+    const LayerState& l = s.layers[i];
+    if (l.inputs != inputs) bad(i, "has " + std::to_string(l.inputs) + " inputs, expected " + std::to_string(inputs));
+    if (l.units < 1) bad(i, "has no units");
+    if (i + 1 == s.layers.size() && l.units != layers_.back().units)
+      bad(i, "has " + std::to_string(l.units) + " outputs, the model " + std::to_string(layers_.back().units));
+    const int64_t size = l.units * l.inputs;
+    int64_t nnz = size;
+    if (l.csr) {
+      if (static_cast<int64_t>(l.indptr.size()) != l.units + 1 || l.indptr[0] != 0) bad(i, "row pointers have the wrong length or start");
+      for (int64_t r = 0; r < l.units; ++r) {
+        if (l.indptr[r + 1] < l.indptr[r]) bad(i, "row pointers are not monotone at row " + std::to_string(r));
+        for (int64_t k = l.indptr[r]; k < l.indptr[r + 1]; ++k) {
+          if (k >= static_cast<int64_t>(l.indices.size())) bad(i, "row pointers run past the column indices");
+          if (l.indices[k] < 0 || l.indices[k] >= l.inputs) bad(i, "column index out of range in row " + std::to_string(r));
+          if (k > l.indptr[r] && l.indices[k] <= l.indices[k - 1]) bad(i, "column indices not sorted in row " + std::to_string(r));
+        }
+      }
+      nnz = l.indptr.back();
+      if (static_cast<int64_t>(l.indices.size()) != nnz) bad(i, "has " + std::to_string(l.indices.size()) + " column indices for " + std::to_string(nnz) + " entries");
+    } else if (!l.mask.empty() && static_cast<int64_t>(l.mask.size()) != size) {
+      bad(i, "mask has the wrong size");
+    }
+    if (static_cast<int64_t>(l.weight.size()) != nnz) bad(i, "weight has " + std::to_string(l.weight.size()) + " values, expected " + std::to_string(nnz));
+    if (static_cast<int>(l.weight_moments.size()) != moments || static_cast<int>(l.bias_moments.size()) != moments)
+      bad(i, "has " + std::to_string(l.weight_moments.size()) + " optimizer slots, the optimizer uses " + std::to_string(moments));
+    for (const auto& m : l.weight_moments)
+      if (static_cast<int64_t>(m.size()) != nnz) bad(i, "an optimizer slot has the wrong size");
+    for (const auto& m : l.bias_moments)
+      if (static_cast<int64_t>(m.size()) != l.units) bad(i, "a bias optimizer slot has the wrong size");
+    if (static_cast<int64_t>(l.bias.size()) != l.units) bad(i, "bias has the wrong size");
+    if (!l.alive.empty() && static_cast<int64_t>(l.alive.size()) != l.units) bad(i, "alive flags have the wrong size");
+    if (static_cast<int64_t>(l.neuron_ids.size()) != l.units) bad(i, "neuron ids have the wrong size");
+    if (!l.mean_abs_activation.empty() && static_cast<int64_t>(l.mean_abs_activation.size()) != l.units) bad(i, "statistics have the wrong size");
+    if (!l.taylor.empty() && static_cast<int64_t>(l.taylor.size()) != l.units) bad(i, "statistics have the wrong size");
+    inputs = l.units;
+  }
+  if (s.step < 0 || s.epoch < 0 || s.next_neuron_id < 0) throw_range("checkpoint counters are negative");
+
+  for (size_t i = 0; i < s.layers.size(); ++i) {
+    LayerState& src = s.layers[i];
+    DenseLayer& l = layers_[i];
+    l.units = src.units;
+    l.inputs = src.inputs;
+    l.sparse_threshold = src.sparse_threshold;
+    if (src.csr) {
+      CsrParam c;
+      c.rows = src.units;
+      c.cols = src.inputs;
+      c.indptr = std::move(src.indptr);
+      c.indices = std::move(src.indices);
+      c.allocate_slots(c.indptr.back(), moments);
+      std::copy(src.weight.begin(), src.weight.end(), c.value());
+      for (int m = 0; m < moments; ++m) std::copy(src.weight_moments[m].begin(), src.weight_moments[m].end(), c.slot(static_cast<Slot>(2 + m)));
+      l.csr = std::move(c);
+      l.weight = DenseParam();
+      l.mask.clear();
+      l.format = WeightFormat::kCsr;
+    } else {
+      DenseParam p;
+      p.allocate(src.units, src.inputs);
+      p.set_moment_slots(moments);
+      p.write(Slot::kValue, src.weight.data());
+      for (int m = 0; m < moments; ++m) p.write(static_cast<Slot>(2 + m), src.weight_moments[m].data());
+      l.weight = std::move(p);
+      l.csr = CsrParam();
+      l.mask = std::move(src.mask);
+      l.format = WeightFormat::kDense;
+    }
+    DenseParam b;
+    b.allocate(src.units, 1);
+    b.set_moment_slots(moments);
+    b.write(Slot::kValue, src.bias.data());
+    for (int m = 0; m < moments; ++m) b.write(static_cast<Slot>(2 + m), src.bias_moments[m].data());
+    l.bias = std::move(b);
+    l.alive = std::move(src.alive);
+    l.neuron_ids = std::move(src.neuron_ids);
+    l.stats.mean_abs_activation = std::move(src.mean_abs_activation);
+    l.stats.taylor = std::move(src.taylor);
+    l.stats.updates = src.stats_updates;
+  }
+  step_ = s.step;
+  epoch_ = s.epoch;
+  next_neuron_id_ = s.next_neuron_id;
+  rng_.set_state(s.rng, s.rng_has_spare, s.rng_spare);
+  default_sparse_threshold_ = s.default_sparse_threshold;
+  events_ = std::move(s.events);
+  ws_ = Workspace();
+}
+
+}  // namespace np

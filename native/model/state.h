@@ -1,0 +1,46 @@
+// The model's complete training state as plain arrays, for checkpoints: what
+// save() writes and load() gives back. Resuming from it is exact: the same
+// weights, optimizer moments, step counter, random generator, neuron ids,
+// statistics and event log as the model that was saved.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/events.h"
+
+namespace np {
+
+struct LayerState {
+  int64_t units = 0;
+  int64_t inputs = 0;
+  bool csr = false;
+  // Dense: units x inputs row-major. CSR: the values (nnz), with indptr/indices.
+  std::vector<float> weight;
+  std::vector<int64_t> indptr;
+  std::vector<int32_t> indices;
+  std::vector<std::vector<float>> weight_moments;  // same layout as weight
+  std::vector<float> bias;
+  std::vector<std::vector<float>> bias_moments;
+  std::vector<uint8_t> mask;   // dense only; empty = nothing pruned
+  std::vector<uint8_t> alive;  // empty = every unit alive
+  std::vector<int64_t> neuron_ids;
+  std::vector<double> mean_abs_activation, taylor;
+  int64_t stats_updates = 0;
+  float sparse_threshold = -1.0f;
+};
+
+struct ModelState {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  int64_t next_neuron_id = 0;
+  uint64_t rng[4] = {0, 0, 0, 0};
+  bool rng_has_spare = false;
+  float rng_spare = 0.0f;
+  double default_sparse_threshold = -1.0;
+  std::vector<LayerState> layers;
+  std::vector<StructuralEvent> events;
+};
+
+}  // namespace np
