@@ -209,6 +209,9 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
       statsUpdates: Number(meta.statsUpdates) || 0,
       sparseThreshold: typeof meta.sparseThreshold === 'number' ? meta.sparseThreshold : -1,
     };
+    for (const [name, flags] of [[`${p}.weight.mask`, layer.mask], [`${p}.alive`, layer.alive]] as const) {
+      if (flags && flags.some((v) => v > 1)) throw new CheckpointError(`${source}: ${name} must hold only 0 and 1`);
+    }
     inputs = units;
     return layer;
   });
