@@ -39,6 +39,10 @@ export interface ProgressInfo {
 }
 
 export interface Callback {
+  /** Called first, with the model being trained (plasticity schedules keep it). */
+  setModel?(model: unknown): void;
+  /** Called last, however fit() ends (success, error or abort): undo settings made for training. */
+  cleanup?(): void;
   /**
    * Step-boundary hooks. nextStep(step) returns the smallest global step > step
    * at which onStep should run (undefined: none). fit() splits its native

@@ -59,9 +59,9 @@ function boundaryWrapped(cb: Callback, setBoundary: (b: boolean) => void): Callb
     const fn = (cb as Record<string, unknown>)[key];
     if (typeof fn !== 'function') continue;
     const call = (args: unknown[]) => (fn as (...a: unknown[]) => unknown).apply(cb, args);
-    // nextStep and onProgress are synchronous queries/notifications.
+    // These are synchronous queries and notifications.
     wrapped[key] =
-      key === 'nextStep' || key === 'onProgress'
+      key === 'nextStep' || key === 'onProgress' || key === 'setModel' || key === 'cleanup'
         ? (...args: unknown[]) => call(args)
         : async (...args: unknown[]) => {
             setBoundary(true);
@@ -128,6 +128,7 @@ export async function runFit(plan: FitPlan): Promise<History> {
   const onAbort = () => native.requestAbort();
   if (signal?.aborted) throw abortError(signal, native.step);
   signal?.addEventListener('abort', onAbort);
+  for (const cb of callbacks) cb.setModel?.(plan.model);
   try {
     await callAll(callbacks, 'onTrainBegin');
     // A hook scheduled for the current step (e.g. step 0) runs before training.
@@ -201,5 +202,6 @@ export async function runFit(plan: FitPlan): Promise<History> {
     return history;
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    for (const cb of callbacks) cb.cleanup?.();
   }
 }

@@ -17,7 +17,8 @@ export type { Optimizer, SgdOptions, AdamOptions } from './optimizers';
 export type { Dataset, TrainTest } from './data';
 export type { StructuralEvent, StructuralEventKind } from './events';
 export type { PruneOptions, PruneResult, PruneCriterion } from './structure';
-export type { GradualMagnitudeOptions, SnapshotAtOptions } from './plasticity';
+export type { GrowOptions, GrowResult, GrowInit, SparsifyOptions } from './growth';
+export type * from './plasticity';
 export { layers, optimizers, plasticity, data };
 
 export interface RuntimeInfo {

@@ -53,3 +53,9 @@ export function checkTargets(where: string, name: string, y: unknown, n: number,
   }
   throw new TypeError(`${where}: ${name} must be an Int32Array or Uint8Array of class labels, or a Float32Array of targets, got ${describe(y)}`);
 }
+
+/** Checks an (x, y) pair: samples and targets that match them. */
+export function checkInputs(where: string, x: unknown, y: unknown, inputSize: number, outputs: number, loss: string): { x: Float32Array; y: NativeTargets; n: number } {
+  const n = checkSamples(where, 'x', x, inputSize);
+  return { x: x as Float32Array, y: checkTargets(where, 'y', y, n, outputs, loss), n };
+}

@@ -80,7 +80,9 @@ export interface NativeLayerState {
   alive?: Uint8Array;
   neuronIds: BigInt64Array;
   meanAbsActivation: Float64Array;
+  meanActivation: Float64Array;
   taylor: Float64Array;
+  birthStep: BigInt64Array;
   statsUpdates: number;
   sparseThreshold: number;
 }
@@ -98,6 +100,7 @@ export interface NativeState {
   rngHasSpare: boolean;
   rngSpare: number;
   defaultSparseThreshold: number;
+  statsDecay: number;
   layers: NativeLayerState[];
   events: NativeStateEvent[];
 }
@@ -135,6 +138,15 @@ export interface NativeModel {
   snapshot(): number;
   rewind(step: number): void;
   snapshotSteps(): number[];
+  grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets): Float64Array;
+  sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform'): void;
+  regrow(layers: number[], dropFraction: number, byGradient: boolean): number;
+  setContinualBackprop(rate: number, maturity: number): void;
+  redo(threshold: number): number;
+  unitUtility(layer: number): Float64Array;
+  unitStats(layer: number): { ages: Float64Array; meanAbsActivation: Float64Array; taylor: Float64Array };
+  setKeepLastBatch(keep: boolean): void;
+  setStatsDecay(decay: number): void;
   exportState(): NativeState;
   importState(state: NativeState): void;
   readonly step: number;

@@ -9,6 +9,7 @@ import { dense, dropout, DenseLayer, DropoutLayer, type ActivationName, type Ini
 import { addon, type NativeModel } from './native';
 import { adam, isOptimizer, sgd, type Optimizer } from './optimizers';
 import type { StructuralEvent } from './events';
+import * as growth from './growth';
 import * as structure from './structure';
 import { toApiEvents, type PruneOptions, type PruneResult } from './structure';
 import { formatSummary } from './summary';
@@ -300,6 +301,25 @@ export class Sequential implements LayerHost {
     return structure.compact(this.structureHost());
   }
 
+  /**
+   * Dropin: adds `count` neurons to a hidden layer in place (rows of its
+   * weights and bias, columns of the next layer's weights, fresh optimizer
+   * state, new neuron ids). 'zero' and 'net2wider' leave the function unchanged.
+   */
+  grow(options: growth.GrowOptions): growth.GrowResult {
+    return growth.grow(this.growthHost(), options);
+  }
+
+  /** Random sparse connectivity (Erdos-Renyi or uniform densities) over all dense layers; sparse layers become CSR. */
+  sparsify(options: growth.SparsifyOptions): StructuralEvent[] {
+    return growth.sparsify(this.structureHost(), options);
+  }
+
+  /** The compiled loss, or null before compile(). */
+  get loss(): LossName | null {
+    return this.compiled?.loss ?? null;
+  }
+
   /** Remembers the current weights (by neuron id) for a later rewind(); returns the step they belong to. */
   snapshot(): number {
     return structure.snapshot(this.structureHost());
@@ -318,6 +338,10 @@ export class Sequential implements LayerHost {
   /** The structural event log (grow, prune, compact, ..., densify, sparsify), oldest first. */
   get events(): StructuralEvent[] {
     return this.nativeModel ? toApiEvents(this.nativeModel.events(), this.layerList) : [];
+  }
+
+  private growthHost(): growth.GrowthHost {
+    return { ...this.structureHost(), inputSize: this.inputSize, outputSize: this.outputSize, loss: this.loss };
   }
 
   private structureHost(): structure.StructureHost {
@@ -472,7 +496,8 @@ export class Sequential implements LayerHost {
   private checkCallbacks(where: string, callbacks: unknown): Callback[] {
     if (callbacks === undefined) return [];
     if (!Array.isArray(callbacks)) throw new TypeError(`${where}: callbacks must be an array, got ${describe(callbacks)}`);
-    const hooks = ['onTrainBegin', 'onTrainEnd', 'onEpochBegin', 'onEpochEnd', 'onBatchEnd', 'onProgress'];
+    const hooks = ['onTrainBegin', 'onTrainEnd', 'onEpochBegin', 'onEpochEnd', 'onBatchEnd', 'onProgress', 'setModel', 'cleanup',
+      'nextStep', 'onStep', 'onPrune', 'onCompact', 'onGrow', 'onReinit', 'onStructure'];
     callbacks.forEach((cb, i) => {
       if (cb === null || typeof cb !== 'object') throw new TypeError(`${where}: callbacks[${i}] must be an object, got ${describe(cb)}`);
       for (const hook of hooks) {

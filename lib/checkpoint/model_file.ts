@@ -37,6 +37,8 @@ function layerTensors(tensors: TensorMap, l: NativeLayerState, i: number): void 
   tensors.set(`${p}.neuron_ids`, { shape: [l.units], data: l.neuronIds });
   if (l.meanAbsActivation.length) tensors.set(`${p}.stats.mean_abs_activation`, { shape: [l.units], data: l.meanAbsActivation });
   if (l.taylor.length) tensors.set(`${p}.stats.taylor`, { shape: [l.units], data: l.taylor });
+  if (l.meanActivation.length) tensors.set(`${p}.stats.mean_activation`, { shape: [l.units], data: l.meanActivation });
+  if (l.birthStep.length) tensors.set(`${p}.birth_step`, { shape: [l.units], data: l.birthStep });
 }
 
 /** The whole model (weights, optimizer state, ids, events, config) as a safetensors buffer. */
@@ -56,6 +58,7 @@ export function modelToBuffer(model: Sequential): Buffer {
       rngHasSpare: state.rngHasSpare,
       rngSpare: state.rngSpare,
       defaultSparseThreshold: state.defaultSparseThreshold,
+      statsDecay: state.statsDecay,
       layers: state.layers.map((l) => ({ format: l.format, statsUpdates: l.statsUpdates, sparseThreshold: l.sparseThreshold })),
     }),
     events: JSON.stringify(
@@ -133,6 +136,7 @@ interface SavedState {
   rngHasSpare: boolean;
   rngSpare: number;
   defaultSparseThreshold: number;
+  statsDecay?: number;
   layers: { format: 'dense' | 'csr'; statsUpdates: number; sparseThreshold: number }[];
 }
 
@@ -206,6 +210,8 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
       neuronIds: tensorOf<BigInt64Array>(d, source, `${p}.neuron_ids`, 'I64', [units]),
       meanAbsActivation: optionalTensor<Float64Array>(d, source, `${p}.stats.mean_abs_activation`, 'F64', [units]) ?? new Float64Array(0),
       taylor: optionalTensor<Float64Array>(d, source, `${p}.stats.taylor`, 'F64', [units]) ?? new Float64Array(0),
+      meanActivation: optionalTensor<Float64Array>(d, source, `${p}.stats.mean_activation`, 'F64', [units]) ?? new Float64Array(0),
+      birthStep: optionalTensor<BigInt64Array>(d, source, `${p}.birth_step`, 'I64', [units]) ?? new BigInt64Array(0),
       statsUpdates: Number(meta.statsUpdates) || 0,
       sparseThreshold: typeof meta.sparseThreshold === 'number' ? meta.sparseThreshold : -1,
     };
@@ -231,6 +237,7 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
     rngHasSpare: Boolean(saved.rngHasSpare),
     rngSpare: Number(saved.rngSpare) || 0,
     defaultSparseThreshold: typeof saved.defaultSparseThreshold === 'number' ? saved.defaultSparseThreshold : -1,
+    statsDecay: typeof saved.statsDecay === 'number' ? saved.statsDecay : 0.99,
     layers,
     events: events.map((e: Record<string, unknown>, i: number) => {
       if (!e || typeof e !== 'object' || !Array.isArray(e.neuronIds) || !Array.isArray(e.scores)) {

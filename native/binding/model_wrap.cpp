@@ -75,6 +75,15 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Rewind>("rewind"),
                          InstanceMethod<&ModelWrap::SnapshotSteps>("snapshotSteps"),
                          InstanceMethod<&ModelWrap::ExportState>("exportState"),
+                         InstanceMethod<&ModelWrap::Grow>("grow"),
+                         InstanceMethod<&ModelWrap::Sparsify>("sparsify"),
+                         InstanceMethod<&ModelWrap::Regrow>("regrow"),
+                         InstanceMethod<&ModelWrap::SetContinualBackprop>("setContinualBackprop"),
+                         InstanceMethod<&ModelWrap::Redo>("redo"),
+                         InstanceMethod<&ModelWrap::UnitUtility>("unitUtility"),
+                         InstanceMethod<&ModelWrap::UnitStats>("unitStats"),
+                         InstanceMethod<&ModelWrap::SetKeepLastBatch>("setKeepLastBatch"),
+                         InstanceMethod<&ModelWrap::SetStatsDecay>("setStatsDecay"),
                          InstanceMethod<&ModelWrap::ImportState>("importState"),
                      });
 }

@@ -60,6 +60,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Rewind(const Napi::CallbackInfo& info);
   Napi::Value SnapshotSteps(const Napi::CallbackInfo& info);
 
+  // Growth and plasticity (growth_methods.cpp).
+  Napi::Value Grow(const Napi::CallbackInfo& info);
+  Napi::Value Sparsify(const Napi::CallbackInfo& info);
+  Napi::Value Regrow(const Napi::CallbackInfo& info);
+  Napi::Value SetContinualBackprop(const Napi::CallbackInfo& info);
+  Napi::Value Redo(const Napi::CallbackInfo& info);
+  Napi::Value UnitUtility(const Napi::CallbackInfo& info);
+  Napi::Value UnitStats(const Napi::CallbackInfo& info);
+  Napi::Value SetKeepLastBatch(const Napi::CallbackInfo& info);
+  Napi::Value SetStatsDecay(const Napi::CallbackInfo& info);
+
   // Checkpoints (state_methods.cpp).
   Napi::Value ExportState(const Napi::CallbackInfo& info);
   Napi::Value ImportState(const Napi::CallbackInfo& info);

@@ -69,6 +69,7 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
   o.Set("rngHasSpare", s.rng_has_spare);
   o.Set("rngSpare", s.rng_spare);
   o.Set("defaultSparseThreshold", s.default_sparse_threshold);
+  o.Set("statsDecay", s.stats_decay);
   Napi::Array layers = Napi::Array::New(env, s.layers.size());
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const np::LayerState& l = s.layers[i];
@@ -88,6 +89,8 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     if (!l.alive.empty()) lo.Set("alive", to_js(env, l.alive));
     lo.Set("neuronIds", to_js(env, l.neuron_ids));
     lo.Set("meanAbsActivation", to_js(env, l.mean_abs_activation));
+    lo.Set("meanActivation", to_js(env, l.mean_activation));
+    lo.Set("birthStep", to_js(env, l.birth_step));
     lo.Set("taylor", to_js(env, l.taylor));
     lo.Set("statsUpdates", static_cast<double>(l.stats_updates));
     lo.Set("sparseThreshold", l.sparse_threshold);
@@ -128,6 +131,7 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
   s.rng_has_spare = bool_prop(o, "rngHasSpare", false);
   s.rng_spare = static_cast<float>(number_prop(o, "rngSpare", 0));
   s.default_sparse_threshold = number_prop(o, "defaultSparseThreshold", -1);
+  s.stats_decay = number_prop(o, "statsDecay", 0.99);
   Napi::Value lv = o.Get("layers");
   if (!lv.IsArray()) throw Napi::TypeError::New(env, "state: layers must be an array");
   Napi::Array layers = lv.As<Napi::Array>();
@@ -153,6 +157,8 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     l.neuron_ids = from_js<int64_t>(env, lo.Get("neuronIds"), napi_bigint64_array, "neuronIds");
     l.mean_abs_activation = from_js<double>(env, lo.Get("meanAbsActivation"), napi_float64_array, "meanAbsActivation", true);
     l.taylor = from_js<double>(env, lo.Get("taylor"), napi_float64_array, "taylor", true);
+    l.mean_activation = from_js<double>(env, lo.Get("meanActivation"), napi_float64_array, "meanActivation", true);
+    l.birth_step = from_js<int64_t>(env, lo.Get("birthStep"), napi_bigint64_array, "birthStep", true);
     l.stats_updates = static_cast<int64_t>(number_prop(lo, "statsUpdates", 0));
     l.sparse_threshold = static_cast<float>(number_prop(lo, "sparseThreshold", -1));
     s.layers.push_back(std::move(l));

@@ -37,16 +37,10 @@ namespace {
 // Rows go in chunks of kChunkBytes of Y tiles, which stay in L2 across blocks.
 // Measured on Zen 5 (1024 x 1024, batch 128): L1 blocks win from density ~0.2
 // (1.6x at 0.5), L2 blocks below; 4096-column layers gain ~10% from L2 blocks.
-// NEUROPLASTIC_SPARSE_{L1,L2,VISIT,CHUNK,TILE} override them for tuning runs.
-int64_t env_or(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v ? std::atoll(v) : fallback;
-}
-const int64_t kL1Bytes = env_or("NEUROPLASTIC_SPARSE_L1", 40 * 1024);
-const int64_t kL2Bytes = env_or("NEUROPLASTIC_SPARSE_L2", 512 * 1024);
-const int64_t kVisitNnz = env_or("NEUROPLASTIC_SPARSE_VISIT", 16);
-const int64_t kChunkBytes = env_or("NEUROPLASTIC_SPARSE_CHUNK", 256 * 1024);
-const int64_t kTileCap = env_or("NEUROPLASTIC_SPARSE_TILE", 1 << 20);
+constexpr int64_t kL1Bytes = 40 * 1024;
+constexpr int64_t kL2Bytes = 512 * 1024;
+constexpr int64_t kVisitNnz = 16;
+constexpr int64_t kChunkBytes = 256 * 1024;
 // Below this many multiply-adds a product lasts about a microsecond, the cost
 // of waking a worker, so it runs on the calling thread.
 constexpr int64_t kMinParallelMnk = 1 << 16;
@@ -57,7 +51,6 @@ struct BatchTiles {
 
 // Even tiles of at most `tile` floats, rounded up to whole 16-float vectors.
 BatchTiles batch_tiles(int64_t batch, int tile) {
-  tile = static_cast<int>(std::min<int64_t>(tile, kTileCap));
   const int64_t count = (batch + tile - 1) / tile;
   int64_t w = (batch + count - 1) / count;
   const int64_t g = std::min(tile, 16);
@@ -68,15 +61,22 @@ BatchTiles batch_tiles(int64_t batch, int tile) {
 struct Blocking {
   int64_t block_cols;  // >= the column range: no column blocking
   int64_t chunk_rows;
+  int64_t expected_run;  // mean nonzeros of a row in one block
 };
 
-Blocking blocking_for(const CsrView& w, int64_t width) {
-  const int64_t row_bytes = width * static_cast<int64_t>(sizeof(float));
-  const double density = static_cast<double>(w.nnz()) / (static_cast<double>(w.rows) * static_cast<double>(w.cols));
-  const int64_t l1_cols = std::max<int64_t>(16, kL1Bytes / row_bytes);
-  const int64_t l2_cols = std::max<int64_t>(16, kL2Bytes / row_bytes);
+// ld_in: row stride of the randomly accessed operand (X or dX), ld_out: of
+// the one walked row by row (Y or dY). A stride under the tile (batch 1 with
+// ld 1) packs several rows per cache line: the footprint is the stride.
+Blocking blocking_for(const CsrView& w, int64_t width, int64_t ld_in, int64_t ld_out) {
+  const int64_t in_bytes = std::max<int64_t>(1, std::min(width, ld_in)) * static_cast<int64_t>(sizeof(float));
+  const int64_t out_bytes = std::max<int64_t>(1, std::min(width, ld_out)) * static_cast<int64_t>(sizeof(float));
+  const double cells = static_cast<double>(w.rows) * static_cast<double>(w.cols);
+  const double density = cells > 0.0 ? static_cast<double>(w.nnz()) / cells : 0.0;
+  const int64_t l1_cols = std::max<int64_t>(16, kL1Bytes / in_bytes);
+  const int64_t l2_cols = std::max<int64_t>(16, kL2Bytes / in_bytes);
   const int64_t bc = density * static_cast<double>(l1_cols) >= static_cast<double>(kVisitNnz) ? l1_cols : l2_cols;
-  return {bc, std::max<int64_t>(16, kChunkBytes / row_bytes)};
+  const int64_t run = static_cast<int64_t>(density * static_cast<double>(std::min(bc, w.cols)));
+  return {bc, std::max<int64_t>(16, kChunkBytes / out_bytes), run};
 }
 
 // Calls run(block, r_first, first) for every (row chunk, column block) of
@@ -106,7 +106,8 @@ void for_each_block(const CsrView& w, int64_t r0, int64_t r1, int64_t c0, int64_
     }
     for (int64_t b0 = c0; b0 < c1; b0 += bc) {
       const int32_t b1 = static_cast<int32_t>(std::min(c1, b0 + bc));
-      run(CsrBlock{rc1 - rc0, w.indptr + rc0, cur.data(), b1, w.indices, w.values}, rc0, b0 == c0);
+      run(CsrBlock{rc1 - rc0, w.indptr + rc0, cur.data(), b1, w.indices, w.values, bk.expected_run}, rc0,
+          b0 == c0);
     }
   }
 }
@@ -144,7 +145,7 @@ struct SpmmArgs {
 void spmm_rows(const SparseKernel& kr, const SpmmArgs& a, int64_t r0, int64_t r1) {
   const CsrView& w = a.w;
   const BatchTiles bt = batch_tiles(a.batch, kr.tile);
-  const Blocking bk = blocking_for(w, bt.width);
+  const Blocking bk = blocking_for(w, bt.width, a.ldx, a.ldy);
   for (int64_t j0 = 0; j0 < a.batch; j0 += bt.width) {
     const int n = static_cast<int>(std::min(bt.width, a.batch - j0));
     for_each_block(w, r0, r1, 0, w.cols, bk, [&](const CsrBlock& b, int64_t rb, bool first) {
@@ -195,7 +196,7 @@ void spmm_t_block(const SparseKernel& kr, const SpmmTArgs& a, int64_t c0, int64_
   }
   if (w.rows <= 0) return;
   const BatchTiles bt = batch_tiles(j1 - j0, kr.tile);
-  const Blocking bk = blocking_for(w, bt.width);
+  const Blocking bk = blocking_for(w, bt.width, a.lddx, a.lddy);
   for (int64_t jt = j0; jt < j1; jt += bt.width) {
     const int n = static_cast<int>(std::min(bt.width, j1 - jt));
     for_each_block(w, 0, w.rows, c0, c1, bk, [&](const CsrBlock& b, int64_t rb, bool) {
@@ -267,7 +268,7 @@ struct SddmmArgs {
 void sddmm_rows(const SparseKernel& kr, const SddmmArgs& a, int64_t r0, int64_t r1) {
   const CsrView& w = a.p;
   const BatchTiles bt = batch_tiles(a.batch, kr.tile);
-  const Blocking bk = blocking_for(w, bt.width);
+  const Blocking bk = blocking_for(w, bt.width, a.ldx, a.lddy);
   for (int64_t j0 = 0; j0 < a.batch; j0 += bt.width) {
     const int n = static_cast<int>(std::min(bt.width, a.batch - j0));
     const float beta = j0 == 0 ? a.beta : 1.0f;  // later batch tiles accumulate

@@ -140,6 +140,7 @@ inline void sddmm_row(int64_t nnz, const int32_t* idx, const float* dy, const fl
 template <int NV, bool MASKED>
 void spmm_block(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y, int64_t ldy, __m256i m) {
   for (int64_t r = 0; r < b.nrows; ++r) {
+    csr_block_prefetch(b, r + kCsrPrefetchRows);
     int64_t s;
     const int64_t e = csr_block_run(b, r, &s);
     if (s == e && beta == 1.0f) continue;
@@ -150,6 +151,7 @@ void spmm_block(const CsrBlock& b, const float* x, int64_t ldx, float beta, floa
 template <int NV, bool MASKED>
 void spmm_t_block(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, int64_t lddx, __m256i m) {
   for (int64_t r = 0; r < b.nrows; ++r) {
+    csr_block_prefetch(b, r + kCsrPrefetchRows);
     int64_t s;
     const int64_t e = csr_block_run(b, r, &s);
     if (s < e) spmm_t_row<NV, MASKED>(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, m);
@@ -160,6 +162,7 @@ template <int NV, bool MASKED>
 void sddmm_block(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx, float beta,
                  float* grad, __m256i m) {
   for (int64_t r = 0; r < b.nrows; ++r) {
+    csr_block_prefetch(b, r + kCsrPrefetchRows);
     int64_t s;
     const int64_t e = csr_block_run(b, r, &s);
     if (s < e) sddmm_row<NV, MASKED>(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, m);
@@ -200,6 +203,14 @@ void spmm_f32_csr_ukernel_64_avx2(const CsrBlock& b, const float* x, int64_t ldx
 
 void spmm_t_f32_csr_ukernel_64_avx2(const CsrBlock& b, const float* dy, int64_t lddy, float* dx,
                                     int64_t lddx, int n) {
+  if (n == 1) {
+    for (int64_t r = 0; r < b.nrows; ++r) {
+      int64_t s;
+      const int64_t e = csr_block_run(b, r, &s);
+      spmm_t_run_1(e - s, b.values + s, b.indices + s, dy[r * lddy], dx, lddx);
+    }
+    return;
+  }
   NP_SPARSE_DISPATCH(spmm_t_block, n, b, dy, lddy, dx, lddx);
 }
 

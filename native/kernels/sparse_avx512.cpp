@@ -185,15 +185,19 @@ inline int64_t block_run(const CsrBlock& b, int64_t r, int64_t* start) {
   }
   const int64_t s = b.cursor[r], end = b.ptr[r + 1];
   const __m512i lim = _mm512_set1_epi32(b.col_end);
+  // Chunk j starts at s + 16*j whatever the earlier chunks held, so the loads
+  // of a long run issue in parallel instead of one cache miss after another.
   int64_t e = s;
-  for (;;) {
-    const int64_t left = end - e;
+  for (int64_t c = s;; c += 16) {
+    const int64_t left = end - c;
     const __mmask16 valid = left >= 16 ? static_cast<__mmask16>(0xFFFF)
                                        : static_cast<__mmask16>((1u << (left > 0 ? left : 0)) - 1u);
-    const __m512i v = _mm512_maskz_loadu_epi32(valid, b.indices + e);
+    const __m512i v = _mm512_maskz_loadu_epi32(valid, b.indices + c);
     const int n = __builtin_popcount(_mm512_mask_cmplt_epi32_mask(valid, v, lim));
-    e += n;
-    if (n < 16) break;
+    if (n < 16) {
+      e = c + n;
+      break;
+    }
   }
   b.cursor[r] = e;
   *start = s;
@@ -204,6 +208,7 @@ inline int64_t block_run(const CsrBlock& b, int64_t r, int64_t* start) {
 template <int NV, bool MASKED>
 void spmm_block(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y, int64_t ldy, __mmask16 m) {
   for (int64_t r = 0; r < b.nrows; ++r) {
+    csr_block_prefetch(b, r + kCsrPrefetchRows);
     int64_t s;
     const int64_t e = block_run(b, r, &s);
     if (s == e && beta == 1.0f) continue;
@@ -214,6 +219,7 @@ void spmm_block(const CsrBlock& b, const float* x, int64_t ldx, float beta, floa
 template <int NV, bool MASKED>
 void spmm_t_block(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, int64_t lddx, __mmask16 m) {
   for (int64_t r = 0; r < b.nrows; ++r) {
+    csr_block_prefetch(b, r + kCsrPrefetchRows);
     int64_t s;
     const int64_t e = block_run(b, r, &s);
     if (s < e) spmm_t_row<NV, MASKED>(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, m);
@@ -224,6 +230,7 @@ template <int NV, bool MASKED>
 void sddmm_block(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx, float beta,
                  float* grad, __mmask16 m) {
   for (int64_t r = 0; r < b.nrows; ++r) {
+    csr_block_prefetch(b, r + kCsrPrefetchRows);
     int64_t s;
     const int64_t e = block_run(b, r, &s);
     if (s < e) sddmm_row<NV, MASKED>(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, m);
@@ -264,6 +271,14 @@ void spmm_f32_csr_ukernel_128_avx512(const CsrBlock& b, const float* x, int64_t 
 
 void spmm_t_f32_csr_ukernel_128_avx512(const CsrBlock& b, const float* dy, int64_t lddy, float* dx,
                                     int64_t lddx, int n) {
+  if (n == 1) {
+    for (int64_t r = 0; r < b.nrows; ++r) {
+      int64_t s;
+      const int64_t e = csr_block_run(b, r, &s);
+      spmm_t_run_1(e - s, b.values + s, b.indices + s, dy[r * lddy], dx, lddx);
+    }
+    return;
+  }
   NP_SPARSE_DISPATCH(spmm_t_block, n, b, dy, lddy, dx, lddx);
 }
 

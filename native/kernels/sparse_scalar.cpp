@@ -70,6 +70,7 @@ void sddmm_row(int64_t nnz, const int32_t* idx, const float* dy, const float* x,
 void spmm_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y,
                                     int64_t ldy, int n) {
   for (int64_t r = 0; r < b.nrows; ++r) {
+    csr_block_prefetch(b, r + kCsrPrefetchRows);
     int64_t s;
     const int64_t e = csr_block_run(b, r, &s);
     if (s == e && beta == 1.0f) continue;
@@ -80,6 +81,7 @@ void spmm_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* x, int64_t l
 void spmm_t_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, int64_t lddx,
                                       int n) {
   for (int64_t r = 0; r < b.nrows; ++r) {
+    csr_block_prefetch(b, r + kCsrPrefetchRows);
     int64_t s;
     const int64_t e = csr_block_run(b, r, &s);
     if (s < e) spmm_t_row(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, n);
@@ -89,6 +91,7 @@ void spmm_t_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* dy, int64_
 void sddmm_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx,
                                      float beta, float* grad, int n) {
   for (int64_t r = 0; r < b.nrows; ++r) {
+    csr_block_prefetch(b, r + kCsrPrefetchRows);
     int64_t s;
     const int64_t e = csr_block_run(b, r, &s);
     if (s < e) sddmm_row(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, n);

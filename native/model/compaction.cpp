@@ -173,6 +173,8 @@ void Model::compact(ThreadPool* pool) {
     layer.neuron_ids = gather(layer.neuron_ids, keep);
     if (!layer.stats.mean_abs_activation.empty()) layer.stats.mean_abs_activation = gather(layer.stats.mean_abs_activation, keep);
     if (!layer.stats.taylor.empty()) layer.stats.taylor = gather(layer.stats.taylor, keep);
+    if (!layer.stats.mean_activation.empty()) layer.stats.mean_activation = gather(layer.stats.mean_activation, keep);
+    if (!layer.birth_step.empty()) layer.birth_step = gather(layer.birth_step, keep);
     layer.alive.clear();
     layer.units = new_units;
     // ...and the next layer loses the matching columns.

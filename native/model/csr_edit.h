@@ -43,3 +43,15 @@ void csr_filter(CsrParam& c, Keep keep) {
 void csr_select(CsrParam& c, const std::vector<int64_t>& rows, const std::vector<int64_t>& col_map, int64_t new_cols);
 
 }  // namespace np
+
+namespace np {
+
+// Inserts new entries (row, col) with the given values (all other slots
+// zero), keeping rows sorted. `entries` must be sorted by (row, col), unique,
+// and absent from the matrix. O(nnz + new entries).
+void csr_insert(CsrParam& c, const std::vector<std::pair<int64_t, int32_t>>& entries, const std::vector<float>& values);
+
+// Appends `count` empty rows (all slots).
+void csr_append_rows(CsrParam& c, int64_t count);
+
+}  // namespace np

@@ -31,6 +31,7 @@ Model::Model(int64_t input_size, uint64_t seed, const std::vector<LayerSpec>& sp
     layer.weight.allocate(spec.units, inputs);
     layer.bias.allocate(spec.units, 1);
     layer.neuron_ids.resize(spec.units);
+    layer.birth_step.assign(spec.units, 0);
     for (auto& id : layer.neuron_ids) id = next_neuron_id_++;
     init_layer_weights(layer, spec.init);
     layers_.push_back(std::move(layer));

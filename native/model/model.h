@@ -21,6 +21,7 @@ namespace np {
 class ThreadPool;
 
 enum class InitKind : int { kAuto = 0, kHeNormal = 1, kGlorotUniform = 2, kZeros = 3 };
+enum class GrowInit : int { kZero = 0, kNet2Wider = 1, kGradMax = 2, kRandom = 3 };
 enum class OptimizerKind : int { kNone = 0, kSgd = 1, kAdam = 2 };
 enum class LossKind : int { kSoftmaxCrossEntropy = 0, kMeanSquaredError = 1 };
 
@@ -40,6 +41,7 @@ enum class WeightFormat : int { kDense = 0, kCsr = 1 };
 // pruning criteria (and reinitialisation schemes) read them.
 struct NeuronStats {
   std::vector<double> mean_abs_activation;  // EMA of mean |a| over the batch
+  std::vector<double> mean_activation;      // EMA of mean a (for bias compensation)
   std::vector<double> taylor;               // EMA of |sum_b a * dL/da|
   int64_t updates = 0;
 };
@@ -63,6 +65,7 @@ struct DenseLayer {
   // dropped: its weights, bias and outgoing weights are held at zero.
   std::vector<uint8_t> alive;
   std::vector<int64_t> neuron_ids;  // stable ids, one per unit
+  std::vector<int64_t> birth_step;  // step each unit was created or last reinitialised (its age is step - birth)
   NeuronStats stats;
 
   int64_t nnz() const;
@@ -167,6 +170,50 @@ class Model {
   double default_sparse_threshold() const { return default_sparse_threshold_; }
   void set_layer_sparse_threshold(int64_t layer, double density);
 
+  // ---- growth and plasticity (growth.cpp, regrowth.cpp, reinit.cpp) ---------
+  // Dropin: appends `count` units to hidden layer `layer` in place (rows of
+  // W_l and b_l, columns of W_l+1, every slot, fresh optimizer state, new ids).
+  // noise: zero/random: unused; net2wider: how unevenly a split unit's
+  // outgoing weights are shared (0 = halves, exact symmetry); gradmax: unused.
+  // gradmax needs a batch: `x`/`targets` (n samples), or the last training
+  // batch when keep_last_batch is on. Returns the new units' ids.
+  std::vector<int64_t> grow_units(int64_t layer, int64_t count, GrowInit init, double noise, const float* x,
+                                  const Targets* targets, int64_t n, ThreadPool* pool);
+  // Random sparse connectivity at `sparsity` overall: 'uniform' (every layer
+  // the same) or Erdos-Renyi densities ~ (fan_in + fan_out) / (fan_in x fan_out).
+  void sparsify(double sparsity, bool erdos_renyi, ThreadPool* pool);
+  // Drop-and-regrow: drops `fraction` of each layer's stored weights (smallest
+  // magnitude) and grows as many new connections (value 0, fresh optimizer
+  // state) at random (SET) or where the dense gradient of the last training
+  // batch is largest (RigL, computed block by block). Returns the number regrown.
+  int64_t regrow(const std::vector<int64_t>& layers, double fraction, bool by_gradient, ThreadPool* pool);
+  // Reinitialises units of a hidden layer: incoming weights re-drawn, bias 0,
+  // outgoing weights 0 (next bias compensated by the units' mean output when
+  // `compensate`), ages, statistics and optimizer state reset. Logged with scores.
+  void reinit_units(int64_t layer, const std::vector<int64_t>& units, const std::string& criterion,
+                    const std::vector<double>& scores, bool compensate);
+  // Continual-backprop utility of each unit (Dohare et al. 2024): EMA of |a|
+  // times mean |outgoing weight| (bias-corrected). Dead units: -inf.
+  std::vector<double> unit_utility(int64_t layer);
+  // One continual-backprop replacement round over the hidden layers (called
+  // after each step when enabled): replaces a `rate` fraction of the units
+  // older than `maturity`, lowest utility first. Returns the number replaced.
+  int64_t continual_backprop_step(double rate, int64_t maturity);
+  void set_continual_backprop(double rate, int64_t maturity) {
+    cbp_rate_ = rate;
+    cbp_maturity_ = maturity;
+  }
+  // ReDo (Sokar et al. 2023): reinitialises units whose dormancy score
+  // mean|a_i| / mean_k mean|a_k| is <= threshold. Returns the number reset.
+  int64_t redo(double threshold);
+  // Keep a copy of each training batch for gradient-based growth (RigL, GradMax).
+  void set_keep_last_batch(bool keep) { keep_last_batch_ = keep; }
+  bool has_last_batch() const { return last_batch_ > 0; }
+  // Decay of the per-unit statistics' moving averages (default 0.99).
+  void set_stats_decay(double decay) { stats_decay_ = decay; }
+  double stats_decay() const { return stats_decay_; }
+  int64_t next_neuron_id() const { return next_neuron_id_; }
+
   // Lottery-ticket support: remember the current weights (by neuron id), and
   // later restore the surviving weights to those values with fresh optimizer
   // state, keeping the current sparsity pattern.
@@ -195,8 +242,14 @@ class Model {
   void update_taylor_stats(int64_t layer, const float* grad, const float* out, int64_t batch);
   void mask_gradients(DenseLayer& layer, ThreadPool* pool);
   const float* drop_connect_weights(size_t layer);
-  // Decay of the per-unit statistics' moving averages (about the last 100 steps).
-  static constexpr double kStatsDecay = 0.99;
+  // Re-runs forward and backward on the kept last training batch (or on the
+  // batch in the workspace), capturing each layer's dL/dz in ws_.dz. Returns
+  // the batch size.
+  int64_t recompute_signals(ThreadPool* pool);
+  void load_signal_batch(const float* x, const Targets& targets, int64_t n);
+  void init_incoming_row(DenseLayer& layer, int64_t unit, float scale);
+  // Removes the k smallest-magnitude stored weights of a layer (no event, no format change).
+  int64_t remove_smallest(int64_t layer, int64_t k);
   void init_layer_weights(DenseLayer& layer, InitKind init);
   // Forward over columns [0, batch) of the workspace input; dropout only when training.
   void forward(int64_t batch, bool training, ThreadPool* pool);
@@ -204,7 +257,7 @@ class Model {
                                int64_t grad_divisor, bool want_grad);
   // Backward from the loss gradient in the workspace; beta = 1 accumulates
   // into the gradient slots; training says whether forward applied dropout.
-  void backward(int64_t batch, float beta, bool training, ThreadPool* pool);
+  void backward(int64_t batch, float beta, bool training, ThreadPool* pool, bool capture_dz = false);
   void apply_optimizer(ThreadPool* pool);
   void load_batch(const float* x, const int32_t* indices, int64_t first, int64_t batch);
 
@@ -219,6 +272,12 @@ class Model {
   std::vector<StructuralEvent> events_;
   int64_t epoch_ = 0;
   double default_sparse_threshold_ = -1.0;  // < 0: measured crossover
+  double stats_decay_ = 0.99;
+  double cbp_rate_ = 0.0;
+  int64_t cbp_maturity_ = 0;
+  double cbp_carry_ = 0.0;  // fractional replacements carried between steps
+  bool keep_last_batch_ = false;
+  int64_t last_batch_ = 0;  // size of the kept training batch (0: none)
   struct Snapshot {
     int64_t step;
     // Per layer: unit ids, input ids and the dense weight values (units x inputs).

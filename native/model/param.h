@@ -44,6 +44,12 @@ struct DenseParam {
 
   int64_t count() const { return rows * cols; }
 
+  // Grows to new_rows x new_cols keeping every slot's contents; new entries are
+  // zero. Fits in the spare capacity when it can (no copy); otherwise
+  // reallocates with 1.5x headroom, so repeated growth is amortised O(new
+  // entries) rather than a copy per insertion.
+  void grow(int64_t new_rows, int64_t new_cols);
+
   // Copies between the strided slot and a dense row-major rows x cols array.
   void read(Slot s, float* out) const;
   void write(Slot s, const float* in);

@@ -154,6 +154,13 @@ static void prune_counts(Model& model, std::vector<DenseLayer>& layers, const st
   (void)model;
 }
 
+int64_t Model::remove_smallest(int64_t l, int64_t k) {
+  std::vector<float> mags;
+  stored_magnitudes(layers_[l], mags);
+  const int64_t count = std::min<int64_t>(k, static_cast<int64_t>(mags.size()));
+  return remove_by_cut(layers_[l], find_cut(std::move(mags), count));
+}
+
 int64_t Model::prune_weights_magnitude(const std::vector<int64_t>& which, double amount, bool global) {
   check_layers(layers_, which);
   if (!(amount >= 0.0 && amount < 1.0)) throw_range("amount must be in [0, 1), got " + std::to_string(amount));

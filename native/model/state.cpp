@@ -35,6 +35,7 @@ ModelState Model::export_state() const {
   s.rng_has_spare = rng_.has_spare_normal();
   s.rng_spare = rng_.spare_normal();
   s.default_sparse_threshold = default_sparse_threshold_;
+  s.stats_decay = stats_decay_;
   s.events = events_;
   const int moments = layers_.empty() ? 0 : layers_[0].bias.moment_slots();
   for (const DenseLayer& l : layers_) {
@@ -56,7 +57,9 @@ ModelState Model::export_state() const {
     for (int m = 0; m < moments; ++m) ls.bias_moments.push_back(dense_slot(l.bias, static_cast<Slot>(2 + m)));
     ls.alive = l.alive;
     ls.neuron_ids = l.neuron_ids;
+    ls.birth_step = l.birth_step;
     ls.mean_abs_activation = l.stats.mean_abs_activation;
+    ls.mean_activation = l.stats.mean_activation;
     ls.taylor = l.stats.taylor;
     ls.stats_updates = l.stats.updates;
     ls.sparse_threshold = l.sparse_threshold;
@@ -108,6 +111,8 @@ void Model::import_state(ModelState s) {
     if (static_cast<int64_t>(l.neuron_ids.size()) != l.units) bad(i, "neuron ids have the wrong size");
     if (!l.mean_abs_activation.empty() && static_cast<int64_t>(l.mean_abs_activation.size()) != l.units) bad(i, "statistics have the wrong size");
     if (!l.taylor.empty() && static_cast<int64_t>(l.taylor.size()) != l.units) bad(i, "statistics have the wrong size");
+    if (!l.mean_activation.empty() && static_cast<int64_t>(l.mean_activation.size()) != l.units) bad(i, "statistics have the wrong size");
+    if (!l.birth_step.empty() && static_cast<int64_t>(l.birth_step.size()) != l.units) bad(i, "unit ages have the wrong size");
     inputs = l.units;
   }
   if (s.step < 0 || s.epoch < 0 || s.next_neuron_id < 0) throw_range("checkpoint counters are negative");
@@ -150,7 +155,9 @@ void Model::import_state(ModelState s) {
     l.bias = std::move(b);
     l.alive = std::move(src.alive);
     l.neuron_ids = std::move(src.neuron_ids);
+    l.birth_step = src.birth_step.empty() ? std::vector<int64_t>(src.units, 0) : std::move(src.birth_step);
     l.stats.mean_abs_activation = std::move(src.mean_abs_activation);
+    l.stats.mean_activation = std::move(src.mean_activation);
     l.stats.taylor = std::move(src.taylor);
     l.stats.updates = src.stats_updates;
   }
@@ -159,6 +166,7 @@ void Model::import_state(ModelState s) {
   next_neuron_id_ = s.next_neuron_id;
   rng_.set_state(s.rng, s.rng_has_spare, s.rng_spare);
   default_sparse_threshold_ = s.default_sparse_threshold;
+  if (s.stats_decay > 0.0 && s.stats_decay < 1.0) stats_decay_ = s.stats_decay;
   events_ = std::move(s.events);
   ws_ = Workspace();
 }

@@ -26,7 +26,8 @@ struct LayerState {
   std::vector<uint8_t> mask;   // dense only; empty = nothing pruned
   std::vector<uint8_t> alive;  // empty = every unit alive
   std::vector<int64_t> neuron_ids;
-  std::vector<double> mean_abs_activation, taylor;
+  std::vector<int64_t> birth_step;  // empty = all 0
+  std::vector<double> mean_abs_activation, mean_activation, taylor;
   int64_t stats_updates = 0;
   float sparse_threshold = -1.0f;
 };
@@ -39,6 +40,7 @@ struct ModelState {
   bool rng_has_spare = false;
   float rng_spare = 0.0f;
   double default_sparse_threshold = -1.0;
+  double stats_decay = 0.99;
   std::vector<LayerState> layers;
   std::vector<StructuralEvent> events;
 };

@@ -145,14 +145,19 @@ void Model::update_activation_stats(int64_t l, const float* out, int64_t batch) 
   NeuronStats& s = layer.stats;
   if (static_cast<int64_t>(s.mean_abs_activation.size()) != layer.units) {
     s.mean_abs_activation.assign(layer.units, 0.0);
+    s.mean_activation.assign(layer.units, 0.0);
     s.taylor.assign(layer.units, 0.0);
   }
-  const double decay = kStatsDecay;
+  const double decay = stats_decay_;
   for (int64_t j = 0; j < layer.units; ++j) {
     const float* row = out + j * batch;
-    float sum = 0.0f;
-    for (int64_t b = 0; b < batch; ++b) sum += std::fabs(row[b]);
-    s.mean_abs_activation[j] = decay * s.mean_abs_activation[j] + (1.0 - decay) * (sum / static_cast<double>(batch));
+    float sum_abs = 0.0f, sum = 0.0f;
+    for (int64_t b = 0; b < batch; ++b) {
+      sum_abs += std::fabs(row[b]);
+      sum += row[b];
+    }
+    s.mean_abs_activation[j] = decay * s.mean_abs_activation[j] + (1.0 - decay) * (sum_abs / static_cast<double>(batch));
+    s.mean_activation[j] = decay * s.mean_activation[j] + (1.0 - decay) * (sum / static_cast<double>(batch));
   }
   ++s.updates;
 }
@@ -163,7 +168,7 @@ void Model::update_taylor_stats(int64_t l, const float* grad, const float* out, 
   DenseLayer& layer = layers_[l];
   NeuronStats& s = layer.stats;
   if (static_cast<int64_t>(s.taylor.size()) != layer.units) return;
-  const double decay = kStatsDecay;
+  const double decay = stats_decay_;
   for (int64_t j = 0; j < layer.units; ++j) {
     const float* a = out + j * batch;
     const float* g = grad + j * batch;
@@ -237,7 +242,8 @@ BatchStats Model::loss_and_gradient(const Targets& targets, const int32_t* indic
   return stats;
 }
 
-void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool) {
+void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool, bool capture_dz) {
+  if (capture_dz && ws_.dz.size() != layers_.size()) ws_.dz.resize(layers_.size());
   float* g = ws_.grad_a.data();
   float* other = ws_.grad_b.data();
   for (int64_t l = static_cast<int64_t>(layers_.size()) - 1; l >= 0; --l) {
@@ -247,6 +253,10 @@ void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool)
     for_row_blocks(pool, layer.units, batch, [&](int64_t r0, int64_t r1) {
       activation_backward(g, out, batch, layer.activation, r0, r1, batch);
     });
+    if (capture_dz) {
+      ws_.dz[l].ensure_discard(layer.units * batch);
+      std::copy(g, g + layer.units * batch, ws_.dz[l].data());
+    }
     const bool dropped = training && layer.input_dropout > 0.0f;
     const bool drop_connect = training && layer.drop_connect > 0.0f;
     const float* input = dropped ? ws_.dropped[l].data() : ws_.act[l].data();
@@ -350,6 +360,21 @@ BatchStats Model::train_batch(const float* x, const Targets& targets, const int3
   backward(batch, 0.0f, true, pool);
   apply_optimizer(pool);
   ++step_;
+  if (keep_last_batch_) {
+    // Keep the batch (feature-major) and its targets for growth signals.
+    const int64_t outputs = output_size();
+    ws_.last_x.ensure_discard(input_size_ * batch);
+    std::copy(ws_.act[0].data(), ws_.act[0].data() + input_size_ * batch, ws_.last_x.data());
+    if (targets.labels) {
+      ws_.last_labels.assign(ws_.labels.begin(), ws_.labels.begin() + batch);
+    } else {
+      ws_.last_labels.clear();
+      ws_.last_targets.ensure_discard(outputs * batch);
+      std::copy(ws_.targets.data(), ws_.targets.data() + outputs * batch, ws_.last_targets.data());
+    }
+    last_batch_ = batch;
+  }
+  if (cbp_rate_ > 0.0) continual_backprop_step(cbp_rate_, cbp_maturity_);
   return stats;
 }
 
@@ -398,6 +423,56 @@ BatchStats Model::compute_gradients(const float* x, const Targets& targets, int6
     total.samples += s.samples;
   }
   return total;
+}
+
+}  // namespace np
+
+namespace np {
+
+// Growth signals (GradMax, RigL) need dL/dz for a recent batch: re-run the
+// kept last training batch without dropout and capture every layer's dz.
+int64_t Model::recompute_signals(ThreadPool* pool) {
+  if (last_batch_ == 0)
+    throw_error("no recent training batch is kept for growth signals: train with a schedule that needs them "
+                "(plasticity.rigl, plasticity.dropin with init 'gradmax'), or pass data");
+  const int64_t b = last_batch_;
+  ensure_workspace(ws_, layers_, input_size_, b);
+  std::copy(ws_.last_x.data(), ws_.last_x.data() + input_size_ * b, ws_.act[0].data());
+  forward(b, false, pool);
+  Targets t;
+  std::vector<float> rows;
+  if (!ws_.last_labels.empty()) {
+    t.labels = ws_.last_labels.data();
+  } else {
+    const int64_t outputs = output_size();
+    rows.resize(outputs * b);
+    for (int64_t j = 0; j < b; ++j)
+      for (int64_t r = 0; r < outputs; ++r) rows[j * outputs + r] = ws_.last_targets[r * b + j];
+    t.values = rows.data();
+  }
+  loss_and_gradient(t, nullptr, 0, b, b, true);
+  backward(b, 0.0f, false, pool, true);
+  return b;
+}
+
+// Makes (x, targets) the batch recompute_signals() uses.
+void Model::load_signal_batch(const float* x, const Targets& targets, int64_t n) {
+  ensure_workspace(ws_, layers_, input_size_, n);
+  load_batch(x, nullptr, 0, n);
+  ws_.last_x.ensure_discard(input_size_ * n);
+  std::copy(ws_.act[0].data(), ws_.act[0].data() + input_size_ * n, ws_.last_x.data());
+  const int64_t outputs = output_size();
+  if (targets.labels) {
+    ws_.last_labels.assign(targets.labels, targets.labels + n);
+    for (int32_t label : ws_.last_labels)
+      if (label < 0 || label >= outputs) throw_range("label " + std::to_string(label) + " is out of range");
+  } else {
+    ws_.last_labels.clear();
+    ws_.last_targets.ensure_discard(outputs * n);
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t r = 0; r < outputs; ++r) ws_.last_targets[r * n + j] = targets.values[j * outputs + r];
+  }
+  last_batch_ = n;
 }
 
 }  // namespace np

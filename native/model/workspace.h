@@ -24,6 +24,12 @@ struct Workspace {
   // Targets of the batch in feature-major order (float targets only).
   FloatBuffer targets;
   std::vector<int32_t> labels;
+  // dL/dz of each layer for the batch (filled on request: growth signals).
+  std::vector<FloatBuffer> dz;
+  // A copy of the last training batch (inputs feature-major, and its targets)
+  // for gradient-based growth and regrowth.
+  FloatBuffer last_x, last_targets;
+  std::vector<int32_t> last_labels;
 };
 
 }  // namespace np

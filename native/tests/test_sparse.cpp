@@ -271,6 +271,15 @@ TEST(sparse_empty_shapes_touch_nothing) {
   float d[4] = {1, 2, 3, 4};
   np::spmm_t_f32_csr(empty_rows, y, 2, 0.5f, d, 2, 2, nullptr);
   CHECK(d[0] == 0.5f && d[1] == 1.0f && d[2] == 1.5f && d[3] == 2.0f);
+  // No columns at all (a layer whose inputs were all pruned): Y = beta * Y.
+  const int64_t zero_ptr[4] = {0, 0, 0, 0};
+  const CsrView no_cols{3, 0, zero_ptr, nullptr, nullptr};
+  for (SimdLevel level : supported_levels()) {
+    float y3[6] = {kNan, kNan, kNan, kNan, kNan, kNan};
+    np::spmm_f32_csr_at(level, no_cols, nullptr, 2, 0.0f, y3, 2, 2, &pool2());
+    for (float v : y3) CHECK(v == 0.0f);
+    np::spmm_t_f32_csr_at(level, no_cols, y3, 2, 0.0f, nullptr, 2, 2, &pool2());
+  }
   // batch 0 in sddmm: grad = beta * grad.
   const int64_t one_ptr[2] = {0, 1};
   const int32_t one_idx[1] = {0};

@@ -2,11 +2,11 @@
 // callback using the step hooks (nextStep/onStep): fit() pauses its native
 // loop exactly at the steps a schedule asks for, so every step number here is
 // the model's global optimizer step (model.step).
-import type { Callback } from './callbacks';
-import { DenseLayer } from './layers';
-import type { Sequential } from './sequential';
-import { denseIndexOf } from './structure';
-import { checkInteger, checkKnownKeys, checkNumber, checkOneOf, checkOptions } from './validate';
+import type { Callback } from '../callbacks';
+import { DenseLayer } from '../layers';
+import type { Sequential } from '../sequential';
+import { denseIndexOf } from '../structure';
+import { checkInteger, checkKnownKeys, checkNumber, checkOneOf, checkOptions } from '../validate';
 
 export interface GradualMagnitudeOptions {
   /** Sparsity reached at endStep, in [0, 1). */

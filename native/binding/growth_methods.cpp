@@ -1,0 +1,144 @@
+// NativeModel's growth and plasticity methods: dropin, sparse initialisation,
+// drop-and-regrow, continual backprop and ReDo. Synchronous and refused while
+// an async operation runs (structure changes only at step boundaries).
+#include <string>
+
+#include "binding/args.h"
+#include "binding/errors.h"
+#include "binding/model_wrap.h"
+#include "kernels/thread_pool.h"
+
+namespace npb {
+
+// grow(layer, count, init, noise, x?, y?) -> Float64Array of the new neuron ids
+Napi::Value ModelWrap::Grow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "grow");
+  const int64_t layer = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 1);
+  const int64_t count = int_arg(info, 1, "count", 1, 1 << 20);
+  if (info.Length() <= 2 || !info[2].IsString()) throw Napi::TypeError::New(env, "init must be a string");
+  const std::string init_name = info[2].As<Napi::String>().Utf8Value();
+  np::GrowInit init;
+  if (init_name == "zero") init = np::GrowInit::kZero;
+  else if (init_name == "net2wider") init = np::GrowInit::kNet2Wider;
+  else if (init_name == "gradmax") init = np::GrowInit::kGradMax;
+  else if (init_name == "random") init = np::GrowInit::kRandom;
+  else throw Napi::RangeError::New(env, "init must be 'zero', 'net2wider', 'gradmax' or 'random'");
+  if (info.Length() <= 3 || !info[3].IsNumber()) throw Napi::TypeError::New(env, "noise must be a number");
+  const double noise = info[3].As<Napi::Number>().DoubleValue();
+  const float* x = nullptr;
+  np::Targets targets;
+  int64_t n = 0;
+  if (info.Length() > 5 && !info[4].IsUndefined() && !info[4].IsNull()) {
+    auto xs = typed_arg<float>(info, 4, "x", -1, napi_float32_array, "Float32Array");
+    const int64_t in = model_->input_size();
+    if (xs.ElementLength() == 0 || static_cast<int64_t>(xs.ElementLength()) % in != 0)
+      throw Napi::RangeError::New(env, "x must hold a positive multiple of inputSize values");
+    n = static_cast<int64_t>(xs.ElementLength()) / in;
+    x = xs.Data();
+    if (!info[5].IsTypedArray()) throw Napi::TypeError::New(env, "y must be an Int32Array or Float32Array");
+    auto t = info[5].As<Napi::TypedArray>();
+    if (t.TypedArrayType() == napi_int32_array && static_cast<int64_t>(t.ElementLength()) == n) {
+      targets.labels = t.As<Napi::Int32Array>().Data();
+    } else if (t.TypedArrayType() == napi_float32_array && static_cast<int64_t>(t.ElementLength()) == n * model_->output_size()) {
+      targets.values = t.As<Napi::Float32Array>().Data();
+    } else {
+      throw Napi::RangeError::New(env, "y must hold one label per sample (Int32Array) or samples x outputs targets (Float32Array)");
+    }
+  }
+  auto ids = guard(env, [&] { return model_->grow_units(layer, count, init, noise, x, x ? &targets : nullptr, n, &np::default_pool()); });
+  auto out = Napi::Float64Array::New(env, ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) out[i] = static_cast<double>(ids[i]);
+  return out;
+}
+
+// sparsify(sparsity, 'erdos-renyi' | 'uniform')
+Napi::Value ModelWrap::Sparsify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "sparsify");
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsString()) throw Napi::TypeError::New(env, "sparsify(sparsity, distribution)");
+  const double sparsity = info[0].As<Napi::Number>().DoubleValue();
+  const std::string dist = info[1].As<Napi::String>().Utf8Value();
+  if (dist != "erdos-renyi" && dist != "uniform") throw Napi::RangeError::New(env, "distribution must be 'erdos-renyi' or 'uniform'");
+  guard(env, [&] { model_->sparsify(sparsity, dist == "erdos-renyi", &np::default_pool()); });
+  return env.Undefined();
+}
+
+// regrow(layers, dropFraction, byGradient) -> number regrown
+Napi::Value ModelWrap::Regrow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "regrow");
+  auto layers = layer_list_arg(info, 0);
+  if (info.Length() < 3 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "dropFraction must be a number");
+  const double fraction = info[1].As<Napi::Number>().DoubleValue();
+  const bool by_gradient = bool_arg(info, 2, "byGradient");
+  return Napi::Number::New(env, static_cast<double>(guard(env, [&] { return model_->regrow(layers, fraction, by_gradient, &np::default_pool()); })));
+}
+
+// setContinualBackprop(rate, maturity): rate 0 disables
+Napi::Value ModelWrap::SetContinualBackprop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "continualBackprop");
+  if (info.Length() < 2 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "rate must be a number");
+  const double rate = info[0].As<Napi::Number>().DoubleValue();
+  if (!(rate >= 0.0 && rate <= 1.0)) throw Napi::RangeError::New(env, "rate must be in [0, 1]");
+  model_->set_continual_backprop(rate, int_arg(info, 1, "maturity", 0, INT64_C(1) << 52));
+  return env.Undefined();
+}
+
+// redo(threshold) -> number of units reset
+Napi::Value ModelWrap::Redo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "redo");
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "threshold must be a number");
+  const double threshold = info[0].As<Napi::Number>().DoubleValue();
+  return Napi::Number::New(env, static_cast<double>(guard(env, [&] { return model_->redo(threshold); })));
+}
+
+// unitUtility(layer) -> Float64Array (continual-backprop utility; dead units -Infinity)
+Napi::Value ModelWrap::UnitUtility(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "unitUtility");
+  const int64_t layer = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 1);
+  auto u = guard(env, [&] { return model_->unit_utility(layer); });
+  auto out = Napi::Float64Array::New(env, u.size());
+  for (size_t i = 0; i < u.size(); ++i) out[i] = u[i];
+  return out;
+}
+
+// unitStats(layer) -> { ages, meanAbsActivation, taylor }
+Napi::Value ModelWrap::UnitStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "unitStats");
+  const int64_t index = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 1);
+  const np::DenseLayer& l = model_->layers()[index];
+  auto ages = Napi::Float64Array::New(env, l.units);
+  auto act = Napi::Float64Array::New(env, l.units);
+  auto taylor = Napi::Float64Array::New(env, l.units);
+  for (int64_t j = 0; j < l.units; ++j) {
+    ages[j] = static_cast<double>(model_->step() - (j < static_cast<int64_t>(l.birth_step.size()) ? l.birth_step[j] : 0));
+    act[j] = j < static_cast<int64_t>(l.stats.mean_abs_activation.size()) ? l.stats.mean_abs_activation[j] : 0.0;
+    taylor[j] = j < static_cast<int64_t>(l.stats.taylor.size()) ? l.stats.taylor[j] : 0.0;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ages", ages);
+  o.Set("meanAbsActivation", act);
+  o.Set("taylor", taylor);
+  return o;
+}
+
+Napi::Value ModelWrap::SetKeepLastBatch(const Napi::CallbackInfo& info) {
+  model_->set_keep_last_batch(bool_arg(info, 0, "keep"));
+  return info.Env().Undefined();
+}
+
+Napi::Value ModelWrap::SetStatsDecay(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "decay must be a number");
+  const double d = info[0].As<Napi::Number>().DoubleValue();
+  if (!(d > 0.0 && d < 1.0)) throw Napi::RangeError::New(env, "decay must be in (0, 1)");
+  model_->set_stats_decay(d);
+  return env.Undefined();
+}
+
+}  // namespace npb

@@ -1,0 +1,215 @@
+// Dynamic sparse training: random sparse initialisation (uniform or
+// Erdos-Renyi densities) and drop-and-regrow of connections, at random (SET,
+// Mocanu et al. 2018) or by gradient magnitude (RigL, Evci et al. 2020). A
+// layer stays truly sparse throughout: CSR layers are rebuilt, never densified.
+#include <algorithm>
+#include <cmath>
+#include <queue>
+#include <string>
+#include <unordered_set>
+
+#include "kernels/gemm.h"
+#include "model/csr_edit.h"
+#include "model/errors.h"
+#include "model/model.h"
+
+namespace np {
+
+namespace {
+
+// Whether (r, c) is stored in the layer.
+bool stored(const DenseLayer& layer, int64_t r, int64_t c) {
+  if (layer.format == WeightFormat::kCsr) {
+    const int32_t* begin = layer.csr.indices.data() + layer.csr.indptr[r];
+    const int32_t* end = layer.csr.indices.data() + layer.csr.indptr[r + 1];
+    return std::binary_search(begin, end, static_cast<int32_t>(c));
+  }
+  return layer.mask.empty() || layer.mask[r * layer.inputs + c];
+}
+
+bool unit_alive(const DenseLayer& layer, int64_t r) { return layer.alive.empty() || layer.alive[r]; }
+
+}  // namespace
+
+void Model::sparsify(double sparsity, bool erdos_renyi, ThreadPool* pool) {
+  if (!(sparsity >= 0.0 && sparsity < 1.0)) throw_range("sparsity must be in [0, 1), got " + std::to_string(sparsity));
+  const size_t n = layers_.size();
+  std::vector<double> density(n, 1.0 - sparsity);
+  if (erdos_renyi) {
+    // d_l = eps * (fan_in + fan_out) / (fan_in * fan_out), eps chosen so the
+    // total matches; layers that would exceed density 1 are capped and the
+    // rest rescaled (the ERK recipe of the RigL paper for dense layers).
+    std::vector<bool> capped(n, false);
+    for (int round = 0; round < static_cast<int>(n) + 1; ++round) {
+      double budget = 0.0, raw = 0.0;
+      for (size_t l = 0; l < n; ++l) {
+        const double size = static_cast<double>(layers_[l].units * layers_[l].inputs);
+        budget += (1.0 - sparsity) * size;
+        if (capped[l]) budget -= size;
+        else raw += static_cast<double>(layers_[l].units + layers_[l].inputs);
+      }
+      const double eps = raw > 0 ? budget / raw : 0.0;
+      bool changed = false;
+      for (size_t l = 0; l < n; ++l) {
+        if (capped[l]) continue;
+        const double d = eps * static_cast<double>(layers_[l].units + layers_[l].inputs) /
+                         static_cast<double>(layers_[l].units * layers_[l].inputs);
+        if (d >= 1.0) {
+          capped[l] = true;
+          changed = true;
+        }
+        density[l] = std::min(1.0, d);
+      }
+      if (!changed) break;
+      for (size_t l = 0; l < n; ++l)
+        if (capped[l]) density[l] = 1.0;
+    }
+  }
+  for (size_t l = 0; l < n; ++l) {
+    DenseLayer& layer = layers_[l];
+    const int64_t size = layer.units * layer.inputs;
+    const int64_t keep = std::max<int64_t>(1, std::llround(density[l] * static_cast<double>(size)));
+    if (keep >= layer.nnz()) continue;
+    // Keep a uniformly random subset of the stored weights, scaled by
+    // 1/sqrt(density) so each unit's input variance stays as at init.
+    std::vector<float> key;
+    std::vector<float> scale_by;
+    const float scale = static_cast<float>(1.0 / std::sqrt(density[l]));
+    if (layer.format == WeightFormat::kDense && layer.mask.empty()) layer.mask.assign(size, 1);
+    std::vector<int64_t> positions;
+    for (int64_t r = 0; r < layer.units; ++r)
+      for (int64_t c = 0; c < layer.inputs; ++c)
+        if (stored(layer, r, c)) positions.push_back(r * layer.inputs + c);
+    for (size_t i = 0; i < static_cast<size_t>(keep); ++i)
+      std::swap(positions[i], positions[i + rng_.below(positions.size() - i)]);
+    std::vector<uint8_t> kept(size, 0);
+    for (int64_t i = 0; i < keep; ++i) kept[positions[i]] = 1;
+    const double before = static_cast<double>(layer.nnz()) / static_cast<double>(size);
+    if (layer.format == WeightFormat::kCsr) {
+      csr_filter(layer.csr, [&](int64_t r, int64_t c, int64_t) { return kept[r * layer.inputs + c] != 0; });
+      for (int64_t k = 0; k < layer.csr.nnz(); ++k) layer.csr.value()[k] *= scale;
+    } else {
+      DenseParam& p = layer.weight;
+      for (int64_t r = 0; r < layer.units; ++r) {
+        for (int64_t c = 0; c < layer.inputs; ++c) {
+          const int64_t i = r * layer.inputs + c;
+          layer.mask[i] = kept[i];
+          for (int s = 0; s < kSlotCount; ++s)
+            if (p.has(static_cast<Slot>(s))) p.slots[s][r * p.stride + c] = kept[i] ? (s == 0 ? p.slots[s][r * p.stride + c] * scale : 0.0f) : 0.0f;
+        }
+      }
+    }
+    StructuralEvent e;
+    e.kind = "prune";
+    e.layer = static_cast<int64_t>(l);
+    e.criterion = erdos_renyi ? "sparsify-erdos-renyi" : "sparsify-uniform";
+    e.count = layer.units * layer.inputs - keep;
+    e.density_before = before;
+    e.density_after = static_cast<double>(layer.nnz()) / static_cast<double>(size);
+    log_event(std::move(e));
+    apply_format_policy(static_cast<int64_t>(l), pool);
+  }
+}
+
+int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool by_gradient, ThreadPool* pool) {
+  if (!(fraction >= 0.0 && fraction < 1.0)) throw_range("dropFraction must be in [0, 1), got " + std::to_string(fraction));
+  for (int64_t l : which)
+    if (l < 0 || l >= static_cast<int64_t>(layers_.size())) throw_range("dense layer index " + std::to_string(l) + " is out of range");
+  // RigL scores missing connections with the gradient of the current weights,
+  // so compute it before anything is dropped.
+  int64_t batch = 0;
+  if (by_gradient) batch = recompute_signals(pool);
+  int64_t total = 0;
+  for (int64_t l : which) {
+    DenseLayer& layer = layers_[l];
+    const int64_t nnz = layer.nnz();
+    const int64_t size = layer.units * layer.inputs;
+    int64_t k = static_cast<int64_t>(std::floor(fraction * static_cast<double>(nnz)));
+    k = std::min(k, size - nnz + k);  // cannot regrow more than the empty positions after the drop
+    if (k <= 0) continue;
+
+    // 1. Choose what grows, among positions empty now (RigL: largest |dL/dw|,
+    // computed 64 rows at a time so no dense weight-sized buffer is needed;
+    // SET: uniformly at random). Dead units never regrow.
+    std::vector<std::pair<int64_t, int32_t>> grow;
+    if (by_gradient) {
+      using Item = std::pair<float, int64_t>;  // (|grad|, position), min-heap of the best k
+      std::priority_queue<Item, std::vector<Item>, std::greater<Item>> best;
+      const int64_t block = 64;
+      std::vector<float> g(block * layer.inputs);
+      const float* input = ws_.act[l].data();
+      for (int64_t r0 = 0; r0 < layer.units; r0 += block) {
+        const int64_t rows = std::min(block, layer.units - r0);
+        gemm_f32(Trans::kNo, Trans::kYes, rows, layer.inputs, batch, ws_.dz[l].data() + r0 * batch, batch, input, batch, 0.0f,
+                 g.data(), layer.inputs, pool);
+        for (int64_t r = 0; r < rows; ++r) {
+          if (!unit_alive(layer, r0 + r)) continue;
+          for (int64_t c = 0; c < layer.inputs; ++c) {
+            if (stored(layer, r0 + r, c)) continue;
+            const float v = std::fabs(g[r * layer.inputs + c]);
+            if (static_cast<int64_t>(best.size()) < k) best.emplace(v, (r0 + r) * layer.inputs + c);
+            else if (v > best.top().first) {
+              best.pop();
+              best.emplace(v, (r0 + r) * layer.inputs + c);
+            }
+          }
+        }
+      }
+      while (!best.empty()) {
+        grow.emplace_back(best.top().second / layer.inputs, static_cast<int32_t>(best.top().second % layer.inputs));
+        best.pop();
+      }
+    } else {
+      std::unordered_set<int64_t> chosen;
+      const int64_t empty = size - nnz;
+      if (empty <= 4 * k) {
+        std::vector<int64_t> all;
+        for (int64_t r = 0; r < layer.units; ++r)
+          for (int64_t c = 0; c < layer.inputs; ++c)
+            if (unit_alive(layer, r) && !stored(layer, r, c)) all.push_back(r * layer.inputs + c);
+        const int64_t take = std::min<int64_t>(k, all.size());
+        for (int64_t i = 0; i < take; ++i) std::swap(all[i], all[i + rng_.below(all.size() - i)]);
+        chosen.insert(all.begin(), all.begin() + take);
+      } else {
+        // Sparse enough that rejection sampling finds empty positions fast.
+        while (static_cast<int64_t>(chosen.size()) < k) {
+          const int64_t pos = static_cast<int64_t>(rng_.below(size));
+          const int64_t r = pos / layer.inputs, c = pos % layer.inputs;
+          if (unit_alive(layer, r) && !stored(layer, r, c)) chosen.insert(pos);
+        }
+      }
+      for (int64_t pos : chosen) grow.emplace_back(pos / layer.inputs, static_cast<int32_t>(pos % layer.inputs));
+    }
+    std::sort(grow.begin(), grow.end());
+    const int64_t grown = static_cast<int64_t>(grow.size());
+    if (grown == 0) continue;
+
+    // 2. Drop the same number of the smallest-magnitude stored weights.
+    const double before = static_cast<double>(nnz) / static_cast<double>(size);
+    remove_smallest(l, grown);
+
+    // 3. Add the new connections: value 0, fresh optimizer state.
+    if (layer.format == WeightFormat::kCsr) {
+      csr_insert(layer.csr, grow, std::vector<float>(grow.size(), 0.0f));
+    } else {
+      if (layer.mask.empty()) layer.mask.assign(size, 1);
+      for (const auto& [r, c] : grow) {
+        layer.mask[r * layer.inputs + c] = 1;
+        for (int s = 0; s < kSlotCount; ++s)
+          if (layer.weight.has(static_cast<Slot>(s))) layer.weight.slots[s][r * layer.weight.stride + c] = 0.0f;
+      }
+    }
+    StructuralEvent e;
+    e.kind = "regrow";
+    e.layer = l;
+    e.criterion = by_gradient ? "gradient" : "random";
+    e.count = grown;
+    e.density_before = before;
+    e.density_after = static_cast<double>(layer.nnz()) / static_cast<double>(size);
+    log_event(std::move(e));
+    total += grown;
+  }
+  return total;
+}
+
+}  // namespace np
