@@ -23,4 +23,8 @@ class Error : public std::runtime_error {
 [[noreturn]] inline void throw_type(const std::string& message) { throw Error(ErrorKind::kTypeError, message); }
 [[noreturn]] inline void throw_error(const std::string& message) { throw Error(ErrorKind::kError, message); }
 
+// Throws a RangeError when `bytes` could not fit in this machine's physical
+// memory: better than letting an over-committed allocation be killed later.
+void check_fits_in_memory(double bytes, const std::string& what);
+
 }  // namespace np

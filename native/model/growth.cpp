@@ -113,6 +113,8 @@ std::vector<int64_t> Model::grow_units(int64_t l, int64_t count, GrowInit init, 
   DenseLayer& layer = layers_[l];
   DenseLayer& next = layers_[l + 1];
   const int64_t old_units = layer.units, new_units = old_units + count;
+  check_fits_in_memory(16.0 * static_cast<double>(new_units) * static_cast<double>(layer.inputs + next.units),
+                       "growing layer " + std::to_string(l) + " to " + std::to_string(new_units) + " units");
 
   // GradMax needs the gradient of the current network first.
   std::vector<double> q;

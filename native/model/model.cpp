@@ -5,7 +5,17 @@
 
 #include "model/errors.h"
 
+#include <unistd.h>
+
 namespace np {
+
+void check_fits_in_memory(double bytes, const std::string& what) {
+  const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  if (physical > 0 && bytes > physical) {
+    throw_range(what + " needs " + std::to_string(static_cast<int64_t>(bytes / 1e9)) + " GB, more than this machine's " +
+                std::to_string(static_cast<int64_t>(physical / 1e9)) + " GB of memory");
+  }
+}
 
 Model::Model(int64_t input_size, uint64_t seed, const std::vector<LayerSpec>& specs)
     : input_size_(input_size), rng_(seed) {
@@ -18,6 +28,9 @@ Model::Model(int64_t input_size, uint64_t seed, const std::vector<LayerSpec>& sp
     if (spec.units < 1) throw_range("layer " + std::to_string(i) + ": units must be a positive integer");
     if (!(spec.input_dropout >= 0.0f && spec.input_dropout < 1.0f))
       throw_range("layer " + std::to_string(i) + ": dropout rate must be in [0, 1)");
+    // Weights, gradient and up to two optimizer moments.
+    check_fits_in_memory(4.0 * 4.0 * static_cast<double>(spec.units) * static_cast<double>(inputs),
+                         "layer " + std::to_string(i) + " (" + std::to_string(spec.units) + " x " + std::to_string(inputs) + ")");
     DenseLayer layer;
     layer.inputs = inputs;
     layer.units = spec.units;
