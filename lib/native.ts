@@ -87,11 +87,6 @@ export interface NativeLayerState {
   sparseThreshold: number;
 }
 
-export interface NativeStateEvent extends Omit<NativeEvent, 'neuronIds' | 'scores'> {
-  neuronIds: BigInt64Array;
-  scores: Float32Array;
-}
-
 export interface NativeState {
   step: number;
   epoch: number;
@@ -102,7 +97,7 @@ export interface NativeState {
   defaultSparseThreshold: number;
   statsDecay: number;
   layers: NativeLayerState[];
-  events: NativeStateEvent[];
+  events: NativeEvent[];
 }
 
 export interface NativeModel {

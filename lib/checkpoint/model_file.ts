@@ -61,9 +61,7 @@ export function modelToBuffer(model: Sequential): Buffer {
       statsDecay: state.statsDecay,
       layers: state.layers.map((l) => ({ format: l.format, statsUpdates: l.statsUpdates, sparseThreshold: l.sparseThreshold })),
     }),
-    events: JSON.stringify(
-      state.events.map((e) => ({ ...e, neuronIds: Array.from(e.neuronIds, Number), scores: Array.from(e.scores) })),
-    ),
+    events: JSON.stringify(state.events),
   };
   state.layers.forEach((l, i) => {
     if (l.format === 'csr') metadata[`layers.${i}.weight.shape`] = JSON.stringify([l.units, l.inputs]);
@@ -243,11 +241,7 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
       if (!e || typeof e !== 'object' || !Array.isArray(e.neuronIds) || !Array.isArray(e.scores)) {
         throw new CheckpointError(`${source}: __metadata__.events[${i}] is malformed`);
       }
-      return {
-        ...(e as object),
-        neuronIds: BigInt64Array.from((e.neuronIds as number[]).map((v) => BigInt(Math.trunc(Number(v)) || 0))),
-        scores: Float32Array.from(e.scores as number[]),
-      } as unknown as NativeState['events'][number];
+      return e as unknown as NativeState['events'][number];
     }),
   };
 }

@@ -5,8 +5,10 @@
 import { UsageError } from './args';
 import type { Command, Io } from './command';
 import { train } from './train';
+import { continualCommand } from './continual';
+import { reportCommand } from './report';
 
-const COMMANDS: readonly Command[] = [train];
+const COMMANDS: readonly Command[] = [train, continualCommand, reportCommand];
 
 function version(): string {
   // The same path from lib/cli (tsx) and dist/cli (built): both sit two levels below the package root.

@@ -171,33 +171,23 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) { return start_e
 Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) { return start_predict(info, this); }
 Napi::Value ModelWrap::ComputeGradients(const Napi::CallbackInfo& info) { return start_gradients(info, this); }
 
-Napi::Value ModelWrap::GetWeights(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  ensure_idle(env, "getWeights");
+// A layer's weight and bias slot as dense arrays: { weight (units x inputs), bias }.
+Napi::Object ModelWrap::weight_pair(Napi::Env env, const Napi::CallbackInfo& info, bool gradients) {
+  ensure_idle(env, gradients ? "getGradients" : "getWeights");
   const int64_t index = int_arg(info, 0, "layer", 0, model_->layers().size() - 1);
   const np::DenseLayer& l = model_->layers()[index];
   auto w = Napi::Float32Array::New(env, static_cast<size_t>(l.units * l.inputs));
   auto b = Napi::Float32Array::New(env, static_cast<size_t>(l.units));
-  model_->get_weights(index, w.Data(), b.Data());
+  if (gradients) model_->get_gradients(index, w.Data(), b.Data());
+  else model_->get_weights(index, w.Data(), b.Data());
   Napi::Object o = Napi::Object::New(env);
   o.Set("weight", w);
   o.Set("bias", b);
   return o;
 }
 
-Napi::Value ModelWrap::GetGradients(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  ensure_idle(env, "getGradients");
-  const int64_t index = int_arg(info, 0, "layer", 0, model_->layers().size() - 1);
-  const np::DenseLayer& l = model_->layers()[index];
-  auto w = Napi::Float32Array::New(env, static_cast<size_t>(l.units * l.inputs));
-  auto b = Napi::Float32Array::New(env, static_cast<size_t>(l.units));
-  model_->get_gradients(index, w.Data(), b.Data());
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("weight", w);
-  o.Set("bias", b);
-  return o;
-}
+Napi::Value ModelWrap::GetWeights(const Napi::CallbackInfo& info) { return weight_pair(info.Env(), info, false); }
+Napi::Value ModelWrap::GetGradients(const Napi::CallbackInfo& info) { return weight_pair(info.Env(), info, true); }
 
 // setWeights(layer, weight | null, bias | null)
 Napi::Value ModelWrap::SetWeights(const Napi::CallbackInfo& info) {

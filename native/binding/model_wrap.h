@@ -28,6 +28,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  private:
   void ensure_idle(Napi::Env env, const char* operation);
   std::vector<int64_t> layer_list_arg(const Napi::CallbackInfo& info, size_t index);
+  Napi::Object weight_pair(Napi::Env env, const Napi::CallbackInfo& info, bool gradients);
 
   Napi::Value Compile(const Napi::CallbackInfo& info);
   Napi::Value EpochOrder(const Napi::CallbackInfo& info);

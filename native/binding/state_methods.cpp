@@ -4,19 +4,13 @@
 #include <string>
 
 #include "binding/args.h"
+#include "binding/convert.h"
 #include "binding/errors.h"
 #include "binding/model_wrap.h"
 
 namespace npb {
 
 namespace {
-
-template <typename T>
-Napi::TypedArrayOf<T> to_js(Napi::Env env, const std::vector<T>& v) {
-  auto out = Napi::TypedArrayOf<T>::New(env, v.size());
-  std::copy(v.begin(), v.end(), out.Data());
-  return out;
-}
 
 Napi::Array to_js_list(Napi::Env env, const std::vector<std::vector<float>>& lists) {
   Napi::Array out = Napi::Array::New(env, lists.size());
@@ -54,6 +48,32 @@ std::string str(Napi::Object o, const char* key) {
 }
 
 }  // namespace
+
+np::StructuralEvent event_from_js(Napi::Env env, Napi::Value value, size_t index) {
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "state: events[" + std::to_string(index) + "] must be an object");
+  Napi::Object o = value.As<Napi::Object>();
+  np::StructuralEvent e;
+  e.step = static_cast<int64_t>(num(o, "step"));
+  e.epoch = static_cast<int64_t>(num(o, "epoch"));
+  e.kind = str(o, "kind");
+  e.layer = static_cast<int64_t>(num(o, "layer"));
+  e.criterion = str(o, "criterion");
+  e.count = static_cast<int64_t>(num(o, "count"));
+  e.density_before = num(o, "densityBefore");
+  e.density_after = num(o, "densityAfter");
+  for (const char* key : {"neuronIds", "scores"}) {
+    Napi::Value list = o.Get(key);
+    if (!list.IsArray()) throw Napi::TypeError::New(env, "state: events[" + std::to_string(index) + "]." + key + " must be an array");
+    Napi::Array a = list.As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); ++k) {
+      if (!a.Get(k).IsNumber()) throw Napi::TypeError::New(env, "state: event ids and scores must be numbers");
+      const double v = a.Get(k).As<Napi::Number>().DoubleValue();
+      if (key[0] == 'n') e.neuron_ids.push_back(static_cast<int64_t>(v));
+      else e.scores.push_back(static_cast<float>(v));
+    }
+  }
+  return e;
+}
 
 Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -98,21 +118,7 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
   }
   o.Set("layers", layers);
   Napi::Array events = Napi::Array::New(env, s.events.size());
-  for (size_t i = 0; i < s.events.size(); ++i) {
-    const np::StructuralEvent& e = s.events[i];
-    Napi::Object eo = Napi::Object::New(env);
-    eo.Set("step", static_cast<double>(e.step));
-    eo.Set("epoch", static_cast<double>(e.epoch));
-    eo.Set("kind", e.kind);
-    eo.Set("layer", static_cast<double>(e.layer));
-    eo.Set("criterion", e.criterion);
-    eo.Set("count", static_cast<double>(e.count));
-    eo.Set("densityBefore", e.density_before);
-    eo.Set("densityAfter", e.density_after);
-    eo.Set("neuronIds", to_js(env, e.neuron_ids));
-    eo.Set("scores", to_js(env, e.scores));
-    events.Set(static_cast<uint32_t>(i), eo);
-  }
+  for (size_t i = 0; i < s.events.size(); ++i) events.Set(static_cast<uint32_t>(i), event_to_js(env, s.events[i]));
   o.Set("events", events);
   return o;
 }
@@ -167,22 +173,7 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
   if (!ev.IsUndefined()) {
     if (!ev.IsArray()) throw Napi::TypeError::New(env, "state: events must be an array");
     Napi::Array events = ev.As<Napi::Array>();
-    for (uint32_t i = 0; i < events.Length(); ++i) {
-      if (!events.Get(i).IsObject()) throw Napi::TypeError::New(env, "state: events[" + std::to_string(i) + "] must be an object");
-      Napi::Object eo = events.Get(i).As<Napi::Object>();
-      np::StructuralEvent e;
-      e.step = static_cast<int64_t>(num(eo, "step"));
-      e.epoch = static_cast<int64_t>(num(eo, "epoch"));
-      e.kind = str(eo, "kind");
-      e.layer = static_cast<int64_t>(num(eo, "layer"));
-      e.criterion = str(eo, "criterion");
-      e.count = static_cast<int64_t>(num(eo, "count"));
-      e.density_before = num(eo, "densityBefore");
-      e.density_after = num(eo, "densityAfter");
-      e.neuron_ids = from_js<int64_t>(env, eo.Get("neuronIds"), napi_bigint64_array, "event neuronIds");
-      e.scores = from_js<float>(env, eo.Get("scores"), napi_float32_array, "event scores");
-      s.events.push_back(std::move(e));
-    }
+    for (uint32_t i = 0; i < events.Length(); ++i) s.events.push_back(event_from_js(env, events.Get(i), i));
   }
   guard(env, [&] { model_->import_state(std::move(s)); });
   return env.Undefined();

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "binding/args.h"
+#include "binding/convert.h"
 #include "binding/errors.h"
 #include "binding/model_wrap.h"
 #include "kernels/thread_pool.h"
@@ -129,23 +130,7 @@ Napi::Value ModelWrap::Events(const Napi::CallbackInfo& info) {
   const int64_t from = info.Length() > 0 ? int_arg(info, 0, "from", 0, static_cast<int64_t>(events.size())) : 0;
   Napi::Array out = Napi::Array::New(env, events.size() - from);
   for (size_t i = from; i < events.size(); ++i) {
-    const np::StructuralEvent& e = events[i];
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("step", static_cast<double>(e.step));
-    o.Set("epoch", static_cast<double>(e.epoch));
-    o.Set("kind", e.kind);
-    o.Set("layer", static_cast<double>(e.layer));
-    o.Set("criterion", e.criterion);
-    o.Set("count", static_cast<double>(e.count));
-    o.Set("densityBefore", e.density_before);
-    o.Set("densityAfter", e.density_after);
-    Napi::Array ids = Napi::Array::New(env, e.neuron_ids.size());
-    for (size_t k = 0; k < e.neuron_ids.size(); ++k) ids.Set(static_cast<uint32_t>(k), static_cast<double>(e.neuron_ids[k]));
-    o.Set("neuronIds", ids);
-    Napi::Array scores = Napi::Array::New(env, e.scores.size());
-    for (size_t k = 0; k < e.scores.size(); ++k) scores.Set(static_cast<uint32_t>(k), static_cast<double>(e.scores[k]));
-    o.Set("scores", scores);
-    out.Set(static_cast<uint32_t>(i - from), o);
+    out.Set(static_cast<uint32_t>(i - from), event_to_js(env, events[i]));
   }
   return out;
 }

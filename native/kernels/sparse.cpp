@@ -427,16 +427,15 @@ void random_csr(int64_t rows, int64_t cols, double density, uint64_t seed, std::
 }
 
 template <typename Fn>
-double median_ms(int reps, Fn&& fn) {
-  fn();  // warm caches and the pool
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
-  return ms[reps / 2];
+double time_ms(Fn&& fn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median_of(std::vector<double> v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
 }
 
 }  // namespace
@@ -447,8 +446,8 @@ double measure_csr_crossover_density(int64_t rows, int64_t cols, int64_t batch, 
   // a capped problem answers for a huge layer in a few milliseconds.
   const int64_t m = std::clamp<int64_t>(rows, 1, 256);
   const int64_t k = std::clamp<int64_t>(cols, 1, 256);
-  const int64_t n = std::clamp<int64_t>(batch, 1, 256);
-  constexpr int kReps = 5;
+  const int64_t n = std::clamp<int64_t>(batch, 1, 128);
+  constexpr int kReps = 4;
 
   Lcg rng{0x5eed};
   std::vector<float> x(static_cast<size_t>(k * n)), dy(static_cast<size_t>(m * n));
@@ -457,28 +456,39 @@ double measure_csr_crossover_density(int64_t rows, int64_t cols, int64_t batch, 
   for (float& v : dy) v = rng.next_float();
   for (float& v : wd) v = rng.next_float();
 
-  const double dense_ms = median_ms(kReps, [&] {
+  auto dense_step = [&] {
     gemm_f32(Trans::kNo, Trans::kNo, m, n, k, wd.data(), k, x.data(), n, 0.0f, y.data(), n, pool);
     gemm_f32(Trans::kYes, Trans::kNo, k, n, m, wd.data(), k, dy.data(), n, 0.0f, dx.data(), n, pool);
     gemm_f32(Trans::kNo, Trans::kYes, m, k, n, dy.data(), n, x.data(), n, 0.0f, gd.data(), k, pool);
-  });
+  };
+  dense_step();  // warm caches and the pool
 
-  // From sparse upwards; stop at the first density where dense wins.
+  // From sparse upwards; stop at the first density where dense wins. Dense
+  // and sparse steps alternate (A B A B), and the dense samples of every
+  // density pool into one median, so a burst of load elsewhere on the machine
+  // skews both sides alike rather than one density's verdict.
   const double densities[] = {0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9};
   std::vector<int64_t> indptr;
   std::vector<int32_t> indices;
   std::vector<float> values, grad;
+  std::vector<double> dense_ms, sparse_ms;
   double prev_d = 0.0, prev_ratio = 0.0;
   for (double d : densities) {
     random_csr(m, k, d, 0xc5a + static_cast<uint64_t>(d * 1000), &indptr, &indices, &values);
     grad.assign(values.size(), 0.0f);
     const CsrView w{m, k, indptr.data(), indices.data(), values.data()};
-    const double sparse_ms = median_ms(kReps, [&] {
+    auto sparse_step = [&] {
       spmm_f32_csr(w, x.data(), n, 0.0f, y.data(), n, n, pool);
       spmm_t_f32_csr(w, dy.data(), n, 0.0f, dx.data(), n, n, pool);
       sddmm_f32_csr(w, dy.data(), n, x.data(), n, n, 0.0f, grad.data(), pool);
-    });
-    const double ratio = sparse_ms / std::max(dense_ms, 1e-9);  // < 1: sparse wins
+    };
+    sparse_step();
+    sparse_ms.clear();
+    for (int r = 0; r < kReps; ++r) {
+      dense_ms.push_back(time_ms(dense_step));
+      sparse_ms.push_back(time_ms(sparse_step));
+    }
+    const double ratio = median_of(sparse_ms) / std::max(median_of(dense_ms), 1e-9);  // < 1: sparse wins
     if (ratio >= 1.0) {
       if (prev_d == 0.0) return kMin;
       // Linear interpolation of the ratio between the last win and this loss.
