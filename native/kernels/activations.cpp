@@ -35,60 +35,86 @@ inline float stable_sigmoid(float x) {
 }
 }  // namespace
 
-void bias_activation_forward(float* y, int64_t ld, const float* bias, Activation act, int64_t row_begin,
-                             int64_t row_end, int64_t batch) {
-  for (int64_t r = row_begin; r < row_end; ++r) {
+// The activation of one value; the compiler inlines it into each loop.
+static inline float activate(Activation act, float v) {
+  switch (act) {
+    case Activation::kRelu: return v > 0.0f ? v : 0.0f;
+    case Activation::kTanh: return std::tanh(v);
+    case Activation::kSigmoid: return stable_sigmoid(v);
+    case Activation::kLinear: break;
+  }
+  return v;
+}
+
+// Its derivative from the output a = act(z).
+static inline float derivative_from_output(Activation act, float a) {
+  switch (act) {
+    case Activation::kRelu: return a > 0.0f ? 1.0f : 0.0f;
+    case Activation::kTanh: return 1.0f - a * a;
+    case Activation::kSigmoid: return a * (1.0f - a);
+    case Activation::kLinear: break;
+  }
+  return 1.0f;
+}
+
+template <Activation A>
+static void forward_rows(float* y, int64_t ld, const float* bias, int64_t r0, int64_t r1, int64_t batch, float* abs_sum,
+                         float* sum) {
+  for (int64_t r = r0; r < r1; ++r) {
     float* row = y + r * ld;
     const float b = bias ? bias[r] : 0.0f;
-    switch (act) {
-      case Activation::kLinear:
-        for (int64_t j = 0; j < batch; ++j) row[j] += b;
-        break;
-      case Activation::kRelu:
-        for (int64_t j = 0; j < batch; ++j) {
-          const float v = row[j] + b;
-          row[j] = v > 0.0f ? v : 0.0f;
-        }
-        break;
-      case Activation::kTanh:
-        for (int64_t j = 0; j < batch; ++j) row[j] = std::tanh(row[j] + b);
-        break;
-      case Activation::kSigmoid:
-        for (int64_t j = 0; j < batch; ++j) row[j] = stable_sigmoid(row[j] + b);
-        break;
+    for (int64_t j = 0; j < batch; ++j) row[j] = activate(A, row[j] + b);
+    if (abs_sum) {
+      float s_abs = 0.0f, s = 0.0f;
+      for (int64_t j = 0; j < batch; ++j) {
+        s_abs += std::fabs(row[j]);
+        s += row[j];
+      }
+      abs_sum[r] = s_abs;
+      if (sum) sum[r] = s;
+    }
+  }
+}
+
+void bias_activation_forward(float* y, int64_t ld, const float* bias, Activation act, int64_t row_begin,
+                             int64_t row_end, int64_t batch, float* row_abs_sum, float* row_sum) {
+  // One instantiation per activation keeps the switch out of the inner loop.
+  switch (act) {
+    case Activation::kLinear: forward_rows<Activation::kLinear>(y, ld, bias, row_begin, row_end, batch, row_abs_sum, row_sum); break;
+    case Activation::kRelu: forward_rows<Activation::kRelu>(y, ld, bias, row_begin, row_end, batch, row_abs_sum, row_sum); break;
+    case Activation::kTanh: forward_rows<Activation::kTanh>(y, ld, bias, row_begin, row_end, batch, row_abs_sum, row_sum); break;
+    case Activation::kSigmoid: forward_rows<Activation::kSigmoid>(y, ld, bias, row_begin, row_end, batch, row_abs_sum, row_sum); break;
+  }
+}
+
+template <Activation A>
+static void backward_rows(float* dy, const float* y, int64_t ld, int64_t r0, int64_t r1, int64_t batch, float* dot,
+                          float* dz_sum) {
+  for (int64_t r = r0; r < r1; ++r) {
+    float* d = dy + r * ld;
+    const float* a = y + r * ld;
+    if (dot) {
+      float s = 0.0f;
+      for (int64_t j = 0; j < batch; ++j) s += a[j] * d[j];
+      dot[r] = s;
+    }
+    if (A != Activation::kLinear)
+      for (int64_t j = 0; j < batch; ++j) d[j] *= derivative_from_output(A, a[j]);
+    if (dz_sum) {
+      float s = 0.0f;
+      for (int64_t j = 0; j < batch; ++j) s += d[j];
+      dz_sum[r] = s;
     }
   }
 }
 
 void activation_backward(float* dy, const float* y, int64_t ld, Activation act, int64_t row_begin,
-                         int64_t row_end, int64_t batch) {
-  if (act == Activation::kLinear) return;
-  for (int64_t r = row_begin; r < row_end; ++r) {
-    float* d = dy + r * ld;
-    const float* a = y + r * ld;
-    switch (act) {
-      case Activation::kRelu:
-        for (int64_t j = 0; j < batch; ++j) d[j] = a[j] > 0.0f ? d[j] : 0.0f;
-        break;
-      case Activation::kTanh:
-        for (int64_t j = 0; j < batch; ++j) d[j] *= 1.0f - a[j] * a[j];
-        break;
-      case Activation::kSigmoid:
-        for (int64_t j = 0; j < batch; ++j) d[j] *= a[j] * (1.0f - a[j]);
-        break;
-      case Activation::kLinear:
-        break;
-    }
-  }
-}
-
-void bias_backward(float* db, const float* dz, int64_t ld, int64_t row_begin, int64_t row_end, int64_t batch,
-                   float beta) {
-  for (int64_t r = row_begin; r < row_end; ++r) {
-    const float* d = dz + r * ld;
-    float s = 0.0f;
-    for (int64_t j = 0; j < batch; ++j) s += d[j];
-    db[r] = beta == 0.0f ? s : beta * db[r] + s;
+                         int64_t row_end, int64_t batch, float* row_y_dot_dy, float* row_dz_sum) {
+  switch (act) {
+    case Activation::kLinear: backward_rows<Activation::kLinear>(dy, y, ld, row_begin, row_end, batch, row_y_dot_dy, row_dz_sum); break;
+    case Activation::kRelu: backward_rows<Activation::kRelu>(dy, y, ld, row_begin, row_end, batch, row_y_dot_dy, row_dz_sum); break;
+    case Activation::kTanh: backward_rows<Activation::kTanh>(dy, y, ld, row_begin, row_end, batch, row_y_dot_dy, row_dz_sum); break;
+    case Activation::kSigmoid: backward_rows<Activation::kSigmoid>(dy, y, ld, row_begin, row_end, batch, row_y_dot_dy, row_dz_sum); break;
   }
 }
 

@@ -15,18 +15,20 @@ bool parse_activation(const char* text, Activation* out);
 
 // y[r, :] = act(y[r, :] + bias[r]) for rows [row_begin, row_end). The forward
 // product has already been written into y; this finishes the layer in place.
+// Optional per-row outputs gathered in the same pass while the row is in
+// cache (nullptr: not wanted): sum |y| and sum y over the batch, which feed
+// the per-unit statistics.
 void bias_activation_forward(float* y, int64_t ld, const float* bias, Activation act, int64_t row_begin,
-                             int64_t row_end, int64_t batch);
+                             int64_t row_end, int64_t batch, float* row_abs_sum = nullptr,
+                             float* row_sum = nullptr);
 
 // dz = dy * act'(.) computed from the activation's OUTPUT y (every supported
 // activation's derivative is a function of its output), in place on dy.
+// Optional per-row outputs from the same pass: sum of y * dy (before the
+// derivative: the Taylor statistic) and sum of dz (the bias gradient).
 void activation_backward(float* dy, const float* y, int64_t ld, Activation act, int64_t row_begin,
-                         int64_t row_end, int64_t batch);
-
-// db[r] = beta * db[r] + sum over the batch of dz[r, :] (dz already holds the
-// 1/B of the mean; beta = 1 accumulates over chunks of one large batch).
-void bias_backward(float* db, const float* dz, int64_t ld, int64_t row_begin, int64_t row_end, int64_t batch,
-                   float beta);
+                         int64_t row_end, int64_t batch, float* row_y_dot_dy = nullptr,
+                         float* row_dz_sum = nullptr);
 
 // x *= mask where mask holds 0 or 1/(1-p): inverted dropout, also used backward.
 void apply_mask(float* x, const float* mask, int64_t count);

@@ -238,8 +238,8 @@ class Model {
   void log_event(StructuralEvent event);
   void apply_format_policy(int64_t layer, ThreadPool* pool);
   void kill_units(int64_t layer, const std::vector<int64_t>& units);
-  void update_activation_stats(int64_t layer, const float* out, int64_t batch);
-  void update_taylor_stats(int64_t layer, const float* grad, const float* out, int64_t batch);
+  void update_activation_stats(int64_t layer, const float* abs_sum, const float* sum, int64_t batch);
+  void update_taylor_stats(int64_t layer, const float* dot);
   void mask_gradients(DenseLayer& layer, ThreadPool* pool);
   const float* drop_connect_weights(size_t layer);
   // Re-runs forward and backward on the kept last training batch (or on the

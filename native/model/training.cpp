@@ -112,10 +112,18 @@ void Model::forward(int64_t batch, bool training, ThreadPool* pool) {
                layer.weight.stride, input, batch, 0.0f, out, batch, pool);
     }
     const float* bias = layer.use_bias ? layer.bias.value() : nullptr;
+    // While training, the per-unit sums for the statistics come from the same pass.
+    float* abs_sum = nullptr;
+    float* sum = nullptr;
+    if (training) {
+      ws_.row_sums.ensure_discard(2 * layer.units);
+      abs_sum = ws_.row_sums.data();
+      sum = abs_sum + layer.units;
+    }
     for_row_blocks(pool, layer.units, batch, [&](int64_t r0, int64_t r1) {
-      bias_activation_forward(out, batch, bias, layer.activation, r0, r1, batch);
+      bias_activation_forward(out, batch, bias, layer.activation, r0, r1, batch, abs_sum, sum);
     });
-    if (training) update_activation_stats(static_cast<int64_t>(l), out, batch);
+    if (training) update_activation_stats(static_cast<int64_t>(l), abs_sum, sum, batch);
   }
 }
 
@@ -140,7 +148,7 @@ const float* Model::drop_connect_weights(size_t l) {
   return w;
 }
 
-void Model::update_activation_stats(int64_t l, const float* out, int64_t batch) {
+void Model::update_activation_stats(int64_t l, const float* abs_sum, const float* sum, int64_t batch) {
   DenseLayer& layer = layers_[l];
   NeuronStats& s = layer.stats;
   if (static_cast<int64_t>(s.mean_abs_activation.size()) != layer.units) {
@@ -148,34 +156,23 @@ void Model::update_activation_stats(int64_t l, const float* out, int64_t batch) 
     s.mean_activation.assign(layer.units, 0.0);
     s.taylor.assign(layer.units, 0.0);
   }
-  const double decay = stats_decay_;
+  const double decay = stats_decay_, inv_b = 1.0 / static_cast<double>(batch);
   for (int64_t j = 0; j < layer.units; ++j) {
-    const float* row = out + j * batch;
-    float sum_abs = 0.0f, sum = 0.0f;
-    for (int64_t b = 0; b < batch; ++b) {
-      sum_abs += std::fabs(row[b]);
-      sum += row[b];
-    }
-    s.mean_abs_activation[j] = decay * s.mean_abs_activation[j] + (1.0 - decay) * (sum_abs / static_cast<double>(batch));
-    s.mean_activation[j] = decay * s.mean_activation[j] + (1.0 - decay) * (sum / static_cast<double>(batch));
+    s.mean_abs_activation[j] = decay * s.mean_abs_activation[j] + (1.0 - decay) * (abs_sum[j] * inv_b);
+    s.mean_activation[j] = decay * s.mean_activation[j] + (1.0 - decay) * (sum[j] * inv_b);
   }
   ++s.updates;
 }
 
 // First-order Taylor estimate of the loss change from removing unit j
-// (Molchanov et al. 2017): |sum over the batch of a_j * dL/da_j|.
-void Model::update_taylor_stats(int64_t l, const float* grad, const float* out, int64_t batch) {
+// (Molchanov et al. 2017): |sum over the batch of a_j * dL/da_j|, from the
+// per-row dot products the backward pass gathered.
+void Model::update_taylor_stats(int64_t l, const float* dot) {
   DenseLayer& layer = layers_[l];
   NeuronStats& s = layer.stats;
   if (static_cast<int64_t>(s.taylor.size()) != layer.units) return;
   const double decay = stats_decay_;
-  for (int64_t j = 0; j < layer.units; ++j) {
-    const float* a = out + j * batch;
-    const float* g = grad + j * batch;
-    float dot = 0.0f;
-    for (int64_t b = 0; b < batch; ++b) dot += a[b] * g[b];
-    s.taylor[j] = decay * s.taylor[j] + (1.0 - decay) * std::fabs(dot);
-  }
+  for (int64_t j = 0; j < layer.units; ++j) s.taylor[j] = decay * s.taylor[j] + (1.0 - decay) * std::fabs(dot[j]);
 }
 
 // Pruned weights and dead units must stay exactly zero: their gradients are
@@ -249,10 +246,18 @@ void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool,
   for (int64_t l = static_cast<int64_t>(layers_.size()) - 1; l >= 0; --l) {
     DenseLayer& layer = layers_[l];
     const float* out = ws_.act[l + 1].data();
-    if (training && l + 1 < static_cast<int64_t>(layers_.size())) update_taylor_stats(l, g, out, batch);
+    const bool taylor = training && l + 1 < static_cast<int64_t>(layers_.size());
+    ws_.row_sums.ensure_discard(2 * layer.units);
+    float* dot = taylor ? ws_.row_sums.data() : nullptr;
+    float* dz_sum = ws_.row_sums.data() + layer.units;
     for_row_blocks(pool, layer.units, batch, [&](int64_t r0, int64_t r1) {
-      activation_backward(g, out, batch, layer.activation, r0, r1, batch);
+      activation_backward(g, out, batch, layer.activation, r0, r1, batch, dot, dz_sum);
     });
+    if (taylor) update_taylor_stats(l, dot);
+    if (layer.use_bias) {
+      float* db = layer.bias.grad();
+      for (int64_t r = 0; r < layer.units; ++r) db[r] = beta == 0.0f ? dz_sum[r] : beta * db[r] + dz_sum[r];
+    }
     if (capture_dz) {
       ws_.dz[l].ensure_discard(layer.units * batch);
       std::copy(g, g + layer.units * batch, ws_.dz[l].data());
@@ -268,7 +273,6 @@ void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool,
                layer.weight.grad(), layer.weight.stride, pool);
       if (drop_connect) apply_mask(layer.weight.grad(), ws_.dc_mask[l].data(), layer.units * layer.weight.stride);
     }
-    if (layer.use_bias) bias_backward(layer.bias.grad(), g, batch, 0, layer.units, batch, beta);
     mask_gradients(layer, pool);
     if (l > 0) {
       const float* weights = drop_connect ? ws_.dc_weight[l].data() : nullptr;

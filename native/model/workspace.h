@@ -21,6 +21,8 @@ struct Workspace {
   std::vector<FloatBuffer> dc_mask, dc_weight;
   // Gradient ping-pong buffers, sized for the widest layer.
   FloatBuffer grad_a, grad_b;
+  // Per-row sums gathered by the activation kernels (statistics, bias gradient).
+  FloatBuffer row_sums;
   // Targets of the batch in feature-major order (float targets only).
   FloatBuffer targets;
   std::vector<int32_t> labels;
