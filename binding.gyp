@@ -4,7 +4,7 @@
 # static libraries because gyp sets compiler flags per target, not per file.
 {
   "variables": {
-    "np_common_flags": ["-O3", "-fno-math-errno", "-fvisibility=hidden", "-std=c++17", "-Wno-unused-parameter"]
+    "np_common_flags": ["-O3", "-fno-math-errno", "-fopenmp-simd", "-fvisibility=hidden", "-std=c++17", "-Wno-unused-parameter"]
   },
   "targets": [
     {

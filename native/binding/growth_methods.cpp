@@ -116,9 +116,9 @@ Napi::Value ModelWrap::UnitStats(const Napi::CallbackInfo& info) {
   auto act = Napi::Float64Array::New(env, l.units);
   auto taylor = Napi::Float64Array::New(env, l.units);
   for (int64_t j = 0; j < l.units; ++j) {
-    ages[j] = static_cast<double>(model_->step() - (j < static_cast<int64_t>(l.birth_step.size()) ? l.birth_step[j] : 0));
-    act[j] = j < static_cast<int64_t>(l.stats.mean_abs_activation.size()) ? l.stats.mean_abs_activation[j] : 0.0;
-    taylor[j] = j < static_cast<int64_t>(l.stats.taylor.size()) ? l.stats.taylor[j] : 0.0;
+    ages[static_cast<size_t>(j)] = static_cast<double>(model_->step() - (j < static_cast<int64_t>(l.birth_step.size()) ? l.birth_step[j] : 0));
+    act[static_cast<size_t>(j)] = j < static_cast<int64_t>(l.stats.mean_abs_activation.size()) ? l.stats.mean_abs_activation[j] : 0.0;
+    taylor[static_cast<size_t>(j)] = j < static_cast<int64_t>(l.stats.taylor.size()) ? l.stats.taylor[j] : 0.0;
   }
   Napi::Object o = Napi::Object::New(env);
   o.Set("ages", ages);
