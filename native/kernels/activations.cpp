@@ -1,4 +1,5 @@
 #include "activations.h"
+#include "clones.h"
 
 #include <cmath>
 #include <cstring>
@@ -57,18 +58,12 @@ static inline float derivative_from_output(Activation act, float a) {
   return 1.0f;
 }
 
-// These loops are memory-bound passes over a layer's outputs. target_clones
-// builds an AVX-512, an AVX2 and a baseline copy and the loader picks one from
-// cpuid; `omp simd reduction` (enabled by -fopenmp-simd, no OpenMP runtime)
-// lets the sums vectorise without -ffast-math.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NP_NO_TARGET_CLONES)
-#define NP_ROW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define NP_ROW_CLONES
-#endif
+// These loops are memory-bound passes over a layer's outputs (NP_CLONES: per-ISA
+// copies picked from cpuid); `omp simd reduction` (enabled by -fopenmp-simd,
+// no OpenMP runtime) lets the sums vectorise without -ffast-math.
 
 template <Activation A>
-NP_ROW_CLONES static void forward_rows(float* y, int64_t ld, const float* bias, int64_t r0, int64_t r1, int64_t batch, float* abs_sum,
+NP_CLONES static void forward_rows(float* y, int64_t ld, const float* bias, int64_t r0, int64_t r1, int64_t batch, float* abs_sum,
                          float* sum) {
   for (int64_t r = r0; r < r1; ++r) {
     float* row = y + r * ld;
@@ -100,7 +95,7 @@ void bias_activation_forward(float* y, int64_t ld, const float* bias, Activation
 }
 
 template <Activation A>
-NP_ROW_CLONES static void backward_rows(float* dy, const float* y, int64_t ld, int64_t r0, int64_t r1, int64_t batch, float* dot,
+NP_CLONES static void backward_rows(float* dy, const float* y, int64_t ld, int64_t r0, int64_t r1, int64_t batch, float* dot,
                           float* dz_sum) {
   for (int64_t r = r0; r < r1; ++r) {
     float* d = dy + r * ld;

@@ -1,11 +1,13 @@
 #include "optimizers.h"
 
+#include "clones.h"
+
 #include <cmath>
 
 namespace np {
 
 // Same formulas as torch.optim.SGD: v = mu v + g; step = nesterov ? g + mu v : v.
-void sgd_update(float* value, float* velocity, const float* grad, int64_t count, const SgdParams& p) {
+NP_CLONES void sgd_update(float* value, float* velocity, const float* grad, int64_t count, const SgdParams& p) {
   const float lr = p.learning_rate, mu = p.momentum, wd = p.weight_decay;
   if (mu == 0.0f || velocity == nullptr) {
     for (int64_t i = 0; i < count; ++i) value[i] -= lr * (grad[i] + wd * value[i]);
@@ -30,7 +32,7 @@ void sgd_update(float* value, float* velocity, const float* grad, int64_t count,
 
 // torch.optim.Adam / AdamW: m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t),
 // w -= lr * m_hat / (sqrt(v_hat) + eps).
-void adam_update(float* value, float* m, float* v, const float* grad, int64_t count, const AdamParams& p) {
+NP_CLONES void adam_update(float* value, float* m, float* v, const float* grad, int64_t count, const AdamParams& p) {
   const float b1 = p.beta1, b2 = p.beta2, eps = p.epsilon, lr = p.learning_rate;
   const float step = lr / p.bias_correction1;
   const float inv_sqrt_bc2 = 1.0f / std::sqrt(p.bias_correction2);
