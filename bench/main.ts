@@ -1,6 +1,6 @@
 // `npm run bench`: the benchmark report. See bench/README.md and BENCH.md.
 //
-//   npm run bench -- [--gemm] [--train] [--small] [--sparse] [--accuracy] [--quick] [--threads 1,2]
+//   npm run bench -- [--gemm] [--train] [--small] [--sparse] [--accuracy] [--plasticity] [--quick] [--threads 1,2]
 //                    [--peers all|none|pytorch,tfjs-cpu,tfjs-wasm] [--json FILE] [--svg FILE]
 //
 // With no subset flag every speed bench runs (gemm, train, small, sparse); the
@@ -18,6 +18,7 @@ interface MainOptions {
   small: boolean;
   sparse: boolean;
   accuracy: boolean;
+  plasticity: boolean;
   quick: boolean;
   threads?: number[];
   peers: 'all' | 'none' | string[];
@@ -25,7 +26,7 @@ interface MainOptions {
   svg?: string;
 }
 
-const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [--accuracy] [--quick] [--threads 1,2]
+const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [--accuracy] [--plasticity] [--quick] [--threads 1,2]
                       [--peers all|none|pytorch,tfjs-cpu,tfjs-wasm] [--json FILE] [--svg FILE]
   --gemm     dense GEMM GFLOP/s per shape and SIMD level, against OpenBLAS sgemm
   --train    training steps of 784-300-100-10 and 784-1024-1024-10 at batch 128
@@ -35,7 +36,9 @@ const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [
              and full-epoch training of 784-4096-4096-10 dense vs 90/95/99% sparse
   --accuracy LeNet-300-100 on Fashion-MNIST: test accuracy vs compression (4x..60x) under
              gradual magnitude pruning, against the dense baseline (minutes)
-  (no subset flag: gemm, train, small and sparse; --accuracy only when given)
+  --plasticity loss of plasticity over 60 permuted Fashion-MNIST tasks: new-task accuracy of
+             plain SGD, continual backprop, ReDo and the drop-in & out cycle (minutes)
+  (no subset flag: gemm, train, small and sparse; --accuracy and --plasticity only when given)
   --quick    few repetitions: a smoke test of the harness, not numbers to quote
   --threads  thread counts to run (default: 1 and all cores)
   --peers    which peers to measure next to us (default all)
@@ -43,7 +46,7 @@ const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [
   --svg      write a bar chart to FILE`;
 
 function parseArgs(argv: string[]): MainOptions {
-  const o: MainOptions = { gemm: false, train: false, small: false, sparse: false, accuracy: false, quick: false, peers: 'all' };
+  const o: MainOptions = { gemm: false, train: false, small: false, sparse: false, accuracy: false, plasticity: false, quick: false, peers: 'all' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -57,6 +60,7 @@ function parseArgs(argv: string[]): MainOptions {
       case '--small': o.small = true; break;
       case '--sparse': o.sparse = true; break;
       case '--accuracy': o.accuracy = true; break;
+      case '--plasticity': o.plasticity = true; break;
       case '--quick': o.quick = true; break;
       case '--json': o.json = value(); break;
       case '--svg': o.svg = value(); break;
@@ -90,7 +94,7 @@ function parseArgs(argv: string[]): MainOptions {
         throw new RangeError(`unknown option ${a}`);
     }
   }
-  if (!o.gemm && !o.train && !o.small && !o.sparse && !o.accuracy) o.gemm = o.train = o.small = o.sparse = true;
+  if (!o.gemm && !o.train && !o.small && !o.sparse && !o.accuracy && !o.plasticity) o.gemm = o.train = o.small = o.sparse = true;
   return o;
 }
 
@@ -244,6 +248,17 @@ async function main(): Promise<void> {
       results.push(...(await runPruneAccuracyBench({ quick: opts.quick, log: (s) => console.log(s) })));
     } catch (err) {
       console.log(`prune accuracy bench failed: ${(err as Error).stack ?? String(err)}`);
+      failed = true;
+    }
+  }
+
+  if (opts.plasticity) {
+    section('loss of plasticity: permuted Fashion-MNIST task stream');
+    try {
+      const { runPlasticityBench } = await import('./plasticity');
+      results.push(...(await runPlasticityBench({ quick: opts.quick, log: (s) => console.log(s) })));
+    } catch (err) {
+      console.log(`plasticity bench failed: ${(err as Error).stack ?? String(err)}`);
       failed = true;
     }
   }

@@ -20,6 +20,10 @@ export type { PruneOptions, PruneResult, PruneCriterion } from './structure';
 export type { GrowOptions, GrowResult, GrowInit, SparsifyOptions } from './growth';
 export type * from './plasticity';
 export { layers, optimizers, plasticity, data };
+export * as continual from './continual';
+export * as report from './report';
+export type { ContinualResult, Task, TaskSplit, RunOptions, TaskEndInfo } from './continual';
+export type { ReportInput, ReportEvent } from './report';
 
 export interface RuntimeInfo {
   /** SIMD level the kernels use: 'scalar' | 'avx2' | 'avx512'. */

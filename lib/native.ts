@@ -163,6 +163,13 @@ export const packageRoot = path.resolve(__dirname, '..');
 
 export function addon(): NativeAddon {
   if (cached) return cached;
+  // NEUROPLASTIC_ADDON_PATH: load this .node file instead (e.g. a sanitizer build, see scripts/test-asan.js).
+  const override = process.env.NEUROPLASTIC_ADDON_PATH;
+  if (override) {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    cached = require(path.resolve(override)) as NativeAddon;
+    return cached;
+  }
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     cached = require('node-gyp-build')(packageRoot) as NativeAddon;

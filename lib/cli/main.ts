@@ -7,8 +7,9 @@ import type { Command, Io } from './command';
 import { train } from './train';
 import { continualCommand } from './continual';
 import { reportCommand } from './report';
+import { inspect } from './inspect';
 
-const COMMANDS: readonly Command[] = [train, continualCommand, reportCommand];
+const COMMANDS: readonly Command[] = [train, continualCommand, reportCommand, inspect];
 
 function version(): string {
   // The same path from lib/cli (tsx) and dist/cli (built): both sit two levels below the package root.
