@@ -24,6 +24,13 @@ export interface DenseOptions {
   dropConnect?: number;
   /** Weight density below which this layer is stored and computed as CSR, in [0, 1]. Default: the model's. */
   sparseThreshold?: number;
+  /**
+   * Initial weight density in (0, 1]: below 1 each unit connects to a random
+   * `density` fraction of the inputs and the layer is built directly as CSR
+   * (memory grows with connections, not width squared). Default 1 (dense).
+   * See erdosRenyiDensity() for SET's epsilon parameterisation.
+   */
+  density?: number;
 }
 
 export interface DropoutOptions {
@@ -53,6 +60,7 @@ export class DenseLayer {
   readonly kernelInitializer: InitializerName;
   readonly dropConnect: number;
   readonly sparseThreshold: number | undefined;
+  readonly initialDensity: number;
   private readonly configuredUnits: number;
   private host: LayerHost | null = null;
   private nativeIndex = -1;
@@ -60,7 +68,7 @@ export class DenseLayer {
   constructor(options: DenseOptions) {
     const where = 'layers.dense()';
     const o = checkOptions<DenseOptions>(where, 'options', options);
-    checkKnownKeys(where, o, ['units', 'activation', 'useBias', 'kernelInitializer', 'dropConnect', 'sparseThreshold']);
+    checkKnownKeys(where, o, ['units', 'activation', 'useBias', 'kernelInitializer', 'dropConnect', 'sparseThreshold', 'density']);
     this.configuredUnits = checkInteger(where, 'units', o.units, { min: 1, max: 1 << 24 });
     this.activation = checkOneOf(where, 'activation', o.activation ?? 'linear', ACTIVATIONS);
     this.useBias = checkBoolean(where, 'useBias', o.useBias ?? true);
@@ -68,6 +76,7 @@ export class DenseLayer {
     this.dropConnect = checkNumber(where, 'dropConnect', o.dropConnect ?? 0, { min: 0, max: 1, maxExclusive: true });
     this.sparseThreshold =
       o.sparseThreshold === undefined ? undefined : checkNumber(where, 'sparseThreshold', o.sparseThreshold, { min: 0, max: 1 });
+    this.initialDensity = checkNumber(where, 'density', o.density ?? 1, { min: 0, max: 1, minExclusive: true });
   }
 
   /** @internal Binds the layer to its model (at add()); `index` is its position among the dense layers. */
@@ -122,7 +131,7 @@ export class DenseLayer {
 
   /** Storage format of the weight matrix. */
   get format(): 'dense' | 'csr' {
-    return this.info()?.format ?? 'dense';
+    return this.info()?.format ?? (this.initialDensity < 1 ? 'csr' : 'dense');
   }
 
   /** Units removed by neuron pruning that compact() has not dropped yet. */
@@ -193,6 +202,7 @@ export class DenseLayer {
       useBias: this.useBias,
       dropConnect: this.dropConnect,
       sparseThreshold: this.sparseThreshold ?? -1,
+      density: this.initialDensity,
     };
   }
 
@@ -217,6 +227,18 @@ export class DropoutLayer {
 }
 
 export type Layer = DenseLayer | DropoutLayer;
+
+/**
+ * SET's Erdos-Renyi density for a layer: epsilon (fanIn + fanOut) / (fanIn x fanOut),
+ * capped at 1 (Mocanu et al. 2018 use epsilon = 20).
+ */
+export function erdosRenyiDensity(epsilon: number, fanIn: number, fanOut: number): number {
+  const where = 'layers.erdosRenyiDensity()';
+  checkNumber(where, 'epsilon', epsilon, { min: 0, minExclusive: true });
+  checkInteger(where, 'fanIn', fanIn, { min: 1 });
+  checkInteger(where, 'fanOut', fanOut, { min: 1 });
+  return Math.min(1, (epsilon * (fanIn + fanOut)) / (fanIn * fanOut));
+}
 
 /** A fully connected layer: y = activation(W x + b). */
 export function dense(options: DenseOptions): DenseLayer {

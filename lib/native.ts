@@ -49,6 +49,7 @@ export interface NativeLayerSpec {
   useBias: boolean;
   dropConnect?: number;
   sparseThreshold?: number;
+  density?: number;
 }
 
 export interface NativeOptimizerConfig {

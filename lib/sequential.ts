@@ -88,6 +88,7 @@ export interface ModelConfig {
         kernelInitializer: InitializerName;
         dropConnect: number;
         sparseThreshold?: number;
+        density?: number;
       }
     | { kind: 'dropout'; rate: number }
   )[];
@@ -368,6 +369,7 @@ export class Sequential implements LayerHost {
               kernelInitializer: l.kernelInitializer,
               dropConnect: l.dropConnect,
               ...(l.sparseThreshold === undefined ? {} : { sparseThreshold: l.sparseThreshold }),
+              ...(l.initialDensity === 1 ? {} : { density: l.initialDensity }),
             }
           : { kind: 'dropout' as const, rate: l.rate },
       ),
@@ -392,6 +394,7 @@ export class Sequential implements LayerHost {
             kernelInitializer: l.kernelInitializer,
             dropConnect: l.dropConnect,
             ...(l.sparseThreshold === undefined ? {} : { sparseThreshold: l.sparseThreshold }),
+            ...(l.density === undefined ? {} : { density: l.density }),
           }),
         );
       } else if (l.kind === 'dropout') {

@@ -157,6 +157,7 @@ describe('plasticity: sparse training, reinitialisation, dropin and the cycle', 
 
   it('rejects bad schedule options', () => {
     expect(() => plasticity.set({ sparsity: 1 })).to.throw(RangeError, 'sparsity');
+    expect(() => plasticity.set({ sparsity: '0.9' as any })).to.throw(TypeError, 'sparsity');
     expect(() => plasticity.rigl({ sparsity: 0.9 } as any)).to.throw(TypeError, 'until');
     expect(() => plasticity.continualBackprop({ replacementRate: 2 })).to.throw(RangeError, 'replacementRate');
     expect(() => plasticity.redo({ every: 0 })).to.throw(RangeError, 'every');
@@ -176,5 +177,39 @@ describe('plasticity: sparse training, reinitialisation, dropin and the cycle', 
     }
     expect(error).to.be.instanceOf(RangeError);
     expect(m.step).to.equal(0);
+  });
+});
+
+describe('plasticity: models built sparse', () => {
+  it('layers.dense({ density }) builds CSR directly with that density and He scale per actual fan-in', () => {
+    const m = new Sequential({ inputSize: 1000, seed: 2 });
+    m.add(layers.dense({ units: 5000, activation: 'relu', density: layers.erdosRenyiDensity(20, 1000, 5000) }));
+    m.add(layers.dense({ units: 10 }));
+    const l = m.layers[0] as any;
+    expect(l.format).to.equal('csr');
+    m.compile({ optimizer: optimizers.sgd(), loss: 'softmaxCrossEntropy' });
+    expect(l.format).to.equal('csr');
+    expect(l.nnz).to.equal(5000 * Math.round(1000 * layers.erdosRenyiDensity(20, 1000, 5000)));
+    expect(l.bytes).to.be.below(5000 * 24 * 16 + 8 * 5001 + 1);
+    const state = m.native.exportState().layers[0];
+    let sq = 0;
+    for (const v of state.weight) sq += v * v;
+    expect(Math.sqrt(sq / state.weight.length)).to.be.closeTo(Math.sqrt(2 / 24), 0.02);
+  });
+
+  it('SET on a model built sparse keeps its density (no sparsity given)', async () => {
+    const m = new Sequential({ inputSize: 24, seed: 3 });
+    m.add(layers.dense({ units: 64, activation: 'relu', density: 0.25 })).add(layers.dense({ units: 4 }));
+    m.compile({ optimizer: optimizers.sgd({ learningRate: 0.05 }), loss: 'softmaxCrossEntropy' });
+    const nnz = (m.layers[0] as any).nnz;
+    await m.fit(x, y, { epochs: 2, batchSize: 16, callbacks: [plasticity.set({ dropFraction: 0.3, every: 5 })] });
+    expect((m.layers[0] as any).nnz).to.equal(nnz);
+    expect(m.events.filter((e) => e.kind === 'regrow').length).to.be.greaterThan(2);
+  });
+
+  it('rejects a density outside (0, 1]', () => {
+    expect(() => layers.dense({ units: 3, density: 0 })).to.throw(RangeError, 'density');
+    expect(() => layers.dense({ units: 3, density: 1.5 })).to.throw(RangeError, 'density');
+    expect(() => layers.erdosRenyiDensity(0, 3, 3)).to.throw(RangeError, 'epsilon');
   });
 });

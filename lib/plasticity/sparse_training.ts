@@ -9,8 +9,12 @@ import { checkInteger, checkKnownKeys, checkNumber, checkOneOf, checkOptions } f
 import { checkLayerList, denseTargets, nextMultiple, overallDensity } from './schedule';
 
 export interface SetOptions {
-  /** Overall weight sparsity to start from and keep, in [0, 1). */
-  sparsity: number;
+  /**
+   * Overall weight sparsity to start from, in [0, 1): a denser model is
+   * sparsified once when training begins. Omit it for a model built sparse
+   * (layers.dense({ density })), whose sparsity is kept as it is.
+   */
+  sparsity?: number;
   /** Fraction of each layer's weights dropped and regrown per update (zeta), in [0, 1). Default 0.3. */
   dropFraction?: number;
   /** Steps between updates. Default 100. */
@@ -26,9 +30,9 @@ export interface RiglOptions extends SetOptions {
   until: number;
 }
 
-function startSparse(model: Sequential, sparsity: number, distribution: 'erdos-renyi' | 'uniform') {
+function startSparse(model: Sequential, sparsity: number | undefined, distribution: 'erdos-renyi' | 'uniform') {
   // Only once: a model already at (or below) the target density keeps its pattern.
-  if (overallDensity(model) > 1 - sparsity + 1e-9) model.sparsify({ sparsity, distribution });
+  if (sparsity !== undefined && overallDensity(model) > 1 - sparsity + 1e-9) model.sparsify({ sparsity, distribution });
 }
 
 function common(where: string, options: SetOptions, extraKeys: string[]) {
@@ -36,7 +40,7 @@ function common(where: string, options: SetOptions, extraKeys: string[]) {
   checkKnownKeys(where, o, ['sparsity', 'dropFraction', 'every', 'distribution', 'layers', ...extraKeys]);
   return {
     o,
-    sparsity: checkNumber(where, 'sparsity', o.sparsity, { min: 0, max: 1, maxExclusive: true }),
+    sparsity: o.sparsity === undefined ? undefined : checkNumber(where, 'sparsity', o.sparsity, { min: 0, max: 1, maxExclusive: true }),
     dropFraction: checkNumber(where, 'dropFraction', o.dropFraction ?? 0.3, { min: 0, max: 1, maxExclusive: true }),
     every: checkInteger(where, 'every', o.every ?? 100, { min: 1 }),
     distribution: checkOneOf(where, 'distribution', o.distribution ?? 'erdos-renyi', ['erdos-renyi', 'uniform'] as const),

@@ -36,6 +36,9 @@ np::LayerSpec read_layer_spec(Napi::Env env, Napi::Value value, size_t index) {
   if (!(spec.drop_connect >= 0.0f && spec.drop_connect < 1.0f))
     throw Napi::RangeError::New(env, "layers[" + std::to_string(index) + "].dropConnect must be in [0, 1)");
   spec.sparse_threshold = static_cast<float>(number_prop(o, "sparseThreshold", -1));
+  spec.density = number_prop(o, "density", 1.0);
+  if (!(spec.density > 0.0 && spec.density <= 1.0))
+    throw Napi::RangeError::New(env, "layers[" + std::to_string(index) + "].density must be in (0, 1]");
   if (!(spec.sparse_threshold <= 1.0f))
     throw Napi::RangeError::New(env, "layers[" + std::to_string(index) + "].sparseThreshold must be <= 1");
   return spec;

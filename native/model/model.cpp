@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -28,8 +29,11 @@ Model::Model(int64_t input_size, uint64_t seed, const std::vector<LayerSpec>& sp
     if (spec.units < 1) throw_range("layer " + std::to_string(i) + ": units must be a positive integer");
     if (!(spec.input_dropout >= 0.0f && spec.input_dropout < 1.0f))
       throw_range("layer " + std::to_string(i) + ": dropout rate must be in [0, 1)");
-    // Weights, gradient and up to two optimizer moments.
-    check_fits_in_memory(4.0 * 4.0 * static_cast<double>(spec.units) * static_cast<double>(inputs),
+    if (!(spec.density > 0.0 && spec.density <= 1.0))
+      throw_range("layer " + std::to_string(i) + ": density must be in (0, 1]");
+    // Weights, gradient and up to two optimizer moments (plus a column index when sparse).
+    const double entries = spec.density * static_cast<double>(spec.units) * static_cast<double>(inputs);
+    check_fits_in_memory((spec.density < 1.0 ? 20.0 : 16.0) * entries,
                          "layer " + std::to_string(i) + " (" + std::to_string(spec.units) + " x " + std::to_string(inputs) + ")");
     DenseLayer layer;
     layer.inputs = inputs;
@@ -41,12 +45,16 @@ Model::Model(int64_t input_size, uint64_t seed, const std::vector<LayerSpec>& sp
     layer.drop_connect = spec.drop_connect;
     layer.sparse_threshold = spec.sparse_threshold;
     layer.use_bias = spec.use_bias;
-    layer.weight.allocate(spec.units, inputs);
     layer.bias.allocate(spec.units, 1);
     layer.neuron_ids.resize(spec.units);
     layer.birth_step.assign(spec.units, 0);
     for (auto& id : layer.neuron_ids) id = next_neuron_id_++;
-    init_layer_weights(layer, spec.init);
+    if (spec.density < 1.0) {
+      init_sparse_layer(layer, spec.init, spec.density);
+    } else {
+      layer.weight.allocate(spec.units, inputs);
+      init_layer_weights(layer, spec.init);
+    }
     layers_.push_back(std::move(layer));
     inputs = spec.units;
   }
@@ -79,6 +87,52 @@ void Model::init_layer_weights(DenseLayer& layer, InitKind init) {
       w[r * stride + c] = v;
     }
   }
+  layer.bias.zero(Slot::kValue);
+}
+
+// Random sparse connectivity, built straight into CSR: each unit draws
+// round(density x inputs) distinct inputs (Floyd's sampling, O(k) per row),
+// and its weights come from the init distribution with the unit's actual
+// fan-in, so activations keep their scale however sparse the layer is.
+void Model::init_sparse_layer(DenseLayer& layer, InitKind init, double density) {
+  if (init == InitKind::kAuto)
+    init = layer.activation == Activation::kRelu ? InitKind::kHeNormal : InitKind::kGlorotUniform;
+  const int64_t per_row = std::max<int64_t>(1, std::min<int64_t>(layer.inputs, std::llround(density * layer.inputs)));
+  CsrParam c;
+  c.rows = layer.units;
+  c.cols = layer.inputs;
+  c.indptr.resize(layer.units + 1);
+  for (int64_t r = 0; r <= layer.units; ++r) c.indptr[r] = r * per_row;
+  c.indices.resize(layer.units * per_row);
+  c.allocate_slots(layer.units * per_row, 0);
+  const double fan_in = static_cast<double>(per_row);
+  const double fan_out = std::max(1.0, density * static_cast<double>(layer.units));
+  std::vector<int32_t> row;
+  std::vector<uint8_t> seen(layer.inputs, 0);  // membership for Floyd's test, cleared per row
+  for (int64_t r = 0; r < layer.units; ++r) {
+    row.clear();
+    for (int64_t j = layer.inputs - per_row; j < layer.inputs; ++j) {
+      const int32_t t = static_cast<int32_t>(rng_.below(static_cast<uint64_t>(j + 1)));
+      const int32_t pick = seen[t] ? static_cast<int32_t>(j) : t;
+      seen[pick] = 1;
+      row.push_back(pick);
+    }
+    for (int32_t c : row) seen[c] = 0;
+    std::sort(row.begin(), row.end());
+    std::copy(row.begin(), row.end(), c.indices.begin() + r * per_row);
+    float* v = c.value() + r * per_row;
+    for (int64_t k = 0; k < per_row; ++k) {
+      switch (init) {
+        case InitKind::kHeNormal: v[k] = static_cast<float>(std::sqrt(2.0 / fan_in)) * rng_.normal(); break;
+        case InitKind::kGlorotUniform:
+          v[k] = (2.0f * rng_.uniform() - 1.0f) * static_cast<float>(std::sqrt(6.0 / (fan_in + fan_out)));
+          break;
+        default: v[k] = 0.0f; break;
+      }
+    }
+  }
+  layer.csr = std::move(c);
+  layer.format = WeightFormat::kCsr;
   layer.bias.zero(Slot::kValue);
 }
 

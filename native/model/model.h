@@ -33,6 +33,10 @@ struct LayerSpec {
   InitKind init = InitKind::kAuto;
   bool use_bias = true;
   float sparse_threshold = -1.0f;  // density below which the weights are stored as CSR; < 0: model default
+  // Initial weight density: below 1 the layer is built directly as CSR with a
+  // random pattern (never materialising the dense matrix), so memory grows
+  // with connections, not with width squared.
+  double density = 1.0;
 };
 
 enum class WeightFormat : int { kDense = 0, kCsr = 1 };
@@ -251,6 +255,7 @@ class Model {
   // Removes the k smallest-magnitude stored weights of a layer (no event, no format change).
   int64_t remove_smallest(int64_t layer, int64_t k);
   void init_layer_weights(DenseLayer& layer, InitKind init);
+  void init_sparse_layer(DenseLayer& layer, InitKind init, double density);
   // Forward over columns [0, batch) of the workspace input; dropout only when training.
   void forward(int64_t batch, bool training, ThreadPool* pool);
   BatchStats loss_and_gradient(const Targets& targets, const int32_t* indices, int64_t first, int64_t batch,
