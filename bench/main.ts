@@ -1,6 +1,6 @@
 // `npm run bench`: the benchmark report. See bench/README.md and BENCH.md.
 //
-//   npm run bench -- [--gemm] [--train] [--small] [--sparse] [--accuracy] [--plasticity] [--quick] [--threads 1,2]
+//   npm run bench -- [--gemm] [--train] [--small] [--sparse] [--accuracy] [--plasticity] [--dst] [--quick] [--threads 1,2]
 //                    [--peers all|none|pytorch,tfjs-cpu,tfjs-wasm] [--json FILE] [--svg FILE]
 //
 // With no subset flag every speed bench runs (gemm, train, small, sparse); the
@@ -19,6 +19,7 @@ interface MainOptions {
   sparse: boolean;
   accuracy: boolean;
   plasticity: boolean;
+  dst: boolean;
   quick: boolean;
   threads?: number[];
   peers: 'all' | 'none' | string[];
@@ -26,7 +27,7 @@ interface MainOptions {
   svg?: string;
 }
 
-const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [--accuracy] [--plasticity] [--quick] [--threads 1,2]
+const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [--accuracy] [--plasticity] [--dst] [--quick] [--threads 1,2]
                       [--peers all|none|pytorch,tfjs-cpu,tfjs-wasm] [--json FILE] [--svg FILE]
   --gemm     dense GEMM GFLOP/s per shape and SIMD level, against OpenBLAS sgemm
   --train    training steps of 784-300-100-10 and 784-1024-1024-10 at batch 128
@@ -38,7 +39,9 @@ const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [
              gradual magnitude pruning, against the dense baseline (minutes)
   --plasticity loss of plasticity over 60 permuted Fashion-MNIST tasks: new-task accuracy of
              plain SGD, continual backprop, ReDo and the drop-in & out cycle (minutes)
-  (no subset flag: gemm, train, small and sparse; --accuracy and --plasticity only when given)
+  --dst      structural growth cost vs layer width, SET/RigL vs dense at 90% sparsity, SET
+             784-3000x3-10 vs the reference, and 10k..1M-wide sparse layers (minutes)
+  (no subset flag: gemm, train, small and sparse; --accuracy, --plasticity and --dst only when given)
   --quick    few repetitions: a smoke test of the harness, not numbers to quote
   --threads  thread counts to run (default: 1 and all cores)
   --peers    which peers to measure next to us (default all)
@@ -46,7 +49,7 @@ const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [
   --svg      write a bar chart to FILE`;
 
 function parseArgs(argv: string[]): MainOptions {
-  const o: MainOptions = { gemm: false, train: false, small: false, sparse: false, accuracy: false, plasticity: false, quick: false, peers: 'all' };
+  const o: MainOptions = { gemm: false, train: false, small: false, sparse: false, accuracy: false, plasticity: false, dst: false, quick: false, peers: 'all' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -61,6 +64,7 @@ function parseArgs(argv: string[]): MainOptions {
       case '--sparse': o.sparse = true; break;
       case '--accuracy': o.accuracy = true; break;
       case '--plasticity': o.plasticity = true; break;
+      case '--dst': o.dst = true; break;
       case '--quick': o.quick = true; break;
       case '--json': o.json = value(); break;
       case '--svg': o.svg = value(); break;
@@ -94,7 +98,7 @@ function parseArgs(argv: string[]): MainOptions {
         throw new RangeError(`unknown option ${a}`);
     }
   }
-  if (!o.gemm && !o.train && !o.small && !o.sparse && !o.accuracy && !o.plasticity) o.gemm = o.train = o.small = o.sparse = true;
+  if (!o.gemm && !o.train && !o.small && !o.sparse && !o.accuracy && !o.plasticity && !o.dst) o.gemm = o.train = o.small = o.sparse = true;
   return o;
 }
 
@@ -259,6 +263,17 @@ async function main(): Promise<void> {
       results.push(...(await runPlasticityBench({ quick: opts.quick, log: (s) => console.log(s) })));
     } catch (err) {
       console.log(`plasticity bench failed: ${(err as Error).stack ?? String(err)}`);
+      failed = true;
+    }
+  }
+
+  if (opts.dst) {
+    section('dynamic sparse training and growth: SET, RigL, width');
+    try {
+      const { runDstBench } = await import('./dst');
+      results.push(...(await runDstBench({ quick: opts.quick, log: (s) => console.log(s) })));
+    } catch (err) {
+      console.log(`dst bench failed: ${(err as Error).stack ?? String(err)}`);
       failed = true;
     }
   }

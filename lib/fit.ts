@@ -92,7 +92,7 @@ export async function runFit(plan: FitPlan): Promise<History> {
   const perBatch = callbacks.some((c) => typeof c.onBatchEnd === 'function');
   const progressCallbacks = callbacks.filter((c) => typeof c.onProgress === 'function');
   const stepHooks = callbacks.filter((c) => typeof c.nextStep === 'function' && typeof c.onStep === 'function');
-  let eventsSeen = native.events().length;
+  let eventsSeen = native.eventCount;
 
   // Hands structural events logged since the last call to the hooks.
   const dispatchEvents = async () => {

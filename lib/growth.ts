@@ -69,7 +69,7 @@ export function grow(host: GrowthHost, options: GrowOptions): GrowResult {
     ({ x, y } = checkInputs(where, o.data[0], o.data[1], host.inputSize, host.outputSize, host.loss));
   }
   host.assertIdle('grow');
-  const before = host.native.events().length;
+  const before = host.native.eventCount;
   const ids = host.native.grow(index, count, init, noise, x, y);
   return { neuronIds: Array.from(ids), events: toApiEvents(host.native.events(before), host.layers) };
 }
@@ -81,7 +81,7 @@ export function sparsify(host: StructureHost, options: SparsifyOptions): Structu
   const sparsity = checkNumber(where, 'sparsity', o.sparsity, { min: 0, max: 1, maxExclusive: true });
   const distribution = checkOneOf(where, 'distribution', o.distribution ?? 'erdos-renyi', ['erdos-renyi', 'uniform'] as const);
   host.assertIdle('sparsify');
-  const before = host.native.events().length;
+  const before = host.native.eventCount;
   host.native.sparsify(sparsity, distribution);
   return toApiEvents(host.native.events(before), host.layers);
 }

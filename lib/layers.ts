@@ -146,8 +146,7 @@ export class DenseLayer {
 
   /** Stable neuron ids, one per unit (they survive pruning and growth of other neurons). */
   get neuronIds(): number[] {
-    const i = this.info();
-    return i ? Array.from(i.neuronIds) : [];
+    return this.host && this.host.isBuilt ? Array.from(this.host.native.neuronIds(this.nativeIndex)) : [];
   }
 
   /** Number of trainable parameters: stored weights + biases of live units. */

@@ -23,7 +23,6 @@ export interface NativeLayerInfo {
   nnz: number;
   format: 'dense' | 'csr';
   bytes: number;
-  neuronIds: Float64Array;
   deadUnits: number;
   dropConnect: number;
 }
@@ -149,6 +148,9 @@ export interface NativeModel {
   readonly busy: string | null;
   readonly layerCount: number;
   readonly parameterCount: number;
+  /** Number of structural events logged so far (cheap; events(from) copies only the new ones). */
+  readonly eventCount: number;
+  neuronIds(layer: number): Float64Array;
 }
 
 export interface NativeAddon {

@@ -92,7 +92,7 @@ export function prune(host: StructureHost, options: PruneOptions): PruneResult {
     }
   }
   host.assertIdle('prune');
-  const before = host.native.events().length;
+  const before = host.native.eventCount;
   const removed =
     structure === 'weight'
       ? host.native.pruneWeights(targets, amount, scope === 'global')
@@ -102,7 +102,7 @@ export function prune(host: StructureHost, options: PruneOptions): PruneResult {
 
 export function compact(host: StructureHost): StructuralEvent[] {
   host.assertIdle('compact');
-  const before = host.native.events().length;
+  const before = host.native.eventCount;
   host.native.compact();
   return toApiEvents(host.native.events(before), host.layers);
 }

@@ -64,6 +64,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceAccessor<&ModelWrap::GetBusy>("busy"),
                          InstanceAccessor<&ModelWrap::GetLayerCount>("layerCount"),
                          InstanceAccessor<&ModelWrap::GetParameterCount>("parameterCount"),
+                         InstanceAccessor<&ModelWrap::GetEventCount>("eventCount"),
+                         InstanceMethod<&ModelWrap::NeuronIds>("neuronIds"),
                          InstanceMethod<&ModelWrap::PruneWeights>("pruneWeights"),
                          InstanceMethod<&ModelWrap::PruneWeightsToSparsity>("pruneWeightsToSparsity"),
                          InstanceMethod<&ModelWrap::PruneNeurons>("pruneNeurons"),
@@ -223,10 +225,23 @@ Napi::Value ModelWrap::LayerInfo(const Napi::CallbackInfo& info) {
   o.Set("bytes", static_cast<double>(l.weight_bytes()));
   o.Set("deadUnits", static_cast<double>(l.dead_units()));
   o.Set("dropConnect", l.drop_connect);
+
+  return o;
+}
+
+// neuronIds(layer) -> Float64Array: kept out of layerInfo(), which is read
+// often (every property access) and should not copy a wide layer's ids.
+Napi::Value ModelWrap::NeuronIds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t index = int_arg(info, 0, "layer", 0, model_->layers().size() - 1);
+  const np::DenseLayer& l = model_->layers()[index];
   auto ids = Napi::Float64Array::New(env, l.neuron_ids.size());
   for (size_t i = 0; i < l.neuron_ids.size(); ++i) ids[i] = static_cast<double>(l.neuron_ids[i]);
-  o.Set("neuronIds", ids);
-  return o;
+  return ids;
+}
+
+Napi::Value ModelWrap::GetEventCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(model_->events().size()));
 }
 
 Napi::Value ModelWrap::RequestAbort(const Napi::CallbackInfo& info) {

@@ -45,6 +45,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value GetBusy(const Napi::CallbackInfo& info);
   Napi::Value GetLayerCount(const Napi::CallbackInfo& info);
   Napi::Value GetParameterCount(const Napi::CallbackInfo& info);
+  Napi::Value GetEventCount(const Napi::CallbackInfo& info);
+  Napi::Value NeuronIds(const Napi::CallbackInfo& info);
 
   // Structural operations (structure_methods.cpp).
   Napi::Value PruneWeights(const Napi::CallbackInfo& info);

@@ -136,18 +136,27 @@ std::vector<int64_t> Model::grow_units(int64_t l, int64_t count, GrowInit init, 
     if (!(out_scale > 0.0f)) out_scale = 1.0f;
   }
 
-  // Net2Wider sources: live units, without replacement while possible.
+  // Net2Wider sources: live units, without replacement while possible. When
+  // every unit is alive and few are needed, sample them directly (O(count))
+  // instead of listing the layer (O(width)).
   std::vector<int64_t> sources;
   if (init == GrowInit::kNet2Wider) {
-    std::vector<int64_t> live;
-    for (int64_t j = 0; j < old_units; ++j)
-      if (layer.alive.empty() || layer.alive[j]) live.push_back(j);
-    if (live.empty()) throw_error("net2wider needs at least one live unit to split");
-    for (int64_t k = 0; k < count; ++k) {
-      if (k % static_cast<int64_t>(live.size()) == 0) {
-        for (size_t i = live.size() - 1; i > 0; --i) std::swap(live[i], live[rng_.below(i + 1)]);
+    if (layer.alive.empty() && count <= old_units / 2) {
+      while (static_cast<int64_t>(sources.size()) < count) {
+        const int64_t g = static_cast<int64_t>(rng_.below(old_units));
+        if (std::find(sources.begin(), sources.end(), g) == sources.end()) sources.push_back(g);
       }
-      sources.push_back(live[k % live.size()]);
+    } else {
+      std::vector<int64_t> live;
+      for (int64_t j = 0; j < old_units; ++j)
+        if (layer.alive.empty() || layer.alive[j]) live.push_back(j);
+      if (live.empty()) throw_error("net2wider needs at least one live unit to split");
+      for (int64_t k = 0; k < count; ++k) {
+        if (k % static_cast<int64_t>(live.size()) == 0) {
+          for (size_t i = live.size() - 1; i > 0; --i) std::swap(live[i], live[rng_.below(i + 1)]);
+        }
+        sources.push_back(live[k % live.size()]);
+      }
     }
   }
 
@@ -223,21 +232,30 @@ std::vector<int64_t> Model::grow_units(int64_t l, int64_t count, GrowInit init, 
   }
   // Net2Wider: split each source's outgoing weights between it and its copies
   // (shares sum to 1, so the function is unchanged; uneven shares when noise > 0
-  // break the symmetry between the copies).
-  std::vector<float> source_share(old_units, 1.0f);
+  // break the symmetry between the copies). Only the sources involved are
+  // visited, so the cost does not grow with the layer's width.
   std::vector<float> copy_share(count, 0.0f);
+  std::vector<std::pair<int64_t, float>> source_shares;  // (source unit, its remaining share)
   if (init == GrowInit::kNet2Wider) {
-    std::vector<std::vector<int64_t>> copies(old_units);
-    for (int64_t k = 0; k < count; ++k) copies[sources[k]].push_back(k);
-    for (int64_t g = 0; g < old_units; ++g) {
-      if (copies[g].empty()) continue;
-      const size_t parts = copies[g].size() + 1;
+    std::vector<int64_t> order(count);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return sources[a] < sources[b]; });
+    for (size_t i = 0; i < order.size();) {
+      size_t j = i;
+      while (j < order.size() && sources[order[j]] == sources[order[i]]) ++j;
+      const size_t parts = j - i + 1;
       std::vector<double> share(parts);
       double sum = 0.0;
       for (auto& s : share) sum += (s = 1.0 + noise * (2.0 * rng_.uniform() - 1.0));
-      source_share[g] = static_cast<float>(share[0] / sum);
-      for (size_t i = 0; i < copies[g].size(); ++i) copy_share[copies[g][i]] = static_cast<float>(share[i + 1] / sum);
+      source_shares.emplace_back(sources[order[i]], static_cast<float>(share[0] / sum));
+      for (size_t c = i; c < j; ++c) copy_share[order[c]] = static_cast<float>(share[c - i + 1] / sum);
+      i = j;
     }
+  }
+  std::vector<float> source_share_of;  // dense lookup only for the CSR path's column scan
+  if (init == GrowInit::kNet2Wider && next.format == WeightFormat::kCsr) {
+    source_share_of.assign(old_units, 1.0f);
+    for (const auto& [g, s] : source_shares) source_share_of[g] = s;
   }
   auto outgoing = [&](int64_t r, int64_t k, float source_value) {
     return init == GrowInit::kNet2Wider ? copy_share[k] * source_value : out[r * count + k];
@@ -279,7 +297,7 @@ std::vector<int64_t> Model::grow_units(int64_t l, int64_t count, GrowInit init, 
     if (init == GrowInit::kNet2Wider) {
       for (int64_t r = 0; r < next.units; ++r)
         for (int64_t e = c.indptr[r]; e < c.indptr[r + 1]; ++e) {
-          const float s = source_share[c.indices[e]];
+          const float s = source_share_of[c.indices[e]];
           for (int sl = 0; sl < kSlotCount; ++sl)
             if (c.has(static_cast<Slot>(sl)) && sl != 1) c.slots[sl][e] *= sl == 3 ? s * s : s;
         }
@@ -301,9 +319,7 @@ std::vector<int64_t> Model::grow_units(int64_t l, int64_t count, GrowInit init, 
       float* row = p.value() + r * p.stride;
       for (int64_t k = 0; k < count; ++k) row[old_inputs + k] = outgoing(r, k, init == GrowInit::kNet2Wider ? row[sources[k]] : 0.0f);
       if (init == GrowInit::kNet2Wider) {
-        for (int64_t g = 0; g < old_units; ++g) {
-          const float s = source_share[g];
-          if (s == 1.0f) continue;
+        for (const auto& [g, s] : source_shares) {
           for (int sl = 0; sl < kSlotCount; ++sl)
             if (p.has(static_cast<Slot>(sl)) && sl != 1) p.slots[sl][r * p.stride + g] *= sl == 3 ? s * s : s;
         }

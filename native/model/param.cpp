@@ -46,7 +46,10 @@ void DenseParam::grow(int64_t new_rows, int64_t new_cols) {
     for (int s = 0; s < kSlotCount; ++s) {
       if (slots[s].size() == 0) continue;
       float* base = slots[s].data();
-      for (int64_t r = 0; r < rows; ++r) std::memset(base + r * stride + cols, 0, sizeof(float) * (new_cols - cols));
+      // Only the new entries: O(new rows x cols + rows x new cols), so adding
+      // rows alone never touches the existing ones.
+      if (new_cols > cols)
+        for (int64_t r = 0; r < rows; ++r) std::memset(base + r * stride + cols, 0, sizeof(float) * (new_cols - cols));
       for (int64_t r = rows; r < new_rows; ++r) std::memset(base + r * stride, 0, sizeof(float) * new_cols);
     }
     rows = new_rows;

@@ -138,21 +138,34 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
       const int64_t block = 64;
       std::vector<float> g(block * layer.inputs);
       const float* input = ws_.act[l].data();
+      std::vector<uint8_t> present(layer.inputs, 0);  // the row's stored columns (CSR rows are scattered into it)
       for (int64_t r0 = 0; r0 < layer.units; r0 += block) {
         const int64_t rows = std::min(block, layer.units - r0);
         gemm_f32(Trans::kNo, Trans::kYes, rows, layer.inputs, batch, ws_.dz[l].data() + r0 * batch, batch, input, batch, 0.0f,
                  g.data(), layer.inputs, pool);
         for (int64_t r = 0; r < rows; ++r) {
           if (!unit_alive(layer, r0 + r)) continue;
+          const uint8_t* is_stored = present.data();
+          if (layer.format == WeightFormat::kCsr) {
+            for (int64_t e = layer.csr.indptr[r0 + r]; e < layer.csr.indptr[r0 + r + 1]; ++e) present[layer.csr.indices[e]] = 1;
+          } else if (!layer.mask.empty()) {
+            is_stored = layer.mask.data() + (r0 + r) * layer.inputs;
+          } else {
+            continue;  // a dense layer without a mask has no empty position
+          }
+          const float threshold = static_cast<int64_t>(best.size()) < k ? -1.0f : best.top().first;
           for (int64_t c = 0; c < layer.inputs; ++c) {
-            if (stored(layer, r0 + r, c)) continue;
+            if (is_stored[c]) continue;
             const float v = std::fabs(g[r * layer.inputs + c]);
+            if (v <= threshold) continue;
             if (static_cast<int64_t>(best.size()) < k) best.emplace(v, (r0 + r) * layer.inputs + c);
             else if (v > best.top().first) {
               best.pop();
               best.emplace(v, (r0 + r) * layer.inputs + c);
             }
           }
+          if (layer.format == WeightFormat::kCsr)
+            for (int64_t e = layer.csr.indptr[r0 + r]; e < layer.csr.indptr[r0 + r + 1]; ++e) present[layer.csr.indices[e]] = 0;
         }
       }
       while (!best.empty()) {
