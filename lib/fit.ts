@@ -83,7 +83,9 @@ const STRUCTURAL_HOOK: Partial<Record<StructuralEvent['kind'], keyof Callback>> 
 };
 
 export async function runFit(plan: FitPlan): Promise<History> {
-  const { native, x, y, n, batchSize, signal } = plan;
+  const { native, n, batchSize, signal } = plan;
+  // One copy of the data for the whole fit: the async calls never read JS memory.
+  const dataset = native.createDataset(plan.x, plan.y);
   // Every hook runs at a step boundary: the native loop is idle, so the hook
   // may read weights or change the structure.
   const callbacks = plan.callbacks.map((cb) => boundaryWrapped(cb, plan.setBoundary));
@@ -158,7 +160,7 @@ export async function runFit(plan: FitPlan): Promise<History> {
                 }
               }
             : undefined;
-        const r = await native.trainBatches(x, y, order, done, count, batchSize, progress);
+        const r = await native.trainBatches(dataset, order, done, count, batchSize, progress);
         finished = true;
         if (r.aborted) throw abortError(signal, native.step);
         lossSum += r.lossSum;

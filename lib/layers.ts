@@ -191,17 +191,27 @@ export class DenseLayer {
     host.native.setWeights(this.nativeIndex, o.weight ?? null, o.bias ?? null);
   }
 
+  /**
+   * @internal How the native layer is first built when its values will be
+   * replaced right away (loading a checkpoint): zero init, and sparse at the
+   * stored density. The layer's own options (what toJSON reports) stay as they are.
+   */
+  buildAs(override: { init: InitializerName; density?: number }): void {
+    this.buildOverride = override;
+  }
+  private buildOverride: { init: InitializerName; density?: number } | null = null;
+
   /** @internal The spec the native model is built from. */
   nativeSpec(inputDropout: number) {
     return {
       units: this.configuredUnits,
       activation: this.activation,
       inputDropout,
-      init: this.kernelInitializer,
+      init: this.buildOverride?.init ?? this.kernelInitializer,
       useBias: this.useBias,
       dropConnect: this.dropConnect,
       sparseThreshold: this.sparseThreshold ?? -1,
-      density: this.initialDensity,
+      density: this.buildOverride?.density ?? this.initialDensity,
     };
   }
 

@@ -65,6 +65,9 @@ export interface NativeOptimizerConfig {
 
 export type NativeTargets = Int32Array | Float32Array;
 
+/** An opaque handle to training data copied into native memory. */
+export type NativeDataset = { readonly __nativeDataset: unique symbol };
+
 export interface NativeLayerState {
   units: number;
   inputs: number;
@@ -103,9 +106,10 @@ export interface NativeState {
 export interface NativeModel {
   compile(optimizer: NativeOptimizerConfig, loss: string): void;
   epochOrder(n: number, shuffle: boolean): Int32Array;
+  /** Copies (x, y) into native memory once: fit() trains from the copy, so JS may do anything with its arrays meanwhile. */
+  createDataset(x: Float32Array, y: NativeTargets): NativeDataset;
   trainBatches(
-    x: Float32Array,
-    y: NativeTargets,
+    dataset: NativeDataset,
     order: Int32Array,
     firstBatch: number,
     batchCount: number,

@@ -377,8 +377,12 @@ export class Sequential implements LayerHost {
     };
   }
 
-  /** A new (freshly initialised) model from toJSON() output; compiled if the config says how. */
-  static fromJSON(config: ModelConfig): Sequential {
+  /**
+   * A new (freshly initialised) model from toJSON() output; compiled if the
+   * config says how. `prepare` (internal) runs after the layers are added and
+   * before anything is built.
+   */
+  static fromJSON(config: ModelConfig, prepare?: (model: Sequential) => void): Sequential {
     const where = 'Sequential.fromJSON()';
     const c = checkOptions<ModelConfig>(where, 'config', config);
     if (!Array.isArray(c.layers)) throw new TypeError(`${where}: config.layers must be an array`);
@@ -403,6 +407,7 @@ export class Sequential implements LayerHost {
         throw new TypeError(`${where}: config.layers[${i}].kind must be 'dense' or 'dropout', got ${describe((l as { kind?: unknown }).kind)}`);
       }
     });
+    prepare?.(model);
     if (c.compile) {
       const { kind, ...rest } = c.compile.optimizer ?? ({} as Optimizer);
       const optimizer = kind === 'sgd' ? sgd(rest) : kind === 'adam' ? adam(rest) : null;

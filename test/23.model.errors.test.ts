@@ -152,13 +152,38 @@ describe('model: bad input is rejected clearly', () => {
     const native = new NativeModel({ inputSize: 4, seed: 0, layers: [{ units: 2, activation: 'relu', inputDropout: 0, init: 'auto', useBias: true }] });
     throws(() => native.getWeights(5), RangeError, 'layer');
     throws(() => native.setWeights(0, new Float32Array(3), null), RangeError, 'weight must have 8 elements');
-    await rejects(Promise.resolve().then(() => native.trainBatches(new Float32Array(8), new Int32Array(2), new Int32Array(2), 0, 1, 2)), Error, 'compiled');
+    const data = native.createDataset(new Float32Array(8), new Int32Array(2));
+    await rejects(Promise.resolve().then(() => native.trainBatches(data, new Int32Array(2), 0, 1, 2)), Error, 'compiled');
     native.compile({ kind: 'sgd', learningRate: 0.1 }, 'softmaxCrossEntropy');
-    throws(() => native.trainBatches(new Float32Array(8), new Int32Array(2), new Int32Array([0, 7]), 0, 1, 2), RangeError, 'order[1]');
-    throws(() => native.trainBatches(new Float32Array(8), new Int32Array(2), new Int32Array(1), 0, 1, 2), RangeError, 'order');
-    throws(() => native.trainBatches(new Float32Array(8), new Int32Array(2), new Int32Array(2), 0, 5, 2), RangeError, 'batchCount');
-    throws(() => native.trainBatches(new Float32Array(7), new Int32Array(2), new Int32Array(2), 0, 1, 2), RangeError, 'multiple');
-    const error = await rejects(native.trainBatches(new Float32Array(8), new Int32Array([0, 9]), new Int32Array([0, 1]), 0, 1, 2), RangeError, 'label 9');
+    throws(() => native.trainBatches({} as any, new Int32Array(2), 0, 1, 2), TypeError, 'createDataset');
+    throws(() => native.trainBatches(data, new Int32Array([0, 7]), 0, 1, 2), RangeError, 'order[1]');
+    throws(() => native.trainBatches(data, new Int32Array(1), 0, 1, 2), RangeError, 'order');
+    throws(() => native.trainBatches(data, new Int32Array(2), 0, 5, 2), RangeError, 'batchCount');
+    throws(() => native.createDataset(new Float32Array(7), new Int32Array(2)), RangeError, 'multiple');
+    throws(() => native.createDataset(new Float32Array(8), new Int32Array(3)), RangeError, 'labels for 2 samples');
+    const bad = native.createDataset(new Float32Array(8), new Int32Array([0, 9]));
+    const error = await rejects(native.trainBatches(bad, new Int32Array([0, 1]), 0, 1, 2), RangeError, 'label 9');
     expect(error.code).to.equal('ERR_OUT_OF_RANGE');
+  });
+});
+
+describe('model: JS may do anything with its arrays while fit runs', () => {
+  it('survives x.buffer being transferred away and collected mid-fit (fit trains from its own copy)', async () => {
+    const v8 = await import('v8');
+    const vm = await import('vm');
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const model = compiledMlp({ inputSize: 64, hidden: [64], outputs: 4 });
+    const x = randomArray(3000 * 64, 1);
+    const y = randomLabels(3000, 4, 2);
+    const running = model.fit(x, y, { epochs: 3, batchSize: 8 });
+    await new Promise((r) => setTimeout(r, 5));
+    let moved: ArrayBuffer | null = structuredClone(x.buffer, { transfer: [x.buffer] });
+    expect(x.length).to.equal(0);
+    moved = null;
+    void moved;
+    gc();
+    await running;
+    expect(model.step).to.equal(3 * 375);
   });
 });

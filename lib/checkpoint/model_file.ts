@@ -147,7 +147,9 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
   if (saved.layers.length !== dense.length) {
     throw new CheckpointError(`${source}: the state describes ${saved.layers.length} dense layers, the config ${dense.length}`);
   }
-  const moments = model.native.exportState().layers[0].biasMoments.length;
+  // Optimizer slots per parameter: SGD with momentum keeps a velocity, Adam two moments.
+  const optimizer = model.toJSON().compile?.optimizer;
+  const moments = optimizer?.kind === 'adam' ? 2 : optimizer?.kind === 'sgd' && (optimizer.momentum ?? 0) > 0 ? 1 : 0;
   let inputs = model.inputSize;
   const layers: NativeLayerState[] = saved.layers.map((meta, i) => {
     const p = `layers.${i}`;
@@ -176,6 +178,7 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
         const a = Number(indptr[r]);
         const b = Number(indptr[r + 1]);
         if (b < a) throw new CheckpointError(`${source}: ${p}.weight.indptr is not monotone at row ${r}`);
+        if (b > nnz) throw new CheckpointError(`${source}: ${p}.weight.indptr[${r + 1}] = ${b} runs past the ${nnz} stored values`);
         for (let k = a; k < b; k++) {
           if (indices[k] < 0 || indices[k] >= inputs) throw new CheckpointError(`${source}: ${p}.weight.indices[${k}] = ${indices[k]} is outside [0, ${inputs})`);
           if (k > a && indices[k] <= indices[k - 1]) throw new CheckpointError(`${source}: ${p}.weight.indices are not sorted in row ${r}`);
@@ -246,6 +249,46 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
   };
 }
 
+/**
+ * The config to build the model from before its state is imported: checked
+ * against the tensors' shapes first (header only, nothing read or allocated),
+ * so a small file cannot claim a huge model. Layers stored as CSR are built
+ * sparse at their stored density and every layer with zero init: the values
+ * are replaced by the file's anyway, and a dense build of a wide sparse layer
+ * could need far more memory than the model itself.
+ */
+function checkShapes(d: Decoded, source: string, config: ModelConfig): ({ init: 'zeros'; density?: number } | null)[] {
+  if (!config || typeof config !== 'object' || !Array.isArray(config.layers)) {
+    throw new CheckpointError(`${source}: __metadata__.config is not a model config`);
+  }
+  const saved = parseJson(d, 'state', source) as { layers?: { format?: string }[] };
+  const formats = Array.isArray(saved?.layers) ? saved.layers.map((l) => l?.format) : [];
+  let inputs = config.inputSize;
+  let i = 0;
+  const shapeOf = (name: string) => d.tensors.get(name)?.shape;
+  const same = (a: number[] | undefined, b: number[]) => !!a && a.length === b.length && a.every((v, k) => v === b[k]);
+  const layers = config.layers.map((layer) => {
+    if (!layer || layer.kind !== 'dense') return null;
+    const p = `layers.${i}`;
+    const units = layer.units;
+    if (!same(shapeOf(`${p}.bias`), [units])) {
+      throw new CheckpointError(`${source}: tensor ${p}.bias has shape [${shapeOf(`${p}.bias`) ?? 'missing'}], the config says [${units}]`);
+    }
+    let density: number | undefined;
+    if (formats[i] === 'csr') {
+      if (!same(shapeOf(`${p}.weight.indptr`), [units + 1])) throw new CheckpointError(`${source}: tensor ${p}.weight.indptr does not match ${units} units`);
+      const nnz = shapeOf(`${p}.weight.values`)?.[0] ?? 0;
+      density = Math.min(1, Math.max(nnz, 1) / (units * inputs));
+    } else if (!same(shapeOf(`${p}.weight`), [units, inputs])) {
+      throw new CheckpointError(`${source}: tensor ${p}.weight has shape [${shapeOf(`${p}.weight`) ?? 'missing'}], the config says [${units}, ${inputs}]`);
+    }
+    inputs = units;
+    i++;
+    return { init: 'zeros' as const, ...(density === undefined || density >= 1 ? {} : { density }) };
+  });
+  return layers;
+}
+
 /** Rebuilds a model from a checkpoint buffer; `source` names it in errors. */
 export function modelFromBuffer(buffer: Buffer, source: string, options: LinearImportOptions = {}): Sequential {
   const d = decode(buffer, source);
@@ -256,8 +299,14 @@ export function modelFromBuffer(buffer: Buffer, source: string, options: LinearI
   const config = parseJson(d, 'config', source) as ModelConfig;
   let model: Sequential;
   try {
-    model = Sequential.fromJSON(config);
+    const builds = checkShapes(d, source, config);
+    model = Sequential.fromJSON(config, (m) =>
+      m.layers.forEach((layer, k) => {
+        if (layer instanceof DenseLayer && builds[k]) layer.buildAs(builds[k]!);
+      }),
+    );
   } catch (err) {
+    if (err instanceof CheckpointError) throw err;
     throw new CheckpointError(`${source}: __metadata__.config is invalid: ${(err as Error).message}`);
   }
   const state = readState(d, source, model);

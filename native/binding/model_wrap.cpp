@@ -51,6 +51,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                      {
                          InstanceMethod<&ModelWrap::Compile>("compile"),
                          InstanceMethod<&ModelWrap::EpochOrder>("epochOrder"),
+                         InstanceMethod<&ModelWrap::CreateDataset>("createDataset"),
                          InstanceMethod<&ModelWrap::TrainBatches>("trainBatches"),
                          InstanceMethod<&ModelWrap::Evaluate>("evaluate"),
                          InstanceMethod<&ModelWrap::Predict>("predict"),
@@ -171,6 +172,7 @@ Napi::Value ModelWrap::EpochOrder(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value ModelWrap::CreateDataset(const Napi::CallbackInfo& info) { return create_dataset(info, this); }
 Napi::Value ModelWrap::TrainBatches(const Napi::CallbackInfo& info) { return start_train(info, this); }
 Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) { return start_evaluate(info, this); }
 Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) { return start_predict(info, this); }

@@ -32,6 +32,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value Compile(const Napi::CallbackInfo& info);
   Napi::Value EpochOrder(const Napi::CallbackInfo& info);
+  Napi::Value CreateDataset(const Napi::CallbackInfo& info);
   Napi::Value TrainBatches(const Napi::CallbackInfo& info);
   Napi::Value Evaluate(const Napi::CallbackInfo& info);
   Napi::Value Predict(const Napi::CallbackInfo& info);

@@ -56,43 +56,46 @@ Napi::Object stats_object(Napi::Env env, const np::BatchStats& s) {
   return o;
 }
 
-// Reads x (a Float32Array whose length is a multiple of the input size) and,
-// when targets_index >= 0, the targets: Int32Array labels (n) or Float32Array
-// values (n x outputs).
-DataRefs read_data(const Napi::CallbackInfo& info, np::Model& model, size_t x_index, int targets_index) {
+}  // namespace
+
+DatasetPtr read_dataset(const Napi::CallbackInfo& info, const np::Model& model, size_t x_index, int targets_index) {
   Napi::Env env = info.Env();
-  DataRefs d;
+  auto d = std::make_shared<Dataset>();
   auto x = typed_arg<float>(info, x_index, "x", -1, napi_float32_array, "Float32Array");
   const int64_t in = model.input_size();
   const int64_t len = static_cast<int64_t>(x.ElementLength());
   check(len % in == 0, env, "x has " + std::to_string(len) + " elements, not a multiple of inputSize " + std::to_string(in));
-  d.n = len / in;
-  check(d.n > 0, env, "x must hold at least one sample");
-  d.x_data = x.Data();
-  d.x = Napi::Persistent(x);
+  d->n = len / in;
+  check(d->n > 0, env, "x must hold at least one sample");
   if (targets_index >= 0) {
     const size_t ti = static_cast<size_t>(targets_index);
     if (info.Length() <= ti || !info[ti].IsTypedArray()) throw Napi::TypeError::New(env, "y must be an Int32Array or Float32Array");
     auto t = info[ti].As<Napi::TypedArray>();
     if (t.TypedArrayType() == napi_int32_array) {
       auto labels = t.As<Napi::Int32Array>();
-      check(static_cast<int64_t>(labels.ElementLength()) == d.n, env,
-            "y has " + std::to_string(labels.ElementLength()) + " labels for " + std::to_string(d.n) + " samples");
-      d.t.labels = labels.Data();
+      check(static_cast<int64_t>(labels.ElementLength()) == d->n, env,
+            "y has " + std::to_string(labels.ElementLength()) + " labels for " + std::to_string(d->n) + " samples");
+      d->labels.assign(labels.Data(), labels.Data() + labels.ElementLength());
     } else if (t.TypedArrayType() == napi_float32_array) {
       auto values = t.As<Napi::Float32Array>();
-      const int64_t want = d.n * model.output_size();
+      const int64_t want = d->n * model.output_size();
       check(static_cast<int64_t>(values.ElementLength()) == want, env,
             "y has " + std::to_string(values.ElementLength()) + " values, expected " + std::to_string(want) +
                 " (samples x outputs)");
-      d.t.values = values.Data();
+      d->values.assign(values.Data(), values.Data() + values.ElementLength());
     } else {
       throw Napi::TypeError::New(env, "y must be an Int32Array or Float32Array");
     }
-    d.targets = Napi::Persistent(t);
   }
+  d->x.assign(x.Data(), x.Data() + len);
   return d;
 }
+
+namespace {
+
+// Marks the externals createDataset() returns, so trainBatches() never
+// mistakes another addon's external for one of ours.
+const napi_type_tag kDatasetTag = {0x6e6575726f706c61ULL, 0x73746963646174aULL};
 
 // ---- training --------------------------------------------------------------
 
@@ -105,12 +108,11 @@ struct Progress {
 
 class TrainWorker : public ModelWorker {
  public:
-  TrainWorker(Napi::Env env, ModelWrap* wrap, DataRefs data, Napi::Reference<Napi::Int32Array> order_ref,
-              const int32_t* order, int64_t first, int64_t count, int64_t batch_size)
+  TrainWorker(Napi::Env env, ModelWrap* wrap, DatasetPtr data, std::vector<int32_t> order, int64_t first,
+              int64_t count, int64_t batch_size)
       : ModelWorker(env, wrap, "fit"),
         data_(std::move(data)),
-        order_ref_(std::move(order_ref)),
-        order_(order),
+        order_(std::move(order)),
         first_(first),
         count_(count),
         batch_size_(batch_size) {}
@@ -132,14 +134,16 @@ class TrainWorker : public ModelWorker {
     using clock = std::chrono::steady_clock;
     auto last_report = clock::now();
     np::ThreadPool* pool = &np::default_pool();
+    const np::Targets targets = data_->targets();
     for (int64_t b = first_; b < first_ + count_; ++b) {
       if (model_.abort_requested.exchange(false)) {
         aborted_ = true;
         break;
       }
-      const int64_t start = b * batch_size_;
-      const int64_t size = std::min(batch_size_, data_.n - start);
-      np::BatchStats s = model_.train_batch(data_.x_data, data_.t, order_ + start, size, pool);
+      // order_ holds just this call's batches, starting at batch first_.
+      const int64_t start = (b - first_) * batch_size_;
+      const int64_t size = std::min(batch_size_, data_->n - b * batch_size_);
+      np::BatchStats s = model_.train_batch(data_->x.data(), targets, order_.data() + start, size, pool);
       total_.loss_sum += s.loss_sum;
       total_.correct += s.correct;
       total_.samples += s.samples;
@@ -170,9 +174,8 @@ class TrainWorker : public ModelWorker {
   }
 
  private:
-  DataRefs data_;
-  Napi::Reference<Napi::Int32Array> order_ref_;
-  const int32_t* order_;
+  DatasetPtr data_;
+  std::vector<int32_t> order_;
   int64_t first_, count_, batch_size_;
   Napi::ThreadSafeFunction tsfn_;
   bool has_progress_ = false;
@@ -183,7 +186,7 @@ class TrainWorker : public ModelWorker {
 
 class EvaluateWorker : public ModelWorker {
  public:
-  EvaluateWorker(Napi::Env env, ModelWrap* wrap, DataRefs data, int64_t batch_size, bool gradients)
+  EvaluateWorker(Napi::Env env, ModelWrap* wrap, DatasetPtr data, int64_t batch_size, bool gradients)
       : ModelWorker(env, wrap, gradients ? "computeGradients" : "evaluate"),
         data_(std::move(data)),
         batch_size_(batch_size),
@@ -192,13 +195,13 @@ class EvaluateWorker : public ModelWorker {
  protected:
   void Run() override {
     np::ThreadPool* pool = &np::default_pool();
-    stats_ = gradients_ ? model_.compute_gradients(data_.x_data, data_.t, data_.n, pool)
-                        : model_.evaluate(data_.x_data, data_.t, data_.n, batch_size_, pool);
+    stats_ = gradients_ ? model_.compute_gradients(data_->x.data(), data_->targets(), data_->n, pool)
+                        : model_.evaluate(data_->x.data(), data_->targets(), data_->n, batch_size_, pool);
   }
   Napi::Value Result(Napi::Env env) override { return stats_object(env, stats_); }
 
  private:
-  DataRefs data_;
+  DatasetPtr data_;
   int64_t batch_size_;
   bool gradients_;
   np::BatchStats stats_;
@@ -206,13 +209,13 @@ class EvaluateWorker : public ModelWorker {
 
 class PredictWorker : public ModelWorker {
  public:
-  PredictWorker(Napi::Env env, ModelWrap* wrap, DataRefs data, int64_t batch_size)
+  PredictWorker(Napi::Env env, ModelWrap* wrap, DatasetPtr data, int64_t batch_size)
       : ModelWorker(env, wrap, "predict"), data_(std::move(data)), batch_size_(batch_size) {
-    out_.resize(static_cast<size_t>(data_.n * model_.output_size()));
+    out_.resize(static_cast<size_t>(data_->n * model_.output_size()));
   }
 
  protected:
-  void Run() override { model_.predict(data_.x_data, data_.n, out_.data(), batch_size_, &np::default_pool()); }
+  void Run() override { model_.predict(data_->x.data(), data_->n, out_.data(), batch_size_, &np::default_pool()); }
   Napi::Value Result(Napi::Env env) override {
     auto arr = Napi::Float32Array::New(env, out_.size());
     std::copy(out_.begin(), out_.end(), arr.Data());
@@ -220,30 +223,48 @@ class PredictWorker : public ModelWorker {
   }
 
  private:
-  DataRefs data_;
+  DatasetPtr data_;
   int64_t batch_size_;
   std::vector<float> out_;
 };
 
 }  // namespace
 
-// trainBatches(x, y, order, firstBatch, batchCount, batchSize, progress?)
+// createDataset(x, y) -> an opaque handle fit() trains from: the data copied
+// once, so the epochs' async calls never read JS memory.
+Napi::Value create_dataset(const Napi::CallbackInfo& info, ModelWrap* wrap) {
+  Napi::Env env = info.Env();
+  auto holder = new DatasetPtr(read_dataset(info, wrap->model(), 0, 1));
+  auto external = Napi::External<DatasetPtr>::New(env, holder, [](Napi::Env, DatasetPtr* p) { delete p; });
+  external.TypeTag(&kDatasetTag);
+  return external;
+}
+
+// trainBatches(dataset, order, firstBatch, batchCount, batchSize, progress?)
 Napi::Value start_train(const Napi::CallbackInfo& info, ModelWrap* wrap) {
   Napi::Env env = info.Env();
   np::Model& model = wrap->model();
   if (!model.compiled()) throw Napi::Error::New(env, "the model must be compiled before fit()");
-  DataRefs data = read_data(info, model, 0, 1);
-  auto order = typed_arg<int32_t>(info, 2, "order", data.n, napi_int32_array, "Int32Array");
+  if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<DatasetPtr>>().CheckTypeTag(&kDatasetTag))
+    throw Napi::TypeError::New(env, "dataset must come from createDataset()");
+  DatasetPtr data = *info[0].As<Napi::External<DatasetPtr>>().Data();
+  if (data->x.size() != static_cast<size_t>(data->n * model.input_size()) ||
+      (!data->values.empty() && data->values.size() != static_cast<size_t>(data->n * model.output_size())))
+    throw Napi::RangeError::New(env, "dataset was made for a model of another shape");
+  auto order = typed_arg<int32_t>(info, 1, "order", data->n, napi_int32_array, "Int32Array");
   const int32_t* o = order.Data();
-  for (int64_t i = 0; i < data.n; ++i)
-    check(o[i] >= 0 && o[i] < data.n, env, "order[" + std::to_string(i) + "] is out of range");
-  const int64_t batch_size = int_arg(info, 5, "batchSize", 1, 1 << 30);
-  const int64_t batches = (data.n + batch_size - 1) / batch_size;
-  const int64_t first = int_arg(info, 3, "firstBatch", 0, batches);
-  const int64_t count = int_arg(info, 4, "batchCount", 0, batches - first);
-  auto* worker = new TrainWorker(env, wrap, std::move(data), Napi::Persistent(order), o, first, count, batch_size);
-  if (info.Length() > 6 && info[6].IsFunction()) {
-    worker->set_progress(Napi::ThreadSafeFunction::New(env, info[6].As<Napi::Function>(), "neuroplastic.progress", 0, 1));
+  for (int64_t i = 0; i < data->n; ++i)
+    check(o[i] >= 0 && o[i] < data->n, env, "order[" + std::to_string(i) + "] is out of range");
+  const int64_t batch_size = int_arg(info, 4, "batchSize", 1, 1 << 30);
+  const int64_t batches = (data->n + batch_size - 1) / batch_size;
+  const int64_t first = int_arg(info, 2, "firstBatch", 0, batches);
+  const int64_t count = int_arg(info, 3, "batchCount", 0, batches - first);
+  // Only the slice of the order these batches use.
+  const int64_t begin = first * batch_size, end = std::min(data->n, (first + count) * batch_size);
+  std::vector<int32_t> slice(o + begin, o + std::max(begin, end));
+  auto* worker = new TrainWorker(env, wrap, std::move(data), std::move(slice), first, count, batch_size);
+  if (info.Length() > 5 && info[5].IsFunction()) {
+    worker->set_progress(Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "neuroplastic.progress", 0, 1));
   }
   Napi::Promise p = worker->promise();
   worker->Queue();
@@ -251,7 +272,7 @@ Napi::Value start_train(const Napi::CallbackInfo& info, ModelWrap* wrap) {
 }
 
 Napi::Value start_evaluate(const Napi::CallbackInfo& info, ModelWrap* wrap) {
-  DataRefs data = read_data(info, wrap->model(), 0, 1);
+  DatasetPtr data = read_dataset(info, wrap->model(), 0, 1);
   const int64_t batch_size = int_arg(info, 2, "batchSize", 1, 1 << 30);
   auto* worker = new EvaluateWorker(info.Env(), wrap, std::move(data), batch_size, false);
   Napi::Promise p = worker->promise();
@@ -260,7 +281,7 @@ Napi::Value start_evaluate(const Napi::CallbackInfo& info, ModelWrap* wrap) {
 }
 
 Napi::Value start_gradients(const Napi::CallbackInfo& info, ModelWrap* wrap) {
-  DataRefs data = read_data(info, wrap->model(), 0, 1);
+  DatasetPtr data = read_dataset(info, wrap->model(), 0, 1);
   auto* worker = new EvaluateWorker(info.Env(), wrap, std::move(data), 0, true);
   Napi::Promise p = worker->promise();
   worker->Queue();
@@ -268,7 +289,7 @@ Napi::Value start_gradients(const Napi::CallbackInfo& info, ModelWrap* wrap) {
 }
 
 Napi::Value start_predict(const Napi::CallbackInfo& info, ModelWrap* wrap) {
-  DataRefs data = read_data(info, wrap->model(), 0, -1);
+  DatasetPtr data = read_dataset(info, wrap->model(), 0, -1);
   const int64_t batch_size = int_arg(info, 1, "batchSize", 1, 1 << 30);
   auto* worker = new PredictWorker(info.Env(), wrap, std::move(data), batch_size);
   Napi::Promise p = worker->promise();

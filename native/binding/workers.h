@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,14 +16,28 @@
 
 namespace npb {
 
-// Inputs shared by the workers: x (n x inputs) and optional targets.
-struct DataRefs {
-  Napi::Reference<Napi::Float32Array> x;
-  Napi::Reference<Napi::TypedArray> targets;
-  const float* x_data = nullptr;
+// The samples (and targets) an async operation reads, copied out of the JS
+// arrays on the JS thread. A copy, not a reference: JS could transfer or
+// detach an ArrayBuffer while the worker runs, and Node-API cannot pin one.
+// fit() copies its data once (createDataset) and shares it across the
+// epoch's calls through the shared_ptr.
+struct Dataset {
   int64_t n = 0;
-  np::Targets t;
+  std::vector<float> x;           // n x inputs
+  std::vector<int32_t> labels;    // n, or empty
+  std::vector<float> values;      // n x outputs, or empty
+  np::Targets targets() const {
+    np::Targets t;
+    if (!labels.empty()) t.labels = labels.data();
+    if (!values.empty()) t.values = values.data();
+    return t;
+  }
 };
+using DatasetPtr = std::shared_ptr<const Dataset>;
+
+// Reads x (a Float32Array of n x inputSize values) and, when targets_index >=
+// 0, its targets (Int32Array labels or Float32Array n x outputs), checked and copied.
+DatasetPtr read_dataset(const Napi::CallbackInfo& info, const np::Model& model, size_t x_index, int targets_index);
 
 class ModelWorker : public Napi::AsyncWorker {
  public:
@@ -45,6 +60,7 @@ class ModelWorker : public Napi::AsyncWorker {
   bool failed_ = false;
 };
 
+Napi::Value create_dataset(const Napi::CallbackInfo& info, ModelWrap* wrap);
 Napi::Value start_train(const Napi::CallbackInfo& info, ModelWrap* wrap);
 Napi::Value start_evaluate(const Napi::CallbackInfo& info, ModelWrap* wrap);
 Napi::Value start_predict(const Napi::CallbackInfo& info, ModelWrap* wrap);

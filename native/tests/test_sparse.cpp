@@ -306,7 +306,7 @@ TEST(sparse_dispatch_follows_set_simd_level) {
   np::set_simd_level(before);
 }
 
-TEST(sparse_crossover_density_is_in_range_and_quick) {
+TEST(sparse_crossover_density_is_in_range) {
   struct Shape {
     int64_t rows, cols, batch;
   };
