@@ -2,6 +2,7 @@
 // together) and switching layers between dense and CSR storage at the
 // density threshold.
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
@@ -64,15 +65,26 @@ double Model::sparse_threshold(int64_t l, ThreadPool* pool) {
   const DenseLayer& layer = this->layer(l);
   if (layer.sparse_threshold >= 0.0f) return layer.sparse_threshold;
   if (default_sparse_threshold_ >= 0.0) return default_sparse_threshold_;
+  // NEUROPLASTIC_SPARSE_THRESHOLD fixes the default for the whole process:
+  // the way to make format choices (and so results) identical across runs.
+  static const double from_env = [] {
+    const char* text = std::getenv("NEUROPLASTIC_SPARSE_THRESHOLD");
+    if (!text) return -1.0;
+    char* end = nullptr;
+    const double v = std::strtod(text, &end);
+    return end != text && *end == '\0' && v >= 0.0 && v <= 1.0 ? v : -1.0;
+  }();
+  if (from_env >= 0.0) return from_env;
   // Measured once per process and shape: where a CSR training step starts to
-  // beat the dense one on this machine.
+  // beat the dense one on this machine. Rounded to a 0.05 grid so timing noise
+  // rarely moves a decision between runs.
   static std::mutex mutex;
   static std::map<std::pair<int64_t, int64_t>, double> measured;
   std::lock_guard<std::mutex> lock(mutex);
   const auto key = std::make_pair(layer.units, layer.inputs);
   auto it = measured.find(key);
   if (it != measured.end()) return it->second;
-  const double d = measure_csr_crossover_density(layer.units, layer.inputs, 128, pool);
+  const double d = std::round(measure_csr_crossover_density(layer.units, layer.inputs, 128, pool) * 20.0) / 20.0;
   measured[key] = d;
   return d;
 }
