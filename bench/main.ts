@@ -1,7 +1,7 @@
 // `npm run bench`: the benchmark report. See bench/README.md and BENCH.md.
 //
 //   npm run bench -- [--gemm] [--train] [--small] [--sparse] [--accuracy] [--plasticity] [--dst] [--quick] [--threads 1,2]
-//                    [--peers all|none|pytorch,tfjs-cpu,tfjs-wasm] [--json FILE] [--svg FILE]
+//                    [--peers all|none|pytorch,pytorch-default,tfjs-cpu,tfjs-wasm] [--json FILE] [--svg FILE]
 //
 // With no subset flag every speed bench runs (gemm, train, small, sparse); the
 // accuracy study (--accuracy, minutes of training) runs only when asked for. The machine header is printed first,
@@ -28,7 +28,7 @@ interface MainOptions {
 }
 
 const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [--accuracy] [--plasticity] [--dst] [--quick] [--threads 1,2]
-                      [--peers all|none|pytorch,tfjs-cpu,tfjs-wasm] [--json FILE] [--svg FILE]
+                      [--peers all|none|pytorch,pytorch-default,tfjs-cpu,tfjs-wasm] [--json FILE] [--svg FILE]
   --gemm     dense GEMM GFLOP/s per shape and SIMD level, against OpenBLAS sgemm
   --train    training steps of 784-300-100-10 and 784-1024-1024-10 at batch 128
              (samples/s), against PyTorch CPU and TF.js cpu/wasm
@@ -82,7 +82,7 @@ function parseArgs(argv: string[]): MainOptions {
         if (v === 'all' || v === 'none') o.peers = v;
         else {
           const list = v.split(',').map((s) => s.trim());
-          const known = ['pytorch', 'tfjs-cpu', 'tfjs-wasm'];
+          const known = ['pytorch', 'pytorch-default', 'tfjs-cpu', 'tfjs-wasm'];
           const bad = list.filter((p) => !known.includes(p));
           if (bad.length) throw new RangeError(`--peers: unknown peer ${bad.join(', ')} (known: ${known.join(', ')}, all, none)`);
           o.peers = list;

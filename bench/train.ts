@@ -42,7 +42,7 @@ export interface TrainBenchReport {
   errors: string[];
 }
 
-export const PEERS = ['pytorch', 'tfjs-cpu', 'tfjs-wasm'] as const;
+export const PEERS = ['pytorch', 'pytorch-default', 'tfjs-cpu', 'tfjs-wasm'] as const;
 
 interface NetConfig {
   suite: TrainSuite;
@@ -193,6 +193,18 @@ function startOurs(threads: number, dataDir: string): Worker {
 }
 
 function startPeer(impl: string, threads: number, dataDir: string): Worker {
+  if (impl === 'pytorch-default') {
+    // PyTorch as a user runs it: torch.set_num_threads(T) and OpenBLAS left at
+    // its default thread count (both pools on the same cores). Only the two
+    // OpenBLAS safety variables are removed, as for the tuned peer.
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.OPENBLAS_CORETYPE;
+    delete env.OPENBLAS_L2_SIZE;
+    delete env.OMP_NUM_THREADS;
+    delete env.OPENBLAS_NUM_THREADS;
+    return new Worker(`pytorch-default (${threads} threads)`, '/usr/bin/python3',
+      [path.join(ROOT, 'bench/peers/torch_train.py'), '--threads', String(threads), '--default-threads', '--data', dataDir], env);
+  }
   if (impl === 'pytorch') {
     // OpenBLAS (torch's BLAS on Debian) picks its AVX-512 kernels only with
     // these two unset (BENCH.md); the rest of this process keeps them. The
@@ -208,7 +220,7 @@ function startPeer(impl: string, threads: number, dataDir: string): Worker {
 
 /** Why a peer cannot run here, or null. */
 function peerMissing(impl: string): string | null {
-  if (impl === 'pytorch') {
+  if (impl === 'pytorch' || impl === 'pytorch-default') {
     if (!fs.existsSync('/usr/bin/python3')) return '/usr/bin/python3 not found (apt-get install -y python3-torch)';
     return null; // the worker itself reports a failed `import torch`
   }
@@ -332,7 +344,7 @@ export async function runTrainBench(opts: TrainBenchOptions): Promise<TrainBench
 
   function simdOf(impl: string, info: Record<string, unknown>): string {
     if (impl === 'neuroplastic') return String(info.simd);
-    if (impl === 'pytorch') return String(info.blas ?? 'unknown');
+    if (impl.startsWith('pytorch')) return String(info.blas ?? 'unknown');
     if (impl === 'tfjs-wasm') return info.wasm_simd === 'true' ? 'wasm-simd128' : 'wasm';
     return 'js';
   }
@@ -450,7 +462,7 @@ export async function runTrainBench(opts: TrainBenchOptions): Promise<TrainBench
                 data: dataName,
                 method: m.impl === 'neuroplastic'
                   ? 'model.fit on exactly steps*batch samples, shuffle, 1 epoch'
-                  : m.impl === 'pytorch'
+                  : m.impl.startsWith('pytorch')
                     ? 'randperm + index_select batches, forward, F.cross_entropy, backward, SGD step, loss.item()'
                     : 'model.trainOnBatch on one fixed batch (softmax + categoricalCrossentropy)',
               };
@@ -474,8 +486,10 @@ export async function runTrainBench(opts: TrainBenchOptions): Promise<TrainBench
               const ours = results[results.length - rows.length];
               const checks: string[] = [];
               const torch = ours.ratio_to.pytorch;
+              const torchDefault = ours.ratio_to['pytorch-default'];
               const tcpu = ours.ratio_to['tfjs-cpu'];
-              if (torch !== undefined) checks.push(`>= 1.5x PyTorch: ${fmt(torch)}x ${torch >= 1.5 ? 'met' : 'NOT met'}`);
+              if (torchDefault !== undefined) checks.push(`>= 1.5x PyTorch (default threading): ${fmt(torchDefault)}x ${torchDefault >= 1.5 ? 'met' : 'NOT met'}`);
+              if (torch !== undefined) checks.push(`>= 1.5x PyTorch (tuned threading): ${fmt(torch)}x ${torch >= 1.5 ? 'met' : 'NOT met'}`);
               if (tcpu !== undefined) checks.push(`>= 50x TF.js cpu: ${fmt(tcpu)}x ${tcpu >= 50 ? 'met' : 'NOT met'}`);
               if (checks.length) log(`targets: ${checks.join('; ')}`);
             }
@@ -489,7 +503,7 @@ export async function runTrainBench(opts: TrainBenchOptions): Promise<TrainBench
       } finally {
         ours.close();
         for (const [key, w] of shared) {
-          if (key.startsWith('pytorch@')) {
+          if (key.startsWith('pytorch')) {
             w.close();
             shared.delete(key);
           }

@@ -178,7 +178,8 @@ describe('model: JS may do anything with its arrays while fit runs', () => {
     const y = randomLabels(3000, 4, 2);
     const running = model.fit(x, y, { epochs: 3, batchSize: 8 });
     await new Promise((r) => setTimeout(r, 5));
-    let moved: ArrayBuffer | null = structuredClone(x.buffer, { transfer: [x.buffer] });
+    const buffer = x.buffer as ArrayBuffer;
+    let moved: ArrayBuffer | null = structuredClone(buffer, { transfer: [buffer] });
     expect(x.length).to.equal(0);
     moved = null;
     void moved;

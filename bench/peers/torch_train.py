@@ -59,7 +59,8 @@ def main():
         reply("ERROR", f"cannot import torch/numpy: {err}".replace("\n", " "))
         return 1
 
-    torch.set_num_threads(intra_op)
+    default_threads = "--default-threads" in sys.argv
+    torch.set_num_threads(threads if default_threads else intra_op)
     torch.manual_seed(0)
     blas_core = "unknown"
     try:
@@ -67,7 +68,8 @@ def main():
         # OpenBLAS here: it keeps its own thread count, so pin it to ours too.
         import ctypes
         blas = ctypes.CDLL("libblas.so.3")
-        blas.openblas_set_num_threads(threads)
+        if not default_threads:  # as users run it: OpenBLAS keeps its own default
+            blas.openblas_set_num_threads(threads)
         blas.openblas_get_corename.restype = ctypes.c_char_p
         blas_core = "openblas-" + blas.openblas_get_corename().decode()
     except Exception:  # noqa: BLE001 - not OpenBLAS: let ATen's pool have the threads
