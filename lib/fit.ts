@@ -84,8 +84,6 @@ const STRUCTURAL_HOOK: Partial<Record<StructuralEvent['kind'], keyof Callback>> 
 
 export async function runFit(plan: FitPlan): Promise<History> {
   const { native, n, batchSize, signal } = plan;
-  // One copy of the data for the whole fit: the async calls never read JS memory.
-  const dataset = native.createDataset(plan.x, plan.y);
   // Every hook runs at a step boundary: the native loop is idle, so the hook
   // may read weights or change the structure.
   const callbacks = plan.callbacks.map((cb) => boundaryWrapped(cb, plan.setBoundary));
@@ -129,9 +127,12 @@ export async function runFit(plan: FitPlan): Promise<History> {
 
   const onAbort = () => native.requestAbort();
   if (signal?.aborted) throw abortError(signal, native.step);
+  // One copy of the data for the whole fit (released in `finally`): the async
+  // calls never read JS memory, which JS could transfer away meanwhile.
+  const dataset = native.createDataset(plan.x, plan.y);
   signal?.addEventListener('abort', onAbort);
-  for (const cb of callbacks) cb.setModel?.(plan.model);
   try {
+    for (const cb of callbacks) cb.setModel?.(plan.model);
     await callAll(callbacks, 'onTrainBegin');
     // A hook scheduled for the current step (e.g. step 0) runs before training.
     const atStart = new Map<Callback, number>();
@@ -204,6 +205,7 @@ export async function runFit(plan: FitPlan): Promise<History> {
     return history;
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    native.releaseDataset(dataset);
     for (const cb of callbacks) cb.cleanup?.();
   }
 }

@@ -2,6 +2,7 @@
 // binary for this platform (prebuilds/<platform>-<arch>), else an error that
 // says how to build one. Nothing else in lib/ touches the addon's file.
 import * as path from 'path';
+import type { StructuralEvent } from './events';
 
 export interface NativeStats {
   lossSum: number;
@@ -27,18 +28,8 @@ export interface NativeLayerInfo {
   dropConnect: number;
 }
 
-export interface NativeEvent {
-  step: number;
-  epoch: number;
-  kind: string;
-  layer: number;
-  criterion: string;
-  count: number;
-  neuronIds: number[];
-  scores: number[];
-  densityBefore: number;
-  densityAfter: number;
-}
+/** A structural event as the core reports it: `layer` is the dense-layer index, `kind` any string. */
+export type NativeEvent = Omit<StructuralEvent, 'kind'> & { kind: string };
 
 export interface NativeLayerSpec {
   units: number;
@@ -65,8 +56,8 @@ export interface NativeOptimizerConfig {
 
 export type NativeTargets = Int32Array | Float32Array;
 
-/** An opaque handle to training data copied into native memory. */
-export type NativeDataset = { readonly __nativeDataset: unique symbol };
+/** A handle to training data copied into native memory, owned by the model until releaseDataset(). */
+export type NativeDataset = number & { readonly __nativeDataset: unique symbol };
 
 export interface NativeLayerState {
   units: number;
@@ -108,6 +99,7 @@ export interface NativeModel {
   epochOrder(n: number, shuffle: boolean): Int32Array;
   /** Copies (x, y) into native memory once: fit() trains from the copy, so JS may do anything with its arrays meanwhile. */
   createDataset(x: Float32Array, y: NativeTargets): NativeDataset;
+  releaseDataset(dataset: NativeDataset): void;
   trainBatches(
     dataset: NativeDataset,
     order: Int32Array,

@@ -156,6 +156,7 @@ describe('model: bad input is rejected clearly', () => {
     await rejects(Promise.resolve().then(() => native.trainBatches(data, new Int32Array(2), 0, 1, 2)), Error, 'compiled');
     native.compile({ kind: 'sgd', learningRate: 0.1 }, 'softmaxCrossEntropy');
     throws(() => native.trainBatches({} as any, new Int32Array(2), 0, 1, 2), TypeError, 'createDataset');
+    throws(() => native.trainBatches(12345 as any, new Int32Array(2), 0, 1, 2), RangeError, 'not a live handle');
     throws(() => native.trainBatches(data, new Int32Array([0, 7]), 0, 1, 2), RangeError, 'order[1]');
     throws(() => native.trainBatches(data, new Int32Array(1), 0, 1, 2), RangeError, 'order');
     throws(() => native.trainBatches(data, new Int32Array(2), 0, 5, 2), RangeError, 'batchCount');

@@ -2,37 +2,12 @@
 // source (node --import tsx lib/cli/main.ts) so these tests need no build;
 // test/60.package.test.ts runs the built dist/cli/main.js.
 import { expect } from 'chai';
-import { spawnSync } from 'child_process';
+import { cli, lastJson, ROOT } from './cli_run';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-const ROOT = path.resolve(__dirname, '..');
-const MAIN = path.join(ROOT, 'lib', 'cli', 'main.ts');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(...args: string[]): Run {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: { ...process.env, NEUROPLASTIC_DEBUG: '' },
-    timeout: 120_000,
-  });
-  if (r.error) throw r.error;
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** The JSON object on the last line of stdout (what --json promises). */
-function lastJson(run: Run): Record<string, any> {
-  expect(run.code, run.stderr).to.equal(0);
-  const lines = run.stdout.trimEnd().split('\n');
-  return JSON.parse(lines[lines.length - 1]);
-}
 
 /** Encodes an IDX file of unsigned bytes: 0, 0, 0x08, ndims, big-endian dims, values. */
 function idx(dims: number[], values: ArrayLike<number>): Buffer {

@@ -1,36 +1,12 @@
 // `neuroplastic continual` and `neuroplastic report`, run as child processes
 // from the TypeScript source (node --import tsx lib/cli/main.ts).
 import { expect } from 'chai';
-import { spawnSync } from 'child_process';
+import { cli, lastJson } from './cli_run';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-const ROOT = path.resolve(__dirname, '..');
-const MAIN = path.join(ROOT, 'lib', 'cli', 'main.ts');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(...args: string[]): Run {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: { ...process.env, NEUROPLASTIC_DEBUG: '' },
-    timeout: 120_000,
-  });
-  if (r.error) throw r.error;
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function lastJson(run: Run): Record<string, any> {
-  expect(run.code, run.stderr).to.equal(0);
-  const lines = run.stdout.trimEnd().split('\n');
-  return JSON.parse(lines[lines.length - 1]);
-}
 
 describe('cli: continual and report', function () {
   this.timeout(120_000);

@@ -55,7 +55,7 @@ export function cycle(options: CycleOptions): Callback & { decisions: CycleDecis
       if (init === 'gradmax') model.native.setKeepLastBatch(true);
     },
     cleanup() {
-      if (init === 'gradmax') model.native.setKeepLastBatch(false);
+      if (init === 'gradmax') model?.native.setKeepLastBatch(false);
     },
     nextStep: (step: number) => nextMultiple(step, every),
     onStep(step: number) {

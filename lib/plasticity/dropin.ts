@@ -61,7 +61,7 @@ export function dropin(options: DropinOptions): Callback {
       if (init === 'gradmax') model.native.setKeepLastBatch(true);
     },
     cleanup() {
-      if (init === 'gradmax') model.native.setKeepLastBatch(false);
+      if (init === 'gradmax') model?.native.setKeepLastBatch(false);
     },
     ...(when === 'every'
       ? {

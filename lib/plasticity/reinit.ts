@@ -35,7 +35,7 @@ export function continualBackprop(options: ContinualBackpropOptions = {}): Callb
       model.native.setContinualBackprop(rate, maturity);
     },
     cleanup() {
-      model.native.setContinualBackprop(0, 0);
+      model?.native.setContinualBackprop(0, 0);
     },
   } as Callback;
 }

@@ -86,7 +86,7 @@ export function rigl(options: RiglOptions): Callback & { dropFractionAt(step: nu
       model.native.setKeepLastBatch(true);
     },
     cleanup() {
-      model.native.setKeepLastBatch(false);
+      model?.native.setKeepLastBatch(false);
     },
     nextStep: (step: number) => nextMultiple(step, c.every, 0, until - 1),
     onStep(step: number, m: unknown) {

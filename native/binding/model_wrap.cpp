@@ -52,6 +52,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Compile>("compile"),
                          InstanceMethod<&ModelWrap::EpochOrder>("epochOrder"),
                          InstanceMethod<&ModelWrap::CreateDataset>("createDataset"),
+                         InstanceMethod<&ModelWrap::ReleaseDataset>("releaseDataset"),
                          InstanceMethod<&ModelWrap::TrainBatches>("trainBatches"),
                          InstanceMethod<&ModelWrap::Evaluate>("evaluate"),
                          InstanceMethod<&ModelWrap::Predict>("predict"),
@@ -173,6 +174,22 @@ Napi::Value ModelWrap::EpochOrder(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelWrap::CreateDataset(const Napi::CallbackInfo& info) { return create_dataset(info, this); }
+
+Napi::Value ModelWrap::ReleaseDataset(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsNumber()) datasets_.erase(static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue()));
+  return info.Env().Undefined();
+}
+
+int64_t ModelWrap::keep_dataset(std::shared_ptr<const Dataset> data) {
+  const int64_t handle = next_dataset_++;
+  datasets_[handle] = std::move(data);
+  return handle;
+}
+
+std::shared_ptr<const Dataset> ModelWrap::dataset(int64_t handle) const {
+  auto it = datasets_.find(handle);
+  return it == datasets_.end() ? nullptr : it->second;
+}
 Napi::Value ModelWrap::TrainBatches(const Napi::CallbackInfo& info) { return start_train(info, this); }
 Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) { return start_evaluate(info, this); }
 Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) { return start_predict(info, this); }

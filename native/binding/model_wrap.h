@@ -6,12 +6,15 @@
 #include <napi.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <vector>
 
 #include "model/model.h"
 
 namespace npb {
+
+struct Dataset;  // workers.h
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
@@ -25,6 +28,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   void claim(Napi::Env env, const char* operation);
   void release() { busy_ = nullptr; }
 
+  // Training data copied for fit(), owned by the model (see createDataset).
+  int64_t keep_dataset(std::shared_ptr<const Dataset> data);
+  std::shared_ptr<const Dataset> dataset(int64_t handle) const;
+
  private:
   void ensure_idle(Napi::Env env, const char* operation);
   std::vector<int64_t> layer_list_arg(const Napi::CallbackInfo& info, size_t index);
@@ -33,6 +40,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Compile(const Napi::CallbackInfo& info);
   Napi::Value EpochOrder(const Napi::CallbackInfo& info);
   Napi::Value CreateDataset(const Napi::CallbackInfo& info);
+  Napi::Value ReleaseDataset(const Napi::CallbackInfo& info);
   Napi::Value TrainBatches(const Napi::CallbackInfo& info);
   Napi::Value Evaluate(const Napi::CallbackInfo& info);
   Napi::Value Predict(const Napi::CallbackInfo& info);
@@ -80,6 +88,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ImportState(const Napi::CallbackInfo& info);
 
   std::unique_ptr<np::Model> model_;
+  std::map<int64_t, std::shared_ptr<const Dataset>> datasets_;
+  int64_t next_dataset_ = 1;
   const char* busy_ = nullptr;  // name of the running async operation, if any
 };
 

@@ -93,9 +93,6 @@ DatasetPtr read_dataset(const Napi::CallbackInfo& info, const np::Model& model, 
 
 namespace {
 
-// Marks the externals createDataset() returns, so trainBatches() never
-// mistakes another addon's external for one of ours.
-const napi_type_tag kDatasetTag = {0x6e6575726f706c61ULL, 0x73746963646174aULL};
 
 // ---- training --------------------------------------------------------------
 
@@ -230,14 +227,11 @@ class PredictWorker : public ModelWorker {
 
 }  // namespace
 
-// createDataset(x, y) -> an opaque handle fit() trains from: the data copied
-// once, so the epochs' async calls never read JS memory.
+// createDataset(x, y) -> a handle (a number) fit() trains from: the data copied
+// once and owned by the model until releaseDataset(handle), so the epochs'
+// async calls never read JS memory.
 Napi::Value create_dataset(const Napi::CallbackInfo& info, ModelWrap* wrap) {
-  Napi::Env env = info.Env();
-  auto holder = new DatasetPtr(read_dataset(info, wrap->model(), 0, 1));
-  auto external = Napi::External<DatasetPtr>::New(env, holder, [](Napi::Env, DatasetPtr* p) { delete p; });
-  external.TypeTag(&kDatasetTag);
-  return external;
+  return Napi::Number::New(info.Env(), static_cast<double>(wrap->keep_dataset(read_dataset(info, wrap->model(), 0, 1))));
 }
 
 // trainBatches(dataset, order, firstBatch, batchCount, batchSize, progress?)
@@ -245,9 +239,9 @@ Napi::Value start_train(const Napi::CallbackInfo& info, ModelWrap* wrap) {
   Napi::Env env = info.Env();
   np::Model& model = wrap->model();
   if (!model.compiled()) throw Napi::Error::New(env, "the model must be compiled before fit()");
-  if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<DatasetPtr>>().CheckTypeTag(&kDatasetTag))
-    throw Napi::TypeError::New(env, "dataset must come from createDataset()");
-  DatasetPtr data = *info[0].As<Napi::External<DatasetPtr>>().Data();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "dataset must be a handle from createDataset()");
+  DatasetPtr data = wrap->dataset(static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue()));
+  if (!data) throw Napi::RangeError::New(env, "dataset is not a live handle from createDataset() on this model");
   if (data->x.size() != static_cast<size_t>(data->n * model.input_size()) ||
       (!data->values.empty() && data->values.size() != static_cast<size_t>(data->n * model.output_size())))
     throw Napi::RangeError::New(env, "dataset was made for a model of another shape");
