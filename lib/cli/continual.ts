@@ -3,14 +3,13 @@
 // line per task and a summary. With --json the last stdout line is one JSON
 // object (the ContinualResult plus the run's settings), which
 // `neuroplastic report --from FILE` turns into an HTML page.
-import * as fs from 'fs';
-import * as path from 'path';
-import { AbortError, Sequential, data, layers, optimizers, runtime, type Dataset } from '../index';
+import { AbortError, Sequential, data, layers, optimizers, runtime } from '../index';
 import * as continual from '../continual';
 import { DenseLayer } from '../layers';
 import * as report from '../report';
 import { CliError, formatOptions, parseArgs, type OptionTable } from './args';
 import type { Command, Io } from './command';
+import { loadCliData } from './data';
 
 const OPTIONS = {
   tasks: { kind: 'integer', metavar: 'N', min: 1, max: 100000, default: 10, help: 'Tasks in the stream (task 0: unpermuted inputs)' },
@@ -57,21 +56,6 @@ function help(): string {
   ].join('\n');
 }
 
-function loadData(dir: string | undefined): { train: Dataset; test: Dataset; name: string; source: string } {
-  if (dir === undefined) return { ...data.loadMnistSplits(), name: 'mnist', source: 'mnist (bundled)' };
-  if (!fs.existsSync(dir)) throw new CliError(`--data ${dir}: directory not found`);
-  if (!fs.statSync(dir).isDirectory()) throw new CliError(`--data ${dir}: not a directory`);
-  try {
-    const train = data.loadIdx(dir, { split: 'train' });
-    const test = data.loadIdx(dir, { split: 'test' });
-    if (train.features !== test.features) {
-      throw new Error(`the train split has ${train.features} features per sample but the test split ${test.features}`);
-    }
-    return { train, test, name: path.basename(path.resolve(dir)), source: path.resolve(dir) };
-  } catch (err) {
-    throw new CliError(`--data ${dir}: ${(err as Error).message}`);
-  }
-}
 
 function pct(v: number): string {
   return Number.isFinite(v) ? `${(100 * v).toFixed(2)}%` : '-';
@@ -83,7 +67,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     io.stdout.write(help() + '\n');
     return 0;
   }
-  const loaded = loadData(v.data);
+  const loaded = loadCliData(v.data);
   const tasks = continual.permuted(loaded, v.tasks, v.seed, { limit: v.trainSamples ?? loaded.train.n, testLimit: v.testSamples });
   const classes = tasks[0].classes;
   const architecture = [loaded.train.features, ...v.hidden, classes];

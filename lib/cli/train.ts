@@ -2,14 +2,13 @@
 // on the bundled MNIST digits or on a folder of IDX files, and reports the
 // held-out accuracy. The human report goes to stdout; with --json stdout holds
 // only one JSON object (so `| jq` works) and the header moves to stderr.
-import * as fs from 'fs';
-import * as path from 'path';
-import { AbortError, Sequential, data, layers, optimizers, plasticity, runtime, type Callback, type Dataset, type History, type Optimizer } from '../index';
+import { AbortError, Sequential, data, layers, optimizers, plasticity, runtime, type Callback, type History, type Optimizer } from '../index';
 import { DenseLayer } from '../layers';
 import { NEURON_CRITERIA, type NeuronCriterion } from '../structure';
 import { formatTable } from '../summary';
 import { CliError, UsageError, formatOptions, parseArgs, type OptionTable, type Values } from './args';
 import type { Command, Io } from './command';
+import { loadCliData } from './data';
 import { ProgressReporter, compactCount } from './progress';
 
 const DEFAULT_LR = { sgd: 0.05, adam: 0.001 } as const;
@@ -180,30 +179,7 @@ function makeOptimizer(v: TrainValues): Optimizer {
   return optimizers.sgd({ learningRate: v.lr ?? DEFAULT_LR.sgd, momentum: v.momentum ?? DEFAULT_MOMENTUM });
 }
 
-interface Loaded {
-  train: Dataset;
-  test: Dataset;
-  /** Short name for reports: 'mnist' or the folder's name. */
-  name: string;
-  /** Where it came from, for the header. */
-  source: string;
-}
 
-function loadData(dir: string | undefined): Loaded {
-  if (dir === undefined) return { ...data.loadMnistSplits(), name: 'mnist', source: 'mnist (bundled)' };
-  if (!fs.existsSync(dir)) throw new CliError(`--data ${dir}: directory not found`);
-  if (!fs.statSync(dir).isDirectory()) throw new CliError(`--data ${dir}: not a directory`);
-  try {
-    const train = data.loadIdx(dir, { split: 'train' });
-    const test = data.loadIdx(dir, { split: 'test' });
-    if (train.features !== test.features) {
-      throw new Error(`the train split has ${train.features} features per sample but the test split ${test.features}`);
-    }
-    return { train, test, name: path.basename(path.resolve(dir)), source: path.resolve(dir) };
-  } catch (err) {
-    throw new CliError(`--data ${dir}: ${(err as Error).message}`);
-  }
-}
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -237,7 +213,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   checkCombination(v, given);
   const optimizer = makeOptimizer(v);
-  const { train, test, name, source } = loadData(v.data);
+  const { train, test, name, source } = loadCliData(v.data);
   const classes = Math.max(train.classes, test.classes);
   const architecture = [train.features, ...v.hidden, classes];
   const rt = runtime();
