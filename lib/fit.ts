@@ -129,7 +129,16 @@ export async function runFit(plan: FitPlan): Promise<History> {
   if (signal?.aborted) throw abortError(signal, native.step);
   // One copy of the data for the whole fit (released in `finally`): the async
   // calls never read JS memory, which JS could transfer away meanwhile.
-  const dataset = native.createDataset(plan.x, plan.y);
+  let dataset: ReturnType<NativeModel['createDataset']>;
+  try {
+    dataset = native.createDataset(plan.x, plan.y);
+  } catch (err) {
+    // The copy also checks the values (x finite): report it as fit's own check.
+    if (err instanceof RangeError || err instanceof TypeError) {
+      throw new (err.constructor as typeof RangeError)(`Sequential.fit(): ${err.message}`);
+    }
+    throw err;
+  }
   signal?.addEventListener('abort', onAbort);
   try {
     for (const cb of callbacks) cb.setModel?.(plan.model);

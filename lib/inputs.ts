@@ -6,15 +6,19 @@ import { describe } from './validate';
 
 export type Labels = Int32Array | Uint8Array | Float32Array;
 
-/** Checks x is a Float32Array of n x inputSize finite values; returns n. */
-export function checkSamples(where: string, name: string, x: unknown, inputSize: number): number {
+/**
+ * Checks x is a Float32Array of n x inputSize values; returns n. With
+ * `values`, also that every value is finite (fit() leaves that to the native
+ * copy it makes anyway, which checks in the same pass).
+ */
+export function checkSamples(where: string, name: string, x: unknown, inputSize: number, values = true): number {
   if (!(x instanceof Float32Array)) {
     throw new TypeError(`${where}: ${name} must be a Float32Array (n x ${inputSize}, row-major), got ${describe(x)}`);
   }
   if (x.length === 0 || x.length % inputSize !== 0) {
     throw new RangeError(`${where}: ${name} has ${x.length} values, which is not a positive multiple of inputSize ${inputSize}`);
   }
-  for (let i = 0; i < x.length; i++) {
+  for (let i = 0; values && i < x.length; i++) {
     const v = x[i];
     if (v !== v || v === Infinity || v === -Infinity) {
       throw new RangeError(`${where}: ${name}[${i}] (sample ${Math.floor(i / inputSize)}, feature ${i % inputSize}) is ${v}; inputs must be finite`);

@@ -209,7 +209,7 @@ export class Sequential implements LayerHost {
       throw new TypeError(`${where}: signal must be an AbortSignal, got ${describe(o.signal)}`);
     }
     const native = this.build();
-    const n = checkSamples(where, 'x', x, this.inputSize);
+    const n = checkSamples(where, 'x', x, this.inputSize, false);
     const targets = checkTargets(where, 'y', y, n, this.outputSize, compiled.loss);
     let validate: (() => Promise<Evaluation>) | undefined;
     if (o.validationData !== undefined) {

@@ -176,11 +176,18 @@ Napi::Value ModelWrap::EpochOrder(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::CreateDataset(const Napi::CallbackInfo& info) { return create_dataset(info, this); }
 
 Napi::Value ModelWrap::ReleaseDataset(const Napi::CallbackInfo& info) {
-  if (info.Length() > 0 && info[0].IsNumber()) datasets_.erase(static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue()));
+  if (info.Length() > 0 && info[0].IsNumber()) {
+    auto it = datasets_.find(static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue()));
+    if (it != datasets_.end()) {
+      // Keep the buffers for the next fit unless a worker still reads them.
+      if (it->second.use_count() == 1) spare_dataset_ = std::move(it->second);
+      datasets_.erase(it);
+    }
+  }
   return info.Env().Undefined();
 }
 
-int64_t ModelWrap::keep_dataset(std::shared_ptr<const Dataset> data) {
+int64_t ModelWrap::keep_dataset(std::shared_ptr<Dataset> data) {
   const int64_t handle = next_dataset_++;
   datasets_[handle] = std::move(data);
   return handle;

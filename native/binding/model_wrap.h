@@ -29,8 +29,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   void release() { busy_ = nullptr; }
 
   // Training data copied for fit(), owned by the model (see createDataset).
-  int64_t keep_dataset(std::shared_ptr<const Dataset> data);
+  int64_t keep_dataset(std::shared_ptr<Dataset> data);
   std::shared_ptr<const Dataset> dataset(int64_t handle) const;
+  // The buffers of the last released dataset, for the next createDataset to refill.
+  std::shared_ptr<Dataset> take_spare_dataset() { return std::move(spare_dataset_); }
 
  private:
   void ensure_idle(Napi::Env env, const char* operation);
@@ -88,7 +90,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ImportState(const Napi::CallbackInfo& info);
 
   std::unique_ptr<np::Model> model_;
-  std::map<int64_t, std::shared_ptr<const Dataset>> datasets_;
+  std::map<int64_t, std::shared_ptr<Dataset>> datasets_;
+  std::shared_ptr<Dataset> spare_dataset_;
   int64_t next_dataset_ = 1;
   const char* busy_ = nullptr;  // name of the running async operation, if any
 };

@@ -1,6 +1,8 @@
 #include "binding/workers.h"
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <memory>
 
 #include "binding/args.h"
@@ -58,9 +60,36 @@ Napi::Object stats_object(Napi::Env env, const np::BatchStats& s) {
 
 }  // namespace
 
-DatasetPtr read_dataset(const Napi::CallbackInfo& info, const np::Model& model, size_t x_index, int targets_index) {
+namespace {
+
+// Index of the first NaN or infinity in v, or -1. The exponent test on the
+// bits vectorises (std::isfinite in a loop with an early exit does not).
+int64_t first_non_finite(const float* v, int64_t n) {
+  const int64_t block = 4096;
+  for (int64_t b = 0; b < n; b += block) {
+    const int64_t e = std::min(n, b + block);
+    uint32_t any = 0;
+    for (int64_t i = b; i < e; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, v + i, sizeof bits);
+      any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (!any) continue;
+    for (int64_t i = b; i < e; ++i)
+      if (!std::isfinite(v[i])) return i;
+  }
+  return -1;
+}
+
+std::string describe_float(float v) { return std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity"; }
+
+}  // namespace
+
+std::shared_ptr<Dataset> read_dataset(const Napi::CallbackInfo& info, const np::Model& model, size_t x_index,
+                                      int targets_index, std::shared_ptr<Dataset> reuse) {
   Napi::Env env = info.Env();
-  auto d = std::make_shared<Dataset>();
+  // Refilling a previous fit's buffers (same capacity) skips fresh page faults.
+  auto d = reuse ? std::move(reuse) : std::make_shared<Dataset>();
   auto x = typed_arg<float>(info, x_index, "x", -1, napi_float32_array, "Float32Array");
   const int64_t in = model.input_size();
   const int64_t len = static_cast<int64_t>(x.ElementLength());
@@ -76,6 +105,7 @@ DatasetPtr read_dataset(const Napi::CallbackInfo& info, const np::Model& model, 
       check(static_cast<int64_t>(labels.ElementLength()) == d->n, env,
             "y has " + std::to_string(labels.ElementLength()) + " labels for " + std::to_string(d->n) + " samples");
       d->labels.assign(labels.Data(), labels.Data() + labels.ElementLength());
+      d->values.clear();
     } else if (t.TypedArrayType() == napi_float32_array) {
       auto values = t.As<Napi::Float32Array>();
       const int64_t want = d->n * model.output_size();
@@ -83,11 +113,24 @@ DatasetPtr read_dataset(const Napi::CallbackInfo& info, const np::Model& model, 
             "y has " + std::to_string(values.ElementLength()) + " values, expected " + std::to_string(want) +
                 " (samples x outputs)");
       d->values.assign(values.Data(), values.Data() + values.ElementLength());
+      d->labels.clear();
     } else {
       throw Napi::TypeError::New(env, "y must be an Int32Array or Float32Array");
     }
   }
   d->x.assign(x.Data(), x.Data() + len);
+  // Finite inputs only: checked here, in the copy's pass over the data, rather
+  // than by a second (slower) scan in JS.
+  const int64_t bad = first_non_finite(d->x.data(), len);
+  if (bad >= 0) {
+    throw Napi::RangeError::New(env, "x[" + std::to_string(bad) + "] (sample " + std::to_string(bad / in) + ", feature " +
+                                         std::to_string(bad % in) + ") is " + describe_float(d->x[bad]) +
+                                         "; inputs must be finite");
+  }
+  const int64_t bad_target = first_non_finite(d->values.data(), static_cast<int64_t>(d->values.size()));
+  if (bad_target >= 0)
+    throw Napi::RangeError::New(env, "y[" + std::to_string(bad_target) + "] is " + describe_float(d->values[bad_target]) +
+                                         "; targets must be finite");
   return d;
 }
 
@@ -231,7 +274,8 @@ class PredictWorker : public ModelWorker {
 // once and owned by the model until releaseDataset(handle), so the epochs'
 // async calls never read JS memory.
 Napi::Value create_dataset(const Napi::CallbackInfo& info, ModelWrap* wrap) {
-  return Napi::Number::New(info.Env(), static_cast<double>(wrap->keep_dataset(read_dataset(info, wrap->model(), 0, 1))));
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(wrap->keep_dataset(read_dataset(info, wrap->model(), 0, 1, wrap->take_spare_dataset()))));
 }
 
 // trainBatches(dataset, order, firstBatch, batchCount, batchSize, progress?)

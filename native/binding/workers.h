@@ -37,7 +37,9 @@ using DatasetPtr = std::shared_ptr<const Dataset>;
 
 // Reads x (a Float32Array of n x inputSize values) and, when targets_index >=
 // 0, its targets (Int32Array labels or Float32Array n x outputs), checked and copied.
-DatasetPtr read_dataset(const Napi::CallbackInfo& info, const np::Model& model, size_t x_index, int targets_index);
+// `reuse` (optional) is refilled instead of allocating a new one.
+std::shared_ptr<Dataset> read_dataset(const Napi::CallbackInfo& info, const np::Model& model, size_t x_index,
+                                      int targets_index, std::shared_ptr<Dataset> reuse = nullptr);
 
 class ModelWorker : public Napi::AsyncWorker {
  public:
