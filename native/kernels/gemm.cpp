@@ -140,9 +140,10 @@ void scale_c(const Problem& pr) {
   }
 }
 
-// Below this many multiply-adds a product lasts about a microsecond, the cost
-// of waking a worker, so it runs on the calling thread.
-constexpr int64_t kMinParallelMnk = 1 << 17;
+// Below this many multiply-adds (about 10 microseconds of work) a product runs
+// on the calling thread: waking a worker and joining it costs a few
+// microseconds, which ate half of a 784-32-10 step at batch 8.
+constexpr int64_t kMinParallelMnk = 1 << 20;
 
 // Splits C into a tm x tn grid of blocks, one per thread. Each block packs its
 // own A rows and B columns (no sharing, no synchronisation inside the loops),
