@@ -183,6 +183,9 @@ class TrainWorker : public ModelWorker {
       // order_ holds just this call's batches, starting at batch first_.
       const int64_t start = (b - first_) * batch_size_;
       const int64_t size = std::min(batch_size_, data_->n - b * batch_size_);
+      // Growth signals (RigL, GradMax) are read after a native call: only its
+      // last batch needs to be kept.
+      model_.set_batch_may_be_kept(b + 1 == first_ + count_);
       np::BatchStats s = model_.train_batch(data_->x.data(), targets, order_.data() + start, size, pool);
       total_.loss_sum += s.loss_sum;
       total_.correct += s.correct;

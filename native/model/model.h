@@ -212,6 +212,9 @@ class Model {
   int64_t redo(double threshold);
   // Keep a copy of each training batch for gradient-based growth (RigL, GradMax).
   void set_keep_last_batch(bool keep) { keep_last_batch_ = keep; }
+  // The training loop marks the batch after which JS may need the growth
+  // signals (the last of a native call); only that one is copied.
+  void set_batch_may_be_kept(bool may) { batch_may_be_kept_ = may; }
   bool has_last_batch() const { return last_batch_ > 0; }
   // Decay of the per-unit statistics' moving averages (default 0.99).
   void set_stats_decay(double decay) { stats_decay_ = decay; }
@@ -262,7 +265,9 @@ class Model {
                                int64_t grad_divisor, bool want_grad);
   // Backward from the loss gradient in the workspace; beta = 1 accumulates
   // into the gradient slots; training says whether forward applied dropout.
-  void backward(int64_t batch, float beta, bool training, ThreadPool* pool, bool capture_dz = false);
+  // weight_grads = false skips the weight and bias gradients (signal capture only).
+  void backward(int64_t batch, float beta, bool training, ThreadPool* pool, bool capture_dz = false,
+                bool weight_grads = true);
   void apply_optimizer(ThreadPool* pool);
   void load_batch(const float* x, const int32_t* indices, int64_t first, int64_t batch);
 
@@ -282,6 +287,7 @@ class Model {
   int64_t cbp_maturity_ = 0;
   double cbp_carry_ = 0.0;  // fractional replacements carried between steps
   bool keep_last_batch_ = false;
+  bool batch_may_be_kept_ = true;
   int64_t last_batch_ = 0;  // size of the kept training batch (0: none)
   struct Snapshot {
     int64_t step;

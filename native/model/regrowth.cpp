@@ -4,7 +4,6 @@
 // layer stays truly sparse throughout: CSR layers are rebuilt, never densified.
 #include <algorithm>
 #include <cmath>
-#include <queue>
 #include <string>
 #include <unordered_set>
 
@@ -133,8 +132,19 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
     // SET: uniformly at random). Dead units never regrow.
     std::vector<std::pair<int64_t, int32_t>> grow;
     if (by_gradient) {
-      using Item = std::pair<float, int64_t>;  // (|grad|, position), min-heap of the best k
-      std::priority_queue<Item, std::vector<Item>, std::greater<Item>> best;
+      // Keep the k largest |dL/dw| of empty positions: candidates above the
+      // running threshold go to a buffer that is cut back to the best k (by
+      // nth_element) whenever it reaches 2k, so each candidate costs O(1)
+      // amortised instead of a heap operation, and memory stays O(k).
+      using Item = std::pair<float, int64_t>;  // (|grad|, position)
+      std::vector<Item> best;
+      best.reserve(2 * k);
+      float threshold = -1.0f;
+      auto cut_to_k = [&]() {
+        std::nth_element(best.begin(), best.begin() + (k - 1), best.end(), std::greater<Item>());
+        best.resize(k);
+        threshold = best[k - 1].first;  // the k-th largest: everything kept is >= it
+      };
       const int64_t block = 64;
       std::vector<float> g(block * layer.inputs);
       const float* input = ws_.act[l].data();
@@ -153,25 +163,20 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
           } else {
             continue;  // a dense layer without a mask has no empty position
           }
-          const float threshold = static_cast<int64_t>(best.size()) < k ? -1.0f : best.top().first;
+          const float* grow_row = g.data() + r * layer.inputs;
           for (int64_t c = 0; c < layer.inputs; ++c) {
-            if (is_stored[c]) continue;
-            const float v = std::fabs(g[r * layer.inputs + c]);
-            if (v <= threshold) continue;
-            if (static_cast<int64_t>(best.size()) < k) best.emplace(v, (r0 + r) * layer.inputs + c);
-            else if (v > best.top().first) {
-              best.pop();
-              best.emplace(v, (r0 + r) * layer.inputs + c);
-            }
+            const float v = std::fabs(grow_row[c]);
+            if (v <= threshold || is_stored[c]) continue;
+            best.emplace_back(v, (r0 + r) * layer.inputs + c);
+            if (static_cast<int64_t>(best.size()) >= 2 * k) cut_to_k();
           }
           if (layer.format == WeightFormat::kCsr)
             for (int64_t e = layer.csr.indptr[r0 + r]; e < layer.csr.indptr[r0 + r + 1]; ++e) present[layer.csr.indices[e]] = 0;
         }
       }
-      while (!best.empty()) {
-        grow.emplace_back(best.top().second / layer.inputs, static_cast<int32_t>(best.top().second % layer.inputs));
-        best.pop();
-      }
+      if (static_cast<int64_t>(best.size()) > k) cut_to_k();
+      for (const Item& it : best)
+        grow.emplace_back(it.second / layer.inputs, static_cast<int32_t>(it.second % layer.inputs));
     } else {
       std::unordered_set<int64_t> chosen;
       const int64_t empty = size - nnz;

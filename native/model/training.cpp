@@ -239,7 +239,7 @@ BatchStats Model::loss_and_gradient(const Targets& targets, const int32_t* indic
   return stats;
 }
 
-void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool, bool capture_dz) {
+void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool, bool capture_dz, bool weight_grads) {
   if (capture_dz && ws_.dz.size() != layers_.size()) ws_.dz.resize(layers_.size());
   float* g = ws_.grad_a.data();
   float* other = ws_.grad_b.data();
@@ -254,7 +254,7 @@ void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool,
       activation_backward(g, out, batch, layer.activation, r0, r1, batch, dot, dz_sum);
     });
     if (taylor) update_taylor_stats(l, dot);
-    if (layer.use_bias) {
+    if (layer.use_bias && weight_grads) {
       float* db = layer.bias.grad();
       for (int64_t r = 0; r < layer.units; ++r) db[r] = beta == 0.0f ? dz_sum[r] : beta * db[r] + dz_sum[r];
     }
@@ -265,7 +265,9 @@ void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool,
     const bool dropped = training && layer.input_dropout > 0.0f;
     const bool drop_connect = training && layer.drop_connect > 0.0f;
     const float* input = dropped ? ws_.dropped[l].data() : ws_.act[l].data();
-    if (layer.format == WeightFormat::kCsr) {
+    if (!weight_grads) {
+      // Signal capture only: dz is all the caller needs.
+    } else if (layer.format == WeightFormat::kCsr) {
       sddmm_f32_csr(layer.csr.view(), g, batch, input, batch, batch, beta, layer.csr.grad(), pool);
       if (drop_connect) apply_mask(layer.csr.grad(), ws_.dc_mask[l].data(), layer.csr.nnz());
     } else {
@@ -273,7 +275,7 @@ void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool,
                layer.weight.grad(), layer.weight.stride, pool);
       if (drop_connect) apply_mask(layer.weight.grad(), ws_.dc_mask[l].data(), layer.units * layer.weight.stride);
     }
-    mask_gradients(layer, pool);
+    if (weight_grads) mask_gradients(layer, pool);
     if (l > 0) {
       const float* weights = drop_connect ? ws_.dc_weight[l].data() : nullptr;
       if (layer.format == WeightFormat::kCsr) {
@@ -364,7 +366,7 @@ BatchStats Model::train_batch(const float* x, const Targets& targets, const int3
   backward(batch, 0.0f, true, pool);
   apply_optimizer(pool);
   ++step_;
-  if (keep_last_batch_) {
+  if (keep_last_batch_ && batch_may_be_kept_) {
     // Keep the batch (feature-major) and its targets for growth signals.
     const int64_t outputs = output_size();
     ws_.last_x.ensure_discard(input_size_ * batch);
@@ -455,7 +457,7 @@ int64_t Model::recompute_signals(ThreadPool* pool) {
     t.values = rows.data();
   }
   loss_and_gradient(t, nullptr, 0, b, b, true);
-  backward(b, 0.0f, false, pool, true);
+  backward(b, 0.0f, false, pool, /*capture_dz=*/true, /*weight_grads=*/false);
   return b;
 }
 
