@@ -120,9 +120,12 @@ int default_thread_count() {
   return count;
 }
 
+// Never destroyed: an async operation may still be running on a libuv thread
+// when the process exits (process.exit() during fit), and destroying the pool
+// under it would abort. The OS reclaims the threads at exit.
 ThreadPool& default_pool() {
-  static ThreadPool pool(default_thread_count());
-  return pool;
+  static ThreadPool* pool = new ThreadPool(default_thread_count());
+  return *pool;
 }
 
 }  // namespace np
