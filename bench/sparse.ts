@@ -17,26 +17,18 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { BenchResult } from './types';
 
-export interface SparseBenchResult {
+/** A BenchResult (bench/types.ts) of the sparse sweep, with its extra fields. */
+export interface SparseBenchResult extends BenchResult {
   bench: 'spmm' | 'sparse-step';
-  /** 'neuroplastic' (CSR), 'neuroplastic-dense' (our GEMM on the same layer, zeros included) or 'eigen'. */
+  /** 'neuroplastic' (CSR), 'neuroplastic-dense' (our GEMM on the same layer, zeros included) or 'eigen'. Shape OUTxIN. */
   impl: string;
-  /** OUTxIN: W is OUT rows (outputs) x IN columns (inputs); X is IN x batch. */
-  shape: string;
-  sparsity: number;
-  batch: number;
-  threads: number;
-  simd: string;
-  median_ms: number;
-  /** 2*nnz*batch per product for sparse, 2*OUT*IN*batch for dense (x3 for a step). */
-  gflops: number;
   /** dense: our dense time / this time (speed-up); eigen: Eigen's time / this time. */
   ratio_to: { dense?: number; eigen?: number };
   nnz: number;
   /** CSR memory per stored weight: 4 value + 4 index + row pointers / nnz. */
   bytes_per_weight: number;
-  [extra: string]: unknown;
 }
 
 export interface SparseBenchOptions {

@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
+#include "../../native/bench/bench_args.h"
 
 namespace {
 
@@ -39,17 +40,7 @@ struct Options {
   bool json = false;
 };
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(sep, start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
+using np_bench::split;
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr, "eigen_spmm: %s\n", why);
@@ -69,14 +60,11 @@ Options parse(int argc, char** argv) {
     if (arg == "--shapes") {
       o.shapes = split(value(), ',');
     } else if (arg == "--batches") {
-      o.batches.clear();
-      for (const auto& t : split(value(), ',')) o.batches.push_back(std::atol(t.c_str()));
+      o.batches = np_bench::numbers<decltype(o.batches)::value_type>(value());
     } else if (arg == "--sparsities") {
-      o.sparsities.clear();
-      for (const auto& t : split(value(), ',')) o.sparsities.push_back(std::atof(t.c_str()));
+      o.sparsities = np_bench::numbers<decltype(o.sparsities)::value_type>(value());
     } else if (arg == "--threads") {
-      o.threads.clear();
-      for (const auto& t : split(value(), ',')) o.threads.push_back(std::atoi(t.c_str()));
+      o.threads = np_bench::numbers<decltype(o.threads)::value_type>(value());
     } else if (arg == "--levels") {
       value();  // accepted for a common command line; Eigen picks its own SIMD
     } else if (arg == "--reps") {

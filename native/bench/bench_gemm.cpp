@@ -22,6 +22,7 @@
 #include "kernels/gemm_internal.h"
 #include "kernels/simd_level.h"
 #include "kernels/thread_pool.h"
+#include "bench/bench_args.h"
 
 namespace {
 
@@ -38,17 +39,7 @@ struct Options {
   bool json = false;
 };
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(sep, start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
+using np_bench::split;
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr, "neuroplastic_native_bench: %s\n", why);
@@ -70,8 +61,7 @@ Options parse(int argc, char** argv) {
     else if (arg == "--trans") o.trans = split(value(), ',');
     else if (arg == "--levels") o.levels = split(value(), ',');
     else if (arg == "--threads") {
-      o.threads.clear();
-      for (const auto& t : split(value(), ',')) o.threads.push_back(std::atoi(t.c_str()));
+      o.threads = np_bench::numbers<decltype(o.threads)::value_type>(value());
     } else if (arg == "--reps") o.reps = std::atoi(value().c_str());
     else if (arg == "--min-ms") o.min_ms = std::atof(value().c_str());
     else if (arg == "--blocking") {

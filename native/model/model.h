@@ -215,7 +215,6 @@ class Model {
   // The training loop marks the batch after which JS may need the growth
   // signals (the last of a native call); only that one is copied.
   void set_batch_may_be_kept(bool may) { batch_may_be_kept_ = may; }
-  bool has_last_batch() const { return last_batch_ > 0; }
   // Decay of the per-unit statistics' moving averages (default 0.99).
   void set_stats_decay(double decay) { stats_decay_ = decay; }
   double stats_decay() const { return stats_decay_; }
@@ -225,7 +224,6 @@ class Model {
   // later restore the surviving weights to those values with fresh optimizer
   // state, keeping the current sparsity pattern.
   void snapshot_weights();
-  bool has_snapshot(int64_t step) const;
   std::vector<int64_t> snapshot_steps() const;
   void rewind(int64_t step);
 

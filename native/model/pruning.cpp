@@ -122,7 +122,7 @@ static int64_t remove_by_cut(DenseLayer& layer, const Cut& cut) {
 
 // The core of weight pruning: remove `counts[i]` weights from which[i], or
 // with global, `global_count` weights ranked over all of them.
-static void prune_counts(Model& model, std::vector<DenseLayer>& layers, const std::vector<int64_t>& which,
+static void prune_counts(std::vector<DenseLayer>& layers, const std::vector<int64_t>& which,
                          const std::vector<int64_t>& counts, bool global, int64_t global_count,
                          std::vector<int64_t>& removed) {
   removed.assign(which.size(), 0);
@@ -151,7 +151,6 @@ static void prune_counts(Model& model, std::vector<DenseLayer>& layers, const st
     stored_magnitudes(layers[which[i]], mags);
     removed[i] = remove_by_cut(layers[which[i]], find_cut(std::move(mags), counts[i]));
   }
-  (void)model;
 }
 
 int64_t Model::remove_smallest(int64_t l, int64_t k) {
@@ -176,7 +175,7 @@ int64_t Model::prune_weights_magnitude(const std::vector<int64_t>& which, double
   for (size_t i = 0; i < which.size(); ++i)
     before[i] = static_cast<double>(stored[i]) / static_cast<double>(layers_[which[i]].units * layers_[which[i]].inputs);
   std::vector<int64_t> removed;
-  prune_counts(*this, layers_, which, counts, global, global_count, removed);
+  prune_counts(layers_, which, counts, global, global_count, removed);
   int64_t sum = 0;
   for (size_t i = 0; i < which.size(); ++i) {
     DenseLayer& layer = layers_[which[i]];

@@ -50,12 +50,6 @@ void Model::snapshot_weights() {
   snapshots_.push_back(std::move(s));
 }
 
-bool Model::has_snapshot(int64_t step) const {
-  for (const auto& s : snapshots_)
-    if (s.step == step) return true;
-  return false;
-}
-
 std::vector<int64_t> Model::snapshot_steps() const {
   std::vector<int64_t> steps;
   for (const auto& s : snapshots_) steps.push_back(s.step);

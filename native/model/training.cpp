@@ -40,6 +40,25 @@ void for_row_blocks(ThreadPool* pool, int64_t rows, int64_t cols, Fn&& fn) {
   });
 }
 
+// y = W x (forward) or y = W^T x (backward data) for feature-major blocks
+// (ld = batch), dense or CSR; `values` replaces the stored weights when given
+// (DropConnect's masked copy, same layout).
+void multiply_by_weights(const DenseLayer& layer, const float* values, bool transpose, const float* x, float* y,
+                         int64_t batch, ThreadPool* pool) {
+  if (layer.format == WeightFormat::kCsr) {
+    CsrView view = layer.csr.view();
+    if (values) view.values = values;
+    if (transpose) spmm_t_f32_csr(view, x, batch, 0.0f, y, batch, batch, pool);
+    else spmm_f32_csr(view, x, batch, 0.0f, y, batch, batch, pool);
+    return;
+  }
+  const float* w = values ? values : layer.weight.value();
+  if (transpose)
+    gemm_f32(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, w, layer.weight.stride, x, batch, 0.0f, y, batch, pool);
+  else
+    gemm_f32(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, w, layer.weight.stride, x, batch, 0.0f, y, batch, pool);
+}
+
 }  // namespace
 
 // Gathers samples (rows of the row-major x) into the feature-major input block,
@@ -103,14 +122,7 @@ void Model::forward(int64_t batch, bool training, ThreadPool* pool) {
     }
     float* out = ws_.act[l + 1].data();
     const float* weights = training && layer.drop_connect > 0.0f ? drop_connect_weights(l) : nullptr;
-    if (layer.format == WeightFormat::kCsr) {
-      CsrView view = layer.csr.view();
-      if (weights) view.values = weights;
-      spmm_f32_csr(view, input, batch, 0.0f, out, batch, batch, pool);
-    } else {
-      gemm_f32(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, weights ? weights : layer.weight.value(),
-               layer.weight.stride, input, batch, 0.0f, out, batch, pool);
-    }
+    multiply_by_weights(layer, weights, false, input, out, batch, pool);
     const float* bias = layer.use_bias ? layer.bias.value() : nullptr;
     // While training, the per-unit sums for the statistics come from the same pass.
     float* abs_sum = nullptr;
@@ -277,15 +289,7 @@ void Model::backward(int64_t batch, float beta, bool training, ThreadPool* pool,
     }
     if (weight_grads) mask_gradients(layer, pool);
     if (l > 0) {
-      const float* weights = drop_connect ? ws_.dc_weight[l].data() : nullptr;
-      if (layer.format == WeightFormat::kCsr) {
-        CsrView view = layer.csr.view();
-        if (weights) view.values = weights;
-        spmm_t_f32_csr(view, g, batch, 0.0f, other, batch, batch, pool);
-      } else {
-        gemm_f32(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, weights ? weights : layer.weight.value(),
-                 layer.weight.stride, g, batch, 0.0f, other, batch, pool);
-      }
+      multiply_by_weights(layer, drop_connect ? ws_.dc_weight[l].data() : nullptr, true, g, other, batch, pool);
       if (dropped) apply_mask(other, ws_.mask[l].data(), layer.inputs * batch);
       std::swap(g, other);
     }
