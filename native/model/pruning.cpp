@@ -9,6 +9,7 @@
 #include "model/csr_edit.h"
 #include "model/errors.h"
 #include "model/model.h"
+#include "model/radix_select.h"
 
 namespace np {
 
@@ -48,17 +49,16 @@ struct Cut {
   int64_t ties_to_remove = 0;
 };
 
-Cut find_cut(std::vector<float> magnitudes, int64_t k) {
+Cut find_cut(const std::vector<float>& magnitudes, int64_t k) {
   Cut cut;
-  if (k <= 0) {
+  if (k <= 0 || magnitudes.empty()) {
     cut.threshold = -1.0f;  // removes nothing
     return cut;
   }
-  std::nth_element(magnitudes.begin(), magnitudes.begin() + (k - 1), magnitudes.end());
-  cut.threshold = magnitudes[k - 1];
-  int64_t below = 0;
-  for (float m : magnitudes) below += m < cut.threshold;
-  cut.ties_to_remove = k - below;
+  k = std::min<int64_t>(k, static_cast<int64_t>(magnitudes.size()));
+  const KthSmallest kth = kth_smallest_magnitude(magnitudes, k);
+  cut.threshold = kth.value;
+  cut.ties_to_remove = k - kth.below;
   return cut;
 }
 
@@ -149,7 +149,7 @@ static void prune_counts(std::vector<DenseLayer>& layers, const std::vector<int6
   for (size_t i = 0; i < which.size(); ++i) {
     std::vector<float> mags;
     stored_magnitudes(layers[which[i]], mags);
-    removed[i] = remove_by_cut(layers[which[i]], find_cut(std::move(mags), counts[i]));
+    removed[i] = remove_by_cut(layers[which[i]], find_cut(mags, counts[i]));
   }
 }
 
@@ -157,7 +157,7 @@ int64_t Model::remove_smallest(int64_t l, int64_t k) {
   std::vector<float> mags;
   stored_magnitudes(layers_[l], mags);
   const int64_t count = std::min<int64_t>(k, static_cast<int64_t>(mags.size()));
-  return remove_by_cut(layers_[l], find_cut(std::move(mags), count));
+  return remove_by_cut(layers_[l], find_cut(mags, count));
 }
 
 int64_t Model::prune_weights_magnitude(const std::vector<int64_t>& which, double amount, bool global) {
