@@ -22,6 +22,7 @@ export type * from './plasticity';
 export { layers, optimizers, plasticity, data };
 export * as continual from './continual';
 export * as report from './report';
+export * as cuda from './cuda';
 export type { ContinualResult, Task, TaskSplit, RunOptions, TaskEndInfo } from './continual';
 export type { ReportInput, ReportEvent } from './report';
 

@@ -1,14 +1,19 @@
 #!/usr/bin/env node
 // Runs the native kernel tests (build/native/neuroplastic_native_tests, built
-// by `npm run build:native`), streaming their output, and exits with their
-// exit code. Extra arguments (a test-name filter) are passed through.
+// by `npm run build:native`), streaming their output, then the CUDA kernel
+// tests (build/native/neuroplastic_cuda_tests) when they were built (nvcc
+// found at build time); without a GPU those print one SKIP line per test and
+// pass. Exits non-zero if either fails. Extra arguments (a test-name filter)
+// are passed to both.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const buildDir = process.env.NEUROPLASTIC_BUILD_DIR || path.join(__dirname, '..', 'build');
-const exe = path.join(buildDir, 'native', 'neuroplastic_native_tests' + (process.platform === 'win32' ? '.exe' : ''));
+const exeSuffix = process.platform === 'win32' ? '.exe' : '';
+const exe = path.join(buildDir, 'native', 'neuroplastic_native_tests' + exeSuffix);
+const cudaExe = path.join(buildDir, 'native', 'neuroplastic_cuda_tests' + exeSuffix);
 
 if (!fs.existsSync(exe)) {
   console.error(
@@ -18,13 +23,24 @@ if (!fs.existsSync(exe)) {
   process.exit(1);
 }
 
-const res = spawnSync(exe, process.argv.slice(2), { stdio: 'inherit' });
-if (res.error) {
-  console.error(`run-native-tests: could not run ${exe}: ${res.error.message}`);
-  process.exit(1);
+function run(file) {
+  const res = spawnSync(file, process.argv.slice(2), { stdio: 'inherit' });
+  if (res.error) {
+    console.error(`run-native-tests: could not run ${file}: ${res.error.message}`);
+    return 1;
+  }
+  if (res.signal) {
+    console.error(`run-native-tests: ${path.basename(file)} was killed by ${res.signal}`);
+    return 1;
+  }
+  return res.status === null ? 1 : res.status;
 }
-if (res.signal) {
-  console.error(`run-native-tests: ${path.basename(exe)} was killed by ${res.signal}`);
-  process.exit(1);
+
+let status = run(exe);
+if (fs.existsSync(cudaExe)) {
+  console.log(`\nrun-native-tests: CUDA kernel tests (${path.basename(cudaExe)})`);
+  status = run(cudaExe) || status;
+} else {
+  console.log(`run-native-tests: no ${path.basename(cudaExe)} (the CUDA tests are built only when nvcc is found)`);
 }
-process.exit(res.status === null ? 1 : res.status);
+process.exit(status);

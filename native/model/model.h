@@ -75,6 +75,9 @@ struct DenseLayer {
   int64_t nnz() const;
   int64_t weight_bytes() const;
   int64_t dead_units() const;
+  // Whether weight (r, c) is stored (CSR: binary search of row r).
+  bool stores(int64_t r, int64_t c) const;
+  bool unit_alive(int64_t r) const { return alive.empty() || alive[r]; }
 };
 
 struct OptimizerConfig {

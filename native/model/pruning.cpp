@@ -72,6 +72,15 @@ int64_t DenseLayer::nnz() const {
   return n;
 }
 
+bool DenseLayer::stores(int64_t r, int64_t c) const {
+  if (format == WeightFormat::kCsr) {
+    const int32_t* begin = csr.indices.data() + csr.indptr[r];
+    const int32_t* end = csr.indices.data() + csr.indptr[r + 1];
+    return std::binary_search(begin, end, static_cast<int32_t>(c));
+  }
+  return mask.empty() || mask[r * inputs + c];
+}
+
 int64_t DenseLayer::dead_units() const {
   int64_t n = 0;
   for (uint8_t a : alive) n += a == 0;

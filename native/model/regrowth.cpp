@@ -8,159 +8,13 @@
 #include <unordered_set>
 
 #include "kernels/gemm.h"
-#include "kernels/thread_pool.h"
 #include "model/csr_edit.h"
 #include "model/errors.h"
+#include "model/gradient_topk.h"
 #include "model/model.h"
 #include "model/radix_select.h"
-#include "model/rng.h"
 
 namespace np {
-
-namespace {
-
-// Whether (r, c) is stored in the layer.
-bool stored(const DenseLayer& layer, int64_t r, int64_t c) {
-  if (layer.format == WeightFormat::kCsr) {
-    const int32_t* begin = layer.csr.indices.data() + layer.csr.indptr[r];
-    const int32_t* end = layer.csr.indices.data() + layer.csr.indptr[r + 1];
-    return std::binary_search(begin, end, static_cast<int32_t>(c));
-  }
-  return layer.mask.empty() || layer.mask[r * layer.inputs + c];
-}
-
-bool unit_alive(const DenseLayer& layer, int64_t r) { return layer.alive.empty() || layer.alive[r]; }
-
-// |dL/dw| at (r, c): dZ[r, :] . X[c, :] over the batch (both feature-major).
-float gradient_at(const float* dz, const float* input, int64_t batch, int64_t r, int64_t c) {
-  const float* d = dz + r * batch;
-  const float* x = input + c * batch;
-  float lanes[16] = {};  // independent partial sums: the loop vectorises without -ffast-math
-  int64_t j = 0;
-  for (; j + 16 <= batch; j += 16)
-    for (int i = 0; i < 16; ++i) lanes[i] += d[j + i] * x[j + i];
-  float acc = 0.0f;
-  for (; j < batch; ++j) acc += d[j] * x[j];
-  for (float v : lanes) acc += v;
-  return std::fabs(acc);
-}
-
-// A starting threshold for RigL's scan: the |dL/dw| that about 1.5k of the
-// empty positions exceed, estimated from a fixed-seed sample of them. It only
-// decides how many candidates the scan keeps (without it, nearly every early
-// position passes and the buffers are cut back over and over, which cost more
-// than the GEMM); a too-high estimate is caught afterwards and the scan runs
-// again from -1, so the choice stays exact. -1 when there is nothing to gain.
-float estimated_threshold(const DenseLayer& layer, const float* dz, const float* input, int64_t batch, int64_t k) {
-  const int64_t size = layer.units * layer.inputs;
-  const int64_t empty = size - layer.nnz();
-  if (empty <= 4 * k) return -1.0f;
-  constexpr int64_t kSamples = 4096;
-  Rng rng(0x51e7c0de);
-  std::vector<float> sample;
-  sample.reserve(kSamples);
-  for (int64_t tries = 0; tries < 16 * kSamples && static_cast<int64_t>(sample.size()) < kSamples; ++tries) {
-    const int64_t pos = static_cast<int64_t>(rng.below(static_cast<uint64_t>(size)));
-    const int64_t r = pos / layer.inputs, c = pos % layer.inputs;
-    if (unit_alive(layer, r) && !stored(layer, r, c)) sample.push_back(gradient_at(dz, input, batch, r, c));
-  }
-  if (sample.size() < 256) return -1.0f;
-  // Positions above the estimate: about 1.5k of `empty`, i.e. this share of
-  // the sample. With 4096 samples the count above it is 1.5k within a few
-  // percent, so falling short of k (and rescanning) takes a many-sigma miss.
-  const double above = 1.5 * static_cast<double>(k) / static_cast<double>(empty);
-  const auto index = static_cast<int64_t>((1.0 - above) * static_cast<double>(sample.size()));
-  std::nth_element(sample.begin(), sample.begin() + index, sample.end());
-  return sample[index];
-}
-
-// RigL's regrowth choice: the k empty positions (r * inputs + c) of live units
-// with the largest |dL/dw|, ascending. dL/dW = dZ * X^T is computed 64 rows at
-// a time, so no weight-sized buffer exists; each thread owns a range of rows
-// with its own GEMM block and its own candidate buffer, and the buffers merge
-// at the end.
-//
-// A candidate buffer keeps the best seen so far above a threshold: candidates
-// above it are appended, and the buffer is cut back to the best k
-// (nth_element) whenever it reaches 2k, raising the threshold, so memory stays
-// O(k) per thread. Order is (|g| descending, position ascending): a total
-// order, so the chosen set does not depend on how the rows were split between
-// threads. A thread scans positions in ascending order, so a candidate equal
-// to the threshold always loses to it ("<=" below is exact).
-std::vector<int64_t> top_gradient_positions(const DenseLayer& layer, const float* dz, const float* input,
-                                            int64_t batch, int64_t k, ThreadPool* pool) {
-  using Item = std::pair<float, int64_t>;  // (|grad|, position)
-  const auto better = [](const Item& a, const Item& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  const auto cut_to_k = [&](std::vector<Item>& best) {
-    std::nth_element(best.begin(), best.begin() + (k - 1), best.end(), better);
-    best.resize(k);
-  };
-  const int64_t rows_per_block = 64;
-  const int threads = pool == nullptr ? 1 : static_cast<int>(std::min<int64_t>(pool->size(), (layer.units + rows_per_block - 1) / rows_per_block));
-  std::vector<std::vector<Item>> found(threads);
-  float start = estimated_threshold(layer, dz, input, batch, k);
-  const auto scan = [&](int64_t t) {
-    const int64_t r_begin = layer.units * t / threads, r_end = layer.units * (t + 1) / threads;
-    std::vector<Item>& best = found[t];
-    best.clear();
-    float threshold = start;
-    std::vector<float> g(rows_per_block * layer.inputs);
-    std::vector<uint8_t> present(layer.inputs, 0);  // the row's stored columns (CSR rows are scattered into it)
-    for (int64_t r0 = r_begin; r0 < r_end; r0 += rows_per_block) {
-      const int64_t rows = std::min(rows_per_block, r_end - r0);
-      gemm_f32(Trans::kNo, Trans::kYes, rows, layer.inputs, batch, dz + r0 * batch, batch, input, batch, 0.0f, g.data(),
-               layer.inputs, nullptr);
-      for (int64_t r = 0; r < rows; ++r) {
-        if (!unit_alive(layer, r0 + r)) continue;
-        const uint8_t* is_stored = present.data();
-        if (layer.format == WeightFormat::kCsr) {
-          for (int64_t e = layer.csr.indptr[r0 + r]; e < layer.csr.indptr[r0 + r + 1]; ++e) present[layer.csr.indices[e]] = 1;
-        } else if (!layer.mask.empty()) {
-          is_stored = layer.mask.data() + (r0 + r) * layer.inputs;
-        } else {
-          continue;  // a dense layer without a mask has no empty position
-        }
-        const float* grad_row = g.data() + r * layer.inputs;
-        for (int64_t c = 0; c < layer.inputs; ++c) {
-          const float v = std::fabs(grad_row[c]);
-          if (v <= threshold || is_stored[c]) continue;
-          best.emplace_back(v, (r0 + r) * layer.inputs + c);
-          if (static_cast<int64_t>(best.size()) >= 2 * k) {
-            cut_to_k(best);
-            threshold = best[k - 1].first;  // the k-th best: everything kept is >= it
-          }
-        }
-        if (layer.format == WeightFormat::kCsr)
-          for (int64_t e = layer.csr.indptr[r0 + r]; e < layer.csr.indptr[r0 + r + 1]; ++e) present[layer.csr.indices[e]] = 0;
-      }
-    }
-  };
-  const auto run_scan = [&] {
-    if (threads > 1) {
-      pool->parallel_for(threads, scan);
-    } else {
-      scan(0);
-    }
-  };
-  run_scan();
-  int64_t collected = 0;
-  for (const auto& f : found) collected += static_cast<int64_t>(f.size());
-  if (collected < k && start >= 0.0f) {  // the estimate was too high: fewer than k passed it
-    start = -1.0f;
-    run_scan();
-  }
-  std::vector<Item> best = std::move(found[0]);
-  for (int t = 1; t < threads; ++t) best.insert(best.end(), found[t].begin(), found[t].end());
-  if (static_cast<int64_t>(best.size()) > k) cut_to_k(best);
-  std::vector<int64_t> positions(best.size());
-  for (size_t i = 0; i < best.size(); ++i) positions[i] = best[i].second;
-  radix_sort_positions(positions, layer.units * layer.inputs);
-  return positions;
-}
-
-}  // namespace
 
 void Model::sparsify(double sparsity, bool erdos_renyi, ThreadPool* pool) {
   if (!(sparsity >= 0.0 && sparsity < 1.0)) throw_range("sparsity must be in [0, 1), got " + std::to_string(sparsity));
@@ -210,7 +64,7 @@ void Model::sparsify(double sparsity, bool erdos_renyi, ThreadPool* pool) {
     std::vector<int64_t> positions;
     for (int64_t r = 0; r < layer.units; ++r)
       for (int64_t c = 0; c < layer.inputs; ++c)
-        if (stored(layer, r, c)) positions.push_back(r * layer.inputs + c);
+        if (layer.stores(r, c)) positions.push_back(r * layer.inputs + c);
     for (size_t i = 0; i < static_cast<size_t>(keep); ++i)
       std::swap(positions[i], positions[i + rng_.below(positions.size() - i)]);
     std::vector<uint8_t> kept(size, 0);
@@ -271,7 +125,7 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
         std::vector<int64_t> all;
         for (int64_t r = 0; r < layer.units; ++r)
           for (int64_t c = 0; c < layer.inputs; ++c)
-            if (unit_alive(layer, r) && !stored(layer, r, c)) all.push_back(r * layer.inputs + c);
+            if (layer.unit_alive(r) && !layer.stores(r, c)) all.push_back(r * layer.inputs + c);
         const int64_t take = std::min<int64_t>(k, all.size());
         for (int64_t i = 0; i < take; ++i) std::swap(all[i], all[i + rng_.below(all.size() - i)]);
         chosen.assign(all.begin(), all.begin() + take);
@@ -281,7 +135,7 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
         while (static_cast<int64_t>(chosen.size()) < k) {
           const int64_t pos = static_cast<int64_t>(rng_.below(size));
           const int64_t r = pos / layer.inputs, c = pos % layer.inputs;
-          if (unit_alive(layer, r) && !stored(layer, r, c) && seen.insert(pos).second) chosen.push_back(pos);
+          if (layer.unit_alive(r) && !layer.stores(r, c) && seen.insert(pos).second) chosen.push_back(pos);
         }
       }
       radix_sort_positions(chosen, size);

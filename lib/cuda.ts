@@ -1,0 +1,190 @@
+// The optional CUDA backend: finds and loads neuroplastic_cuda.node on first
+// use and says what is there. The CPU path never calls into this module, so a
+// machine without CUDA never loads the addon or the CUDA runtime.
+//
+// The addon is built by `npm run build:native` when nvcc is found, into
+// build/Release/cuda/ (a folder of its own: node-gyp-build loads the first
+// .node file in build/Release, which must stay the CPU addon).
+import * as fs from 'fs';
+import * as path from 'path';
+import { packageRoot } from './native';
+
+/** One CUDA device as the runtime reports it. */
+export interface CudaDevice {
+  /** Device ordinal (cudaSetDevice index). */
+  index: number;
+  /** Marketing name, e.g. 'NVIDIA H100 80GB HBM3'. */
+  name: string;
+  /** Device memory in bytes. */
+  totalMemory: number;
+  /** 'major.minor', e.g. '9.0'. */
+  computeCapability: string;
+}
+
+/** Why the CUDA backend is or is not usable on this machine. */
+export interface CudaStatus {
+  /** True when the addon loaded and the runtime sees at least one device. */
+  available: boolean;
+  /** What is missing, when not available: the message `cuda.require()` throws. */
+  reason: string | null;
+  /** The file the addon was (or would have been) loaded from; null when none was found. */
+  addonPath: string | null;
+  /** Devices the runtime sees (0 when the addon or the driver is missing). */
+  deviceCount: number;
+  /** CUDA version the driver supports, e.g. '12.8'; null when no driver is installed or the addon did not load. */
+  driverVersion: string | null;
+  /** CUDA runtime version the addon was built with (statically linked), e.g. '13.0'. */
+  runtimeVersion: string | null;
+}
+
+/** The probe result straight from the addon (native/cuda/binding/cuda_addon.cpp). */
+export interface CudaProbe {
+  deviceCount: number;
+  errorCode: number;
+  error: string | null;
+  errorName: string | null;
+  driverVersion: number;
+  runtimeVersion: number;
+}
+
+/** The addon's exports. `kernels` are one-shot synchronous calls for tests and checks, not a training path. */
+export interface CudaAddon {
+  probe(): CudaProbe;
+  devices(): CudaDevice[];
+  /** 'cublas (libcublas.so.N)' when cuBLAS was found at run time, else 'tiled (<why not>)'. */
+  gemmBackend(): string;
+  kernels: {
+    /** C[m x n] = op(A) op(B), row-major, A m x k (k x m when transA), B k x n (n x k when transB). */
+    gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array): Float32Array;
+    /** Y[rows x batch] = W X for CSR W (rows x cols) and feature-major X (cols x batch). */
+    spmm(indptr: BigInt64Array, indices: Int32Array, values: Float32Array, cols: number, x: Float32Array, batch: number): Float32Array;
+    /** dX[cols x batch] = W^T dY, dY rows x batch. */
+    spmmT(indptr: BigInt64Array, indices: Int32Array, values: Float32Array, cols: number, dy: Float32Array, batch: number): Float32Array;
+    /** dW at W's stored positions: dW[k] = dY[row(k), :] . X[col(k), :]. */
+    sddmm(indptr: BigInt64Array, indices: Int32Array, cols: number, dy: Float32Array, x: Float32Array, batch: number): Float32Array;
+  };
+}
+
+const ADDON_FILE = 'neuroplastic_cuda.node';
+
+interface LoadResult {
+  addon: CudaAddon | null;
+  path: string | null;
+  error: string | null;
+  searched: string[];
+}
+
+let loaded: LoadResult | undefined;
+
+/**
+ * Where the addon may be, in order: NEUROPLASTIC_CUDA_ADDON_PATH (exactly that file); a cuda/ folder
+ * beside NEUROPLASTIC_ADDON_PATH (the CPU addon override); build/Release/cuda and build/Debug/cuda.
+ */
+export function addonCandidates(): string[] {
+  const exact = process.env.NEUROPLASTIC_CUDA_ADDON_PATH;
+  if (exact) return [path.resolve(exact)];
+  const out: string[] = [];
+  const cpuOverride = process.env.NEUROPLASTIC_ADDON_PATH;
+  if (cpuOverride) out.push(path.join(path.dirname(path.resolve(cpuOverride)), 'cuda', ADDON_FILE));
+  for (const config of ['Release', 'Debug']) out.push(path.join(packageRoot, 'build', config, 'cuda', ADDON_FILE));
+  return out;
+}
+
+function load(): LoadResult {
+  if (loaded) return loaded;
+  const searched = addonCandidates();
+  const file = searched.find((p) => fs.existsSync(p)) ?? null;
+  if (!file) {
+    loaded = { addon: null, path: null, error: null, searched };
+    return loaded;
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    loaded = { addon: require(file) as CudaAddon, path: file, error: null, searched };
+  } catch (err) {
+    loaded = { addon: null, path: file, error: err instanceof Error ? err.message : String(err), searched };
+  }
+  return loaded;
+}
+
+/** 12080 -> '12.8' (CUDA encodes 1000 * major + 10 * minor). */
+function cudaVersion(v: number): string | null {
+  return v > 0 ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : null;
+}
+
+/** Loads the addon if it is there and reports what the CUDA runtime sees, with the reason when it is not usable. Never throws. */
+export function status(): CudaStatus {
+  const l = load();
+  const none = { available: false, addonPath: l.path, deviceCount: 0, driverVersion: null, runtimeVersion: null };
+  if (!l.addon && !l.path) {
+    return {
+      ...none,
+      reason:
+        `neuroplastic: the CUDA addon is not built (no ${ADDON_FILE} in ${l.searched.join(', ')}). ` +
+        '`npm run build:native` builds it when nvcc (the CUDA toolkit) is on the PATH; see "CUDA" in the README.',
+    };
+  }
+  if (!l.addon) {
+    return { ...none, reason: `neuroplastic: the CUDA addon ${l.path} could not be loaded: ${l.error}` };
+  }
+  const p = l.addon.probe();
+  const base = {
+    addonPath: l.path,
+    deviceCount: p.deviceCount,
+    driverVersion: cudaVersion(p.driverVersion),
+    runtimeVersion: cudaVersion(p.runtimeVersion),
+  };
+  const runtime = base.runtimeVersion ?? 'unknown';
+  if (p.errorCode !== 0 && p.driverVersion === 0) {
+    return {
+      ...base,
+      available: false,
+      reason:
+        `neuroplastic: no NVIDIA driver: the CUDA runtime found no libcuda.so (${p.error}, ${p.errorName}). ` +
+        `Install the NVIDIA driver (one supporting CUDA ${runtime} or later) to use device: 'cuda'.`,
+    };
+  }
+  if (p.errorCode !== 0 && p.errorName === 'cudaErrorInsufficientDriver') {
+    return {
+      ...base,
+      available: false,
+      reason:
+        `neuroplastic: the NVIDIA driver is too old: it supports CUDA ${base.driverVersion}, the CUDA addon was ` +
+        `built with CUDA ${runtime} (${p.error}). Update the driver, or rebuild the addon with an older CUDA toolkit.`,
+    };
+  }
+  if (p.errorCode !== 0 || p.deviceCount === 0) {
+    const why = p.errorCode !== 0 ? `${p.error}, ${p.errorName}` : 'the runtime reports 0 devices';
+    return { ...base, available: false, reason: `neuroplastic: no CUDA device (${why}).` };
+  }
+  return { ...base, available: true, reason: null };
+}
+
+/** True when the CUDA addon is built, a driver is installed and at least one device is visible. */
+export function available(): boolean {
+  return status().available;
+}
+
+/** The visible CUDA devices; empty when the addon, the driver or a device is missing. */
+export function devices(): CudaDevice[] {
+  const s = status();
+  return s.available ? load().addon!.devices() : [];
+}
+
+/**
+ * The loaded addon, for code that is about to use the GPU. Throws an Error that says exactly what is
+ * missing (addon not built, not loadable, no driver, driver too old, no device) otherwise.
+ */
+function requireCuda(): CudaAddon {
+  const s = status();
+  if (!s.available) throw new Error(s.reason ?? 'neuroplastic: CUDA is not available');
+  return load().addon!;
+}
+// Exported under the name the API documents; a top-level function named
+// `require` would shadow CommonJS require inside this module.
+export { requireCuda as require };
+
+/** Which dense GEMM the addon runs ('cublas (...)' or 'tiled (...)'); throws like `require()`. */
+export function gemmBackend(): string {
+  return requireCuda().gemmBackend();
+}

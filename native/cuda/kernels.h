@@ -1,0 +1,107 @@
+// The GPU kernels, seen from plain C++ (no CUDA header): every pointer argument
+// is DEVICE memory unless it says host; every call is queued on `stream` and
+// returns without waiting, except where a result comes back to the host.
+// Layouts and formulas are the CPU kernels' (native/kernels/*.h), which are the
+// references the tests compare against:
+//   activations feature-major (features x batch, row stride ld >= batch),
+//   weights row-major with a row stride, CSR = int64 row pointers, int32
+//   column indices sorted per row, float32 values (np::CsrView, with device
+//   pointers here); beta == 0 overwrites (old contents, even NaN, ignored).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cuda/runtime.h"
+#include "kernels/activations.h"
+#include "kernels/gemm.h"
+#include "kernels/optimizers.h"
+#include "kernels/sparse.h"
+
+namespace np::cuda {
+
+// ---- sparse (sparse.cu) -------------------------------------------------------
+
+// W^T in compressed-column form, pointing into W's values, so W^T * dY is a
+// row-wise product like W * X (deterministic: no atomics) and W keeps one copy
+// of its values. Depends only on W's structure: rebuild it after a structural
+// change, not after an optimizer step.
+struct CsrTransposeView {
+  int64_t rows = 0;                   // of W
+  int64_t cols = 0;                   // of W
+  const int64_t* col_ptr = nullptr;   // cols + 1 entries
+  const int32_t* row_idx = nullptr;   // nnz entries, sorted per column
+  const int64_t* value_pos = nullptr; // nnz entries: index into W's values
+};
+
+// The host-side build of the transpose structure from W's host indptr/indices (O(nnz + cols)).
+struct CsrTranspose {
+  std::vector<int64_t> col_ptr;
+  std::vector<int32_t> row_idx;
+  std::vector<int64_t> value_pos;
+};
+CsrTranspose csr_transpose_host(const CsrView& w_host);
+
+//   forward          Y[rows x B]  = beta*Y  + W * X          X: cols x B
+//   backward (data)  dX[cols x B] = beta*dX + W^T * dY       dY: rows x B
+//   weight gradient  dW[k] = beta*dW[k] + dY[row(k), :] . X[col(k), :]
+void spmm_f32_csr_cuda(const CsrView& w, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
+                       int64_t batch, Stream& stream);
+void spmm_t_f32_csr_cuda(const CsrView& w, const CsrTransposeView& wt, const float* dy, int64_t lddy, float beta,
+                         float* dx, int64_t lddx, int64_t batch, Stream& stream);
+void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,
+                        int64_t batch, float beta, float* grad_values, Stream& stream);
+
+// ---- dense products (gemm.cu) -------------------------------------------------
+
+// C[M x N] = beta*C + op(A) op(B), row-major, the CPU gemm_f32's contract. Runs
+// cuBLAS when it was found at run time (and NEUROPLASTIC_CUBLAS is not 0), else
+// gemm_f32_tiled_cuda.
+void gemm_f32_cuda(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Stream& stream);
+// Our own kernel: 64x64 output tiles, 16-deep k slices in shared memory, 4x4 per thread.
+void gemm_f32_tiled_cuda(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                         const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Stream& stream);
+// Which one gemm_f32_cuda runs: "cublas (libcublas.so.12)" or "tiled (libcublas not found: ...)".
+std::string gemm_backend();
+
+// ---- activations (elementwise.cu) -----------------------------------------------
+
+// y[r, :] = act(y[r, :] + bias[r]) for r < rows; bias may be nullptr. Optional
+// per-row sums of |y| and y (nullptr: not wanted), as the CPU kernel.
+void bias_activation_forward_cuda(float* y, int64_t ld, const float* bias, Activation act, int64_t rows,
+                                  int64_t batch, float* row_abs_sum, float* row_sum, Stream& stream);
+// dz = dy * act'(y) in place on dy, from the activation's output y. Optional
+// per-row sums of y*dy (before the derivative) and of dz (the bias gradient).
+void activation_backward_cuda(float* dy, const float* y, int64_t ld, Activation act, int64_t rows, int64_t batch,
+                              float* row_y_dot_dy, float* row_dz_sum, Stream& stream);
+
+// ---- optimizers (elementwise.cu) ------------------------------------------------
+
+// The CPU sgd_update / adam_update on a rows x cols block with row stride ld
+// (padding never touched); rows = 1, cols = count for a contiguous slot.
+void sgd_update_cuda(float* value, float* velocity, const float* grad, int64_t rows, int64_t cols, int64_t ld,
+                     const SgdParams& p, Stream& stream);
+void adam_update_cuda(float* value, float* m, float* v, const float* grad, int64_t rows, int64_t cols,
+                      int64_t ld, const AdamParams& p, Stream& stream);
+
+// ---- losses (losses.cu) -----------------------------------------------------------
+
+// The sum of per-sample losses and the argmax hits over a batch, left on the
+// device so a training loop reads them back once per epoch, not per batch.
+struct LossTotals {
+  double loss = 0.0;
+  int64_t correct = 0;
+};
+
+// Fused softmax + cross-entropy on feature-major logits (outputs x batch): grad
+// (may be nullptr) = (softmax - target) / batch, as the CPU kernels. Exactly
+// one of labels (int32 per column) and targets (outputs x batch, same ld) is
+// given. totals (device) is overwritten, deterministically (fixed reduction
+// order). workspace is grown as needed and may be reused across calls.
+void softmax_cross_entropy_cuda(float* grad, LossTotals* totals, const float* logits, int64_t ld,
+                                const int32_t* labels, const float* targets, int64_t outputs, int64_t batch,
+                                DeviceBuffer& workspace, Stream& stream);
+
+}  // namespace np::cuda

@@ -1,0 +1,132 @@
+// Fused softmax cross-entropy on feature-major logits (outputs x batch).
+//
+// One thread per sample (column): consecutive threads read consecutive columns
+// of each logits row, so every pass over the outputs is coalesced. The CPU
+// formula (native/kernels/losses.cpp): max subtracted, log-sum-exp in double,
+// grad = (softmax - target) / batch. Totals are reduced deterministically: a
+// fixed-order tree per block into a workspace, then one block over the partials.
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "cuda/check.cuh"
+#include "cuda/kernels.h"
+
+namespace np::cuda {
+
+namespace {
+
+constexpr int kLossBlock = 256;
+
+struct Partial {
+  double loss;
+  long long correct;
+};
+
+__device__ __forceinline__ void block_reduce(double& loss, long long& correct) {
+  __shared__ double sl[kLossBlock];
+  __shared__ long long sc[kLossBlock];
+  sl[threadIdx.x] = loss;
+  sc[threadIdx.x] = correct;
+  __syncthreads();
+  for (int half = kLossBlock / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) {
+      sl[threadIdx.x] += sl[threadIdx.x + half];
+      sc[threadIdx.x] += sc[threadIdx.x + half];
+    }
+    __syncthreads();
+  }
+  loss = sl[0];
+  correct = sc[0];
+}
+
+__global__ void __launch_bounds__(kLossBlock)
+    softmax_cross_entropy_kernel(float* __restrict__ grad, Partial* __restrict__ partials,
+                                 const float* __restrict__ logits, int64_t ld, const int32_t* __restrict__ labels,
+                                 const float* __restrict__ targets, int64_t outputs, int64_t batch) {
+  // column j = sample; logits[r * ld + j], r < outputs
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kLossBlock + threadIdx.x;
+  double loss = 0.0;
+  long long correct = 0;
+  if (j < batch) {
+    const float* col = logits + j;
+    float mx = col[0];
+    int64_t arg = 0;
+    for (int64_t r = 1; r < outputs; ++r) {
+      const float v = col[r * ld];
+      if (v > mx) {
+        mx = v;
+        arg = r;
+      }
+    }
+    int64_t want = -1;  // the target's argmax (first maximum, as the CPU)
+    if (labels) {
+      want = labels[j];
+    } else {
+      float best = targets[j];
+      want = 0;
+      for (int64_t r = 1; r < outputs; ++r) {
+        const float t = targets[r * ld + j];
+        if (t > best) {
+          best = t;
+          want = r;
+        }
+      }
+    }
+    correct = arg == want;
+    double sum = 0.0;
+    for (int64_t r = 0; r < outputs; ++r) sum += exp(static_cast<double>(col[r * ld] - mx));
+    const double log_sum = log(sum);
+    const float inv_b = 1.0f / static_cast<float>(batch);
+    for (int64_t r = 0; r < outputs; ++r) {
+      const double logp = static_cast<double>(col[r * ld] - mx) - log_sum;
+      const float t = labels ? (labels[j] == r ? 1.0f : 0.0f) : targets[r * ld + j];
+      if (t != 0.0f) loss -= t * logp;
+      if (grad) grad[r * ld + j] = (static_cast<float>(exp(logp)) - t) * inv_b;
+    }
+  }
+  block_reduce(loss, correct);
+  if (threadIdx.x == 0) partials[blockIdx.x] = Partial{loss, correct};
+}
+
+__global__ void __launch_bounds__(kLossBlock)
+    sum_partials_kernel(LossTotals* __restrict__ totals, const Partial* __restrict__ partials, int64_t count) {
+  double loss = 0.0;
+  long long correct = 0;
+  for (int64_t i = threadIdx.x; i < count; i += kLossBlock) {
+    loss += partials[i].loss;
+    correct += partials[i].correct;
+  }
+  block_reduce(loss, correct);
+  if (threadIdx.x == 0) {
+    totals->loss = loss;
+    totals->correct = correct;
+  }
+}
+
+}  // namespace
+
+void softmax_cross_entropy_cuda(float* grad, LossTotals* totals, const float* logits, int64_t ld,
+                                const int32_t* labels, const float* targets, int64_t outputs, int64_t batch,
+                                DeviceBuffer& workspace, Stream& stream) {
+  if ((labels == nullptr) == (targets == nullptr))
+    throw std::invalid_argument("softmax_cross_entropy_cuda: give exactly one of labels and targets");
+  if (outputs <= 0) throw std::invalid_argument("softmax_cross_entropy_cuda: outputs must be positive, got " + std::to_string(outputs));
+  const int64_t blocks = ceil_div(batch, kLossBlock);
+  if (blocks > kMaxGridX) throw std::length_error("softmax_cross_entropy_cuda: batch too large for one grid");
+  cudaStream_t s = raw(stream);
+  if (blocks == 0) {
+    NP_CUDA_CHECK(cudaMemsetAsync(totals, 0, sizeof(LossTotals), s));
+    return;
+  }
+  workspace.reserve(static_cast<size_t>(blocks) * sizeof(Partial));
+  Partial* partials = workspace.as<Partial>();
+  softmax_cross_entropy_kernel<<<static_cast<unsigned>(blocks), kLossBlock, 0, s>>>(grad, partials, logits, ld, labels,
+                                                                                  targets, outputs, batch);
+  NP_CUDA_CHECK_LAUNCH();
+  sum_partials_kernel<<<1, kLossBlock, 0, s>>>(totals, partials, blocks);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace np::cuda

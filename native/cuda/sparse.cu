@@ -1,0 +1,152 @@
+// CSR SpMM (forward and transposed) and SDDMM on feature-major activations.
+//
+// spmm: a group of G threads owns one output row and a tile of 4*G batch
+// columns; thread t accumulates columns t, t+G, t+2G, t+3G, so each stored
+// weight (index + value, a broadcast read) feeds four products, and the group's
+// reads of an input row are coalesced. G adapts to the batch (32, 64 or 128) so
+// a small batch does not leave most threads idle.
+// spmm_t runs the same kernel over the transpose structure (CsrTransposeView),
+// gathering values through value_pos: deterministic, no atomics.
+// sddmm: one block per row; its warps take the row's stored entries in turn and
+// reduce dY[row,:] . X[col,:] across lanes with shuffles (fixed order).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "cuda/check.cuh"
+#include "cuda/kernels.h"
+
+namespace np::cuda {
+
+namespace {
+
+constexpr int kSpmmBlock = 256;
+constexpr int kColsPerThread = 4;
+
+template <bool kGather>
+__global__ void __launch_bounds__(kSpmmBlock)
+    spmm_f32_csr_rows_kernel(int64_t rows, const int64_t* __restrict__ ptr, const int32_t* __restrict__ idx,
+                             const float* __restrict__ values, const int64_t* __restrict__ value_pos,
+                             const float* __restrict__ x, int64_t ldx, float beta, float* __restrict__ y,
+                             int64_t ldy, int64_t batch, int group) {
+  // Y[rows x B] = beta*Y + A * X, A given by (ptr, idx, values[value_pos or k]).
+  const int lane = threadIdx.x % group;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kSpmmBlock / group) + threadIdx.x / group;
+  if (row >= rows) return;
+  const int64_t j0 = static_cast<int64_t>(blockIdx.y) * group * kColsPerThread + lane;
+  if (j0 >= batch) return;
+  float acc[kColsPerThread] = {0.0f, 0.0f, 0.0f, 0.0f};
+  const int64_t end = ptr[row + 1];
+  for (int64_t k = ptr[row]; k < end; ++k) {
+    const float v = values[kGather ? value_pos[k] : k];
+    const float* xr = x + static_cast<int64_t>(idx[k]) * ldx;
+#pragma unroll
+    for (int c = 0; c < kColsPerThread; ++c) {
+      const int64_t j = j0 + static_cast<int64_t>(c) * group;
+      if (j < batch) acc[c] += v * xr[j];
+    }
+  }
+  float* yr = y + row * ldy;
+#pragma unroll
+  for (int c = 0; c < kColsPerThread; ++c) {
+    const int64_t j = j0 + static_cast<int64_t>(c) * group;
+    if (j < batch) yr[j] = beta == 0.0f ? acc[c] : beta * yr[j] + acc[c];
+  }
+}
+
+// Empty rows still get Y = beta*Y (their accumulators stay 0).
+void launch_rows(int64_t rows, const int64_t* ptr, const int32_t* idx, const float* values, const int64_t* value_pos,
+                 const float* x, int64_t ldx, float beta, float* y, int64_t ldy, int64_t batch, Stream& stream) {
+  if (rows <= 0 || batch <= 0) return;
+  const int group = batch <= 32 * kColsPerThread ? 32 : batch <= 64 * kColsPerThread ? 64 : 128;
+  const int64_t rows_per_block = kSpmmBlock / group;
+  const int64_t gx = ceil_div(rows, rows_per_block);
+  const int64_t gy = ceil_div(batch, static_cast<int64_t>(group) * kColsPerThread);
+  if (gx > kMaxGridX || gy > kMaxGridY)
+    throw std::length_error("spmm_f32_csr_cuda: " + std::to_string(rows) + " rows x batch " + std::to_string(batch) +
+                            " exceeds the grid limits");
+  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+  if (value_pos)
+    spmm_f32_csr_rows_kernel<true><<<grid, kSpmmBlock, 0, raw(stream)>>>(rows, ptr, idx, values, value_pos, x, ldx,
+                                                                        beta, y, ldy, batch, group);
+  else
+    spmm_f32_csr_rows_kernel<false><<<grid, kSpmmBlock, 0, raw(stream)>>>(rows, ptr, idx, values, nullptr, x, ldx,
+                                                                         beta, y, ldy, batch, group);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+constexpr int kSddmmBlock = 128;
+
+__global__ void __launch_bounds__(kSddmmBlock)
+    sddmm_f32_csr_kernel(int64_t rows, const int64_t* __restrict__ ptr, const int32_t* __restrict__ idx,
+                         const float* __restrict__ dy, int64_t lddy, const float* __restrict__ x, int64_t ldx,
+                         int64_t batch, float beta, float* __restrict__ grad) {
+  // grad[k] = beta*grad[k] + dY[row, :] . X[idx[k], :] for k in row's range.
+  const int64_t row = blockIdx.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const float* dyr = dy + row * lddy;
+  const int64_t end = ptr[row + 1];
+  for (int64_t k = ptr[row] + warp; k < end; k += kSddmmBlock / 32) {
+    const float* xr = x + static_cast<int64_t>(idx[k]) * ldx;
+    float s = 0.0f;
+    for (int64_t j = lane; j < batch; j += 32) s += dyr[j] * xr[j];
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) s += __shfl_down_sync(0xffffffffu, s, off);
+    if (lane == 0) grad[k] = beta == 0.0f ? s : beta * grad[k] + s;
+  }
+}
+
+}  // namespace
+
+CsrTranspose csr_transpose_host(const CsrView& w) {
+  CsrTranspose t;
+  const int64_t nnz = w.nnz();
+  t.col_ptr.assign(static_cast<size_t>(w.cols) + 1, 0);
+  t.row_idx.resize(static_cast<size_t>(nnz));
+  t.value_pos.resize(static_cast<size_t>(nnz));
+  for (int64_t k = 0; k < nnz; ++k) {
+    const int32_t c = w.indices[k];
+    if (c < 0 || c >= w.cols)
+      throw std::out_of_range("csr_transpose_host: column index " + std::to_string(c) + " at " + std::to_string(k) +
+                              " is outside [0, " + std::to_string(w.cols) + ")");
+    ++t.col_ptr[static_cast<size_t>(c) + 1];
+  }
+  for (int64_t c = 0; c < w.cols; ++c) t.col_ptr[c + 1] += t.col_ptr[c];
+  std::vector<int64_t> next(t.col_ptr.begin(), t.col_ptr.end() - 1);
+  // Rows visited in order, so each column's rows come out sorted.
+  for (int64_t r = 0; r < w.rows; ++r) {
+    for (int64_t k = w.indptr[r]; k < w.indptr[r + 1]; ++k) {
+      const int64_t pos = next[w.indices[k]]++;
+      t.row_idx[pos] = static_cast<int32_t>(r);
+      t.value_pos[pos] = k;
+    }
+  }
+  return t;
+}
+
+void spmm_f32_csr_cuda(const CsrView& w, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
+                       int64_t batch, Stream& stream) {
+  launch_rows(w.rows, w.indptr, w.indices, w.values, nullptr, x, ldx, beta, y, ldy, batch, stream);
+}
+
+void spmm_t_f32_csr_cuda(const CsrView& w, const CsrTransposeView& wt, const float* dy, int64_t lddy, float beta,
+                         float* dx, int64_t lddx, int64_t batch, Stream& stream) {
+  if (wt.rows != w.rows || wt.cols != w.cols)
+    throw std::invalid_argument("spmm_t_f32_csr_cuda: the transpose structure is for a " + std::to_string(wt.rows) +
+                                " x " + std::to_string(wt.cols) + " matrix, W is " + std::to_string(w.rows) + " x " +
+                                std::to_string(w.cols));
+  launch_rows(w.cols, wt.col_ptr, wt.row_idx, w.values, wt.value_pos, dy, lddy, beta, dx, lddx, batch, stream);
+}
+
+void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,
+                        int64_t batch, float beta, float* grad_values, Stream& stream) {
+  if (pattern.rows <= 0) return;
+  if (pattern.rows > kMaxGridX) throw std::length_error("sddmm_f32_csr_cuda: too many rows for one grid");
+  sddmm_f32_csr_kernel<<<static_cast<unsigned>(pattern.rows), kSddmmBlock, 0, raw(stream)>>>(
+      pattern.rows, pattern.indptr, pattern.indices, dy, lddy, x, ldx, batch, beta, grad_values);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace np::cuda

@@ -1,0 +1,174 @@
+// CSR SpMM (forward, transposed) and SDDMM on the GPU against the CPU naive
+// references (native/kernels/sparse.h), on awkward shapes: 1 x 1, sizes that
+// straddle the 32/64/128-thread groups and the 4-column tiles, empty rows and
+// an all-empty matrix, padded row strides (the padding must survive), beta 0
+// over NaN and beta 0.5. Tolerance: |gpu - ref| <= 1e-5 * (|W||X| + 1), the
+// product on absolute values being what float rounding scales with.
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+#include "cuda_test.h"
+#include "kernels/sparse.h"
+
+namespace {
+
+using np::CsrView;
+using namespace np_cuda_test;
+namespace nc = np::cuda;
+
+struct Shape {
+  int64_t rows, cols, batch, pad;
+  double density;
+};
+
+const Shape kShapes[] = {
+    {1, 1, 1, 0, 1.0},      {7, 13, 5, 3, 0.5},     {130, 67, 33, 0, 0.1},  {33, 129, 128, 7, 0.3},
+    {257, 300, 129, 1, 0.05}, {64, 1000, 513, 0, 0.02}, {5, 4, 300, 2, 1.0},   {40, 50, 0, 4, 0.2},
+    {100, 17, 1031, 0, 0.0},
+};
+
+// W's CSR arrays on the device, and its transpose structure.
+struct DeviceCsr {
+  nc::DeviceBuffer indptr, indices, values, col_ptr, row_idx, value_pos;
+  CsrView view;
+  nc::CsrTransposeView t;
+  DeviceCsr(const Csr& w, nc::Stream& s)
+      : indptr(nc::to_device(w.indptr, s)), indices(nc::to_device(w.indices, s)), values(nc::to_device(w.values, s)) {
+    const nc::CsrTranspose host_t = nc::csr_transpose_host(w.view());
+    col_ptr = nc::to_device(host_t.col_ptr, s);
+    row_idx = nc::to_device(host_t.row_idx, s);
+    value_pos = nc::to_device(host_t.value_pos, s);
+    view = CsrView{w.rows, w.cols, indptr.as<int64_t>(), indices.as<int32_t>(), values.as<float>()};
+    t = nc::CsrTransposeView{w.rows, w.cols, col_ptr.as<int64_t>(), row_idx.as<int32_t>(), value_pos.as<int64_t>()};
+  }
+};
+
+// Y = beta*Y + op(W) X through the GPU and the reference; returns the worst scaled error.
+double check_spmm(const Shape& sh, bool transposed, float beta, uint64_t seed) {
+  nc::Stream s;
+  Csr w = random_csr(sh.rows, sh.cols, sh.density, seed);
+  const int64_t in_rows = transposed ? sh.rows : sh.cols, out_rows = transposed ? sh.cols : sh.rows;
+  const int64_t ld = sh.batch + sh.pad;
+  const std::vector<float> x = padded_block(in_rows, sh.batch, ld, seed + 1);
+  std::vector<float> y0 = padded_block(out_rows, sh.batch, ld, seed + 2);
+  if (beta == 0.0f)
+    for (int64_t r = 0; r < out_rows; ++r)
+      for (int64_t j = 0; j < sh.batch; ++j) y0[r * ld + j] = kNan;
+  DeviceCsr dw(w, s);
+  nc::DeviceBuffer dx = nc::to_device(x, s), dy = nc::to_device(y0, s);
+  if (transposed)
+    nc::spmm_t_f32_csr_cuda(dw.view, dw.t, dx.as<float>(), ld, beta, dy.as<float>(), ld, sh.batch, s);
+  else
+    nc::spmm_f32_csr_cuda(dw.view, dx.as<float>(), ld, beta, dy.as<float>(), ld, sh.batch, s);
+  const std::vector<float> got = nc::to_host<float>(dy, y0.size(), s);
+
+  std::vector<float> want = y0, scale = abs_of(y0);
+  Csr wa = w;
+  wa.values = abs_of(w.values);
+  const std::vector<float> xa = abs_of(x);
+  if (transposed) {
+    np::spmm_t_f32_csr_naive(w.view(), x.data(), ld, beta, want.data(), ld, sh.batch);
+    np::spmm_t_f32_csr_naive(wa.view(), xa.data(), ld, beta == 0.0f ? 0.0f : std::fabs(beta), scale.data(), ld, sh.batch);
+  } else {
+    np::spmm_f32_csr_naive(w.view(), x.data(), ld, beta, want.data(), ld, sh.batch);
+    np::spmm_f32_csr_naive(wa.view(), xa.data(), ld, beta == 0.0f ? 0.0f : std::fabs(beta), scale.data(), ld, sh.batch);
+  }
+  for (int64_t r = 0; r < out_rows; ++r)
+    for (int64_t j = sh.batch; j < ld; ++j)
+      CHECK_MSG(got[r * ld + j] == kSentinel, "padding overwritten at row %lld col %lld", (long long)r, (long long)j);
+  return max_scaled_error(got, want, scale);
+}
+
+}  // namespace
+
+CUDA_TEST(spmm_f32_csr_cuda_matches_naive) {
+  uint64_t seed = 10;
+  for (const Shape& sh : kShapes)
+    for (float beta : {0.0f, 0.5f}) {
+      const double e = check_spmm(sh, false, beta, seed++);
+      CHECK_MSG(e <= 1e-5, "%lldx%lld batch %lld pad %lld density %.2f beta %.1f: error %g", (long long)sh.rows,
+                (long long)sh.cols, (long long)sh.batch, (long long)sh.pad, sh.density, beta, e);
+    }
+}
+
+CUDA_TEST(spmm_t_f32_csr_cuda_matches_naive) {
+  uint64_t seed = 100;
+  for (const Shape& sh : kShapes)
+    for (float beta : {0.0f, 0.5f}) {
+      const double e = check_spmm(sh, true, beta, seed++);
+      CHECK_MSG(e <= 1e-5, "%lldx%lld batch %lld pad %lld density %.2f beta %.1f: error %g", (long long)sh.rows,
+                (long long)sh.cols, (long long)sh.batch, (long long)sh.pad, sh.density, beta, e);
+    }
+}
+
+CUDA_TEST(sddmm_f32_csr_cuda_matches_naive) {
+  uint64_t seed = 200;
+  for (const Shape& sh : kShapes)
+    for (float beta : {0.0f, 0.5f}) {
+      nc::Stream s;
+      Csr w = random_csr(sh.rows, sh.cols, sh.density, seed++);
+      const int64_t ld = sh.batch + sh.pad;
+      const std::vector<float> dy = padded_block(sh.rows, sh.batch, ld, seed++), x = padded_block(sh.cols, sh.batch, ld, seed++);
+      std::vector<float> g0 = random_vector(w.values.size(), seed++);
+      if (beta == 0.0f)
+        for (float& v : g0) v = kNan;
+      DeviceCsr dw(w, s);
+      nc::DeviceBuffer ddy = nc::to_device(dy, s), dx = nc::to_device(x, s), dg = nc::to_device(g0, s);
+      nc::sddmm_f32_csr_cuda(dw.view, ddy.as<float>(), ld, dx.as<float>(), ld, sh.batch, beta, dg.as<float>(), s);
+      const std::vector<float> got = nc::to_host<float>(dg, g0.size(), s);
+      std::vector<float> want = g0, scale = abs_of(g0);
+      np::sddmm_f32_csr_naive(w.view(), dy.data(), ld, x.data(), ld, sh.batch, beta, want.data());
+      const std::vector<float> dya = abs_of(dy), xa = abs_of(x);
+      np::sddmm_f32_csr_naive(w.view(), dya.data(), ld, xa.data(), ld, sh.batch, beta == 0.0f ? 0.0f : beta, scale.data());
+      const double e = max_scaled_error(got, want, scale);
+      CHECK_MSG(e <= 1e-5, "%lldx%lld batch %lld density %.2f beta %.1f: error %g", (long long)sh.rows,
+                (long long)sh.cols, (long long)sh.batch, sh.density, beta, e);
+    }
+}
+
+// The CSR products equal the dense ones on W densified: the same layer either way.
+CUDA_TEST(spmm_f32_csr_cuda_equals_dense_gemm) {
+  nc::Stream s;
+  const int64_t rows = 96, cols = 70, batch = 45;
+  Csr w = random_csr(rows, cols, 0.3, 7);
+  std::vector<float> dense(static_cast<size_t>(rows * cols), 0.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = w.indptr[r]; k < w.indptr[r + 1]; ++k) dense[r * cols + w.indices[k]] = w.values[k];
+  const std::vector<float> x = random_vector(static_cast<size_t>(cols * batch), 8);
+  DeviceCsr dw(w, s);
+  nc::DeviceBuffer dd = nc::to_device(dense, s), dx = nc::to_device(x, s);
+  nc::DeviceBuffer ys(rows * batch * sizeof(float)), yd(rows * batch * sizeof(float));
+  nc::spmm_f32_csr_cuda(dw.view, dx.as<float>(), batch, 0.0f, ys.as<float>(), batch, batch, s);
+  nc::gemm_f32_tiled_cuda(np::Trans::kNo, np::Trans::kNo, rows, batch, cols, dd.as<float>(), cols, dx.as<float>(), batch,
+                          0.0f, yd.as<float>(), batch, s);
+  const auto a = nc::to_host<float>(ys, rows * batch, s), b = nc::to_host<float>(yd, rows * batch, s);
+  double worst = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::fmax(worst, std::fabs(a[i] - b[i]));
+  CHECK_MSG(worst <= 1e-4, "sparse vs dense: max difference %g", worst);
+}
+
+// Host-only: the transpose structure lists every entry once, by column, rows sorted.
+TEST(csr_transpose_host_lists_each_entry_once_by_column) {
+  for (const Shape& sh : kShapes) {
+    Csr w = random_csr(sh.rows, sh.cols, sh.density, 5);
+    const nc::CsrTranspose t = nc::csr_transpose_host(w.view());
+    CHECK_EQ(t.col_ptr.size(), static_cast<size_t>(sh.cols + 1));
+    CHECK_EQ(t.col_ptr.back(), static_cast<int64_t>(w.values.size()));
+    std::vector<int> seen(w.values.size(), 0);
+    for (int64_t c = 0; c < sh.cols; ++c)
+      for (int64_t p = t.col_ptr[c]; p < t.col_ptr[c + 1]; ++p) {
+        const int64_t k = t.value_pos[p];
+        CHECK(k >= 0 && k < static_cast<int64_t>(w.values.size()));
+        if (k < 0 || k >= static_cast<int64_t>(w.values.size())) continue;
+        ++seen[k];
+        CHECK_EQ(w.indices[k], static_cast<int32_t>(c));
+        const int32_t r = t.row_idx[p];
+        CHECK(w.indptr[r] <= k && k < w.indptr[r + 1]);
+        if (p > t.col_ptr[c]) CHECK(t.row_idx[p - 1] < r);
+      }
+    for (int n : seen) CHECK_EQ(n, 1);
+  }
+}
