@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 #include <vector>
 
+#include "kernels/clones.h"
 #include "kernels/gemm.h"
 #include "kernels/thread_pool.h"
 #include "model/radix_select.h"
@@ -59,6 +61,13 @@ float estimated_threshold(const DenseLayer& layer, const float* dz, const float*
   return sample[index];
 }
 
+// pass[c] = 1 where |g[c]| > threshold and c is not stored: one branch-free
+// vector pass (most of a row fails the threshold), so the walk over the
+// marks above touches only the candidates.
+NP_CLONES void mark_candidates(const float* g, const uint8_t* stored, int64_t n, float threshold, uint8_t* pass) {
+  for (int64_t c = 0; c < n; ++c) pass[c] = static_cast<uint8_t>((std::fabs(g[c]) > threshold) & (stored[c] == 0));
+}
+
 }  // namespace
 
 std::vector<int64_t> top_gradient_positions(const DenseLayer& layer, const float* dz, const float* input,
@@ -86,6 +95,7 @@ std::vector<int64_t> top_gradient_positions(const DenseLayer& layer, const float
     float threshold = start;
     std::vector<float> g(rows_per_block * layer.inputs);
     std::vector<uint8_t> present(layer.inputs, 0);  // the row's stored columns (CSR rows are scattered into it)
+    std::vector<uint8_t> pass(static_cast<size_t>((layer.inputs + 7) / 8 * 8), 0);  // candidates of the row, padded to words
     for (int64_t r0 = r_begin; r0 < r_end; r0 += rows_per_block) {
       const int64_t rows = std::min(rows_per_block, r_end - r0);
       gemm_f32(Trans::kNo, Trans::kYes, rows, layer.inputs, batch, dz + r0 * batch, batch, input, batch, 0.0f, g.data(),
@@ -101,13 +111,21 @@ std::vector<int64_t> top_gradient_positions(const DenseLayer& layer, const float
           continue;  // a dense layer without a mask has no empty position
         }
         const float* grad_row = g.data() + r * layer.inputs;
-        for (int64_t c = 0; c < layer.inputs; ++c) {
-          const float v = std::fabs(grad_row[c]);
-          if (v <= threshold || is_stored[c]) continue;
-          best.emplace_back(v, (r0 + r) * layer.inputs + c);
-          if (static_cast<int64_t>(best.size()) >= 2 * k) {
-            cut_to_k(best);
-            threshold = best[k - 1].first;  // the k-th best: everything kept is >= it
+        mark_candidates(grad_row, is_stored, layer.inputs, threshold, pass.data());
+        // Walk the marks 8 bytes at a time: most words are all zero.
+        for (int64_t c0 = 0; c0 < layer.inputs; c0 += 8) {
+          uint64_t word;
+          std::memcpy(&word, pass.data() + c0, sizeof word);
+          while (word != 0) {
+            const int64_t c = c0 + __builtin_ctzll(word) / 8;
+            word &= word - 1;
+            const float v = std::fabs(grad_row[c]);
+            if (v <= threshold) continue;  // the threshold rose since the row was marked
+            best.emplace_back(v, (r0 + r) * layer.inputs + c);
+            if (static_cast<int64_t>(best.size()) >= 2 * k) {
+              cut_to_k(best);
+              threshold = best[k - 1].first;  // the k-th best: everything kept is >= it
+            }
           }
         }
         if (layer.format == WeightFormat::kCsr)

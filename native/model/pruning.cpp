@@ -31,6 +31,7 @@ void check_layers(const std::vector<DenseLayer>& layers, const std::vector<int64
 // Magnitudes of the stored weights of a layer, in storage order (dense:
 // row-major over units x inputs, skipping pruned positions; CSR: entry order).
 void stored_magnitudes(const DenseLayer& layer, std::vector<float>& out) {
+  out.reserve(out.size() + static_cast<size_t>(layer.nnz()));
   if (layer.format == WeightFormat::kCsr) {
     const float* v = layer.csr.value();
     for (int64_t k = 0; k < layer.csr.nnz(); ++k) out.push_back(std::fabs(v[k]));
