@@ -46,7 +46,9 @@ const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [
   --threads  thread counts to run (default: 1 and all cores)
   --peers    which peers to measure next to us (default all)
   --json     write { machine, results } to FILE
-  --svg      write a bar chart to FILE`;
+  --svg      write a bar chart to FILE
+  --device cuda  the GPU benches instead (bench/cuda.ts: GEMM, CSR SpMM vs dense and cuSPARSE,
+             784-4096-4096-10 training GPU vs CPU); its own flags: --quick, --json FILE`;
 
 function parseArgs(argv: string[]): MainOptions {
   const o: MainOptions = { gemm: false, train: false, small: false, sparse: false, accuracy: false, plasticity: false, dst: false, quick: false, peers: 'all' };
@@ -190,9 +192,25 @@ async function runSparseKernels(threads: number[], quick: boolean): Promise<Benc
 }
 
 async function main(): Promise<void> {
+  // --device cuda: the GPU benches (bench/cuda.ts) with their own flags; --device cpu: this report.
+  const argv = process.argv.slice(2);
+  const at = argv.indexOf('--device');
+  if (at >= 0) {
+    const device = argv[at + 1];
+    argv.splice(at, 2);
+    if (device === 'cuda') {
+      const { runCudaBench } = await import('./cuda');
+      process.exitCode = await runCudaBench(argv);
+      return;
+    }
+    if (device !== 'cpu') {
+      console.error(`bench: --device must be 'cpu' or 'cuda', got ${device === undefined ? 'nothing' : `'${device}'`}\n${USAGE}`);
+      process.exit(2);
+    }
+  }
   let opts: MainOptions;
   try {
-    opts = parseArgs(process.argv.slice(2));
+    opts = parseArgs(argv);
   } catch (err) {
     console.error(`bench: ${(err as Error).message}\n${USAGE}`);
     process.exit(2);

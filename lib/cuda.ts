@@ -7,7 +7,7 @@
 // .node file in build/Release, which must stay the CPU addon).
 import * as fs from 'fs';
 import * as path from 'path';
-import { packageRoot } from './native';
+import { packageRoot, type BatchProgress, type NativeLayerParams } from './native';
 
 /** One CUDA device as the runtime reports it. */
 export interface CudaDevice {
@@ -47,12 +47,61 @@ export interface CudaProbe {
   runtimeVersion: number;
 }
 
+/** One dense layer's architecture and parameters as the device model takes them (the CPU model's parameters plus the layer's settings). */
+export interface CudaLayerStateIn extends NativeLayerParams {
+  activation: string;
+  inputDropout: number;
+  useBias: boolean;
+}
+
+/** What the device model gives back: its step and every parameter with its optimizer slots. */
+export interface CudaStateOut {
+  step: number;
+  layers: { weight: Float32Array; weightMoments: Float32Array[]; bias: Float32Array; biasMoments: Float32Array[] }[];
+}
+
+/** The addon's device-resident model (native/cuda/binding/cuda_model_wrap.cpp); lib/cuda_model.ts drives it. */
+export interface CudaModelHandle {
+  load(state: { step: number; layers: CudaLayerStateIn[] }): void;
+  exportState(): CudaStateOut;
+  setOptimizer(optimizer: object): void;
+  createDataset(x: Float32Array, y: Int32Array | Float32Array): number;
+  releaseDataset(handle: number): void;
+  trainBatches(
+    dataset: number,
+    order: Int32Array,
+    firstBatch: number,
+    batchCount: number,
+    batchSize: number,
+    progress?: BatchProgress,
+  ): Promise<{ lossSum: number; correct: number; samples: number; steps: number; aborted: boolean }>;
+  evaluate(x: Float32Array, y: Int32Array | Float32Array, batchSize: number): Promise<{ lossSum: number; correct: number; samples: number }>;
+  predict(x: Float32Array, batchSize: number): Promise<Float32Array>;
+  requestAbort(): void;
+  /** Frees the device memory now (the object is unusable afterwards). */
+  dispose(): void;
+  readonly step: number;
+  readonly busy: string | null;
+  readonly deviceBytes: number;
+}
+
 /** The addon's exports. `kernels` are one-shot synchronous calls for tests and checks, not a training path. */
 export interface CudaAddon {
   probe(): CudaProbe;
   devices(): CudaDevice[];
   /** 'cublas (libcublas.so.N)' when cuBLAS was found at run time, else 'tiled (<why not>)'. */
   gemmBackend(): string;
+  CudaModel: new (
+    config: { inputSize: number; seed: number; device: number; loss: string; optimizer: object },
+    state: { step: number; layers: CudaLayerStateIn[] },
+  ) => CudaModelHandle;
+  /** Timings for bench/cuda.ts: mean ms per call; -1 when the peer is unavailable. */
+  bench: {
+    gemm(m: number, n: number, k: number, reps: number, tiled: boolean): number;
+    spmm(rows: number, cols: number, density: number, batch: number, reps: number, cusparse: boolean): number;
+    /** 'cusparse (libcusparse.so.N)' or 'unavailable (<why>)'. */
+    cusparse(): string;
+  };
   kernels: {
     /** C[m x n] = op(A) op(B), row-major, A m x k (k x m when transA), B k x n (n x k when transB). */
     gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array): Float32Array;

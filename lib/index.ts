@@ -10,7 +10,7 @@ export { loadModel } from './checkpoint/load';
 export { CheckpointError } from './checkpoint/safetensors';
 export type { ModelConfig } from './sequential';
 export type { LinearImportOptions } from './checkpoint/linear_import';
-export type { SequentialOptions, CompileOptions, FitOptions, EvaluateOptions, Evaluation, LossName } from './sequential';
+export type { SequentialOptions, CompileOptions, FitOptions, EvaluateOptions, Evaluation, LossName, Device } from './sequential';
 export type { Callback, History, BatchLogs, EpochLogs, ProgressInfo } from './callbacks';
 export type { Layer, DenseLayer, DropoutLayer, LayerWeights, DenseOptions, DropoutOptions, ActivationName } from './layers';
 export type { Optimizer, SgdOptions, AdamOptions } from './optimizers';

@@ -59,7 +59,11 @@ export type NativeTargets = Int32Array | Float32Array;
 /** A handle to training data copied into native memory, owned by the model until releaseDataset(). */
 export type NativeDataset = number & { readonly __nativeDataset: unique symbol };
 
-export interface NativeLayerState {
+/** Called as training batches finish (from the worker, through a thread-safe function). */
+export type BatchProgress = (batchesDone: number, lossSum: number, correct: number, samples: number) => void;
+
+/** A layer's parameters with their optimizer slots: what moves between the CPU and the GPU model. */
+export interface NativeLayerParams {
   units: number;
   inputs: number;
   format: 'dense' | 'csr';
@@ -72,6 +76,9 @@ export interface NativeLayerState {
   biasMoments: Float32Array[];
   mask?: Uint8Array;
   alive?: Uint8Array;
+}
+
+export interface NativeLayerState extends NativeLayerParams {
   neuronIds: BigInt64Array;
   meanAbsActivation: Float64Array;
   meanActivation: Float64Array;
@@ -106,7 +113,7 @@ export interface NativeModel {
     firstBatch: number,
     batchCount: number,
     batchSize: number,
-    progress?: (batchesDone: number, lossSum: number, correct: number, samples: number) => void,
+    progress?: BatchProgress,
   ): Promise<NativeTrainResult>;
   evaluate(x: Float32Array, y: NativeTargets, batchSize: number): Promise<NativeStats>;
   predict(x: Float32Array, batchSize: number): Promise<Float32Array>;

@@ -7,6 +7,8 @@ import { AbortError, runFit } from './fit';
 import { checkSamples, checkTargets, type Labels } from './inputs';
 import { dense, dropout, DenseLayer, DropoutLayer, type ActivationName, type InitializerName, type Layer, type LayerHost, type LayerWeights } from './layers';
 import { addon, type NativeModel } from './native';
+import { require as requireCuda } from './cuda';
+import { CudaNativeModel } from './cuda_model';
 import { adam, isOptimizer, sgd, type Optimizer } from './optimizers';
 import type { StructuralEvent } from './events';
 import * as growth from './growth';
@@ -24,6 +26,9 @@ import {
   describe,
 } from './validate';
 
+export const DEVICES = ['cpu', 'cuda'] as const;
+export type Device = (typeof DEVICES)[number];
+
 export const LOSSES = ['softmaxCrossEntropy', 'meanSquaredError'] as const;
 export type LossName = (typeof LOSSES)[number];
 
@@ -34,8 +39,13 @@ export interface SequentialOptions {
   sparseThreshold?: number;
   /** Seed for init, dropout masks and shuffling (reproducible on the same machine and thread count). Default 0. */
   seed?: number;
-  /** Where the model lives. Default 'cpu'. */
-  device?: 'cpu' | 'cuda';
+  /**
+   * Where the model trains. Default 'cpu'. 'cuda' keeps parameters, optimizer state, activations and
+   * the training data on the first CUDA GPU (see "CUDA (optional)" in the README); it throws at
+   * construction, saying what is missing, when no usable GPU and CUDA addon are there. Change it
+   * later with model.to().
+   */
+  device?: Device;
   /** A name shown by summary(). */
   name?: string;
 }
@@ -100,7 +110,7 @@ const FIT_KEYS = ['epochs', 'batchSize', 'shuffle', 'validationData', 'callbacks
 export class Sequential implements LayerHost {
   readonly inputSize: number;
   readonly seed: number;
-  readonly device: 'cpu' | 'cuda';
+  private currentDevice: Device;
   readonly name: string;
   readonly sparseThreshold: number | undefined;
   private readonly layerList: Layer[] = [];
@@ -117,13 +127,36 @@ export class Sequential implements LayerHost {
     checkKnownKeys(where, o, ['inputSize', 'seed', 'device', 'name', 'sparseThreshold']);
     this.inputSize = checkInteger(where, 'inputSize', o.inputSize, { min: 1, max: 1 << 26 });
     this.seed = checkInteger(where, 'seed', o.seed ?? 0, { min: 0, max: Number.MAX_SAFE_INTEGER });
-    this.device = checkOneOf(where, 'device', o.device ?? 'cpu', ['cpu', 'cuda'] as const);
+    this.currentDevice = checkOneOf(where, 'device', o.device ?? 'cpu', DEVICES);
     this.name = o.name === undefined ? 'sequential' : String(o.name);
     this.sparseThreshold =
       o.sparseThreshold === undefined ? undefined : checkNumber(where, 'sparseThreshold', o.sparseThreshold, { min: 0, max: 1 });
-    if (this.device === 'cuda') {
-      throw new Error(`${where}: device 'cuda' is not available in this build (the CUDA addon is not part of it yet); use device 'cpu'`);
+    // Fails here, with what is missing, rather than at the first fit().
+    if (this.currentDevice === 'cuda') requireCuda();
+  }
+
+  /** Where the model trains: 'cpu' or 'cuda'. */
+  get device(): Device {
+    return this.currentDevice;
+  }
+
+  /**
+   * Moves the model (parameters, optimizer state, step) to `device` and returns it. Training
+   * continues exactly where it was; to('cpu') copies the newest state back from the GPU and frees
+   * the device memory. Rejected while fit() runs. Throws (saying why) when 'cuda' is not usable.
+   */
+  to(device: Device): this {
+    const where = 'Sequential.to()';
+    const target = checkOneOf(where, 'device', device, DEVICES);
+    if (target === this.currentDevice) return this;
+    this.assertIdle('to');
+    if (target === 'cuda') requireCuda();
+    if (this.nativeModel) {
+      this.nativeModel =
+        target === 'cuda' ? this.onDevice(this.nativeModel) : (this.nativeModel as CudaNativeModel).toHost();
     }
+    this.currentDevice = target;
+    return this;
   }
 
   /** The layers in order (dense and dropout). A structural op's `layer` is an index into this list. */
@@ -487,8 +520,14 @@ export class Sequential implements LayerHost {
       layers: specs,
       sparseThreshold: this.sparseThreshold ?? -1,
     });
-    this.nativeModel = native;
-    return native;
+    this.nativeModel = this.currentDevice === 'cuda' ? this.onDevice(native) : native;
+    return this.nativeModel;
+  }
+
+  // The GPU half over the CPU model (lib/cuda_model.ts). Only here does the CPU path reach the CUDA addon.
+  private onDevice(host: NativeModel): NativeModel {
+    const compiled = this.compiled ? { optimizer: { ...this.compiled.optimizer }, loss: this.compiled.loss } : undefined;
+    return new CudaNativeModel(host, requireCuda(), { inputSize: this.inputSize, seed: this.seed, device: 0 }, compiled);
   }
 
   private requireCompiled(where: string): CompileOptions {

@@ -3,14 +3,21 @@
 # Builds the CPU addon, the CUDA addon and the CUDA kernel tests (cmake-js, into
 # build-gpu/ so build/ is left alone), runs neuroplastic_cuda_tests and
 # test/65.cuda.test.ts with NEUROPLASTIC_REQUIRE_GPU=1 (a missing device fails
-# instead of skipping), and prints the card's name. Fails loudly, before
+# instead of skipping), then `npm run bench -- --device cuda --json FILE`
+# (GEMM, CSR SpMM vs dense and cuSPARSE, 784-4096-4096-10 training GPU vs CPU),
+# and prints the card's name. Each step has a time limit so the whole script
+# stays within ~6 minutes on a 16-core H100/H200 machine (build ~2 min for one
+# architecture, tests ~1 min, bench ~1-2 min). Fails loudly, before
 # building anything, when there is no GPU: it is meant for the GPU machine; CI
 # and other machines run the same tests through `npm test`, where they skip.
 #
 # Environment:
 #   NEUROPLASTIC_GPU_BUILD_DIR   build folder (default build-gpu)
-#   NEUROPLASTIC_GPU_ARCH        CMAKE_CUDA_ARCHITECTURES for a quicker build,
-#                                e.g. 90 on an H100 (default: 75;80;86;89;90)
+#   NEUROPLASTIC_GPU_ARCH        CMAKE_CUDA_ARCHITECTURES (default: this GPU's compute
+#                                capability from nvidia-smi, e.g. 90 on an H100: one
+#                                architecture builds ~5x faster; 'all' = 75;80;86;89;90)
+#   NEUROPLASTIC_GPU_BENCH=0     skip the bench
+#   NEUROPLASTIC_GPU_BENCH_JSON  where the bench writes its JSON (default bench/out/cuda-bench.json)
 #   NEUROPLASTIC_GPU_NO_BUILD=1  use the existing build folder as is
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,8 +58,10 @@ command -v cmake > /dev/null || fail "cmake not found"
 # ---- 3. build ------------------------------------------------------------------------
 if [ "${NEUROPLASTIC_GPU_NO_BUILD:-0}" != "1" ]; then
   echo "== build into ${BUILD}/ (${JOBS} jobs)"
+  ARCH="${NEUROPLASTIC_GPU_ARCH:-$(echo "${GPUS}" | head -n1 | cut -d, -f4 | tr -d ' .')}"
   ARCH_FLAG=()
-  [ -n "${NEUROPLASTIC_GPU_ARCH:-}" ] && ARCH_FLAG=("--CDCMAKE_CUDA_ARCHITECTURES=${NEUROPLASTIC_GPU_ARCH}")
+  if [ -n "${ARCH}" ] && [ "${ARCH}" != "all" ]; then ARCH_FLAG=("--CDCMAKE_CUDA_ARCHITECTURES=${ARCH}"); fi
+  echo "   CUDA architectures: ${ARCH:-default}"
   t0=$(date +%s)
   node_modules/.bin/cmake-js configure --out "${BUILD}" --CDNEUROPLASTIC_TESTS=ON --CDNEUROPLASTIC_CUDA=ON "${ARCH_FLAG[@]}" -l warn ||
     fail "cmake-js configure failed"
@@ -71,7 +80,7 @@ status=0
 
 # ---- 4. native CUDA kernel tests ---------------------------------------------------------
 echo "== ${CUDA_TESTS}"
-"${CUDA_TESTS}" || status=1
+timeout 180 "${CUDA_TESTS}" || status=1
 if [ "$status" = 0 ] && "${CUDA_TESTS}" gemm_f32_cuda_matches_naive 2>/dev/null | grep -q 'backend: cublas'; then
   echo "== the dispatching GEMM once more without cuBLAS (NEUROPLASTIC_CUBLAS=0)"
   NEUROPLASTIC_CUBLAS=0 "${CUDA_TESTS}" gemm_f32_cuda_matches_naive || status=1
@@ -80,7 +89,17 @@ fi
 # ---- 5. the API tests -------------------------------------------------------------------
 echo "== mocha test/65.cuda.test.ts"
 NEUROPLASTIC_ADDON_PATH="${BUILD}/Release/neuroplastic.node" \
-  node node_modules/mocha/bin/mocha.js --no-config --node-option import=tsx --timeout 600000 test/65.cuda.test.ts || status=1
+  timeout 240 node node_modules/mocha/bin/mocha.js --no-config --node-option import=tsx --timeout 120000 test/65.cuda.test.ts || status=1
+
+# ---- 6. the GPU bench ---------------------------------------------------------------------
+if [ "${NEUROPLASTIC_GPU_BENCH:-1}" != "0" ]; then
+  BENCH_JSON="${NEUROPLASTIC_GPU_BENCH_JSON:-bench/out/cuda-bench.json}"
+  mkdir -p "$(dirname "${BENCH_JSON}")"
+  echo "== npm run bench -- --device cuda --json ${BENCH_JSON}"
+  NEUROPLASTIC_ADDON_PATH="${BUILD}/Release/neuroplastic.node" \
+    timeout 240 node --import tsx bench/main.ts --device cuda --json "${BENCH_JSON}" ||
+    { echo "   bench failed or timed out (not a test failure; see above)"; }
+fi
 
 echo ""
 CARD="$(echo "${GPUS}" | head -n1 | cut -d, -f2 | sed 's/^ *//')"

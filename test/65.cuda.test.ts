@@ -8,8 +8,11 @@ import { expect } from 'chai';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { cuda } from '../lib/index';
-import { randomArray } from './helpers';
+import * as os from 'os';
+import { cuda, layers, loadModel, optimizers, Sequential } from '../lib/index';
+import { randomArray, randomLabels } from './helpers';
+import { CudaNativeModel } from '../lib/cuda_model';
+import { addon, type NativeModel, type NativeOptimizerConfig } from '../lib/native';
 
 const REQUIRE_GPU = process.env.NEUROPLASTIC_REQUIRE_GPU === '1';
 
@@ -189,5 +192,288 @@ describe('cuda: optional GPU backend', () => {
       expect(maxDiff(addon.kernels.spmmT(w.indptr, w.indices, w.values, w.cols, dy, batch), dx)).to.be.below(1e-5);
       expect(maxDiff(addon.kernels.sddmm(w.indptr, w.indices, w.cols, dy, x, batch), g)).to.be.below(1e-4);
     });
+  });
+});
+
+// ---- device: 'cuda' on Sequential ------------------------------------------------
+// Same seed, same data, same epoch order (the CPU model's RNG shuffles both):
+// the GPU model must follow the CPU model's loss curve. Tolerances: per-epoch
+// mean loss within 2e-3 relative (float sums in another order, compounded over
+// ~100 steps), accuracy within 0.02, predictions within 1e-3 absolute; moving
+// state between devices is exact (the same bytes), and so are predictions on
+// the same device.
+
+function mixedMlp(device: 'cpu' | 'cuda', optimizer: 'sgd' | 'adam', dropout = 0): Sequential {
+  const m = new Sequential({ inputSize: 16, seed: 11, device });
+  m.add(layers.dense({ units: 32, activation: 'relu', sparseThreshold: 0 }));
+  if (dropout > 0) m.add(layers.dropout({ rate: dropout }));
+  // Built directly as CSR: the device model's sparse path.
+  m.add(layers.dense({ units: 24, activation: 'tanh', density: 0.3, sparseThreshold: 0.5 }));
+  m.add(layers.dense({ units: 5, sparseThreshold: 0 }));
+  m.compile({
+    optimizer: optimizer === 'sgd' ? optimizers.sgd({ learningRate: 0.05, momentum: 0.9 }) : optimizers.adam({ learningRate: 0.005 }),
+    loss: 'softmaxCrossEntropy',
+  });
+  return m;
+}
+
+const N = 512;
+const X = randomArray(N * 16, 101);
+const Y = randomLabels(N, 5, 102);
+
+type DenseView = { getWeights(): { weight: Float32Array; bias: Float32Array }; setWeights?(w: { weight: Float32Array; bias: Float32Array }): void; format: string };
+/** The dense layer at position i of the model's layer list. */
+const denseAt = (m: Sequential, i: number) => m.layers[i] as unknown as DenseView;
+
+function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
+  expect(got.length, what).to.equal(want.length);
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+  expect(worst, `${what}: max |difference|`).to.be.at.most(tol);
+}
+
+describe("cuda: Sequential with device 'cuda'", () => {
+  it('rejects a bad device with an error naming the argument (no GPU needed)', () => {
+    expect(() => new Sequential({ inputSize: 4, device: 'gpu' as never })).to.throw(RangeError, /device.*'cpu', 'cuda'/);
+    expect(() => new Sequential({ inputSize: 4, device: 1 as never })).to.throw(TypeError, /device/);
+    const m = new Sequential({ inputSize: 4 });
+    expect(() => m.to('tpu' as never)).to.throw(RangeError, /Sequential.to\(\).*device/);
+    expect(() => m.to(undefined as never)).to.throw(TypeError, /device/);
+    expect(m.to('cpu')).to.equal(m);
+    expect(m.device).to.equal('cpu');
+  });
+
+  it("without a usable GPU, device 'cuda' and to('cuda') throw cuda.require()'s Error and change nothing", function () {
+    skipUnless(this, !cuda.available(), 'a CUDA GPU is available here');
+    const reason = cuda.status().reason!;
+    expect(() => new Sequential({ inputSize: 4, device: 'cuda' })).to.throw(Error, reason);
+    const m = new Sequential({ inputSize: 4 });
+    m.add(layers.dense({ units: 2 }));
+    m.compile({ optimizer: optimizers.sgd({ learningRate: 0.1 }), loss: 'softmaxCrossEntropy' });
+    expect(() => m.to('cuda')).to.throw(Error, reason);
+    expect(m.device).to.equal('cpu');
+  });
+
+  describe('on a GPU', () => {
+    for (const opt of ['sgd', 'adam'] as const) {
+      it(`${opt}: a dense + CSR MLP follows the CPU loss curve from the same seed`, async function () {
+        needGpu(this);
+        const cpu = mixedMlp('cpu', opt), gpu = mixedMlp('cuda', opt);
+        expect(denseAt(gpu, 1).format).to.equal('csr');
+        const hc = await cpu.fit(X, Y, { epochs: 4, batchSize: 32 });
+        const hg = await gpu.fit(X, Y, { epochs: 4, batchSize: 32 });
+        console.log(`      ${opt} loss cpu ${hc.history.loss.map((v) => v.toFixed(5)).join(' ')}`);
+        console.log(`      ${opt} loss gpu ${hg.history.loss.map((v) => v.toFixed(5)).join(' ')}`);
+        expect(gpu.step).to.equal(cpu.step);
+        hc.history.loss.forEach((l, e) => {
+          expect(Math.abs(hg.history.loss[e] - l), `epoch ${e} loss`).to.be.at.most(2e-3 * Math.abs(l));
+          expect(Math.abs(hg.history.accuracy[e] - hc.history.accuracy[e]), `epoch ${e} accuracy`).to.be.at.most(0.02);
+        });
+        expect(hc.history.loss[3]).to.be.below(hc.history.loss[0]);
+        expectClose(await gpu.predict(X), await cpu.predict(X), 1e-3, 'predictions');
+        const [ec, eg] = [await cpu.evaluate(X, Y), await gpu.evaluate(X, Y)];
+        expect(Math.abs(eg.loss - ec.loss)).to.be.at.most(2e-3 * ec.loss);
+      });
+    }
+
+    it("to('cuda') / to('cpu') move the exact state; predictions agree across devices", async function () {
+      needGpu(this);
+      const m = mixedMlp('cpu', 'adam');
+      await m.fit(X, Y, { epochs: 1, batchSize: 64 });
+      const before = denseAt(m, 0).getWeights();
+      const pc = await m.predict(X);
+      expect(m.to('cuda')).to.equal(m);
+      expect(m.device).to.equal('cuda');
+      expect(denseAt(m, 0).getWeights().weight).to.deep.equal(before.weight);
+      expectClose(await m.predict(X), pc, 1e-4, 'predictions after to(cuda)');
+      await m.fit(X, Y, { epochs: 1, batchSize: 64 });
+      const step = m.step;
+      const w = m.layers.map((_, i) => denseAt(m, i).getWeights().weight);
+      const pg = await m.predict(X);
+      m.to('cpu');
+      expect(m.device).to.equal('cpu');
+      expect(m.step).to.equal(step);
+      m.layers.forEach((_, i) => expect(denseAt(m, i).getWeights().weight, `layer ${i}`).to.deep.equal(w[i]));
+      expectClose(await m.predict(X), pg, 1e-4, 'predictions after to(cpu)');
+    });
+
+    it('save() from a cuda model writes the device state; loadModel() + to(cuda) resumes it exactly', async function () {
+      needGpu(this);
+      const m = mixedMlp('cuda', 'sgd');
+      await m.fit(X, Y, { epochs: 2, batchSize: 64 });
+      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'np-cuda-')), 'm.safetensors');
+      await m.save(file);
+      const back = await loadModel(file);
+      expect(back.device).to.equal('cpu');
+      expect(back.step).to.equal(m.step);
+      expect(denseAt(back, 2).getWeights().weight).to.deep.equal(denseAt(m, 2).getWeights().weight);
+      back.to('cuda');
+      expect(await back.predict(X)).to.deep.equal(await m.predict(X));
+      // Both continue identically (same order from the saved RNG, same device kernels).
+      const [h1, h2] = [await m.fit(X, Y, { epochs: 1, batchSize: 64 }), await back.fit(X, Y, { epochs: 1, batchSize: 64 })];
+      expect(h2.history.loss[0]).to.equal(h1.history.loss[0]);
+    });
+
+    it('structural operations on a cuda model run on the CPU between device calls; pruned weights stay zero', async function () {
+      needGpu(this);
+      const m = mixedMlp('cuda', 'sgd');
+      await m.fit(X, Y, { epochs: 1, batchSize: 64 });
+      m.prune({ amount: 0.5, structure: 'weight', layer: 0 });
+      const pruned = denseAt(m, 0).getWeights().weight;
+      await m.fit(X, Y, { epochs: 1, batchSize: 64 });
+      const after = denseAt(m, 0).getWeights().weight;
+      let moved = 0;
+      for (let i = 0; i < pruned.length; i++) if (pruned[i] === 0 && after[i] !== 0) moved++;
+      expect(moved, 'pruned weights that moved').to.equal(0);
+      m.prune({ amount: 0.25, structure: 'neuron', criterion: 'l2', layer: 0 });
+      m.compact();
+      m.grow({ layer: 0, count: 4, init: 'zero' });
+      const p = await m.predict(X);
+      await m.fit(X, Y, { epochs: 1, batchSize: 64 });
+      expect(p.every(Number.isFinite)).to.equal(true);
+      const cpuCopy = await loadModel(m.toBuffer());
+      expectClose(await cpuCopy.predict(X), await m.predict(X), 1e-3, 'cpu copy predictions');
+    });
+
+    it('dropout trains on the GPU (its own deterministic masks), and fit() can be aborted', async function () {
+      needGpu(this);
+      const a = mixedMlp('cuda', 'adam', 0.2), b = mixedMlp('cuda', 'adam', 0.2);
+      const [ha, hb] = [await a.fit(X, Y, { epochs: 3, batchSize: 32 }), await b.fit(X, Y, { epochs: 3, batchSize: 32 })];
+      expect(ha.history.loss).to.deep.equal(hb.history.loss);
+      expect(ha.history.loss[2]).to.be.below(ha.history.loss[0]);
+      const controller = new AbortController();
+      const run = a.fit(X, Y, { epochs: 1000, batchSize: 32, signal: controller.signal, callbacks: [{ onEpochEnd: () => controller.abort() }] });
+      let error: unknown;
+      try {
+        await run;
+      } catch (e) {
+        error = e;
+      }
+      expect(error).to.be.instanceOf(Error);
+      expect((error as Error).name).to.equal('AbortError');
+      expect(a.isTraining).to.equal(false);
+    });
+  });
+});
+
+// ---- the host/device bookkeeping, without a GPU ----------------------------------
+// lib/cuda_model.ts keeps the CPU model and the device model in step (pull
+// before reading or changing on the host, push before the next device call).
+// Here a second CPU model stands in for the device: without dropout it trains
+// bit-identically to the CPU path, so every mismatch is a bookkeeping bug.
+
+class CpuTwinDevice implements cuda.CudaModelHandle {
+  private twin!: NativeModel;
+  private readonly config: { inputSize: number; loss: string; optimizer: object };
+  constructor(config: { inputSize: number; seed: number; device: number; loss: string; optimizer: object }, state: { step: number; layers: cuda.CudaLayerStateIn[] }) {
+    this.config = config;
+    this.load(state);
+  }
+  load(state: { step: number; layers: cuda.CudaLayerStateIn[] }): void {
+    const twin = new (addon().NativeModel)({
+      inputSize: this.config.inputSize,
+      seed: 0,
+      layers: state.layers.map((l) => ({ units: l.units, activation: l.activation, inputDropout: l.inputDropout, init: 'zeros', useBias: l.useBias })),
+    });
+    twin.compile(this.config.optimizer as NativeOptimizerConfig, this.config.loss);
+    const s = twin.exportState();
+    s.step = state.step;
+    s.layers = s.layers.map((t, i) => {
+      const l = state.layers[i];
+      return { ...t, units: l.units, inputs: l.inputs, format: l.format, weight: l.weight, indptr: l.indptr, indices: l.indices,
+        weightMoments: l.weightMoments, bias: l.bias, biasMoments: l.biasMoments, mask: l.mask, alive: l.alive,
+        neuronIds: new BigInt64Array(l.units), meanAbsActivation: new Float64Array(0), meanActivation: new Float64Array(0),
+        taylor: new Float64Array(0), birthStep: new BigInt64Array(0) };
+    });
+    twin.importState(s);
+    this.twin = twin;
+  }
+  exportState(): cuda.CudaStateOut {
+    const s = this.twin.exportState();
+    return { step: s.step, layers: s.layers.map((l) => ({ weight: l.weight, weightMoments: l.weightMoments, bias: l.bias, biasMoments: l.biasMoments })) };
+  }
+  setOptimizer(): void {}
+  createDataset(x: Float32Array, y: Int32Array | Float32Array): number {
+    return this.twin.createDataset(x, y);
+  }
+  releaseDataset(handle: number): void {
+    this.twin.releaseDataset(handle as never);
+  }
+  trainBatches(...args: Parameters<cuda.CudaModelHandle['trainBatches']>) {
+    return this.twin.trainBatches(args[0] as never, args[1], args[2], args[3], args[4], args[5]);
+  }
+  evaluate(x: Float32Array, y: Int32Array | Float32Array, batchSize: number) {
+    return this.twin.evaluate(x, y, batchSize);
+  }
+  predict(x: Float32Array, batchSize: number) {
+    return this.twin.predict(x, batchSize);
+  }
+  requestAbort(): void {
+    this.twin.requestAbort();
+  }
+  dispose(): void {}
+  get step(): number {
+    return this.twin.step;
+  }
+  get busy(): string | null {
+    return this.twin.busy;
+  }
+  get deviceBytes(): number {
+    return 0;
+  }
+}
+
+/** A compiled model whose native half is the cuda wrapper over a CPU twin "device". */
+function onTwinDevice(m: Sequential): Sequential {
+  const internals = m as unknown as { nativeModel: NativeModel; currentDevice: string; compiled: { optimizer: NativeOptimizerConfig; loss: string } };
+  const fake = { CudaModel: CpuTwinDevice } as unknown as cuda.CudaAddon;
+  internals.nativeModel = new CudaNativeModel(m.native, fake, { inputSize: m.inputSize, seed: m.seed, device: 0 }, internals.compiled);
+  internals.currentDevice = 'cuda';
+  return m;
+}
+
+describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GPU needed)', () => {
+  it('fit, weights, structural ops, setWeights and save on the wrapper match the CPU model exactly', async () => {
+    const cpu = mixedMlp('cpu', 'sgd');
+    const dev = onTwinDevice(mixedMlp('cpu', 'sgd'));
+    expect(dev.device).to.equal('cuda');
+    const same = async (what: string) => {
+      expect(dev.step, `${what}: step`).to.equal(cpu.step);
+      for (let i = 0; i < 3; i++) {
+        expect(denseAt(dev, i).getWeights().weight, `${what}: layer ${i} weight`).to.deep.equal(denseAt(cpu, i).getWeights().weight);
+        expect(denseAt(dev, i).getWeights().bias, `${what}: layer ${i} bias`).to.deep.equal(denseAt(cpu, i).getWeights().bias);
+      }
+      expect(await dev.predict(X), `${what}: predictions`).to.deep.equal(await cpu.predict(X));
+    };
+    const fitBoth = async (epochs: number) => {
+      const [a, b] = [await cpu.fit(X, Y, { epochs, batchSize: 48 }), await dev.fit(X, Y, { epochs, batchSize: 48 })];
+      expect(b.history.loss).to.deep.equal(a.history.loss);
+    };
+    await fitBoth(2);
+    await same('after fit');
+    for (const m of [cpu, dev]) m.prune({ amount: 0.5, structure: 'weight', layer: 0 });
+    await fitBoth(1);
+    await same('after prune + fit');
+    for (const m of [cpu, dev]) {
+      m.prune({ amount: 0.25, structure: 'neuron', criterion: 'l2', layer: 0 });
+      m.compact();
+      m.grow({ layer: 0, count: 3, init: 'zero' });
+    }
+    await fitBoth(1);
+    await same('after neuron prune + compact + grow + fit');
+    const w = denseAt(cpu, 2).getWeights();
+    w.bias[0] += 0.5;
+    for (const m of [cpu, dev]) denseAt(m, 2).setWeights?.(w);
+    await fitBoth(1);
+    await same('after setWeights + fit');
+    // A step hook changing the structure between two native calls of one fit().
+    const hook = (m: Sequential) => ({ nextStep: (s: number) => (s < 40 ? 40 : undefined), onStep: () => void m.prune({ amount: 0.1, structure: 'weight', layer: 2 }) });
+    const [a, b] = [await cpu.fit(X, Y, { epochs: 2, batchSize: 48, callbacks: [hook(cpu)] }), await dev.fit(X, Y, { epochs: 2, batchSize: 48, callbacks: [hook(dev)] })];
+    expect(b.history.loss).to.deep.equal(a.history.loss);
+    await same('after a mid-fit prune');
+    const back = await loadModel(dev.toBuffer());
+    expect(await back.predict(X)).to.deep.equal(await cpu.predict(X));
+    expect(dev.to('cpu').device).to.equal('cpu');
+    await same("after to('cpu')");
   });
 });

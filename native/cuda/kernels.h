@@ -104,4 +104,53 @@ void softmax_cross_entropy_cuda(float* grad, LossTotals* totals, const float* lo
                                 const int32_t* labels, const float* targets, int64_t outputs, int64_t batch,
                                 DeviceBuffer& workspace, Stream& stream);
 
+// Mean squared error on feature-major outputs: grad (may be nullptr) =
+// 2 (y - t) / (batch * outputs), loss per sample = mean over outputs of
+// (y - t)^2, hits = argmax(y) == argmax(t): the CPU mean_squared_error.
+void mean_squared_error_cuda(float* grad, LossTotals* totals, const float* y, int64_t ld, const float* targets,
+                             int64_t outputs, int64_t batch, DeviceBuffer& workspace, Stream& stream);
+
+// ---- the device-resident model's data movement (model_kernels.cu) ------------------
+
+// Gather + transpose: dst[c * ldd + j] = src[row(j) * lds + c] for j < rows,
+// c < cols, row(j) = index ? index[first + j] : first + j (index is device
+// memory). Turns row-major samples (a batch picked by the epoch order) into
+// the feature-major block the layers take, and a feature-major output block
+// back into row-major samples (index nullptr, first 0).
+void gather_transpose_f32_cuda(float* dst, int64_t ldd, const float* src, int64_t lds, const int32_t* index,
+                               int64_t first, int64_t rows, int64_t cols, Stream& stream);
+// dst[j] = src[index ? index[first + j] : first + j] for j < count (the batch's labels).
+void gather_i32_cuda(int32_t* dst, const int32_t* src, const int32_t* index, int64_t first, int64_t count,
+                     Stream& stream);
+// total += batch (both device): the epoch's running loss and hits, read back once.
+void accumulate_totals_cuda(LossTotals* total, const LossTotals* batch, Stream& stream);
+// values[r * ld + c] = 0 where keep[r * cols + c] == 0 (keep row-major, no
+// stride): pruned weights' gradients and dead units' bias gradients.
+void mask_by_flags_cuda(float* values, int64_t ld, const uint8_t* keep, int64_t rows, int64_t cols, Stream& stream);
+
+// Inverted dropout with a counter-based generator (no state on the device):
+// element i is kept when dropout_uniform(seed, stream_id, i) >= rate, and
+// then mask[i] = 1 / (1 - rate), else 0; dropped = in * mask. stream_id
+// (e.g. step and layer) makes every step's mask independent and reproducible.
+void dropout_forward_cuda(float* dropped, float* mask, const float* in, int64_t count, float rate, uint64_t seed,
+                          uint64_t stream_id, Stream& stream);
+// x[i] *= mask[i] (dropout's backward on the input gradient).
+void multiply_cuda(float* x, const float* mask, int64_t count, Stream& stream);
+
+#if defined(__CUDACC__)
+#define NP_HOST_DEVICE __host__ __device__
+#else
+#define NP_HOST_DEVICE
+#endif
+// The dropout generator, shared by the kernel and the host reference the tests
+// use: splitmix64 of (seed, stream, index), top 24 bits as a float in [0, 1).
+NP_HOST_DEVICE inline float dropout_uniform(uint64_t seed, uint64_t stream_id, uint64_t index) {
+  uint64_t z = seed ^ (stream_id * 0x9E3779B97F4A7C15ull) ^ (index * 0xD1B54A32D192ED03ull);
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+}
+
 }  // namespace np::cuda

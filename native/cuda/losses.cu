@@ -91,6 +91,39 @@ __global__ void __launch_bounds__(kLossBlock)
 }
 
 __global__ void __launch_bounds__(kLossBlock)
+    mean_squared_error_kernel(float* __restrict__ grad, Partial* __restrict__ partials, const float* __restrict__ y,
+                              int64_t ld, const float* __restrict__ targets, int64_t outputs, int64_t batch) {
+  // column j = sample, as softmax_cross_entropy_kernel
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kLossBlock + threadIdx.x;
+  double loss = 0.0;
+  long long correct = 0;
+  if (j < batch) {
+    const float scale = 2.0f / static_cast<float>(batch * outputs);
+    double sum = 0.0;
+    float best_y = y[j], best_t = targets[j];
+    int64_t arg_y = 0, arg_t = 0;
+    for (int64_t r = 0; r < outputs; ++r) {
+      const float yv = y[r * ld + j], tv = targets[r * ld + j];
+      const float d = yv - tv;
+      sum += static_cast<double>(d) * d;
+      if (grad) grad[r * ld + j] = scale * d;
+      if (yv > best_y) {
+        best_y = yv;
+        arg_y = r;
+      }
+      if (tv > best_t) {
+        best_t = tv;
+        arg_t = r;
+      }
+    }
+    loss = sum / static_cast<double>(outputs);
+    correct = arg_y == arg_t;
+  }
+  block_reduce(loss, correct);
+  if (threadIdx.x == 0) partials[blockIdx.x] = Partial{loss, correct};
+}
+
+__global__ void __launch_bounds__(kLossBlock)
     sum_partials_kernel(LossTotals* __restrict__ totals, const Partial* __restrict__ partials, int64_t count) {
   double loss = 0.0;
   long long correct = 0;
@@ -124,6 +157,24 @@ void softmax_cross_entropy_cuda(float* grad, LossTotals* totals, const float* lo
   Partial* partials = workspace.as<Partial>();
   softmax_cross_entropy_kernel<<<static_cast<unsigned>(blocks), kLossBlock, 0, s>>>(grad, partials, logits, ld, labels,
                                                                                   targets, outputs, batch);
+  NP_CUDA_CHECK_LAUNCH();
+  sum_partials_kernel<<<1, kLossBlock, 0, s>>>(totals, partials, blocks);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void mean_squared_error_cuda(float* grad, LossTotals* totals, const float* y, int64_t ld, const float* targets,
+                             int64_t outputs, int64_t batch, DeviceBuffer& workspace, Stream& stream) {
+  if (outputs <= 0) throw std::invalid_argument("mean_squared_error_cuda: outputs must be positive, got " + std::to_string(outputs));
+  const int64_t blocks = ceil_div(batch, kLossBlock);
+  if (blocks > kMaxGridX) throw std::length_error("mean_squared_error_cuda: batch too large for one grid");
+  cudaStream_t s = raw(stream);
+  if (blocks == 0) {
+    NP_CUDA_CHECK(cudaMemsetAsync(totals, 0, sizeof(LossTotals), s));
+    return;
+  }
+  workspace.reserve(static_cast<size_t>(blocks) * sizeof(Partial));
+  Partial* partials = workspace.as<Partial>();
+  mean_squared_error_kernel<<<static_cast<unsigned>(blocks), kLossBlock, 0, s>>>(grad, partials, y, ld, targets, outputs, batch);
   NP_CUDA_CHECK_LAUNCH();
   sum_partials_kernel<<<1, kLossBlock, 0, s>>>(totals, partials, blocks);
   NP_CUDA_CHECK_LAUNCH();

@@ -12,7 +12,9 @@
 
 namespace np {
 
-struct LayerState {
+// A layer's parameters with their optimizer slots: what moves between the CPU
+// model and the GPU model (native/cuda/cuda_model.h), and the core of a checkpoint.
+struct LayerParams {
   int64_t units = 0;
   int64_t inputs = 0;
   bool csr = false;
@@ -25,6 +27,9 @@ struct LayerState {
   std::vector<std::vector<float>> bias_moments;
   std::vector<uint8_t> mask;   // dense only; empty = nothing pruned
   std::vector<uint8_t> alive;  // empty = every unit alive
+};
+
+struct LayerState : LayerParams {
   std::vector<int64_t> neuron_ids;
   std::vector<int64_t> birth_step;  // empty = all 0
   std::vector<double> mean_abs_activation, mean_activation, taylor;

@@ -23,8 +23,13 @@
 #include <string>
 #include <vector>
 
+#include "cuda/bench_peers.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+
+namespace npc {
+void init_cuda_model(Napi::Env env, Napi::Object exports);  // cuda_model_wrap.cpp
+}
 
 namespace {
 
@@ -222,7 +227,41 @@ Napi::Value Sddmm(const Napi::CallbackInfo& info) {
   });
 }
 
+// bench.gemm(m, n, k, reps, tiled) / bench.spmm(rows, cols, density, batch, reps, cusparse) -> ms per
+// call (-1: peer unavailable); bench.cusparse() -> 'cusparse (...)' | 'unavailable (...)'.
+Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const char* fn = "bench.gemm";
+    const int64_t m = integer_arg(info, 0, fn, "m", 1), n = integer_arg(info, 1, fn, "n", 1), k = integer_arg(info, 2, fn, "k", 1);
+    const int reps = static_cast<int>(integer_arg(info, 3, fn, "reps", 1));
+    return Napi::Number::New(env, nc::bench_gemm_ms(m, n, k, reps, info[4].ToBoolean().Value()));
+  });
+}
+
+Napi::Value BenchSpmm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const char* fn = "bench.spmm";
+    const int64_t rows = integer_arg(info, 0, fn, "rows", 1), cols = integer_arg(info, 1, fn, "cols", 1);
+    if (!info[2].IsNumber()) throw Napi::TypeError::New(env, "bench.spmm: density must be a number");
+    const double density = info[2].As<Napi::Number>().DoubleValue();
+    if (!(density > 0.0 && density <= 1.0)) throw Napi::RangeError::New(env, "bench.spmm: density must be in (0, 1]");
+    const int64_t batch = integer_arg(info, 3, fn, "batch", 1);
+    const int reps = static_cast<int>(integer_arg(info, 4, fn, "reps", 1));
+    return Napi::Number::New(env, nc::bench_spmm_ms(rows, cols, density, batch, reps, info[5].ToBoolean().Value()));
+  });
+}
+
+Napi::Value BenchCusparse(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), nc::cusparse_status()); }
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Object bench = Napi::Object::New(env);
+  bench.Set("gemm", Napi::Function::New(env, BenchGemm, "gemm"));
+  bench.Set("spmm", Napi::Function::New(env, BenchSpmm, "spmm"));
+  bench.Set("cusparse", Napi::Function::New(env, BenchCusparse, "cusparse"));
+  exports.Set("bench", bench);
+  npc::init_cuda_model(env, exports);
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("devices", Napi::Function::New(env, Devices, "devices"));
   exports.Set("gemmBackend", Napi::Function::New(env, GemmBackend, "gemmBackend"));

@@ -1,0 +1,135 @@
+// `npm run bench -- --device cuda [--quick] [--json FILE]`: the GPU benches.
+//
+//   gemm    C = A B (fp32) through the dispatching GEMM (cuBLAS when libcublas loads, else our
+//           tiled kernel) and through the tiled kernel alone: GFLOP/s, and tiled / backend
+//   spmm    Y = W X, W 4096 x 4096 CSR at 50..99% sparsity, X feature-major, batch 128..1024:
+//           our CSR kernel vs our dense GEMM on the same (dense) shape on the GPU, and
+//           cusparseSpMM when libcusparse loads at run time (dlopen; else said so)
+//   train   784-4096-4096-10 at batch 256, SGD momentum: samples/s on the GPU (dense, and 90%
+//           sparse CSR) vs the CPU model on this machine's cores
+// Prints the card first. Without a usable GPU it says why and exits with status 1.
+import * as fs from 'fs';
+import * as os from 'os';
+import { cuda, layers, optimizers, Sequential } from '../lib/index';
+
+interface CudaBenchResult {
+  bench: 'gemm' | 'spmm' | 'train';
+  impl: string;
+  shape: string;
+  sparsity: number;
+  batch: number;
+  ms: number;
+  gflops?: number;
+  samplesPerSecond?: number;
+}
+
+function randomFloats(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+function pad(s: string | number, width: number): string {
+  return String(s).padStart(width);
+}
+
+async function trainRate(device: 'cpu' | 'cuda', n: number, sparsity: number, epochs: number): Promise<number> {
+  const m = new Sequential({ inputSize: 784, seed: 1, device, sparseThreshold: 0.5 });
+  m.add(layers.dense({ units: 4096, activation: 'relu' }));
+  m.add(layers.dense({ units: 4096, activation: 'relu' }));
+  m.add(layers.dense({ units: 10 }));
+  m.compile({ optimizer: optimizers.sgd({ learningRate: 0.01, momentum: 0.9 }), loss: 'softmaxCrossEntropy' });
+  if (sparsity > 0) m.sparsify({ sparsity, distribution: 'uniform' });
+  const x = randomFloats(n * 784, 3);
+  const y = new Int32Array(n).map((_, i) => (i * 7) % 10);
+  // The first epoch pays for uploads, allocation and cuBLAS heuristics: not counted.
+  const h = await m.fit(x, y, { epochs: epochs + 1, batchSize: 256 });
+  const seconds = h.history.seconds.slice(1).reduce((a, b) => a + b, 0);
+  if (device === 'cuda') m.to('cpu'); // frees the device memory now
+  return (n * epochs) / seconds;
+}
+
+export async function runCudaBench(argv: string[]): Promise<number> {
+  let quick = false;
+  let json: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--quick') quick = true;
+    else if (argv[i] === '--json' && argv[i + 1] && !argv[i + 1].startsWith('--')) json = argv[++i];
+    else {
+      console.error(`bench --device cuda: unknown or incomplete flag '${argv[i]}' (flags: --quick, --json FILE)`);
+      return 2;
+    }
+  }
+  const status = cuda.status();
+  if (!status.available) {
+    console.error(`bench --device cuda: no usable GPU, nothing measured.\n${status.reason}`);
+    return 1;
+  }
+  const addon = cuda.require();
+  const card = cuda.devices()[0];
+  const backend = addon.gemmBackend();
+  const cusparse = addon.bench.cusparse();
+  console.log(`== GPU: ${card.name} (compute ${card.computeCapability}, ${(card.totalMemory / 2 ** 30).toFixed(1)} GiB), ` +
+    `driver CUDA ${status.driverVersion}, runtime ${status.runtimeVersion}`);
+  console.log(`   dense GEMM backend: ${backend}; cuSPARSE peer: ${cusparse}`);
+  console.log(`   CPU: ${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length}${quick ? '; --quick (few repetitions, do not quote)' : ''}`);
+  const results: CudaBenchResult[] = [];
+  const reps = quick ? 3 : 10;
+
+  console.log('\n== gemm: C[m x n] = A[m x k] B[k x n], fp32, GFLOP/s');
+  console.log(`${pad('m x n x k', 18)} ${pad('backend', 10)} ${pad('tiled', 10)} ${pad('tiled/backend', 14)}`);
+  const gemmShapes: [number, number, number][] = quick ? [[2048, 2048, 2048], [4096, 256, 4096]]
+    : [[1024, 1024, 1024], [2048, 2048, 2048], [4096, 4096, 4096], [4096, 256, 4096], [4096, 256, 784]];
+  for (const [m, n, k] of gemmShapes) {
+    const flops = 2 * m * n * k;
+    const msBackend = addon.bench.gemm(m, n, k, reps, false), msTiled = addon.bench.gemm(m, n, k, reps, true);
+    const gB = flops / msBackend / 1e6, gT = flops / msTiled / 1e6;
+    console.log(`${pad(`${m}x${n}x${k}`, 18)} ${pad(gB.toFixed(0), 10)} ${pad(gT.toFixed(0), 10)} ${pad((gT / gB).toFixed(2), 14)}`);
+    results.push({ bench: 'gemm', impl: backend.split(' ')[0], shape: `${m}x${n}x${k}`, sparsity: 0, batch: n, ms: msBackend, gflops: gB });
+    results.push({ bench: 'gemm', impl: 'tiled', shape: `${m}x${n}x${k}`, sparsity: 0, batch: n, ms: msTiled, gflops: gT });
+  }
+
+  console.log('\n== spmm: Y[4096 x batch] = W[4096 x 4096] X, ms per product (speed-up over our dense GEMM)');
+  console.log(`${pad('sparsity', 9)} ${pad('batch', 6)} ${pad('dense gemm', 11)} ${pad('ours csr', 18)} ${pad('cusparse', 18)}`);
+  const rows = 4096, cols = 4096;
+  for (const batch of quick ? [256] : [128, 256, 1024]) {
+    const dense = addon.bench.gemm(rows, batch, cols, reps, false);
+    results.push({ bench: 'spmm', impl: 'dense-gemm', shape: `${rows}x${cols}`, sparsity: 0, batch, ms: dense });
+    for (const sparsity of quick ? [0.9, 0.99] : [0.5, 0.75, 0.9, 0.95, 0.99]) {
+      const ours = addon.bench.spmm(rows, cols, 1 - sparsity, batch, reps, false);
+      const peer = addon.bench.spmm(rows, cols, 1 - sparsity, batch, reps, true);
+      const cell = (ms: number) => (ms < 0 ? pad('n/a', 18) : pad(`${ms.toFixed(3)} (${(dense / ms).toFixed(2)}x)`, 18));
+      console.log(`${pad(sparsity, 9)} ${pad(batch, 6)} ${pad(dense.toFixed(3), 11)} ${cell(ours)} ${cell(peer)}`);
+      results.push({ bench: 'spmm', impl: 'neuroplastic-csr', shape: `${rows}x${cols}`, sparsity, batch, ms: ours });
+      if (peer >= 0) results.push({ bench: 'spmm', impl: 'cusparse', shape: `${rows}x${cols}`, sparsity, batch, ms: peer });
+    }
+  }
+  if (cusparse.startsWith('unavailable')) console.log(`   cuSPARSE not measured: ${cusparse}`);
+
+  console.log('\n== train: 784-4096-4096-10, batch 256, SGD momentum, samples/s (first epoch not counted)');
+  const gpuN = quick ? 8192 : 32768, cpuN = quick ? 1024 : 4096;
+  const runs: [string, 'cpu' | 'cuda', number, number][] = [
+    ['gpu dense', 'cuda', gpuN, 0],
+    ['gpu 90% sparse (csr)', 'cuda', gpuN, 0.9],
+    ['cpu dense', 'cpu', cpuN, 0],
+  ];
+  const rates: { [k: string]: number } = {};
+  for (const [label, device, n, sparsity] of runs) {
+    const rate = await trainRate(device, n, sparsity, quick ? 1 : 2);
+    rates[label] = rate;
+    console.log(`${label.padEnd(22)} ${pad(rate.toFixed(0), 10)} samples/s`);
+    results.push({ bench: 'train', impl: `neuroplastic-${device}`, shape: '784-4096-4096-10', sparsity, batch: 256, ms: (256 / rate) * 1000, samplesPerSecond: rate });
+  }
+  console.log(`gpu dense / cpu dense: ${(rates['gpu dense'] / rates['cpu dense']).toFixed(1)}x`);
+
+  if (json) {
+    fs.writeFileSync(json, JSON.stringify({ gpu: { ...card, backend, cusparse, driver: status.driverVersion, runtime: status.runtimeVersion },
+      cpu: { model: os.cpus()[0]?.model, cores: os.cpus().length }, quick, results }, null, 2));
+    console.log(`\nwrote ${json}`);
+  }
+  return 0;
+}

@@ -1,0 +1,357 @@
+// A model on the GPU, seen through the NativeModel interface, so Sequential
+// and fit() drive it exactly like the CPU model.
+//
+// Two halves: the CPU model (the CPU addon's NativeModel) keeps what is not
+// arithmetic: the structure, neuron ids, the event log, the RNG (so the epoch
+// order is the CPU path's), statistics and snapshots; the device model (the
+// CUDA addon's CudaModel) keeps the parameters with their optimizer slots, the
+// activations and the training data, and runs fit/evaluate/predict. At most
+// one half holds the newest parameters:
+//   - after training, the device: reading weights, saving, or a structural
+//     operation first pulls them (device -> host, one copy of every slot);
+//   - after a change on the host (setWeights, prune, grow, compact, sparsify,
+//     regrow, reinit, rewind, importState), the host: the next device call
+//     pushes the whole state (host -> device, transposes rebuilt).
+// So structural operations on a 'cuda' model run on the CPU between two
+// device calls; they are correct but not device-resident (issue 6).
+import type { CudaAddon, CudaModelHandle, CudaLayerStateIn } from './cuda';
+import type {
+  BatchProgress,
+  NativeDataset,
+  NativeEvent,
+  NativeLayerInfo,
+  NativeModel,
+  NativeOptimizerConfig,
+  NativeState,
+  NativeStats,
+  NativeTargets,
+  NativeTrainResult,
+} from './native';
+
+export interface CudaModelOptions {
+  inputSize: number;
+  /** Seed for the device's dropout masks (a function of seed, step and layer). */
+  seed: number;
+  /** CUDA device index. */
+  device: number;
+}
+
+export class CudaNativeModel implements NativeModel {
+  private device: CudaModelHandle | null = null;
+  /** The device holds newer parameters than the host. */
+  private hostStale = false;
+  /** The host holds newer parameters than the device (or there is no device model yet). */
+  private deviceStale = true;
+  private optimizer: NativeOptimizerConfig = { kind: 'sgd', learningRate: 0 };
+  private lossName = 'softmaxCrossEntropy';
+
+  constructor(
+    /** The CPU half (structure, ids, events, RNG). */
+    readonly host: NativeModel,
+    private readonly addon: CudaAddon,
+    private readonly options: CudaModelOptions,
+    compiled?: { optimizer: NativeOptimizerConfig; loss: string },
+  ) {
+    if (compiled) {
+      this.optimizer = { ...compiled.optimizer };
+      this.lossName = compiled.loss;
+    }
+    this.checkSupported();
+  }
+
+  /** Device -> host: the newest parameters into the CPU model, and the device model freed. Returns the CPU model. */
+  toHost(): NativeModel {
+    this.pull();
+    this.device?.dispose();
+    this.device = null;
+    this.deviceStale = true;
+    return this.host;
+  }
+
+  /** Bytes of device memory held by parameters and slots (0 before the first device call). */
+  get deviceBytes(): number {
+    return this.device ? this.device.deviceBytes : 0;
+  }
+
+  // ---- the two halves --------------------------------------------------------
+
+  private checkSupported(): void {
+    for (let l = 0; l < this.host.layerCount; l++) {
+      const info = this.host.layerInfo(l);
+      if (info.dropConnect > 0) {
+        throw new Error(
+          `device 'cuda': layer ${l} uses dropConnect (${info.dropConnect}), which the GPU model does not implement yet; ` +
+            "remove it or use device 'cpu'",
+        );
+      }
+    }
+  }
+
+  private pull(): void {
+    if (!this.hostStale || !this.device) return;
+    const fromDevice = this.device.exportState();
+    const state = this.host.exportState();
+    state.step = fromDevice.step;
+    fromDevice.layers.forEach((d, i) => {
+      const l = state.layers[i];
+      l.weight = d.weight;
+      l.weightMoments = d.weightMoments;
+      l.bias = d.bias;
+      l.biasMoments = d.biasMoments;
+    });
+    this.host.importState(state);
+    this.hostStale = false;
+  }
+
+  private push(): CudaModelHandle {
+    if (this.device && !this.deviceStale) return this.device;
+    this.checkSupported();
+    const state = this.host.exportState();
+    const layers: CudaLayerStateIn[] = state.layers.map((l, i) => {
+      const info = this.host.layerInfo(i);
+      return {
+        units: l.units,
+        inputs: l.inputs,
+        activation: info.activation,
+        inputDropout: info.inputDropout,
+        useBias: info.useBias,
+        format: l.format,
+        weight: l.weight,
+        indptr: l.indptr,
+        indices: l.indices,
+        weightMoments: l.weightMoments,
+        bias: l.bias,
+        biasMoments: l.biasMoments,
+        mask: l.mask,
+        alive: l.alive,
+      };
+    });
+    if (this.device) {
+      this.device.load({ step: state.step, layers });
+    } else {
+      this.device = new this.addon.CudaModel(
+        { inputSize: this.options.inputSize, seed: this.options.seed, device: this.options.device, loss: this.lossName, optimizer: this.optimizer },
+        { step: state.step, layers },
+      );
+    }
+    this.deviceStale = false;
+    return this.device;
+  }
+
+  /** A change made on the host: pull first, apply, and let the next device call push. */
+  private mutate<T>(fn: () => T): T {
+    this.pull();
+    const r = fn();
+    this.deviceStale = true;
+    return r;
+  }
+
+  private read<T>(fn: () => T): T {
+    this.pull();
+    return fn();
+  }
+
+  private unsupported(operation: string, why: string): never {
+    throw new Error(`${operation} is not supported on device 'cuda' yet: ${why}; move the model with model.to('cpu') first`);
+  }
+
+  // ---- NativeModel ------------------------------------------------------------
+
+  compile(optimizer: NativeOptimizerConfig, loss: string): void {
+    // Compiling resets the optimizer slots on the host: the device model is rebuilt from it.
+    this.pull();
+    this.host.compile(optimizer, loss);
+    this.optimizer = { ...optimizer };
+    this.lossName = loss;
+    this.device?.dispose();
+    this.device = null;
+    this.deviceStale = true;
+  }
+
+  epochOrder(n: number, shuffle: boolean): Int32Array {
+    return this.host.epochOrder(n, shuffle); // the CPU model's RNG: the same order as on the CPU
+  }
+
+  createDataset(x: Float32Array, y: NativeTargets): NativeDataset {
+    return this.push().createDataset(x, y) as NativeDataset;
+  }
+
+  releaseDataset(dataset: NativeDataset): void {
+    this.device?.releaseDataset(dataset);
+  }
+
+  async trainBatches(
+    dataset: NativeDataset,
+    order: Int32Array,
+    firstBatch: number,
+    batchCount: number,
+    batchSize: number,
+    progress?: BatchProgress,
+  ): Promise<NativeTrainResult> {
+    // push() also brings over a structural change made between two calls of one fit().
+    const device = this.push();
+    this.hostStale = true;
+    return device.trainBatches(dataset, order, firstBatch, batchCount, batchSize, progress);
+  }
+
+  evaluate(x: Float32Array, y: NativeTargets, batchSize: number): Promise<NativeStats> {
+    return this.push().evaluate(x, y, batchSize);
+  }
+
+  predict(x: Float32Array, batchSize: number): Promise<Float32Array> {
+    return this.push().predict(x, batchSize);
+  }
+
+  computeGradients(x: Float32Array, y: NativeTargets): Promise<NativeStats> {
+    // On the CPU (the gradients are read there): the device's are per batch.
+    return this.read(() => this.host.computeGradients(x, y));
+  }
+
+  getWeights(layer: number): { weight: Float32Array; bias: Float32Array } {
+    return this.read(() => this.host.getWeights(layer));
+  }
+
+  setWeights(layer: number, weight: Float32Array | null, bias: Float32Array | null): void {
+    this.mutate(() => this.host.setWeights(layer, weight, bias));
+  }
+
+  getGradients(layer: number): { weight: Float32Array; bias: Float32Array } {
+    return this.host.getGradients(layer);
+  }
+
+  layerInfo(layer: number): NativeLayerInfo {
+    return this.host.layerInfo(layer);
+  }
+
+  requestAbort(): void {
+    // Only the device trains; a flag left on the host would stop its next CPU fit after to('cpu').
+    this.device?.requestAbort();
+  }
+
+  pruneWeights(layers: number[], amount: number, global: boolean): number {
+    return this.mutate(() => this.host.pruneWeights(layers, amount, global));
+  }
+
+  pruneWeightsToSparsity(layers: number[], sparsity: number, global: boolean): number {
+    return this.mutate(() => this.host.pruneWeightsToSparsity(layers, sparsity, global));
+  }
+
+  pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean): number {
+    return this.mutate(() => this.host.pruneNeurons(layers, amount, criterion, global));
+  }
+
+  neuronScores(layer: number, criterion: string): Float64Array {
+    return this.read(() => this.host.neuronScores(layer, criterion));
+  }
+
+  compact(): void {
+    this.mutate(() => this.host.compact());
+  }
+
+  convertLayer(layer: number, format: 'csr' | 'dense'): void {
+    this.mutate(() => this.host.convertLayer(layer, format));
+  }
+
+  setSparseThreshold(layer: number, density: number): void {
+    this.mutate(() => this.host.setSparseThreshold(layer, density));
+  }
+
+  sparseThreshold(layer: number): number {
+    return this.host.sparseThreshold(layer);
+  }
+
+  events(from?: number): NativeEvent[] {
+    return this.host.events(from);
+  }
+
+  setEpoch(epoch: number): void {
+    this.host.setEpoch(epoch);
+  }
+
+  snapshot(): number {
+    return this.read(() => this.host.snapshot());
+  }
+
+  rewind(step: number): void {
+    this.mutate(() => this.host.rewind(step));
+  }
+
+  snapshotSteps(): number[] {
+    return this.host.snapshotSteps();
+  }
+
+  grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets): Float64Array {
+    if (init === 'gradmax' && x === undefined) {
+      this.unsupported('grow({ init: "gradmax" }) without data', 'the last training batch stays on the GPU; pass data to grow()');
+    }
+    return this.mutate(() => this.host.grow(layer, count, init, noise, x, y));
+  }
+
+  sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform'): void {
+    this.mutate(() => this.host.sparsify(sparsity, distribution));
+  }
+
+  regrow(layers: number[], dropFraction: number, byGradient: boolean): number {
+    if (byGradient) this.unsupported('RigL gradient regrowth', 'it needs the last training batch, which stays on the GPU');
+    return this.mutate(() => this.host.regrow(layers, dropFraction, byGradient));
+  }
+
+  setContinualBackprop(rate: number, maturity: number): void {
+    if (rate > 0) this.unsupported('continual backprop', 'it replaces units after every step, inside the training loop');
+    this.host.setContinualBackprop(rate, maturity);
+  }
+
+  redo(threshold: number): number {
+    return this.mutate(() => this.host.redo(threshold));
+  }
+
+  unitUtility(layer: number): Float64Array {
+    return this.read(() => this.host.unitUtility(layer));
+  }
+
+  unitStats(layer: number): { ages: Float64Array; meanAbsActivation: Float64Array; taylor: Float64Array } {
+    return this.read(() => this.host.unitStats(layer));
+  }
+
+  setKeepLastBatch(keep: boolean): void {
+    this.host.setKeepLastBatch(keep);
+  }
+
+  setStatsDecay(decay: number): void {
+    this.host.setStatsDecay(decay);
+  }
+
+  exportState(): NativeState {
+    return this.read(() => this.host.exportState());
+  }
+
+  importState(state: NativeState): void {
+    this.hostStale = false;
+    this.host.importState(state);
+    this.deviceStale = true;
+  }
+
+  get step(): number {
+    return this.hostStale && this.device ? this.device.step : this.host.step;
+  }
+
+  get busy(): string | null {
+    return this.device?.busy ?? this.host.busy;
+  }
+
+  get layerCount(): number {
+    return this.host.layerCount;
+  }
+
+  get parameterCount(): number {
+    return this.host.parameterCount;
+  }
+
+  get eventCount(): number {
+    return this.host.eventCount;
+  }
+
+  neuronIds(layer: number): Float64Array {
+    return this.host.neuronIds(layer);
+  }
+}

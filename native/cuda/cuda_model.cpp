@@ -1,0 +1,469 @@
+// The device-resident model (cuda_model.h): load and export of the parameter
+// groups, and the training step as native/model/training.cpp does it, with
+// the GPU kernels on one stream. Compiled by the host compiler: every CUDA
+// call goes through runtime.h and kernels.h.
+#include "cuda/cuda_model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace np::cuda {
+
+namespace {
+
+template <typename T>
+DeviceBuffer upload_vector(const std::vector<T>& host, Stream& stream) {
+  DeviceBuffer b(host.size() * sizeof(T));
+  if (!host.empty()) b.upload(host.data(), host.size() * sizeof(T), stream);
+  return b;
+}
+
+template <typename T>
+DeviceBuffer upload_array(const T* host, int64_t count, Stream& stream) {
+  DeviceBuffer b(static_cast<size_t>(count) * sizeof(T));
+  if (count > 0) b.upload(host, static_cast<size_t>(count) * sizeof(T), stream);
+  return b;
+}
+
+DeviceBuffer zeros(int64_t count, Stream& stream) {
+  DeviceBuffer b(static_cast<size_t>(count) * sizeof(float));
+  b.fill_zero(stream);
+  return b;
+}
+
+[[noreturn]] void bad(size_t layer, const std::string& what) {
+  throw std::invalid_argument("CudaModel: layer " + std::to_string(layer) + ": " + what);
+}
+
+float* f(const DeviceBuffer& b) { return b.as<float>(); }
+
+}  // namespace
+
+CsrView CudaModel::Layer::view() const {
+  CsrView v;
+  v.rows = units;
+  v.cols = inputs;
+  v.indptr = indptr.as<int64_t>();
+  v.indices = indices.as<int32_t>();
+  v.values = weight.as<float>();
+  return v;
+}
+
+CsrTransposeView CudaModel::Layer::transpose_view() const {
+  CsrTransposeView t;
+  t.rows = units;
+  t.cols = inputs;
+  t.col_ptr = t_col_ptr.as<int64_t>();
+  t.row_idx = t_row_idx.as<int32_t>();
+  t.value_pos = t_value_pos.as<int64_t>();
+  return t;
+}
+
+CudaModel::CudaModel(const CudaModelConfig& config, int64_t step, std::vector<CudaLayerState> layers)
+    : config_(config) {
+  totals_ = DeviceBuffer(2 * sizeof(LossTotals));
+  totals_.fill_zero(stream_);
+  load(step, std::move(layers));
+}
+
+void CudaModel::check_layers(const std::vector<CudaLayerState>& layers) const {
+  if (layers.empty()) throw std::invalid_argument("CudaModel: the model has no dense layer");
+  const size_t moments = layers[0].bias_moments.size();
+  const CudaOptimizer& o = config_.optimizer;
+  const size_t needed = static_cast<size_t>(optimizer_moments(o));
+  if (moments < needed)
+    throw std::invalid_argument("CudaModel: the optimizer needs " + std::to_string(needed) + " slots per parameter, the state has " +
+                                std::to_string(moments));
+  int64_t inputs = config_.input_size;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const CudaLayerState& l = layers[i];
+    if (l.inputs != inputs) bad(i, "has " + std::to_string(l.inputs) + " inputs, expected " + std::to_string(inputs));
+    if (l.units < 1) bad(i, "has no units");
+    if (!(l.input_dropout >= 0.0f && l.input_dropout < 1.0f)) bad(i, "input dropout must be in [0, 1)");
+    int64_t count = l.units * l.inputs;
+    if (l.csr) {
+      if (static_cast<int64_t>(l.indptr.size()) != l.units + 1 || l.indptr[0] != 0) bad(i, "indptr must have units + 1 entries from 0");
+      for (int64_t r = 0; r < l.units; ++r) {
+        if (l.indptr[r + 1] < l.indptr[r] || l.indptr[r + 1] > static_cast<int64_t>(l.indices.size()))
+          bad(i, "indptr is not monotone within indices at row " + std::to_string(r));
+        for (int64_t k = l.indptr[r]; k < l.indptr[r + 1]; ++k)
+          if (l.indices[k] < 0 || l.indices[k] >= l.inputs || (k > l.indptr[r] && l.indices[k] <= l.indices[k - 1]))
+            bad(i, "column indices out of range or unsorted in row " + std::to_string(r));
+      }
+      count = l.indptr.back();
+      if (static_cast<int64_t>(l.indices.size()) != count) bad(i, "indices.length != indptr[units]");
+      if (!l.mask.empty()) bad(i, "a CSR layer has no mask");
+    } else if (!l.mask.empty() && static_cast<int64_t>(l.mask.size()) != count) {
+      bad(i, "mask must have units x inputs entries");
+    }
+    if (static_cast<int64_t>(l.weight.size()) != count)
+      bad(i, "weight has " + std::to_string(l.weight.size()) + " values, expected " + std::to_string(count));
+    if (l.weight_moments.size() != moments || l.bias_moments.size() != moments)
+      bad(i, "every parameter must have " + std::to_string(moments) + " optimizer slots");
+    for (const auto& m : l.weight_moments)
+      if (static_cast<int64_t>(m.size()) != count) bad(i, "a weight optimizer slot has the wrong size");
+    if (static_cast<int64_t>(l.bias.size()) != l.units) bad(i, "bias must have units entries");
+    for (const auto& m : l.bias_moments)
+      if (static_cast<int64_t>(m.size()) != l.units) bad(i, "a bias optimizer slot has the wrong size");
+    if (!l.alive.empty() && static_cast<int64_t>(l.alive.size()) != l.units) bad(i, "alive must have units entries");
+    inputs = l.units;
+  }
+}
+
+void CudaModel::load(int64_t step, std::vector<CudaLayerState> layers) {
+  check_layers(layers);
+  set_device(config_.device);
+  std::vector<Layer> built;
+  built.reserve(layers.size());
+  for (CudaLayerState& s : layers) {
+    Layer l;
+    l.units = s.units;
+    l.inputs = s.inputs;
+    l.activation = s.activation;
+    l.input_dropout = s.input_dropout;
+    l.use_bias = s.use_bias;
+    l.csr = s.csr;
+    l.count = static_cast<int64_t>(s.weight.size());
+    l.weight = upload_vector(s.weight, stream_);
+    l.weight_grad = zeros(l.count, stream_);
+    l.bias = upload_vector(s.bias, stream_);
+    l.bias_grad = zeros(l.units, stream_);
+    for (size_t m = 0; m < s.weight_moments.size() && m < 2; ++m) {
+      l.weight_moments[m] = upload_vector(s.weight_moments[m], stream_);
+      l.bias_moments[m] = upload_vector(s.bias_moments[m], stream_);
+    }
+    if (s.csr) {
+      l.indptr = upload_vector(s.indptr, stream_);
+      l.indices = upload_vector(s.indices, stream_);
+      // W^T's structure, built once per structure: the optimizer only changes values.
+      CsrView host{s.units, s.inputs, s.indptr.data(), s.indices.data(), s.weight.data()};
+      CsrTranspose t = csr_transpose_host(host);
+      l.t_col_ptr = upload_vector(t.col_ptr, stream_);
+      l.t_row_idx = upload_vector(t.row_idx, stream_);
+      l.t_value_pos = upload_vector(t.value_pos, stream_);
+    }
+    if (!s.mask.empty()) l.mask = upload_vector(s.mask, stream_);
+    if (!s.alive.empty()) l.alive = upload_vector(s.alive, stream_);
+    built.push_back(std::move(l));
+  }
+  stream_.synchronize();  // a failed upload shows up here, before anything is replaced
+  layers_ = std::move(built);
+  step_ = step;
+  ws_batch_ = 0;  // the widths may have changed
+  act_.clear();
+  dropped_.clear();
+  drop_mask_.clear();
+}
+
+std::vector<CudaLayerState> CudaModel::export_layers() {
+  set_device(config_.device);
+  std::vector<CudaLayerState> out;
+  for (const Layer& l : layers_) {
+    CudaLayerState s;
+    s.units = l.units;
+    s.inputs = l.inputs;
+    s.activation = l.activation;
+    s.input_dropout = l.input_dropout;
+    s.use_bias = l.use_bias;
+    s.csr = l.csr;
+    s.weight = to_host<float>(l.weight, static_cast<size_t>(l.count), stream_);
+    s.bias = to_host<float>(l.bias, static_cast<size_t>(l.units), stream_);
+    for (int m = 0; m < 2; ++m) {
+      if (l.bias_moments[m].size() == 0) break;  // units >= 1: a slot in use is never empty
+      s.weight_moments.push_back(to_host<float>(l.weight_moments[m], static_cast<size_t>(l.count), stream_));
+      s.bias_moments.push_back(to_host<float>(l.bias_moments[m], static_cast<size_t>(l.units), stream_));
+    }
+    if (l.csr) {
+      s.indptr = to_host<int64_t>(l.indptr, static_cast<size_t>(l.units + 1), stream_);
+      s.indices = to_host<int32_t>(l.indices, static_cast<size_t>(l.count), stream_);
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void CudaModel::set_optimizer(const CudaOptimizer& o) {
+  const int have = layers_.empty() ? 0 : (layers_[0].bias_moments[1].size() ? 2 : layers_[0].bias_moments[0].size() ? 1 : 0);
+  if (optimizer_moments(o) > have)
+    throw std::invalid_argument("CudaModel: the optimizer needs " + std::to_string(optimizer_moments(o)) +
+                                " slots per parameter; reload the state after compile()");
+  config_.optimizer = o;
+}
+
+int64_t CudaModel::parameter_bytes() const {
+  int64_t total = 0;
+  for (const Layer& l : layers_) {
+    total += static_cast<int64_t>(l.weight.size() + l.weight_grad.size() + l.bias.size() + l.bias_grad.size());
+    for (int m = 0; m < 2; ++m) total += static_cast<int64_t>(l.weight_moments[m].size() + l.bias_moments[m].size());
+    total += static_cast<int64_t>(l.indptr.size() + l.indices.size() + l.t_col_ptr.size() + l.t_row_idx.size() +
+                                  l.t_value_pos.size() + l.mask.size() + l.alive.size());
+  }
+  return total;
+}
+
+// ---- data ---------------------------------------------------------------------
+
+std::unique_ptr<DeviceDataset> CudaModel::upload_dataset(const float* x, int64_t n, const int32_t* labels,
+                                                         const float* targets) {
+  set_device(config_.device);
+  auto d = std::make_unique<DeviceDataset>();
+  d->n = n;
+  d->features = input_size();
+  d->outputs = output_size();
+  d->x = upload_array(x, n * d->features, stream_);
+  if (labels) {
+    d->has_labels = true;
+    d->labels = upload_array(labels, n, stream_);
+  } else if (targets) {
+    d->targets = upload_array(targets, n * d->outputs, stream_);
+  }
+  return d;
+}
+
+int64_t CudaModel::add_dataset(const float* x, int64_t n, const int32_t* labels, const float* targets) {
+  auto d = upload_dataset(x, n, labels, targets);
+  const int64_t handle = next_dataset_++;
+  datasets_[handle] = std::move(d);
+  return handle;
+}
+
+void CudaModel::release_dataset(int64_t handle) { datasets_.erase(handle); }
+
+int64_t CudaModel::dataset_size(int64_t handle) const {
+  auto it = datasets_.find(handle);
+  return it == datasets_.end() ? -1 : it->second->n;
+}
+
+void CudaModel::ensure_workspace(int64_t batch) {
+  const size_t count = layers_.size();
+  if (batch <= ws_batch_ && act_.size() == count + 1) return;
+  act_.clear();
+  dropped_.clear();
+  drop_mask_.clear();
+  dropped_.resize(count);
+  drop_mask_.resize(count);
+  int64_t widest = input_size();
+  act_.emplace_back(static_cast<size_t>(input_size() * batch) * sizeof(float));
+  for (size_t l = 0; l < count; ++l) {
+    act_.emplace_back(static_cast<size_t>(layers_[l].units * batch) * sizeof(float));
+    if (layers_[l].input_dropout > 0.0f) {
+      dropped_[l] = DeviceBuffer(static_cast<size_t>(layers_[l].inputs * batch) * sizeof(float));
+      drop_mask_[l] = DeviceBuffer(static_cast<size_t>(layers_[l].inputs * batch) * sizeof(float));
+    }
+    widest = std::max(widest, layers_[l].units);
+  }
+  grad_a_ = DeviceBuffer(static_cast<size_t>(widest * batch) * sizeof(float));
+  grad_b_ = DeviceBuffer(static_cast<size_t>(widest * batch) * sizeof(float));
+  labels_ = DeviceBuffer(static_cast<size_t>(batch) * sizeof(int32_t));
+  targets_ = DeviceBuffer(static_cast<size_t>(output_size() * batch) * sizeof(float));
+  ws_batch_ = batch;
+}
+
+// ---- the step -------------------------------------------------------------------
+
+void CudaModel::forward(int64_t batch, bool training) {
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& layer = layers_[l];
+    const float* input = f(act_[l]);
+    if (training && layer.input_dropout > 0.0f) {
+      // Masks depend on (seed, step, layer) only: reproducible and resumable,
+      // but not the CPU model's masks (that one draws from its sequential RNG).
+      dropout_forward_cuda(f(dropped_[l]), f(drop_mask_[l]), input, layer.inputs * batch, layer.input_dropout,
+                           config_.dropout_seed, static_cast<uint64_t>(step_) * 4096u + l, stream_);
+      input = f(dropped_[l]);
+    }
+    float* out = f(act_[l + 1]);
+    if (layer.csr)
+      spmm_f32_csr_cuda(layer.view(), input, batch, 0.0f, out, batch, batch, stream_);
+    else
+      gemm_f32_cuda(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, f(layer.weight), layer.inputs, input,
+                    batch, 0.0f, out, batch, stream_);
+    bias_activation_forward_cuda(out, batch, layer.use_bias ? f(layer.bias) : nullptr, layer.activation, layer.units,
+                                 batch, nullptr, nullptr, stream_);
+  }
+}
+
+// Batch loss into totals[0], added to the running totals[1]; dL/dy into grad_a_ when wanted.
+void CudaModel::loss(const int32_t* labels, const float* targets, int64_t batch, bool want_grad) {
+  LossTotals* t = totals_.as<LossTotals>();
+  float* grad = want_grad ? f(grad_a_) : nullptr;
+  const float* out = f(act_.back());
+  if (labels || config_.loss == CudaLossKind::kSoftmaxCrossEntropy)
+    softmax_cross_entropy_cuda(grad, t, out, batch, labels, labels ? nullptr : targets, output_size(), batch, loss_ws_, stream_);
+  else
+    mean_squared_error_cuda(grad, t, out, batch, targets, output_size(), batch, loss_ws_, stream_);
+  accumulate_totals_cuda(t + 1, t, stream_);
+}
+
+void CudaModel::backward(int64_t batch) {
+  float* g = f(grad_a_);
+  float* other = f(grad_b_);
+  for (int64_t l = static_cast<int64_t>(layers_.size()) - 1; l >= 0; --l) {
+    Layer& layer = layers_[l];
+    // dz in place, and its row sums straight into the bias gradient.
+    activation_backward_cuda(g, f(act_[l + 1]), batch, layer.activation, layer.units, batch, nullptr,
+                             layer.use_bias ? f(layer.bias_grad) : nullptr, stream_);
+    const bool dropped = layer.input_dropout > 0.0f;
+    const float* input = dropped ? f(dropped_[l]) : f(act_[l]);
+    if (layer.csr)
+      sddmm_f32_csr_cuda(layer.view(), g, batch, input, batch, batch, 0.0f, f(layer.weight_grad), stream_);
+    else
+      gemm_f32_cuda(Trans::kNo, Trans::kYes, layer.units, layer.inputs, batch, g, batch, input, batch, 0.0f,
+                    f(layer.weight_grad), layer.inputs, stream_);
+    // Pruned weights and dead units stay exactly zero (the CPU mask_gradients).
+    if (layer.mask.size()) mask_by_flags_cuda(f(layer.weight_grad), layer.inputs, layer.mask.as<uint8_t>(), layer.units, layer.inputs, stream_);
+    if (layer.alive.size() && layer.use_bias) mask_by_flags_cuda(f(layer.bias_grad), 1, layer.alive.as<uint8_t>(), layer.units, 1, stream_);
+    if (l > 0) {
+      if (layer.csr)
+        spmm_t_f32_csr_cuda(layer.view(), layer.transpose_view(), g, batch, 0.0f, other, batch, batch, stream_);
+      else
+        gemm_f32_cuda(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, f(layer.weight), layer.inputs, g,
+                      batch, 0.0f, other, batch, stream_);
+      if (dropped) multiply_cuda(other, f(drop_mask_[l]), layer.inputs * batch, stream_);
+      std::swap(g, other);
+    }
+  }
+}
+
+void CudaModel::apply_optimizer() {
+  const CudaOptimizer& o = config_.optimizer;
+  const double t = static_cast<double>(step_ + 1);
+  SgdParams sgd{o.learning_rate, o.momentum, o.nesterov, o.weight_decay};
+  AdamParams adam{o.learning_rate, o.beta1, o.beta2, o.epsilon, o.weight_decay, o.decoupled_weight_decay,
+                  static_cast<float>(1.0 - std::pow(static_cast<double>(o.beta1), t)),
+                  static_cast<float>(1.0 - std::pow(static_cast<double>(o.beta2), t))};
+  // Weight decay applies to weights only, as on the CPU.
+  SgdParams sgd_bias = sgd;
+  sgd_bias.weight_decay = 0.0f;
+  AdamParams adam_bias = adam;
+  adam_bias.weight_decay = 0.0f;
+  auto moment = [](const DeviceBuffer& b) { return b.size() ? b.as<float>() : nullptr; };
+  for (Layer& l : layers_) {
+    if (o.kind == CudaOptimizerKind::kSgd) {
+      sgd_update_cuda(f(l.weight), moment(l.weight_moments[0]), f(l.weight_grad), 1, l.count, l.count, sgd, stream_);
+      if (l.use_bias) sgd_update_cuda(f(l.bias), moment(l.bias_moments[0]), f(l.bias_grad), 1, l.units, l.units, sgd_bias, stream_);
+    } else {
+      adam_update_cuda(f(l.weight), moment(l.weight_moments[0]), moment(l.weight_moments[1]), f(l.weight_grad), 1,
+                       l.count, l.count, adam, stream_);
+      if (l.use_bias)
+        adam_update_cuda(f(l.bias), moment(l.bias_moments[0]), moment(l.bias_moments[1]), f(l.bias_grad), 1, l.units,
+                         l.units, adam_bias, stream_);
+    }
+  }
+}
+
+CudaTotals CudaModel::read_totals(int64_t samples) {
+  LossTotals t[2];
+  totals_.download(t, sizeof t, stream_);
+  CudaTotals out;
+  out.loss_sum = t[1].loss;
+  out.correct = t[1].correct;
+  out.samples = samples;
+  return out;
+}
+
+CudaTrainResult CudaModel::train(int64_t handle, const int32_t* order, int64_t first, int64_t count,
+                                 int64_t batch_size, const std::function<void(int64_t, const CudaTotals&)>& progress) {
+  auto it = datasets_.find(handle);
+  if (it == datasets_.end()) throw std::invalid_argument("CudaModel::train: no dataset " + std::to_string(handle));
+  const DeviceDataset& d = *it->second;
+  if (d.features != input_size() || (!d.has_labels && d.outputs != output_size()))
+    throw std::invalid_argument("CudaModel::train: the dataset was made for a model of another shape");
+  if (batch_size < 1) throw std::invalid_argument("CudaModel::train: batch size must be positive");
+  const int64_t batches = (d.n + batch_size - 1) / batch_size;
+  if (first < 0 || count < 0 || first + count > batches)
+    throw std::invalid_argument("CudaModel::train: batches [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                                ") outside [0, " + std::to_string(batches) + ")");
+  set_device(config_.device);
+  ensure_workspace(std::min(batch_size, d.n));
+  order_.reserve(static_cast<size_t>(d.n) * sizeof(int32_t));
+  order_.upload(order, static_cast<size_t>(d.n) * sizeof(int32_t), stream_);
+  totals_.fill_zero(stream_);
+  using clock = std::chrono::steady_clock;
+  auto last_report = clock::now();
+  CudaTrainResult r;
+  const int64_t first_step = step_;
+  auto check_finite = [&](const CudaTotals& t) {
+    if (std::isfinite(t.loss_sum)) return;
+    throw NonFiniteLoss("the loss became " + std::string(std::isnan(t.loss_sum) ? "NaN" : "infinite") +
+                        " during steps " + std::to_string(first_step) + ".." + std::to_string(step_ - 1) +
+                        " on the GPU (checked every 50 ms, not every step, so those steps' updates were applied; "
+                        "try a lower learning rate)");
+  };
+  const int32_t* dev_order = order_.as<int32_t>();
+  for (int64_t b = first; b < first + count; ++b) {
+    if (abort_requested.exchange(false)) {
+      r.aborted = true;
+      break;
+    }
+    const int64_t start = b * batch_size, size = std::min(batch_size, d.n - start);
+    gather_transpose_f32_cuda(f(act_[0]), size, d.x.as<float>(), d.features, dev_order, start, size, d.features, stream_);
+    const int32_t* labels = nullptr;
+    const float* targets = nullptr;
+    if (d.has_labels) {
+      gather_i32_cuda(labels_.as<int32_t>(), d.labels.as<int32_t>(), dev_order, start, size, stream_);
+      labels = labels_.as<int32_t>();
+    } else {
+      gather_transpose_f32_cuda(f(targets_), size, d.targets.as<float>(), d.outputs, dev_order, start, size, d.outputs, stream_);
+      targets = f(targets_);
+    }
+    forward(size, true);
+    loss(labels, targets, size, true);
+    backward(size);
+    apply_optimizer();
+    ++step_;
+    ++r.steps;
+    r.totals.samples += size;
+    const auto now = clock::now();
+    if (progress && now - last_report >= std::chrono::milliseconds(50)) {
+      last_report = now;
+      const CudaTotals t = read_totals(r.totals.samples);
+      check_finite(t);
+      progress(r.steps, t);
+    }
+  }
+  const CudaTotals t = read_totals(r.totals.samples);
+  check_finite(t);
+  r.totals = t;
+  return r;
+}
+
+CudaTotals CudaModel::evaluate(const float* x, const int32_t* labels, const float* targets, int64_t n,
+                               int64_t batch_size) {
+  if (!labels && !targets) throw std::invalid_argument("CudaModel::evaluate: labels or targets are needed");
+  auto d = upload_dataset(x, n, labels, targets);
+  const int64_t chunk = std::max<int64_t>(1, std::min(batch_size, n));
+  ensure_workspace(chunk);
+  totals_.fill_zero(stream_);
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t b = std::min(chunk, n - first);
+    gather_transpose_f32_cuda(f(act_[0]), b, d->x.as<float>(), d->features, nullptr, first, b, d->features, stream_);
+    if (labels) gather_i32_cuda(labels_.as<int32_t>(), d->labels.as<int32_t>(), nullptr, first, b, stream_);
+    else gather_transpose_f32_cuda(f(targets_), b, d->targets.as<float>(), d->outputs, nullptr, first, b, d->outputs, stream_);
+    forward(b, false);
+    loss(labels ? labels_.as<int32_t>() : nullptr, labels ? nullptr : f(targets_), b, false);
+  }
+  return read_totals(n);
+}
+
+void CudaModel::predict(const float* x, int64_t n, float* out, int64_t batch_size) {
+  auto d = upload_dataset(x, n, nullptr, nullptr);
+  const int64_t chunk = std::max<int64_t>(1, std::min(batch_size, n));
+  const int64_t outputs = output_size();
+  ensure_workspace(chunk);
+  out_.reserve(static_cast<size_t>(n * outputs) * sizeof(float));
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t b = std::min(chunk, n - first);
+    gather_transpose_f32_cuda(f(act_[0]), b, d->x.as<float>(), d->features, nullptr, first, b, d->features, stream_);
+    forward(b, false);
+    // Feature-major outputs back to row-major samples.
+    gather_transpose_f32_cuda(f(out_) + first * outputs, outputs, f(act_.back()), b, nullptr, 0, outputs, b, stream_);
+  }
+  out_.download(out, static_cast<size_t>(n * outputs) * sizeof(float), stream_);
+}
+
+}  // namespace np::cuda

@@ -1,0 +1,173 @@
+// The device-resident model: every dense layer's parameters with all their
+// slots (value, gradient, optimizer moments), the activations of one batch and
+// their gradients, and the training data, on one GPU, driven on one stream.
+// Plain C++ over runtime.h and kernels.h (no CUDA header, no napi.h).
+//
+// It is a mirror, not an owner of the model's structure: the CPU np::Model
+// (through lib/cuda_model.ts) keeps neuron ids, events, the RNG and every
+// structural operation. The device model is built from the CPU model's
+// exported state (CudaLayerState: the same arrays as np::LayerState), trains,
+// and exports its parameters and step back. A structural change rebuilds it.
+//
+// Layouts are the CPU model's: dense weights row-major units x inputs (here
+// without spare capacity: growth happens on the host), CSR = int64 row
+// pointers, int32 column indices, float values, optimizer slots aligned with
+// the values; activations feature-major (features x batch, ld = batch).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+#include "model/model.h"
+#include "model/state.h"
+
+namespace np::cuda {
+
+// The CPU model's optimizer and loss settings, as they are: a model moves
+// between the devices with the same configuration.
+using CudaOptimizer = np::OptimizerConfig;
+using CudaOptimizerKind = np::OptimizerKind;
+using CudaLossKind = np::LossKind;
+
+// Optimizer slots per parameter: SGD 1 with momentum (else 0), Adam 2.
+inline int optimizer_moments(const CudaOptimizer& o) {
+  return o.kind == CudaOptimizerKind::kAdam ? 2 : (o.momentum != 0.0f ? 1 : 0);
+}
+
+// One layer's architecture and parameters, host side (in and out): the CPU
+// model's parameters and slots plus the settings the device step needs.
+struct CudaLayerState : np::LayerParams {
+  Activation activation = Activation::kLinear;
+  float input_dropout = 0.0f;
+  bool use_bias = true;
+};
+
+struct CudaModelConfig {
+  int64_t input_size = 0;
+  CudaOptimizer optimizer;
+  CudaLossKind loss = CudaLossKind::kSoftmaxCrossEntropy;
+  uint64_t dropout_seed = 0;  // the dropout masks are a function of (seed, step, layer)
+  int device = 0;
+};
+
+// Loss sums and hits over some samples (the CPU BatchStats).
+struct CudaTotals {
+  double loss_sum = 0.0;
+  int64_t correct = 0;
+  int64_t samples = 0;
+};
+
+struct CudaTrainResult {
+  CudaTotals totals;
+  int64_t steps = 0;
+  bool aborted = false;
+};
+
+// Training data copied to the device once: x row-major n x features, labels
+// (n) or targets (n x outputs, row-major).
+struct DeviceDataset {
+  int64_t n = 0;
+  int64_t features = 0;
+  int64_t outputs = 0;
+  bool has_labels = false;
+  DeviceBuffer x, labels, targets;
+};
+
+class CudaModel {
+ public:
+  // Checks every size (throws std::invalid_argument naming the layer and the
+  // array), then allocates and uploads. Nothing is kept on failure.
+  CudaModel(const CudaModelConfig& config, int64_t step, std::vector<CudaLayerState> layers);
+
+  // Replaces every parameter and the step (the architecture may differ: a
+  // structural change on the host); same checks as the constructor.
+  void load(int64_t step, std::vector<CudaLayerState> layers);
+  // Parameters and moments back to the host (waits for the stream).
+  std::vector<CudaLayerState> export_layers();
+
+  int64_t step() const { return step_; }
+  int64_t input_size() const { return config_.input_size; }
+  int64_t output_size() const { return layers_.empty() ? 0 : layers_.back().units; }
+  int device() const { return config_.device; }
+  CudaLossKind loss() const { return config_.loss; }
+  void set_optimizer(const CudaOptimizer& o);
+  // Device bytes held by parameters, slots and transposes (not activations or data).
+  int64_t parameter_bytes() const;
+
+  // Datasets: handles for train(); freed by release_dataset or with the model.
+  // Labels are checked to be in [0, outputs) by the caller.
+  int64_t add_dataset(const float* x, int64_t n, const int32_t* labels, const float* targets);
+  void release_dataset(int64_t handle);
+  bool has_dataset(int64_t handle) const { return datasets_.count(handle) != 0; }
+  int64_t dataset_size(int64_t handle) const;
+
+  // Steps over batches [first, first + count) of the epoch order (order: the
+  // n sample indices of the whole epoch, host). progress(steps, totals) is
+  // called from this thread at most every 50 ms (it syncs the stream to read
+  // the totals). A non-finite loss is detected at those reads and at the end:
+  // throws np::cuda::NonFiniteLoss (the weights were already updated by the
+  // steps up to the read, unlike the CPU model, which checks every step).
+  CudaTrainResult train(int64_t dataset, const int32_t* order, int64_t first, int64_t count, int64_t batch_size,
+                        const std::function<void(int64_t, const CudaTotals&)>& progress);
+  CudaTotals evaluate(const float* x, const int32_t* labels, const float* targets, int64_t n, int64_t batch_size);
+  void predict(const float* x, int64_t n, float* out, int64_t batch_size);
+
+  std::atomic<bool> abort_requested{false};
+
+ private:
+  struct Layer {
+    int64_t units = 0, inputs = 0;
+    Activation activation = Activation::kLinear;
+    float input_dropout = 0.0f;
+    bool use_bias = true;
+    bool csr = false;
+    int64_t count = 0;  // stored weights: units x inputs or nnz
+    DeviceBuffer weight, weight_grad, bias, bias_grad;
+    DeviceBuffer weight_moments[2], bias_moments[2];
+    DeviceBuffer indptr, indices;                  // CSR
+    DeviceBuffer t_col_ptr, t_row_idx, t_value_pos; // CSR: W^T structure (host-built at load)
+    DeviceBuffer mask, alive;                       // empty when unused
+    CsrView view() const;
+    CsrTransposeView transpose_view() const;
+  };
+
+  void check_layers(const std::vector<CudaLayerState>& layers) const;
+  void ensure_workspace(int64_t batch);
+  void forward(int64_t batch, bool training);
+  void loss(const int32_t* labels, const float* targets, int64_t batch, bool want_grad);
+  void backward(int64_t batch);
+  void apply_optimizer();
+  CudaTotals read_totals(int64_t samples);
+  std::unique_ptr<DeviceDataset> upload_dataset(const float* x, int64_t n, const int32_t* labels,
+                                                const float* targets);
+
+  CudaModelConfig config_;
+  int64_t step_ = 0;
+  // The stream belongs to the device current when it is created: select it first.
+  bool device_selected_ = (set_device(config_.device), true);
+  Stream stream_;
+  std::vector<Layer> layers_;
+  std::map<int64_t, std::unique_ptr<DeviceDataset>> datasets_;
+  int64_t next_dataset_ = 1;
+  // Workspace for one batch, grown as needed.
+  int64_t ws_batch_ = 0;
+  std::vector<DeviceBuffer> act_, dropped_, drop_mask_;
+  DeviceBuffer grad_a_, grad_b_, labels_, targets_, order_, out_;
+  DeviceBuffer totals_;  // two LossTotals: [0] this batch, [1] running sum
+  DeviceBuffer loss_ws_;
+};
+
+// The loss was NaN or infinite during a train() call.
+class NonFiniteLoss : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace np::cuda

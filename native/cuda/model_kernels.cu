@@ -1,0 +1,134 @@
+// The device-resident model's data movement: batch gather + transposition into
+// feature-major blocks (and back for predictions), label gathers, the running
+// loss totals, gradient masks and dropout. All memory-bound; the only tiling is
+// the 32 x 32 shared-memory transpose, so both the reads (along a sample's
+// features) and the writes (along a feature's samples) are coalesced.
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "cuda/check.cuh"
+#include "cuda/kernels.h"
+
+namespace np::cuda {
+
+namespace {
+
+constexpr int kTile = 32;
+constexpr int kTileRows = 8;  // a 32 x 8 block moves a 32 x 32 tile, 4 elements per thread
+constexpr int kBlock = 256;
+
+__global__ void __launch_bounds__(kTile * kTileRows)
+    gather_transpose_kernel(float* __restrict__ dst, int64_t ldd, const float* __restrict__ src, int64_t lds,
+                            const int32_t* __restrict__ index, int64_t first, int64_t rows, int64_t cols) {
+  // dst[c, j] = src[row(j), c]; tile (blockIdx.y: j0, blockIdx.x: c0)
+  __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed read
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kTile, j0 = static_cast<int64_t>(blockIdx.y) * kTile;
+  for (int k = threadIdx.y; k < kTile; k += kTileRows) {
+    const int64_t j = j0 + k, c = c0 + threadIdx.x;
+    if (j < rows && c < cols) {
+      const int64_t row = index ? index[first + j] : first + j;
+      tile[k][threadIdx.x] = src[row * lds + c];
+    }
+  }
+  __syncthreads();
+  for (int k = threadIdx.y; k < kTile; k += kTileRows) {
+    const int64_t c = c0 + k, j = j0 + threadIdx.x;
+    if (c < cols && j < rows) dst[c * ldd + j] = tile[threadIdx.x][k];
+  }
+}
+
+__global__ void gather_i32_kernel(int32_t* __restrict__ dst, const int32_t* __restrict__ src,
+                                  const int32_t* __restrict__ index, int64_t first, int64_t count) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j < count) dst[j] = src[index ? index[first + j] : first + j];
+}
+
+__global__ void accumulate_totals_kernel(LossTotals* total, const LossTotals* batch) {
+  total->loss += batch->loss;
+  total->correct += batch->correct;
+}
+
+__global__ void mask_by_flags_kernel(float* __restrict__ values, int64_t ld, const uint8_t* __restrict__ keep,
+                                     int64_t rows, int64_t cols) {
+  const int64_t count = rows * cols;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if (!keep[i]) values[(i / cols) * ld + i % cols] = 0.0f;
+  }
+}
+
+__global__ void dropout_forward_kernel(float* __restrict__ dropped, float* __restrict__ mask,
+                                       const float* __restrict__ in, int64_t count, float rate, float scale,
+                                       uint64_t seed, uint64_t stream_id) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float m = dropout_uniform(seed, stream_id, static_cast<uint64_t>(i)) >= rate ? scale : 0.0f;
+    mask[i] = m;
+    dropped[i] = in[i] * m;
+  }
+}
+
+__global__ void multiply_kernel(float* __restrict__ x, const float* __restrict__ mask, int64_t count) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    x[i] *= mask[i];
+}
+
+// Grid-stride loops: enough blocks to fill the device, never more than the grid allows.
+unsigned stride_grid(int64_t count) {
+  const int64_t blocks = ceil_div(count, kBlock);
+  return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
+}
+
+}  // namespace
+
+void gather_transpose_f32_cuda(float* dst, int64_t ldd, const float* src, int64_t lds, const int32_t* index,
+                               int64_t first, int64_t rows, int64_t cols, Stream& stream) {
+  if (rows <= 0 || cols <= 0) return;
+  const int64_t gx = ceil_div(cols, kTile), gy = ceil_div(rows, kTile);
+  if (gx > kMaxGridX || gy > kMaxGridY)
+    throw std::length_error("gather_transpose_f32_cuda: " + std::to_string(rows) + " x " + std::to_string(cols) +
+                            " exceeds the grid");
+  dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), block(kTile, kTileRows);
+  gather_transpose_kernel<<<grid, block, 0, raw(stream)>>>(dst, ldd, src, lds, index, first, rows, cols);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void gather_i32_cuda(int32_t* dst, const int32_t* src, const int32_t* index, int64_t first, int64_t count,
+                     Stream& stream) {
+  if (count <= 0) return;
+  const int64_t blocks = ceil_div(count, kBlock);
+  if (blocks > kMaxGridX) throw std::length_error("gather_i32_cuda: count exceeds the grid");
+  gather_i32_kernel<<<static_cast<unsigned>(blocks), kBlock, 0, raw(stream)>>>(dst, src, index, first, count);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void accumulate_totals_cuda(LossTotals* total, const LossTotals* batch, Stream& stream) {
+  accumulate_totals_kernel<<<1, 1, 0, raw(stream)>>>(total, batch);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void mask_by_flags_cuda(float* values, int64_t ld, const uint8_t* keep, int64_t rows, int64_t cols, Stream& stream) {
+  if (rows <= 0 || cols <= 0) return;
+  mask_by_flags_kernel<<<stride_grid(rows * cols), kBlock, 0, raw(stream)>>>(values, ld, keep, rows, cols);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void dropout_forward_cuda(float* dropped, float* mask, const float* in, int64_t count, float rate, uint64_t seed,
+                          uint64_t stream_id, Stream& stream) {
+  if (count <= 0) return;
+  if (!(rate >= 0.0f && rate < 1.0f)) throw std::invalid_argument("dropout_forward_cuda: rate must be in [0, 1)");
+  dropout_forward_kernel<<<stride_grid(count), kBlock, 0, raw(stream)>>>(dropped, mask, in, count, rate,
+                                                                         1.0f / (1.0f - rate), seed, stream_id);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void multiply_cuda(float* x, const float* mask, int64_t count, Stream& stream) {
+  if (count <= 0) return;
+  multiply_kernel<<<stride_grid(count), kBlock, 0, raw(stream)>>>(x, mask, count);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace np::cuda

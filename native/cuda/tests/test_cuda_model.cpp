@@ -1,0 +1,285 @@
+// The device-resident model's pieces against CPU references: gather +
+// transposition, label gathers, gradient masks, dropout (the host copy of the
+// generator), mean squared error (native/kernels/losses.cpp); then the whole
+// CudaModel against np::Model (native/model): the same state and batch order,
+// a few SGD-momentum and Adam steps on a dense + CSR + dense MLP, and the
+// weights, moments, losses and predictions compared.
+// Tolerances: data movement exact; MSE 1e-5 relative; model parameters after
+// 5 steps within 2e-4 * (1 + |w|) (float sums in another order, compounded by
+// the optimizer), loss sums 1e-4 relative, predictions 1e-4 absolute.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include "cuda/cuda_model.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+#include "cuda_test.h"
+#include "kernels/losses.h"
+#include "kernels/thread_pool.h"
+#include "model/model.h"
+
+namespace {
+
+using namespace np_cuda_test;
+namespace nc = np::cuda;
+
+CUDA_TEST(gather_transpose_f32_cuda_matches_host) {
+  nc::Stream s;
+  const int64_t n = 77, features = 45, batch = 33, first = 20;
+  const std::vector<float> x = random_vector(n * features, 11);
+  std::vector<int32_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = static_cast<int32_t>((i * 31 + 7) % n);
+  nc::DeviceBuffer dx = nc::to_device(x, s), dorder = nc::to_device(order, s);
+  const int64_t ldd = batch + 3;
+  nc::DeviceBuffer out = nc::to_device(std::vector<float>(features * ldd, kSentinel), s);
+  for (bool indexed : {true, false}) {
+    nc::gather_transpose_f32_cuda(out.as<float>(), ldd, dx.as<float>(), features, indexed ? dorder.as<int32_t>() : nullptr,
+                                  first, batch, features, s);
+    const std::vector<float> got = nc::to_host<float>(out, features * ldd, s);
+    int bad = 0;
+    for (int64_t c = 0; c < features; ++c) {
+      for (int64_t j = 0; j < batch; ++j) {
+        const int64_t row = indexed ? order[first + j] : first + j;
+        bad += got[c * ldd + j] != x[row * features + c];
+      }
+      for (int64_t j = batch; j < ldd; ++j) bad += got[c * ldd + j] != kSentinel;
+    }
+    CHECK_MSG(bad == 0, "%s gather: %d wrong entries", indexed ? "indexed" : "plain", bad);
+  }
+  std::vector<int32_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[i] = static_cast<int32_t>(i * 3);
+  nc::DeviceBuffer dl = nc::to_device(labels, s), dlo(batch * sizeof(int32_t));
+  nc::gather_i32_cuda(dlo.as<int32_t>(), dl.as<int32_t>(), dorder.as<int32_t>(), first, batch, s);
+  const std::vector<int32_t> got = nc::to_host<int32_t>(dlo, batch, s);
+  for (int64_t j = 0; j < batch; ++j) CHECK_EQ(got[j], labels[order[first + j]]);
+}
+
+CUDA_TEST(mask_and_dropout_cuda_match_host) {
+  nc::Stream s;
+  const int64_t rows = 19, cols = 37, ld = 40;
+  std::vector<float> g = padded_block(rows, cols, ld, 3);
+  std::vector<uint8_t> keep(rows * cols);
+  for (size_t i = 0; i < keep.size(); ++i) keep[i] = (i * 7) % 3 != 0;
+  nc::DeviceBuffer dg = nc::to_device(g, s), dk = nc::to_device(keep, s);
+  nc::mask_by_flags_cuda(dg.as<float>(), ld, dk.as<uint8_t>(), rows, cols, s);
+  const std::vector<float> got = nc::to_host<float>(dg, g.size(), s);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < ld; ++c) {
+      const float want = c < cols && !keep[r * cols + c] ? 0.0f : g[r * ld + c];
+      CHECK_MSG(got[r * ld + c] == want, "mask (%lld, %lld)", static_cast<long long>(r), static_cast<long long>(c));
+    }
+
+  const int64_t count = 100000;
+  const float rate = 0.3f;
+  const std::vector<float> in = random_vector(count, 5);
+  nc::DeviceBuffer din = nc::to_device(in, s), dd(count * sizeof(float)), dm(count * sizeof(float));
+  nc::dropout_forward_cuda(dd.as<float>(), dm.as<float>(), din.as<float>(), count, rate, 42, 7, s);
+  const std::vector<float> dropped = nc::to_host<float>(dd, count, s), mask = nc::to_host<float>(dm, count, s);
+  int64_t kept = 0, bad = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const float want = nc::dropout_uniform(42, 7, i) >= rate ? 1.0f / (1.0f - rate) : 0.0f;
+    bad += mask[i] != want || dropped[i] != in[i] * want;
+    kept += want != 0.0f;
+  }
+  CHECK_MSG(bad == 0, "dropout: %lld entries differ from the host generator", static_cast<long long>(bad));
+  CHECK_NEAR(static_cast<double>(kept) / count, 1.0 - rate, 0.01);
+  nc::multiply_cuda(din.as<float>(), dm.as<float>(), count, s);
+  CHECK(nc::to_host<float>(din, count, s) == dropped);
+}
+
+CUDA_TEST(mean_squared_error_cuda_matches_cpu) {
+  nc::Stream s;
+  const int64_t outputs = 7, batch = 300;
+  const std::vector<float> y = random_vector(outputs * batch, 8), t = random_vector(outputs * batch, 9);
+  std::vector<float> want_grad(outputs * batch);
+  int64_t want_correct = 0;
+  const double want = np::mean_squared_error(want_grad.data(), y.data(), batch, t.data(), outputs, 0, batch, batch, &want_correct);
+  nc::DeviceBuffer dy = nc::to_device(y, s), dt = nc::to_device(t, s), dg(outputs * batch * sizeof(float)),
+                   tot(sizeof(nc::LossTotals)), ws;
+  nc::mean_squared_error_cuda(dg.as<float>(), tot.as<nc::LossTotals>(), dy.as<float>(), batch, dt.as<float>(), outputs, batch, ws, s);
+  nc::LossTotals got;
+  tot.download(&got, sizeof got, s);
+  CHECK_NEAR(got.loss, want, 1e-5 * want);
+  CHECK_EQ(got.correct, want_correct);
+  const std::vector<float> grad = nc::to_host<float>(dg, outputs * batch, s);
+  double worst = 0.0;
+  for (size_t i = 0; i < grad.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(grad[i]) - want_grad[i]));
+  CHECK_MSG(worst <= 1e-7, "MSE gradient differs by %g", worst);
+}
+
+// ---- the whole model against np::Model ------------------------------------------
+
+nc::CudaLayerState to_cuda(const np::LayerState& l, const np::DenseLayer& spec) {
+  nc::CudaLayerState s;
+  s.units = l.units;
+  s.inputs = l.inputs;
+  s.activation = spec.activation;
+  s.input_dropout = spec.input_dropout;
+  s.use_bias = spec.use_bias;
+  s.csr = l.csr;
+  s.weight = l.weight;
+  s.indptr = l.indptr;
+  s.indices = l.indices;
+  s.weight_moments = l.weight_moments;
+  s.bias = l.bias;
+  s.bias_moments = l.bias_moments;
+  s.mask = l.mask;
+  s.alive = l.alive;
+  return s;
+}
+
+void compare_training(np::OptimizerKind kind) {
+  const int64_t inputs = 20, n = 96, batch = 32, steps = 5, outputs = 4;
+  std::vector<np::LayerSpec> specs(3);
+  specs[0].units = 24;
+  specs[0].activation = np::Activation::kRelu;
+  specs[0].sparse_threshold = 0.1f;  // stays dense (with a mask) after the pruning below
+  specs[1].units = 16;
+  specs[1].activation = np::Activation::kTanh;
+  specs[1].density = 0.3;  // built as CSR
+  specs[1].sparse_threshold = 0.5f;
+  specs[2].units = outputs;
+  np::Model cpu(inputs, 7, specs);
+  np::OptimizerConfig o;
+  o.kind = kind;
+  o.learning_rate = kind == np::OptimizerKind::kAdam ? 0.01f : 0.1f;
+  o.momentum = 0.9f;
+  o.weight_decay = 1e-3f;
+  cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
+  // Prune a few dense weights of layer 0 so the mask path runs too.
+  cpu.prune_weights_magnitude({0}, 0.2, false);
+  CHECK(cpu.layers()[1].format == np::WeightFormat::kCsr);
+  CHECK(!cpu.layers()[0].mask.empty());
+
+  const np::ModelState st = cpu.export_state();
+  std::vector<nc::CudaLayerState> layers;
+  for (size_t l = 0; l < st.layers.size(); ++l) layers.push_back(to_cuda(st.layers[l], cpu.layers()[l]));
+  nc::CudaModelConfig config;
+  config.input_size = inputs;
+  config.optimizer.kind = kind == np::OptimizerKind::kAdam ? nc::CudaOptimizerKind::kAdam : nc::CudaOptimizerKind::kSgd;
+  config.optimizer.learning_rate = o.learning_rate;
+  config.optimizer.momentum = o.momentum;
+  config.optimizer.weight_decay = o.weight_decay;
+  nc::CudaModel gpu(config, st.step, layers);
+
+  const std::vector<float> x = random_vector(n * inputs, 21);
+  std::vector<int32_t> labels(n), order(n);
+  for (int64_t i = 0; i < n; ++i) {
+    labels[i] = static_cast<int32_t>((i * 5) % outputs);
+    order[i] = static_cast<int32_t>((i * 37 + 11) % n);
+  }
+  np::ThreadPool pool(1);
+  np::Targets targets;
+  targets.labels = labels.data();
+  double cpu_loss = 0.0;
+  int64_t cpu_correct = 0;
+  const int64_t batches = n / batch;
+  for (int64_t s = 0; s < steps; ++s) {
+    const int64_t b = s % batches;
+    np::BatchStats bs = cpu.train_batch(x.data(), targets, order.data() + b * batch, batch, &pool);
+    if (s >= batches) {  // the GPU's last train() call covers the steps after the first epoch
+      cpu_loss += bs.loss_sum;
+      cpu_correct += bs.correct;
+    }
+  }
+  const int64_t dataset = gpu.add_dataset(x.data(), n, labels.data(), nullptr);
+  nc::CudaTrainResult r{};
+  for (int64_t done = 0; done < steps; done += r.steps) {
+    const int64_t first = done % batches, count = std::min(batches - first, steps - done);
+    r = gpu.train(dataset, order.data(), first, count, batch, nullptr);
+  }
+  CHECK_EQ(gpu.step(), cpu.step());
+  CHECK_NEAR(r.totals.loss_sum, cpu_loss, 1e-4 * std::fabs(cpu_loss));
+  CHECK_EQ(r.totals.correct, cpu_correct);
+
+  const np::ModelState after = cpu.export_state();
+  const std::vector<nc::CudaLayerState> got = gpu.export_layers();
+  for (size_t l = 0; l < got.size(); ++l) {
+    auto close = [&](const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+      CHECK_MSG(a.size() == b.size(), "layer %zu %s: sizes %zu vs %zu", l, what, a.size(), b.size());
+      double worst = 0.0;
+      for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+        worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]) / (1.0 + std::fabs(b[i])));
+      CHECK_MSG(worst <= 2e-4, "layer %zu %s differs by %g (scaled)", l, what, worst);
+    };
+    close(got[l].weight, after.layers[l].weight, "weight");
+    close(got[l].bias, after.layers[l].bias, "bias");
+    CHECK_EQ(got[l].weight_moments.size(), after.layers[l].weight_moments.size());
+    for (size_t m = 0; m < got[l].weight_moments.size(); ++m) {
+      close(got[l].weight_moments[m], after.layers[l].weight_moments[m], "weight moment");
+      close(got[l].bias_moments[m], after.layers[l].bias_moments[m], "bias moment");
+    }
+    if (!after.layers[l].mask.empty())
+      for (size_t i = 0; i < got[l].weight.size(); ++i)
+        if (!after.layers[l].mask[i]) CHECK_MSG(got[l].weight[i] == 0.0f, "layer %zu: pruned weight %zu moved", l, i);
+  }
+
+  std::vector<float> want_out(n * outputs), got_out(n * outputs);
+  cpu.predict(x.data(), n, want_out.data(), 50, &pool);
+  gpu.predict(x.data(), n, got_out.data(), 50);
+  double worst = 0.0;
+  for (size_t i = 0; i < got_out.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(got_out[i]) - want_out[i]));
+  CHECK_MSG(worst <= 1e-4, "predictions differ by %g", worst);
+  const np::BatchStats ev = cpu.evaluate(x.data(), targets, n, 40, &pool);
+  const nc::CudaTotals gev = gpu.evaluate(x.data(), labels.data(), nullptr, n, 40);
+  CHECK_NEAR(gev.loss_sum, ev.loss_sum, 1e-4 * ev.loss_sum);
+  CHECK_EQ(gev.correct, ev.correct);
+}
+
+CUDA_TEST(cuda_model_sgd_matches_cpu_model) { compare_training(np::OptimizerKind::kSgd); }
+CUDA_TEST(cuda_model_adam_matches_cpu_model) { compare_training(np::OptimizerKind::kAdam); }
+
+// Export -> load round trip keeps every value, and a bad state is rejected
+// before anything changes.
+CUDA_TEST(cuda_model_export_load_round_trip) {
+  std::vector<np::LayerSpec> specs(2);
+  specs[0].units = 9;
+  specs[0].activation = np::Activation::kSigmoid;
+  specs[1].units = 3;
+  np::Model cpu(5, 3, specs);
+  np::OptimizerConfig o;
+  o.kind = np::OptimizerKind::kAdam;
+  cpu.compile(o, np::LossKind::kMeanSquaredError);
+  const np::ModelState st = cpu.export_state();
+  std::vector<nc::CudaLayerState> layers;
+  for (size_t l = 0; l < st.layers.size(); ++l) layers.push_back(to_cuda(st.layers[l], cpu.layers()[l]));
+  nc::CudaModelConfig config;
+  config.input_size = 5;
+  config.optimizer.kind = nc::CudaOptimizerKind::kAdam;
+  config.loss = nc::CudaLossKind::kMeanSquaredError;
+  nc::CudaModel gpu(config, 12, layers);
+  std::vector<nc::CudaLayerState> back = gpu.export_layers();
+  CHECK_EQ(gpu.step(), 12);
+  for (size_t l = 0; l < back.size(); ++l) {
+    CHECK(back[l].weight == layers[l].weight);
+    CHECK(back[l].bias == layers[l].bias);
+    CHECK_EQ(back[l].weight_moments.size(), size_t{2});
+  }
+  std::vector<nc::CudaLayerState> broken = layers;
+  broken[1].weight.pop_back();
+  bool threw = false;
+  try {
+    gpu.load(99, broken);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  CHECK(threw);
+  CHECK_EQ(gpu.step(), 12);
+  // MSE training runs (targets path) and the loss goes down.
+  const int64_t n = 64;
+  const std::vector<float> x = random_vector(n * 5, 4), t = random_vector(n * 3, 5, 0.5f);
+  std::vector<int32_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = static_cast<int32_t>(i);
+  const int64_t d = gpu.add_dataset(x.data(), n, nullptr, t.data());
+  const double before = gpu.evaluate(x.data(), nullptr, t.data(), n, 64).loss_sum;
+  for (int e = 0; e < 20; ++e) gpu.train(d, order.data(), 0, 4, 16, nullptr);
+  const double after = gpu.evaluate(x.data(), nullptr, t.data(), n, 64).loss_sum;
+  CHECK_MSG(after < before, "MSE loss %g -> %g did not decrease", before, after);
+  gpu.release_dataset(d);
+  CHECK(!gpu.has_dataset(d));
+}
+
+}  // namespace
