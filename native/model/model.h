@@ -270,7 +270,7 @@ class Model {
   void backward(int64_t batch, float beta, bool training, ThreadPool* pool, bool capture_dz = false,
                 bool weight_grads = true);
   void apply_optimizer(ThreadPool* pool);
-  void load_batch(const float* x, const int32_t* indices, int64_t first, int64_t batch);
+  void load_batch(const float* x, const int32_t* indices, int64_t first, int64_t batch, ThreadPool* pool = nullptr);
 
   int64_t input_size_;
   std::vector<DenseLayer> layers_;

@@ -63,21 +63,26 @@ void multiply_by_weights(const DenseLayer& layer, const float* values, bool tran
 
 // Gathers samples (rows of the row-major x) into the feature-major input block,
 // 8 samples at a time so each destination row gets a contiguous run of writes.
-void Model::load_batch(const float* x, const int32_t* indices, int64_t first, int64_t batch) {
+// Threads take whole groups of 16 samples (a 64-byte line of every
+// destination row), so no two write into one cache line.
+void Model::load_batch(const float* x, const int32_t* indices, int64_t first, int64_t batch, ThreadPool* pool) {
   const int64_t in = input_size_;
   float* dst = ws_.act[0].data();
-  for (int64_t j0 = 0; j0 < batch; j0 += 8) {
-    const int64_t width = std::min<int64_t>(8, batch - j0);
-    const float* src[8];
-    for (int64_t jj = 0; jj < width; ++jj) {
-      const int64_t sample = indices ? indices[first + j0 + jj] : first + j0 + jj;
-      src[jj] = x + sample * in;
+  const int64_t groups = (batch + 15) / 16;
+  for_row_blocks(pool, groups, 16 * in, [&](int64_t g0, int64_t g1) {
+    for (int64_t j0 = 16 * g0; j0 < std::min(batch, 16 * g1); j0 += 8) {
+      const int64_t width = std::min<int64_t>(8, batch - j0);
+      const float* src[8];
+      for (int64_t jj = 0; jj < width; ++jj) {
+        const int64_t sample = indices ? indices[first + j0 + jj] : first + j0 + jj;
+        src[jj] = x + sample * in;
+      }
+      for (int64_t i = 0; i < in; ++i) {
+        float* d = dst + i * batch + j0;
+        for (int64_t jj = 0; jj < width; ++jj) d[jj] = src[jj][i];
+      }
     }
-    for (int64_t i = 0; i < in; ++i) {
-      float* d = dst + i * batch + j0;
-      for (int64_t jj = 0; jj < width; ++jj) d[jj] = src[jj][i];
-    }
-  }
+  });
 }
 
 static void ensure_workspace(Workspace& ws, const std::vector<DenseLayer>& layers, int64_t input_size,
@@ -359,7 +364,7 @@ BatchStats Model::train_batch(const float* x, const Targets& targets, const int3
                               ThreadPool* pool) {
   if (!compiled()) throw_error("the model must be compiled before training");
   ensure_workspace(ws_, layers_, input_size_, batch);
-  load_batch(x, indices, 0, batch);
+  load_batch(x, indices, 0, batch, pool);
   forward(batch, true, pool);
   BatchStats stats = loss_and_gradient(targets, indices, 0, batch, batch, true);
   if (!std::isfinite(stats.loss_sum)) {
@@ -394,7 +399,7 @@ BatchStats Model::evaluate(const float* x, const Targets& targets, int64_t n, in
   ensure_workspace(ws_, layers_, input_size_, chunk);
   for (int64_t first = 0; first < n; first += chunk) {
     const int64_t b = std::min(chunk, n - first);
-    load_batch(x, nullptr, first, b);
+    load_batch(x, nullptr, first, b, pool);
     forward(b, false, pool);
     BatchStats s = loss_and_gradient(targets, nullptr, first, b, b, false);
     total.loss_sum += s.loss_sum;
@@ -410,7 +415,7 @@ void Model::predict(const float* x, int64_t n, float* out, int64_t batch_size, T
   ensure_workspace(ws_, layers_, input_size_, chunk);
   for (int64_t first = 0; first < n; first += chunk) {
     const int64_t b = std::min(chunk, n - first);
-    load_batch(x, nullptr, first, b);
+    load_batch(x, nullptr, first, b, pool);
     forward(b, false, pool);
     const float* y = ws_.act.back().data();
     for (int64_t j = 0; j < b; ++j)
@@ -424,7 +429,7 @@ BatchStats Model::compute_gradients(const float* x, const Targets& targets, int6
   ensure_workspace(ws_, layers_, input_size_, chunk);
   for (int64_t first = 0; first < n; first += chunk) {
     const int64_t b = std::min(chunk, n - first);
-    load_batch(x, nullptr, first, b);
+    load_batch(x, nullptr, first, b, pool);
     forward(b, false, pool);
     BatchStats s = loss_and_gradient(targets, nullptr, first, b, n, true);
     backward(b, first == 0 ? 0.0f : 1.0f, false, pool);
