@@ -374,6 +374,21 @@ export class Sequential implements LayerHost {
     return this.nativeModel ? toApiEvents(this.nativeModel.events(), this.layerList) : [];
   }
 
+  /** How many structural events the log holds (cheap: nothing is copied). */
+  get eventCount(): number {
+    return this.nativeModel ? this.nativeModel.eventCount : 0;
+  }
+
+  /**
+   * The events from index `from` of the log on (what `events.slice(from)` gives), copying only
+   * those: a long run that polls the log stays linear in its length.
+   */
+  eventsSince(from: number): StructuralEvent[] {
+    const start = checkInteger('Sequential.eventsSince()', 'from', from, { min: 0 });
+    if (!this.nativeModel || start >= this.nativeModel.eventCount) return [];
+    return toApiEvents(this.nativeModel.events(start), this.layerList);
+  }
+
   private growthHost(): growth.GrowthHost {
     return { ...this.structureHost(), inputSize: this.inputSize, outputSize: this.outputSize, loss: this.loss };
   }

@@ -207,6 +207,21 @@ describe('plasticity: models built sparse', () => {
     expect(m.events.filter((e) => e.kind === 'regrow').length).to.be.greaterThan(2);
   });
 
+  it('eventsSince(from) and eventCount read the log without copying all of it', async () => {
+    const m = new Sequential({ inputSize: 24, seed: 3 });
+    m.add(layers.dense({ units: 64, activation: 'relu', density: 0.25 })).add(layers.dense({ units: 4 }));
+    expect(m.eventCount).to.equal(0);
+    expect(m.eventsSince(0)).to.deep.equal([]);
+    m.compile({ optimizer: optimizers.sgd({ learningRate: 0.05 }), loss: 'softmaxCrossEntropy' });
+    await m.fit(x, y, { epochs: 2, batchSize: 16, callbacks: [plasticity.set({ dropFraction: 0.3, every: 5 })] });
+    const all = m.events;
+    expect(m.eventCount).to.equal(all.length).and.to.be.greaterThan(2);
+    for (const from of [0, 1, all.length - 1, all.length, all.length + 5]) expect(m.eventsSince(from)).to.deep.equal(all.slice(from));
+    expect(() => m.eventsSince(-1)).to.throw(RangeError, 'from');
+    expect(() => m.eventsSince(1.5)).to.throw(RangeError, 'from');
+    expect(() => m.eventsSince('2' as any)).to.throw(TypeError, 'from');
+  });
+
   it('rejects a density outside (0, 1]', () => {
     expect(() => layers.dense({ units: 3, density: 0 })).to.throw(RangeError, 'density');
     expect(() => layers.dense({ units: 3, density: 1.5 })).to.throw(RangeError, 'density');

@@ -136,7 +136,8 @@ describe('continual: metrics', () => {
     const fits: number[] = [];
     const model = {
       step: 0,
-      events: [],
+      eventCount: 0,
+      eventsSince: () => [],
       layers: [],
       countParams: () => 42,
       fit: async (_x: Float32Array, y: Uint8Array) => {

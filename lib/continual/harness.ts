@@ -10,7 +10,7 @@ import { checkFunction, checkInteger, checkKnownKeys, checkNumber, checkOneOf, c
 import type { Task, TaskSplit } from './tasks';
 
 /** What run() needs from the model (a Sequential; a stand-in with these members works too). */
-export type ContinualModel = Pick<Sequential, 'fit' | 'evaluate' | 'countParams' | 'layers' | 'events' | 'step'>;
+export type ContinualModel = Pick<Sequential, 'fit' | 'evaluate' | 'countParams' | 'layers' | 'eventCount' | 'eventsSince' | 'step'>;
 
 export interface TaskEndInfo {
   /** Index of the task just trained. */
@@ -233,7 +233,7 @@ export async function run(model: ContinualModel, tasks: Task[], options: RunOpti
     steps: [],
     events: [],
   };
-  let eventsSeen = model.events.length;
+  let eventsSeen = model.eventCount;
   const evaluate = async (j: number, cache?: TaskSplit): Promise<Evaluation> => {
     const t = cache ?? checkSplit(where, `tasks[${j}].test()`, list[j].test());
     return model.evaluate(t.x, t.y);
@@ -249,9 +249,9 @@ export async function run(model: ContinualModel, tasks: Task[], options: RunOpti
     result.trainAccuracy.push(h.accuracy[h.accuracy.length - 1]);
     result.steps.push(model.step);
 
-    const events = model.events;
-    for (const e of events.slice(eventsSeen)) result.events.push({ ...e, task: i });
-    eventsSeen = events.length;
+    // Only this task's events are copied out of the native log.
+    for (const e of model.eventsSince(eventsSeen)) result.events.push({ ...e, task: i });
+    eventsSeen = model.eventCount;
 
     const current = checkSplit(where, `tasks[${i}].test()`, list[i].test());
     const row: number[] = [];
