@@ -62,8 +62,8 @@ float estimated_threshold(const DenseLayer& layer, const float* dz, const float*
 }
 
 // pass[c] = 1 where |g[c]| > threshold and c is not stored: one branch-free
-// vector pass (most of a row fails the threshold), so the walk over the
-// marks above touches only the candidates.
+// vector pass (most of a row fails the threshold), so the scan's walk over
+// the marks (top_gradient_positions) touches only the candidates.
 NP_CLONES void mark_candidates(const float* g, const uint8_t* stored, int64_t n, float threshold, uint8_t* pass) {
   for (int64_t c = 0; c < n; ++c) pass[c] = static_cast<uint8_t>((std::fabs(g[c]) > threshold) & (stored[c] == 0));
 }
