@@ -203,6 +203,7 @@ void Model::compact(ThreadPool* pool) {
     }
     next.inputs = new_units;
     next.csr.cols = next.format == WeightFormat::kCsr ? new_units : next.csr.cols;
+    next.csr.drop_transpose();
     log_event(std::move(e));
   }
   // Pruned positions are not stored once a layer is below its threshold; a

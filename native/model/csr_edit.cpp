@@ -74,6 +74,7 @@ void csr_append_rows(CsrParam& c, int64_t count) {
   if (c.indptr.empty()) c.indptr.push_back(0);
   for (int64_t i = 0; i < count; ++i) c.indptr.push_back(nnz);
   c.rows += count;
+  c.drop_transpose();
 }
 
 }  // namespace np

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/sparse.h"
@@ -13,6 +14,25 @@
 #include "model/param.h"
 
 namespace np {
+
+// The pattern of W^T as CSR (cols x rows): entry j is W's entry perm[j], and
+// indices[j] its row in W (ascending within each column). The backward pass
+// multiplies by W^T as a gather over this (each dX row accumulates in
+// registers, like the forward product) instead of scattering through W's
+// rows, which costs a read-modify-write of a dX row per stored weight.
+struct CsrTranspose {
+  int64_t rows = 0, cols = 0, nnz = 0;  // W's shape and entries it was built for
+  std::vector<int64_t> indptr;         // cols + 1
+  std::vector<int32_t> indices;        // nnz
+  std::vector<int32_t> perm;           // nnz
+  int64_t bytes() const {
+    return static_cast<int64_t>(indptr.size() * sizeof(int64_t) + (indices.size() + perm.size()) * sizeof(int32_t));
+  }
+};
+
+// Builds the transpose of a pattern (counting sort by column; stable, so rows
+// stay ascending). Needs nnz < 2^31 (perm is int32).
+void build_csr_transpose(const CsrView& w, CsrTranspose* out);
 
 struct CsrParam {
   int64_t rows = 0;
@@ -58,6 +78,20 @@ struct CsrParam {
 
   // Debug/validation: row pointers monotone, indices in range and sorted.
   bool valid() const;
+
+  // W^T's pattern, built on first use and kept until the pattern changes.
+  // Every pattern edit builds a new CsrParam (csr_edit.h), which starts
+  // without one; an in-place edit (rows appended, columns added) calls
+  // drop_transpose(), and a transpose built for another shape or nnz is
+  // rebuilt regardless. Training memory, not the layer's: bytes() leaves it out.
+  const CsrTranspose& transpose() const;
+  void drop_transpose() { transpose_.reset(); }
+  int64_t transpose_bytes() const { return transpose_ ? transpose_->bytes() : 0; }
+  // Whether transpose() can index every entry (perm is int32).
+  bool transposable() const { return nnz() < (int64_t{1} << 31); }
+
+ private:
+  mutable std::shared_ptr<const CsrTranspose> transpose_;
 };
 
 template <typename Keep>

@@ -263,6 +263,7 @@ std::vector<int64_t> Model::grow_units(int64_t l, int64_t count, GrowInit init, 
   if (next.format == WeightFormat::kCsr) {
     CsrParam& c = next.csr;
     c.cols = next.inputs + count;
+    c.drop_transpose();
     // New entries: net2wider copies the source column's pattern; the others
     // get the layer's density at random rows.
     const double next_density = static_cast<double>(c.nnz()) / static_cast<double>(next.units * old_inputs);

@@ -21,6 +21,9 @@ struct Workspace {
   std::vector<FloatBuffer> dc_mask, dc_weight;
   // Gradient ping-pong buffers, sized for the widest layer.
   FloatBuffer grad_a, grad_b;
+  // A CSR layer's values in the order of its transpose, for the backward
+  // product (training.cpp multiply_by_transpose).
+  FloatBuffer transposed_values;
   // Per-row sums gathered by the activation kernels (statistics, bias gradient).
   FloatBuffer row_sums;
   // Targets of the batch in feature-major order (float targets only).
