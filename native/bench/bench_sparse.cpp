@@ -1,6 +1,6 @@
 // CSR kernels against our dense GEMM on the same layer: median ms of the
 // forward product (spmm vs gemm NN) and of a whole training step's products
-// (spmm + spmm_t + sddmm vs gemm NN + TN + NT), plus bytes per stored weight.
+// (spmm + W^T product + sddmm vs gemm NN + TN + NT; the W^T product as training runs it, a gather over the cached transpose), plus bytes per stored weight.
 // bench/sparse.ts runs it interleaved with the Eigen harness
 // (bench/peers/eigen_spmm.cpp), which takes the same flags and prints the
 // same lines.
@@ -26,6 +26,7 @@
 #include "kernels/simd_level.h"
 #include "kernels/sparse.h"
 #include "kernels/thread_pool.h"
+#include "model/csr_param.h"
 #include "bench/bench_args.h"
 
 namespace {
@@ -206,6 +207,10 @@ int main(int argc, char** argv) {
         const int64_t nnz = static_cast<int64_t>(l.values.size());
         std::vector<float> grad(static_cast<size_t>(std::max<int64_t>(nnz, 1)));
         const np::CsrView w = l.view(rows);
+        np::CsrTranspose t;
+        np::build_csr_transpose(w, &t);
+        std::vector<float> t_values(static_cast<size_t>(std::max<int64_t>(nnz, 1)));
+        const np::CsrView tw{cols, rows, t.indptr.data(), t.indices.data(), t_values.data()};
         const double bytes_per_weight =
             nnz ? (8.0 * static_cast<double>(nnz) + 8.0 * static_cast<double>(rows + 1)) / static_cast<double>(nnz) : 0.0;
         for (int threads : o.threads) {
@@ -233,9 +238,13 @@ int main(int argc, char** argv) {
                               0.0f, gd.get(), cols, pp);
             };
             auto sparse_fwd = [&] { np::spmm_f32_csr_at(level, w, x.get(), batch, 0.0f, y.get(), batch, batch, pp); };
+            // The backward data product as training runs it (model/training.cpp):
+            // W's values gathered into W^T's order (the pattern's transpose is
+            // cached across steps), then a forward product over the transpose.
             auto sparse_step = [&] {
               sparse_fwd();
-              np::spmm_t_f32_csr_at(level, w, dy.get(), batch, 0.0f, dx.get(), batch, batch, pp);
+              for (int64_t j = 0; j < nnz; ++j) t_values[j] = l.values[t.perm[j]];
+              np::spmm_f32_csr_at(level, tw, dy.get(), batch, 0.0f, dx.get(), batch, batch, pp);
               np::sddmm_f32_csr_at(level, w, dy.get(), batch, x.get(), batch, batch, 0.0f, grad.data(), pp);
             };
             // Interleaved A B A B: one round times each of the four once

@@ -350,6 +350,26 @@ void sddmm_f32_csr(const CsrView& pattern, const float* dy, int64_t lddy, const 
   sddmm_f32_csr_at(active_simd_level(), pattern, dy, lddy, x, ldx, batch, beta, grad_values, pool);
 }
 
+void build_csr_transpose(const CsrView& w, CsrTranspose* out) {
+  const int64_t nnz = w.nnz();
+  out->rows = w.rows;
+  out->cols = w.cols;
+  out->nnz = nnz;
+  out->indptr.assign(w.cols + 1, 0);
+  out->indices.resize(nnz);
+  out->perm.resize(nnz);
+  for (int64_t k = 0; k < nnz; ++k) ++out->indptr[w.indices[k] + 1];
+  for (int64_t c = 0; c < w.cols; ++c) out->indptr[c + 1] += out->indptr[c];
+  std::vector<int64_t> next(out->indptr.begin(), out->indptr.end() - 1);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    for (int64_t k = w.indptr[r]; k < w.indptr[r + 1]; ++k) {
+      const int64_t j = next[w.indices[k]]++;
+      out->indices[j] = static_cast<int32_t>(r);
+      out->perm[j] = static_cast<int32_t>(k);
+    }
+  }
+}
+
 // ---- naive references ------------------------------------------------------------
 void spmm_f32_csr_naive(const CsrView& w, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
                         int64_t batch) {
@@ -470,16 +490,23 @@ double measure_csr_crossover_density(int64_t rows, int64_t cols, int64_t batch, 
   const double densities[] = {0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9};
   std::vector<int64_t> indptr;
   std::vector<int32_t> indices;
-  std::vector<float> values, grad;
+  std::vector<float> values, grad, t_values;
   std::vector<double> dense_ms, sparse_ms;
   double prev_d = 0.0, prev_ratio = 0.0;
   for (double d : densities) {
     random_csr(m, k, d, 0xc5a + static_cast<uint64_t>(d * 1000), &indptr, &indices, &values);
     grad.assign(values.size(), 0.0f);
     const CsrView w{m, k, indptr.data(), indices.data(), values.data()};
+    // The backward data product as training runs it: values gathered into the
+    // (cached) transpose's order, then a forward product over the transpose.
+    CsrTranspose t;
+    build_csr_transpose(w, &t);
+    t_values.assign(values.size(), 0.0f);
+    const CsrView tw{k, m, t.indptr.data(), t.indices.data(), t_values.data()};
     auto sparse_step = [&] {
       spmm_f32_csr(w, x.data(), n, 0.0f, y.data(), n, n, pool);
-      spmm_t_f32_csr(w, dy.data(), n, 0.0f, dx.data(), n, n, pool);
+      for (size_t j = 0; j < t_values.size(); ++j) t_values[j] = values[t.perm[j]];
+      spmm_f32_csr(tw, dy.data(), n, 0.0f, dx.data(), n, n, pool);
       sddmm_f32_csr(w, dy.data(), n, x.data(), n, n, 0.0f, grad.data(), pool);
     };
     sparse_step();

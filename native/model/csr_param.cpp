@@ -4,26 +4,6 @@
 
 namespace np {
 
-void build_csr_transpose(const CsrView& w, CsrTranspose* out) {
-  const int64_t nnz = w.nnz();
-  out->rows = w.rows;
-  out->cols = w.cols;
-  out->nnz = nnz;
-  out->indptr.assign(w.cols + 1, 0);
-  out->indices.resize(nnz);
-  out->perm.resize(nnz);
-  for (int64_t k = 0; k < nnz; ++k) ++out->indptr[w.indices[k] + 1];
-  for (int64_t c = 0; c < w.cols; ++c) out->indptr[c + 1] += out->indptr[c];
-  std::vector<int64_t> next(out->indptr.begin(), out->indptr.end() - 1);
-  for (int64_t r = 0; r < w.rows; ++r) {
-    for (int64_t k = w.indptr[r]; k < w.indptr[r + 1]; ++k) {
-      const int64_t j = next[w.indices[k]]++;
-      out->indices[j] = static_cast<int32_t>(r);
-      out->perm[j] = static_cast<int32_t>(k);
-    }
-  }
-}
-
 const CsrTranspose& CsrParam::transpose() const {
   if (!transpose_ || transpose_->rows != rows || transpose_->cols != cols || transpose_->nnz != nnz()) {
     auto t = std::make_shared<CsrTranspose>();

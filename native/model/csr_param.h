@@ -15,25 +15,6 @@
 
 namespace np {
 
-// The pattern of W^T as CSR (cols x rows): entry j is W's entry perm[j], and
-// indices[j] its row in W (ascending within each column). The backward pass
-// multiplies by W^T as a gather over this (each dX row accumulates in
-// registers, like the forward product) instead of scattering through W's
-// rows, which costs a read-modify-write of a dX row per stored weight.
-struct CsrTranspose {
-  int64_t rows = 0, cols = 0, nnz = 0;  // W's shape and entries it was built for
-  std::vector<int64_t> indptr;         // cols + 1
-  std::vector<int32_t> indices;        // nnz
-  std::vector<int32_t> perm;           // nnz
-  int64_t bytes() const {
-    return static_cast<int64_t>(indptr.size() * sizeof(int64_t) + (indices.size() + perm.size()) * sizeof(int32_t));
-  }
-};
-
-// Builds the transpose of a pattern (counting sort by column; stable, so rows
-// stay ascending). Needs nnz < 2^31 (perm is int32).
-void build_csr_transpose(const CsrView& w, CsrTranspose* out);
-
 struct CsrParam {
   int64_t rows = 0;
   int64_t cols = 0;
