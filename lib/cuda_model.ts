@@ -347,6 +347,10 @@ export class CudaNativeModel implements NativeModel {
     return this.host.parameterCount;
   }
 
+  get eventsDropped(): number {
+    return this.host.eventsDropped;
+  }
+
   get eventCount(): number {
     return this.host.eventCount;
   }

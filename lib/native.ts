@@ -99,6 +99,8 @@ export interface NativeState {
   statsDecay: number;
   layers: NativeLayerState[];
   events: NativeEvent[];
+  /** Events older than `events`, discarded by the log's limit (absent in older checkpoints: 0). */
+  eventsDropped?: number;
 }
 
 export interface NativeModel {
@@ -153,11 +155,13 @@ export interface NativeModel {
   readonly parameterCount: number;
   /** Number of structural events logged so far (cheap; events(from) copies only the new ones). */
   readonly eventCount: number;
+  /** Oldest events discarded by the log's limit (events() starts after them; indices count them). */
+  readonly eventsDropped: number;
   neuronIds(layer: number): Float64Array;
 }
 
 export interface NativeAddon {
-  NativeModel: new (config: { inputSize: number; seed: number; layers: NativeLayerSpec[]; sparseThreshold?: number }) => NativeModel;
+  NativeModel: new (config: { inputSize: number; seed: number; layers: NativeLayerSpec[]; sparseThreshold?: number; eventLimit?: number }) => NativeModel;
   runtime(): { simd: string; simdDetected: string; threads: number };
   setSimdLevel(level: string): boolean;
 }

@@ -30,6 +30,8 @@ export const DEVICES = ['cpu', 'cuda'] as const;
 export type Device = (typeof DEVICES)[number];
 
 export const LOSSES = ['softmaxCrossEntropy', 'meanSquaredError'] as const;
+/** Structural events a model keeps unless told otherwise (SequentialOptions.eventLimit). */
+export const DEFAULT_EVENT_LIMIT = 100_000;
 export type LossName = (typeof LOSSES)[number];
 
 export interface SequentialOptions {
@@ -48,6 +50,12 @@ export interface SequentialOptions {
   device?: Device;
   /** A name shown by summary(). */
   name?: string;
+  /**
+   * How many structural events `events` keeps: the newest ones; older ones are dropped and counted
+   * in `eventsDropped` (event indices keep counting them). 0 keeps every event. Default 100000
+   * (a few tens of MB at most; continual backprop logs about one event per 5 steps).
+   */
+  eventLimit?: number;
 }
 
 export interface CompileOptions {
@@ -89,6 +97,7 @@ export interface ModelConfig {
   seed: number;
   name: string;
   sparseThreshold?: number;
+  eventLimit?: number;
   layers: (
     | {
         kind: 'dense';
@@ -113,6 +122,7 @@ export class Sequential implements LayerHost {
   private currentDevice: Device;
   readonly name: string;
   readonly sparseThreshold: number | undefined;
+  readonly eventLimit: number;
   private readonly layerList: Layer[] = [];
   private nativeModel: NativeModel | null = null;
   private compiled: CompileOptions | null = null;
@@ -124,13 +134,14 @@ export class Sequential implements LayerHost {
   constructor(options: SequentialOptions) {
     const where = 'new Sequential()';
     const o = checkOptions<SequentialOptions>(where, 'options', options);
-    checkKnownKeys(where, o, ['inputSize', 'seed', 'device', 'name', 'sparseThreshold']);
+    checkKnownKeys(where, o, ['inputSize', 'seed', 'device', 'name', 'sparseThreshold', 'eventLimit']);
     this.inputSize = checkInteger(where, 'inputSize', o.inputSize, { min: 1, max: 1 << 26 });
     this.seed = checkInteger(where, 'seed', o.seed ?? 0, { min: 0, max: Number.MAX_SAFE_INTEGER });
     this.currentDevice = checkOneOf(where, 'device', o.device ?? 'cpu', DEVICES);
     this.name = o.name === undefined ? 'sequential' : String(o.name);
     this.sparseThreshold =
       o.sparseThreshold === undefined ? undefined : checkNumber(where, 'sparseThreshold', o.sparseThreshold, { min: 0, max: 1 });
+    this.eventLimit = checkInteger(where, 'eventLimit', o.eventLimit ?? DEFAULT_EVENT_LIMIT, { min: 0, max: Number.MAX_SAFE_INTEGER });
     // Fails here, with what is missing, rather than at the first fit().
     if (this.currentDevice === 'cuda') requireCuda();
   }
@@ -369,19 +380,25 @@ export class Sequential implements LayerHost {
     return this.nativeModel ? this.nativeModel.snapshotSteps() : [];
   }
 
-  /** The structural event log (grow, prune, compact, ..., densify, sparsify), oldest first. */
+  /** The structural event log (grow, prune, compact, ..., densify, sparsify), oldest first: the newest `eventLimit` events. */
   get events(): StructuralEvent[] {
     return this.nativeModel ? toApiEvents(this.nativeModel.events(), this.layerList) : [];
   }
 
-  /** How many structural events the log holds (cheap: nothing is copied). */
+  /** How many structural events were ever logged, the dropped ones included (cheap: nothing is copied). */
   get eventCount(): number {
     return this.nativeModel ? this.nativeModel.eventCount : 0;
   }
 
+  /** How many of the oldest events the log dropped to stay within `eventLimit` (`events` starts after them). */
+  get eventsDropped(): number {
+    return this.nativeModel ? this.nativeModel.eventsDropped : 0;
+  }
+
   /**
-   * The events from index `from` of the log on (what `events.slice(from)` gives), copying only
-   * those: a long run that polls the log stays linear in its length.
+   * The events from index `from` of the whole history on, copying only those: a long run that
+   * polls the log stays linear in its length. Indices count dropped events too, so with nothing
+   * dropped this is `events.slice(from)`; events older than the kept ones are not returned.
    */
   eventsSince(from: number): StructuralEvent[] {
     const start = checkInteger('Sequential.eventsSince()', 'from', from, { min: 0 });
@@ -407,6 +424,7 @@ export class Sequential implements LayerHost {
       seed: this.seed,
       name: this.name,
       ...(this.sparseThreshold === undefined ? {} : { sparseThreshold: this.sparseThreshold }),
+      ...(this.eventLimit === DEFAULT_EVENT_LIMIT ? {} : { eventLimit: this.eventLimit }),
       layers: this.layerList.map((l) =>
         l instanceof DenseLayer
           ? {
@@ -434,7 +452,13 @@ export class Sequential implements LayerHost {
     const where = 'Sequential.fromJSON()';
     const c = checkOptions<ModelConfig>(where, 'config', config);
     if (!Array.isArray(c.layers)) throw new TypeError(`${where}: config.layers must be an array`);
-    const model = new Sequential({ inputSize: c.inputSize!, seed: c.seed, name: c.name, sparseThreshold: c.sparseThreshold });
+    const model = new Sequential({
+      inputSize: c.inputSize!,
+      seed: c.seed,
+      name: c.name,
+      sparseThreshold: c.sparseThreshold,
+      ...(c.eventLimit === undefined ? {} : { eventLimit: c.eventLimit }),
+    });
     c.layers.forEach((l, i) => {
       if (l === null || typeof l !== 'object') throw new TypeError(`${where}: config.layers[${i}] must be an object`);
       if (l.kind === 'dense') {
@@ -534,6 +558,7 @@ export class Sequential implements LayerHost {
       seed: this.seed,
       layers: specs,
       sparseThreshold: this.sparseThreshold ?? -1,
+      eventLimit: this.eventLimit,
     });
     this.nativeModel = this.currentDevice === 'cuda' ? this.onDevice(native) : native;
     return this.nativeModel;

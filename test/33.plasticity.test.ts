@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Sequential, layers, optimizers, plasticity } from '../lib/index';
+import { Sequential, layers, loadModel, optimizers, plasticity } from '../lib/index';
 import { maxAbsDiff, randomArray, randomLabels } from './helpers';
 
 function mlp(seed = 1, threshold?: number, hidden = [32, 16]) {
@@ -220,6 +220,41 @@ describe('plasticity: models built sparse', () => {
     expect(() => m.eventsSince(-1)).to.throw(RangeError, 'from');
     expect(() => m.eventsSince(1.5)).to.throw(RangeError, 'from');
     expect(() => m.eventsSince('2' as any)).to.throw(TypeError, 'from');
+  });
+
+  it('eventLimit keeps the newest events, counts the dropped ones, and survives save/load', async () => {
+    const build = (eventLimit: number) => {
+      const m = new Sequential({ inputSize: 24, seed: 3, eventLimit });
+      m.add(layers.dense({ units: 64, activation: 'relu', density: 0.25 })).add(layers.dense({ units: 4 }));
+      m.compile({ optimizer: optimizers.sgd({ learningRate: 0.05 }), loss: 'softmaxCrossEntropy' });
+      return m;
+    };
+    const m = build(8);
+    const all = build(0); // the same run, keeping every event
+    for (const model of [m, all]) {
+      await model.fit(x, y, { epochs: 6, batchSize: 16, callbacks: [plasticity.set({ dropFraction: 0.3, every: 1 })] });
+    }
+    const kept = m.events;
+    expect(all.eventsDropped).to.equal(0);
+    expect(m.eventCount).to.equal(all.eventCount);
+    expect(kept).to.deep.equal(all.events.slice(-kept.length)); // the newest ones
+    expect(m.eventCount).to.be.greaterThan(12);
+    expect(kept.length).to.be.within(8, 9); // trimmed in batches of limit/8 (at least 1) over the limit
+    expect(m.eventsDropped).to.equal(m.eventCount - kept.length);
+    // Indices count the dropped events: from the first kept index on, eventsSince is the kept tail.
+    expect(m.eventsSince(m.eventsDropped)).to.deep.equal(kept);
+    expect(m.eventsSince(m.eventCount - 2)).to.deep.equal(kept.slice(-2));
+    expect(m.eventsSince(0)).to.deep.equal(kept); // older events are gone
+    // A checkpoint keeps the count, and toJSON the limit.
+    const again = await loadModel(m.toBuffer());
+    expect(again.eventCount).to.equal(m.eventCount);
+    expect(again.eventsDropped).to.equal(m.eventsDropped);
+    expect(again.events).to.deep.equal(kept);
+    expect(again.eventLimit).to.equal(8);
+    expect(() => new Sequential({ inputSize: 2, eventLimit: -1 })).to.throw(RangeError, 'eventLimit');
+    expect(() => new Sequential({ inputSize: 2, eventLimit: 1.5 })).to.throw(RangeError, 'eventLimit');
+    expect(() => new Sequential({ inputSize: 2, eventLimit: '9' as any })).to.throw(TypeError, 'eventLimit');
+    expect(new Sequential({ inputSize: 2 }).eventLimit).to.equal(100_000);
   });
 
   it('rejects a density outside (0, 1]', () => {

@@ -59,6 +59,7 @@ export function modelToBuffer(model: Sequential): Buffer {
       rngSpare: state.rngSpare,
       defaultSparseThreshold: state.defaultSparseThreshold,
       statsDecay: state.statsDecay,
+      eventsDropped: state.eventsDropped ?? 0,
       layers: state.layers.map((l) => ({ format: l.format, statsUpdates: l.statsUpdates, sparseThreshold: l.sparseThreshold })),
     }),
     events: JSON.stringify(state.events),
@@ -126,6 +127,15 @@ function optionalTensor<T extends TensorData>(d: Decoded, source: string, name: 
   return d.tensors.has(name) ? tensorOf<T>(d, source, name, dtype, shape) : undefined;
 }
 
+// Older files have no eventsDropped: nothing was dropped.
+function eventsDroppedOf(value: unknown, source: string): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new CheckpointError(`${source}: __metadata__.state.eventsDropped must be a non-negative integer`);
+  }
+  return value;
+}
+
 interface SavedState {
   step: number;
   epoch: number;
@@ -135,6 +145,7 @@ interface SavedState {
   rngSpare: number;
   defaultSparseThreshold: number;
   statsDecay?: number;
+  eventsDropped?: number;
   layers: { format: 'dense' | 'csr'; statsUpdates: number; sparseThreshold: number }[];
 }
 
@@ -239,6 +250,7 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
     rngSpare: Number(saved.rngSpare) || 0,
     defaultSparseThreshold: typeof saved.defaultSparseThreshold === 'number' ? saved.defaultSparseThreshold : -1,
     statsDecay: typeof saved.statsDecay === 'number' ? saved.statsDecay : 0.99,
+    eventsDropped: eventsDroppedOf(saved.eventsDropped, source),
     layers,
     events: events.map((e: Record<string, unknown>, i: number) => {
       if (!e || typeof e !== 'object' || !Array.isArray(e.neuronIds) || !Array.isArray(e.scores)) {

@@ -67,6 +67,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceAccessor<&ModelWrap::GetLayerCount>("layerCount"),
                          InstanceAccessor<&ModelWrap::GetParameterCount>("parameterCount"),
                          InstanceAccessor<&ModelWrap::GetEventCount>("eventCount"),
+                         InstanceAccessor<&ModelWrap::GetEventsDropped>("eventsDropped"),
                          InstanceMethod<&ModelWrap::NeuronIds>("neuronIds"),
                          InstanceMethod<&ModelWrap::PruneWeights>("pruneWeights"),
                          InstanceMethod<&ModelWrap::PruneWeightsToSparsity>("pruneWeightsToSparsity"),
@@ -115,6 +116,11 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   const double threshold = number_prop(config, "sparseThreshold", -1);
   if (!(threshold <= 1.0)) throw Napi::RangeError::New(env, "sparseThreshold must be <= 1");
   model_->set_default_sparse_threshold(threshold);
+  const double event_limit = number_prop(config, "eventLimit", 0);
+  if (!(event_limit >= 0 && event_limit <= 9007199254740991.0) ||
+      event_limit != static_cast<double>(static_cast<int64_t>(event_limit)))
+    throw Napi::RangeError::New(env, "eventLimit must be a non-negative integer");
+  model_->set_event_limit(static_cast<int64_t>(event_limit));
 }
 
 void ModelWrap::ensure_idle(Napi::Env env, const char* operation) {
@@ -266,8 +272,12 @@ Napi::Value ModelWrap::NeuronIds(const Napi::CallbackInfo& info) {
   return ids;
 }
 
+Napi::Value ModelWrap::GetEventsDropped(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(model_->events_dropped()));
+}
+
 Napi::Value ModelWrap::GetEventCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(model_->events().size()));
+  return Napi::Number::New(info.Env(), static_cast<double>(model_->event_count()));
 }
 
 Napi::Value ModelWrap::RequestAbort(const Napi::CallbackInfo& info) {

@@ -57,6 +57,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value GetLayerCount(const Napi::CallbackInfo& info);
   Napi::Value GetParameterCount(const Napi::CallbackInfo& info);
   Napi::Value GetEventCount(const Napi::CallbackInfo& info);
+  Napi::Value GetEventsDropped(const Napi::CallbackInfo& info);
   Napi::Value NeuronIds(const Napi::CallbackInfo& info);
 
   // Structural operations (structure_methods.cpp).

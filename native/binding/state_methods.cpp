@@ -120,6 +120,7 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
   Napi::Array events = Napi::Array::New(env, s.events.size());
   for (size_t i = 0; i < s.events.size(); ++i) events.Set(static_cast<uint32_t>(i), event_to_js(env, s.events[i]));
   o.Set("events", events);
+  o.Set("eventsDropped", static_cast<double>(s.events_dropped));
   return o;
 }
 
@@ -175,6 +176,10 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     Napi::Array events = ev.As<Napi::Array>();
     for (uint32_t i = 0; i < events.Length(); ++i) s.events.push_back(event_from_js(env, events.Get(i), i));
   }
+  const double dropped = number_prop(o, "eventsDropped", 0);
+  if (!(dropped >= 0 && dropped <= 9007199254740991.0) || dropped != static_cast<double>(static_cast<int64_t>(dropped)))
+    throw Napi::RangeError::New(env, "state: eventsDropped must be a non-negative integer");
+  s.events_dropped = static_cast<int64_t>(dropped);
   guard(env, [&] { model_->import_state(std::move(s)); });
   return env.Undefined();
 }

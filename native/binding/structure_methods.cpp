@@ -123,14 +123,17 @@ Napi::Value ModelWrap::SparseThreshold(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, guard(env, [&] { return model_->sparse_threshold(layer, &np::default_pool()); }));
 }
 
-// events(from) -> the structural events from index `from` on
+// events(from) -> the structural events from index `from` of the whole
+// history on (indices count the events the log's limit discarded; those are
+// not returned)
 Napi::Value ModelWrap::Events(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto& events = model_->events();
-  const int64_t from = info.Length() > 0 ? int_arg(info, 0, "from", 0, static_cast<int64_t>(events.size())) : 0;
-  Napi::Array out = Napi::Array::New(env, events.size() - from);
-  for (size_t i = from; i < events.size(); ++i) {
-    out.Set(static_cast<uint32_t>(i - from), event_to_js(env, events[i]));
+  const int64_t from = info.Length() > 0 ? int_arg(info, 0, "from", 0, model_->event_count()) : 0;
+  const size_t first = static_cast<size_t>(std::max<int64_t>(0, from - model_->events_dropped()));
+  Napi::Array out = Napi::Array::New(env, events.size() - first);
+  for (size_t i = first; i < events.size(); ++i) {
+    out.Set(static_cast<uint32_t>(i - first), event_to_js(env, events[i]));
   }
   return out;
 }

@@ -53,6 +53,23 @@ void Model::log_event(StructuralEvent event) {
   event.step = step_;
   event.epoch = epoch_;
   events_.push_back(std::move(event));
+  // Trim in batches (an eighth of the limit over it), so a full log costs an
+  // erase per limit/8 events rather than one per event.
+  if (event_limit_ > 0 && static_cast<int64_t>(events_.size()) > event_limit_ + std::max<int64_t>(1, event_limit_ / 8))
+    trim_events(event_limit_);
+}
+
+void Model::trim_events(int64_t keep) {
+  const int64_t excess = static_cast<int64_t>(events_.size()) - keep;
+  if (excess <= 0) return;
+  events_.erase(events_.begin(), events_.begin() + excess);
+  events_dropped_ += excess;
+}
+
+void Model::set_event_limit(int64_t limit) {
+  if (limit < 0) throw_range("eventLimit must be a non-negative integer (0: keep every event)");
+  event_limit_ = limit;
+  if (limit > 0) trim_events(limit);
 }
 
 void Model::set_layer_sparse_threshold(int64_t l, double density) {

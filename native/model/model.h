@@ -235,7 +235,14 @@ class Model {
   ModelState export_state() const;
   void import_state(ModelState state);
 
+  // The event log keeps the newest event_limit() events (0: all); older ones
+  // are discarded, and events_dropped() counts them, so index i of the whole
+  // history is events()[i - events_dropped()].
   const std::vector<StructuralEvent>& events() const { return events_; }
+  int64_t events_dropped() const { return events_dropped_; }
+  int64_t event_count() const { return events_dropped_ + static_cast<int64_t>(events_.size()); }
+  int64_t event_limit() const { return event_limit_; }
+  void set_event_limit(int64_t limit);
   void set_epoch(int64_t epoch) { epoch_ = epoch; }
   int64_t epoch() const { return epoch_; }
 
@@ -281,6 +288,9 @@ class Model {
   Rng rng_;
   Workspace ws_;
   std::vector<StructuralEvent> events_;
+  int64_t events_dropped_ = 0;
+  int64_t event_limit_ = 0;
+  void trim_events(int64_t keep);
   int64_t epoch_ = 0;
   double default_sparse_threshold_ = -1.0;  // < 0: measured crossover
   double stats_decay_ = 0.99;

@@ -37,6 +37,7 @@ ModelState Model::export_state() const {
   s.default_sparse_threshold = default_sparse_threshold_;
   s.stats_decay = stats_decay_;
   s.events = events_;
+  s.events_dropped = events_dropped_;
   const int moments = layers_.empty() ? 0 : layers_[0].bias.moment_slots();
   for (const DenseLayer& l : layers_) {
     LayerState ls;
@@ -168,6 +169,8 @@ void Model::import_state(ModelState s) {
   default_sparse_threshold_ = s.default_sparse_threshold;
   if (s.stats_decay > 0.0 && s.stats_decay < 1.0) stats_decay_ = s.stats_decay;
   events_ = std::move(s.events);
+  events_dropped_ = std::max<int64_t>(0, s.events_dropped);
+  if (event_limit_ > 0) trim_events(event_limit_);
   ws_ = Workspace();
 }
 

@@ -48,6 +48,7 @@ struct ModelState {
   double stats_decay = 0.99;
   std::vector<LayerState> layers;
   std::vector<StructuralEvent> events;
+  int64_t events_dropped = 0;  // events older than `events`, discarded by the log's limit
 };
 
 }  // namespace np
