@@ -223,6 +223,11 @@ export class CudaNativeModel implements NativeModel {
     return this.host.layerInfo(layer);
   }
 
+  // The host's scratch only; the device's memory goes with to('cpu') (dispose()).
+  releaseMemory(): void {
+    this.host.releaseMemory();
+  }
+
   requestAbort(): void {
     // Only the device trains; a flag left on the host would stop its next CPU fit after to('cpu').
     this.device?.requestAbort();

@@ -125,6 +125,8 @@ export interface NativeModel {
   getGradients(layer: number): { weight: Float32Array; bias: Float32Array };
   layerInfo(layer: number): NativeLayerInfo;
   requestAbort(): void;
+  /** Frees training scratch kept between calls (spare data copy, workspace, CSR transposes); weights and optimizer state stay. */
+  releaseMemory(): void;
   pruneWeights(layers: number[], amount: number, global: boolean): number;
   pruneWeightsToSparsity(layers: number[], sparsity: number, global: boolean): number;
   pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean): number;

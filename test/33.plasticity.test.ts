@@ -257,6 +257,27 @@ describe('plasticity: models built sparse', () => {
     expect(new Sequential({ inputSize: 2 }).eventLimit).to.equal(100_000);
   });
 
+  it('releaseMemory() frees the training scratch and training goes on exactly as before', async () => {
+    const build = () => {
+      const m = new Sequential({ inputSize: 24, seed: 5 });
+      m.add(layers.dense({ units: 48, activation: 'relu', density: 0.3 })).add(layers.dense({ units: 32, activation: 'relu', density: 0.3 })).add(layers.dense({ units: 4 }));
+      m.compile({ optimizer: optimizers.sgd({ learningRate: 0.05, momentum: 0.9 }), loss: 'softmaxCrossEntropy' });
+      return m;
+    };
+    const a = build();
+    const b = build();
+    for (const m of [a, b]) await m.fit(x, y, { epochs: 1, batchSize: 16 });
+    a.releaseMemory();
+    a.releaseMemory(); // twice is fine
+    const ha = await a.fit(x, y, { epochs: 2, batchSize: 16 });
+    const hb = await b.fit(x, y, { epochs: 2, batchSize: 16 });
+    expect(ha.history.loss).to.deep.equal(hb.history.loss);
+    for (let i = 0; i < 3; i++) expect((a.layers[i] as any).getWeights()).to.deep.equal((b.layers[i] as any).getWeights());
+    const running = a.fit(x, y, { epochs: 1, batchSize: 16 });
+    expect(() => a.releaseMemory()).to.throw(Error, 'releaseMemory');
+    await running;
+  });
+
   it('rejects a density outside (0, 1]', () => {
     expect(() => layers.dense({ units: 3, density: 0 })).to.throw(RangeError, 'density');
     expect(() => layers.dense({ units: 3, density: 1.5 })).to.throw(RangeError, 'density');

@@ -62,6 +62,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::GetGradients>("getGradients"),
                          InstanceMethod<&ModelWrap::LayerInfo>("layerInfo"),
                          InstanceMethod<&ModelWrap::RequestAbort>("requestAbort"),
+                         InstanceMethod<&ModelWrap::ReleaseMemory>("releaseMemory"),
                          InstanceAccessor<&ModelWrap::GetStep>("step"),
                          InstanceAccessor<&ModelWrap::GetBusy>("busy"),
                          InstanceAccessor<&ModelWrap::GetLayerCount>("layerCount"),
@@ -278,6 +279,16 @@ Napi::Value ModelWrap::GetEventsDropped(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelWrap::GetEventCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(model_->event_count()));
+}
+
+// releaseMemory(): drops the spare copy of the last fit's data and the
+// model's training scratch (Model::release_scratch).
+Napi::Value ModelWrap::ReleaseMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "releaseMemory");
+  spare_dataset_.reset();
+  model_->release_scratch();
+  return env.Undefined();
 }
 
 Napi::Value ModelWrap::RequestAbort(const Napi::CallbackInfo& info) {

@@ -52,6 +52,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value GetGradients(const Napi::CallbackInfo& info);
   Napi::Value LayerInfo(const Napi::CallbackInfo& info);
   Napi::Value RequestAbort(const Napi::CallbackInfo& info);
+  Napi::Value ReleaseMemory(const Napi::CallbackInfo& info);
   Napi::Value GetStep(const Napi::CallbackInfo& info);
   Napi::Value GetBusy(const Napi::CallbackInfo& info);
   Napi::Value GetLayerCount(const Napi::CallbackInfo& info);

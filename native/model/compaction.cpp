@@ -66,6 +66,12 @@ void Model::trim_events(int64_t keep) {
   events_dropped_ += excess;
 }
 
+void Model::release_scratch() {
+  ws_ = Workspace();
+  last_batch_ = 0;
+  for (DenseLayer& layer : layers_) layer.csr.drop_transpose();
+}
+
 void Model::set_event_limit(int64_t limit) {
   if (limit < 0) throw_range("eventLimit must be a non-negative integer (0: keep every event)");
   event_limit_ = limit;

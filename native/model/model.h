@@ -243,6 +243,11 @@ class Model {
   int64_t event_count() const { return events_dropped_ + static_cast<int64_t>(events_.size()); }
   int64_t event_limit() const { return event_limit_; }
   void set_event_limit(int64_t limit);
+
+  // Frees what training keeps between calls to go faster (the workspace of
+  // activations and gradients, the kept last batch, CSR transposes); the next
+  // training call rebuilds it. Weights, optimizer state and snapshots stay.
+  void release_scratch();
   void set_epoch(int64_t epoch) { epoch_ = epoch; }
   int64_t epoch() const { return epoch_; }
 
