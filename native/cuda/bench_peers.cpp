@@ -87,16 +87,12 @@ struct Cusparse {
 const Cusparse& cusparse() {
   static Cusparse* c = [] {
     auto* out = new Cusparse();
-    for (const char* name : {"libcusparse.so.13", "libcusparse.so.12", "libcusparse.so.11", "libcusparse.so"}) {
-      out->lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-      if (out->lib) {
-        out->name = name;
-        break;
-      }
-    }
+    // By soname, then from the toolkit's folders (open_cuda_library, runtime.h).
+    std::string why;
+    out->lib = open_cuda_library({"libcusparse.so.13", "libcusparse.so.12", "libcusparse.so.11", "libcusparse.so"}, {},
+                                 &out->name, &why, {"libnvJitLink.so"});
     if (!out->lib) {
-      const char* e = dlerror();
-      out->error = std::string("libcusparse.so.{13,12,11} not found") + (e ? std::string(": ") + e : "");
+      out->error = "libcusparse.so.{13,12,11} not found: " + why;
       return out;
     }
     auto sym = [&](auto& fn, const char* s) {

@@ -54,23 +54,22 @@ Blas load_blas() {
     b.reason = "NEUROPLASTIC_CUBLAS=0";
     return b;
   }
-  static const char* const kNames[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"};
-  for (const char* name : kNames) {
-    void* lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (!lib) continue;
-    b.create = reinterpret_cast<BlasCreate>(dlsym(lib, "cublasCreate_v2"));
-    b.destroy = reinterpret_cast<BlasDestroy>(dlsym(lib, "cublasDestroy_v2"));
-    b.set_stream = reinterpret_cast<BlasSetStream>(dlsym(lib, "cublasSetStream_v2"));
-    b.sgemm = reinterpret_cast<BlasSgemm>(dlsym(lib, "cublasSgemm_v2"));
-    if (b.create && b.destroy && b.set_stream && b.sgemm) {
-      b.lib = lib;
-      b.name = name;
-      return b;
-    }
-    dlclose(lib);
-    b = Blas{};
+  // By soname, then from the toolkit's folders (open_cuda_library): a toolkit
+  // that is not on the loader's path would otherwise never give cuBLAS.
+  std::string loaded, why;
+  void* lib = open_cuda_library({"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"},
+                                {"cublasCreate_v2", "cublasDestroy_v2", "cublasSetStream_v2", "cublasSgemm_v2"},
+                                &loaded, &why, {"libcublasLt.so"});
+  if (!lib) {
+    b.reason = "libcublas.so not found: " + why;
+    return b;
   }
-  b.reason = "libcublas.so not found";
+  b.create = reinterpret_cast<BlasCreate>(dlsym(lib, "cublasCreate_v2"));
+  b.destroy = reinterpret_cast<BlasDestroy>(dlsym(lib, "cublasDestroy_v2"));
+  b.set_stream = reinterpret_cast<BlasSetStream>(dlsym(lib, "cublasSetStream_v2"));
+  b.sgemm = reinterpret_cast<BlasSgemm>(dlsym(lib, "cublasSgemm_v2"));
+  b.lib = lib;
+  b.name = loaded;
   return b;
 }
 

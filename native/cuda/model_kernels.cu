@@ -5,6 +5,7 @@
 // features) and the writes (along a feature's samples) are coalesced.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -21,10 +22,12 @@ constexpr int kBlock = 256;
 
 __global__ void __launch_bounds__(kTile * kTileRows)
     gather_transpose_kernel(float* __restrict__ dst, int64_t ldd, const float* __restrict__ src, int64_t lds,
-                            const int32_t* __restrict__ index, int64_t first, int64_t rows, int64_t cols) {
-  // dst[c, j] = src[row(j), c]; tile (blockIdx.y: j0, blockIdx.x: c0)
+                            const int32_t* __restrict__ index, int64_t first, int64_t rows, int64_t cols,
+                            int64_t tile_row0) {
+  // dst[c, j] = src[row(j), c]; tile (tile_row0 + blockIdx.y: j0, blockIdx.x: c0)
   __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed read
-  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kTile, j0 = static_cast<int64_t>(blockIdx.y) * kTile;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kTile;
+  const int64_t j0 = (tile_row0 + static_cast<int64_t>(blockIdx.y)) * kTile;
   for (int k = threadIdx.y; k < kTile; k += kTileRows) {
     const int64_t j = j0 + k, c = c0 + threadIdx.x;
     if (j < rows && c < cols) {
@@ -88,12 +91,17 @@ void gather_transpose_f32_cuda(float* dst, int64_t ldd, const float* src, int64_
                                int64_t first, int64_t rows, int64_t cols, Stream& stream) {
   if (rows <= 0 || cols <= 0) return;
   const int64_t gx = ceil_div(cols, kTile), gy = ceil_div(rows, kTile);
-  if (gx > kMaxGridX || gy > kMaxGridY)
+  if (gx > kMaxGridX)
     throw std::length_error("gather_transpose_f32_cuda: " + std::to_string(rows) + " x " + std::to_string(cols) +
                             " exceeds the grid");
-  dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), block(kTile, kTileRows);
-  gather_transpose_kernel<<<grid, block, 0, raw(stream)>>>(dst, ldd, src, lds, index, first, rows, cols);
-  NP_CUDA_CHECK_LAUNCH();
+  // gridDim.y is at most 65535 tiles (2M rows: a big evaluate()/predict() chunk
+  // reaches it): launch the rows in slices of that many tiles.
+  const dim3 block(kTile, kTileRows);
+  for (int64_t y0 = 0; y0 < gy; y0 += kMaxGridY) {
+    const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(std::min(gy - y0, kMaxGridY)));
+    gather_transpose_kernel<<<grid, block, 0, raw(stream)>>>(dst, ldd, src, lds, index, first, rows, cols, y0);
+    NP_CUDA_CHECK_LAUNCH();
+  }
 }
 
 void gather_i32_cuda(int32_t* dst, const int32_t* src, const int32_t* index, int64_t first, int64_t count,

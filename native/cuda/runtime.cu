@@ -1,6 +1,8 @@
 // Device discovery, the stream, device buffers and error conversion (runtime.h).
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -60,6 +62,56 @@ std::vector<DeviceInfo> devices() {
 }
 
 void set_device(int index) { NP_CUDA_CHECK(cudaSetDevice(index)); }
+
+void* open_cuda_library(const std::vector<std::string>& sonames, const std::vector<std::string>& required,
+                        std::string* loaded, std::string* error, const std::vector<std::string>& companions) {
+  std::vector<std::string> dirs{""};  // "" = the bare soname, through the loader's search path
+  for (const char* var : {"CUDA_HOME", "CUDA_PATH"}) {
+    const char* root = std::getenv(var);
+    if (root && *root) dirs.push_back(std::string(root) + "/lib64/");
+  }
+  dirs.push_back("/usr/local/cuda/lib64/");
+#if defined(__aarch64__)
+  dirs.push_back("/usr/local/cuda/targets/sbsa-linux/lib/");
+#else
+  dirs.push_back("/usr/local/cuda/targets/x86_64-linux/lib/");
+#endif
+  std::string why;
+  for (const std::string& name : sonames) {
+    for (const std::string& dir : dirs) {
+      const std::string path = dir + name;
+      if (!dir.empty()) {
+        // Kept loaded on purpose (the library about to load may need them); a miss is harmless.
+        const size_t so = name.find(".so");
+        const std::string suffix = so == std::string::npos ? "" : name.substr(so + 3);
+        for (const std::string& c : companions) dlopen((dir + c + suffix).c_str(), RTLD_NOW | RTLD_LOCAL);
+      }
+      void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (!lib) {
+        if (why.empty()) {
+          const char* e = dlerror();
+          why = e ? e : path + ": not found";
+        }
+        continue;
+      }
+      bool complete = true;
+      for (const std::string& sym : required) {
+        if (!dlsym(lib, sym.c_str())) {
+          why = path + " lacks " + sym;
+          complete = false;
+          break;
+        }
+      }
+      if (complete) {
+        if (loaded) *loaded = path;
+        return lib;
+      }
+      dlclose(lib);
+    }
+  }
+  if (error) *error = why.empty() ? "no library name given" : why;
+  return nullptr;
+}
 
 // ---- Stream -------------------------------------------------------------------
 

@@ -50,6 +50,19 @@ std::vector<DeviceInfo> devices();
 // Makes `index` the current device of the calling thread.
 void set_device(int index);
 
+// dlopen()s the first of `sonames` that loads (RTLD_NOW | RTLD_LOCAL), with the
+// symbols `required` resolving: by bare name (the loader's search path), then
+// from the toolkit's library folders ($CUDA_HOME, $CUDA_PATH, /usr/local/cuda:
+// lib64 and targets/<arch>-linux/lib), because a toolkit installed without an
+// ld.so.conf entry (the runfile installer, a tarball) is not on the loader's
+// path and cuBLAS / cuSPARSE would otherwise silently never load. Returns the
+// handle and the name or path that loaded, or nullptr with *error saying why.
+// `companions` (e.g. "libcublasLt.so") are preloaded from the same folder with
+// the soname's version suffix, so a library whose dependencies are not on the
+// loader's path either still resolves them (the loader matches loaded sonames).
+void* open_cuda_library(const std::vector<std::string>& sonames, const std::vector<std::string>& required,
+                        std::string* loaded, std::string* error, const std::vector<std::string>& companions = {});
+
 // The one stream all kernels of a model run on, and the per-stream cuBLAS
 // handle when cuBLAS was found at run time (see gemm.cu). Move-only.
 class Stream {

@@ -285,7 +285,12 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     if (busy_) throw to_js_error(env, "ERR_NEUROPLASTIC_BUSY", std::string("CudaModel.") + op + "(): " + busy_ + "() is running on this model; await it first");
     busy_ = op;
   }
-  void release() { busy_ = nullptr; }
+  void release() {
+    busy_ = nullptr;
+    // An abort request that arrived after the worker's last batch check is
+    // dropped with the call, or it would stop the NEXT trainBatches() at once.
+    if (model_) model_->abort_requested = false;
+  }
 
  private:
   Napi::Value Load(const Napi::CallbackInfo& info) {
@@ -345,6 +350,10 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
   }
 
   Napi::Value ReleaseDataset(const Napi::CallbackInfo& info) {
+    // Refused while a worker runs: trainBatches holds a reference to the
+    // dataset (host struct and device buffers), so erasing it meanwhile would
+    // be a use-after-free on both sides (and a map mutated across threads).
+    if (model_ && busy_) idle(info.Env(), "releaseDataset");
     if (model_ && info[0].IsNumber()) model_->release_dataset(static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue()));
     return info.Env().Undefined();
   }
@@ -354,7 +363,10 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
   Napi::Value Predict(const Napi::CallbackInfo& info);
 
   Napi::Value RequestAbort(const Napi::CallbackInfo& info) {
-    if (model_) model_->abort_requested = true;
+    // Only while a call runs (as the CPU model's binding): fit() also calls this
+    // from an AbortSignal between two calls, and a flag left set there would
+    // abort the model's next fit() at its first batch.
+    if (model_ && busy_) model_->abort_requested = true;
     return info.Env().Undefined();
   }
 
