@@ -138,6 +138,27 @@ __global__ void __launch_bounds__(kLossBlock)
   }
 }
 
+// The plumbing both losses share: one block of kLossBlock samples per partial
+// sum (kernel(blocks, partials, stream) launches the loss's own kernel), then
+// the partials summed in a fixed order; an empty batch gives zero totals.
+template <typename Kernel>
+void launch_loss(const char* name, LossTotals* totals, int64_t batch, DeviceBuffer& workspace, Stream& stream,
+                 Kernel&& kernel) {
+  const int64_t blocks = ceil_div(batch, kLossBlock);
+  if (blocks > kMaxGridX) throw std::length_error(std::string(name) + ": batch too large for one grid");
+  cudaStream_t s = raw(stream);
+  if (blocks == 0) {
+    NP_CUDA_CHECK(cudaMemsetAsync(totals, 0, sizeof(LossTotals), s));
+    return;
+  }
+  workspace.reserve(static_cast<size_t>(blocks) * sizeof(Partial));
+  Partial* partials = workspace.as<Partial>();
+  kernel(static_cast<unsigned>(blocks), partials, s);
+  NP_CUDA_CHECK_LAUNCH();
+  sum_partials_kernel<<<1, kLossBlock, 0, s>>>(totals, partials, blocks);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 void softmax_cross_entropy_cuda(float* grad, LossTotals* totals, const float* logits, int64_t ld,
@@ -146,38 +167,20 @@ void softmax_cross_entropy_cuda(float* grad, LossTotals* totals, const float* lo
   if ((labels == nullptr) == (targets == nullptr))
     throw std::invalid_argument("softmax_cross_entropy_cuda: give exactly one of labels and targets");
   if (outputs <= 0) throw std::invalid_argument("softmax_cross_entropy_cuda: outputs must be positive, got " + std::to_string(outputs));
-  const int64_t blocks = ceil_div(batch, kLossBlock);
-  if (blocks > kMaxGridX) throw std::length_error("softmax_cross_entropy_cuda: batch too large for one grid");
-  cudaStream_t s = raw(stream);
-  if (blocks == 0) {
-    NP_CUDA_CHECK(cudaMemsetAsync(totals, 0, sizeof(LossTotals), s));
-    return;
-  }
-  workspace.reserve(static_cast<size_t>(blocks) * sizeof(Partial));
-  Partial* partials = workspace.as<Partial>();
-  softmax_cross_entropy_kernel<<<static_cast<unsigned>(blocks), kLossBlock, 0, s>>>(grad, partials, logits, ld, labels,
-                                                                                  targets, outputs, batch);
-  NP_CUDA_CHECK_LAUNCH();
-  sum_partials_kernel<<<1, kLossBlock, 0, s>>>(totals, partials, blocks);
-  NP_CUDA_CHECK_LAUNCH();
+  launch_loss("softmax_cross_entropy_cuda", totals, batch, workspace, stream,
+              [&](unsigned blocks, Partial* partials, cudaStream_t s) {
+                softmax_cross_entropy_kernel<<<blocks, kLossBlock, 0, s>>>(grad, partials, logits, ld, labels, targets,
+                                                                           outputs, batch);
+              });
 }
 
 void mean_squared_error_cuda(float* grad, LossTotals* totals, const float* y, int64_t ld, const float* targets,
                              int64_t outputs, int64_t batch, DeviceBuffer& workspace, Stream& stream) {
   if (outputs <= 0) throw std::invalid_argument("mean_squared_error_cuda: outputs must be positive, got " + std::to_string(outputs));
-  const int64_t blocks = ceil_div(batch, kLossBlock);
-  if (blocks > kMaxGridX) throw std::length_error("mean_squared_error_cuda: batch too large for one grid");
-  cudaStream_t s = raw(stream);
-  if (blocks == 0) {
-    NP_CUDA_CHECK(cudaMemsetAsync(totals, 0, sizeof(LossTotals), s));
-    return;
-  }
-  workspace.reserve(static_cast<size_t>(blocks) * sizeof(Partial));
-  Partial* partials = workspace.as<Partial>();
-  mean_squared_error_kernel<<<static_cast<unsigned>(blocks), kLossBlock, 0, s>>>(grad, partials, y, ld, targets, outputs, batch);
-  NP_CUDA_CHECK_LAUNCH();
-  sum_partials_kernel<<<1, kLossBlock, 0, s>>>(totals, partials, blocks);
-  NP_CUDA_CHECK_LAUNCH();
+  launch_loss("mean_squared_error_cuda", totals, batch, workspace, stream,
+              [&](unsigned blocks, Partial* partials, cudaStream_t s) {
+                mean_squared_error_kernel<<<blocks, kLossBlock, 0, s>>>(grad, partials, y, ld, targets, outputs, batch);
+              });
 }
 
 }  // namespace np::cuda
