@@ -23,72 +23,19 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
-#include "../../native/bench/bench_args.h"
+#include "../../native/bench/sparse_bench_common.h"
 
 namespace {
 
 using SpMat = Eigen::SparseMatrix<float, Eigen::RowMajor, int32_t>;
 using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-struct Options {
-  std::vector<std::string> shapes{"784x300", "1024x1024", "4096x4096"};
-  std::vector<long> batches{128};
-  std::vector<double> sparsities{0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99};
-  std::vector<int> threads{1};
-  int reps = 7;
-  double min_ms = 100.0;
-  bool json = false;
-};
-
+using Options = np_bench::SparseOptions;
+using np_bench::Lcg;  // the generator of native/bench/bench_sparse.cpp, value for value
+using np_bench::now_ms;
 using np_bench::split;
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "eigen_spmm: %s\n", why);
-  std::fprintf(stderr, "usage: --shapes OUTxIN,... --batches 1,32,128 --sparsities 0,0.9,... --threads 1,2 "
-                       "[--levels IGNORED] [--reps N] [--min-ms MS] [--json]\n");
-  std::exit(2);
-}
-
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage((arg + " needs a value").c_str());
-      return argv[++i];
-    };
-    if (arg == "--shapes") {
-      o.shapes = split(value(), ',');
-    } else if (arg == "--batches") {
-      o.batches = np_bench::numbers<decltype(o.batches)::value_type>(value());
-    } else if (arg == "--sparsities") {
-      o.sparsities = np_bench::numbers<decltype(o.sparsities)::value_type>(value());
-    } else if (arg == "--threads") {
-      o.threads = np_bench::numbers<decltype(o.threads)::value_type>(value());
-    } else if (arg == "--levels") {
-      value();  // accepted for a common command line; Eigen picks its own SIMD
-    } else if (arg == "--reps") {
-      o.reps = std::atoi(value().c_str());
-    } else if (arg == "--min-ms") {
-      o.min_ms = std::atof(value().c_str());
-    } else if (arg == "--json") {
-      o.json = true;
-    } else {
-      usage(("unknown argument " + arg).c_str());
-    }
-  }
-  return o;
-}
-
-// The generator of native/bench/bench_sparse.cpp, value for value.
-struct Lcg {
-  uint64_t s;
-  uint32_t u32() {
-    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-    return static_cast<uint32_t>(s >> 32);
-  }
-  float next() { return static_cast<float>(u32() >> 8) / 8388608.0f - 1.0f; }
-};
+[[noreturn]] void usage(const char* why) { np_bench::sparse_usage("eigen_spmm", why); }
 
 SpMat make_layer(long rows, long cols, double density, uint64_t seed) {
   Lcg rng{seed};
@@ -104,10 +51,6 @@ SpMat make_layer(long rows, long cols, double density, uint64_t seed) {
   return w;
 }
 
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 const char* simd_name() {
 #if defined(__AVX512F__)
   return "eigen-avx512";
@@ -121,7 +64,7 @@ const char* simd_name() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
+  const Options o = np_bench::parse_sparse_options("eigen_spmm", argc, argv);
   if (!o.json)
     std::printf("%-6s %-10s %5s %8s %3s %-12s %10s %10s %7s\n", "impl", "shape", "batch", "sparsity", "thr", "simd",
                 "spmm ms", "sstep ms", "B/w");

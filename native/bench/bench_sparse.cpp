@@ -27,78 +27,19 @@
 #include "kernels/sparse.h"
 #include "kernels/thread_pool.h"
 #include "model/csr_param.h"
-#include "bench/bench_args.h"
+#include "bench/sparse_bench_common.h"
 
 namespace {
 
 using np::Trans;
 
-struct Options {
-  std::vector<std::string> shapes{"784x300", "1024x1024", "4096x4096"};
-  std::vector<int64_t> batches{128};
-  std::vector<double> sparsities{0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99};
-  std::vector<std::string> levels;  // empty: the detected level
-  std::vector<int> threads{1};
-  int reps = 7;
-  double min_ms = 100.0;  // per case and implementation, after warm-up
-  bool json = false;
-};
-
+using Options = np_bench::SparseOptions;
+using np_bench::Lcg;
+using np_bench::now_ms;
 using np_bench::split;
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "neuroplastic_sparse_bench: %s\n", why);
-  std::fprintf(stderr,
-               "usage: --shapes OUTxIN,... --batches 1,32,128 --sparsities 0,0.9,... --threads 1,2 "
-               "[--levels scalar,avx2,avx512] [--reps N] [--min-ms MS] [--json]\n");
-  std::exit(2);
-}
+[[noreturn]] void usage(const char* why) { np_bench::sparse_usage("neuroplastic_sparse_bench", why); }
 
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage((arg + " needs a value").c_str());
-      return argv[++i];
-    };
-    if (arg == "--shapes") {
-      o.shapes = split(value(), ',');
-    } else if (arg == "--batches") {
-      o.batches = np_bench::numbers<decltype(o.batches)::value_type>(value());
-    } else if (arg == "--sparsities") {
-      o.sparsities = np_bench::numbers<decltype(o.sparsities)::value_type>(value());
-    } else if (arg == "--levels") {
-      o.levels = split(value(), ',');
-    } else if (arg == "--threads") {
-      o.threads = np_bench::numbers<decltype(o.threads)::value_type>(value());
-    } else if (arg == "--reps") {
-      o.reps = std::atoi(value().c_str());
-    } else if (arg == "--min-ms") {
-      o.min_ms = std::atof(value().c_str());
-    } else if (arg == "--json") {
-      o.json = true;
-    } else {
-      usage(("unknown argument " + arg).c_str());
-    }
-  }
-  for (double s : o.sparsities)
-    if (!(s >= 0.0 && s < 1.0)) usage("--sparsities must be in [0, 1)");
-  for (int64_t b : o.batches)
-    if (b < 1) usage("--batches must be positive");
-  for (int t : o.threads)
-    if (t < 1) usage("--threads must be positive");
-  return o;
-}
-
-struct Lcg {
-  uint64_t s;
-  uint32_t u32() {
-    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-    return static_cast<uint32_t>(s >> 32);
-  }
-  float next() { return static_cast<float>(u32() >> 8) / 8388608.0f - 1.0f; }
-};
 
 struct AlignedFree {
   void operator()(float* p) const { std::free(p); }
@@ -145,10 +86,6 @@ Layer make_layer(int64_t rows, int64_t cols, double density, uint64_t seed) {
   return l;
 }
 
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 // Worst |fast - naive| / (1 + |naive|) over the three products on the first
 // rows_used rows (a reduced problem, so 4096-wide layers check in milliseconds).
 double check(np::SimdLevel level, const Layer& l, int64_t rows_used, int64_t batch, const float* x, const float* dy,
@@ -175,7 +112,7 @@ double check(np::SimdLevel level, const Layer& l, int64_t rows_used, int64_t bat
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
+  const Options o = np_bench::parse_sparse_options("neuroplastic_sparse_bench", argc, argv);
   std::vector<np::SimdLevel> levels;
   if (o.levels.empty()) levels.push_back(np::detected_simd_level());
   for (const auto& name : o.levels) {
