@@ -139,34 +139,24 @@ inline void sddmm_row(int64_t nnz, const int32_t* idx, const float* dy, const fl
 // The loops over a block's rows: the tile width was dispatched once, above them.
 template <int NV, bool MASKED>
 void spmm_block(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y, int64_t ldy, __m256i m) {
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = csr_block_run(b, r, &s);
-    if (s == e && beta == 1.0f) continue;
+  for_each_block_row(b, beta == 1.0f, csr_block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
     spmm_row<NV, MASKED>(e - s, b.values + s, b.indices + s, x, ldx, beta, y + r * ldy, m);
-  }
+  });
 }
 
 template <int NV, bool MASKED>
 void spmm_t_block(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, int64_t lddx, __m256i m) {
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = csr_block_run(b, r, &s);
-    if (s < e) spmm_t_row<NV, MASKED>(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, m);
-  }
+  for_each_block_row(b, true, csr_block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
+    spmm_t_row<NV, MASKED>(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, m);
+  });
 }
 
 template <int NV, bool MASKED>
 void sddmm_block(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx, float beta,
                  float* grad, __m256i m) {
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = csr_block_run(b, r, &s);
-    if (s < e) sddmm_row<NV, MASKED>(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, m);
-  }
+  for_each_block_row(b, true, csr_block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
+    sddmm_row<NV, MASKED>(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, m);
+  });
 }
 
 #define NP_SPARSE_DISPATCH(fn, n, ...)                                   \

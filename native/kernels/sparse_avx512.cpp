@@ -212,34 +212,24 @@ inline int64_t block_run(const CsrBlock& b, int64_t r, int64_t* start) {
 // The loops over a block's rows: the tile width was dispatched once, above them.
 template <int NV, bool MASKED>
 void spmm_block(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y, int64_t ldy, __mmask16 m) {
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = block_run(b, r, &s);
-    if (s == e && beta == 1.0f) continue;
+  for_each_block_row(b, beta == 1.0f, block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
     spmm_row<NV, MASKED>(e - s, b.values + s, b.indices + s, x, ldx, beta, y + r * ldy, m);
-  }
+  });
 }
 
 template <int NV, bool MASKED>
 void spmm_t_block(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, int64_t lddx, __mmask16 m) {
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = block_run(b, r, &s);
-    if (s < e) spmm_t_row<NV, MASKED>(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, m);
-  }
+  for_each_block_row(b, true, block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
+    spmm_t_row<NV, MASKED>(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, m);
+  });
 }
 
 template <int NV, bool MASKED>
 void sddmm_block(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx, float beta,
                  float* grad, __mmask16 m) {
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = block_run(b, r, &s);
-    if (s < e) sddmm_row<NV, MASKED>(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, m);
-  }
+  for_each_block_row(b, true, block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
+    sddmm_row<NV, MASKED>(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, m);
+  });
 }
 
 // A batch of one: each X "row" is a single float (ldx apart), so a masked
@@ -262,11 +252,7 @@ inline float hsum8(__m256 v) {
 }
 
 void spmm_block_1(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y, int64_t ldy) {
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = block_run(b, r, &s);
-    if (s == e && beta == 1.0f) continue;
+  for_each_block_row(b, beta == 1.0f, block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int64_t k = s;
     for (; k + 16 <= e; k += 16) {
@@ -280,16 +266,13 @@ void spmm_block_1(const CsrBlock& b, const float* x, int64_t ldx, float beta, fl
     const float sum = hsum8(_mm256_add_ps(a0, a1));
     float& out = y[r * ldy];
     out = beta == 0.0f ? sum : beta * out + sum;
-  }
+  });
 }
 
 void sddmm_block_1(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx, float beta,
                    float* grad) {
   const __m256 vb = _mm256_set1_ps(beta);
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = block_run(b, r, &s);
+  for_each_block_row(b, true, block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
     const __m256 d = _mm256_set1_ps(dy[r * lddy]);
     for (int64_t k = s; k < e; k += 8) {
       const __mmask8 m = mask8(e - k);
@@ -297,7 +280,7 @@ void sddmm_block_1(const CsrBlock& b, const float* dy, int64_t lddy, const float
       const __m256 out = beta == 0.0f ? prod : _mm256_fmadd_ps(vb, _mm256_maskz_loadu_ps(m, grad + k), prod);
       _mm256_mask_storeu_ps(grad + k, m, out);
     }
-  }
+  });
 }
 
 #define NP_SPARSE_DISPATCH(fn, n, ...)                                   \

@@ -69,33 +69,23 @@ void sddmm_row(int64_t nnz, const int32_t* idx, const float* dy, const float* x,
 
 void spmm_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* x, int64_t ldx, float beta, float* y,
                                     int64_t ldy, int n) {
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = csr_block_run(b, r, &s);
-    if (s == e && beta == 1.0f) continue;
+  for_each_block_row(b, beta == 1.0f, csr_block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
     spmm_row(e - s, b.values + s, b.indices + s, x, ldx, beta, y + r * ldy, n);
-  }
+  });
 }
 
 void spmm_t_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* dy, int64_t lddy, float* dx, int64_t lddx,
                                       int n) {
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = csr_block_run(b, r, &s);
-    if (s < e) spmm_t_row(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, n);
-  }
+  for_each_block_row(b, true, csr_block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
+    spmm_t_row(e - s, b.values + s, b.indices + s, dy + r * lddy, dx, lddx, n);
+  });
 }
 
 void sddmm_f32_csr_ukernel_16_scalar(const CsrBlock& b, const float* dy, int64_t lddy, const float* x, int64_t ldx,
                                      float beta, float* grad, int n) {
-  for (int64_t r = 0; r < b.nrows; ++r) {
-    csr_block_prefetch(b, r + kCsrPrefetchRows);
-    int64_t s;
-    const int64_t e = csr_block_run(b, r, &s);
-    if (s < e) sddmm_row(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, n);
-  }
+  for_each_block_row(b, true, csr_block_run, [&](int64_t r, int64_t s, int64_t e) NP_INLINE_LAMBDA {
+    sddmm_row(e - s, b.indices + s, dy + r * lddy, x, ldx, beta, grad + s, n);
+  });
 }
 
 const SparseKernel& sparse_kernel_scalar() {
