@@ -7,9 +7,10 @@
 // Needs build/native/neuroplastic_native_bench (npm run build:native). The
 // OpenBLAS harness (bench/peers/openblas_sgemm.c) is compiled on first use into
 // build/bench/ when the cblas header is installed, and skipped otherwise.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
+import { benchBuildDir, buildPeerHarness, nativeBenchProgram, runJsonLines } from './harness';
+import { median } from './types';
 
 export interface BenchResult {
   bench: 'gemm';
@@ -36,7 +37,6 @@ export interface GemmBenchOptions {
   log?: (line: string) => void;
 }
 
-const ROOT = path.resolve(__dirname, '..');
 
 // The acceptance shapes: layers of 128 and 256 units, fan-in and batch from
 // 784 (MNIST) to 4096.
@@ -58,18 +58,6 @@ interface RawResult {
   gflops: number;
 }
 
-function runJsonLines(file: string, args: string[], env: NodeJS.ProcessEnv): RawResult[] {
-  const res = spawnSync(file, [...args, '--json'], { env, encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (res.error) throw res.error;
-  if (res.status !== 0) {
-    throw new Error(`${path.basename(file)} ${args.join(' ')} exited with ${res.status}:\n${res.stderr}`);
-  }
-  return res.stdout
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as RawResult);
-}
-
 function cblasHeader(): string | undefined {
   return ['/usr/include/x86_64-linux-gnu/cblas.h', '/usr/include/cblas.h', '/usr/include/openblas/cblas.h'].find(
     (p) => existsSync(p),
@@ -84,33 +72,23 @@ function buildOpenblasHarness(buildDir: string, log: (s: string) => void): strin
     log('gemm: OpenBLAS skipped (no cblas.h; apt-get install -y libopenblas-dev)');
     return undefined;
   }
-  const src = path.join(ROOT, 'bench', 'peers', 'openblas_sgemm.c');
-  const out = path.join(buildDir, 'bench', 'openblas_sgemm');
-  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
-  mkdirSync(path.dirname(out), { recursive: true });
-  const cc = spawnSync(process.env.CC ?? 'cc', ['-O2', src, '-o', out, '-I', path.dirname(header), '-lopenblas', '-lm'], {
-    encoding: 'utf8',
+  return buildPeerHarness({
+    buildDir,
+    source: 'openblas_sgemm.c',
+    output: 'openblas_sgemm',
+    compiler: process.env.CC ?? 'cc',
+    flags: (src, out) => ['-O2', src, '-o', out, '-I', path.dirname(header), '-lopenblas', '-lm'],
+    tag: 'gemm',
+    peer: 'OpenBLAS',
+    log,
   });
-  if (cc.error || cc.status !== 0) {
-    log(`gemm: OpenBLAS skipped (compiling the harness failed: ${cc.error?.message ?? cc.stderr.trim()})`);
-    return undefined;
-  }
-  return out;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 export async function runGemmBench(opts: GemmBenchOptions): Promise<BenchResult[]> {
   const quick = opts.quick ?? false;
   const log = opts.log ?? ((s: string) => console.error(s));
-  const buildDir = opts.buildDir ?? process.env.NEUROPLASTIC_BUILD_DIR ?? path.join(ROOT, 'build');
-  const ours = path.join(buildDir, 'native', 'neuroplastic_native_bench');
-  if (!existsSync(ours)) {
-    throw new Error(`gemm bench: ${ours} not found; build it with \`npm run build:native\``);
-  }
+  const buildDir = benchBuildDir(opts.buildDir);
+  const ours = nativeBenchProgram(buildDir, 'neuroplastic_native_bench', 'gemm');
   const openblas = buildOpenblasHarness(buildDir, log);
   const shapes = opts.shapes ?? defaultShapes(quick);
   const trans = opts.trans ?? ['nn', 'tn', 'nt'];
@@ -139,11 +117,11 @@ export async function runGemmBench(opts: GemmBenchOptions): Promise<BenchResult[
         const blasMs: number[] = [];
         let blasCore = 'openblas';
         for (let r = 0; r < rounds; ++r) {
-          for (const row of runJsonLines(ours, [...args, '--levels', levelsFor(shape).join(',')], process.env)) {
+          for (const row of runJsonLines<RawResult>(ours, [...args, '--levels', levelsFor(shape).join(',')], process.env)) {
             ourMs.set(row.simd, [...(ourMs.get(row.simd) ?? []), row.median_ms]);
           }
           if (openblas) {
-            const [row] = runJsonLines(openblas, args, blasEnv);
+            const [row] = runJsonLines<RawResult>(openblas, args, blasEnv);
             blasMs.push(row.median_ms);
             blasCore = row.simd;
           }

@@ -13,11 +13,11 @@
 // NEUROPLASTIC_BUILD_DIR for another build folder). The Eigen harness
 // (bench/peers/eigen_spmm.cpp) is compiled on first use into build/bench/ when
 // /usr/include/eigen3 exists (Debian libeigen3-dev), and skipped otherwise.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { BenchResult } from './types';
+import { benchBuildDir, buildPeerHarness, nativeBenchProgram, runJsonLines } from './harness';
+import { median, type BenchResult } from './types';
 
 /** A BenchResult (bench/types.ts) of the sparse sweep, with its extra fields. */
 export interface SparseBenchResult extends BenchResult {
@@ -42,7 +42,6 @@ export interface SparseBenchOptions {
   log?: (line: string) => void;
 }
 
-const ROOT = path.resolve(__dirname, '..');
 const EIGEN_INCLUDE = '/usr/include/eigen3';
 
 interface RawRow {
@@ -63,54 +62,31 @@ interface RawRow {
   version?: string;
 }
 
-function runJsonLines(file: string, args: string[]): RawRow[] {
-  const res = spawnSync(file, [...args, '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (res.error) throw res.error;
-  if (res.status !== 0) {
-    throw new Error(`${path.basename(file)} ${args.join(' ')} exited with ${res.status}:\n${res.stderr}`);
-  }
-  return res.stdout
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as RawRow);
-}
-
 /** Builds the Eigen harness if needed; returns its path, or undefined (reason logged). */
 export function buildEigenHarness(buildDir: string, log: (s: string) => void): string | undefined {
   if (!existsSync(EIGEN_INCLUDE)) {
     log(`sparse: Eigen skipped (no ${EIGEN_INCLUDE}; apt-get install -y libeigen3-dev)`);
     return undefined;
   }
-  const src = path.join(ROOT, 'bench', 'peers', 'eigen_spmm.cpp');
-  const out = path.join(buildDir, 'bench', 'eigen_spmm');
-  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
-  mkdirSync(path.dirname(out), { recursive: true });
-  const cxx = process.env.CXX ?? 'g++';
-  const cc = spawnSync(cxx, ['-O3', '-march=native', '-fopenmp', '-std=c++17', `-I${EIGEN_INCLUDE}`, src, '-o', out], {
-    encoding: 'utf8',
+  return buildPeerHarness({
+    buildDir,
+    source: 'eigen_spmm.cpp',
+    output: 'eigen_spmm',
+    compiler: process.env.CXX ?? 'g++',
+    flags: (src, out) => ['-O3', '-march=native', '-fopenmp', '-std=c++17', `-I${EIGEN_INCLUDE}`, src, '-o', out],
+    tag: 'sparse',
+    peer: 'Eigen',
+    log,
   });
-  if (cc.error || cc.status !== 0) {
-    log(`sparse: Eigen skipped (compiling the harness failed: ${cc.error?.message ?? cc.stderr.trim()})`);
-    return undefined;
-  }
-  return out;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 const DEFAULT_SHAPES = ['784x300', '1024x1024', '4096x4096'];
 
 export async function runSparseBench(opts: SparseBenchOptions = {}): Promise<SparseBenchResult[]> {
   const quick = opts.quick ?? false;
   const log = opts.log ?? ((s: string) => console.error(s));
-  const buildDir = opts.buildDir ?? process.env.NEUROPLASTIC_BUILD_DIR ?? path.join(ROOT, 'build');
-  const ours = path.join(buildDir, 'native', 'neuroplastic_sparse_bench');
-  if (!existsSync(ours)) {
-    throw new Error(`sparse bench: ${ours} not found; build it with \`npm run build:native\``);
-  }
+  const buildDir = benchBuildDir(opts.buildDir);
+  const ours = nativeBenchProgram(buildDir, 'neuroplastic_sparse_bench', 'sparse');
   const eigen = buildEigenHarness(buildDir, log);
   const threads = opts.threads ?? [1, Math.max(1, os.cpus().length)].filter((t, i, a) => a.indexOf(t) === i);
   const shapes = opts.shapes ?? DEFAULT_SHAPES;
@@ -128,9 +104,9 @@ export async function runSparseBench(opts: SparseBenchOptions = {}): Promise<Spa
       const eigenRows = new Map<string, RawRow[]>();
       const key = (r: { batch: number; sparsity: number }) => `${r.batch}|${r.sparsity}`;
       for (let round = 0; round < rounds; ++round) {
-        for (const row of runJsonLines(ours, args)) ourRows.set(key(row), [...(ourRows.get(key(row)) ?? []), row]);
+        for (const row of runJsonLines<RawRow>(ours, args)) ourRows.set(key(row), [...(ourRows.get(key(row)) ?? []), row]);
         if (eigen) {
-          for (const row of runJsonLines(eigen, args)) eigenRows.set(key(row), [...(eigenRows.get(key(row)) ?? []), row]);
+          for (const row of runJsonLines<RawRow>(eigen, args)) eigenRows.set(key(row), [...(eigenRows.get(key(row)) ?? []), row]);
         }
       }
       for (const [k, rows] of ourRows) {
