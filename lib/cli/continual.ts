@@ -3,12 +3,12 @@
 // line per task and a summary. With --json the last stdout line is one JSON
 // object (the ContinualResult plus the run's settings), which
 // `neuroplastic report --from FILE` turns into an HTML page.
-import { AbortError, Sequential, data, layers, optimizers, runtime } from '../index';
+import { Sequential, data, layers, optimizers, runtime } from '../index';
 import * as continual from '../continual';
 import { DenseLayer } from '../layers';
 import * as report from '../report';
 import { CliError, formatOptions, parseArgs, type OptionTable } from './args';
-import type { Command, Io } from './command';
+import { untilInterrupted, type Command, type Io } from './command';
 import { loadCliData } from './data';
 
 const OPTIONS = {
@@ -92,33 +92,23 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   model.compile({ optimizer: optimizers.sgd({ learningRate: v.lr }), loss: 'softmaxCrossEntropy' });
   const callbacks = continual.methodCallbacks(v.method, model, stepsPerTask);
 
-  const abort = new AbortController();
-  const onSigint = () => abort.abort();
-  process.once('SIGINT', onSigint);
   const width = String(v.tasks).length;
-  let result: continual.ContinualResult;
-  try {
-    result = await continual.run(model, tasks, {
+  const ran = await untilInterrupted(io, () => model.step, (signal) =>
+    continual.run(model, tasks, {
       epochsPerTask: v.epochsPerTask,
       batchSize: v.batchSize,
       callbacks,
       evaluateOn: v.evaluateOn,
-      signal: abort.signal,
+      signal,
       onTaskEnd: (t) => {
         say(`task ${String(t.task + 1).padStart(width)}/${v.tasks}  new-task acc ${pct(t.newTaskAccuracy)}  ` +
           `average acc ${pct(t.averageAccuracy)}  dead units ${pct(t.deadUnitFraction)}  params ${t.params}  ` +
           `${t.seconds.toFixed(2)} s`);
       },
-    });
-  } catch (err) {
-    if (err instanceof AbortError) {
-      io.stderr.write(`neuroplastic: interrupted at step ${model.step}\n`);
-      return 130;
-    }
-    throw err;
-  } finally {
-    process.removeListener('SIGINT', onSigint);
-  }
+    }),
+  );
+  if ('exitCode' in ran) return ran.exitCode;
+  const result: continual.ContinualResult = ran.value;
 
   const layerList = model.layers
     .filter((l): l is DenseLayer => l instanceof DenseLayer)

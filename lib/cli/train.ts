@@ -2,12 +2,12 @@
 // on the bundled MNIST digits or on a folder of IDX files, and reports the
 // held-out accuracy. The human report goes to stdout; with --json stdout holds
 // only one JSON object (so `| jq` works) and the header moves to stderr.
-import { AbortError, Sequential, data, layers, optimizers, plasticity, runtime, type Callback, type History, type Optimizer } from '../index';
+import { Sequential, data, layers, optimizers, plasticity, runtime, type Callback, type History, type Optimizer } from '../index';
 import { DenseLayer } from '../layers';
 import { NEURON_CRITERIA, type NeuronCriterion } from '../structure';
 import { formatTable } from '../summary';
 import { CliError, UsageError, formatOptions, parseArgs, type OptionTable, type Values } from './args';
-import type { Command, Io } from './command';
+import { untilInterrupted, type Command, type Io } from './command';
 import { loadCliData } from './data';
 import { ProgressReporter, compactCount } from './progress';
 
@@ -254,30 +254,22 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
         { stream: io.stderr, bar: io.stderrIsTTY, columns: io.columns, samples: train.n, batchSize: v.batchSize },
         v.epochs,
       );
-  // Ctrl-C stops at the next batch boundary, so the terminal is left tidy.
-  const abort = new AbortController();
-  const onSigint = () => abort.abort();
-  process.once('SIGINT', onSigint);
-  let history: History;
-  try {
-    history = await model.fit(train.x, train.y, {
-      epochs: v.epochs,
-      batchSize: v.batchSize,
-      shuffle: true,
-      validationData: [test.x, test.y],
-      callbacks: progress ? [...callbacks, progress] : callbacks,
-      signal: abort.signal,
-    });
-  } catch (err) {
-    progress?.clearBar();
-    if (err instanceof AbortError) {
-      io.stderr.write(`neuroplastic: interrupted at step ${model.step}\n`);
-      return 130;
-    }
-    throw err;
-  } finally {
-    process.removeListener('SIGINT', onSigint);
-  }
+  const fitted = await untilInterrupted(
+    io,
+    () => model.step,
+    (signal) =>
+      model.fit(train.x, train.y, {
+        epochs: v.epochs,
+        batchSize: v.batchSize,
+        shuffle: true,
+        validationData: [test.x, test.y],
+        callbacks: progress ? [...callbacks, progress] : callbacks,
+        signal,
+      }),
+    () => progress?.clearBar(),
+  );
+  if ('exitCode' in fitted) return fitted.exitCode;
+  const history: History = fitted.value;
 
   const evaluation = await model.evaluate(test.x, test.y);
   const h = history.history;
