@@ -3,54 +3,20 @@
 // (<why>)" line each, and the run still passes (CI has nvcc but no GPU).
 // NEUROPLASTIC_REQUIRE_GPU=1 turns a missing device into a failure (the GPU
 // machine's script, scripts/test-gpu.sh, sets it).
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <vector>
 
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "cuda_test.h"
-
-namespace {
-
-struct Entry {
-  const char* name;
-  np_test::TestFn fn;
-  bool needs_device;
-};
-
-std::vector<Entry>& registry() {
-  static std::vector<Entry> tests;
-  return tests;
-}
-
-int g_failures_in_test = 0;
-
-}  // namespace
-
-namespace np_test {
-
-int register_test(const char* name, TestFn fn) {
-  registry().push_back({name, fn, false});
-  return 0;
-}
-
-void report_failure(const char* file, int line, const char* message) {
-  if (g_failures_in_test < 10) std::printf("    %s:%d: CHECK failed: %s\n", file, line, message);
-  if (g_failures_in_test == 10) std::printf("    (further failures of this test not shown)\n");
-  ++g_failures_in_test;
-}
-
-}  // namespace np_test
+#include "../../tests/test_runner.h"
 
 namespace np_cuda_test {
 
 int register_device_test(const char* name, np_test::TestFn fn) {
-  registry().push_back({name, fn, true});
-  return 0;
+  return np_test::register_test_needing_device(name, fn);
 }
 
 }  // namespace np_cuda_test
@@ -72,27 +38,10 @@ int main(int argc, char** argv) {
   const char* require = std::getenv("NEUROPLASTIC_REQUIRE_GPU");
   const bool required = require && std::strcmp(require, "1") == 0;
 
-  int passed = 0, failed = 0, skipped = 0;
-  for (const auto& t : registry()) {
-    if (filter != nullptr && std::strstr(t.name, filter) == nullptr) continue;
-    if (t.needs_device && !no_device.empty()) {
-      std::printf("%s no CUDA device (%s): %s\n", required ? "FAIL:" : "SKIP:", no_device.c_str(), t.name);
-      (required ? failed : skipped) += 1;
-      continue;
-    }
-    g_failures_in_test = 0;
-    const auto start = std::chrono::steady_clock::now();
-    try {
-      t.fn();
-    } catch (const std::exception& e) {
-      np_test::report_failure(__FILE__, __LINE__, (std::string("exception: ") + e.what()).c_str());
-    }
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    const bool ok = g_failures_in_test == 0;
-    std::printf("%s %s (%.0f ms)\n", ok ? "ok  " : "FAIL", t.name, ms);
-    std::fflush(stdout);
-    (ok ? passed : failed) += 1;
-  }
-  std::printf("%d passed, %d failed, %d skipped (no CUDA device)\n", passed, failed, skipped);
-  return failed == 0 ? 0 : 1;
+  np_test::RunOptions options;
+  options.filter = filter;
+  options.device_missing = no_device;
+  options.device_label = "no CUDA device";
+  options.missing_device_fails = required;
+  return np_test::run_tests(options);
 }
