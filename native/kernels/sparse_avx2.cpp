@@ -159,29 +159,11 @@ void sddmm_block(const CsrBlock& b, const float* dy, int64_t lddy, const float* 
   });
 }
 
-#define NP_SPARSE_DISPATCH(fn, n, ...)                                   \
-  do {                                                                    \
-    const int nv = ((n) + 7) / 8;                                         \
-    const __m256i m = tail_mask((n), nv);                                 \
-    const bool masked = ((n) & 7) != 0;                                   \
-    switch (nv * 2 + (masked ? 1 : 0)) {                                  \
-      case 2: fn<1, false>(__VA_ARGS__, m); break;                        \
-      case 3: fn<1, true>(__VA_ARGS__, m); break;                         \
-      case 4: fn<2, false>(__VA_ARGS__, m); break;                        \
-      case 5: fn<2, true>(__VA_ARGS__, m); break;                         \
-      case 6: fn<3, false>(__VA_ARGS__, m); break;                        \
-      case 7: fn<3, true>(__VA_ARGS__, m); break;                         \
-      case 8: fn<4, false>(__VA_ARGS__, m); break;                        \
-      case 9: fn<4, true>(__VA_ARGS__, m); break;                         \
-      case 10: fn<5, false>(__VA_ARGS__, m); break;                       \
-      case 11: fn<5, true>(__VA_ARGS__, m); break;                        \
-      case 12: fn<6, false>(__VA_ARGS__, m); break;                       \
-      case 13: fn<6, true>(__VA_ARGS__, m); break;                        \
-      case 14: fn<7, false>(__VA_ARGS__, m); break;                       \
-      case 15: fn<7, true>(__VA_ARGS__, m); break;                        \
-      case 16: fn<8, false>(__VA_ARGS__, m); break;                       \
-      default: fn<8, true>(__VA_ARGS__, m); break;                        \
-    }                                                                     \
+#define NP_SPARSE_DISPATCH(fn, n, ...)                 \
+  do {                                                  \
+    const int nv = ((n) + 7) / 8;                       \
+    const __m256i m = tail_mask((n), nv);               \
+    NP_SPARSE_SWITCH(fn, nv, ((n) & 7) != 0, m, __VA_ARGS__); \
   } while (0)
 
 }  // namespace

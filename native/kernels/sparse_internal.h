@@ -81,6 +81,29 @@ __attribute__((always_inline)) inline void for_each_block_row(const CsrBlock& b,
   }
 }
 
+// Calls fn<NV, MASKED>(args..., mask) for NV = nv in 1..8 vectors and the
+// edge flag: the per-ISA files dispatch the tile width once per block with it
+// (their NP_SPARSE_DISPATCH computes nv, the edge mask and the flag).
+#define NP_SPARSE_SWITCH(fn, nv, masked, mask, ...)                  \
+  switch ((nv) * 2 + ((masked) ? 1 : 0)) {                           \
+    case 2: fn<1, false>(__VA_ARGS__, mask); break;                  \
+    case 3: fn<1, true>(__VA_ARGS__, mask); break;                   \
+    case 4: fn<2, false>(__VA_ARGS__, mask); break;                  \
+    case 5: fn<2, true>(__VA_ARGS__, mask); break;                   \
+    case 6: fn<3, false>(__VA_ARGS__, mask); break;                  \
+    case 7: fn<3, true>(__VA_ARGS__, mask); break;                   \
+    case 8: fn<4, false>(__VA_ARGS__, mask); break;                  \
+    case 9: fn<4, true>(__VA_ARGS__, mask); break;                   \
+    case 10: fn<5, false>(__VA_ARGS__, mask); break;                 \
+    case 11: fn<5, true>(__VA_ARGS__, mask); break;                  \
+    case 12: fn<6, false>(__VA_ARGS__, mask); break;                 \
+    case 13: fn<6, true>(__VA_ARGS__, mask); break;                  \
+    case 14: fn<7, false>(__VA_ARGS__, mask); break;                 \
+    case 15: fn<7, true>(__VA_ARGS__, mask); break;                  \
+    case 16: fn<8, false>(__VA_ARGS__, mask); break;                 \
+    default: fn<8, true>(__VA_ARGS__, mask); break;                  \
+  }
+
 // Backward data for a batch of one: masked one-lane vector stores defeat
 // store-to-load forwarding when the next row updates the same dX element, so
 // the SIMD variants take this scalar loop for n == 1.
