@@ -40,11 +40,13 @@ namespace {
 constexpr int64_t kL1Bytes = 40 * 1024;
 constexpr int64_t kL2Bytes = 512 * 1024;
 constexpr int64_t kVisitNnz = 16;
-// When X is larger than an L2 block (4096-wide layers at batch 128), L1
-// blocks pay a DRAM-latency W fetch per (row, block) visit as well: measured
-// on 4096 x 4096, they lose to L2 blocks below density ~0.45 (at 0.4: 26.0
-// against 22.7 ms), so such layers switch later.
-constexpr int64_t kVisitNnzWideX = 36;
+// When X is larger than an L2 block (2048- and 4096-wide layers at batch
+// 128), an L1 visit also fetches its stretch of W from further away (W no
+// longer fits L3 at these densities), so such layers switch to L1 blocks
+// later: measured on 4096 x 4096 and 2048 x 2048, L1 blocks win from density
+// ~0.3 (at 0.4: 15.6 against 19.6 ms), L2 blocks below (at 0.2: 9.5 against
+// 11.9 ms).
+constexpr int64_t kVisitNnzWideX = 24;
 constexpr int64_t kChunkBytes = 256 * 1024;
 // Below this many multiply-adds a product lasts about a microsecond, the cost
 // of waking a worker, so it runs on the calling thread.
