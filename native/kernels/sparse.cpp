@@ -19,6 +19,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cache_info.h"
 #include "gemm.h"
 #include "sparse_internal.h"
 #include "thread_pool.h"
@@ -27,18 +28,34 @@ namespace np {
 
 namespace {
 
-// Blocking (Zen 4/5: 48 KB L1d, 1 MB L2 per core). A micro-kernel reads (or
-// writes) one batch tile of an X (dX) row per nonzero, 512 bytes at T = 128,
-// and from L2 that streams at about half the FMA rate. So:
-//   - dense enough that a row meets >= kVisitNnz nonzeros in kL1Bytes worth of
-//     X rows: cut the columns into such L1 blocks; each (row, block) visit then
-//     reloads the row's Y tile, which the run of nonzeros pays for;
-//   - sparser: blocks of kL2Bytes of X rows, so X comes from L2, not L3.
-// Rows go in chunks of kChunkBytes of Y tiles, which stay in L2 across blocks.
-// Measured on Zen 5 (1024 x 1024, batch 128): L1 blocks win from density ~0.2
-// (1.6x at 0.5), L2 blocks below; 4096-column layers gain ~10% from L2 blocks.
-constexpr int64_t kL1Bytes = 40 * 1024;
-constexpr int64_t kL2Bytes = 512 * 1024;
+// Blocking. A micro-kernel reads (or writes) one batch tile of an X (dX) row
+// per nonzero, 512 bytes at T = 128 (AVX-512) or 256 at T = 64 (AVX2), and
+// from L2 that streams at about half the FMA rate. So:
+//   - dense enough that a row meets >= kVisitNnz nonzeros in kL1BlockBytes
+//     worth of X rows: cut the columns into such L1 blocks; each (row, block)
+//     visit then reloads the row's Y tile, which the run of nonzeros pays for;
+//   - sparser: L2 blocks (half the core's L2, cache_info.h) of X rows, so X
+//     comes from L2, not L3.
+// Rows go in chunks of a quarter of L2 of Y tiles, which stay in L2 across
+// blocks beside the X block and the W stream.
+// Measured on Zen 5 (48 KB L1d, 1 MB L2; 1024 x 1024, batch 128): L1 blocks win
+// from density ~0.2 (1.6x at 0.5), L2 blocks below; 4096-column layers gain
+// ~10% from L2 blocks. On Zen 3 (32 KB, 512 KB) the L2 sizes had been Zen 5's
+// constants and overflowed L2: 4096 x 4096 SpMM at 90% sparsity ran 19-25 ms
+// with them, 16-20 with these (three interleaved runs each). A 40 KB L1 block
+// measured best on both cores (on Zen 3, 5/6 of its L1 lost up to 1.3x at 80%):
+// a visit's run length matters more than every X line staying in L1.
+constexpr int64_t kL1BlockBytes = 40 * 1024;
+
+struct BlockBytes {
+  int64_t l1, l2, chunk;
+};
+
+BlockBytes block_bytes() {
+  const CacheSizes& c = cache_sizes();
+  return {kL1BlockBytes, c.l2 / 2, c.l2 / 4};
+}
+
 constexpr int64_t kVisitNnz = 16;
 // When X is larger than an L2 block (2048- and 4096-wide layers at batch
 // 128), an L1 visit also fetches its stretch of W from further away (W no
@@ -47,7 +64,6 @@ constexpr int64_t kVisitNnz = 16;
 // ~0.3 (at 0.4: 15.6 against 19.6 ms), L2 blocks below (at 0.2: 9.5 against
 // 11.9 ms).
 constexpr int64_t kVisitNnzWideX = 24;
-constexpr int64_t kChunkBytes = 256 * 1024;
 // Below this many multiply-adds a product lasts about a microsecond, the cost
 // of waking a worker, so it runs on the calling thread.
 constexpr int64_t kMinParallelMnk = 1 << 16;
@@ -79,12 +95,13 @@ Blocking blocking_for(const CsrView& w, int64_t width, int64_t ld_in, int64_t ld
   const int64_t out_bytes = std::max<int64_t>(1, std::min(width, ld_out)) * static_cast<int64_t>(sizeof(float));
   const double cells = static_cast<double>(w.rows) * static_cast<double>(w.cols);
   const double density = cells > 0.0 ? static_cast<double>(w.nnz()) / cells : 0.0;
-  const int64_t l1_cols = std::max<int64_t>(16, kL1Bytes / in_bytes);
-  const int64_t l2_cols = std::max<int64_t>(16, kL2Bytes / in_bytes);
-  const int64_t visit = w.cols * in_bytes > kL2Bytes ? kVisitNnzWideX : kVisitNnz;
+  static const BlockBytes bb = block_bytes();
+  const int64_t l1_cols = std::max<int64_t>(16, bb.l1 / in_bytes);
+  const int64_t l2_cols = std::max<int64_t>(16, bb.l2 / in_bytes);
+  const int64_t visit = w.cols * in_bytes > bb.l2 ? kVisitNnzWideX : kVisitNnz;
   const int64_t bc = density * static_cast<double>(l1_cols) >= static_cast<double>(visit) ? l1_cols : l2_cols;
   const int64_t run = static_cast<int64_t>(density * static_cast<double>(std::min(bc, w.cols)));
-  return {bc, std::max<int64_t>(16, kChunkBytes / out_bytes), run};
+  return {bc, std::max<int64_t>(16, bb.chunk / out_bytes), run};
 }
 
 // Calls run(block, r_first, first) for every (row chunk, column block) of

@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cache_info.h"
 #include "kernels/gemm.h"
 #include "kernels/simd_level.h"
 #include "kernels/sparse.h"
@@ -284,4 +285,14 @@ TEST(sparse_crossover_density_is_in_range) {
     // Its speed is a benchmark figure (printed above), not a test condition:
     // shared machines and sanitizer builds make wall-clock limits flaky.
   }
+}
+
+TEST(cache_sizes_are_plausible) {
+  // The CSR blocking divides these; a zero or a wild value from the OS must
+  // have been replaced by the fallback or clamped.
+  const np::CacheSizes& c = np::cache_sizes();
+  CHECK(c.l1d >= 16 * 1024 && c.l1d <= 256 * 1024);
+  CHECK(c.l2 >= 128 * 1024 && c.l2 <= 4 * 1024 * 1024);
+  CHECK(c.l2 > c.l1d);
+  std::printf("    L1d %lld KB, L2 %lld KB\n", static_cast<long long>(c.l1d / 1024), static_cast<long long>(c.l2 / 1024));
 }
