@@ -49,6 +49,8 @@ export interface MachineInfo {
   simd_detected: string;
   /** Threads in our native pool for this process (NEUROPLASTIC_THREADS or all cores). */
   threads: number;
+  /** Per-core L1d and L2 in KB, as our CSR kernels block for them (runtime().cache). */
+  cache_kb: { l1d: number; l2: number };
   /** The addon file that was loaded (a local build or a prebuild) and when it was built. */
   addon: string;
   versions: { [name: string]: string };
@@ -133,6 +135,7 @@ export function machineInfo(): MachineInfo {
     simd: rt.simd,
     simd_detected: rt.simdDetected,
     threads: rt.threads,
+    cache_kb: { l1d: rt.cache.l1d / 1024, l2: rt.cache.l2 / 1024 },
     addon,
     versions,
     env,
@@ -145,7 +148,7 @@ export function machineInfo(): MachineInfo {
 export function formatMachine(m: MachineInfo): string {
   const lines = [
     `CPU      ${m.cpu}, ${m.cores} cores [${m.cpu_flags.join(' ')}]`,
-    `SIMD     ${m.simd} (best on this CPU: ${m.simd_detected})`,
+    `SIMD     ${m.simd} (best on this CPU: ${m.simd_detected}); caches per core ${m.cache_kb.l1d} KB L1d, ${m.cache_kb.l2} KB L2`,
     `threads  ${m.threads} in our pool by default`,
     `addon    ${m.addon}`,
     `node     ${m.node} on ${m.os}`,

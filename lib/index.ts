@@ -33,6 +33,8 @@ export interface RuntimeInfo {
   simdDetected: string;
   /** Threads in the native pool (NEUROPLASTIC_THREADS overrides). */
   threads: number;
+  /** Per-core data cache sizes in bytes that the CSR kernels block for (from the OS; 32 KB / 512 KB if it does not say). */
+  cache: { l1d: number; l2: number };
   version: string;
 }
 

@@ -164,7 +164,7 @@ export interface NativeModel {
 
 export interface NativeAddon {
   NativeModel: new (config: { inputSize: number; seed: number; layers: NativeLayerSpec[]; sparseThreshold?: number; eventLimit?: number }) => NativeModel;
-  runtime(): { simd: string; simdDetected: string; threads: number };
+  runtime(): { simd: string; simdDetected: string; threads: number; cache: { l1d: number; l2: number } };
   setSimdLevel(level: string): boolean;
 }
 

@@ -3,10 +3,14 @@ import { Sequential, layers, optimizers, runtime } from '../lib/index';
 import { compiledMlp, mlp, randomArray } from './helpers';
 
 describe('model: building and inspecting', () => {
-  it('reports the native runtime (SIMD level and threads)', () => {
+  it('reports the native runtime (SIMD level, threads, cache sizes)', () => {
     const r = runtime();
     expect(['scalar', 'avx2', 'avx512']).to.include(r.simd);
     expect(r.threads).to.be.at.least(1);
+    // The sizes the CSR kernels block for: what the OS says, clamped to a sane range.
+    expect(r.cache.l1d).to.be.within(16 * 1024, 256 * 1024);
+    expect(r.cache.l2).to.be.within(128 * 1024, 4 * 1024 * 1024);
+    expect(r.cache.l2).to.be.above(r.cache.l1d);
     expect(r.version).to.match(/^\d+\.\d+\.\d+/);
   });
 

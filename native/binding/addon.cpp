@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include "binding/model_wrap.h"
+#include "kernels/cache_info.h"
 #include "kernels/simd_level.h"
 #include "kernels/thread_pool.h"
 
@@ -17,6 +18,10 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
   o.Set("simd", np::simd_level_name(np::active_simd_level()));
   o.Set("simdDetected", np::simd_level_name(np::detected_simd_level()));
   o.Set("threads", np::default_thread_count());
+  Napi::Object cache = Napi::Object::New(env);
+  cache.Set("l1d", static_cast<double>(np::cache_sizes().l1d));
+  cache.Set("l2", static_cast<double>(np::cache_sizes().l2));
+  o.Set("cache", cache);
   return o;
 }
 
