@@ -161,7 +161,10 @@ void pack_b(Trans trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, in
     float* dst = out + jr * kc;
     for (int h = 0; h < 2; ++h) {
       const int cols = nr - 8 * h < 0 ? 0 : (nr - 8 * h < 8 ? nr - 8 * h : 8);
-      transpose_rows(b + (j0 + jr + 8 * h) * ldb + p0, ldb, cols, kc, dst + 8 * h, kNr, 8);
+      // An empty half (nr <= 8) only writes zeros: its source is never read,
+      // so point it at b rather than past B's last row.
+      const float* src = cols > 0 ? b + (j0 + jr + 8 * h) * ldb + p0 : b;
+      transpose_rows(src, ldb, cols, kc, dst + 8 * h, kNr, 8);
     }
   }
 }
