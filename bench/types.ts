@@ -49,7 +49,7 @@ export interface MachineInfo {
   simd_detected: string;
   /** Threads in our native pool for this process (NEUROPLASTIC_THREADS or all cores). */
   threads: number;
-  /** Per-core L1d and L2 in KB, as our CSR kernels block for them (runtime().cache). */
+  /** Per-core L1d and L2 in KB from runtime().cache (our CSR kernels size their L2 blocks from L2). */
   cache_kb: { l1d: number; l2: number };
   /** The addon file that was loaded (a local build or a prebuild) and when it was built. */
   addon: string;

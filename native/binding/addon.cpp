@@ -18,9 +18,10 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
   o.Set("simd", np::simd_level_name(np::active_simd_level()));
   o.Set("simdDetected", np::simd_level_name(np::detected_simd_level()));
   o.Set("threads", np::default_thread_count());
+  const np::CacheSizes& sizes = np::cache_sizes();
   Napi::Object cache = Napi::Object::New(env);
-  cache.Set("l1d", static_cast<double>(np::cache_sizes().l1d));
-  cache.Set("l2", static_cast<double>(np::cache_sizes().l2));
+  cache.Set("l1d", static_cast<double>(sizes.l1d));
+  cache.Set("l2", static_cast<double>(sizes.l2));
   o.Set("cache", cache);
   return o;
 }

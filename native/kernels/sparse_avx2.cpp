@@ -46,7 +46,7 @@ __attribute__((always_inline)) inline void spmm_row(int64_t nnz, const float* va
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) a0[v] = a1[v] = _mm256_setzero_ps();
   int64_t k = 0;
-  if (kTwoSets) {
+  if constexpr (kTwoSets) {
     for (; k + 2 <= nnz; k += 2) {
       const float* x0 = x + static_cast<int64_t>(idx[k]) * ldx;
       const float* x1 = x + static_cast<int64_t>(idx[k + 1]) * ldx;
@@ -69,7 +69,7 @@ __attribute__((always_inline)) inline void spmm_row(int64_t nnz, const float* va
       a0[v] = _mm256_fmadd_ps(w0, mv ? _mm256_maskload_ps(x0 + 8 * v, m) : _mm256_loadu_ps(x0 + 8 * v), a0[v]);
     }
   }
-  if (kTwoSets) {
+  if constexpr (kTwoSets) {
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) a0[v] = _mm256_add_ps(a0[v], a1[v]);
   }
