@@ -9,10 +9,15 @@
 //   node --import tsx bench/sparse.ts [--quick] [--threads 1,2] [--shapes 784x300,...]
 //        [--batches 1,32,128] [--sparsities 0,0.5,...] [--json]
 //
+// First it prints the ceiling of this core (sparseCeilingLines below): how
+// fast the CSR access pattern alone runs, so the measured speed-ups can be read
+// against what the hardware allows.
+//
 // Needs build/native/neuroplastic_sparse_bench (npm run build:native, with
 // NEUROPLASTIC_BUILD_DIR for another build folder). The Eigen harness
 // (bench/peers/eigen_spmm.cpp) is compiled on first use into build/bench/ when
 // /usr/include/eigen3 exists (Debian libeigen3-dev), and skipped otherwise.
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -82,6 +87,20 @@ export function buildEigenHarness(buildDir: string, log: (s: string) => void): s
 
 const DEFAULT_SHAPES = ['784x300', '1024x1024', '4096x4096'];
 
+/**
+ * What any CSR kernel can reach on this core: the forward product's access
+ * pattern alone (build/native/neuroplastic_sparse_ceiling) from X rows in L1,
+ * in L2 and beyond, against the FMA peak and our dense GEMM. Returns its
+ * printed lines, or one line saying why it did not run.
+ */
+export function sparseCeilingLines(buildDir: string, quick: boolean): string[] {
+  const file = path.join(buildDir, 'native', 'neuroplastic_sparse_ceiling');
+  if (!existsSync(file)) return [`sparse ceiling: ${file} not found; build it with \`npm run build:native\``];
+  const res = spawnSync(file, ['--rounds', quick ? '3' : '7'], { encoding: 'utf8' });
+  if (res.error || res.status !== 0) return [`sparse ceiling failed: ${res.error?.message ?? res.stderr}`];
+  return res.stdout.trimEnd().split('\n');
+}
+
 export async function runSparseBench(opts: SparseBenchOptions = {}): Promise<SparseBenchResult[]> {
   const quick = opts.quick ?? false;
   const log = opts.log ?? ((s: string) => console.error(s));
@@ -94,6 +113,7 @@ export async function runSparseBench(opts: SparseBenchOptions = {}): Promise<Spa
   const sparsities = opts.sparsities ?? (quick ? [0.5, 0.9, 0.99] : [0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]);
   const rounds = opts.rounds ?? (quick ? 1 : 2);
   const timing = quick ? ['--reps', '3', '--min-ms', '20'] : ['--reps', '5', '--min-ms', '60'];
+  for (const line of sparseCeilingLines(buildDir, quick)) log(line);
 
   const results: SparseBenchResult[] = [];
   for (const t of threads) {
