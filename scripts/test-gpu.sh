@@ -81,7 +81,9 @@ status=0
 # ---- 4. native CUDA kernel tests ---------------------------------------------------------
 echo "== ${CUDA_TESTS}"
 timeout 180 "${CUDA_TESTS}" || status=1
-if [ "$status" = 0 ] && "${CUDA_TESTS}" gemm_f32_cuda_matches_naive 2>/dev/null | grep -q 'backend: cublas'; then
+# grep without -q: under pipefail, -q's early exit can kill the test binary with
+# SIGPIPE and the pipeline would read as "no cuBLAS", skipping the second run.
+if [ "$status" = 0 ] && "${CUDA_TESTS}" gemm_f32_cuda_matches_naive 2>/dev/null | grep 'backend: cublas' > /dev/null; then
   echo "== the dispatching GEMM once more without cuBLAS (NEUROPLASTIC_CUBLAS=0)"
   NEUROPLASTIC_CUBLAS=0 "${CUDA_TESTS}" gemm_f32_cuda_matches_naive || status=1
 fi

@@ -90,7 +90,9 @@ const Cusparse& cusparse() {
     // By soname, then from the toolkit's folders (open_cuda_library, runtime.h).
     std::string why;
     out->lib = open_cuda_library({"libcusparse.so.13", "libcusparse.so.12", "libcusparse.so.11", "libcusparse.so"}, {},
-                                 &out->name, &why, {"libnvJitLink.so"});
+                                 // CUDA 13's cuSPARSE keeps the soname libcusparse.so.12 but links
+                                 // libnvJitLink.so.13, which the ".12" suffix alone would miss.
+                                 &out->name, &why, {"libnvJitLink.so", "libnvJitLink.so.13"});
     if (!out->lib) {
       out->error = "libcusparse.so.{13,12,11} not found: " + why;
       return out;

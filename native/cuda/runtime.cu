@@ -84,7 +84,13 @@ void* open_cuda_library(const std::vector<std::string>& sonames, const std::vect
         // Kept loaded on purpose (the library about to load may need them); a miss is harmless.
         const size_t so = name.find(".so");
         const std::string suffix = so == std::string::npos ? "" : name.substr(so + 3);
-        for (const std::string& c : companions) dlopen((dir + c + suffix).c_str(), RTLD_NOW | RTLD_LOCAL);
+        for (const std::string& c : companions) {
+          // A companion named with its own version ("libnvJitLink.so.13") is taken as is: the
+          // soname's suffix is not always the companion's (CUDA 13 ships libcusparse.so.12,
+          // which links libnvJitLink.so.13).
+          const bool versioned = c.find(".so.") != std::string::npos;
+          dlopen((dir + c + (versioned ? std::string() : suffix)).c_str(), RTLD_NOW | RTLD_LOCAL);
+        }
       }
       void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (!lib) {

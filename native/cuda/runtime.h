@@ -59,7 +59,8 @@ void set_device(int index);
 // handle and the name or path that loaded, or nullptr with *error saying why.
 // `companions` (e.g. "libcublasLt.so") are preloaded from the same folder with
 // the soname's version suffix, so a library whose dependencies are not on the
-// loader's path either still resolves them (the loader matches loaded sonames).
+// loader's path either still resolves them (the loader matches loaded sonames);
+// a companion that names its own version ("libnvJitLink.so.13") is loaded as named.
 void* open_cuda_library(const std::vector<std::string>& sonames, const std::vector<std::string>& required,
                         std::string* loaded, std::string* error, const std::vector<std::string>& companions = {});
 
