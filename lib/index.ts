@@ -33,7 +33,7 @@ export interface RuntimeInfo {
   simdDetected: string;
   /** Threads in the native pool (NEUROPLASTIC_THREADS overrides). */
   threads: number;
-  /** Per-core data cache sizes in bytes, from the OS (32 KB / 512 KB if it does not say). The CSR kernels size their L2 blocks from `l2`. */
+  /** Per-core data cache sizes in bytes, from the OS (32 KB / 512 KB if it does not say). The CSR kernels size their column blocks from them. */
   cache: { l1d: number; l2: number };
   version: string;
 }

@@ -1,9 +1,9 @@
 // The data cache sizes of the core the kernels run on, read once at run time,
-// so the CSR kernels' L2 blocks follow the machine: the same binary runs on
+// so the CSR kernels' column blocks follow the machine: the same binary runs on
 // Zen 3 (32 KB L1d, 512 KB L2), Zen 4/5 (32-48 KB, 1 MB) and Intel cores
-// (48 KB, 1.25-2 MB), and a block sized for one overflows the other's L2.
-// L1d is reported (runtime().cache) but not used: the kernels' L1 block is a
-// fixed 40 KB, which measured best on both 32 and 48 KB cores (sparse.cpp).
+// (48 KB, 1.25-2 MB), and a block sized for one overflows the other's caches.
+// L2 blocks are half of l2; L1 blocks l1d less 8 KB, at most 40 KB, except
+// for layers whose X overflows an L2 block, which keep 40 KB (sparse.cpp).
 #pragma once
 
 #include <cstdint>
