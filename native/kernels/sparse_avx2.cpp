@@ -38,14 +38,17 @@ inline void store(bool masked, float* p, __m256i m, __m256 v) {
 // accumulators went through the stack on every nonzero; on Zen 3, 784x300 at
 // 90% sparsity and batch 128 took 0.25-0.28 ms with the spills, 0.18-0.23
 // without, interleaved runs).
-// X rows are read from the top vector down. Ascending reads of a row's lines
-// look like a stream to the L1 prefetcher, which then fetches the lines after
-// the row: the next X rows, which at these densities are mostly not needed,
-// and cost L2 bandwidth, the very thing the sparse product runs short of.
-// Measured on Zen 3 (batch 128, 1 thread, best of 8 interleaved rounds):
+// In the one-set loop X rows are read from the top vector down. Read in
+// ascending order, a row's lines look like a stream to the L1 prefetcher,
+// which (most likely; there is no PMU here to confirm it) then fetches the
+// lines after the row: the next X rows, mostly not needed at these densities,
+// at the cost of L2 bandwidth, the very thing the sparse product runs short
+// of. Measured on Zen 3 (batch 128, 1 thread, best of 8 interleaved rounds):
 // 1024 x 1024 at 90% sparsity 1.22x faster, 4096 x 4096 1.14x, 784 x 300
 // 1.05x, 1024 x 1024 at 70% 1.20x. The line orders 2,0,3,1 and 1,3,0,2 gained
-// the same; prefetching X rows four nonzeros ahead lost 1.2-1.8x.
+// the same; prefetching X rows four nonzeros ahead lost 1.2-1.8x. The
+// two-set loop (tiles of <= 32 floats, two lines) stays ascending: reversed,
+// batch 32 measured 1-8% slower. sddmm's X reads gained nothing reversed.
 template <int NV, bool MASKED>
 __attribute__((always_inline)) inline void spmm_row(int64_t nnz, const float* vals, const int32_t* idx,
                                                     const float* x, int64_t ldx, float beta, float* y, __m256i m) {
