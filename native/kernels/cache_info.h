@@ -2,8 +2,8 @@
 // so the CSR kernels' column blocks follow the machine: the same binary runs on
 // Zen 3 (32 KB L1d, 512 KB L2), Zen 4/5 (32-48 KB, 1 MB) and Intel cores
 // (48 KB, 1.25-2 MB), and a block sized for one overflows the other's caches.
-// L2 blocks are half of l2; L1 blocks l1d less 8 KB, at most 40 KB, except
-// for layers whose X overflows an L2 block, which keep 40 KB (sparse.cpp).
+// L2 blocks are half of l2; L1 blocks 40 KB, or l1d less 8 KB where X's rows
+// are wider than a batch tile (sparse.cpp).
 #pragma once
 
 #include <cstdint>

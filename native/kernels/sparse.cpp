@@ -43,25 +43,28 @@ namespace {
 // ~10% from L2 blocks. On Zen 3 (32 KB, 512 KB) the L2 sizes had been Zen 5's
 // constants and overflowed L2: 4096 x 4096 SpMM at 90% sparsity ran 19-25 ms
 // with them, 16-20 with these (three interleaved runs each).
-// L1 blocks: the core's L1d less 8 KB for the W stream and the Y tile, at most
-// 40 KB (which measured best on Zen 5: 48 KB less 8). On Zen 3 that is 24 KB
-// instead of the 40 KB it had, since the AVX2 kernel stopped feeding the L1
-// prefetcher (sparse_avx2.cpp): 784 x 300 at 50% sparsity 1.49x faster (sddmm
-// 1.32x), 1024 x 1024 1.09x (1.19x), no change at 80-90% (batch 128, best of
-// 10 interleaved rounds). Layers whose X overflows an L2 block keep 40 KB:
-// their W comes from DRAM, where a visit's run length matters more (4096 x
-// 4096 at 80%: 26 ms with 40 KB, 42 with 32 KB).
+// L1 blocks: 40 KB, which measured best on Zen 5 (48 KB L1d) and, for tiles
+// that are whole rows of X (batch <= the tile), on Zen 3 (32 KB) too (batch
+// 32 lost 6-13% with 24 KB blocks). When X's rows are wider than a tile
+// (batch 128 or 256 in 64-float tiles) a block's lines lie further apart and
+// share fewer cache sets; there the block is the L1d less 8 KB for the W stream
+// and the Y tile (24 KB on Zen 3, 40 KB on Zen 5 as before): on Zen 3 at batch
+// 128, 784 x 300 at 50% sparsity 1.49x faster (sddmm 1.32x), 1024 x 1024
+// 1.09x (1.19x), no change at 80-90% (best of 10 interleaved rounds). Layers
+// whose X overflows an L2 block keep 40 KB: their W comes from DRAM, where a
+// visit's run length matters more (4096 x 4096 at 80%: 26 ms with 40 KB, 42
+// with 32 KB).
 constexpr int64_t kL1BlockBytes = 40 * 1024;
 constexpr int64_t kL1Headroom = 8 * 1024;
 
 struct BlockBytes {
-  int64_t l1, l1_wide_x, l2, chunk;
+  int64_t l1, l1_strided_x, l2, chunk;
 };
 
 BlockBytes block_bytes() {
   const CacheSizes& c = cache_sizes();
-  const int64_t l1 = std::clamp<int64_t>(c.l1d - kL1Headroom, 8 * 1024, kL1BlockBytes);
-  return {l1, kL1BlockBytes, c.l2 / 2, c.l2 / 4};
+  const int64_t strided = std::clamp<int64_t>(c.l1d - kL1Headroom, 8 * 1024, kL1BlockBytes);
+  return {kL1BlockBytes, strided, c.l2 / 2, c.l2 / 4};
 }
 
 constexpr int64_t kVisitNnz = 16;
@@ -105,7 +108,8 @@ Blocking blocking_for(const CsrView& w, int64_t width, int64_t ld_in, int64_t ld
   const double density = cells > 0.0 ? static_cast<double>(w.nnz()) / cells : 0.0;
   static const BlockBytes bb = block_bytes();
   const bool wide_x = w.cols * in_bytes > bb.l2;
-  const int64_t l1_cols = std::max<int64_t>(16, (wide_x ? bb.l1_wide_x : bb.l1) / in_bytes);
+  const bool strided_x = ld_in > width;
+  const int64_t l1_cols = std::max<int64_t>(16, (strided_x && !wide_x ? bb.l1_strided_x : bb.l1) / in_bytes);
   const int64_t l2_cols = std::max<int64_t>(16, bb.l2 / in_bytes);
   const int64_t visit = wide_x ? kVisitNnzWideX : kVisitNnz;
   const int64_t bc = density * static_cast<double>(l1_cols) >= static_cast<double>(visit) ? l1_cols : l2_cols;
