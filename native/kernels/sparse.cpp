@@ -74,7 +74,19 @@ constexpr int64_t kVisitNnz = 16;
 // later: measured on 4096 x 4096 and 2048 x 2048, L1 blocks win from density
 // ~0.3 (at 0.4: 15.6 against 19.6 ms), L2 blocks below (at 0.2: 9.5 against
 // 11.9 ms).
-constexpr int64_t kVisitNnzWideX = 24;
+//
+// That was on Zen 5, whose AVX-512 kernels take 128-float tiles. Narrower tiles do less work a visit
+// for the same jump in W and need longer visits, measured on Zen 3 with W cold
+// (the bench runs a dense GEMM between), 4096 x 4096, speed-up over dense, L1
+// blocks against L2 blocks, three interleaved runs:
+//   64-float tiles (batch 128): 24 nonzeros a visit (85%) 1.7-1.9x against
+//     2.2-2.4x; 32 a visit (80%) 26 ms against 32 ms: threshold 30;
+//   32-float tiles (batch 32): 32 a visit (90%) 2.4x against 3.7-4.0x; 48 a
+//     visit (85%) 2.9-3.1x against 2.4-2.5x: threshold 40.
+int64_t visit_nnz_wide_x(int64_t tile_floats) {
+  if (tile_floats >= 128) return 24;
+  return tile_floats >= 64 ? 30 : 40;
+}
 // Below this many multiply-adds a product lasts about a microsecond, the cost
 // of waking a worker, so it runs on the calling thread.
 constexpr int64_t kMinParallelMnk = 1 << 16;
@@ -111,7 +123,8 @@ Blocking blocking_for(const CsrView& w, int64_t width, int64_t ld_in, int64_t ld
   const bool strided_x = ld_in > width;
   const int64_t l1_cols = std::max<int64_t>(16, (strided_x && !wide_x ? bb.l1_strided_x : bb.l1) / in_bytes);
   const int64_t l2_cols = std::max<int64_t>(16, bb.l2 / in_bytes);
-  const int64_t visit = wide_x ? kVisitNnzWideX : kVisitNnz;
+  const int64_t tile_floats = std::max<int64_t>(1, std::min(width, ld_in));
+  const int64_t visit = wide_x ? visit_nnz_wide_x(tile_floats) : kVisitNnz;
   const int64_t bc = density * static_cast<double>(l1_cols) >= static_cast<double>(visit) ? l1_cols : l2_cols;
   const int64_t run = static_cast<int64_t>(density * static_cast<double>(std::min(bc, w.cols)));
   return {bc, std::max<int64_t>(16, bb.chunk / out_bytes), run};
