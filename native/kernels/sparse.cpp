@@ -75,10 +75,11 @@ constexpr int64_t kVisitNnz = 16;
 // ~0.3 (at 0.4: 15.6 against 19.6 ms), L2 blocks below (at 0.2: 9.5 against
 // 11.9 ms).
 //
-// That was on Zen 5, whose AVX-512 kernels take 128-float tiles. Narrower tiles do less work a visit
-// for the same jump in W and need longer visits, measured on Zen 3 with W cold
-// (the bench runs a dense GEMM between), 4096 x 4096, speed-up over dense, L1
-// blocks against L2 blocks, three interleaved runs:
+// That was on Zen 5, whose AVX-512 kernels take 128-float tiles. Narrower
+// tiles do less work a visit for the same jump in W and need longer visits,
+// measured on Zen 3 with W cold (the bench runs a dense GEMM between), 4096 x
+// 4096, speed-up over dense, L1 blocks against L2 blocks, three interleaved
+// runs:
 //   64-float tiles (batch 128): 24 nonzeros a visit (85%) 1.7-1.9x against
 //     2.2-2.4x; 32 a visit (80%) 26 ms against 32 ms: threshold 30;
 //   32-float tiles (batch 32): 32 a visit (90%) 2.4x against 3.7-4.0x; 48 a
@@ -114,7 +115,8 @@ struct Blocking {
 // the one walked row by row (Y or dY). A stride under the tile (batch 1 with
 // ld 1) packs several rows per cache line: the footprint is the stride.
 Blocking blocking_for(const CsrView& w, int64_t width, int64_t ld_in, int64_t ld_out) {
-  const int64_t in_bytes = std::max<int64_t>(1, std::min(width, ld_in)) * static_cast<int64_t>(sizeof(float));
+  const int64_t in_floats = std::max<int64_t>(1, std::min(width, ld_in));  // of an X row a visit reads
+  const int64_t in_bytes = in_floats * static_cast<int64_t>(sizeof(float));
   const int64_t out_bytes = std::max<int64_t>(1, std::min(width, ld_out)) * static_cast<int64_t>(sizeof(float));
   const double cells = static_cast<double>(w.rows) * static_cast<double>(w.cols);
   const double density = cells > 0.0 ? static_cast<double>(w.nnz()) / cells : 0.0;
@@ -123,8 +125,7 @@ Blocking blocking_for(const CsrView& w, int64_t width, int64_t ld_in, int64_t ld
   const bool strided_x = ld_in > width;
   const int64_t l1_cols = std::max<int64_t>(16, (strided_x && !wide_x ? bb.l1_strided_x : bb.l1) / in_bytes);
   const int64_t l2_cols = std::max<int64_t>(16, bb.l2 / in_bytes);
-  const int64_t tile_floats = std::max<int64_t>(1, std::min(width, ld_in));
-  const int64_t visit = wide_x ? visit_nnz_wide_x(tile_floats) : kVisitNnz;
+  const int64_t visit = wide_x ? visit_nnz_wide_x(in_floats) : kVisitNnz;
   const int64_t bc = density * static_cast<double>(l1_cols) >= static_cast<double>(visit) ? l1_cols : l2_cols;
   const int64_t run = static_cast<int64_t>(density * static_cast<double>(std::min(bc, w.cols)));
   return {bc, std::max<int64_t>(16, bb.chunk / out_bytes), run};
