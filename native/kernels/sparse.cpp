@@ -58,13 +58,13 @@ constexpr int64_t kL1BlockBytes = 40 * 1024;
 constexpr int64_t kL1Headroom = 8 * 1024;
 
 struct BlockBytes {
-  int64_t l1, l1_strided_x, l2, chunk;
+  int64_t l1_strided_x, l2, chunk;  // other L1 blocks are kL1BlockBytes
 };
 
 BlockBytes block_bytes() {
   const CacheSizes& c = cache_sizes();
   const int64_t strided = std::clamp<int64_t>(c.l1d - kL1Headroom, 8 * 1024, kL1BlockBytes);
-  return {kL1BlockBytes, strided, c.l2 / 2, c.l2 / 4};
+  return {strided, c.l2 / 2, c.l2 / 4};
 }
 
 constexpr int64_t kVisitNnz = 16;
@@ -123,7 +123,7 @@ Blocking blocking_for(const CsrView& w, int64_t width, int64_t ld_in, int64_t ld
   static const BlockBytes bb = block_bytes();
   const bool wide_x = w.cols * in_bytes > bb.l2;
   const bool strided_x = ld_in > width;
-  const int64_t l1_cols = std::max<int64_t>(16, (strided_x && !wide_x ? bb.l1_strided_x : bb.l1) / in_bytes);
+  const int64_t l1_cols = std::max<int64_t>(16, (strided_x && !wide_x ? bb.l1_strided_x : kL1BlockBytes) / in_bytes);
   const int64_t l2_cols = std::max<int64_t>(16, bb.l2 / in_bytes);
   const int64_t visit = wide_x ? visit_nnz_wide_x(in_floats) : kVisitNnz;
   const int64_t bc = density * static_cast<double>(l1_cols) >= static_cast<double>(visit) ? l1_cols : l2_cols;
