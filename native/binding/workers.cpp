@@ -303,12 +303,19 @@ Napi::Value start_train(const Napi::CallbackInfo& info, ModelWrap* wrap) {
   // Only the slice of the order these batches use.
   const int64_t begin = first * batch_size, end = std::min(data->n, (first + count) * batch_size);
   std::vector<int32_t> slice(o + begin, o + std::max(begin, end));
-  auto* worker = new TrainWorker(env, wrap, std::move(data), std::move(slice), first, count, batch_size);
+  // The worker claims the model; if making the progress callback fails (out
+  // of memory), the worker never runs, so the claim is dropped with it.
+  std::unique_ptr<TrainWorker> worker(new TrainWorker(env, wrap, std::move(data), std::move(slice), first, count, batch_size));
   if (info.Length() > 5 && info[5].IsFunction()) {
-    worker->set_progress(Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "neuroplastic.progress", 0, 1));
+    try {
+      worker->set_progress(Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "neuroplastic.progress", 0, 1));
+    } catch (...) {
+      wrap->release();
+      throw;
+    }
   }
   Napi::Promise p = worker->promise();
-  worker->Queue();
+  worker.release()->Queue();  // napi owns it from here and deletes it when done
   return p;
 }
 

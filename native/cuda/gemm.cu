@@ -80,15 +80,30 @@ const Blas& blas() {
 
 }  // namespace
 
+namespace {
+
+// Why the latest attempt to make a cuBLAS handle failed ("" when it worked),
+// for gemm_backend(): cuBLAS loaded, but that stream's GEMMs run on the own kernel.
+std::mutex g_handle_failure_mutex;
+std::string g_handle_failure;
+
+}  // namespace
+
 void* create_blas_handle(void* stream) {
   const Blas& b = blas();
   if (!b.lib) return nullptr;
   void* handle = nullptr;
-  if (b.create(&handle) != 0) return nullptr;  // e.g. no device: fall back to the own kernel
-  if (b.set_stream(handle, static_cast<cudaStream_t>(stream)) != 0) {
+  std::string failed;
+  if (const BlasStatus st = b.create(&handle); st != 0) {  // e.g. no device memory: fall back to the own kernel
+    failed = "cublasCreate failed with status " + std::to_string(st);
+    handle = nullptr;
+  } else if (const BlasStatus st2 = b.set_stream(handle, static_cast<cudaStream_t>(stream)); st2 != 0) {
+    failed = "cublasSetStream failed with status " + std::to_string(st2);
     b.destroy(handle);
-    return nullptr;
+    handle = nullptr;
   }
+  const std::lock_guard<std::mutex> lock(g_handle_failure_mutex);
+  g_handle_failure = failed;
   return handle;
 }
 
@@ -98,7 +113,10 @@ void release_blas_handle(void* handle) noexcept {
 
 std::string gemm_backend() {
   const Blas& b = blas();
-  return b.lib ? "cublas (" + b.name + ")" : "tiled (" + b.reason + ")";
+  if (!b.lib) return "tiled (" + b.reason + ")";
+  const std::lock_guard<std::mutex> lock(g_handle_failure_mutex);
+  if (!g_handle_failure.empty()) return "tiled (" + b.name + " loaded, but " + g_handle_failure + ")";
+  return "cublas (" + b.name + ")";
 }
 
 // ---- the own kernel -------------------------------------------------------------

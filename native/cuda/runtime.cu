@@ -132,6 +132,7 @@ Stream::~Stream() { release(); }
 void Stream::release() noexcept {
   if (blas_) release_blas_handle(blas_);
   blas_ = nullptr;
+  blas_tried_ = false;
   // Errors are dropped: a destructor cannot report them, and at process exit
   // the driver may already be gone.
   if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
@@ -139,21 +140,30 @@ void Stream::release() noexcept {
 }
 
 Stream::Stream(Stream&& other) noexcept
-    : stream_(std::exchange(other.stream_, nullptr)), blas_(std::exchange(other.blas_, nullptr)) {}
+    : stream_(std::exchange(other.stream_, nullptr)),
+      blas_(std::exchange(other.blas_, nullptr)),
+      blas_tried_(std::exchange(other.blas_tried_, false)) {}
 
 Stream& Stream::operator=(Stream&& other) noexcept {
   if (this != &other) {
     release();
     stream_ = std::exchange(other.stream_, nullptr);
     blas_ = std::exchange(other.blas_, nullptr);
+    blas_tried_ = std::exchange(other.blas_tried_, false);
   }
   return *this;
 }
 
 void Stream::synchronize() const { NP_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_))); }
 
+// Created on first use, and tried once: when cuBLAS is there but cannot make
+// a handle (no device memory left, say), every GEMM on this stream takes the
+// own kernel instead of retrying; gemm_backend() then says why.
 void* Stream::blas_handle() {
-  if (!blas_) blas_ = create_blas_handle(stream_);
+  if (!blas_tried_) {
+    blas_tried_ = true;
+    blas_ = create_blas_handle(stream_);
+  }
   return blas_;
 }
 

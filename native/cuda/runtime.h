@@ -88,6 +88,7 @@ class Stream {
   void release() noexcept;
   void* stream_ = nullptr;
   void* blas_ = nullptr;
+  bool blas_tried_ = false;  // blas_handle() tries cuBLAS once per stream
 };
 
 // Device memory with one owner. Contents are uninitialised after allocation.

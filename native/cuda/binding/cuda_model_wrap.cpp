@@ -497,11 +497,19 @@ Napi::Value CudaModelWrap::TrainBatches(const Napi::CallbackInfo& info) {
   const int64_t batches = (n + batch_size - 1) / batch_size;
   const int64_t first = int_arg(info, 2, "firstBatch", 0, batches);
   const int64_t count = int_arg(info, 3, "batchCount", 0, batches - first);
-  auto* worker = new TrainWorker(env, this, handle, copy_of<int32_t>(order), first, count, batch_size);
-  if (info.Length() > 5 && info[5].IsFunction())
-    worker->set_progress(Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "neuroplastic.cuda.progress", 0, 1));
+  // The worker claims the model; if making the progress callback fails (out
+  // of memory), the worker never runs, so the claim is dropped with it.
+  std::unique_ptr<TrainWorker> worker(new TrainWorker(env, this, handle, copy_of<int32_t>(order), first, count, batch_size));
+  if (info.Length() > 5 && info[5].IsFunction()) {
+    try {
+      worker->set_progress(Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "neuroplastic.cuda.progress", 0, 1));
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
   Napi::Promise p = worker->promise();
-  worker->Queue();
+  worker.release()->Queue();  // napi owns it from here and deletes it when done
   return p;
 }
 
