@@ -90,8 +90,12 @@ describe('checkpoints: safetensors save and load', () => {
   });
 
   it('is readable by PyTorch users: dense tensors load into torch.nn.Linear with the same outputs', async function () {
+    // Under `npm run test:asan` the sanitizer runtime is preloaded into every
+    // child; Python is not ours to check, and LeakSanitizer's exit-time tracer
+    // crashes (SIGABRT) on torch's threads, so Python runs without it.
+    const env = { ...process.env, LD_PRELOAD: (process.env.LD_PRELOAD ?? '').split(':').filter((lib) => !/lib[a-z]*san\.so/.test(lib)).join(':') };
     // Debian's python3-torch lives in the system python, which may not be first on PATH.
-    const python = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import torch, numpy']).status === 0);
+    const python = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import torch, numpy'], { env }).status === 0);
     if (!python) {
       console.log('      (skipped: needs python3 with torch and numpy, e.g. Debian python3-torch; not installed here)');
       this.skip();
@@ -115,8 +119,8 @@ net[2].weight.data = t('layers.1.weight'); net[2].bias.data = t('layers.1.bias')
 x = torch.tensor(json.loads(sys.argv[2]), dtype=torch.float32).reshape(4, 6)
 print(json.dumps(net(x).detach().numpy().ravel().tolist()))
 `;
-    const r = spawnSync(python, ['-c', script, file, JSON.stringify(Array.from(input))], { encoding: 'utf8' });
-    expect(r.status, r.stderr).to.equal(0);
+    const r = spawnSync(python, ['-c', script, file, JSON.stringify(Array.from(input))], { encoding: 'utf8', env });
+    expect(r.status, `python exited with status ${r.status}, signal ${r.signal}: ${r.stderr}`).to.equal(0);
     const torchOut = JSON.parse(r.stdout);
     expect(maxAbsDiff(await a.predict(input), torchOut)).to.be.below(1e-5);
   });
