@@ -99,12 +99,19 @@ double check(np::SimdLevel level, const Layer& l, int64_t rows_used, int64_t bat
   np::spmm_t_f32_csr_naive(w, dy, batch, 0.0f, dxr.data(), batch, batch);
   np::sddmm_f32_csr_at(level, w, dy, batch, x, batch, batch, 0.0f, g.data(), pool);
   np::sddmm_f32_csr_naive(w, dy, batch, x, batch, batch, 0.0f, gr.data());
+  // The W^T product as training runs it, through the blocked transpose.
+  np::CsrTranspose t;
+  np::build_csr_transpose(w, &t, np::blocked_csr_block_cols_at(level, l.cols, rows_used, nnz, batch));
+  std::vector<float> gathered(nnz), dxt(dx.size());
+  for (int64_t j = 0; j < nnz; ++j) gathered[j] = w.values[t.perm[j]];
+  np::spmm_f32_csr_transpose_at(level, t, gathered.data(), dy, batch, 0.0f, dxt.data(), batch, batch, pool);
   double worst = 0.0;
   auto cmp = [&](const std::vector<float>& a, const std::vector<float>& b) {
     for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]) / (1.0 + std::fabs(b[i])));
   };
   cmp(y, yr);
   cmp(dx, dxr);
+  cmp(dxt, dxr);
   cmp(g, gr);
   return worst;
 }
@@ -144,16 +151,16 @@ int main(int argc, char** argv) {
         const int64_t nnz = static_cast<int64_t>(l.values.size());
         std::vector<float> grad(static_cast<size_t>(std::max<int64_t>(nnz, 1)));
         const np::CsrView w = l.view(rows);
-        np::CsrTranspose t;
-        np::build_csr_transpose(w, &t);
         std::vector<float> t_values(static_cast<size_t>(std::max<int64_t>(nnz, 1)));
-        const np::CsrView tw{cols, rows, t.indptr.data(), t.indices.data(), t_values.data()};
         const double bytes_per_weight =
             nnz ? (8.0 * static_cast<double>(nnz) + 8.0 * static_cast<double>(rows + 1)) / static_cast<double>(nnz) : 0.0;
         for (int threads : o.threads) {
           np::ThreadPool pool(threads);
           np::ThreadPool* pp = threads > 1 ? &pool : nullptr;
           for (np::SimdLevel level : levels) {
+            // W^T's pattern, blocked for this level's batch tiles as training builds it.
+            np::CsrTranspose t;
+            np::build_csr_transpose(w, &t, np::blocked_csr_block_cols_at(level, cols, rows, nnz, batch));
             // Reduced check: about 2^24 naive multiply-adds at most.
             const int64_t per_row = std::max<int64_t>(1, (nnz / rows + 1) * batch * 2);
             const int64_t rows_used = std::clamp<int64_t>((int64_t{1} << 24) / per_row, 1, rows);
@@ -181,7 +188,7 @@ int main(int argc, char** argv) {
             auto sparse_step = [&] {
               sparse_fwd();
               for (int64_t j = 0; j < nnz; ++j) t_values[j] = l.values[t.perm[j]];
-              np::spmm_f32_csr_at(level, tw, dy.get(), batch, 0.0f, dx.get(), batch, batch, pp);
+              np::spmm_f32_csr_transpose_at(level, t, t_values.data(), dy.get(), batch, 0.0f, dx.get(), batch, batch, pp);
               np::sddmm_f32_csr_at(level, w, dy.get(), batch, x.get(), batch, batch, 0.0f, grad.data(), pp);
             };
             // Interleaved A B A B: one round times each of the four once

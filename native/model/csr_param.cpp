@@ -4,10 +4,11 @@
 
 namespace np {
 
-const CsrTranspose& CsrParam::transpose() const {
+const CsrTranspose& CsrParam::transpose(int64_t batch) const {
   if (!transpose_ || transpose_->rows != rows || transpose_->cols != cols || transpose_->nnz != nnz()) {
     auto t = std::make_shared<CsrTranspose>();
-    build_csr_transpose(view(), t.get());
+    // W^T is cols x rows; its column blocks are blocks of W's rows.
+    build_csr_transpose(view(), t.get(), batch > 0 ? blocked_csr_block_cols(cols, rows, nnz(), batch) : 0);
     transpose_ = std::move(t);
   }
   return *transpose_;

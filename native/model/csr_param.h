@@ -65,7 +65,11 @@ struct CsrParam {
   // without one; an in-place edit (rows appended, columns added) calls
   // drop_transpose(), and a transpose built for another shape or nnz is
   // rebuilt regardless. Training memory, not the layer's: bytes() leaves it out.
-  const CsrTranspose& transpose() const;
+  // The first build for a batch > 0 lays it out as blocked CSR for that batch
+  // (blocked_csr_block_cols); later batches reuse it as it is, since the
+  // blocking changes speed, not results (an epoch's short last batch would
+  // otherwise rebuild it twice an epoch). Batch 0: plain CSR.
+  const CsrTranspose& transpose(int64_t batch = 0) const;
   void drop_transpose() { transpose_.reset(); }
   int64_t transpose_bytes() const { return transpose_ ? transpose_->bytes() : 0; }
   // Whether transpose() can index every entry (perm is int32).

@@ -41,13 +41,14 @@ void for_row_blocks(ThreadPool* pool, int64_t rows, int64_t cols, Fn&& fn) {
 }
 
 // W^T x for a CSR layer as a gather: y = T x, where T is W^T's pattern
-// (CsrParam::transpose()) with W's values put in its order (into `scratch`,
-// one pass over nnz). Each row of y then accumulates in registers like the
-// forward product, instead of the scatter's read-modify-write of a y row per
-// stored weight (~1.5x slower on Zen 5).
+// (CsrParam::transpose(), blocked CSR for this batch) with W's values put in
+// its order (into `scratch`, one pass over nnz). Each row of y then
+// accumulates in registers like the forward product, instead of the
+// scatter's read-modify-write of a y row per stored weight (~1.5x slower on
+// Zen 5).
 void multiply_by_transpose(const CsrParam& csr, const float* values, const float* x, float* y, int64_t batch,
                            FloatBuffer* scratch, ThreadPool* pool) {
-  const CsrTranspose& t = csr.transpose();
+  const CsrTranspose& t = csr.transpose(batch);
   const int64_t nnz = t.nnz;
   scratch->ensure_discard(std::max<int64_t>(nnz, 1));
   float* gathered = scratch->data();
@@ -56,8 +57,7 @@ void multiply_by_transpose(const CsrParam& csr, const float* values, const float
     const int64_t end = std::min(nnz, b1 * 4096);
     for (int64_t j = b0 * 4096; j < end; ++j) gathered[j] = values[perm[j]];
   });
-  const CsrView view{t.cols, t.rows, t.indptr.data(), t.indices.data(), gathered};
-  spmm_f32_csr(view, x, batch, 0.0f, y, batch, batch, pool);
+  spmm_f32_csr_transpose(t, gathered, x, batch, 0.0f, y, batch, batch, pool);
 }
 
 // y = W x (forward) or y = W^T x (backward data) for feature-major blocks

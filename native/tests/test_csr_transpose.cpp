@@ -1,7 +1,7 @@
-// W^T's pattern (model/csr_param.h build_csr_transpose, CsrParam::transpose())
-// against a direct construction, and the backward product through it (a
-// forward spmm over the transpose with the values gathered into its order)
-// against the naive W^T product; the cache follows pattern changes.
+// W^T's pattern (model/csr_param.h build_csr_transpose, CsrParam::transpose()),
+// plain and blocked, against a direct construction, and the backward product
+// through it (a forward spmm over the transpose with the values gathered into
+// its order) against the naive W^T product; the cache follows pattern changes.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -35,13 +35,40 @@ np::CsrParam random_csr(int64_t rows, int64_t cols, double density, uint64_t see
 // dX = W^T dY through the transpose, as training.cpp does it.
 std::vector<float> backward_through_transpose(const np::CsrParam& w, const std::vector<float>& dy, int64_t batch,
                                               np::ThreadPool* pool) {
-  const np::CsrTranspose& t = w.transpose();
+  const np::CsrTranspose& t = w.transpose(batch);
   std::vector<float> gathered(t.nnz);
   for (int64_t j = 0; j < t.nnz; ++j) gathered[j] = w.value()[t.perm[j]];
-  const np::CsrView view{t.cols, t.rows, t.indptr.data(), t.indices.data(), gathered.data()};
   std::vector<float> dx(w.cols * batch, -7.0f);
-  np::spmm_f32_csr(view, dy.data(), batch, 0.0f, dx.data(), batch, batch, pool);
+  np::spmm_f32_csr_transpose(t, gathered.data(), dy.data(), batch, 0.0f, dx.data(), batch, batch, pool);
   return dx;
+}
+
+// Every entry of W once, in its (block, column) run: rows inside the block,
+// ascending; block_ptr monotone from 0 to nnz; indptr the per-column totals.
+void check_blocked_layout(const np::CsrParam& w, const np::CsrTranspose& t) {
+  CHECK(t.block_cols > 0 && t.blocks == (w.rows + t.block_cols - 1) / t.block_cols);
+  const int64_t stride = w.cols + 1;
+  CHECK(static_cast<int64_t>(t.block_ptr.size()) == t.blocks * stride);
+  CHECK(t.block_ptr.front() == 0 && t.block_ptr.back() == w.nnz());
+  std::vector<int> seen(w.nnz(), 0);
+  std::vector<int64_t> per_column(w.cols, 0);
+  for (int64_t b = 0; b < t.blocks; ++b) {
+    const int64_t* p = t.block_ptr.data() + b * stride;
+    if (b > 0) CHECK(p[0] == p[-1]);  // block b starts where block b - 1 ended
+    for (int64_t c = 0; c < w.cols; ++c) {
+      CHECK(p[c] <= p[c + 1]);
+      per_column[c] += p[c + 1] - p[c];
+      for (int64_t j = p[c]; j < p[c + 1]; ++j) {
+        const int64_t k = t.perm[j], r = t.indices[j];
+        CHECK(r >= b * t.block_cols && r < (b + 1) * t.block_cols);
+        CHECK(k >= w.indptr[r] && k < w.indptr[r + 1] && w.indices[k] == c);
+        if (j > p[c]) CHECK(t.indices[j] > t.indices[j - 1]);
+        ++seen[k];
+      }
+    }
+  }
+  for (int s : seen) CHECK(s == 1);
+  for (int64_t c = 0; c < w.cols; ++c) CHECK(t.indptr[c + 1] - t.indptr[c] == per_column[c]);
 }
 
 void check_backward(const np::CsrParam& w, int64_t batch, np::ThreadPool* pool, const char* what) {
@@ -73,6 +100,65 @@ TEST(csr_transpose_lists_every_entry_once_by_column_rows_ascending) {
     }
   }
   for (int s : seen) CHECK(s == 1);
+}
+
+TEST(blocked_csr_transpose_lists_every_entry_once_by_block_then_column) {
+  const np::CsrParam w = random_csr(37, 53, 0.2, 6);
+  for (int64_t bc : {int64_t{1}, int64_t{5}, int64_t{16}, int64_t{36}}) {
+    np::CsrTranspose t;
+    np::build_csr_transpose(w.view(), &t, bc);
+    check_blocked_layout(w, t);
+  }
+  // Blocks as wide as W's rows (or wider) are plain CSR.
+  for (int64_t bc : {int64_t{37}, int64_t{100}}) {
+    np::CsrTranspose t;
+    np::build_csr_transpose(w.view(), &t, bc);
+    CHECK(t.block_cols == 0 && t.blocks == 0 && t.block_ptr.empty());
+  }
+  // Empty rows, empty blocks, no entries at all.
+  check_blocked_layout(random_csr(40, 9, 0.02, 7), [&] {
+    np::CsrTranspose t;
+    np::build_csr_transpose(random_csr(40, 9, 0.02, 7).view(), &t, 8);
+    return t;
+  }());
+  np::CsrTranspose none;
+  const np::CsrParam empty = random_csr(20, 10, 0.0, 8);
+  np::build_csr_transpose(empty.view(), &none, 4);
+  check_blocked_layout(empty, none);
+}
+
+TEST(blocked_naive_reference_sums_what_the_plain_one_does) {
+  const np::CsrParam w = random_csr(45, 70, 0.3, 9);
+  np::CsrTranspose t;
+  np::build_csr_transpose(w.view(), &t, 11);
+  std::vector<float> gathered(t.nnz);
+  for (int64_t j = 0; j < t.nnz; ++j) gathered[j] = w.value()[t.perm[j]];
+  np::Rng rng(10);
+  const int64_t batch = 5;
+  std::vector<float> dy(w.rows * batch), want(w.cols * batch), got(w.cols * batch);
+  for (float& v : dy) v = rng.normal();
+  for (float beta : {0.0f, 0.5f}) {
+    for (size_t i = 0; i < want.size(); ++i) want[i] = got[i] = static_cast<float>(i % 7) - 3.0f;
+    np::spmm_t_f32_csr_naive(w.view(), dy.data(), batch, beta, want.data(), batch, batch);
+    np::spmm_f32_blocked_csr_naive(t.blocked_view(gathered.data()), dy.data(), batch, beta, got.data(), batch, batch);
+    double worst = 0.0;
+    for (size_t i = 0; i < want.size(); ++i) worst = std::fmax(worst, std::fabs(got[i] - want[i]));
+    CHECK_MSG(worst < 1e-5, "beta %g: max error %g", beta, worst);
+  }
+}
+
+TEST(csr_param_blocks_its_transpose_where_the_machine_would) {
+  // 1024 rows of dY at batch 128 (512 KB) fill a quarter of any L2 up to 2 MB.
+  const np::CsrParam w = random_csr(1024, 200, 0.1, 11);
+  const int64_t want = np::blocked_csr_block_cols(w.cols, w.rows, w.nnz(), 128);
+  const np::CsrTranspose& t = w.transpose(128);
+  CHECK(t.block_cols == want);
+  if (want > 0) check_blocked_layout(w, t);
+  np::ThreadPool two(2);
+  check_backward(w, 128, &two, "blocked for batch 128");
+  check_backward(w, 32, nullptr, "built for 128, used at 32");
+  // Batch 0 asks for nothing; the cached transpose stays as built.
+  CHECK(w.transpose().block_cols == want);
 }
 
 TEST(csr_backward_through_the_transpose_matches_naive) {

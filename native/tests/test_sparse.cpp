@@ -1,5 +1,6 @@
-// CSR kernels (spmm, spmm_t, sddmm) at every SIMD level this CPU runs, with
-// and without a 2-thread pool, against the naive references; the dense
+// CSR kernels (spmm, spmm_t, sddmm, and W^T as a product over blocked
+// transposes) at every SIMD level this CPU runs, with and without a 2-thread
+// pool, against the naive references; the dense
 // equivalence with gemm_f32; empty shapes; the crossover measurement.
 #include <algorithm>
 #include <chrono>
@@ -111,6 +112,16 @@ void check_case(int64_t rows, int64_t cols, int64_t batch, double density) {
   np::sddmm_f32_csr_naive(wv, dy.data(), lddy, x.data(), ldx, batch, 0.0f, g_ref.data());
   np::sddmm_f32_csr_naive(wv, dya.data(), lddy, xa.data(), ldx, batch, 0.0f, g_mag.data());
 
+  // W^T as training multiplies by it: transposes blocked by 5 and 16 of W's
+  // rows (ragged and whole-vector widths), W's values gathered into each.
+  std::vector<np::CsrTranspose> transposes(2);
+  std::vector<std::vector<float>> gathered(2);
+  for (size_t i = 0; i < transposes.size(); ++i) {
+    np::build_csr_transpose(wv, &transposes[i], i == 0 ? 5 : 16);
+    gathered[i].resize(w.values.size());
+    for (size_t j = 0; j < gathered[i].size(); ++j) gathered[i][j] = w.values[transposes[i].perm[j]];
+  }
+
   std::vector<float> out;
   for (SimdLevel level : supported_levels()) {
     for (np::ThreadPool* pool : {static_cast<np::ThreadPool*>(nullptr), &pool2()}) {
@@ -127,6 +138,16 @@ void check_case(int64_t rows, int64_t cols, int64_t batch, double density) {
         np::spmm_t_f32_csr_at(level, wv, dy.data(), lddy, beta, out.data(), lddx, batch, pool);
         compare("spmm_t", level, pool, beta, rows, cols, batch, density, out, dx0, dx_ref, dx_mag, cols, lddx,
                 batch);
+
+        for (size_t i = 0; i < transposes.size(); ++i) {
+          out = dx0;
+          if (beta == 0.0f)
+            for (size_t k = 0; k < out.size(); ++k) out[k] = out[k] == kSentinel ? kSentinel : kNan;
+          np::spmm_f32_csr_transpose_at(level, transposes[i], gathered[i].data(), dy.data(), lddy, beta, out.data(),
+                                        lddx, batch, pool);
+          compare(i == 0 ? "W^T blocked by 5 rows" : "W^T blocked by 16 rows", level, pool, beta, rows, cols, batch,
+                  density, out, dx0, dx_ref, dx_mag, cols, lddx, batch);
+        }
 
         out = g0;
         out.push_back(kSentinel);  // one past nnz must survive
