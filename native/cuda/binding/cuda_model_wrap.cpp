@@ -237,10 +237,13 @@ class Worker : public Napi::AsyncWorker {
   virtual void Work() = 0;
   virtual Napi::Value Result(Napi::Env env) = 0;
 
+  // Members initialise in this order: the reference and the promise (either
+  // may throw when out of memory) before model_, whose initialiser claims the
+  // model, so a failed construction never leaves the model marked busy.
   CudaModelWrap* wrap_;
-  nc::CudaModel& model_;
   Napi::ObjectReference ref_;
   Napi::Promise::Deferred deferred_;
+  nc::CudaModel& model_;
   Failure failure_;
 };
 
@@ -399,9 +402,9 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
 Worker::Worker(Napi::Env env, CudaModelWrap* wrap, const char* op)
     : Napi::AsyncWorker(env, op),
       wrap_(wrap),
-      model_((wrap->claim(env, op), wrap->model())),
       ref_(Napi::Persistent(wrap->Value())),
-      deferred_(Napi::Promise::Deferred::New(env)) {}
+      deferred_(Napi::Promise::Deferred::New(env)),
+      model_((wrap->claim(env, op), wrap->model())) {}
 
 void Worker::OnOK() {
   wrap_->release();
