@@ -85,6 +85,27 @@ describe('pruning: weights by magnitude', () => {
     expect(maxAbsDiff(dense.out, csr.out)).to.be.below(1e-4 * Math.max(1, maxAbs(dense.out)));
   });
 
+  it('trains wide CSR layers (column-blocked W^T copy) exactly like masked dense ones', async function () {
+    // 1100 units at batch 128: W^T's copy for the second layer is
+    // column-blocked on any L2 up to 2 MB (kernels/sparse.h).
+    this.timeout(120_000);
+    const run = async (threshold: number) => {
+      const model = new Sequential({ inputSize: 16, seed: 6, sparseThreshold: threshold });
+      model.add(layers.dense({ units: 1100, activation: 'relu' })).add(layers.dense({ units: 1100, activation: 'relu' })).add(layers.dense({ units: 5 }));
+      model.compile({ optimizer: optimizers.sgd({ learningRate: 0.02, momentum: 0.9 }), loss: 'softmaxCrossEntropy' });
+      model.prune({ amount: 0.9, scope: 'layer' });
+      await model.fit(randomArray(10 * 128 * 16, 11), randomLabels(10 * 128, 5, 12), { epochs: 1, batchSize: 128 });
+      return { model, out: await model.predict(randomArray(50 * 16, 13)) };
+    };
+    const dense = await run(0);
+    const csr = await run(1);
+    expect((csr.model.layers as any[]).map((l) => l.format)).to.deep.equal(['csr', 'csr', 'csr']);
+    expect(maxAbsDiff(dense.out, csr.out)).to.be.below(1e-4 * Math.max(1, maxAbs(dense.out)));
+    const wd = (dense.model.layers[1] as any).getWeights().weight as Float32Array;
+    const wc = (csr.model.layers[1] as any).getWeights().weight as Float32Array;
+    expect(maxAbsDiff(wd, wc)).to.be.below(1e-5 * Math.max(1, maxAbs(wd)));
+  });
+
   it('computes CSR gradients equal to the dense gradients at the stored positions (zeros elsewhere)', async () => {
     const x = randomArray(23 * 12, 3);
     const y = randomLabels(23, 3, 4);

@@ -59,6 +59,32 @@ describe('checkpoints: safetensors save and load', () => {
     });
   }
 
+  it('resumes bit-exactly with wide CSR layers whose W^T copy is blocked per batch size', async function () {
+    // 1100 units, half pruned: W^T's copy is column-blocked, and the blocks
+    // for batch 128 differ from those for batch 100. The original model built
+    // its copy at 128; the loaded one builds it first at 100. Both must then
+    // sum in the same order at 100.
+    this.timeout(120_000);
+    const make = () => {
+      const m = new Sequential({ inputSize: 16, seed: 9, sparseThreshold: 1 });
+      m.add(layers.dense({ units: 1100, activation: 'relu' })).add(layers.dense({ units: 1100, activation: 'relu' })).add(layers.dense({ units: 5 }));
+      m.compile({ optimizer: optimizers.sgd({ learningRate: 0.02, momentum: 0.9 }), loss: 'softmaxCrossEntropy' });
+      m.prune({ amount: 0.5, scope: 'layer' });
+      return m;
+    };
+    const xs = randomArray(384 * 16, 21);
+    const ys = randomLabels(384, 5, 22);
+    const a = make();
+    await a.fit(xs, ys, { epochs: 1, batchSize: 128 });
+    const b = await loadModel(a.toBuffer());
+    expect(b.layers.map((l: any) => l.format)).to.deep.equal(['csr', 'csr', 'csr']);
+    await a.fit(xs.subarray(0, 300 * 16), ys.subarray(0, 300), { epochs: 1, batchSize: 100 });
+    await b.fit(xs.subarray(0, 300 * 16), ys.subarray(0, 300), { epochs: 1, batchSize: 100 });
+    (a.layers as any[]).forEach((l, i) => {
+      expect(sameBits(l.getWeights().weight, (b.layers[i] as any).getWeights().weight), `layer ${i}`).to.equal(true);
+    });
+  });
+
   it('round-trips through a Buffer, and keeps the pruned positions pruned', async () => {
     const a = build(undefined, 0);
     a.prune({ amount: 0.5, layer: 0 });

@@ -5,10 +5,12 @@
 namespace np {
 
 const CsrTranspose& CsrParam::transpose(int64_t batch) const {
-  if (!transpose_ || transpose_->rows != rows || transpose_->cols != cols || transpose_->nnz != nnz()) {
+  // W^T is cols x rows; its column blocks are blocks of W's rows.
+  const int64_t block_cols = batch > 0 ? blocked_csr_block_cols(cols, rows, nnz(), batch) : 0;
+  if (!transpose_ || transpose_->rows != rows || transpose_->cols != cols || transpose_->nnz != nnz() ||
+      transpose_->block_cols != block_cols) {
     auto t = std::make_shared<CsrTranspose>();
-    // W^T is cols x rows; its column blocks are blocks of W's rows.
-    build_csr_transpose(view(), t.get(), batch > 0 ? blocked_csr_block_cols(cols, rows, nnz(), batch) : 0);
+    build_csr_transpose(view(), t.get(), block_cols);
     transpose_ = std::move(t);
   }
   return *transpose_;

@@ -65,10 +65,12 @@ struct CsrParam {
   // without one; an in-place edit (rows appended, columns added) calls
   // drop_transpose(), and a transpose built for another shape or nnz is
   // rebuilt regardless. Training memory, not the layer's: bytes() leaves it out.
-  // The first build for a batch > 0 lays it out as blocked CSR for that batch
-  // (blocked_csr_block_cols); later batches reuse it as it is, since the
-  // blocking changes speed, not results (an epoch's short last batch would
-  // otherwise rebuild it twice an epoch). Batch 0: plain CSR.
+  // Laid out as blocked CSR for `batch` (blocked_csr_block_cols; batch 0:
+  // plain CSR), and rebuilt when a batch wants other blocks: blocks change
+  // the order of the sums, so a step's result must depend on its own batch
+  // only, not on which batch came first (a resumed run matches an
+  // uninterrupted one). Most batches of a run want the same blocks; an
+  // epoch's short last batch may not, at the cost of two rebuilds an epoch.
   const CsrTranspose& transpose(int64_t batch = 0) const;
   void drop_transpose() { transpose_.reset(); }
   int64_t transpose_bytes() const { return transpose_ ? transpose_->bytes() : 0; }

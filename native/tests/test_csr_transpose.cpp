@@ -156,9 +156,12 @@ TEST(csr_param_blocks_its_transpose_where_the_machine_would) {
   if (want > 0) check_blocked_layout(w, t);
   np::ThreadPool two(2);
   check_backward(w, 128, &two, "blocked for batch 128");
-  check_backward(w, 32, nullptr, "built for 128, used at 32");
-  // Batch 0 asks for nothing; the cached transpose stays as built.
-  CHECK(w.transpose().block_cols == want);
+  // Another batch gets the blocks it wants (results depend on a step's own
+  // batch only); batch 0 gets plain CSR.
+  check_backward(w, 32, nullptr, "batch 32");
+  CHECK(w.transpose(32).block_cols == np::blocked_csr_block_cols(w.cols, w.rows, w.nnz(), 32));
+  CHECK(w.transpose().block_cols == 0);
+  CHECK(w.transpose(128).block_cols == want);
 }
 
 TEST(csr_backward_through_the_transpose_matches_naive) {
