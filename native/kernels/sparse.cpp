@@ -184,8 +184,10 @@ int64_t row_at_cost(const CsrView& w, int64_t row_cost, int64_t target) {
 }
 
 // ---- forward ------------------------------------------------------------------
-struct SpmmArgs {
-  const CsrView& w;
+// View: CsrView, or BlockedCsrView (below).
+template <typename View>
+struct SpmmArgsOf {
+  const View& w;
   const float* x;
   int64_t ldx;
   float beta;
@@ -193,6 +195,25 @@ struct SpmmArgs {
   int64_t ldy;
   int64_t batch;
 };
+using SpmmArgs = SpmmArgsOf<CsrView>;
+
+// rows(r0, r1) over row ranges of about equal cost (a row: its nonzeros plus
+// one store), one per thread; small products stay on the calling thread.
+template <typename Rows>
+void split_rows_by_cost(const CsrView& counts, int64_t batch, ThreadPool* pool, Rows&& rows) {
+  const int64_t nnz = counts.nnz();
+  const int threads = static_cast<int>(std::min<int64_t>(thread_count(pool, nnz * batch), counts.rows));
+  if (threads <= 1) {
+    rows(0, counts.rows);
+    return;
+  }
+  const int64_t total = nnz + counts.rows;
+  pool->parallel_for(threads, [&](int64_t t) {
+    const int64_t r0 = t == 0 ? 0 : row_at_cost(counts, 1, total * t / threads);
+    const int64_t r1 = t + 1 == threads ? counts.rows : row_at_cost(counts, 1, total * (t + 1) / threads);
+    if (r0 < r1) rows(r0, r1);
+  });
+}
 
 void spmm_rows(const SparseKernel& kr, const SpmmArgs& a, int64_t r0, int64_t r1) {
   const CsrView& w = a.w;
@@ -208,20 +229,8 @@ void spmm_rows(const SparseKernel& kr, const SpmmArgs& a, int64_t r0, int64_t r1
 }
 
 void spmm_run(const SparseKernel& kr, const SpmmArgs& a, ThreadPool* pool) {
-  const CsrView& w = a.w;
-  if (w.rows <= 0 || a.batch <= 0) return;
-  const int64_t nnz = w.nnz();
-  const int threads = static_cast<int>(std::min<int64_t>(thread_count(pool, nnz * a.batch), w.rows));
-  if (threads <= 1) {
-    spmm_rows(kr, a, 0, w.rows);
-    return;
-  }
-  const int64_t total = nnz + w.rows;  // a row costs its nonzeros plus one store
-  pool->parallel_for(threads, [&](int64_t t) {
-    const int64_t r0 = t == 0 ? 0 : row_at_cost(w, 1, total * t / threads);
-    const int64_t r1 = t + 1 == threads ? w.rows : row_at_cost(w, 1, total * (t + 1) / threads);
-    if (r0 < r1) spmm_rows(kr, a, r0, r1);
-  });
+  if (a.w.rows <= 0 || a.batch <= 0) return;
+  split_rows_by_cost(a.w, a.batch, pool, [&](int64_t r0, int64_t r1) { spmm_rows(kr, a, r0, r1); });
 }
 
 // ---- forward over blocked CSR ---------------------------------------------------
@@ -241,15 +250,7 @@ void spmm_run(const SparseKernel& kr, const SpmmArgs& a, ThreadPool* pool) {
 constexpr int64_t kBlockedVisitNnz = 16;
 constexpr int64_t kBlockedMinBlocks = 3;
 
-struct BlockedSpmmArgs {
-  const BlockedCsrView& w;
-  const float* x;
-  int64_t ldx;
-  float beta;
-  float* y;
-  int64_t ldy;
-  int64_t batch;
-};
+using BlockedSpmmArgs = SpmmArgsOf<BlockedCsrView>;
 
 // Rows in chunks whose Y tiles stay in L2 (as for_each_block's), each chunk
 // through every block in order: the first block applies beta, later blocks
@@ -280,19 +281,8 @@ void blocked_spmm_run(const SparseKernel& kr, const BlockedSpmmArgs& a, ThreadPo
       for (int64_t j = 0; j < a.batch; ++j) a.y[r * a.ldy + j] = a.beta == 0.0f ? 0.0f : a.beta * a.y[r * a.ldy + j];
     return;
   }
-  const CsrView rows{w.rows, w.cols, w.indptr, w.indices, w.values};  // for the split by cost
-  const int64_t nnz = w.nnz();
-  const int threads = static_cast<int>(std::min<int64_t>(thread_count(pool, nnz * a.batch), w.rows));
-  if (threads <= 1) {
-    blocked_spmm_rows(kr, a, 0, w.rows);
-    return;
-  }
-  const int64_t total = nnz + w.rows;  // as spmm_run
-  pool->parallel_for(threads, [&](int64_t t) {
-    const int64_t r0 = t == 0 ? 0 : row_at_cost(rows, 1, total * t / threads);
-    const int64_t r1 = t + 1 == threads ? w.rows : row_at_cost(rows, 1, total * (t + 1) / threads);
-    if (r0 < r1) blocked_spmm_rows(kr, a, r0, r1);
-  });
+  const CsrView counts{w.rows, w.cols, w.indptr, w.indices, w.values};  // each row's total, for the split
+  split_rows_by_cost(counts, a.batch, pool, [&](int64_t r0, int64_t r1) { blocked_spmm_rows(kr, a, r0, r1); });
 }
 
 // ---- backward data -------------------------------------------------------------
