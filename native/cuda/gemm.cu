@@ -78,10 +78,6 @@ const Blas& blas() {
   return b;
 }
 
-}  // namespace
-
-namespace {
-
 // Why the latest attempt to make a cuBLAS handle failed ("" when it worked),
 // for gemm_backend(): cuBLAS loaded, but that stream's GEMMs run on the own kernel.
 std::mutex g_handle_failure_mutex;

@@ -538,7 +538,12 @@ void build_csr_transpose(const CsrView& w, CsrTranspose* out, int64_t block_cols
     for (int64_t c = 0; c < w.cols; ++c) p[c + 1] += p[c];
     offset = p[w.cols];
   }
-  if (blocked) out->block_ptr = starts;  // the fill below moves each run's start to its end
+  // Kept before the fill below moves each run's start to its end.
+  if (blocked) {
+    out->block_ptr = starts;
+  } else {
+    out->block_ptr.clear();
+  }
   for (int64_t r = 0; r < w.rows; ++r) {  // rows ascending: stable within every run
     int64_t* next = starts.data() + (r / bc) * stride;
     for (int64_t k = w.indptr[r]; k < w.indptr[r + 1]; ++k) {
@@ -547,7 +552,6 @@ void build_csr_transpose(const CsrView& w, CsrTranspose* out, int64_t block_cols
       out->perm[j] = static_cast<int32_t>(k);
     }
   }
-  if (!blocked) out->block_ptr.clear();
 }
 
 // ---- naive references ------------------------------------------------------------
