@@ -188,7 +188,13 @@ export class DenseLayer {
       }
     }
     host.assertIdle('setWeights');
-    host.native.setWeights(this.nativeIndex, o.weight ?? null, o.bias ?? null);
+    try {
+      host.native.setWeights(this.nativeIndex, o.weight ?? null, o.bias ?? null);
+    } catch (err) {
+      // The native side checks what only it knows (pruned positions, pruned units).
+      if (err instanceof RangeError) throw new RangeError(`${where}: ${err.message}`);
+      throw err;
+    }
   }
 
   /**

@@ -61,6 +61,23 @@ export function toApiEvents(native: ReturnType<NativeModel['events']>, layers: r
   return native.map((e) => ({ ...e, kind: e.kind as StructuralEvent['kind'], layer: e.layer >= 0 ? positions[e.layer] : -1 }));
 }
 
+/**
+ * A range error from the native side, which counts dense layers only, as the
+ * API says it: prefixed with the call and each "layer N" turned into the
+ * layer's position in model.layers. Other errors pass through unchanged.
+ */
+function withLayerPositions(where: string, err: unknown, layers: readonly Layer[]): unknown {
+  if (!(err instanceof RangeError)) return err;
+  const dense = layers.filter((l): l is DenseLayer => l instanceof DenseLayer);
+  const message = err.message.replace(/\blayer (\d+)\b/g, (text, d: string) => {
+    const layer = dense.find((l) => l.denseIndex === Number(d));
+    return layer ? `layer ${layers.indexOf(layer)}` : text;
+  });
+  const out = new RangeError(`${where}: ${message}`);
+  (out as NodeJS.ErrnoException).code = (err as NodeJS.ErrnoException).code;
+  return out;
+}
+
 export function prune(host: StructureHost, options: PruneOptions): PruneResult {
   const where = 'Sequential.prune()';
   const o = checkOptions<PruneOptions>(where, 'options', options);
@@ -93,10 +110,15 @@ export function prune(host: StructureHost, options: PruneOptions): PruneResult {
   }
   host.assertIdle('prune');
   const before = host.native.eventCount;
-  const removed =
-    structure === 'weight'
-      ? host.native.pruneWeights(targets, amount, scope === 'global')
-      : host.native.pruneNeurons(targets, amount, criterion, scope === 'global');
+  let removed: number;
+  try {
+    removed =
+      structure === 'weight'
+        ? host.native.pruneWeights(targets, amount, scope === 'global')
+        : host.native.pruneNeurons(targets, amount, criterion, scope === 'global');
+  } catch (err) {
+    throw withLayerPositions(where, err, host.layers);
+  }
   return { removed, events: toApiEvents(host.native.events(before), host.layers) };
 }
 

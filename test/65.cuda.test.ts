@@ -378,13 +378,17 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     twin.compile(this.config.optimizer as NativeOptimizerConfig, this.config.loss);
     const s = twin.exportState();
     s.step = state.step;
+    // The device keeps no neuron ids; the twin needs distinct ones below nextNeuronId.
+    let nextId = 0;
     s.layers = s.layers.map((t, i) => {
       const l = state.layers[i];
+      const ids = BigInt64Array.from({ length: l.units }, () => BigInt(nextId++));
       return { ...t, units: l.units, inputs: l.inputs, format: l.format, weight: l.weight, indptr: l.indptr, indices: l.indices,
         weightMoments: l.weightMoments, bias: l.bias, biasMoments: l.biasMoments, mask: l.mask, alive: l.alive,
-        neuronIds: new BigInt64Array(l.units), meanAbsActivation: new Float64Array(0), meanActivation: new Float64Array(0),
+        neuronIds: ids, meanAbsActivation: new Float64Array(0), meanActivation: new Float64Array(0),
         taylor: new Float64Array(0), birthStep: new BigInt64Array(0) };
     });
+    s.nextNeuronId = nextId;
     twin.importState(s);
     this.twin = twin;
   }

@@ -42,6 +42,7 @@ export function importLinearLayers(d: Decoded, source: string, options: LinearIm
     if (b && (b.dtype !== 'F32' || b.shape.length !== 1 || b.shape[0] !== w.shape[0])) {
       throw new CheckpointError(`${source}: ${p}.bias must be an F32 tensor [${w.shape[0]}], got ${b.dtype} [${b.shape}]`);
     }
+    if (w.shape[0] < 1 || w.shape[1] < 1) throw new CheckpointError(`${source}: ${p}.weight has shape [${w.shape}]; a Linear layer needs at least one output and one input`);
     return { name: p, out: w.shape[0], in: w.shape[1], weight: w.data as Float32Array, bias: b ? (b.data as Float32Array) : null };
   });
   for (let i = 1; i < weights.length; i++) {
@@ -49,14 +50,23 @@ export function importLinearLayers(d: Decoded, source: string, options: LinearIm
       throw new CheckpointError(`${source}: ${weights[i].name}.weight takes ${weights[i].in} inputs but ${weights[i - 1].name} gives ${weights[i - 1].out}: the layers do not chain`);
     }
   }
-  const model = new Sequential({ inputSize: weights[0].in, seed: options.seed ?? 0 });
-  weights.forEach((w, i) => {
-    const activation = activations?.[i] ?? (i + 1 < weights.length ? 'relu' : 'linear');
-    model.add(dense({ units: w.out, activation, useBias: w.bias !== null }));
-  });
-  model.layers.forEach((layer, i) => {
-    const w = weights[i];
-    (layer as ReturnType<typeof dense>).setWeights(w.bias ? { weight: w.weight, bias: w.bias } : { weight: w.weight });
-  });
-  return model;
+  // Errors from here on (a layer too large, NaN values) are the file's fault:
+  // they name the file and the tensor.
+  let current = weights[0].name;
+  try {
+    const model = new Sequential({ inputSize: weights[0].in, seed: options.seed ?? 0 });
+    weights.forEach((w, i) => {
+      current = w.name;
+      const activation = activations?.[i] ?? (i + 1 < weights.length ? 'relu' : 'linear');
+      model.add(dense({ units: w.out, activation, useBias: w.bias !== null }));
+    });
+    model.layers.forEach((layer, i) => {
+      const w = weights[i];
+      current = w.name;
+      (layer as ReturnType<typeof dense>).setWeights(w.bias ? { weight: w.weight, bias: w.bias } : { weight: w.weight });
+    });
+    return model;
+  } catch (err) {
+    throw new CheckpointError(`${source}: Linear layer ${current}: ${(err as Error).message}`);
+  }
 }

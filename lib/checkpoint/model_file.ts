@@ -70,25 +70,43 @@ export function modelToBuffer(model: Sequential): Buffer {
   return encode(tensors, metadata);
 }
 
+/**
+ * A file-system error while saving, told in terms of the file the caller
+ * named rather than the hidden temporary file; `code` (ENOENT, EACCES, ...)
+ * is kept for callers that test it.
+ */
+function writeError(file: string, dir: string, err: unknown): Error {
+  const e = err as NodeJS.ErrnoException;
+  const why = e.code === 'ENOENT' ? `the folder ${dir} does not exist` : e.code === 'EISDIR' ? 'it is a folder' : `${e.code ?? 'error'}: ${e.message}`;
+  const out: NodeJS.ErrnoException = new Error(`cannot write ${file}: ${why}`);
+  out.code = e.code;
+  return out;
+}
+
 /** Writes `data` to `file` atomically: a temporary file in the same folder, fsync, rename. */
 export async function writeFileAtomic(file: string, data: Buffer): Promise<void> {
   const dir = path.dirname(path.resolve(file));
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
-  const handle = await fs.promises.open(tmp, 'wx', 0o644);
+  let handle: fs.promises.FileHandle;
+  try {
+    handle = await fs.promises.open(tmp, 'wx', 0o644);
+  } catch (err) {
+    throw writeError(file, dir, err);
+  }
   try {
     await handle.writeFile(data);
     await handle.sync();
   } catch (err) {
     await handle.close().catch(() => undefined);
     await fs.promises.rm(tmp, { force: true });
-    throw err;
+    throw writeError(file, dir, err);
   }
   await handle.close();
   try {
     await fs.promises.rename(tmp, file);
   } catch (err) {
     await fs.promises.rm(tmp, { force: true });
-    throw err;
+    throw writeError(file, dir, err);
   }
   // Make the rename itself durable (best effort: not every filesystem allows it).
   try {
@@ -149,11 +167,70 @@ interface SavedState {
   layers: { format: 'dense' | 'csr'; statsUpdates: number; sparseThreshold: number }[];
 }
 
+function countOf(value: unknown, source: string, key: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new CheckpointError(`${source}: __metadata__.${key} must be a non-negative integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+// The generator's four 64-bit words, saved as hex strings.
+function rngOf(words: unknown[], source: string): BigUint64Array {
+  if (!words.every((h) => typeof h === 'string' && /^[0-9a-fA-F]{1,16}$/.test(h))) {
+    throw new CheckpointError(`${source}: __metadata__.state.rng must be four 64-bit words in hex`);
+  }
+  return BigUint64Array.from(words.map((h) => BigInt('0x' + (h as string))));
+}
+
+// Every tensor a state file may hold for dense layer `p`; anything else in the
+// file means it was not written by this version (or was tampered with).
+function layerTensorNames(p: string, format: 'dense' | 'csr', moments: number): string[] {
+  const names = format === 'csr' ? [`${p}.weight.indptr`, `${p}.weight.indices`, `${p}.weight.values`] : [`${p}.weight`];
+  for (let k = 1; k <= moments; k++) names.push(`${p}.weight.moment${k}`, `${p}.bias.moment${k}`);
+  names.push(`${p}.bias`, `${p}.neuron_ids`, `${p}.weight.mask`, `${p}.alive`, `${p}.birth_step`);
+  names.push(`${p}.stats.mean_abs_activation`, `${p}.stats.taylor`, `${p}.stats.mean_activation`);
+  return names;
+}
+
+/**
+ * A saved model holds finite numbers only (training stops before an update
+ * that would make them NaN), and Adam's second moment, a running mean of
+ * squared gradients, is never negative: anything else loads into a model that
+ * predicts NaN.
+ */
+function checkNumbers(source: string, p: string, l: NativeLayerState): void {
+  const finite = (name: string, values: ArrayLike<number>) => {
+    for (let k = 0; k < values.length; k++) {
+      if (!Number.isFinite(values[k])) throw new CheckpointError(`${source}: ${name}[${k}] is ${values[k]}; a saved model holds finite numbers only`);
+    }
+  };
+  finite(`${p}.${l.format === 'csr' ? 'weight.values' : 'weight'}`, l.weight);
+  finite(`${p}.bias`, l.bias);
+  l.weightMoments.forEach((m, k) => finite(`${p}.weight.moment${k + 1}`, m));
+  l.biasMoments.forEach((m, k) => finite(`${p}.bias.moment${k + 1}`, m));
+  finite(`${p}.stats.mean_abs_activation`, l.meanAbsActivation);
+  finite(`${p}.stats.mean_activation`, l.meanActivation);
+  finite(`${p}.stats.taylor`, l.taylor);
+  if (l.weightMoments.length === 2) {
+    for (const [name, m] of [[`${p}.weight.moment2`, l.weightMoments[1]], [`${p}.bias.moment2`, l.biasMoments[1]]] as const) {
+      const k = m.findIndex((v) => v < 0);
+      if (k >= 0) throw new CheckpointError(`${source}: ${name}[${k}] is ${m[k]}; Adam's second moment is never negative`);
+    }
+  }
+}
+
+function rejectUnknownTensors(d: Decoded, source: string, known: Set<string>): void {
+  for (const name of d.tensors.keys()) {
+    if (!known.has(name)) throw new CheckpointError(`${source}: tensor ${name} is not part of a neuroplastic model state`);
+  }
+}
+
 function readState(d: Decoded, source: string, model: Sequential): NativeState {
   const saved = parseJson(d, 'state', source) as SavedState;
   if (!saved || typeof saved !== 'object' || !Array.isArray(saved.layers) || !Array.isArray(saved.rng) || saved.rng.length !== 4) {
     throw new CheckpointError(`${source}: __metadata__.state is malformed`);
   }
+  const known = new Set<string>();
   const dense = model.layers.filter((l): l is DenseLayer => l instanceof DenseLayer);
   if (saved.layers.length !== dense.length) {
     throw new CheckpointError(`${source}: the state describes ${saved.layers.length} dense layers, the config ${dense.length}`);
@@ -165,6 +242,8 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
   const layers: NativeLayerState[] = saved.layers.map((meta, i) => {
     const p = `layers.${i}`;
     const units = dense[i].units;
+    if (!meta || typeof meta !== 'object') throw new CheckpointError(`${source}: __metadata__.state.layers[${i}] is malformed`);
+    if (meta.format === 'dense' || meta.format === 'csr') layerTensorNames(p, meta.format, moments).forEach((n) => known.add(n));
     let weight: Float32Array;
     let indptr: BigInt64Array | undefined;
     let indices: Int32Array | undefined;
@@ -224,9 +303,10 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
       taylor: optionalTensor<Float64Array>(d, source, `${p}.stats.taylor`, 'F64', [units]) ?? new Float64Array(0),
       meanActivation: optionalTensor<Float64Array>(d, source, `${p}.stats.mean_activation`, 'F64', [units]) ?? new Float64Array(0),
       birthStep: optionalTensor<BigInt64Array>(d, source, `${p}.birth_step`, 'I64', [units]) ?? new BigInt64Array(0),
-      statsUpdates: Number(meta.statsUpdates) || 0,
+      statsUpdates: meta.statsUpdates === undefined ? 0 : countOf(meta.statsUpdates, source, `state.layers[${i}].statsUpdates`),
       sparseThreshold: typeof meta.sparseThreshold === 'number' ? meta.sparseThreshold : -1,
     };
+    checkNumbers(source, p, layer);
     for (const [name, flags] of [[`${p}.weight.mask`, layer.mask], [`${p}.alive`, layer.alive]] as const) {
       if (flags && flags.some((v) => v > 1)) throw new CheckpointError(`${source}: ${name} must hold only 0 and 1`);
     }
@@ -235,17 +315,12 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
   });
   const events = parseJson(d, 'events', source);
   if (!Array.isArray(events)) throw new CheckpointError(`${source}: __metadata__.events is not a list`);
-  let rng: BigUint64Array;
-  try {
-    rng = BigUint64Array.from(saved.rng.map((h) => BigInt('0x' + h)));
-  } catch {
-    throw new CheckpointError(`${source}: __metadata__.state.rng is malformed`);
-  }
+  rejectUnknownTensors(d, source, known);
   return {
-    step: saved.step,
-    epoch: saved.epoch,
-    nextNeuronId: saved.nextNeuronId,
-    rng,
+    step: countOf(saved.step, source, 'state.step'),
+    epoch: countOf(saved.epoch, source, 'state.epoch'),
+    nextNeuronId: countOf(saved.nextNeuronId, source, 'state.nextNeuronId'),
+    rng: rngOf(saved.rng, source),
     rngHasSpare: Boolean(saved.rngHasSpare),
     rngSpare: Number(saved.rngSpare) || 0,
     defaultSparseThreshold: typeof saved.defaultSparseThreshold === 'number' ? saved.defaultSparseThreshold : -1,

@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "binding/errors.h"
 #include "model/model.h"
 
 namespace npb {
@@ -35,6 +36,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::shared_ptr<Dataset> take_spare_dataset() { return std::move(spare_dataset_); }
 
  private:
+  // Every method and accessor is registered through this: an exception from
+  // the core (np::Error, std::bad_alloc, ...) thrown anywhere below becomes a
+  // JS error of the matching class instead of terminating the process, since
+  // node-addon-api itself only catches Napi::Error.
+  template <Napi::Value (ModelWrap::*Method)(const Napi::CallbackInfo&)>
+  Napi::Value Guarded(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return (this->*Method)(info); });
+  }
+
   void ensure_idle(Napi::Env env, const char* operation);
   std::vector<int64_t> layer_list_arg(const Napi::CallbackInfo& info, size_t index);
   Napi::Object weight_pair(Napi::Env env, const Napi::CallbackInfo& info, bool gradients);

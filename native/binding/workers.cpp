@@ -253,12 +253,15 @@ class EvaluateWorker : public ModelWorker {
 class PredictWorker : public ModelWorker {
  public:
   PredictWorker(Napi::Env env, ModelWrap* wrap, DatasetPtr data, int64_t batch_size)
-      : ModelWorker(env, wrap, "predict"), data_(std::move(data)), batch_size_(batch_size) {
-    out_.resize(static_cast<size_t>(data_->n * model_.output_size()));
-  }
+      : ModelWorker(env, wrap, "predict"), data_(std::move(data)), batch_size_(batch_size) {}
 
  protected:
-  void Run() override { model_.predict(data_->x.data(), data_->n, out_.data(), batch_size_, &np::default_pool()); }
+  // The output is allocated here, on the worker thread, so running out of
+  // memory rejects the promise (and releases the model) like any other failure.
+  void Run() override {
+    out_.resize(static_cast<size_t>(data_->n * model_.output_size()));
+    model_.predict(data_->x.data(), data_->n, out_.data(), batch_size_, &np::default_pool());
+  }
   Napi::Value Result(Napi::Env env) override {
     auto arr = Napi::Float32Array::New(env, out_.size());
     std::copy(out_.begin(), out_.end(), arr.Data());
@@ -339,6 +342,10 @@ Napi::Value start_gradients(const Napi::CallbackInfo& info, ModelWrap* wrap) {
 Napi::Value start_predict(const Napi::CallbackInfo& info, ModelWrap* wrap) {
   DatasetPtr data = read_dataset(info, wrap->model(), 0, -1);
   const int64_t batch_size = int_arg(info, 1, "batchSize", 1, 1 << 30);
+  // The n x outputs result exists twice for a moment: here and in the Float32Array.
+  np::check_fits_in_memory(2.0 * sizeof(float) * static_cast<double>(data->n) * static_cast<double>(wrap->model().output_size()),
+                           "predict() of " + std::to_string(data->n) + " samples x " +
+                               std::to_string(wrap->model().output_size()) + " outputs");
   auto* worker = new PredictWorker(info.Env(), wrap, std::move(data), batch_size);
   Napi::Promise p = worker->promise();
   worker->Queue();

@@ -139,21 +139,30 @@ static void prune_counts(std::vector<DenseLayer>& layers, const std::vector<int6
   if (global) {
     std::vector<float> all;
     for (int64_t l : which) stored_magnitudes(layers[l], all);
-    Cut cut = find_cut(all, global_count);
-    // Ties at the threshold go to the layers in the order given.
+    const Cut cut = find_cut(all, global_count);
+    // Ties at the threshold go to the layers in the order given. Every
+    // layer's share is worked out first: a cut that would take all of some
+    // layer's weights throws before anything is removed.
+    std::vector<Cut> local(which.size());
+    int64_t ties_left = cut.ties_to_remove;
     for (size_t i = 0; i < which.size(); ++i) {
-      DenseLayer& layer = layers[which[i]];
-      int64_t ties_here = 0;
-      if (cut.ties_to_remove > 0) {
-        std::vector<float> mine;
-        stored_magnitudes(layer, mine);
-        for (float m : mine) ties_here += m == cut.threshold;
-        ties_here = std::min(ties_here, cut.ties_to_remove);
+      const DenseLayer& layer = layers[which[i]];
+      std::vector<float> mine;
+      stored_magnitudes(layer, mine);
+      int64_t below = 0, ties_here = 0;
+      for (float m : mine) {
+        below += m < cut.threshold;
+        ties_here += m == cut.threshold;
       }
-      Cut local{cut.threshold, ties_here};
-      removed[i] = remove_by_cut(layer, local);
-      cut.ties_to_remove -= ties_here;
+      ties_here = std::min(ties_here, ties_left);
+      ties_left -= ties_here;
+      local[i] = Cut{cut.threshold, ties_here};
+      if (!mine.empty() && below + ties_here == static_cast<int64_t>(mine.size()))
+        throw_range("global pruning of " + std::to_string(global_count) + " weights would remove all " +
+                    std::to_string(mine.size()) + " of layer " + std::to_string(which[i]) +
+                    "; prune less, or prune that layer with scope 'layer'");
     }
+    for (size_t i = 0; i < which.size(); ++i) removed[i] = remove_by_cut(layers[which[i]], local[i]);
     return;
   }
   for (size_t i = 0; i < which.size(); ++i) {

@@ -1,4 +1,6 @@
 // Export and import of the complete training state (see state.h).
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
 
@@ -22,6 +24,73 @@ std::vector<float> csr_slot(const CsrParam& c, Slot s) {
 
 [[noreturn]] void bad(size_t layer, const std::string& what) {
   throw_range("checkpoint layer " + std::to_string(layer) + ": " + what);
+}
+
+// W's entry (r, c) of a layer in either format, or 0 where none is stored.
+template <typename Fn>
+void for_each_stored(const LayerState& l, Fn&& fn) {
+  if (l.csr) {
+    for (int64_t r = 0; r < l.units; ++r)
+      for (int64_t k = l.indptr[r]; k < l.indptr[r + 1]; ++k) fn(r, static_cast<int64_t>(l.indices[k]), l.weight[k]);
+  } else {
+    for (int64_t r = 0; r < l.units; ++r)
+      for (int64_t c = 0; c < l.inputs; ++c) fn(r, c, l.weight[r * l.inputs + c]);
+  }
+}
+
+// What the shapes cannot show: the bookkeeping must agree with what training
+// itself keeps, or the model would load and then compute something silently
+// wrong (a pruned connection still active, a grown neuron reusing an id, a
+// generator stuck at zero). Whether the numbers are finite is the checkpoint
+// reader's check (lib/checkpoint): a CUDA model's weights come back through
+// here too, and after a NaN loss on the GPU they may hold NaN.
+void check_state_values(const ModelState& s) {
+  std::vector<int64_t> ids;
+  for (size_t i = 0; i < s.layers.size(); ++i) {
+    const LayerState& l = s.layers[i];
+    if (l.stats_updates < 0) bad(i, "statistics update count is negative");
+    if (!(l.sparse_threshold <= 1.0)) bad(i, "sparse threshold " + std::to_string(l.sparse_threshold) + " is above 1");
+    if (!l.csr && !l.mask.empty()) {
+      for (int64_t k = 0; k < l.units * l.inputs; ++k)
+        if (!l.mask[k] && l.weight[k] != 0.0f)
+          bad(i, "weight (unit " + std::to_string(k / l.inputs) + ", input " + std::to_string(k % l.inputs) +
+                     ") is nonzero where the mask says pruned");
+    }
+    if (!l.alive.empty()) {
+      if (std::none_of(l.alive.begin(), l.alive.end(), [](uint8_t a) { return a != 0; }))
+        bad(i, "every unit is marked pruned; a layer keeps at least one");
+      for (int64_t j = 0; j < l.units; ++j)
+        if (!l.alive[j] && l.bias[j] != 0.0f) bad(i, "pruned unit " + std::to_string(j) + " has a nonzero bias");
+      for_each_stored(l, [&](int64_t r, int64_t, float w) {
+        if (!l.alive[r] && w != 0.0f) bad(i, "pruned unit " + std::to_string(r) + " has a nonzero incoming weight");
+      });
+      if (i + 1 < s.layers.size()) {
+        for_each_stored(s.layers[i + 1], [&](int64_t, int64_t c, float w) {
+          if (!l.alive[c] && w != 0.0f)
+            bad(i + 1, "input " + std::to_string(c) + " comes from a pruned unit but has a nonzero weight");
+        });
+      }
+    }
+    for (int64_t id : l.neuron_ids) {
+      if (id < 0 || id >= s.next_neuron_id)
+        bad(i, "neuron id " + std::to_string(id) + " is outside [0, next id " + std::to_string(s.next_neuron_id) + ")");
+      ids.push_back(id);
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  const auto dup = std::adjacent_find(ids.begin(), ids.end());
+  if (dup != ids.end()) throw_range("checkpoint: neuron id " + std::to_string(*dup) + " appears twice");
+  if ((s.rng[0] | s.rng[1] | s.rng[2] | s.rng[3]) == 0)
+    throw_range("checkpoint: the random generator's state is all zeros, which no generator reaches");
+  if (!std::isfinite(s.rng_spare)) throw_range("checkpoint: the random generator's spare value is not finite");
+  if (!(s.default_sparse_threshold <= 1.0))
+    throw_range("checkpoint: default sparse threshold " + std::to_string(s.default_sparse_threshold) + " is above 1");
+  for (size_t e = 0; e < s.events.size(); ++e) {
+    const int64_t layer = s.events[e].layer;
+    if (layer < -1 || layer >= static_cast<int64_t>(s.layers.size()))
+      throw_range("checkpoint: event " + std::to_string(e) + " names layer " + std::to_string(layer) + " of " +
+                  std::to_string(s.layers.size()));
+  }
 }
 
 }  // namespace
@@ -117,6 +186,7 @@ void Model::import_state(ModelState s) {
     inputs = l.units;
   }
   if (s.step < 0 || s.epoch < 0 || s.next_neuron_id < 0) throw_range("checkpoint counters are negative");
+  check_state_values(s);
 
   for (size_t i = 0; i < s.layers.size(); ++i) {
     LayerState& src = s.layers[i];
