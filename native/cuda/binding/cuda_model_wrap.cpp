@@ -538,12 +538,13 @@ class EvaluateWorker : public Worker {
 class PredictWorker : public Worker {
  public:
   PredictWorker(Napi::Env env, CudaModelWrap* wrap, HostData data, int64_t batch_size)
-      : Worker(env, wrap, "predict"), data_(std::move(data)), batch_size_(batch_size) {
-    out_.resize(static_cast<size_t>(data_.n * model_.output_size()));
-  }
+      : Worker(env, wrap, "predict"), data_(std::move(data)), batch_size_(batch_size) {}
 
  protected:
+  // The output is allocated on the worker thread: running out of host memory
+  // rejects the promise and releases the model instead of terminating.
   void Work() override {
+    out_.resize(static_cast<size_t>(data_.n * model_.output_size()));
     nc::set_device(model_.device());
     model_.predict(data_.x.data(), data_.n, out_.data(), batch_size_);
   }
