@@ -1,7 +1,8 @@
 // Callbacks that fit() calls, and the history it returns. Hooks may be async:
 // fit() awaits them, so a callback can change the model between batches or
 // epochs. onProgress is the exception: it is throttled, called while the
-// native loop keeps running, and not awaited (it is for progress bars).
+// native loop keeps running, and not awaited (it is for progress bars); an
+// error it throws stops the loop, and fit() rejects with that error.
 import type { StructuralEvent } from './events';
 
 export interface BatchLogs {
@@ -64,7 +65,7 @@ export interface Callback {
   onEpochEnd?(epoch: number, logs: EpochLogs): void | Promise<void>;
   /** Called after every batch; defining it makes fit() hand control back to JS each batch. */
   onBatchEnd?(batch: number, logs: BatchLogs): void | Promise<void>;
-  /** Throttled (about every 50 ms) and not awaited: for progress bars. */
+  /** Throttled (about every 50 ms) and not awaited: for progress bars. A throw stops fit(), which rejects with the error. */
   onProgress?(info: ProgressInfo): void;
 }
 

@@ -6,7 +6,7 @@
 import type { BatchLogs, Callback, EpochLogs, History } from './callbacks';
 import { emptyHistory } from './callbacks';
 import type { StructuralEvent } from './events';
-import type { NativeModel, NativeTargets } from './native';
+import type { NativeModel, NativeTargets, NativeTrainResult } from './native';
 
 export interface FitPlan {
   native: NativeModel;
@@ -26,6 +26,8 @@ export interface FitPlan {
   eventsSince: (from: number) => StructuralEvent[];
   /** Told when fit is at a step boundary (running hooks, so the model may be read or changed) and when not. */
   setBoundary: (atBoundary: boolean) => void;
+  /** Resolves once a native operation a hook started (e.g. predict() not awaited) has finished. */
+  settle: () => Promise<void>;
 }
 
 export class AbortError extends Error {
@@ -48,8 +50,11 @@ async function callAll<K extends keyof Callback>(callbacks: Callback[], hook: K,
 }
 
 // A copy of the callback whose awaited hooks mark the step boundary while they
-// run. Methods may live on the object or on its class's prototype chain.
-function boundaryWrapped(cb: Callback, setBoundary: (b: boolean) => void): Callback {
+// run. Methods may live on the object or on its class's prototype chain. A hook
+// may start predict() or evaluate() without awaiting it: the boundary lasts
+// until that ends, since the core runs one operation at a time and would reject
+// fit's next call.
+function boundaryWrapped(cb: Callback, setBoundary: (b: boolean) => void, settle: () => Promise<void>): Callback {
   const keys = new Set<string>();
   for (let o: object | null = cb; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
     for (const key of Object.getOwnPropertyNames(o)) if (key !== 'constructor') keys.add(key);
@@ -68,6 +73,7 @@ function boundaryWrapped(cb: Callback, setBoundary: (b: boolean) => void): Callb
             try {
               return await call(args);
             } finally {
+              await settle();
               setBoundary(false);
             }
           };
@@ -86,7 +92,7 @@ export async function runFit(plan: FitPlan): Promise<History> {
   const { native, n, batchSize, signal } = plan;
   // Every hook runs at a step boundary: the native loop is idle, so the hook
   // may read weights or change the structure.
-  const callbacks = plan.callbacks.map((cb) => boundaryWrapped(cb, plan.setBoundary));
+  const callbacks = plan.callbacks.map((cb) => boundaryWrapped(cb, plan.setBoundary, plan.settle));
   const history = emptyHistory();
   const batches = Math.ceil(n / batchSize);
   const perBatch = callbacks.some((c) => typeof c.onBatchEnd === 'function');
@@ -125,7 +131,8 @@ export async function runFit(plan: FitPlan): Promise<History> {
     return { due, next };
   };
 
-  const onAbort = () => native.requestAbort();
+  // Stops the running chunk (the signal, or an onProgress that threw).
+  const requestAbort = () => native.requestAbort();
   if (signal?.aborted) throw abortError(signal, native.step);
   // One copy of the data for the whole fit (released in `finally`): the async
   // calls never read JS memory, which JS could transfer away meanwhile.
@@ -139,7 +146,7 @@ export async function runFit(plan: FitPlan): Promise<History> {
     }
     throw err;
   }
-  signal?.addEventListener('abort', onAbort);
+  signal?.addEventListener('abort', requestAbort);
   try {
     for (const cb of callbacks) cb.setModel?.(plan.model);
     await callAll(callbacks, 'onTrainBegin');
@@ -161,17 +168,32 @@ export async function runFit(plan: FitPlan): Promise<History> {
         const { due, next } = nextDue();
         const count = perBatch ? 1 : Math.min(batches - done, next === Infinity ? Infinity : next - native.step);
         let finished = false;
+        // The first error an onProgress threw during the chunk. The report comes from the worker
+        // through a thread-safe function, where Node would only warn about an escaping exception
+        // (or end the process): it stops the chunk and fit() rejects with it after the chunk, as
+        // it does when thrown by the report at the chunk's end.
+        let progressFailure: { error: unknown } | undefined;
         const progress =
           progressCallbacks.length && !perBatch
             ? (d: number, ls: number, c: number, s: number) => {
-                if (finished) return; // a late report after the chunk settled
-                for (const cb of progressCallbacks) {
-                  cb.onProgress!({ epoch, epochs: plan.epochs, batch: done + d, batches, loss: (lossSum + ls) / (samples + s), accuracy: (correct + c) / (samples + s) });
+                if (finished || progressFailure) return; // a late report after the chunk settled, or one after a failure
+                try {
+                  for (const cb of progressCallbacks) {
+                    cb.onProgress!({ epoch, epochs: plan.epochs, batch: done + d, batches, loss: (lossSum + ls) / (samples + s), accuracy: (correct + c) / (samples + s) });
+                  }
+                } catch (error) {
+                  progressFailure = { error };
+                  requestAbort();
                 }
               }
             : undefined;
-        const r = await native.trainBatches(dataset, order, done, count, batchSize, progress);
-        finished = true;
+        let r: NativeTrainResult;
+        try {
+          r = await native.trainBatches(dataset, order, done, count, batchSize, progress);
+        } finally {
+          finished = true;
+        }
+        if (progressFailure) throw progressFailure.error;
         if (r.aborted) throw abortError(signal, native.step);
         lossSum += r.lossSum;
         correct += r.correct;
@@ -213,7 +235,7 @@ export async function runFit(plan: FitPlan): Promise<History> {
     await callAll(callbacks, 'onTrainEnd', history);
     return history;
   } finally {
-    signal?.removeEventListener('abort', onAbort);
+    signal?.removeEventListener('abort', requestAbort);
     native.releaseDataset(dataset);
     for (const cb of callbacks) cb.cleanup?.();
   }

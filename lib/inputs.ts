@@ -30,7 +30,8 @@ export function checkSamples(where: string, name: string, x: unknown, inputSize:
 /**
  * Checks targets for n samples and converts them to what the core takes:
  * class labels (Int32Array or Uint8Array, each in [0, outputs)) become an
- * Int32Array; float targets (Float32Array, n x outputs) pass through.
+ * Int32Array; float targets (Float32Array, n x outputs, rows that are
+ * distributions for softmaxCrossEntropy) pass through.
  */
 export function checkTargets(where: string, name: string, y: unknown, n: number, outputs: number, loss: string): NativeTargets {
   if (y instanceof Int32Array || y instanceof Uint8Array) {
@@ -53,9 +54,39 @@ export function checkTargets(where: string, name: string, y: unknown, n: number,
     for (let i = 0; i < y.length; i++) {
       if (!Number.isFinite(y[i])) throw new RangeError(`${where}: ${name}[${i}] is ${y[i]}; targets must be finite`);
     }
+    if (loss === 'softmaxCrossEntropy') checkDistributions(where, name, y, outputs);
     return y;
   }
   throw new TypeError(`${where}: ${name} must be an Int32Array or Uint8Array of class labels, or a Float32Array of targets, got ${describe(y)}`);
+}
+
+/** How far a target distribution's sum may be from 1: float32 rounding of e.g. 1/3 + 1/3 + 1/3, with room to spare. */
+const DISTRIBUTION_TOLERANCE = 1e-3;
+
+/**
+ * Float targets for softmaxCrossEntropy are the cross-entropy's reference distribution: each row
+ * must be one (values >= 0 summing to 1). Anything else has no minimum (the loss goes to -infinity
+ * along it), so training would report a negative loss and drift instead of failing.
+ */
+function checkDistributions(where: string, name: string, y: Float32Array, outputs: number): void {
+  for (let row = 0, i = 0; i < y.length; row++) {
+    let sum = 0;
+    for (const end = i + outputs; i < end; i++) {
+      if (y[i] < 0) {
+        throw new RangeError(
+          `${where}: ${name}[${i}] (row ${row}, class ${i % outputs}) is ${y[i]}; ` +
+            `target distributions for 'softmaxCrossEntropy' must be >= 0`,
+        );
+      }
+      sum += y[i];
+    }
+    if (!(Math.abs(sum - 1) <= DISTRIBUTION_TOLERANCE)) {
+      throw new RangeError(
+        `${where}: ${name} row ${row} sums to ${sum}; target distributions for ` +
+          `'softmaxCrossEntropy' must sum to 1 (within ${DISTRIBUTION_TOLERANCE}), or pass class labels as an Int32Array`,
+      );
+    }
+  }
 }
 
 /** Checks an (x, y) pair: samples and targets that match them. */

@@ -1,7 +1,8 @@
 // Optimizer factories. Each returns a plain, frozen description; the state
 // (velocity, Adam moments) lives natively in each parameter's slots, so
-// growing or pruning a layer keeps it aligned with the weights.
-import { checkBoolean, checkKnownKeys, checkNumber, checkOptions } from './validate';
+// growing or pruning a layer keeps it aligned with the weights. Every number
+// is used as a float32, so each range below holds after rounding to float32.
+import { checkBoolean, checkKnownKeys, checkNumber, checkOptions, type NumberRange } from './validate';
 
 export interface SgdOptions {
   /** Step size; > 0. Default 0.01. */
@@ -44,16 +45,27 @@ export interface Optimizer {
 const SGD_KEYS = ['learningRate', 'momentum', 'nesterov', 'weightDecay'] as const;
 const ADAM_KEYS = ['learningRate', 'beta1', 'beta2', 'epsilon', 'weightDecay', 'decoupledWeightDecay'] as const;
 
+// The core keeps every hyper-parameter as a float32 and checks it after the cast (see
+// native/binding/model_wrap.cpp Compile and Model::compile): a learning rate of 1e-50 becomes 0 and
+// a momentum of 1 - 1e-12 becomes 1 there. Checking the rounded value here names the option and
+// the value instead of failing in compile() with the core's bare message.
+const POSITIVE: NumberRange = { min: 0, minExclusive: true, float32: true };
+const NON_NEGATIVE: NumberRange = { min: 0, float32: true };
+const DECAY_RATE: NumberRange = { min: 0, max: 1, maxExclusive: true, float32: true };
+
 /** Stochastic gradient descent with optional (Nesterov) momentum and weight decay (torch.optim.SGD semantics). */
 export function sgd(options?: SgdOptions): Optimizer {
   const where = 'optimizers.sgd()';
   const o = checkOptions<SgdOptions>(where, 'options', options);
   checkKnownKeys(where, o, SGD_KEYS);
-  const learningRate = checkNumber(where, 'learningRate', o.learningRate ?? 0.01, { min: 0, minExclusive: true });
-  const momentum = checkNumber(where, 'momentum', o.momentum ?? 0, { min: 0, max: 1, maxExclusive: true });
+  const learningRate = checkNumber(where, 'learningRate', o.learningRate ?? 0.01, POSITIVE);
+  const momentum = checkNumber(where, 'momentum', o.momentum ?? 0, DECAY_RATE);
   const nesterov = checkBoolean(where, 'nesterov', o.nesterov ?? false);
-  const weightDecay = checkNumber(where, 'weightDecay', o.weightDecay ?? 0, { min: 0 });
-  if (nesterov && momentum === 0) throw new RangeError(`${where}: nesterov needs momentum > 0, got momentum 0`);
+  const weightDecay = checkNumber(where, 'weightDecay', o.weightDecay ?? 0, NON_NEGATIVE);
+  // The core tests the float32 momentum: 1e-50 is no momentum there.
+  if (nesterov && Math.fround(momentum) === 0) {
+    throw new RangeError(`${where}: nesterov needs momentum > 0, got momentum ${momentum}${momentum === 0 ? '' : ' (0 in float32)'}`);
+  }
   return Object.freeze({ kind: 'sgd' as const, learningRate, momentum, nesterov, weightDecay });
 }
 
@@ -64,11 +76,11 @@ export function adam(options?: AdamOptions): Optimizer {
   checkKnownKeys(where, o, ADAM_KEYS);
   return Object.freeze({
     kind: 'adam' as const,
-    learningRate: checkNumber(where, 'learningRate', o.learningRate ?? 0.001, { min: 0, minExclusive: true }),
-    beta1: checkNumber(where, 'beta1', o.beta1 ?? 0.9, { min: 0, max: 1, maxExclusive: true }),
-    beta2: checkNumber(where, 'beta2', o.beta2 ?? 0.999, { min: 0, max: 1, maxExclusive: true }),
-    epsilon: checkNumber(where, 'epsilon', o.epsilon ?? 1e-8, { min: 0, minExclusive: true }),
-    weightDecay: checkNumber(where, 'weightDecay', o.weightDecay ?? 0, { min: 0 }),
+    learningRate: checkNumber(where, 'learningRate', o.learningRate ?? 0.001, POSITIVE),
+    beta1: checkNumber(where, 'beta1', o.beta1 ?? 0.9, DECAY_RATE),
+    beta2: checkNumber(where, 'beta2', o.beta2 ?? 0.999, DECAY_RATE),
+    epsilon: checkNumber(where, 'epsilon', o.epsilon ?? 1e-8, POSITIVE),
+    weightDecay: checkNumber(where, 'weightDecay', o.weightDecay ?? 0, NON_NEGATIVE),
     decoupledWeightDecay: checkBoolean(where, 'decoupledWeightDecay', o.decoupledWeightDecay ?? false),
   });
 }

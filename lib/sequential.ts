@@ -33,6 +33,10 @@ export const LOSSES = ['softmaxCrossEntropy', 'meanSquaredError'] as const;
 /** Structural events a model keeps unless told otherwise (SequentialOptions.eventLimit). */
 export const DEFAULT_EVENT_LIMIT = 100_000;
 export type LossName = (typeof LOSSES)[number];
+/** The most epochs fit() runs (FitOptions.epochs). */
+export const MAX_EPOCHS = 1e9;
+/** The largest batch fit(), evaluate() and predict() take (batchSize). */
+export const MAX_BATCH_SIZE = 1 << 24;
 
 export interface SequentialOptions {
   /** Features per sample; a positive integer. */
@@ -130,6 +134,10 @@ export class Sequential implements LayerHost {
   // True while fit() runs a callback between two steps: the model may then be
   // read and changed (that is how plasticity schedules work).
   private atStepBoundary = false;
+  // The last async native operation started (predict, evaluate, ...), settled either way; null once
+  // it is done. A fit callback may start one without awaiting it: fit() waits for it before its next
+  // native call, which the core would otherwise reject as busy, killing the fit.
+  private inFlight: Promise<void> | null = null;
 
   constructor(options: SequentialOptions) {
     const where = 'new Sequential()';
@@ -230,7 +238,12 @@ export class Sequential implements LayerHost {
     this.assertIdle('compile');
     const native = this.build();
     const opt = o.optimizer;
-    native.compile({ ...opt }, loss);
+    try {
+      native.compile({ ...opt }, loss);
+    } catch (err) {
+      // The factories check what the core checks, but a hand-made optimizer object reaches it unchecked.
+      throw underApiName(where, 'compile', err, `got optimizer ${JSON.stringify(opt)}`);
+    }
     this.compiled = { optimizer: opt, loss };
     return this;
   }
@@ -244,9 +257,9 @@ export class Sequential implements LayerHost {
     const compiled = this.requireCompiled(where);
     const o = checkOptions<FitOptions>(where, 'options', options);
     checkKnownKeys(where, o, FIT_KEYS);
-    const epochs = checkInteger(where, 'epochs', o.epochs ?? 1, { min: 1, max: 1e9 });
+    const epochs = checkInteger(where, 'epochs', o.epochs ?? 1, { min: 1, max: MAX_EPOCHS });
     const initialEpoch = checkInteger(where, 'initialEpoch', o.initialEpoch ?? 0, { min: 0, max: epochs - 1 });
-    const batchSize = checkInteger(where, 'batchSize', o.batchSize ?? 32, { min: 1, max: 1 << 24 });
+    const batchSize = checkInteger(where, 'batchSize', o.batchSize ?? 32, { min: 1, max: MAX_BATCH_SIZE });
     const shuffle = checkBoolean(where, 'shuffle', o.shuffle ?? true);
     const callbacks = this.checkCallbacks(where, o.callbacks);
     if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
@@ -285,6 +298,7 @@ export class Sequential implements LayerHost {
         setBoundary: (b) => {
           this.atStepBoundary = b;
         },
+        settle: () => this.settle(),
       });
     } finally {
       this.fitting = false;
@@ -298,7 +312,7 @@ export class Sequential implements LayerHost {
     const compiled = this.requireCompiled(where);
     const o = checkOptions<EvaluateOptions>(where, 'options', options);
     checkKnownKeys(where, o, ['batchSize']);
-    const batchSize = checkInteger(where, 'batchSize', o.batchSize ?? 256, { min: 1, max: 1 << 24 });
+    const batchSize = checkInteger(where, 'batchSize', o.batchSize ?? 256, { min: 1, max: MAX_BATCH_SIZE });
     const n = checkSamples(where, 'x', x, this.inputSize);
     const targets = checkTargets(where, 'y', y, n, this.outputSize, compiled.loss);
     this.assertIdle('evaluate');
@@ -310,10 +324,10 @@ export class Sequential implements LayerHost {
     const where = 'Sequential.predict()';
     const o = checkOptions<EvaluateOptions>(where, 'options', options);
     checkKnownKeys(where, o, ['batchSize']);
-    const batchSize = checkInteger(where, 'batchSize', o.batchSize ?? 256, { min: 1, max: 1 << 24 });
+    const batchSize = checkInteger(where, 'batchSize', o.batchSize ?? 256, { min: 1, max: MAX_BATCH_SIZE });
     checkSamples(where, 'x', x, this.inputSize);
     this.assertIdle('predict');
-    return this.build().predict(x, batchSize);
+    return this.track(this.build().predict(x, batchSize));
   }
 
   /** Mean gradients of the loss over (x, y) for every dense layer, without updating anything. */
@@ -324,7 +338,7 @@ export class Sequential implements LayerHost {
     const targets = checkTargets(where, 'y', y, n, this.outputSize, compiled.loss);
     this.assertIdle('computeGradients');
     const native = this.build();
-    await native.computeGradients(x, targets);
+    await this.track(native.computeGradients(x, targets));
     return this.denseLayers().map((_, i) => native.getGradients(i));
   }
 
@@ -504,8 +518,12 @@ export class Sequential implements LayerHost {
   async save(file: string): Promise<void> {
     if (typeof file !== 'string' || file.length === 0) throw new TypeError(`Sequential.save(): path must be a non-empty string, got ${describe(file)}`);
     this.assertIdle('save');
-    const { modelToBuffer, writeFileAtomic } = await import('./checkpoint/model_file');
-    await writeFileAtomic(file, modelToBuffer(this));
+    // The state is read before anything else runs on the model, also when a fit callback does not
+    // await save(): fit waits for the read (tracked like predict()), not for the disk.
+    const { buffer, writeFileAtomic } = await this.track(
+      import('./checkpoint/model_file').then((m) => ({ buffer: m.modelToBuffer(this), writeFileAtomic: m.writeFileAtomic })),
+    );
+    await writeFileAtomic(file, buffer);
   }
 
   /** The same bytes save() writes, as a Buffer. */
@@ -587,8 +605,26 @@ export class Sequential implements LayerHost {
   }
 
   private async evaluateChecked(x: Float32Array, y: Int32Array | Float32Array, batchSize: number): Promise<Evaluation> {
-    const r = await this.build().evaluate(x, y, batchSize);
+    const r = await this.track(this.build().evaluate(x, y, batchSize));
     return { loss: r.lossSum / r.samples, accuracy: r.correct / r.samples };
+  }
+
+  /** Remembers `operation` as the model's in-flight native operation (see `inFlight`) and returns it. */
+  private track<T>(operation: Promise<T>): Promise<T> {
+    const settled = operation.then(
+      () => undefined,
+      () => undefined, // the caller's promise carries the error; fit() only waits
+    );
+    this.inFlight = settled;
+    void settled.then(() => {
+      if (this.inFlight === settled) this.inFlight = null;
+    });
+    return operation;
+  }
+
+  /** Resolves once no native operation started from JS is running (one may start another when it ends). */
+  private async settle(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
   }
 
   private checkCallbacks(where: string, callbacks: unknown): Callback[] {
@@ -605,6 +641,20 @@ export class Sequential implements LayerHost {
     });
     return callbacks as Callback[];
   }
+}
+
+/**
+ * An error from the core, re-thrown under the API name the user called (the core's messages name
+ * only the argument, not the value): same class and code, `detail` appended, the original as cause.
+ */
+function underApiName(where: string, operation: string, err: unknown, detail: string): unknown {
+  if (!(err instanceof Error)) return err;
+  const Kind = err instanceof RangeError ? RangeError : err instanceof TypeError ? TypeError : Error;
+  const message = err.message.startsWith(`${operation}: `) ? err.message.slice(operation.length + 2) : err.message;
+  const out: Error & { code?: unknown } = new Kind(`${where}: ${message}, ${detail}`, { cause: err });
+  const code = (err as { code?: unknown }).code;
+  if (code !== undefined) out.code = code;
+  return out;
 }
 
 export { AbortError };

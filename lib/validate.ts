@@ -51,11 +51,19 @@ export interface NumberRange {
   minExclusive?: boolean;
   /** Exclude max itself (e.g. a dropout rate must be < 1). */
   maxExclusive?: boolean;
+  /**
+   * The native core stores the value as a float32: check the range again on the rounded value,
+   * which may overflow to infinity, underflow to 0 or round up to max (1 - 1e-12 becomes 1).
+   */
+  float32?: boolean;
 }
+
+/** The largest finite float32. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
 
 /** A finite number in the given (half-)open or closed interval. */
 export function checkNumber(where: string, name: string, value: unknown, range: NumberRange = {}): number {
-  const { min = -Infinity, max = Infinity, minExclusive = false, maxExclusive = false } = range;
+  const { min = -Infinity, max = Infinity, minExclusive = false, maxExclusive = false, float32 = false } = range;
   const lo = min === -Infinity ? '' : `${minExclusive ? '>' : '>='} ${min}`;
   const hi = max === Infinity ? '' : `${maxExclusive ? '<' : '<='} ${max}`;
   let expected = 'a finite number';
@@ -65,8 +73,16 @@ export function checkNumber(where: string, name: string, value: unknown, range: 
   if (typeof value !== 'number') fail(TypeError, where, name, expected, value);
   if (!Number.isFinite(value)) fail(RangeError, where, name, expected, value);
   const v = value as number;
-  if (v < min || (minExclusive && v === min) || v > max || (maxExclusive && v === max)) {
-    fail(RangeError, where, name, expected, value);
+  const outside = (x: number) => x < min || (minExclusive && x === min) || x > max || (maxExclusive && x === max);
+  if (outside(v)) fail(RangeError, where, name, expected, value);
+  if (float32) {
+    const f = Math.fround(v);
+    if (!Number.isFinite(f)) {
+      throw new RangeError(`${where}: ${name} must be ${expected}, got ${v}, which is outside float32 range (magnitude at most ${FLOAT32_MAX})`);
+    }
+    if (outside(f)) {
+      throw new RangeError(`${where}: ${name} must be ${expected} in float32 (the precision the core computes in), got ${v}, which rounds to ${f} in float32`);
+    }
   }
   return v;
 }

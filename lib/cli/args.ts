@@ -22,6 +22,15 @@ export class CliError extends Error {
   }
 }
 
+/**
+ * `limit` on integer options: an upper bound that is a limit of the library or of memory rather
+ * than part of what the option means. It is checked after the option's range and reported on its
+ * own, e.g. `--epochs must be at most 1000000000, got "2000000000"`.
+ */
+interface Limited {
+  limit?: number;
+}
+
 interface Common {
   /** Placeholder for the value in --help, e.g. 'N' or 'DIR'. */
   metavar?: string;
@@ -35,10 +44,11 @@ export type OptionSpec =
   | (Common & { kind: 'flag' })
   | (Common & { kind: 'string'; default?: string })
   | (Common & { kind: 'choice'; choices: readonly string[]; default?: string })
-  | (Common & { kind: 'integer'; min?: number; max?: number; default?: number })
-  | (Common & { kind: 'number'; min?: number; max?: number; minExclusive?: boolean; maxExclusive?: boolean; default?: number })
+  | (Common & Limited & { kind: 'integer'; min?: number; max?: number; default?: number })
+  /** float32: the library uses the value as a float32, so the range must also hold after rounding to one. */
+  | (Common & { kind: 'number'; min?: number; max?: number; minExclusive?: boolean; maxExclusive?: boolean; float32?: boolean; default?: number })
   /** Comma-separated integers, each in [min, max], e.g. --hidden 300,100. */
-  | (Common & { kind: 'integerList'; min?: number; max?: number; default?: readonly number[] });
+  | (Common & Limited & { kind: 'integerList'; min?: number; max?: number; default?: readonly number[] });
 
 export type OptionTable = Record<string, OptionSpec>;
 
@@ -101,15 +111,20 @@ function convert(command: string, flag: string, spec: OptionSpec, raw: string): 
       const ok = INTEGER.test(raw) && Number.isSafeInteger(v) &&
         (spec.min === undefined || v >= spec.min) && (spec.max === undefined || v <= spec.max);
       if (!ok) throw bad(integerExpected(spec.min, spec.max));
+      if (spec.limit !== undefined && v > spec.limit) throw bad(`at most ${spec.limit}`);
       return v;
     }
     case 'number': {
       const { min, max, minExclusive = false, maxExclusive = false } = spec;
-      const v = Number(raw);
-      const ok = DECIMAL.test(raw) && Number.isFinite(v) &&
+      const inRange = (v: number) => Number.isFinite(v) &&
         (min === undefined || v > min || (!minExclusive && v === min)) &&
         (max === undefined || v < max || (!maxExclusive && v === max));
-      if (!ok) throw bad('a number' + rangeText(min, max, minExclusive, maxExclusive));
+      const v = Number(raw);
+      const expected = 'a number' + rangeText(min, max, minExclusive, maxExclusive);
+      if (!DECIMAL.test(raw) || !inRange(v)) throw bad(expected);
+      if (spec.float32 && !inRange(Math.fround(v))) {
+        throw new UsageError(`${flag} must be ${expected} in float32, got ${JSON.stringify(raw)}, which rounds to ${Math.fround(v)} in float32`, command);
+      }
       return v;
     }
     case 'integerList': {
@@ -120,6 +135,8 @@ function convert(command: string, flag: string, spec: OptionSpec, raw: string): 
       const example = spec.default ? ` (e.g. ${spec.default.join(',')})` : '';
       const each = spec.min === 1 && spec.max === undefined ? 'positive integers' : `integers${rangeText(spec.min, spec.max)}`;
       if (!ok) throw bad(`a comma-separated list of ${each}${example}`);
+      const limit = spec.limit;
+      if (limit !== undefined && values.some((v) => v > limit)) throw bad(`a comma-separated list of integers each at most ${limit}`);
       return values;
     }
   }

@@ -27,7 +27,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Claimed by an async worker when it is queued (on the JS thread), released
   // when it completes (also on the JS thread).
   void claim(Napi::Env env, const char* operation);
-  void release() { busy_ = nullptr; }
+  // An abort request that arrived after the operation's last check is dropped
+  // with it; kept, it would stop the NEXT fit before its first batch.
+  void release() {
+    busy_ = nullptr;
+    model_->abort_requested.store(false);
+  }
 
   // Training data copied for fit(), owned by the model (see createDataset).
   int64_t keep_dataset(std::shared_ptr<Dataset> data);
