@@ -586,7 +586,7 @@ const GENERATORS: Record<string, Gen> = {
     // Valid by the API (finite values, sizes in range) but extreme: any outcome
     // with a message, or a well-formed result.
     const m = f.model;
-    const which = rng.int(0, 5);
+    const which = rng.int(0, 6);
     const outLen = f.n * f.outputs;
     switch (which) {
       case 0:
@@ -607,7 +607,7 @@ const GENERATORS: Record<string, Gen> = {
     // A valid structural op at a random point (prune, compact, snapshot/rewind,
     // save/load round trip): must succeed or fail with a message, never crash.
     const m = f.model;
-    const which = rng.int(0, 5);
+    const which = rng.int(0, 6);
     switch (which) {
       case 0:
         return { name: 'prune weights (valid)', expect: 'either', run: () => m.prune({ amount: rng.pick([0, 0.3, 0.9, 0.999]), scope: rng.pick(['layer', 'global']) }) };
@@ -665,7 +665,7 @@ const GENERATORS: Record<string, Gen> = {
     // bits in the tensor data leave a well-formed file (any outcome).
     const cp = ctx.checkpoint;
     const headerEnd = 8 + Number(cp.readBigUInt64LE(0));
-    const which = rng.int(0, 5);
+    const which = rng.int(0, 6);
     const predictCheck = async (buf: Buffer) => {
       // FUZZ_SAVE_CORRUPT=DIR keeps the last corrupted buffer for a repro.
       if (process.env.FUZZ_SAVE_CORRUPT) fs.writeFileSync(path.join(process.env.FUZZ_SAVE_CORRUPT, 'last.safetensors'), buf);
@@ -701,6 +701,10 @@ const GENERATORS: Record<string, Gen> = {
         const buf = Buffer.from(cp);
         buf[rng.int(0, headerEnd - 1)] ^= 1 << rng.int(0, 7);
         return { name: 'loadModel(flipped header bit)', expect: 'either', check: loadedOk, run: () => predictCheck(buf) };
+      }
+      case 5: {
+        const mutated = mutateContents(rng, cp);
+        return { name: `loadModel(contents: ${mutated.what})`, expect: 'reject', run: () => predictCheck(mutated.buf) };
       }
       default: {
         const mutated = mutateHeader(rng, cp);
@@ -784,6 +788,63 @@ function mutateHeader(rng: Rng, cp: Buffer): { buf: Buffer; what: string } {
   }
   if (what.startsWith('config')) meta.config = JSON.stringify(config);
   if (what.startsWith('state')) meta.state = JSON.stringify(state);
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return { buf: Buffer.concat([len, json, data]), what };
+}
+
+/**
+ * Changes a well-formed checkpoint's contents (not its layout) so that they
+ * contradict what training keeps: a non-finite number in a float tensor, a
+ * fractional step, a next neuron id below the ids in use, an all-zero RNG
+ * state, an event naming a missing layer, or an extra tensor.
+ */
+function mutateContents(rng: Rng, cp: Buffer): { buf: Buffer; what: string } {
+  const n = Number(cp.readBigUInt64LE(0));
+  const header = JSON.parse(cp.toString('utf8', 8, 8 + n));
+  let data = Buffer.from(cp.subarray(8 + n));
+  const meta = header.__metadata__ as Record<string, string>;
+  const state = JSON.parse(meta.state);
+  let what: string;
+  switch (rng.int(0, 5)) {
+    case 0: {
+      const floats = Object.keys(header).filter((k) => k !== '__metadata__' && ['F32', 'F64'].includes(header[k].dtype) && header[k].data_offsets[1] > header[k].data_offsets[0]);
+      const name = rng.pick(floats);
+      const t = header[name];
+      const size = t.dtype === 'F32' ? 4 : 8;
+      const at = t.data_offsets[0] + size * rng.int(0, (t.data_offsets[1] - t.data_offsets[0]) / size - 1);
+      const value = rng.pick([NaN, Infinity, -Infinity]);
+      if (size === 4) data.writeFloatLE(value, at);
+      else data.writeDoubleLE(value, at);
+      what = `${value} in ${name}`;
+      break;
+    }
+    case 1:
+      state.step += 0.5;
+      what = 'fractional step';
+      break;
+    case 2:
+      state.nextNeuronId = 0;
+      what = 'next neuron id 0';
+      break;
+    case 3:
+      state.rng = ['0', '0', '0', '0'];
+      what = 'all-zero rng';
+      break;
+    case 4: {
+      const events = JSON.parse(meta.events) as { layer: number }[];
+      events.push({ ...(events[0] ?? { step: 0, epoch: 0, kind: 'prune', criterion: 'magnitude', neuronIds: [], scores: [], count: 0, densityBefore: 1, densityAfter: 1 }), layer: 99 });
+      meta.events = JSON.stringify(events);
+      what = 'event on layer 99';
+      break;
+    }
+    default:
+      header['layers.0.extra'] = { dtype: 'F32', shape: [1], data_offsets: [data.length, data.length + 4] };
+      data = Buffer.concat([data, Buffer.alloc(4)]);
+      what = 'extra tensor';
+  }
+  meta.state = JSON.stringify(state);
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.length));
