@@ -28,6 +28,9 @@ export interface FitPlan {
   setBoundary: (atBoundary: boolean) => void;
   /** Resolves once a native operation a hook started (e.g. predict() not awaited) has finished. */
   settle: () => Promise<void>;
+  /** The step at which step hooks last ran on this model (-1: never), and its setter. */
+  stepHooksRanAt: () => number;
+  markStepHooksRan: (step: number) => void;
 }
 
 export class AbortError extends Error {
@@ -113,6 +116,7 @@ export async function runFit(plan: FitPlan): Promise<History> {
   // Runs the step hooks due at the current step.
   const runStepHooks = async (due: Map<Callback, number>) => {
     const step = native.step;
+    plan.markStepHooksRan(step);
     for (const cb of stepHooks) {
       if (due.get(cb) === step) await cb.onStep!(step, plan.model);
     }
@@ -150,9 +154,12 @@ export async function runFit(plan: FitPlan): Promise<History> {
   try {
     for (const cb of callbacks) cb.setModel?.(plan.model);
     await callAll(callbacks, 'onTrainBegin');
-    // A hook scheduled for the current step (e.g. step 0) runs before training.
+    // A hook scheduled for the current step (e.g. step 0) runs before training, unless the fit
+    // that ended at this step already ran the step's hooks: each step's hooks run once.
     const atStart = new Map<Callback, number>();
-    for (const cb of stepHooks) if (cb.nextStep!(native.step - 1) === native.step) atStart.set(cb, native.step);
+    if (plan.stepHooksRanAt() !== native.step) {
+      for (const cb of stepHooks) if (cb.nextStep!(native.step - 1) === native.step) atStart.set(cb, native.step);
+    }
     if (atStart.size) await runStepHooks(atStart);
     for (let epoch = plan.initialEpoch; epoch < plan.epochs; epoch++) {
       native.setEpoch(epoch);

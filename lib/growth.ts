@@ -39,6 +39,8 @@ export interface SparsifyOptions {
   sparsity: number;
   /** 'erdos-renyi' (density ~ (fan_in + fan_out) / (fan_in x fan_out), default) or 'uniform'. */
   distribution?: 'erdos-renyi' | 'uniform';
+  /** Positions in model.layers to sparsify (the sparsity is theirs); default every dense layer. */
+  layers?: number[];
 }
 
 /** Host needs beyond StructureHost: the model's loss and sizes for checking gradmax data. */
@@ -77,11 +79,17 @@ export function grow(host: GrowthHost, options: GrowOptions): GrowResult {
 export function sparsify(host: StructureHost, options: SparsifyOptions): StructuralEvent[] {
   const where = 'Sequential.sparsify()';
   const o = checkOptions<SparsifyOptions>(where, 'options', options);
-  checkKnownKeys(where, o, ['sparsity', 'distribution']);
+  checkKnownKeys(where, o, ['sparsity', 'distribution', 'layers']);
   const sparsity = checkNumber(where, 'sparsity', o.sparsity, { min: 0, max: 1, maxExclusive: true });
   const distribution = checkOneOf(where, 'distribution', o.distribution ?? 'erdos-renyi', ['erdos-renyi', 'uniform'] as const);
+  let targets: number[] | undefined;
+  if (o.layers !== undefined) {
+    if (!Array.isArray(o.layers) || o.layers.length === 0) throw new TypeError(`${where}: layers must be a non-empty array of positions in model.layers, got ${describe(o.layers)}`);
+    targets = o.layers.map((p, i) => denseIndexOf(where, host.layers, p, `layers[${i}]`));
+    if (new Set(targets).size !== targets.length) throw new RangeError(`${where}: layers lists a layer twice: ${describe(o.layers)}`);
+  }
   host.assertIdle('sparsify');
   const before = host.native.eventCount;
-  host.native.sparsify(sparsity, distribution);
+  host.native.sparsify(sparsity, distribution, targets);
   return toApiEvents(host.native.events(before), host.layers);
 }

@@ -86,6 +86,8 @@ export interface NativeLayerState extends NativeLayerParams {
   birthStep: BigInt64Array;
   statsUpdates: number;
   sparseThreshold: number;
+  /** Continual backprop's fractional replacements carried to the next step (absent: 0). */
+  cbpCarry?: number;
 }
 
 export interface NativeState {
@@ -141,7 +143,8 @@ export interface NativeModel {
   rewind(step: number): void;
   snapshotSteps(): number[];
   grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets): Float64Array;
-  sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform'): void;
+  /** Every dense layer, or the dense-layer indices in `layers`. */
+  sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void;
   regrow(layers: number[], dropFraction: number, byGradient: boolean): number;
   setContinualBackprop(rate: number, maturity: number): void;
   redo(threshold: number): number;

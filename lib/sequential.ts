@@ -138,6 +138,12 @@ export class Sequential implements LayerHost {
   // it is done. A fit callback may start one without awaiting it: fit() waits for it before its next
   // native call, which the core would otherwise reject as busy, killing the fit.
   private inFlight: Promise<void> | null = null;
+  /**
+   * @internal The global step at which fit() last ran its step hooks (-1: never). A fit that
+   * ends at a hook's step runs the hook there; the next fit starts at that step and must not run
+   * it again. Saved in checkpoints, so a resumed run behaves like an uninterrupted one.
+   */
+  stepHooksRanAt = -1;
 
   constructor(options: SequentialOptions) {
     const where = 'new Sequential()';
@@ -299,6 +305,10 @@ export class Sequential implements LayerHost {
           this.atStepBoundary = b;
         },
         settle: () => this.settle(),
+        stepHooksRanAt: () => this.stepHooksRanAt,
+        markStepHooksRan: (step) => {
+          this.stepHooksRanAt = step;
+        },
       });
     } finally {
       this.fitting = false;

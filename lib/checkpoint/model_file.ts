@@ -60,7 +60,8 @@ export function modelToBuffer(model: Sequential): Buffer {
       defaultSparseThreshold: state.defaultSparseThreshold,
       statsDecay: state.statsDecay,
       eventsDropped: state.eventsDropped ?? 0,
-      layers: state.layers.map((l) => ({ format: l.format, statsUpdates: l.statsUpdates, sparseThreshold: l.sparseThreshold })),
+      stepHooksRanAt: model.stepHooksRanAt,
+      layers: state.layers.map((l) => ({ format: l.format, statsUpdates: l.statsUpdates, sparseThreshold: l.sparseThreshold, cbpCarry: l.cbpCarry ?? 0 })),
     }),
     events: JSON.stringify(state.events),
   };
@@ -164,7 +165,25 @@ interface SavedState {
   defaultSparseThreshold: number;
   statsDecay?: number;
   eventsDropped?: number;
-  layers: { format: 'dense' | 'csr'; statsUpdates: number; sparseThreshold: number }[];
+  stepHooksRanAt?: number;
+  layers: { format: 'dense' | 'csr'; statsUpdates: number; sparseThreshold: number; cbpCarry?: number }[];
+}
+
+// Older files do not say: hooks due at the saved step run again when training resumes.
+function stepHooksRanAtOf(d: Decoded, source: string): number {
+  const value = (parseJson(d, 'state', source) as SavedState).stepHooksRanAt;
+  if (value === undefined) return -1;
+  if (value === -1) return -1;
+  return countOf(value, source, 'state.stepHooksRanAt');
+}
+
+// Older files do not keep continual backprop's carry: it restarts at 0.
+function cbpCarryOf(value: unknown, source: string, layer: number): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !(value >= 0 && value < 1e9)) {
+    throw new CheckpointError(`${source}: __metadata__.state.layers[${layer}].cbpCarry must be a number in [0, 1e9), got ${JSON.stringify(value)}`);
+  }
+  return value;
 }
 
 function countOf(value: unknown, source: string, key: string): number {
@@ -305,6 +324,7 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
       birthStep: optionalTensor<BigInt64Array>(d, source, `${p}.birth_step`, 'I64', [units]) ?? new BigInt64Array(0),
       statsUpdates: meta.statsUpdates === undefined ? 0 : countOf(meta.statsUpdates, source, `state.layers[${i}].statsUpdates`),
       sparseThreshold: typeof meta.sparseThreshold === 'number' ? meta.sparseThreshold : -1,
+      cbpCarry: cbpCarryOf(meta.cbpCarry, source, i),
     };
     checkNumbers(source, p, layer);
     for (const [name, flags] of [[`${p}.weight.mask`, layer.mask], [`${p}.alive`, layer.alive]] as const) {
@@ -402,6 +422,7 @@ export function modelFromBuffer(buffer: Buffer, source: string, options: LinearI
   } catch (err) {
     throw new CheckpointError(`${source}: ${(err as Error).message}`);
   }
+  model.stepHooksRanAt = stepHooksRanAtOf(d, source);
   return model;
 }
 

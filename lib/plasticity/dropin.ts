@@ -58,6 +58,9 @@ export function dropin(options: DropinOptions): Callback {
       model = m as Sequential;
       const target = model.layers[layer];
       if (!(target instanceof DenseLayer)) throw new RangeError(`${where}: layer ${layer} is not a dense layer of this model`);
+      // grow() refuses the output layer (its units are the model's outputs): say so before training, not at the first growth.
+      const dense = model.layers.filter((l) => l instanceof DenseLayer);
+      if (target === dense[dense.length - 1]) throw new RangeError(`${where}: layer ${layer} is the output layer; only hidden layers grow`);
       if (init === 'gradmax') model.native.setKeepLastBatch(true);
     },
     cleanup() {

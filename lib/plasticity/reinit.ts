@@ -24,15 +24,17 @@ export function continualBackprop(options: ContinualBackpropOptions = {}): Callb
   const o = checkOptions<ContinualBackpropOptions>(where, 'options', options);
   checkKnownKeys(where, o, ['replacementRate', 'maturity', 'decay']);
   const rate = checkNumber(where, 'replacementRate', o.replacementRate ?? 1e-4, { min: 0, max: 1 });
-  const maturity = checkInteger(where, 'maturity', o.maturity ?? 100, { min: 0 });
+  // The core counts steps in int64 but takes at most 2^52 here (exact in a double).
+  const maturity = checkInteger(where, 'maturity', o.maturity ?? 100, { min: 0, max: 2 ** 52 });
   const decay = checkNumber(where, 'decay', o.decay ?? 0.99, { min: 0, max: 1, minExclusive: true, maxExclusive: true });
   let model: Sequential;
   return {
     setModel(m: unknown) {
       model = m as Sequential;
       // Inside the native step: no JS round trip per step.
-      model.native.setStatsDecay(decay);
+      // The setting that can fail goes first, so a failure changes nothing.
       model.native.setContinualBackprop(rate, maturity);
+      model.native.setStatsDecay(decay);
     },
     cleanup() {
       model?.native.setContinualBackprop(0, 0);

@@ -21,12 +21,12 @@ export function hiddenLayers(model: Sequential): [number, DenseLayer][] {
   return dense.slice(0, -1);
 }
 
-/** Overall weight density of the dense layers. */
-export function overallDensity(model: Sequential): number {
+/** Overall weight density of the dense layers (those at `positions` in model.layers, when given). */
+export function overallDensity(model: Sequential, positions?: number[]): number {
   let nnz = 0;
   let size = 0;
-  for (const l of model.layers) {
-    if (l instanceof DenseLayer) {
+  for (const [i, l] of model.layers.entries()) {
+    if (l instanceof DenseLayer && (positions === undefined || positions.includes(i))) {
       nnz += l.nnz;
       size += l.units * l.inputs;
     }

@@ -30,9 +30,10 @@ export interface RiglOptions extends SetOptions {
   until: number;
 }
 
-function startSparse(model: Sequential, sparsity: number | undefined, distribution: 'erdos-renyi' | 'uniform') {
-  // Only once: a model already at (or below) the target density keeps its pattern.
-  if (sparsity !== undefined && overallDensity(model) > 1 - sparsity + 1e-9) model.sparsify({ sparsity, distribution });
+// Sparsifies the schedule's layers (all dense layers when not given) once:
+// layers already at (or below) the target density keep their pattern.
+function startSparse(model: Sequential, sparsity: number | undefined, distribution: 'erdos-renyi' | 'uniform', layers: number[] | undefined) {
+  if (sparsity !== undefined && overallDensity(model, layers) > 1 - sparsity + 1e-9) model.sparsify({ sparsity, distribution, layers });
 }
 
 function common(where: string, options: SetOptions, extraKeys: string[]) {
@@ -58,7 +59,7 @@ export function set(options: SetOptions): Callback {
       model = m as Sequential;
     },
     onTrainBegin() {
-      startSparse(model, c.sparsity, c.distribution);
+      startSparse(model, c.sparsity, c.distribution, c.layers);
     },
     nextStep: (step: number) => nextMultiple(step, c.every),
     onStep(_step: number, m: unknown) {
@@ -75,15 +76,19 @@ export function rigl(options: RiglOptions): Callback & { dropFractionAt(step: nu
   const until = checkInteger(where, 'until', (c.o as RiglOptions).until, { min: 1 });
   const dropFractionAt = (step: number) => (step >= until ? 0 : (c.dropFraction / 2) * (1 + Math.cos((Math.PI * step) / until)));
   let model: Sequential;
+  // The step this fit started at: no batch of it has run there yet, so there
+  // is no gradient to regrow by (a fit resuming at an update step skips it).
+  let firstStep = -1;
   return {
     dropFractionAt,
     setModel(m: unknown) {
       model = m as Sequential;
     },
     onTrainBegin() {
-      startSparse(model, c.sparsity, c.distribution);
+      startSparse(model, c.sparsity, c.distribution, c.layers);
       // The gradient of missing connections is computed from the last batch.
       model.native.setKeepLastBatch(true);
+      firstStep = model.step;
     },
     cleanup() {
       model?.native.setKeepLastBatch(false);
@@ -92,7 +97,7 @@ export function rigl(options: RiglOptions): Callback & { dropFractionAt(step: nu
     onStep(step: number, m: unknown) {
       const s = m as Sequential;
       const f = dropFractionAt(step);
-      if (f > 0) s.native.regrow(denseTargets(where, s, c.layers), f, true);
+      if (f > 0 && step !== firstStep) s.native.regrow(denseTargets(where, s, c.layers), f, true);
     },
   } as Callback & { dropFractionAt(step: number): number };
 }

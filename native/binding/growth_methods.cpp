@@ -52,7 +52,7 @@ Napi::Value ModelWrap::Grow(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// sparsify(sparsity, 'erdos-renyi' | 'uniform')
+// sparsify(sparsity, 'erdos-renyi' | 'uniform', layers?)
 Napi::Value ModelWrap::Sparsify(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "sparsify");
@@ -60,7 +60,9 @@ Napi::Value ModelWrap::Sparsify(const Napi::CallbackInfo& info) {
   const double sparsity = info[0].As<Napi::Number>().DoubleValue();
   const std::string dist = info[1].As<Napi::String>().Utf8Value();
   if (dist != "erdos-renyi" && dist != "uniform") throw Napi::RangeError::New(env, "distribution must be 'erdos-renyi' or 'uniform'");
-  guard(env, [&] { model_->sparsify(sparsity, dist == "erdos-renyi", &np::default_pool()); });
+  std::vector<int64_t> layers;
+  if (info.Length() > 2 && !info[2].IsUndefined()) layers = layer_list_arg(info, 2);
+  guard(env, [&] { model_->sparsify(sparsity, dist == "erdos-renyi", layers, &np::default_pool()); });
   return env.Undefined();
 }
 

@@ -113,6 +113,7 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     lo.Set("birthStep", to_js(env, l.birth_step));
     lo.Set("taylor", to_js(env, l.taylor));
     lo.Set("statsUpdates", static_cast<double>(l.stats_updates));
+    lo.Set("cbpCarry", l.cbp_carry);
     lo.Set("sparseThreshold", l.sparse_threshold);
     layers.Set(static_cast<uint32_t>(i), lo);
   }
@@ -167,6 +168,7 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     l.mean_activation = from_js<double>(env, lo.Get("meanActivation"), napi_float64_array, "meanActivation", true);
     l.birth_step = from_js<int64_t>(env, lo.Get("birthStep"), napi_bigint64_array, "birthStep", true);
     l.stats_updates = static_cast<int64_t>(number_prop(lo, "statsUpdates", 0));
+    l.cbp_carry = number_prop(lo, "cbpCarry", 0);
     l.sparse_threshold = static_cast<float>(number_prop(lo, "sparseThreshold", -1));
     s.layers.push_back(std::move(l));
   }

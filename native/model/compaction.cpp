@@ -53,10 +53,9 @@ void Model::log_event(StructuralEvent event) {
   event.step = step_;
   event.epoch = epoch_;
   events_.push_back(std::move(event));
-  // Trim in batches (an eighth of the limit over it), so a full log costs an
-  // erase per limit/8 events rather than one per event.
-  if (event_limit_ > 0 && static_cast<int64_t>(events_.size()) > event_limit_ + std::max<int64_t>(1, event_limit_ / 8))
-    trim_events(event_limit_);
+  // Exactly the newest event_limit_ stay (the README's promise, and what a
+  // checkpoint restores); the deque drops the oldest in O(1).
+  if (event_limit_ > 0) trim_events(event_limit_);
 }
 
 void Model::trim_events(int64_t keep) {

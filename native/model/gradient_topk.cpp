@@ -38,7 +38,8 @@ float gradient_at(const float* dz, const float* input, int64_t batch, int64_t r,
 // position passes and the buffers are cut back over and over, which cost more
 // than the GEMM); a too-high estimate is caught afterwards and the scan runs
 // again from -1, so the choice stays exact. -1 when there is nothing to gain.
-float estimated_threshold(const DenseLayer& layer, const float* dz, const float* input, int64_t batch, int64_t k) {
+float estimated_threshold(const DenseLayer& layer, const float* dz, const float* input, int64_t batch, int64_t k,
+                          const uint8_t* closed) {
   const int64_t size = layer.units * layer.inputs;
   const int64_t empty = size - layer.nnz();
   if (empty <= 4 * k) return -1.0f;
@@ -49,7 +50,7 @@ float estimated_threshold(const DenseLayer& layer, const float* dz, const float*
   for (int64_t tries = 0; tries < 16 * kSamples && static_cast<int64_t>(sample.size()) < kSamples; ++tries) {
     const int64_t pos = static_cast<int64_t>(rng.below(static_cast<uint64_t>(size)));
     const int64_t r = pos / layer.inputs, c = pos % layer.inputs;
-    if (layer.unit_alive(r) && !layer.stores(r, c)) sample.push_back(gradient_at(dz, input, batch, r, c));
+    if (layer.unit_alive(r) && !(closed && closed[c]) && !layer.stores(r, c)) sample.push_back(gradient_at(dz, input, batch, r, c));
   }
   if (sample.size() < 256) return -1.0f;
   // Positions above the estimate: about 1.5k of `empty`, i.e. this share of
@@ -72,7 +73,7 @@ NP_CLONES void mark_candidates(const float* g, const uint8_t* stored, int64_t n,
 
 std::vector<int64_t> top_gradient_positions(const DenseLayer& layer, const float* dz, const float* input,
                                             int64_t batch, int64_t k, ThreadPool* pool,
-                                            const float* start_threshold) {
+                                            const float* start_threshold, const uint8_t* closed) {
   if (k <= 0) return {};
   using Item = std::pair<float, int64_t>;  // (|grad|, position)
   const auto better = [](const Item& a, const Item& b) {
@@ -85,7 +86,7 @@ std::vector<int64_t> top_gradient_positions(const DenseLayer& layer, const float
   const int64_t rows_per_block = 64;
   const int threads = pool == nullptr ? 1 : static_cast<int>(std::min<int64_t>(pool->size(), (layer.units + rows_per_block - 1) / rows_per_block));
   std::vector<std::vector<Item>> found(threads);
-  float start = start_threshold != nullptr ? *start_threshold : estimated_threshold(layer, dz, input, batch, k);
+  float start = start_threshold != nullptr ? *start_threshold : estimated_threshold(layer, dz, input, batch, k, closed);
   // A thread scans its positions in ascending order, so a candidate equal to
   // the threshold always loses to it: "<=" below is exact.
   const auto scan = [&](int64_t t) {
@@ -94,7 +95,8 @@ std::vector<int64_t> top_gradient_positions(const DenseLayer& layer, const float
     best.clear();
     float threshold = start;
     std::vector<float> g(rows_per_block * layer.inputs);
-    std::vector<uint8_t> present(layer.inputs, 0);  // the row's stored columns (CSR rows are scattered into it)
+    // The row's stored columns, and the closed ones (CSR rows are scattered into it, mask rows copied).
+    std::vector<uint8_t> present = closed ? std::vector<uint8_t>(closed, closed + layer.inputs) : std::vector<uint8_t>(layer.inputs, 0);
     std::vector<uint8_t> pass(static_cast<size_t>((layer.inputs + 7) / 8 * 8), 0);  // candidates of the row, padded to words
     for (int64_t r0 = r_begin; r0 < r_end; r0 += rows_per_block) {
       const int64_t rows = std::min(rows_per_block, r_end - r0);
@@ -106,7 +108,12 @@ std::vector<int64_t> top_gradient_positions(const DenseLayer& layer, const float
         if (layer.format == WeightFormat::kCsr) {
           for (int64_t e = layer.csr.indptr[r0 + r]; e < layer.csr.indptr[r0 + r + 1]; ++e) present[layer.csr.indices[e]] = 1;
         } else if (!layer.mask.empty()) {
-          is_stored = layer.mask.data() + (r0 + r) * layer.inputs;
+          const uint8_t* mask_row = layer.mask.data() + (r0 + r) * layer.inputs;
+          if (closed) {
+            for (int64_t c = 0; c < layer.inputs; ++c) present[c] = static_cast<uint8_t>(mask_row[c] | closed[c]);
+          } else {
+            is_stored = mask_row;
+          }
         } else {
           continue;  // a dense layer without a mask has no empty position
         }
@@ -129,7 +136,8 @@ std::vector<int64_t> top_gradient_positions(const DenseLayer& layer, const float
           }
         }
         if (layer.format == WeightFormat::kCsr)
-          for (int64_t e = layer.csr.indptr[r0 + r]; e < layer.csr.indptr[r0 + r + 1]; ++e) present[layer.csr.indices[e]] = 0;
+          for (int64_t e = layer.csr.indptr[r0 + r]; e < layer.csr.indptr[r0 + r + 1]; ++e)
+            present[layer.csr.indices[e]] = closed ? closed[layer.csr.indices[e]] : 0;
       }
     }
   };

@@ -29,9 +29,11 @@ class ThreadPool;
 // dz: the layer's pre-activation gradient (units x batch), input: its input
 // activations (inputs x batch), both feature-major. start_threshold: tests
 // only, overrides the sampled estimate (a value above the k-th best forces
-// the rescan).
+// the rescan). closed_inputs: null, or one flag per input, 1 where nothing
+// may grow (the input comes from a pruned unit of the layer below).
 std::vector<int64_t> top_gradient_positions(const DenseLayer& layer, const float* dz, const float* input,
                                             int64_t batch, int64_t k, ThreadPool* pool,
-                                            const float* start_threshold = nullptr);
+                                            const float* start_threshold = nullptr,
+                                            const uint8_t* closed_inputs = nullptr);
 
 }  // namespace np

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,9 @@ struct DenseLayer {
   std::vector<int64_t> neuron_ids;  // stable ids, one per unit
   std::vector<int64_t> birth_step;  // step each unit was created or last reinitialised (its age is step - birth)
   NeuronStats stats;
+  // Continual backprop's fractional replacements carried to the next step
+  // (rate x eligible units is rarely whole); saved, so a resumed run matches.
+  double cbp_carry = 0.0;
 
   int64_t nnz() const;
   int64_t weight_bytes() const;
@@ -188,7 +192,8 @@ class Model {
                                   const Targets* targets, int64_t n, ThreadPool* pool);
   // Random sparse connectivity at `sparsity` overall: 'uniform' (every layer
   // the same) or Erdos-Renyi densities ~ (fan_in + fan_out) / (fan_in x fan_out).
-  void sparsify(double sparsity, bool erdos_renyi, ThreadPool* pool);
+  // `which`: dense-layer indices, empty for all.
+  void sparsify(double sparsity, bool erdos_renyi, const std::vector<int64_t>& which, ThreadPool* pool);
   // Drop-and-regrow: drops `fraction` of each layer's stored weights (smallest
   // magnitude) and grows as many new connections (value 0, fresh optimizer
   // state) at random (SET) or where the dense gradient of the last training
@@ -238,7 +243,7 @@ class Model {
   // The event log keeps the newest event_limit() events (0: all); older ones
   // are discarded, and events_dropped() counts them, so index i of the whole
   // history is events()[i - events_dropped()].
-  const std::vector<StructuralEvent>& events() const { return events_; }
+  const std::deque<StructuralEvent>& events() const { return events_; }
   int64_t events_dropped() const { return events_dropped_; }
   int64_t event_count() const { return events_dropped_ + static_cast<int64_t>(events_.size()); }
   int64_t event_limit() const { return event_limit_; }
@@ -292,7 +297,7 @@ class Model {
   int64_t next_neuron_id_ = 0;
   Rng rng_;
   Workspace ws_;
-  std::vector<StructuralEvent> events_;
+  std::deque<StructuralEvent> events_;  // a deque: the oldest leaves in O(1) when the log is full
   int64_t events_dropped_ = 0;
   int64_t event_limit_ = 0;
   void trim_events(int64_t keep);
@@ -301,7 +306,6 @@ class Model {
   double stats_decay_ = 0.99;
   double cbp_rate_ = 0.0;
   int64_t cbp_maturity_ = 0;
-  double cbp_carry_ = 0.0;  // fractional replacements carried between steps
   bool keep_last_batch_ = false;
   bool batch_may_be_kept_ = true;
   int64_t last_batch_ = 0;  // size of the kept training batch (0: none)

@@ -16,9 +16,15 @@
 
 namespace np {
 
-void Model::sparsify(double sparsity, bool erdos_renyi, ThreadPool* pool) {
+void Model::sparsify(double sparsity, bool erdos_renyi, const std::vector<int64_t>& which, ThreadPool* pool) {
   if (!(sparsity >= 0.0 && sparsity < 1.0)) throw_range("sparsity must be in [0, 1), got " + std::to_string(sparsity));
   const size_t n = layers_.size();
+  // The layers to sparsify (all when none are named); the sparsity is theirs together.
+  std::vector<bool> chosen(n, which.empty());
+  for (int64_t l : which) {
+    if (l < 0 || l >= static_cast<int64_t>(n)) throw_range("layer " + std::to_string(l) + " is not a dense layer");
+    chosen[l] = true;
+  }
   std::vector<double> density(n, 1.0 - sparsity);
   if (erdos_renyi) {
     // d_l = eps * (fan_in + fan_out) / (fan_in * fan_out), eps chosen so the
@@ -28,6 +34,7 @@ void Model::sparsify(double sparsity, bool erdos_renyi, ThreadPool* pool) {
     for (int round = 0; round < static_cast<int>(n) + 1; ++round) {
       double budget = 0.0, raw = 0.0;
       for (size_t l = 0; l < n; ++l) {
+        if (!chosen[l]) continue;
         const double size = static_cast<double>(layers_[l].units * layers_[l].inputs);
         budget += (1.0 - sparsity) * size;
         if (capped[l]) budget -= size;
@@ -36,7 +43,7 @@ void Model::sparsify(double sparsity, bool erdos_renyi, ThreadPool* pool) {
       const double eps = raw > 0 ? budget / raw : 0.0;
       bool changed = false;
       for (size_t l = 0; l < n; ++l) {
-        if (capped[l]) continue;
+        if (!chosen[l] || capped[l]) continue;
         const double d = eps * static_cast<double>(layers_[l].units + layers_[l].inputs) /
                          static_cast<double>(layers_[l].units * layers_[l].inputs);
         if (d >= 1.0) {
@@ -51,6 +58,7 @@ void Model::sparsify(double sparsity, bool erdos_renyi, ThreadPool* pool) {
     }
   }
   for (size_t l = 0; l < n; ++l) {
+    if (!chosen[l]) continue;
     DenseLayer& layer = layers_[l];
     const int64_t size = layer.units * layer.inputs;
     const int64_t keep = std::max<int64_t>(1, std::llround(density[l] * static_cast<double>(size)));
@@ -109,23 +117,39 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
     DenseLayer& layer = layers_[l];
     const int64_t nnz = layer.nnz();
     const int64_t size = layer.units * layer.inputs;
-    int64_t k = static_cast<int64_t>(std::floor(fraction * static_cast<double>(nnz)));
-    k = std::min(k, size - nnz + k);  // cannot regrow more than the empty positions after the drop
+    // Inputs that come from a pruned (not yet compacted) unit of the layer
+    // below are closed: a connection there would feed the unit's constant
+    // output (0.5 for sigmoid) into this layer, and compact() drops it.
+    std::vector<uint8_t> closed;
+    int64_t open_inputs = layer.inputs;
+    if (l > 0 && !layers_[l - 1].alive.empty()) {
+      closed.resize(layer.inputs);
+      for (int64_t c = 0; c < layer.inputs; ++c) {
+        closed[c] = !layers_[l - 1].unit_alive(c);
+        open_inputs -= closed[c];
+      }
+    }
+    // Every stored weight sits in a live row and an open column, so this many positions can grow.
+    const int64_t empty = (layer.units - layer.dead_units()) * open_inputs - nnz;
+    const int64_t k = std::min(static_cast<int64_t>(std::floor(fraction * static_cast<double>(nnz))), empty);
     if (k <= 0) continue;
+    const auto open = [&](int64_t r, int64_t c) {
+      return layer.unit_alive(r) && (closed.empty() || !closed[c]) && !layer.stores(r, c);
+    };
 
     // 1. Choose what grows, among positions empty now, as sorted positions
     // r * inputs + c (RigL: largest |dL/dw|; SET: uniformly at random). Dead
     // units never regrow.
     std::vector<int64_t> chosen;
     if (by_gradient) {
-      chosen = top_gradient_positions(layer, ws_.dz[l].data(), ws_.act[l].data(), batch, k, pool);
+      chosen = top_gradient_positions(layer, ws_.dz[l].data(), ws_.act[l].data(), batch, k, pool, nullptr,
+                                      closed.empty() ? nullptr : closed.data());
     } else {
-      const int64_t empty = size - nnz;
       if (empty <= 4 * k) {
         std::vector<int64_t> all;
         for (int64_t r = 0; r < layer.units; ++r)
           for (int64_t c = 0; c < layer.inputs; ++c)
-            if (layer.unit_alive(r) && !layer.stores(r, c)) all.push_back(r * layer.inputs + c);
+            if (open(r, c)) all.push_back(r * layer.inputs + c);
         const int64_t take = std::min<int64_t>(k, all.size());
         for (int64_t i = 0; i < take; ++i) std::swap(all[i], all[i + rng_.below(all.size() - i)]);
         chosen.assign(all.begin(), all.begin() + take);
@@ -135,7 +159,7 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
         while (static_cast<int64_t>(chosen.size()) < k) {
           const int64_t pos = static_cast<int64_t>(rng_.below(size));
           const int64_t r = pos / layer.inputs, c = pos % layer.inputs;
-          if (layer.unit_alive(r) && !layer.stores(r, c) && seen.insert(pos).second) chosen.push_back(pos);
+          if (open(r, c) && seen.insert(pos).second) chosen.push_back(pos);
         }
       }
       radix_sort_positions(chosen, size);

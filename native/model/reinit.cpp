@@ -125,10 +125,10 @@ int64_t Model::continual_backprop_step(double rate, int64_t maturity) {
     if (eligible.empty()) continue;
     // rate * eligible units per step; the fractional part carries over so
     // small rates still replace a unit every 1/(rate * eligible) steps.
-    cbp_carry_ += rate * static_cast<double>(eligible.size());
-    const int64_t n = std::min<int64_t>(static_cast<int64_t>(cbp_carry_), static_cast<int64_t>(eligible.size()));
+    layer.cbp_carry += rate * static_cast<double>(eligible.size());
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(layer.cbp_carry), static_cast<int64_t>(eligible.size()));
     if (n <= 0) continue;
-    cbp_carry_ -= static_cast<double>(n);
+    layer.cbp_carry -= static_cast<double>(n);
     const std::vector<double> utility = unit_utility(static_cast<int64_t>(l));
     std::stable_sort(eligible.begin(), eligible.end(), [&](int64_t a, int64_t b) { return utility[a] < utility[b]; });
     eligible.resize(n);

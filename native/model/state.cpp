@@ -1,6 +1,7 @@
 // Export and import of the complete training state (see state.h).
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <string>
 #include <utility>
 
@@ -49,6 +50,7 @@ void check_state_values(const ModelState& s) {
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const LayerState& l = s.layers[i];
     if (l.stats_updates < 0) bad(i, "statistics update count is negative");
+    if (!(l.cbp_carry >= 0.0 && l.cbp_carry < 1e9)) bad(i, "continual backprop carry " + std::to_string(l.cbp_carry) + " is not in [0, 1e9)");
     if (!(l.sparse_threshold <= 1.0)) bad(i, "sparse threshold " + std::to_string(l.sparse_threshold) + " is above 1");
     if (!l.csr && !l.mask.empty()) {
       for (int64_t k = 0; k < l.units * l.inputs; ++k)
@@ -105,7 +107,7 @@ ModelState Model::export_state() const {
   s.rng_spare = rng_.spare_normal();
   s.default_sparse_threshold = default_sparse_threshold_;
   s.stats_decay = stats_decay_;
-  s.events = events_;
+  s.events.assign(events_.begin(), events_.end());
   s.events_dropped = events_dropped_;
   const int moments = layers_.empty() ? 0 : layers_[0].bias.moment_slots();
   for (const DenseLayer& l : layers_) {
@@ -132,6 +134,7 @@ ModelState Model::export_state() const {
     ls.mean_activation = l.stats.mean_activation;
     ls.taylor = l.stats.taylor;
     ls.stats_updates = l.stats.updates;
+    ls.cbp_carry = l.cbp_carry;
     ls.sparse_threshold = l.sparse_threshold;
     s.layers.push_back(std::move(ls));
   }
@@ -231,6 +234,7 @@ void Model::import_state(ModelState s) {
     l.stats.mean_activation = std::move(src.mean_activation);
     l.stats.taylor = std::move(src.taylor);
     l.stats.updates = src.stats_updates;
+    l.cbp_carry = src.cbp_carry;
   }
   step_ = s.step;
   epoch_ = s.epoch;
@@ -238,7 +242,7 @@ void Model::import_state(ModelState s) {
   rng_.set_state(s.rng, s.rng_has_spare, s.rng_spare);
   default_sparse_threshold_ = s.default_sparse_threshold;
   if (s.stats_decay > 0.0 && s.stats_decay < 1.0) stats_decay_ = s.stats_decay;
-  events_ = std::move(s.events);
+  events_.assign(std::make_move_iterator(s.events.begin()), std::make_move_iterator(s.events.end()));
   events_dropped_ = std::max<int64_t>(0, s.events_dropped);
   if (event_limit_ > 0) trim_events(event_limit_);
   ws_ = Workspace();

@@ -34,6 +34,7 @@ struct LayerState : LayerParams {
   std::vector<int64_t> birth_step;  // empty = all 0
   std::vector<double> mean_abs_activation, mean_activation, taylor;
   int64_t stats_updates = 0;
+  double cbp_carry = 0.0;
   float sparse_threshold = -1.0f;
 };
 
