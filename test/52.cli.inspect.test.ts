@@ -134,4 +134,16 @@ describe('cli: inspect', function () {
     expect(none.code).to.equal(2);
     expect(none.stderr).to.match(/FILE is missing/);
   });
+
+  it('says how many older events the log limit dropped', async () => {
+    const m = new Sequential({ inputSize: 4, seed: 1, eventLimit: 3 });
+    m.add(layers.dense({ units: 4, activation: 'relu' })).add(layers.dense({ units: 2 }));
+    for (let i = 0; i < 7; i++) m.grow({ layer: 0, count: 1, init: 'zero' });
+    const limited = path.join(dir, 'limited.safetensors');
+    await m.save(limited);
+    const r = await inspectFile(limited, { events: 10, ids: 3 });
+    expect(r.eventCount).to.equal(3);
+    expect(r.eventsDropped).to.equal(4);
+    expect(cli('inspect', limited).stdout).to.match(/Events: 3 \(grow 3\); 4 older ones dropped by the log limit/);
+  });
 });

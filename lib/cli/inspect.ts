@@ -72,6 +72,8 @@ export interface InspectResult {
   optimizer?: Record<string, unknown> | null;
   loss?: string | null;
   eventCount?: number;
+  /** Older events the model's log limit discarded before it was saved (not in eventCount). */
+  eventsDropped?: number;
   eventsByKind?: Record<string, number>;
   events?: InspectEvent[];
   tensors?: InspectTensor[];
@@ -174,6 +176,7 @@ function describeModel(file: string, size: number, d: Decoded, model: Sequential
     optimizer: cfg.compile ? { ...cfg.compile.optimizer } : null,
     loss: cfg.compile ? cfg.compile.loss : null,
     eventCount: all.length,
+    eventsDropped: model.eventsDropped,
     eventsByKind: byKind,
     events: shown.map((e: StructuralEvent) => ({
       step: e.step,
@@ -221,7 +224,8 @@ function report(r: InspectResult): string {
   out.push('', formatTable(['#', 'layer', 'units', 'inputs', 'params', 'nnz', 'density', 'format', 'memory', 'file'], rows));
   out.push(`Total parameters: ${r.params} (nnz ${r.nnz})`);
   const kinds = Object.entries(r.eventsByKind!).map(([k, n]) => `${k} ${n}`).join(', ');
-  out.push('', `Events: ${r.eventCount}${kinds ? ` (${kinds})` : ''}`);
+  const dropped = r.eventsDropped ? `; ${r.eventsDropped} older ones dropped by the log limit` : '';
+  out.push('', `Events: ${r.eventCount}${kinds ? ` (${kinds})` : ''}${dropped}`);
   if (r.events!.length) {
     if (r.events!.length < r.eventCount!) out.push(`(the last ${r.events!.length}; --events N shows more)`);
     const ev = r.events!.map((e) => [
