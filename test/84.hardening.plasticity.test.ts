@@ -80,6 +80,11 @@ describe('hardening: schedules across fit() calls and checkpoints', () => {
     expect(m.step).to.equal(0);
   });
 
+  it('dropin() rejects an option its trigger never reads', () => {
+    expect(() => plasticity.dropin({ layer: 0, count: 1, every: 5 })).to.throw(TypeError, /^plasticity\.dropin\(\): every applies only to when: 'every', but when is 'plateau'/);
+    expect(() => plasticity.dropin({ layer: 0, count: 1, when: 'every', every: 5, patience: 3 })).to.throw(TypeError, /patience applies only to when: 'plateau'/);
+  });
+
   it('the event log keeps exactly eventLimit events, and a checkpoint keeps the same ones', async () => {
     const m = mlp([4], { eventLimit: 5 });
     for (let i = 0; i < 12; i++) m.grow({ layer: 0, count: 1, init: 'zero' });

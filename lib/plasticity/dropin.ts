@@ -38,6 +38,12 @@ export function dropin(options: DropinOptions): Callback {
   const when = checkOneOf(where, 'when', o.when ?? 'plateau', ['plateau', 'every'] as const);
   const patience = checkInteger(where, 'patience', o.patience ?? 2, { min: 1 });
   const every = when === 'every' ? checkInteger(where, 'every', o.every, { min: 1 }) : 0;
+  // An option the chosen trigger never reads is a mistake worth saying (every without when: 'every'
+  // would otherwise silently grow on plateaus instead).
+  const unused = when === 'every' ? ['patience', 'minDelta', 'monitor'].filter((k) => (o as unknown as Record<string, unknown>)[k] !== undefined) : o.every !== undefined ? ['every'] : [];
+  if (unused.length) {
+    throw new TypeError(`${where}: ${unused.join(', ')} ${unused.length > 1 ? 'apply' : 'applies'} only to when: '${when === 'every' ? 'plateau' : 'every'}', but when is '${when}'`);
+  }
   const maxUnits = o.maxUnits === undefined ? Infinity : checkInteger(where, 'maxUnits', o.maxUnits, { min: 1 });
   const minDelta = checkNumber(where, 'minDelta', o.minDelta ?? 1e-3, { min: 0 });
   const monitor = o.monitor === undefined ? undefined : checkOneOf(where, 'monitor', o.monitor, ['loss', 'valLoss'] as const);
