@@ -7,7 +7,8 @@ import { Sequential, data, layers, optimizers, runtime } from '../index';
 import * as continual from '../continual';
 import { DenseLayer } from '../layers';
 import * as report from '../report';
-import { CliError, formatOptions, parseArgs, type OptionTable } from './args';
+import { unwritablePathReason } from '../report/file';
+import { CliError, UsageError, formatOptions, parseArgs, type OptionTable } from './args';
 import { untilInterrupted, type Command, type Io } from './command';
 import { loadCliData } from './data';
 import { MAX_BATCH_SIZE_OPTION, MAX_EPOCHS_OPTION, MAX_HIDDEN_UNITS } from './limits';
@@ -67,6 +68,11 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   if (wantsHelp) {
     io.stdout.write(help() + '\n');
     return 0;
+  }
+  // The report is written after the whole run: a path that cannot work must fail now, not hours later.
+  if (v.report !== undefined) {
+    const unwritable = unwritablePathReason(v.report);
+    if (unwritable) throw new UsageError(`--report ${v.report}: ${unwritable}`, 'continual');
   }
   const loaded = loadCliData(v.data);
   const tasks = continual.permuted(loaded, v.tasks, v.seed, { limit: v.trainSamples ?? loaded.train.n, testLimit: v.testSamples });
@@ -146,15 +152,18 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   ].join(' | ');
   say(summary);
 
+  // The results go out first, so a report that still fails to write (the
+  // folder removed during the run, a full disk) cannot lose them.
+  if (v.json) io.stdout.write(JSON.stringify(out) + '\n');
   if (v.report !== undefined) {
+    const html = report.render(report.fromJson(out));
     try {
-      report.write(v.report, report.fromJson(out));
+      report.writeFileAtomic(v.report, html);
     } catch (err) {
       throw new CliError(`--report ${v.report}: ${(err as Error).message}`);
     }
     say(`wrote ${v.report}`);
   }
-  if (v.json) io.stdout.write(JSON.stringify(out) + '\n');
   return 0;
 }
 

@@ -2,6 +2,8 @@
 // HTML page with inline SVG charts.
 import * as fs from 'fs';
 import * as report from '../report';
+import { unwritablePathReason } from '../report/file';
+import { inputFromJson } from '../report/input';
 import { CliError, UsageError, formatOptions, parseArgs, type OptionTable } from './args';
 import type { Command, Io } from './command';
 
@@ -73,21 +75,27 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   if (v.from === undefined) throw new UsageError('--from is required (the JSON of a run)', 'report');
   if (v.out === undefined) throw new UsageError('--out is required (the HTML file to write)', 'report');
+  const unwritable = unwritablePathReason(v.out);
+  if (unwritable) throw new UsageError(`--out ${v.out}: ${unwritable}`, 'report');
   let text: string;
   try {
     text = v.from === '-' ? readStdin() : fs.readFileSync(v.from, 'utf8');
   } catch (err) {
     throw new CliError(`--from ${v.from}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (err as Error).message}`);
   }
+  // Everything wrong with the document is reported against --from; only
+  // failing to write the page is a problem with --out.
   let input: report.ReportInput;
   try {
-    input = report.fromJson(parseRunJson(text));
+    input = inputFromJson(`--from ${v.from}`, parseRunJson(text));
   } catch (err) {
-    throw new CliError(`--from ${v.from}: ${(err as Error).message}`);
+    const message = (err as Error).message;
+    throw new CliError(err instanceof SyntaxError ? `--from ${v.from}: ${message}` : message);
   }
   if (v.title !== undefined) input = { ...input, title: v.title };
+  const html = report.render(input);
   try {
-    report.write(v.out, input);
+    report.writeFileAtomic(v.out, html);
   } catch (err) {
     throw new CliError(`--out ${v.out}: ${(err as Error).message}`);
   }

@@ -5,8 +5,8 @@
 import type { Callback } from '../callbacks';
 import type { StructuralEvent } from '../events';
 import { DenseLayer, type Layer } from '../layers';
-import type { Evaluation, FitOptions, Sequential } from '../sequential';
-import { checkFunction, checkInteger, checkKnownKeys, checkNumber, checkOneOf, checkOptions, describe } from '../validate';
+import { MAX_BATCH_SIZE, MAX_EPOCHS, type Evaluation, type FitOptions, type Sequential } from '../sequential';
+import { checkBoolean, checkFunction, checkInteger, checkKnownKeys, checkNumber, checkOneOf, checkOptions, describe } from '../validate';
 import type { Task, TaskSplit } from './tasks';
 
 /** What run() needs from the model (a Sequential; a stand-in with these members works too). */
@@ -29,9 +29,9 @@ export interface TaskEndInfo {
 }
 
 export interface RunOptions {
-  /** Epochs on each task. Default 1. */
+  /** Epochs on each task, at most MAX_EPOCHS as in fit(). Default 1. */
   epochsPerTask?: number;
-  /** Default 32. */
+  /** At most MAX_BATCH_SIZE as in fit(). Default 32. */
   batchSize?: number;
   /** Reshuffle each epoch. Default true. */
   shuffle?: boolean;
@@ -196,24 +196,59 @@ function checkSplit(where: string, what: string, s: TaskSplit): TaskSplit {
 }
 
 /**
+ * The options run() passes on to every task's fit(), checked against fit()'s
+ * own limits here: fit() would only refuse them after the first task's data is
+ * built, and its message would name fit()'s options (epochs), not run()'s.
+ */
+function checkFitOptions(where: string, o: Partial<RunOptions>): FitOptions {
+  const fitOptions: FitOptions = {
+    epochs: checkInteger(where, 'epochsPerTask', o.epochsPerTask ?? 1, { min: 1, max: MAX_EPOCHS }),
+    batchSize: checkInteger(where, 'batchSize', o.batchSize ?? 32, { min: 1, max: MAX_BATCH_SIZE }),
+    shuffle: checkBoolean(where, 'shuffle', o.shuffle ?? true),
+  };
+  if (o.callbacks !== undefined) {
+    if (!Array.isArray(o.callbacks)) throw new TypeError(`${where}: callbacks must be an array of fit() callbacks, got ${describe(o.callbacks)}`);
+    fitOptions.callbacks = o.callbacks;
+  }
+  if (o.signal !== undefined) {
+    if (!(o.signal instanceof AbortSignal)) throw new TypeError(`${where}: signal must be an AbortSignal, got ${describe(o.signal)}`);
+    fitOptions.signal = o.signal;
+  }
+  return fitOptions;
+}
+
+/**
  * Trains `model` on each task in turn and measures it after each one. The
  * model must be compiled, with an output layer as wide as the tasks' label
  * space. Resolves with the accuracy matrix and the per-task curves.
  */
+// A model that cannot take the tasks fails here, naming the task, rather than in
+// the first fit() after the harness has started (sizes are checked when the
+// model exposes them: a stand-in model in tests may not).
+function checkModelFits(where: string, model: ContinualModel, tasks: Task[]): void {
+  const sizes = model as Partial<Pick<Sequential, 'inputSize' | 'outputSize'>>;
+  tasks.forEach((t, i) => {
+    if (typeof sizes.inputSize === 'number' && t.features !== sizes.inputSize) {
+      throw new RangeError(`${where}: tasks[${i}] has ${t.features} features per sample, but the model takes inputSize ${sizes.inputSize}`);
+    }
+    if (typeof sizes.outputSize === 'number' && t.classes > sizes.outputSize) {
+      throw new RangeError(`${where}: tasks[${i}] has ${t.classes} classes, but the model has ${sizes.outputSize} outputs`);
+    }
+  });
+}
+
 export async function run(model: ContinualModel, tasks: Task[], options: RunOptions = {}): Promise<ContinualResult> {
   const where = 'continual.run()';
   const list = checkTasks(where, tasks);
   const o = checkOptions<RunOptions>(where, 'options', options);
   checkKnownKeys(where, o, RUN_KEYS);
-  const epochs = checkInteger(where, 'epochsPerTask', o.epochsPerTask ?? 1, { min: 1 });
-  const batchSize = checkInteger(where, 'batchSize', o.batchSize ?? 32, { min: 1 });
+  const fitOptions = checkFitOptions(where, o);
   const evaluateOn = checkOneOf(where, 'evaluateOn', o.evaluateOn ?? 'seen', ['all', 'seen', 'new'] as const);
   const deadSamples = checkInteger(where, 'deadUnitSamples', o.deadUnitSamples ?? 500, { min: 1 });
   const deadThreshold = checkNumber(where, 'deadThreshold', o.deadThreshold ?? 1e-6, { min: 0 });
   if (o.onTaskEnd !== undefined) checkFunction(where, 'onTaskEnd', o.onTaskEnd);
-  const fitOptions: FitOptions = { epochs, batchSize, shuffle: o.shuffle ?? true };
-  if (o.callbacks !== undefined) fitOptions.callbacks = o.callbacks;
-  if (o.signal !== undefined) fitOptions.signal = o.signal;
+
+  checkModelFits(where, model, list);
 
   const T = list.length;
   const result: ContinualResult = {

@@ -126,6 +126,30 @@ export interface SplitClassesOptions {
   testLimit?: number;
 }
 
+/** Samples per label of a split (labels outside [0, classes) are not counted). */
+function countLabels(d: Dataset, classes: number): Float64Array {
+  const counts = new Float64Array(classes);
+  for (let i = 0; i < d.n; i++) {
+    const label = d.y[i];
+    if (label >= 0 && label < classes) counts[label]++;
+  }
+  return counts;
+}
+
+/**
+ * Fails unless the group has samples in both splits. Checked when the stream is
+ * built: a group with no test samples would otherwise train every task before
+ * evaluate() fails with a message that names neither the task nor the group.
+ */
+function checkGroupHasSamples(where: string, i: number, group: readonly number[], counts: Record<'train' | 'test', Float64Array>): void {
+  for (const split of ['train', 'test'] as const) {
+    if (group.every((label) => counts[split][label] === 0)) {
+      throw new RangeError(`${where}: groups[${i}] (labels ${group.join(', ')}) has no samples in the ${split} split; ` +
+        `every task needs samples to train and to test on`);
+    }
+  }
+}
+
 function selectLabels(d: Dataset, group: Set<number>, limit: number): TaskSplit {
   const rows: number[] = [];
   for (let r = 0; r < d.n && rows.length < limit; r++) if (group.has(d.y[r])) rows.push(r);
@@ -143,7 +167,7 @@ function selectLabels(d: Dataset, group: Set<number>, limit: number): TaskSplit 
  * Split-class tasks (e.g. split MNIST 0/1, 2/3, ...): task i holds the
  * samples whose label is in groups[i]. Labels stay global (a 10-class output
  * layer for every task), so this is the class-incremental setting. Groups
- * must be disjoint and non-empty.
+ * must be disjoint and non-empty, and each must have samples in both splits.
  */
 export function splitClasses(dataset: TrainTest, groups: number[][], options: SplitClassesOptions = {}): Task[] {
   const where = 'continual.splitClasses()';
@@ -156,6 +180,7 @@ export function splitClasses(dataset: TrainTest, groups: number[][], options: Sp
   checkKnownKeys(where, o, ['limit', 'testLimit']);
   const trainN = checkInteger(where, 'options.limit', o.limit ?? d.train.n, { min: 1 });
   const testN = checkInteger(where, 'options.testLimit', o.testLimit ?? d.test.n, { min: 1 });
+  const counts = { train: countLabels(d.train, classes), test: countLabels(d.test, classes) };
   const seen = new Map<number, number>();
   return groups.map((g, i) => {
     if (!Array.isArray(g) || g.length === 0) throw new TypeError(`${where}: groups[${i}] must be a non-empty array of labels, got ${describe(g)}`);
@@ -166,6 +191,7 @@ export function splitClasses(dataset: TrainTest, groups: number[][], options: Sp
       if (seen.has(label)) throw new RangeError(`${where}: label ${label} is in groups[${seen.get(label)}] and groups[${i}]; groups must be disjoint`);
       seen.set(label, i);
     }
+    checkGroupHasSamples(where, i, g, counts);
     const set = new Set(g);
     return {
       name: `classes-${g.join('-')}`,

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import { checkInteger, checkKnownKeys, checkOneOf, checkOptions, checkString } from '../validate';
 import { Dataset, TrainTest } from './dataset';
-import { SPLITS, Split, findIdxPair, loadIdxSplit } from './idx';
+import { SPLITS, Split, findIdxPair, loadIdxSplit, type IdxExpectation } from './idx';
 
 /** Where `apt-get install dataset-fashion-mnist` puts the files. */
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
@@ -34,6 +34,9 @@ function checkCommon(where: string, opts: Partial<FashionMnistSplitOptions>) {
   return { dir, limit };
 }
 
+/** What the set documents: a file that disagrees is not Fashion-MNIST (or is damaged). */
+const FASHION_MNIST: IdxExpectation = { what: 'Fashion-MNIST', classes: FASHION_MNIST_CLASSES.length, rows: 28, cols: 28 };
+
 function load(where: string, dir: string, split: Split, limit: number | undefined): Dataset {
   // The usual failure is a machine without the data: say how to get it rather
   // than only listing missing file names.
@@ -41,7 +44,7 @@ function load(where: string, dir: string, split: Split, limit: number | undefine
     throw new Error(`${where}: Fashion-MNIST not found in ${dir}: install it with ` +
       '`apt-get install dataset-fashion-mnist` or pass { dir }');
   }
-  return loadIdxSplit(where, dir, split, limit, `fashion-mnist-${split}`);
+  return loadIdxSplit(where, dir, split, limit, `fashion-mnist-${split}`, FASHION_MNIST);
 }
 
 /** One split of Fashion-MNIST: 784 features in [0, 1], 10 classes (names in FASHION_MNIST_CLASSES). */

@@ -138,11 +138,42 @@ export function findIdxPair(dir: string, split: Split):
   return { missing: [...(images ? [] : imageNames), ...(labels ? [] : labelNames)] };
 }
 
+/** What a named data set documents about its files, checked on load (see loadIdxSplit). */
+export interface IdxExpectation {
+  /** The set's name for messages, e.g. 'Fashion-MNIST' ('... has 10 classes'). */
+  what: string;
+  /** Labels are 0 .. classes - 1, and the Dataset reports this many classes. */
+  classes: number;
+  /** Image size in pixels (rows x cols), when the set has a fixed one. */
+  rows?: number;
+  cols?: number;
+}
+
+/** Rejects a label at or above `classes`, naming the file, the sample and the label. */
+function checkLabels(where: string, file: string, labels: Uint8Array, classes: number, what: string): void {
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] >= classes) {
+      throw new Error(`${where}: ${file} has label ${labels[i]} at sample ${i}; ${what} has ${classes} classes, ` +
+        `labelled 0 to ${classes - 1}`);
+    }
+  }
+}
+
+/** The largest label plus one: the class count of a file that does not say it. */
+function labelSpan(labels: Uint8Array): number {
+  let max = 0;
+  for (let i = 0; i < labels.length; i++) if (labels[i] > max) max = labels[i];
+  return max + 1;
+}
+
 /**
  * Loads one split from a directory of IDX files. Shared by loadIdx and the
- * named loaders so that their errors carry their own function name.
+ * named loaders so that their errors carry their own function name. With
+ * `expect`, the labels (and image size, if given) must be what the named set
+ * documents; without it, classes is the largest label plus one.
  */
-export function loadIdxSplit(where: string, dir: string, split: Split, limit: number | undefined, name: string): Dataset {
+export function loadIdxSplit(where: string, dir: string, split: Split, limit: number | undefined, name: string,
+  expect?: IdxExpectation): Dataset {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
     throw new Error(`${where}: directory not found: ${dir} (looked for ` +
       `${[...idxCandidates(split, 'images'), ...idxCandidates(split, 'labels')].join(', ')})`);
@@ -162,10 +193,15 @@ export function loadIdxSplit(where: string, dir: string, split: Split, limit: nu
     throw new Error(`${where}: ${found.images} holds ${count} images but ${found.labels} holds ` +
       `${labels.dims[0]} labels`);
   }
-  // Classes come from the whole label file, not the limited prefix, so that a
-  // model's output size does not depend on how much data was loaded.
-  let maxLabel = 0;
-  for (let i = 0; i < count; i++) if (labels.data[i] > maxLabel) maxLabel = labels.data[i];
+  // An empty split would only fail later, in fit() or evaluate(), far from the file.
+  if (count === 0) throw new Error(`${where}: ${found.images} holds no images (its header says 0 x ${rows} x ${cols})`);
+  if (expect?.rows !== undefined && (rows !== expect.rows || cols !== expect.cols)) {
+    throw new Error(`${where}: ${found.images} holds ${rows} x ${cols} images; ${expect.what} images are ${expect.rows} x ${expect.cols}`);
+  }
+  // Checked and counted over the whole label file, not the limited prefix, so
+  // that a model's output size does not depend on how much data was loaded.
+  if (expect) checkLabels(where, found.labels, labels.data, expect.classes, expect.what);
+  const classes = expect ? expect.classes : labelSpan(labels.data);
 
   const n = limit === undefined ? count : Math.min(limit, count);
   const features = rows * cols;
@@ -173,7 +209,7 @@ export function loadIdxSplit(where: string, dir: string, split: Split, limit: nu
   const pixels = images.data;
   for (let i = 0; i < x.length; i++) x[i] = BYTE_TO_UNIT[pixels[i]];
   const y = labels.data.slice(0, n);
-  return { x, y, n, features, classes: maxLabel + 1, name };
+  return { x, y, n, features, classes, name };
 }
 
 export interface LoadIdxOptions {
@@ -181,22 +217,33 @@ export interface LoadIdxOptions {
   split?: Split;
   /** Keep only the first `limit` samples (all of them when the file holds fewer). */
   limit?: number;
+  /**
+   * The set's number of classes, in [1, 256]: every label must be below it,
+   * and it is the Dataset's `classes` (also when a split lacks the last class).
+   * Default: none checked; classes is the largest label plus one.
+   */
+  classes?: number;
 }
 
 /**
  * Loads an image classification set stored as IDX files, e.g. a downloaded
  * MNIST, Fashion-MNIST or KMNIST: dir must hold {train,t10k}-images-idx3-ubyte
  * and {train,t10k}-labels-idx1-ubyte, each plain or gzipped (.gz). Pixels are
- * scaled to [0, 1]; classes is the largest label in the file plus one. The name
- * is '<folder name>-<split>'.
+ * scaled to [0, 1]. An empty file (0 images) is an error. IDX files do not
+ * record a class count, so by default any byte is a valid label (sets differ:
+ * EMNIST letters are labelled 1 to 26, Kuzushiji-49 has 49 classes) and classes
+ * is the largest label plus one; pass options.classes to check the labels
+ * against a known count. The name is '<folder name>-<split>'.
  */
 export function loadIdx(dir: string, options?: LoadIdxOptions): Dataset {
   const where = 'loadIdx()';
   checkString(where, 'dir', dir);
   const opts = checkOptions<LoadIdxOptions>(where, 'options', options);
-  checkKnownKeys(where, opts, ['split', 'limit']);
+  checkKnownKeys(where, opts, ['split', 'limit', 'classes']);
   const split = opts.split === undefined ? 'train' : checkOneOf(where, 'options.split', opts.split, SPLITS);
   const limit = opts.limit === undefined ? undefined : checkInteger(where, 'options.limit', opts.limit, { min: 1 });
+  const classes = opts.classes === undefined ? undefined : checkInteger(where, 'options.classes', opts.classes, { min: 1, max: 256 });
   const folder = path.basename(path.resolve(dir));
-  return loadIdxSplit(where, dir, split, limit, `${folder}-${split}`);
+  const expect = classes === undefined ? undefined : { what: 'the set (options.classes)', classes };
+  return loadIdxSplit(where, dir, split, limit, `${folder}-${split}`, expect);
 }

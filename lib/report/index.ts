@@ -4,50 +4,18 @@
 //
 //   report.write('report.html', { continual: result, events: model.events, model: { name, layers } });
 //
-// The input is plain JSON (ReportInput below); fromJson() also accepts what
-// `neuroplastic continual --json` and `neuroplastic train --json` print.
-import * as fs from 'fs';
-import * as path from 'path';
+// The input is plain JSON (ReportInput, in input.ts, which also checks it);
+// fromJson() also accepts what `neuroplastic continual --json` and
+// `neuroplastic train --json` print.
 import type { ContinualResult } from '../continual/harness';
-import type { StructuralEvent } from '../events';
+import { checkReportInput, inputFromJson, type ReportEvent, type ReportInput } from './input';
+import { writeFileAtomic } from './file';
 import { esc, heatMap, lineChart, PALETTE, type Series } from './svg';
 
+export { writeFileAtomic } from './file';
 export { lineChart, heatMap, niceTicks, esc } from './svg';
 export type { Series, LineChartOptions, HeatMapOptions } from './svg';
-
-/** A structural event as the report reads it (the task is set for continual runs). */
-export type ReportEvent = StructuralEvent & { task?: number };
-
-export interface ReportLayer {
-  units: number;
-  inputs?: number;
-  nnz?: number;
-  density?: number;
-  format?: string;
-}
-
-/**
- * What a report shows; every field is optional. This is also the JSON shape
- * `neuroplastic report --from FILE` reads (besides the outputs of
- * `continual --json` and `train --json`).
- */
-export interface ReportInput {
-  title?: string;
-  /** A line under the title (data, architecture, method...). */
-  subtitle?: string;
-  /** Key-value facts shown in a table at the top. */
-  meta?: Record<string, string | number | boolean>;
-  /** The model after training. */
-  model?: { name?: string; architecture?: number[]; layers?: ReportLayer[]; params?: number; nnz?: number };
-  /** Per-epoch curves (a fit() History's `history`, or train --json's `history`). */
-  history?: { loss?: number[]; accuracy?: number[]; valLoss?: number[]; valAccuracy?: number[] };
-  /** A continual run (continual.run()'s result). */
-  continual?: Partial<ContinualResult>;
-  /** Several continual runs to compare (e.g. one per plasticity method): new-task accuracy, dead units, params. */
-  compare?: { name: string; result: Partial<ContinualResult> }[];
-  /** The structural event log (model.events, or a continual result's events). */
-  events?: ReportEvent[];
-}
+export type { ReportEvent, ReportInput, ReportLayer } from './input';
 
 const STYLE = `
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 24px auto; max-width: 1040px; padding: 0 16px; }
@@ -118,7 +86,8 @@ export function densityFromEvents(events: readonly ReportEvent[]): Series[] {
 
 function perLayerSeries(rows: readonly (readonly number[])[] | undefined, prefix: string): Series[] {
   if (!rows || rows.length === 0) return [];
-  const layers = Math.max(...rows.map((r) => r.length));
+  let layers = 0; // a loop: spreading one row per task into Math.max overflows the stack on long runs
+  for (const r of rows) if (r.length > layers) layers = r.length;
   const out: Series[] = [];
   for (let l = 0; l < layers; l++) out.push({ name: `${prefix} ${l}`, points: rows.map((r, i) => [i, toNum(r[l])]), step: true });
   return out;
@@ -227,8 +196,8 @@ function compareSection(runs: NonNullable<ReportInput['compare']>): string {
 }
 
 /** The report as one HTML document (a string). */
-export function render(input: ReportInput): string {
-  if (!input || typeof input !== 'object') throw new TypeError('report.render(): input must be an object (see ReportInput)');
+export function render(report: ReportInput): string {
+  const input = checkReportInput('report.render()', report);
   const title = input.title ?? (input.continual ? 'neuroplastic continual run' : 'neuroplastic training report');
   const body: string[] = [];
   body.push(`<h1>${esc(title)}</h1>`);
@@ -320,71 +289,17 @@ export function renderComparison(o: { title: string; subtitle?: string; runs: { 
   return render({ title: o.title, subtitle: o.subtitle, compare: o.runs, events: [] });
 }
 
-/** Writes `text` to a temporary file next to `file`, then renames it into place. */
-export function writeFileAtomic(file: string, text: string): void {
-  const dir = path.dirname(path.resolve(file));
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  try {
-    fs.writeFileSync(tmp, text);
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      // nothing to clean up
-    }
-    throw err;
-  }
-}
-
 /** Renders `input` and writes it to `file` atomically. */
 export function write(file: string, input: ReportInput): void {
   writeFileAtomic(file, render(input));
 }
 
-function isObject(v: unknown): v is Record<string, any> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
-
 /**
  * The ReportInput for a parsed JSON document: the output of `neuroplastic
  * continual --json` (command 'continual'), of `neuroplastic train --json`
- * (command 'train'), or a ReportInput itself. Throws on anything else.
+ * (command 'train'), or a ReportInput itself. Throws a TypeError naming the
+ * field on anything else, or on a field of the wrong shape.
  */
 export function fromJson(doc: unknown): ReportInput {
-  if (!isObject(doc)) throw new TypeError('the JSON must be an object');
-  if (doc.command === 'continual' || (Array.isArray(doc.accuracy) && Array.isArray(doc.accuracy[0]))) {
-    const meta: Record<string, string | number> = {};
-    for (const k of ['method', 'tasks', 'epochsPerTask', 'batchSize', 'lr', 'seed', 'version', 'simd', 'threads']) {
-      const v = doc[k];
-      if (typeof v === 'string' || typeof v === 'number') meta[k] = v;
-      else if (Array.isArray(v) && k === 'tasks') meta[k] = v.length;
-    }
-    if (isObject(doc.data) && typeof doc.data.source === 'string') meta.data = doc.data.source;
-    const result = isObject(doc.result) ? doc.result : doc;
-    return {
-      title: `neuroplastic continual: ${doc.method ?? 'run'}`,
-      subtitle: typeof doc.subtitle === 'string' ? doc.subtitle : undefined,
-      meta,
-      model: Array.isArray(doc.layers) ? { name: doc.name, architecture: doc.architecture, layers: doc.layers, params: doc.params?.at?.(-1) } : undefined,
-      continual: result as Partial<ContinualResult>,
-      events: Array.isArray(result.events) ? result.events : [],
-    };
-  }
-  if (doc.command === 'train') {
-    const meta: Record<string, string | number> = {};
-    if (isObject(doc.data)) meta.data = `${doc.data.source ?? doc.data.name} (${doc.data.train} train / ${doc.data.test} test)`;
-    for (const k of ['epochs', 'batchSize', 'seed', 'accuracy', 'loss', 'seconds', 'version']) if (typeof doc[k] === 'number' || typeof doc[k] === 'string') meta[k] = doc[k];
-    if (isObject(doc.optimizer)) meta.optimizer = JSON.stringify(doc.optimizer);
-    return {
-      title: 'neuroplastic train',
-      meta,
-      model: { architecture: doc.architecture, layers: doc.layers, params: doc.params, nnz: doc.nnz },
-      history: isObject(doc.history) ? doc.history : undefined,
-      events: Array.isArray(doc.events) ? doc.events : [],
-    };
-  }
-  const known = ['title', 'subtitle', 'meta', 'model', 'history', 'continual', 'compare', 'events'];
-  if (known.some((k) => k in doc)) return doc as ReportInput;
-  throw new TypeError(`unrecognised JSON: expected the output of 'continual --json' or 'train --json', or an object with some of ${known.join(', ')}`);
+  return inputFromJson('report.fromJson()', doc);
 }

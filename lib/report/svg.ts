@@ -56,6 +56,31 @@ function r1(v: number): string {
   return String(Math.round(v * 10) / 10);
 }
 
+/**
+ * The range of the finite x and of the finite y over all points (undefined when
+ * either is empty). A loop, because spreading a long run into Math.min/max
+ * overflows the stack (a report may hold 100,000 tasks or epochs).
+ */
+function extent(series: readonly Series[]): { x0: number; x1: number; y0: number; y1: number } | undefined {
+  let x0 = Infinity;
+  let x1 = -Infinity;
+  let y0 = Infinity;
+  let y1 = -Infinity;
+  for (const s of series) {
+    for (const [x, y] of s.points) {
+      if (Number.isFinite(x)) {
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+      }
+      if (Number.isFinite(y)) {
+        if (y < y0) y0 = y;
+        if (y > y1) y1 = y;
+      }
+    }
+  }
+  return x0 <= x1 && y0 <= y1 ? { x0, x1, y0, y1 } : undefined;
+}
+
 /** A line chart with labelled axes, grid lines and a legend on the right. */
 export function lineChart(o: LineChartOptions): string {
   const W = o.width ?? 720;
@@ -66,29 +91,21 @@ export function lineChart(o: LineChartOptions): string {
   const bottom = 46;
   const pw = W - left - right;
   const ph = H - top - bottom;
-  const xs: number[] = [];
-  const ys: number[] = [];
-  for (const s of o.series) {
-    for (const [x, y] of s.points) {
-      if (Number.isFinite(x)) xs.push(x);
-      if (Number.isFinite(y)) ys.push(y);
-    }
-  }
   const parts: string[] = [];
   parts.push(`<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(o.title)}">`);
   parts.push(`<text x="${left}" y="18" class="title">${esc(o.title)}</text>`);
-  if (xs.length === 0 || ys.length === 0) {
+  const range = extent(o.series);
+  if (!range) {
     parts.push(`<text x="${left + pw / 2}" y="${top + ph / 2}" text-anchor="middle" class="muted">no data</text></svg>`);
     return parts.join('');
   }
-  let x0 = Math.min(...xs);
-  let x1 = Math.max(...xs);
+  let { x0, x1 } = range;
   if (x1 === x0) {
     x0 -= 1;
     x1 += 1;
   }
-  let y0 = o.yMin ?? Math.min(...ys);
-  let y1 = o.yMax ?? Math.max(...ys);
+  let y0 = o.yMin ?? range.y0;
+  let y1 = o.yMax ?? range.y1;
   if (o.yMin === undefined && y0 > 0 && y0 < 0.35 * y1) y0 = 0;
   if (y1 === y0) {
     const pad = Math.abs(y0) * 0.1 || 1;
@@ -163,10 +180,69 @@ function blue(v: number): string {
   return `rgb(${c(247, 8)},${c(251, 48)},${c(255, 107)})`;
 }
 
-/** A matrix of values in [0, 1] as coloured cells (values written in cells that are large enough). */
+/**
+ * Most cells a heat map draws along each axis. A longer stream is drawn in
+ * square blocks of tasks, each coloured by the mean of its finite entries: the
+ * full matrix of 100,000 tasks would be 5e9 cells, and even 1,000 tasks give a
+ * page of a million elements at sub-pixel size.
+ */
+export const MAX_HEAT_CELLS = 100;
+
+/** Rows (or columns) per block so that neither axis has more than MAX_HEAT_CELLS blocks. */
+function blockSize(rows: number, cols: number): number {
+  return Math.max(1, Math.ceil(Math.max(rows, cols) / MAX_HEAT_CELLS));
+}
+
+interface Blocks {
+  rows: number;
+  cols: number;
+  /** Mean of the finite entries of each block, row-major; NaN where it has none. */
+  mean: Float64Array;
+  /** How many finite entries each block averages. */
+  count: Uint32Array;
+}
+
+/** The block means of a matrix (one pass over its entries; size 1 keeps every entry). */
+function blockMeans(matrix: readonly (readonly (number | null | undefined)[])[], cols: number, size: number): Blocks {
+  const br = Math.ceil(matrix.length / size);
+  const bc = Math.ceil(cols / size);
+  const sum = new Float64Array(br * bc);
+  const count = new Uint32Array(br * bc);
+  for (let i = 0; i < matrix.length; i++) {
+    const row = matrix[i] ?? [];
+    const base = Math.floor(i / size) * bc;
+    for (let j = 0; j < row.length; j++) {
+      const v = row[j];
+      if (typeof v !== 'number' || !Number.isFinite(v)) continue;
+      const k = base + Math.floor(j / size);
+      sum[k] += v;
+      count[k]++;
+    }
+  }
+  const mean = new Float64Array(br * bc);
+  for (let k = 0; k < mean.length; k++) mean[k] = count[k] ? sum[k] / count[k] : NaN;
+  return { rows: br, cols: bc, mean, count };
+}
+
+/** Tasks [first, last] of block b, as "3" or "100-199". */
+function span(b: number, size: number, total: number): string {
+  const first = b * size;
+  const last = Math.min(total, first + size) - 1;
+  return first === last ? String(first) : `${first}-${last}`;
+}
+
+/**
+ * A matrix of values in [0, 1] as coloured cells (values written in cells that
+ * are large enough). Matrices wider or taller than MAX_HEAT_CELLS are drawn in
+ * blocks of tasks (the title says how many).
+ */
 export function heatMap(o: HeatMapOptions): string {
-  const rows = o.matrix.length;
-  const cols = Math.max(0, ...o.matrix.map((r) => r.length));
+  let width = 0;
+  for (const r of o.matrix) if (r && r.length > width) width = r.length;
+  const size = blockSize(o.matrix.length, width);
+  const b = blockMeans(o.matrix, width, size);
+  const rows = b.rows;
+  const cols = b.cols;
   const left = 64;
   const top = 30;
   const bottom = 46;
@@ -174,26 +250,29 @@ export function heatMap(o: HeatMapOptions): string {
   const cell = Math.max(3, Math.min(34, Math.floor((maxW - left - 70) / Math.max(1, cols))));
   const W = left + cols * cell + 70;
   const H = top + rows * cell + bottom;
+  const title = size === 1 ? o.title : `${o.title} (each cell: mean over ${size} x ${size} tasks)`;
   const parts: string[] = [];
-  parts.push(`<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(o.title)}">`);
-  parts.push(`<text x="${left}" y="18" class="title">${esc(o.title)}</text>`);
+  parts.push(`<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}">`);
+  parts.push(`<text x="${left}" y="18" class="title">${esc(title)}</text>`);
   const every = Math.max(1, Math.ceil(14 / cell));
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) {
-      const v = o.matrix[i][j];
-      const ok = typeof v === 'number' && Number.isFinite(v);
-      const fill = ok ? blue(v as number) : '#e0e0e0';
-      const title = ok ? `after task ${i}, task ${j}: ${((v as number) * 100).toFixed(1)}%` : `after task ${i}, task ${j}: not evaluated`;
-      parts.push(`<rect x="${left + j * cell}" y="${top + i * cell}" width="${cell}" height="${cell}" fill="${fill}"><title>${esc(title)}</title></rect>`);
+      const v = b.mean[i * cols + j];
+      const ok = Number.isFinite(v);
+      const fill = ok ? blue(v) : '#e0e0e0';
+      const where = size === 1 ? `after task ${i}, task ${j}` : `after tasks ${span(i, size, o.matrix.length)}, tasks ${span(j, size, width)}`;
+      const what = !ok ? 'not evaluated' : size === 1 ? `${(v * 100).toFixed(1)}%` : `mean ${(v * 100).toFixed(1)}% of ${b.count[i * cols + j]} entries`;
+      parts.push(`<rect x="${left + j * cell}" y="${top + i * cell}" width="${cell}" height="${cell}" fill="${fill}"><title>${esc(`${where}: ${what}`)}</title></rect>`);
       if (ok && cell >= 26) {
-        const dark = (v as number) > 0.55;
-        parts.push(`<text x="${left + j * cell + cell / 2}" y="${top + i * cell + cell / 2 + 3}" text-anchor="middle" class="cell" fill="${dark ? '#fff' : '#222'}">${Math.round((v as number) * 100)}</text>`);
+        const dark = v > 0.55;
+        parts.push(`<text x="${left + j * cell + cell / 2}" y="${top + i * cell + cell / 2 + 3}" text-anchor="middle" class="cell" fill="${dark ? '#fff' : '#222'}">${Math.round(v * 100)}</text>`);
       }
     }
-    if (i % every === 0) parts.push(`<text x="${left - 4}" y="${top + i * cell + cell / 2 + 4}" text-anchor="end" class="tick">${i}</text>`);
+    // Ticks name the first task of each row or column of blocks.
+    if (i % every === 0) parts.push(`<text x="${left - 4}" y="${top + i * cell + cell / 2 + 4}" text-anchor="end" class="tick">${i * size}</text>`);
   }
   for (let j = 0; j < cols; j += every) {
-    parts.push(`<text x="${left + j * cell + cell / 2}" y="${top + rows * cell + 14}" text-anchor="middle" class="tick">${j}</text>`);
+    parts.push(`<text x="${left + j * cell + cell / 2}" y="${top + rows * cell + 14}" text-anchor="middle" class="tick">${j * size}</text>`);
   }
   // colour scale
   const sx = left + cols * cell + 16;
