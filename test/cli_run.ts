@@ -9,6 +9,8 @@ export const MAIN = path.join(ROOT, 'lib', 'cli', 'main.ts');
 
 export interface Run {
   code: number | null;
+  /** The signal that ended the process, when one did (code is then null). */
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
@@ -21,12 +23,13 @@ export function cli(...args: string[]): Run {
     timeout: 120_000,
   });
   if (r.error) throw r.error;
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** The JSON object on the last line of stdout (what --json promises). */
 export function lastJson(run: Run): Record<string, any> {
-  expect(run.code, run.stderr).to.equal(0);
+  // A process killed by a signal has no exit code: say which signal, and what it printed.
+  expect(run.code, `${run.signal ? `killed by ${run.signal}; ` : ''}stderr: ${run.stderr.slice(-2000)}; stdout: ${run.stdout.slice(-500)}`).to.equal(0);
   const lines = run.stdout.trimEnd().split('\n');
   return JSON.parse(lines[lines.length - 1]);
 }
