@@ -123,7 +123,11 @@ function main() {
     const r = step('api tests', process.execPath, [mocha, '--no-config', '--node-option', 'import=tsx', '--timeout', '900000', '--reporter', 'dot', ...files], {
       ...common,
       LD_PRELOAD: [asan, process.env.LD_PRELOAD].filter(Boolean).join(':'),
-      ASAN_OPTIONS: `detect_leaks=${o.leaks ? 1 : 0}:exitcode=0:abort_on_error=1:allow_user_segv_handler=1:log_path=${path.join(logDir, 'asan')}`,
+      // abort_on_error=0: LeakSanitizer's exit-time check in a node child (a CLI test) now and then
+      // fails to stop the process's threads and reports a fatal error; with abort_on_error=1 that
+      // killed the child with SIGABRT after it had done its work, failing a CLI test with no output.
+      // A real ASan error still ends the process and is caught below in the log files.
+      ASAN_OPTIONS: `detect_leaks=${o.leaks ? 1 : 0}:exitcode=0:abort_on_error=0:allow_user_segv_handler=1:log_path=${path.join(logDir, 'asan')}`,
       NEUROPLASTIC_ADDON_PATH: addon,
     });
     const reports = fs.readdirSync(logDir).map((f) => fs.readFileSync(path.join(logDir, f), 'utf8'));
@@ -133,6 +137,12 @@ function main() {
     const ours = records.filter((b) => /neuroplastic\.node/.test(b.split('\n\n')[0]));
     const errors = reports.filter((t) => /ERROR: AddressSanitizer/.test(t) && !/ERROR: LeakSanitizer/.test(t));
     for (const e of errors) console.log(e.slice(0, 8000));
+    // Reported, not failed: the leak check of these processes did not run (see abort_on_error above).
+    const lsanFatal = reports.filter((t) => /has encountered a fatal error|CHECK failed|Tracer caught signal/.test(t));
+    if (lsanFatal.length) {
+      console.log(`A sanitizer could not finish its exit-time check in ${lsanFatal.length} process(es); the first report:`);
+      console.log(lsanFatal[0].slice(0, 2000));
+    }
     for (const b of ours.slice(0, 10)) console.log(b.split('\n\n')[0]);
     if (o.leaks) {
       console.log(`LeakSanitizer: ${records.length} leak records in node and its children, ${ours.length} with a frame in neuroplastic.node`);
