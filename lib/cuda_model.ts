@@ -322,8 +322,8 @@ export class CudaNativeModel implements NativeModel {
     this.host.setKeepLastBatch(keep);
   }
 
-  setStatsDecay(decay: number): void {
-    this.host.setStatsDecay(decay);
+  setStatsDecay(decay: number): number {
+    return this.host.setStatsDecay(decay);
   }
 
   exportState(): NativeState {

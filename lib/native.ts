@@ -151,7 +151,8 @@ export interface NativeModel {
   unitUtility(layer: number): Float64Array;
   unitStats(layer: number): { ages: Float64Array; meanAbsActivation: Float64Array; taylor: Float64Array };
   setKeepLastBatch(keep: boolean): void;
-  setStatsDecay(decay: number): void;
+  /** Sets the decay of the per-unit statistics; returns the one it replaces. */
+  setStatsDecay(decay: number): number;
   exportState(): NativeState;
   importState(state: NativeState): void;
   readonly step: number;

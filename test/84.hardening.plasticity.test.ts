@@ -63,6 +63,13 @@ describe('hardening: schedules across fit() calls and checkpoints', () => {
     expect(Array.from(await b.predict(x))).to.deep.equal(Array.from(await a.predict(x)));
   });
 
+  it("continualBackprop({ decay }) applies to its own fit only: the model's decay comes back afterwards", async () => {
+    const m = mlp([8]);
+    const before = m.native.exportState().statsDecay;
+    await m.fit(x, y, { epochs: 1, batchSize: 16, callbacks: [plasticity.continualBackprop({ decay: 0.5 })] });
+    expect(m.native.exportState().statsDecay).to.equal(before);
+  });
+
   it('continualBackprop() rejects a maturity the core cannot take, in the factory', () => {
     expect(() => plasticity.continualBackprop({ maturity: 2 ** 60 })).to.throw(RangeError, /^plasticity\.continualBackprop\(\): maturity .*at most 4503599627370496/);
   });

@@ -28,16 +28,21 @@ export function continualBackprop(options: ContinualBackpropOptions = {}): Callb
   const maturity = checkInteger(where, 'maturity', o.maturity ?? 100, { min: 0, max: 2 ** 52 });
   const decay = checkNumber(where, 'decay', o.decay ?? 0.99, { min: 0, max: 1, minExclusive: true, maxExclusive: true });
   let model: Sequential;
+  // The model's statistics decay before this fit: restored afterwards, so later fits (and
+  // activation/Taylor neuron pruning) see the model's own setting again.
+  let previousDecay: number | undefined;
   return {
     setModel(m: unknown) {
       model = m as Sequential;
       // Inside the native step: no JS round trip per step.
       // The setting that can fail goes first, so a failure changes nothing.
       model.native.setContinualBackprop(rate, maturity);
-      model.native.setStatsDecay(decay);
+      previousDecay = model.native.setStatsDecay(decay);
     },
     cleanup() {
       model?.native.setContinualBackprop(0, 0);
+      if (previousDecay !== undefined) model?.native.setStatsDecay(previousDecay);
+      previousDecay = undefined;
     },
   } as Callback;
 }

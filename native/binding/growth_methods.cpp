@@ -139,8 +139,9 @@ Napi::Value ModelWrap::SetStatsDecay(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "decay must be a number");
   const double d = info[0].As<Napi::Number>().DoubleValue();
   if (!(d > 0.0 && d < 1.0)) throw Napi::RangeError::New(env, "decay must be in (0, 1)");
+  const double previous = model_->stats_decay();
   model_->set_stats_decay(d);
-  return env.Undefined();
+  return Napi::Number::New(env, previous);
 }
 
 }  // namespace npb
