@@ -170,10 +170,8 @@ interface SavedState {
 }
 
 // Older files do not say: hooks due at the saved step run again when training resumes.
-function stepHooksRanAtOf(d: Decoded, source: string): number {
-  const value = (parseJson(d, 'state', source) as SavedState).stepHooksRanAt;
-  if (value === undefined) return -1;
-  if (value === -1) return -1;
+function stepHooksRanAtOf(value: unknown, source: string): number {
+  if (value === undefined || value === -1) return -1;
   return countOf(value, source, 'state.stepHooksRanAt');
 }
 
@@ -244,7 +242,8 @@ function rejectUnknownTensors(d: Decoded, source: string, known: Set<string>): v
   }
 }
 
-function readState(d: Decoded, source: string, model: Sequential): NativeState {
+/** The native state, and the JS side's own: the step at which fit() last ran its step hooks. */
+function readState(d: Decoded, source: string, model: Sequential): { state: NativeState; stepHooksRanAt: number } {
   const saved = parseJson(d, 'state', source) as SavedState;
   if (!saved || typeof saved !== 'object' || !Array.isArray(saved.layers) || !Array.isArray(saved.rng) || saved.rng.length !== 4) {
     throw new CheckpointError(`${source}: __metadata__.state is malformed`);
@@ -336,7 +335,7 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
   const events = parseJson(d, 'events', source);
   if (!Array.isArray(events)) throw new CheckpointError(`${source}: __metadata__.events is not a list`);
   rejectUnknownTensors(d, source, known);
-  return {
+  const state: NativeState = {
     step: countOf(saved.step, source, 'state.step'),
     epoch: countOf(saved.epoch, source, 'state.epoch'),
     nextNeuronId: countOf(saved.nextNeuronId, source, 'state.nextNeuronId'),
@@ -354,6 +353,7 @@ function readState(d: Decoded, source: string, model: Sequential): NativeState {
       return e as unknown as NativeState['events'][number];
     }),
   };
+  return { state, stepHooksRanAt: stepHooksRanAtOf(saved.stepHooksRanAt, source) };
 }
 
 /**
@@ -416,13 +416,13 @@ export function modelFromBuffer(buffer: Buffer, source: string, options: LinearI
     if (err instanceof CheckpointError) throw err;
     throw new CheckpointError(`${source}: __metadata__.config is invalid: ${(err as Error).message}`);
   }
-  const state = readState(d, source, model);
+  const { state, stepHooksRanAt } = readState(d, source, model);
   try {
     model.native.importState(state);
   } catch (err) {
     throw new CheckpointError(`${source}: ${(err as Error).message}`);
   }
-  model.stepHooksRanAt = stepHooksRanAtOf(d, source);
+  model.stepHooksRanAt = stepHooksRanAt;
   return model;
 }
 

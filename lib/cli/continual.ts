@@ -11,17 +11,17 @@ import { unwritablePathReason } from '../report/file';
 import { CliError, UsageError, formatOptions, parseArgs, type OptionTable } from './args';
 import { untilInterrupted, type Command, type Io } from './command';
 import { loadCliData } from './data';
-import { MAX_BATCH_SIZE_OPTION, MAX_EPOCHS_OPTION, MAX_HIDDEN_UNITS } from './limits';
+import { MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN_UNITS } from './limits';
 
 const OPTIONS = {
   tasks: { kind: 'integer', metavar: 'N', min: 1, max: 100000, default: 10, help: 'Tasks in the stream (task 0: unpermuted inputs)' },
   method: { kind: 'choice', metavar: 'NAME', choices: continual.METHODS, default: 'sgd', help: `Plasticity method: ${continual.METHODS.join(', ')}` },
   data: { kind: 'string', metavar: 'DIR', help: 'Folder of IDX files (e.g. /usr/share/datasets/fashion-mnist) instead of the bundled MNIST' },
-  epochsPerTask: { kind: 'integer', metavar: 'N', min: 1, limit: MAX_EPOCHS_OPTION, default: 1, help: 'Epochs on each task' },
+  epochsPerTask: { kind: 'integer', metavar: 'N', min: 1, limit: MAX_EPOCHS, default: 1, help: 'Epochs on each task' },
   trainSamples: { kind: 'integer', metavar: 'N', min: 1, help: 'Training samples per task (default: the whole train split)' },
   testSamples: { kind: 'integer', metavar: 'N', min: 1, default: 1000, help: 'Test samples per task' },
   hidden: { kind: 'integerList', metavar: 'N,N', min: 1, limit: MAX_HIDDEN_UNITS, default: [100, 100], help: 'Units of the hidden relu layers' },
-  batchSize: { kind: 'integer', metavar: 'N', min: 1, limit: MAX_BATCH_SIZE_OPTION, default: 16, help: 'Samples per optimizer step' },
+  batchSize: { kind: 'integer', metavar: 'N', min: 1, limit: MAX_BATCH_SIZE, default: 16, help: 'Samples per optimizer step' },
   lr: { kind: 'number', metavar: 'X', min: 0, minExclusive: true, float32: true, default: 0.01, help: 'SGD learning rate (no momentum)' },
   seed: { kind: 'integer', metavar: 'N', min: 0, default: 1, help: 'Seed of init, shuffling and the permutations' },
   evaluateOn: { kind: 'choice', metavar: 'WHICH', choices: ['seen', 'all', 'new'], default: 'seen', help: 'Tasks tested after each task: seen (0..i), all, or new (task i only: fastest)' },

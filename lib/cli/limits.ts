@@ -1,12 +1,9 @@
-// Upper bounds of the CLI's size options. They are checked when the command
-// line is parsed, so a value the library would refuse only after the data has
-// loaded (or a layer no machine could hold) is a usage error naming the flag.
-import { MAX_BATCH_SIZE, MAX_EPOCHS } from '../sequential';
+// Upper bounds of the CLI's size options, checked when the command line is
+// parsed, so a value the library would refuse only after the data has loaded
+// (or a layer no machine could hold) is a usage error naming the flag.
+// --epochs and --batch-size take what fit() takes (MAX_EPOCHS, MAX_BATCH_SIZE).
+export { MAX_BATCH_SIZE, MAX_EPOCHS } from '../sequential';
 
-/** --epochs, --epochs-per-task: what fit() takes. */
-export const MAX_EPOCHS_OPTION = MAX_EPOCHS;
-/** --batch-size: what fit() takes. */
-export const MAX_BATCH_SIZE_OPTION = MAX_BATCH_SIZE;
 /**
  * Units of one hidden layer. The library takes up to 2^24, but two hidden layers of 65536 units
  * already hold 2^32 weights, 48 GiB with their gradients and momentum in float32.

@@ -9,7 +9,7 @@ import { formatTable } from '../summary';
 import { CliError, UsageError, formatOptions, parseArgs, type OptionTable, type Values } from './args';
 import { untilInterrupted, type Command, type Io } from './command';
 import { loadCliData } from './data';
-import { MAX_BATCH_SIZE_OPTION, MAX_EPOCHS_OPTION, MAX_HIDDEN_UNITS } from './limits';
+import { MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN_UNITS } from './limits';
 import { ProgressReporter, compactCount } from './progress';
 
 const DEFAULT_LR = { sgd: 0.05, adam: 0.001 } as const;
@@ -17,8 +17,8 @@ const DEFAULT_MOMENTUM = 0.9;
 
 const OPTIONS = {
   data: { kind: 'string', metavar: 'DIR', help: 'Folder of IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]) instead of the bundled MNIST' },
-  epochs: { kind: 'integer', metavar: 'N', min: 1, limit: MAX_EPOCHS_OPTION, default: 10, help: 'Passes over the training set' },
-  batchSize: { kind: 'integer', metavar: 'N', min: 1, limit: MAX_BATCH_SIZE_OPTION, default: 64, help: 'Samples per optimizer step' },
+  epochs: { kind: 'integer', metavar: 'N', min: 1, limit: MAX_EPOCHS, default: 10, help: 'Passes over the training set' },
+  batchSize: { kind: 'integer', metavar: 'N', min: 1, limit: MAX_BATCH_SIZE, default: 64, help: 'Samples per optimizer step' },
   optimizer: { kind: 'choice', metavar: 'NAME', choices: ['sgd', 'adam'], default: 'sgd', help: 'sgd or adam' },
   lr: { kind: 'number', metavar: 'X', min: 0, minExclusive: true, float32: true, help: 'Learning rate (default 0.05 for sgd, 0.001 for adam)' },
   momentum: { kind: 'number', metavar: 'X', min: 0, max: 1, maxExclusive: true, float32: true, help: 'SGD momentum in [0, 1) (default 0.9)' },
