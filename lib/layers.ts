@@ -3,7 +3,7 @@
 // read the live native state (units and nnz change as the model grows and is
 // pruned).
 import type { NativeLayerInfo, NativeModel } from './native';
-import { checkBoolean, checkFloat32Array, checkInteger, checkKnownKeys, checkNumber, checkOneOf, checkOptions } from './validate';
+import { checkBoolean, checkFloat32Array, checkInteger, checkKnownKeys, checkNumber, checkOneOf, checkOptions, underApiName } from './validate';
 
 export const ACTIVATIONS = ['relu', 'tanh', 'sigmoid', 'linear'] as const;
 export type ActivationName = (typeof ACTIVATIONS)[number];
@@ -192,8 +192,7 @@ export class DenseLayer {
       host.native.setWeights(this.nativeIndex, o.weight ?? null, o.bias ?? null);
     } catch (err) {
       // The native side checks what only it knows (pruned positions, pruned units).
-      if (err instanceof RangeError) throw new RangeError(`${where}: ${err.message}`);
-      throw err;
+      throw underApiName(where, err);
     }
   }
 

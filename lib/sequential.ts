@@ -24,6 +24,7 @@ import {
   checkOneOf,
   checkOptions,
   describe,
+  underApiName,
 } from './validate';
 
 export const DEVICES = ['cpu', 'cuda'] as const;
@@ -248,7 +249,7 @@ export class Sequential implements LayerHost {
       native.compile({ ...opt }, loss);
     } catch (err) {
       // The factories check what the core checks, but a hand-made optimizer object reaches it unchecked.
-      throw underApiName(where, 'compile', err, `got optimizer ${JSON.stringify(opt)}`);
+      throw underApiName(where, err, (m) => `${m.replace(/^compile: /, '')}, got optimizer ${JSON.stringify(opt)}`);
     }
     this.compiled = { optimizer: opt, loss };
     return this;
@@ -653,18 +654,5 @@ export class Sequential implements LayerHost {
   }
 }
 
-/**
- * An error from the core, re-thrown under the API name the user called (the core's messages name
- * only the argument, not the value): same class and code, `detail` appended, the original as cause.
- */
-function underApiName(where: string, operation: string, err: unknown, detail: string): unknown {
-  if (!(err instanceof Error)) return err;
-  const Kind = err instanceof RangeError ? RangeError : err instanceof TypeError ? TypeError : Error;
-  const message = err.message.startsWith(`${operation}: `) ? err.message.slice(operation.length + 2) : err.message;
-  const out: Error & { code?: unknown } = new Kind(`${where}: ${message}, ${detail}`, { cause: err });
-  const code = (err as { code?: unknown }).code;
-  if (code !== undefined) out.code = code;
-  return out;
-}
 
 export { AbortError };

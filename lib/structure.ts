@@ -5,7 +5,7 @@
 import type { StructuralEvent } from './events';
 import { DenseLayer, type Layer } from './layers';
 import type { NativeModel } from './native';
-import { checkInteger, checkKnownKeys, checkNumber, checkOneOf, checkOptions, describe } from './validate';
+import { checkInteger, checkKnownKeys, checkNumber, checkOneOf, checkOptions, describe, underApiName } from './validate';
 
 export const WEIGHT_CRITERIA = ['magnitude'] as const;
 export const NEURON_CRITERIA = ['l1', 'l2', 'activation', 'taylor', 'random'] as const;
@@ -61,21 +61,13 @@ export function toApiEvents(native: ReturnType<NativeModel['events']>, layers: r
   return native.map((e) => ({ ...e, kind: e.kind as StructuralEvent['kind'], layer: e.layer >= 0 ? positions[e.layer] : -1 }));
 }
 
-/**
- * A range error from the native side, which counts dense layers only, as the
- * API says it: prefixed with the call and each "layer N" turned into the
- * layer's position in model.layers. Other errors pass through unchanged.
- */
-function withLayerPositions(where: string, err: unknown, layers: readonly Layer[]): unknown {
-  if (!(err instanceof RangeError)) return err;
+// The core counts dense layers only; the API counts positions in model.layers.
+function withLayerPositions(message: string, layers: readonly Layer[]): string {
   const dense = layers.filter((l): l is DenseLayer => l instanceof DenseLayer);
-  const message = err.message.replace(/\blayer (\d+)\b/g, (text, d: string) => {
+  return message.replace(/\blayer (\d+)\b/g, (text, d: string) => {
     const layer = dense.find((l) => l.denseIndex === Number(d));
     return layer ? `layer ${layers.indexOf(layer)}` : text;
   });
-  const out = new RangeError(`${where}: ${message}`);
-  (out as NodeJS.ErrnoException).code = (err as NodeJS.ErrnoException).code;
-  return out;
 }
 
 export function prune(host: StructureHost, options: PruneOptions): PruneResult {
@@ -117,7 +109,7 @@ export function prune(host: StructureHost, options: PruneOptions): PruneResult {
         ? host.native.pruneWeights(targets, amount, scope === 'global')
         : host.native.pruneNeurons(targets, amount, criterion, scope === 'global');
   } catch (err) {
-    throw withLayerPositions(where, err, host.layers);
+    throw underApiName(where, err, (m) => withLayerPositions(m, host.layers));
   }
   return { removed, events: toApiEvents(host.native.events(before), host.layers) };
 }

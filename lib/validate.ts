@@ -132,3 +132,17 @@ export function checkFunction(where: string, name: string, value: unknown): (...
   if (typeof value !== 'function') fail(TypeError, where, name, 'a function', value);
   return value as (...args: unknown[]) => unknown;
 }
+
+/**
+ * An error from the core re-thrown under the API name the user called (the core's messages name the
+ * argument, not the call): same class, same `code`, the original as `cause`. `reword` may adjust the
+ * core's message (e.g. say a layer's position in model.layers instead of its dense index).
+ */
+export function underApiName(where: string, err: unknown, reword: (message: string) => string = (m) => m): unknown {
+  if (!(err instanceof Error)) return err;
+  const Kind = err instanceof RangeError ? RangeError : err instanceof TypeError ? TypeError : Error;
+  const out: Error & { code?: unknown } = new Kind(`${where}: ${reword(err.message)}`, { cause: err });
+  const code = (err as { code?: unknown }).code;
+  if (code !== undefined) out.code = code;
+  return out;
+}
