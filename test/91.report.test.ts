@@ -6,6 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as report from '../lib/report';
 import type { ReportEvent } from '../lib/report';
+import { thinToPixels } from '../lib/report/svg';
 
 function event(over: Partial<ReportEvent>): ReportEvent {
   return {
@@ -131,5 +132,22 @@ describe('report', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('report: long series', () => {
+  it('thinToPixels keeps, per pixel column, the first, lowest, highest and last point in order', () => {
+    const points: [number, number][] = [[0.1, 5], [0.2, 1], [0.3, 9], [0.4, 4], [0.45, 6], [1.2, 3], [1.3, 3], [2.0, 7]];
+    expect(thinToPixels(points)).to.deep.equal([[0.1, 5], [0.2, 1], [0.3, 9], [0.45, 6], [1.2, 3], [1.3, 3], [2.0, 7]]);
+    expect(thinToPixels(points.slice(0, 3))).to.deep.equal(points.slice(0, 3));
+  });
+
+  it('a 150,000-epoch history draws a few points per pixel, not 150,000', () => {
+    const values = Array.from({ length: 150_000 }, (_, i) => 0.5 + 0.4 * Math.sin(i / 50));
+    const html = report.render({ history: { loss: values, accuracy: values } } as never);
+    expect(html.length).to.be.below(200_000);
+    const polyline = /<polyline[^>]*points="([^"]+)"/.exec(html);
+    expect(polyline).to.not.equal(null);
+    expect(polyline![1].split(' ').length).to.be.below(4 * 720);
   });
 });
