@@ -27,7 +27,7 @@ std::vector<float> csr_slot(const CsrParam& c, Slot s) {
   throw_range("checkpoint layer " + std::to_string(layer) + ": " + what);
 }
 
-// W's entry (r, c) of a layer in either format, or 0 where none is stored.
+// Calls fn(r, c, w) for every stored weight of a layer (every entry when dense).
 template <typename Fn>
 void for_each_stored(const LayerState& l, Fn&& fn) {
   if (l.csr) {
