@@ -4,7 +4,6 @@
 #include <string>
 
 #include "binding/args.h"
-#include "binding/errors.h"
 #include "binding/model_wrap.h"
 #include "kernels/thread_pool.h"
 
@@ -46,7 +45,7 @@ Napi::Value ModelWrap::Grow(const Napi::CallbackInfo& info) {
       throw Napi::RangeError::New(env, "y must hold one label per sample (Int32Array) or samples x outputs targets (Float32Array)");
     }
   }
-  auto ids = guard(env, [&] { return model_->grow_units(layer, count, init, noise, x, x ? &targets : nullptr, n, &np::default_pool()); });
+  auto ids = model_->grow_units(layer, count, init, noise, x, x ? &targets : nullptr, n, &np::default_pool());
   auto out = Napi::Float64Array::New(env, ids.size());
   for (size_t i = 0; i < ids.size(); ++i) out[i] = static_cast<double>(ids[i]);
   return out;
@@ -62,7 +61,7 @@ Napi::Value ModelWrap::Sparsify(const Napi::CallbackInfo& info) {
   if (dist != "erdos-renyi" && dist != "uniform") throw Napi::RangeError::New(env, "distribution must be 'erdos-renyi' or 'uniform'");
   std::vector<int64_t> layers;
   if (info.Length() > 2 && !info[2].IsUndefined()) layers = layer_list_arg(info, 2);
-  guard(env, [&] { model_->sparsify(sparsity, dist == "erdos-renyi", layers, &np::default_pool()); });
+  model_->sparsify(sparsity, dist == "erdos-renyi", layers, &np::default_pool());
   return env.Undefined();
 }
 
@@ -74,7 +73,7 @@ Napi::Value ModelWrap::Regrow(const Napi::CallbackInfo& info) {
   if (info.Length() < 3 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "dropFraction must be a number");
   const double fraction = info[1].As<Napi::Number>().DoubleValue();
   const bool by_gradient = bool_arg(info, 2, "byGradient");
-  return Napi::Number::New(env, static_cast<double>(guard(env, [&] { return model_->regrow(layers, fraction, by_gradient, &np::default_pool()); })));
+  return Napi::Number::New(env, static_cast<double>(model_->regrow(layers, fraction, by_gradient, &np::default_pool())));
 }
 
 // setContinualBackprop(rate, maturity): rate 0 disables
@@ -94,7 +93,7 @@ Napi::Value ModelWrap::Redo(const Napi::CallbackInfo& info) {
   ensure_idle(env, "redo");
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "threshold must be a number");
   const double threshold = info[0].As<Napi::Number>().DoubleValue();
-  return Napi::Number::New(env, static_cast<double>(guard(env, [&] { return model_->redo(threshold); })));
+  return Napi::Number::New(env, static_cast<double>(model_->redo(threshold)));
 }
 
 // unitUtility(layer) -> Float64Array (continual-backprop utility; dead units -Infinity)
@@ -102,7 +101,7 @@ Napi::Value ModelWrap::UnitUtility(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "unitUtility");
   const int64_t layer = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 1);
-  auto u = guard(env, [&] { return model_->unit_utility(layer); });
+  auto u = model_->unit_utility(layer);
   auto out = Napi::Float64Array::New(env, u.size());
   for (size_t i = 0; i < u.size(); ++i) out[i] = u[i];
   return out;

@@ -165,7 +165,7 @@ Napi::Value ModelWrap::Compile(const Napi::CallbackInfo& info) {
   if (loss == "softmaxCrossEntropy") lk = np::LossKind::kSoftmaxCrossEntropy;
   else if (loss == "meanSquaredError") lk = np::LossKind::kMeanSquaredError;
   else throw Napi::RangeError::New(env, "loss must be 'softmaxCrossEntropy' or 'meanSquaredError'");
-  guard(env, [&] { model_->compile(c, lk); });
+  model_->compile(c, lk);
   return env.Undefined();
 }
 

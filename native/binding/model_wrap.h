@@ -44,7 +44,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Every method and accessor is registered through this: an exception from
   // the core (np::Error, std::bad_alloc, ...) thrown anywhere below becomes a
   // JS error of the matching class instead of terminating the process, since
-  // node-addon-api itself only catches Napi::Error.
+  // node-addon-api itself only catches Napi::Error. Methods therefore call the
+  // core directly; only the constructor, which is not a method, guards itself.
   template <Napi::Value (ModelWrap::*Method)(const Napi::CallbackInfo&)>
   Napi::Value Guarded(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&] { return (this->*Method)(info); });

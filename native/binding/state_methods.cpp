@@ -5,7 +5,6 @@
 
 #include "binding/args.h"
 #include "binding/convert.h"
-#include "binding/errors.h"
 #include "binding/model_wrap.h"
 
 namespace npb {
@@ -182,7 +181,7 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
   if (!(dropped >= 0 && dropped <= 9007199254740991.0) || dropped != static_cast<double>(static_cast<int64_t>(dropped)))
     throw Napi::RangeError::New(env, "state: eventsDropped must be a non-negative integer");
   s.events_dropped = static_cast<int64_t>(dropped);
-  guard(env, [&] { model_->import_state(std::move(s)); });
+  model_->import_state(std::move(s));
   return env.Undefined();
 }
 

@@ -6,7 +6,6 @@
 
 #include "binding/args.h"
 #include "binding/convert.h"
-#include "binding/errors.h"
 #include "binding/model_wrap.h"
 #include "kernels/thread_pool.h"
 
@@ -43,7 +42,7 @@ Napi::Value ModelWrap::PruneWeights(const Napi::CallbackInfo& info) {
   auto layers = layer_list_arg(info, 0);
   const double amount = fraction_arg(info, 1, "amount");
   const bool global = bool_arg(info, 2, "global");
-  return Napi::Number::New(env, static_cast<double>(guard(env, [&] { return model_->prune_weights_magnitude(layers, amount, global); })));
+  return Napi::Number::New(env, static_cast<double>(model_->prune_weights_magnitude(layers, amount, global)));
 }
 
 // pruneWeightsToSparsity(layers, sparsity, global) -> number removed
@@ -53,7 +52,7 @@ Napi::Value ModelWrap::PruneWeightsToSparsity(const Napi::CallbackInfo& info) {
   auto layers = layer_list_arg(info, 0);
   const double sparsity = fraction_arg(info, 1, "sparsity");
   const bool global = bool_arg(info, 2, "global");
-  return Napi::Number::New(env, static_cast<double>(guard(env, [&] { return model_->prune_weights_to_sparsity(layers, sparsity, global); })));
+  return Napi::Number::New(env, static_cast<double>(model_->prune_weights_to_sparsity(layers, sparsity, global)));
 }
 
 // pruneNeurons(layers, amount, criterion, global) -> number pruned
@@ -65,7 +64,7 @@ Napi::Value ModelWrap::PruneNeurons(const Napi::CallbackInfo& info) {
   if (info.Length() <= 2 || !info[2].IsString()) throw Napi::TypeError::New(env, "criterion must be a string");
   const std::string criterion = info[2].As<Napi::String>().Utf8Value();
   const bool global = bool_arg(info, 3, "global");
-  return Napi::Number::New(env, static_cast<double>(guard(env, [&] { return model_->prune_neurons(layers, amount, criterion, global); })));
+  return Napi::Number::New(env, static_cast<double>(model_->prune_neurons(layers, amount, criterion, global)));
 }
 
 // neuronScores(layer, criterion) -> Float64Array (dead units: -Infinity)
@@ -75,7 +74,7 @@ Napi::Value ModelWrap::NeuronScores(const Napi::CallbackInfo& info) {
   const int64_t layer = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 1);
   if (info.Length() <= 1 || !info[1].IsString()) throw Napi::TypeError::New(env, "criterion must be a string");
   const std::string criterion = info[1].As<Napi::String>().Utf8Value();
-  auto scores = guard(env, [&] { return model_->neuron_scores(layer, criterion); });
+  auto scores = model_->neuron_scores(layer, criterion);
   auto out = Napi::Float64Array::New(env, scores.size());
   for (size_t i = 0; i < scores.size(); ++i) out[i] = scores[i];
   return out;
@@ -84,7 +83,7 @@ Napi::Value ModelWrap::NeuronScores(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Compact(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "compact");
-  guard(env, [&] { model_->compact(&np::default_pool()); });
+  model_->compact(&np::default_pool());
   return env.Undefined();
 }
 
@@ -95,8 +94,8 @@ Napi::Value ModelWrap::ConvertLayer(const Napi::CallbackInfo& info) {
   const int64_t layer = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 1);
   if (info.Length() <= 1 || !info[1].IsString()) throw Napi::TypeError::New(env, "format must be a string");
   const std::string format = info[1].As<Napi::String>().Utf8Value();
-  if (format == "csr") guard(env, [&] { model_->convert_to_csr(layer, "requested"); });
-  else if (format == "dense") guard(env, [&] { model_->convert_to_dense(layer, "requested"); });
+  if (format == "csr") model_->convert_to_csr(layer, "requested");
+  else if (format == "dense") model_->convert_to_dense(layer, "requested");
   else throw Napi::RangeError::New(env, "format must be 'csr' or 'dense'");
   return env.Undefined();
 }
@@ -111,7 +110,7 @@ Napi::Value ModelWrap::SetSparseThreshold(const Napi::CallbackInfo& info) {
   const double density = info[1].As<Napi::Number>().DoubleValue();
   if (!(density <= 1.0)) throw Napi::RangeError::New(env, "density must be <= 1");
   if (layer < 0) model_->set_default_sparse_threshold(density);
-  else guard(env, [&] { model_->set_layer_sparse_threshold(layer, density); });
+  else model_->set_layer_sparse_threshold(layer, density);
   return env.Undefined();
 }
 
@@ -120,7 +119,7 @@ Napi::Value ModelWrap::SparseThreshold(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "sparseThreshold");
   const int64_t layer = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 1);
-  return Napi::Number::New(env, guard(env, [&] { return model_->sparse_threshold(layer, &np::default_pool()); }));
+  return Napi::Number::New(env, model_->sparse_threshold(layer, &np::default_pool()));
 }
 
 // events(from) -> the structural events from index `from` of the whole
@@ -146,7 +145,7 @@ Napi::Value ModelWrap::SetEpoch(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Snapshot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "snapshot");
-  guard(env, [&] { model_->snapshot_weights(); });
+  model_->snapshot_weights();
   return Napi::Number::New(env, static_cast<double>(model_->step()));
 }
 
@@ -154,7 +153,7 @@ Napi::Value ModelWrap::Rewind(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "rewind");
   const int64_t step = int_arg(info, 0, "step", 0, INT64_C(1) << 52);
-  guard(env, [&] { model_->rewind(step); });
+  model_->rewind(step);
   return env.Undefined();
 }
 
