@@ -3,20 +3,11 @@
 // test/60.package.test.ts runs the built dist/cli/main.js.
 import { expect } from 'chai';
 import { cli, lastJson, ROOT } from './cli_run';
+import { idxBytes } from './helpers';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-
-
-/** Encodes an IDX file of unsigned bytes: 0, 0, 0x08, ndims, big-endian dims, values. */
-function idx(dims: number[], values: ArrayLike<number>): Buffer {
-  const header = Buffer.alloc(4 + 4 * dims.length);
-  header[2] = 0x08;
-  header[3] = dims.length;
-  dims.forEach((d, i) => header.writeUInt32BE(d, 4 + 4 * i));
-  return Buffer.concat([header, Buffer.from(Uint8Array.from(values))]);
-}
 
 /**
  * Writes a 4-class set of 6 x 6 images in which class k lights quadrant k
@@ -38,8 +29,8 @@ function writeQuadrantSet(dir: string, train: number, test: number): void {
         }
       }
     }
-    fs.writeFileSync(path.join(dir, `${stem}-images-idx3-ubyte`), idx([n, 6, 6], pixels));
-    fs.writeFileSync(path.join(dir, `${stem}-labels-idx1-ubyte`), idx([n], labels));
+    fs.writeFileSync(path.join(dir, `${stem}-images-idx3-ubyte`), idxBytes([n, 6, 6], pixels));
+    fs.writeFileSync(path.join(dir, `${stem}-labels-idx1-ubyte`), idxBytes([n], labels));
   };
   split('train', train);
   split('t10k', test);

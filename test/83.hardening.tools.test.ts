@@ -12,16 +12,7 @@ import { loadFashionMnist, loadIdx, type Dataset, type TrainTest } from '../lib/
 import * as report from '../lib/report';
 import { MAX_HEAT_CELLS } from '../lib/report/svg';
 import { cli } from './cli_run';
-import { compiledMlp, randomArray } from './helpers';
-
-/** Encodes an IDX file of unsigned bytes: zero, zero, 0x08, ndims, big-endian dims, values. */
-function idxBytes(dims: number[], values: ArrayLike<number>): Buffer {
-  const header = Buffer.alloc(4 + 4 * dims.length);
-  header[2] = 0x08;
-  header[3] = dims.length;
-  dims.forEach((d, i) => header.writeUInt32BE(d, 4 + 4 * i));
-  return Buffer.concat([header, Buffer.from(Uint8Array.from(values))]);
-}
+import { compiledMlp, idxBytes, randomArray } from './helpers';
 
 /** Writes a t10k split of `labels.length` images of rows x cols into dir; returns the two paths. */
 function writeTestSplit(dir: string, labels: number[], rows = 28, cols = 28): { images: string; labels: string } {

@@ -53,3 +53,12 @@ export function maxAbs(a: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
   return m;
 }
+
+/** Encodes an IDX file of unsigned bytes: zero, zero, 0x08, ndims, big-endian dims, values. */
+export function idxBytes(dims: number[], values: ArrayLike<number>): Buffer {
+  const header = Buffer.alloc(4 + 4 * dims.length);
+  header[2] = 0x08;
+  header[3] = dims.length;
+  dims.forEach((d, i) => header.writeUInt32BE(d, 4 + 4 * i));
+  return Buffer.concat([header, Buffer.from(Uint8Array.from(values))]);
+}
