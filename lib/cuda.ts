@@ -54,6 +54,14 @@ export interface CudaLayerStateIn extends NativeLayerParams {
   useBias: boolean;
 }
 
+/**
+ * A layer's new structure for CudaModelHandle.restructure(): the settings and
+ * structure of CudaLayerStateIn; the values only where the layer has new units
+ * in its rows or inputs (the device reads them at those positions only).
+ */
+export type CudaLayerStructureIn = Omit<CudaLayerStateIn, 'weight' | 'weightMoments' | 'bias' | 'biasMoments'> &
+  Partial<Pick<CudaLayerStateIn, 'weight' | 'weightMoments' | 'bias' | 'biasMoments'>>;
+
 /** What the device model gives back: its step and every parameter with its optimizer slots. */
 export interface CudaStateOut {
   step: number;
@@ -63,6 +71,12 @@ export interface CudaStateOut {
 /** The addon's device-resident model (native/cuda/binding/cuda_model_wrap.cpp); lib/cuda_model.ts drives it. */
 export interface CudaModelHandle {
   load(state: { step: number; layers: CudaLayerStateIn[] }): void;
+  /**
+   * Follows a structural change made on the host by moving the device's own
+   * parameters and slots (native/cuda/remap.h): rowSources[l][r] is the current
+   * index of new unit r of layer l, or -1 for a unit the host added.
+   */
+  restructure(state: { layers: CudaLayerStructureIn[] }, rowSources: Int32Array[]): void;
   exportState(): CudaStateOut;
   setOptimizer(optimizer: object): void;
   createDataset(x: Float32Array, y: Int32Array | Float32Array): number;

@@ -9,12 +9,16 @@
 // one half holds the newest parameters:
 //   - after training, the device: reading weights, saving, or a structural
 //     operation first pulls them (device -> host, one copy of every slot);
-//   - after a change on the host (setWeights, prune, grow, compact, sparsify,
-//     regrow, reinit, rewind, importState), the host: the next device call
-//     pushes the whole state (host -> device, transposes rebuilt).
-// So structural operations on a 'cuda' model run on the CPU between two
-// device calls; they are correct but not device-resident (issue 6).
-import type { CudaAddon, CudaModelHandle, CudaLayerStateIn } from './cuda';
+//   - after a change on the host (setWeights, magnitude or scored pruning,
+//     net2wider/gradmax growth, sparsify, regrow, reinit, rewind,
+//     importState), the host: the next device call pushes the whole state
+//     (host -> device, transposes rebuilt).
+// Changes decided by the structure alone (compact, format changes, 'zero' /
+// 'random' growth, random neuron pruning) keep the numbers on the device:
+// the host applies them to its structure and the device moves its own
+// numbers to match (followOnDevice). The others still run on the CPU between
+// two device calls (issue 6, part 3).
+import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn } from './cuda';
 import type {
   BatchProgress,
   NativeDataset,
@@ -22,11 +26,19 @@ import type {
   NativeLayerInfo,
   NativeModel,
   NativeOptimizerConfig,
+  NativeLayerState,
   NativeState,
   NativeStats,
   NativeTargets,
   NativeTrainResult,
 } from './native';
+
+/** For each unit of `after`, its index in `before` by neuron id, or -1 for a unit that is new. */
+export function rowSourcesById(before: BigInt64Array, after: BigInt64Array): Int32Array {
+  const index = new Map<bigint, number>();
+  before.forEach((id, i) => index.set(id, i));
+  return Int32Array.from(after, (id) => index.get(id) ?? -1);
+}
 
 export interface CudaModelOptions {
   inputSize: number;
@@ -107,25 +119,7 @@ export class CudaNativeModel implements NativeModel {
     if (this.device && !this.deviceStale) return this.device;
     this.checkSupported();
     const state = this.host.exportState();
-    const layers: CudaLayerStateIn[] = state.layers.map((l, i) => {
-      const info = this.host.layerInfo(i);
-      return {
-        units: l.units,
-        inputs: l.inputs,
-        activation: info.activation,
-        inputDropout: info.inputDropout,
-        useBias: info.useBias,
-        format: l.format,
-        weight: l.weight,
-        indptr: l.indptr,
-        indices: l.indices,
-        weightMoments: l.weightMoments,
-        bias: l.bias,
-        biasMoments: l.biasMoments,
-        mask: l.mask,
-        alive: l.alive,
-      };
-    });
+    const layers = state.layers.map((l, i) => this.layerIn(l, i));
     if (this.device) {
       this.device.load({ step: state.step, layers });
     } else {
@@ -136,6 +130,75 @@ export class CudaNativeModel implements NativeModel {
     }
     this.deviceStale = false;
     return this.device;
+  }
+
+  /** A host layer's structure and settings, with its values, as the device model takes them. */
+  private layerIn(l: NativeLayerState, i: number): CudaLayerStateIn {
+    const info = this.host.layerInfo(i);
+    return {
+      units: l.units,
+      inputs: l.inputs,
+      activation: info.activation,
+      inputDropout: info.inputDropout,
+      useBias: info.useBias,
+      format: l.format,
+      weight: l.weight,
+      indptr: l.indptr,
+      indices: l.indices,
+      weightMoments: l.weightMoments,
+      bias: l.bias,
+      biasMoments: l.biasMoments,
+      mask: l.mask,
+      alive: l.alive,
+    };
+  }
+
+  /**
+   * A structural change whose decisions read only the structure and the RNG,
+   * never the numbers (compact, a format change, growth with 'zero' or
+   * 'random' initialisation, random neuron pruning). While the device holds the
+   * newest numbers it is applied on the host anyway (the host's structure,
+   * ids, events and RNG are the model's; its stale numbers only fill the new
+   * units' positions, which the change itself wrote), and the device follows
+   * by moving its own numbers (CudaModel.restructure, native/cuda/remap.h):
+   * nothing is copied to the host and back. Otherwise, as mutate().
+   */
+  private followOnDevice<T>(fn: () => T): T {
+    const device = this.device;
+    if (!device || this.deviceStale || !this.hostStale) return this.mutate(fn);
+    const before = this.host.exportState();
+    const r = fn();
+    const after = this.host.exportState();
+    const sources = after.layers.map((l, i) => rowSourcesById(before.layers[i].neuronIds, l.neuronIds));
+    const hasNew = sources.map((s) => s.includes(-1));
+    const layers: CudaLayerStructureIn[] = after.layers.map((l, i) => {
+      const full = this.layerIn(l, i);
+      if (hasNew[i] || (i > 0 && hasNew[i - 1])) return full;
+      const { weight: _w, weightMoments: _wm, bias: _b, biasMoments: _bm, ...structure } = full;
+      return structure;
+    });
+    try {
+      device.restructure({ layers }, sources);
+    } catch (e) {
+      // The device model is unchanged (restructure checks first and swaps
+      // last): put the host back, bring the newest numbers over, and make the
+      // change the ordinary way.
+      try {
+        this.host.importState(before);
+        this.pull();
+      } catch (pullError) {
+        // The device cannot give its numbers back either: the host keeps the
+        // change with the numbers of the last copy, and the device model goes.
+        this.host.importState(after);
+        this.device?.dispose();
+        this.device = null;
+        this.deviceStale = true;
+        this.hostStale = false;
+        throw pullError;
+      }
+      return this.mutate(fn);
+    }
+    return r;
   }
 
   /** A change made on the host: pull first, apply, and let the next device call push. */
@@ -242,7 +305,8 @@ export class CudaNativeModel implements NativeModel {
   }
 
   pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean): number {
-    return this.mutate(() => this.host.pruneNeurons(layers, amount, criterion, global));
+    const prune = () => this.host.pruneNeurons(layers, amount, criterion, global);
+    return criterion === 'random' ? this.followOnDevice(prune) : this.mutate(prune);
   }
 
   neuronScores(layer: number, criterion: string): Float64Array {
@@ -250,15 +314,15 @@ export class CudaNativeModel implements NativeModel {
   }
 
   compact(): void {
-    this.mutate(() => this.host.compact());
+    this.followOnDevice(() => this.host.compact());
   }
 
   convertLayer(layer: number, format: 'csr' | 'dense'): void {
-    this.mutate(() => this.host.convertLayer(layer, format));
+    this.followOnDevice(() => this.host.convertLayer(layer, format));
   }
 
   setSparseThreshold(layer: number, density: number): void {
-    this.mutate(() => this.host.setSparseThreshold(layer, density));
+    this.followOnDevice(() => this.host.setSparseThreshold(layer, density));
   }
 
   sparseThreshold(layer: number): number {
@@ -266,7 +330,8 @@ export class CudaNativeModel implements NativeModel {
   }
 
   events(from?: number): NativeEvent[] {
-    return this.host.events(from);
+    // The native method takes no undefined argument: events() means all.
+    return from === undefined ? this.host.events() : this.host.events(from);
   }
 
   setEpoch(epoch: number): void {
@@ -289,11 +354,13 @@ export class CudaNativeModel implements NativeModel {
     if (init === 'gradmax' && x === undefined) {
       this.unsupported('grow({ init: "gradmax" }) without data', 'the last training batch stays on the GPU; pass data to grow()');
     }
-    return this.mutate(() => this.host.grow(layer, count, init, noise, x, y));
+    const grow = () => this.host.grow(layer, count, init, noise, x, y);
+    // net2wider copies existing units and gradmax reads the gradient: both need the newest numbers on the host.
+    return init === 'zero' || init === 'random' ? this.followOnDevice(grow) : this.mutate(grow);
   }
 
-  sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform'): void {
-    this.mutate(() => this.host.sparsify(sparsity, distribution));
+  sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void {
+    this.mutate(() => this.host.sparsify(sparsity, distribution, layers));
   }
 
   regrow(layers: number[], dropFraction: number, byGradient: boolean): number {

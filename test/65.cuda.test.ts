@@ -314,7 +314,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expect(h2.history.loss[0]).to.equal(h1.history.loss[0]);
     });
 
-    it('structural operations on a cuda model run on the CPU between device calls; pruned weights stay zero', async function () {
+    it('structural operations that read the numbers run on the CPU between device calls; pruned weights stay zero', async function () {
       needGpu(this);
       const m = mixedMlp('cuda', 'sgd');
       await m.fit(X, Y, { epochs: 1, batchSize: 64 });
@@ -333,6 +333,25 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expect(p.every(Number.isFinite)).to.equal(true);
       const cpuCopy = await loadModel(m.toBuffer());
       expectClose(await cpuCopy.predict(X), await m.predict(X), 1e-3, 'cpu copy predictions');
+    });
+
+    it('structure-only changes are followed on the device (CudaModel.restructure) and match the CPU model', async function () {
+      needGpu(this);
+      const cpu = mixedMlp('cpu', 'adam'), gpu = mixedMlp('cuda', 'adam');
+      await cpu.fit(X, Y, { epochs: 1, batchSize: 32 });
+      await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });
+      for (const m of [cpu, gpu]) {
+        m.prune({ amount: 0.25, structure: 'neuron', criterion: 'random', layer: 0 });
+        m.compact();
+        m.grow({ layer: 0, count: 3, init: 'random' });
+        m.grow({ layer: 1, count: 2, init: 'zero' });
+        m.native.convertLayer(0, 'csr');
+      }
+      expect(Array.from(gpu.native.neuronIds(0))).to.deep.equal(Array.from(cpu.native.neuronIds(0)));
+      expectClose(await gpu.predict(X), await cpu.predict(X), 1e-3, 'predictions after the changes');
+      const [hc, hg] = [await cpu.fit(X, Y, { epochs: 2, batchSize: 32 }), await gpu.fit(X, Y, { epochs: 2, batchSize: 32 })];
+      hc.history.loss.forEach((l, e) => expect(Math.abs(hg.history.loss[e] - l), `epoch ${e} loss`).to.be.at.most(2e-3 * Math.abs(l)));
+      for (let i = 0; i < 3; i++) expectClose(denseAt(gpu, i).getWeights().weight, denseAt(cpu, i).getWeights().weight, 2e-3, `layer ${i} weights`);
     });
 
     it('dropout trains on the GPU (its own deterministic masks), and fit() can be aborted', async function () {
@@ -363,13 +382,21 @@ describe("cuda: Sequential with device 'cuda'", () => {
 // bit-identically to the CPU path, so every mismatch is a bookkeeping bug.
 
 class CpuTwinDevice implements cuda.CudaModelHandle {
+  /** Calls that copy every parameter between host and device, and restructures, over all twins. */
+  static calls = { load: 0, exportState: 0, restructure: 0 };
+  /** Makes the next restructure() throw before changing anything, as the native one does on bad input or no memory. */
+  static failNextRestructure = false;
   private twin!: NativeModel;
   private readonly config: { inputSize: number; loss: string; optimizer: object };
   constructor(config: { inputSize: number; seed: number; device: number; loss: string; optimizer: object }, state: { step: number; layers: cuda.CudaLayerStateIn[] }) {
     this.config = config;
-    this.load(state);
+    this.loadTwin(state);
   }
   load(state: { step: number; layers: cuda.CudaLayerStateIn[] }): void {
+    CpuTwinDevice.calls.load++;
+    this.loadTwin(state);
+  }
+  private loadTwin(state: { step: number; layers: cuda.CudaLayerStateIn[] }): void {
     const twin = new (addon().NativeModel)({
       inputSize: this.config.inputSize,
       seed: 0,
@@ -392,7 +419,49 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     twin.importState(s);
     this.twin = twin;
   }
+  /**
+   * The rule of native/cuda/remap.h, restated: each new stored weight is the
+   * old one of the same (unit, input) pair with its slots, the host's value
+   * where the unit or the input is new, or zero (pruned, dead, not stored before).
+   */
+  restructure(state: { layers: cuda.CudaLayerStructureIn[] }, rowSources: Int32Array[]): void {
+    CpuTwinDevice.calls.restructure++;
+    if (CpuTwinDevice.failNextRestructure) {
+      CpuTwinDevice.failNextRestructure = false;
+      throw new Error('CudaModel.restructure: out of device memory (test)');
+    }
+    const old = this.twin.exportState();
+    const layers = state.layers.map((l, i): cuda.CudaLayerStateIn => {
+      const o = old.layers[i];
+      const colSources = i === 0 ? null : rowSources[i - 1];
+      const slotsFrom = [o.weight, ...o.weightMoments];
+      const fresh = l.weight ? [l.weight, ...l.weightMoments!] : null;
+      const count = l.format === 'csr' ? Number(l.indptr![l.units]) : l.units * l.inputs;
+      const slots = slotsFrom.map(() => new Float32Array(count));
+      const oldAt = (r: number, c: number): number => {
+        if (o.format !== 'csr') return r * o.inputs + c;
+        for (let k = Number(o.indptr![r]); k < Number(o.indptr![r + 1]); k++) if (o.indices![k] === c) return k;
+        return -2;
+      };
+      for (let r = 0, k = 0; r < l.units; r++) {
+        const cols = l.format === 'csr' ? Array.from(l.indices!.subarray(Number(l.indptr![r]), Number(l.indptr![r + 1]))) : Array.from({ length: l.inputs }, (_, c) => c);
+        for (const c of cols) {
+          const oldR = rowSources[i][r], oldC = colSources ? colSources[c] : c;
+          const zero = (l.alive && !l.alive[r]) || (l.format !== 'csr' && l.mask && !l.mask[k]);
+          const src = zero ? -2 : oldR < 0 || oldC < 0 ? -1 : oldAt(oldR, oldC);
+          slots.forEach((slot, s) => (slot[k] = src >= 0 ? slotsFrom[s][src] : src === -1 ? fresh![s][k] : 0));
+          k++;
+        }
+      }
+      const biasFrom = [o.bias, ...o.biasMoments], biasFresh = l.bias ? [l.bias, ...l.biasMoments!] : null;
+      const bias = biasFrom.map((from, s) => Float32Array.from({ length: l.units }, (_, r) =>
+        l.alive && !l.alive[r] ? 0 : rowSources[i][r] >= 0 ? from[rowSources[i][r]] : biasFresh![s][r]));
+      return { ...l, weight: slots[0], weightMoments: slots.slice(1), bias: bias[0], biasMoments: bias.slice(1) };
+    });
+    this.loadTwin({ step: this.twin.step, layers });
+  }
   exportState(): cuda.CudaStateOut {
+    CpuTwinDevice.calls.exportState++;
     const s = this.twin.exportState();
     return { step: s.step, layers: s.layers.map((l) => ({ weight: l.weight, weightMoments: l.weightMoments, bias: l.bias, biasMoments: l.biasMoments })) };
   }
@@ -479,5 +548,70 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(await back.predict(X)).to.deep.equal(await cpu.predict(X));
     expect(dev.to('cpu').device).to.equal('cpu');
     await same("after to('cpu')");
+  });
+
+  it('structure-only changes after training move the numbers on the device: no copy to the host and back', async () => {
+    const cpu = mixedMlp('cpu', 'adam');
+    const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
+    const fitBoth = async (epochs: number) => {
+      const [a, b] = [await cpu.fit(X, Y, { epochs, batchSize: 48 }), await dev.fit(X, Y, { epochs, batchSize: 48 })];
+      expect(b.history.loss).to.deep.equal(a.history.loss);
+    };
+    await fitBoth(1);
+    const calls = { ...CpuTwinDevice.calls };
+    for (const m of [cpu, dev]) m.prune({ amount: 0.25, structure: 'neuron', criterion: 'random', layer: 0 });
+    await fitBoth(1);
+    for (const m of [cpu, dev]) {
+      m.compact();
+      m.grow({ layer: 0, count: 3, init: 'random' });
+      m.grow({ layer: 1, count: 2, init: 'zero' });
+      m.native.convertLayer(0, 'csr');
+      m.native.convertLayer(1, 'dense');
+    }
+    // Every change was followed on the device; the parameters never came back to the host.
+    expect(CpuTwinDevice.calls.restructure - calls.restructure).to.equal(6);
+    expect(CpuTwinDevice.calls.exportState - calls.exportState).to.equal(0);
+    expect(CpuTwinDevice.calls.load - calls.load).to.equal(0);
+    await fitBoth(2);
+    const ids = (m: Sequential) => [0, 1].map((l) => Array.from(m.native.neuronIds(l)));
+    expect(ids(dev)).to.deep.equal(ids(cpu));
+    for (let i = 0; i < 3; i++) {
+      expect(denseAt(dev, i).format, `layer ${i} format`).to.equal(denseAt(cpu, i).format);
+      expect(denseAt(dev, i).getWeights().weight, `layer ${i} weight`).to.deep.equal(denseAt(cpu, i).getWeights().weight);
+    }
+    expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
+    expect(dev.native.exportState().layers.map((l) => l.weightMoments)).to.deep.equal(cpu.native.exportState().layers.map((l) => l.weightMoments));
+    // A change that reads the numbers (magnitude pruning) still copies them to the host first.
+    const before = CpuTwinDevice.calls.exportState;
+    await fitBoth(1);
+    for (const m of [cpu, dev]) m.prune({ amount: 0.5, structure: 'weight', layer: 1 });
+    expect(CpuTwinDevice.calls.exportState).to.be.greaterThan(before);
+    await fitBoth(1);
+    expect(denseAt(dev, 1).getWeights().weight).to.deep.equal(denseAt(cpu, 1).getWeights().weight);
+  });
+
+  it('sparsify({ layers }) on a cuda model changes only the layers named, as on the CPU', async () => {
+    const cpu = mixedMlp('cpu', 'sgd');
+    const dev = onTwinDevice(mixedMlp('cpu', 'sgd'));
+    for (const m of [cpu, dev]) m.sparsify({ sparsity: 0.5, distribution: 'uniform', layers: [0] });
+    for (let i = 0; i < 3; i++) expect(denseAt(dev, i).getWeights().weight, `layer ${i}`).to.deep.equal(denseAt(cpu, i).getWeights().weight);
+    expect(denseAt(dev, 2).getWeights().weight.every((v) => v !== 0)).to.equal(true);
+  });
+
+  it('a restructure the device refuses falls back to the copy through the host, with the same result', async () => {
+    const cpu = mixedMlp('cpu', 'adam');
+    const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
+    await cpu.fit(X, Y, { epochs: 1, batchSize: 48 });
+    await dev.fit(X, Y, { epochs: 1, batchSize: 48 });
+    const pulls = CpuTwinDevice.calls.exportState;
+    CpuTwinDevice.failNextRestructure = true;
+    for (const m of [cpu, dev]) m.grow({ layer: 0, count: 2, init: 'random' });
+    expect(CpuTwinDevice.failNextRestructure).to.equal(false);
+    expect(CpuTwinDevice.calls.exportState).to.be.greaterThan(pulls);
+    expect(dev.native.neuronIds(0)).to.deep.equal(cpu.native.neuronIds(0));
+    expect(dev.events.length).to.equal(cpu.events.length);  // model.events once threw on a cuda model
+    const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
+    expect(b.history.loss).to.deep.equal(a.history.loss);
+    expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
   });
 });

@@ -70,6 +70,42 @@ CudaModel::CudaModel(const CudaModelConfig& config, int64_t step, std::vector<Cu
   load(step, std::move(layers));
 }
 
+// The structure of layer i (sizes, CSR pattern, mask, alive) given its inputs.
+void CudaModel::check_structure(size_t i, const CudaLayerState& l, int64_t inputs) {
+  if (l.inputs != inputs) bad(i, "has " + std::to_string(l.inputs) + " inputs, expected " + std::to_string(inputs));
+  if (l.units < 1) bad(i, "has no units");
+  if (!(l.input_dropout >= 0.0f && l.input_dropout < 1.0f)) bad(i, "input dropout must be in [0, 1)");
+  if (l.csr) {
+    if (static_cast<int64_t>(l.indptr.size()) != l.units + 1 || l.indptr[0] != 0) bad(i, "indptr must have units + 1 entries from 0");
+    for (int64_t r = 0; r < l.units; ++r) {
+      if (l.indptr[r + 1] < l.indptr[r] || l.indptr[r + 1] > static_cast<int64_t>(l.indices.size()))
+        bad(i, "indptr is not monotone within indices at row " + std::to_string(r));
+      for (int64_t k = l.indptr[r]; k < l.indptr[r + 1]; ++k)
+        if (l.indices[k] < 0 || l.indices[k] >= l.inputs || (k > l.indptr[r] && l.indices[k] <= l.indices[k - 1]))
+          bad(i, "column indices out of range or unsorted in row " + std::to_string(r));
+    }
+    if (static_cast<int64_t>(l.indices.size()) != l.indptr.back()) bad(i, "indices.length != indptr[units]");
+    if (!l.mask.empty()) bad(i, "a CSR layer has no mask");
+  } else if (!l.mask.empty() && static_cast<int64_t>(l.mask.size()) != l.units * l.inputs) {
+    bad(i, "mask must have units x inputs entries");
+  }
+  if (!l.alive.empty() && static_cast<int64_t>(l.alive.size()) != l.units) bad(i, "alive must have units entries");
+}
+
+// The values of layer i: weight and each of `moments` slots the stored count, bias and its slots units.
+void CudaModel::check_values(size_t i, const CudaLayerState& l, size_t moments) {
+  const int64_t count = l.csr ? l.indptr.back() : l.units * l.inputs;
+  if (static_cast<int64_t>(l.weight.size()) != count)
+    bad(i, "weight has " + std::to_string(l.weight.size()) + " values, expected " + std::to_string(count));
+  if (l.weight_moments.size() != moments || l.bias_moments.size() != moments)
+    bad(i, "every parameter must have " + std::to_string(moments) + " optimizer slots");
+  for (const auto& m : l.weight_moments)
+    if (static_cast<int64_t>(m.size()) != count) bad(i, "a weight optimizer slot has the wrong size");
+  if (static_cast<int64_t>(l.bias.size()) != l.units) bad(i, "bias must have units entries");
+  for (const auto& m : l.bias_moments)
+    if (static_cast<int64_t>(m.size()) != l.units) bad(i, "a bias optimizer slot has the wrong size");
+}
+
 void CudaModel::check_layers(const std::vector<CudaLayerState>& layers) const {
   if (layers.empty()) throw std::invalid_argument("CudaModel: the model has no dense layer");
   const size_t moments = layers[0].bias_moments.size();
@@ -80,38 +116,46 @@ void CudaModel::check_layers(const std::vector<CudaLayerState>& layers) const {
                                 std::to_string(moments));
   int64_t inputs = config_.input_size;
   for (size_t i = 0; i < layers.size(); ++i) {
-    const CudaLayerState& l = layers[i];
-    if (l.inputs != inputs) bad(i, "has " + std::to_string(l.inputs) + " inputs, expected " + std::to_string(inputs));
-    if (l.units < 1) bad(i, "has no units");
-    if (!(l.input_dropout >= 0.0f && l.input_dropout < 1.0f)) bad(i, "input dropout must be in [0, 1)");
-    int64_t count = l.units * l.inputs;
-    if (l.csr) {
-      if (static_cast<int64_t>(l.indptr.size()) != l.units + 1 || l.indptr[0] != 0) bad(i, "indptr must have units + 1 entries from 0");
-      for (int64_t r = 0; r < l.units; ++r) {
-        if (l.indptr[r + 1] < l.indptr[r] || l.indptr[r + 1] > static_cast<int64_t>(l.indices.size()))
-          bad(i, "indptr is not monotone within indices at row " + std::to_string(r));
-        for (int64_t k = l.indptr[r]; k < l.indptr[r + 1]; ++k)
-          if (l.indices[k] < 0 || l.indices[k] >= l.inputs || (k > l.indptr[r] && l.indices[k] <= l.indices[k - 1]))
-            bad(i, "column indices out of range or unsorted in row " + std::to_string(r));
-      }
-      count = l.indptr.back();
-      if (static_cast<int64_t>(l.indices.size()) != count) bad(i, "indices.length != indptr[units]");
-      if (!l.mask.empty()) bad(i, "a CSR layer has no mask");
-    } else if (!l.mask.empty() && static_cast<int64_t>(l.mask.size()) != count) {
-      bad(i, "mask must have units x inputs entries");
-    }
-    if (static_cast<int64_t>(l.weight.size()) != count)
-      bad(i, "weight has " + std::to_string(l.weight.size()) + " values, expected " + std::to_string(count));
-    if (l.weight_moments.size() != moments || l.bias_moments.size() != moments)
-      bad(i, "every parameter must have " + std::to_string(moments) + " optimizer slots");
-    for (const auto& m : l.weight_moments)
-      if (static_cast<int64_t>(m.size()) != count) bad(i, "a weight optimizer slot has the wrong size");
-    if (static_cast<int64_t>(l.bias.size()) != l.units) bad(i, "bias must have units entries");
-    for (const auto& m : l.bias_moments)
-      if (static_cast<int64_t>(m.size()) != l.units) bad(i, "a bias optimizer slot has the wrong size");
-    if (!l.alive.empty() && static_cast<int64_t>(l.alive.size()) != l.units) bad(i, "alive must have units entries");
-    inputs = l.units;
+    check_structure(i, layers[i], inputs);
+    check_values(i, layers[i], moments);
+    inputs = layers[i].units;
   }
+}
+
+CudaModel::Layer CudaModel::build_structure(const CudaLayerState& s) {
+  Layer l;
+  l.units = s.units;
+  l.inputs = s.inputs;
+  l.activation = s.activation;
+  l.input_dropout = s.input_dropout;
+  l.use_bias = s.use_bias;
+  l.csr = s.csr;
+  l.count = s.csr ? s.indptr.back() : s.units * s.inputs;
+  l.weight_grad = zeros(l.count, stream_);
+  l.bias_grad = zeros(l.units, stream_);
+  if (s.csr) {
+    l.indptr = upload_vector(s.indptr, stream_);
+    l.indices = upload_vector(s.indices, stream_);
+    // W^T's structure, built once per structure: the optimizer only changes values.
+    CsrView host{s.units, s.inputs, s.indptr.data(), s.indices.data(), nullptr};
+    CsrTranspose t = csr_transpose_host(host);
+    l.t_col_ptr = upload_vector(t.col_ptr, stream_);
+    l.t_row_idx = upload_vector(t.row_idx, stream_);
+    l.t_value_pos = upload_vector(t.value_pos, stream_);
+  }
+  if (!s.mask.empty()) l.mask = upload_vector(s.mask, stream_);
+  if (!s.alive.empty()) l.alive = upload_vector(s.alive, stream_);
+  return l;
+}
+
+void CudaModel::replace_layers(std::vector<Layer> built, int64_t step) {
+  stream_.synchronize();  // a failed upload or kernel shows up here, before anything is replaced
+  layers_ = std::move(built);
+  step_ = step;
+  ws_batch_ = 0;  // the widths may have changed
+  act_.clear();
+  dropped_.clear();
+  drop_mask_.clear();
 }
 
 void CudaModel::load(int64_t step, std::vector<CudaLayerState> layers) {
@@ -120,43 +164,16 @@ void CudaModel::load(int64_t step, std::vector<CudaLayerState> layers) {
   std::vector<Layer> built;
   built.reserve(layers.size());
   for (CudaLayerState& s : layers) {
-    Layer l;
-    l.units = s.units;
-    l.inputs = s.inputs;
-    l.activation = s.activation;
-    l.input_dropout = s.input_dropout;
-    l.use_bias = s.use_bias;
-    l.csr = s.csr;
-    l.count = static_cast<int64_t>(s.weight.size());
+    Layer l = build_structure(s);
     l.weight = upload_vector(s.weight, stream_);
-    l.weight_grad = zeros(l.count, stream_);
     l.bias = upload_vector(s.bias, stream_);
-    l.bias_grad = zeros(l.units, stream_);
     for (size_t m = 0; m < s.weight_moments.size() && m < 2; ++m) {
       l.weight_moments[m] = upload_vector(s.weight_moments[m], stream_);
       l.bias_moments[m] = upload_vector(s.bias_moments[m], stream_);
     }
-    if (s.csr) {
-      l.indptr = upload_vector(s.indptr, stream_);
-      l.indices = upload_vector(s.indices, stream_);
-      // W^T's structure, built once per structure: the optimizer only changes values.
-      CsrView host{s.units, s.inputs, s.indptr.data(), s.indices.data(), s.weight.data()};
-      CsrTranspose t = csr_transpose_host(host);
-      l.t_col_ptr = upload_vector(t.col_ptr, stream_);
-      l.t_row_idx = upload_vector(t.row_idx, stream_);
-      l.t_value_pos = upload_vector(t.value_pos, stream_);
-    }
-    if (!s.mask.empty()) l.mask = upload_vector(s.mask, stream_);
-    if (!s.alive.empty()) l.alive = upload_vector(s.alive, stream_);
     built.push_back(std::move(l));
   }
-  stream_.synchronize();  // a failed upload shows up here, before anything is replaced
-  layers_ = std::move(built);
-  step_ = step;
-  ws_batch_ = 0;  // the widths may have changed
-  act_.clear();
-  dropped_.clear();
-  drop_mask_.clear();
+  replace_layers(std::move(built), step);
 }
 
 std::vector<CudaLayerState> CudaModel::export_layers() {
@@ -186,9 +203,12 @@ std::vector<CudaLayerState> CudaModel::export_layers() {
   return out;
 }
 
+int CudaModel::moment_slots() const {
+  return layers_.empty() ? 0 : (layers_[0].bias_moments[1].size() ? 2 : layers_[0].bias_moments[0].size() ? 1 : 0);
+}
+
 void CudaModel::set_optimizer(const CudaOptimizer& o) {
-  const int have = layers_.empty() ? 0 : (layers_[0].bias_moments[1].size() ? 2 : layers_[0].bias_moments[0].size() ? 1 : 0);
-  if (optimizer_moments(o) > have)
+  if (optimizer_moments(o) > moment_slots())
     throw std::invalid_argument("CudaModel: the optimizer needs " + std::to_string(optimizer_moments(o)) +
                                 " slots per parameter; reload the state after compile()");
   config_.optimizer = o;

@@ -92,6 +92,18 @@ class CudaModel {
   // Parameters and moments back to the host (waits for the stream).
   std::vector<CudaLayerState> export_layers();
 
+  // Rebuilds every layer to a structure the host changed, moving the device's
+  // own parameters and optimizer slots by the rule in remap.h, with no copy
+  // of them to the host and back (issue 6, part 3; cuda_restructure.cpp).
+  // layers[l]: the new structure (sizes, CSR pattern, mask, alive, settings).
+  // row_sources[l][r]: the current index of new unit r of layer l, or -1 for a
+  // unit the host added; layer l's inputs follow layer l - 1's units. A layer
+  // with new units in its rows or inputs also carries the host's values
+  // (weight, bias and every slot; they are read only at the new positions);
+  // the others carry none. Gradients restart at zero; the step is kept.
+  // Throws std::invalid_argument before anything changes.
+  void restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources);
+
   int64_t step() const { return step_; }
   int64_t input_size() const { return config_.input_size; }
   int64_t output_size() const { return layers_.empty() ? 0 : layers_.back().units; }
@@ -138,7 +150,14 @@ class CudaModel {
     CsrTransposeView transpose_view() const;
   };
 
+  static void check_structure(size_t i, const CudaLayerState& l, int64_t inputs);
+  static void check_values(size_t i, const CudaLayerState& l, size_t moments);
   void check_layers(const std::vector<CudaLayerState>& layers) const;
+  // A layer with its settings, structure (and W^T's), zero gradients, no values yet.
+  Layer build_structure(const CudaLayerState& s);
+  // Waits for the stream, then swaps in `built` and drops the workspace.
+  void replace_layers(std::vector<Layer> built, int64_t step);
+  int moment_slots() const;
   void ensure_workspace(int64_t batch);
   void forward(int64_t batch, bool training);
   void loss(const int32_t* labels, const float* targets, int64_t batch, bool want_grad);

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "cuda/host_device.h"
+#include "cuda/remap.h"
 #include "cuda/runtime.h"
 #include "kernels/activations.h"
 #include "kernels/gemm.h"
@@ -52,6 +54,24 @@ void spmm_t_f32_csr_cuda(const CsrView& w, const CsrTransposeView& wt, const flo
                          float* dx, int64_t lddx, int64_t batch, Stream& stream);
 void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,
                         int64_t batch, float beta, float* grad_values, Stream& stream);
+
+// ---- restructuring (remap.cu) ----------------------------------------------------
+
+// One parameter group's slots (value first, then optimizer moments) before and
+// after a structural change, and the host's values for fresh positions
+// (nullptr where the layer has none).
+struct RemapSlots {
+  int count = 0;  // slots in use, 1..3
+  const float* from[3] = {nullptr, nullptr, nullptr};
+  float* to[3] = {nullptr, nullptr, nullptr};
+  const float* fresh[3] = {nullptr, nullptr, nullptr};
+};
+// to[s][k] = from[s][source] / fresh[s][k] / 0 for every new stored position
+// k < stored by remap_weight_source (remap.h; the view's pointers are device
+// memory, `stored` its count(), read on the host).
+void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& slots, Stream& stream);
+// The same for the bias and its slots, by remap_bias_source, for r < v.units.
+void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream);
 
 // ---- dense products (gemm.cu) -------------------------------------------------
 
@@ -137,11 +157,6 @@ void dropout_forward_cuda(float* dropped, float* mask, const float* in, int64_t 
 // x[i] *= mask[i] (dropout's backward on the input gradient).
 void multiply_cuda(float* x, const float* mask, int64_t count, Stream& stream);
 
-#if defined(__CUDACC__)
-#define NP_HOST_DEVICE __host__ __device__
-#else
-#define NP_HOST_DEVICE
-#endif
 // The dropout generator, shared by the kernel and the host reference the tests
 // use: splitmix64 of (seed, stream, index), top 24 bits as a float in [0, 1).
 NP_HOST_DEVICE inline float dropout_uniform(uint64_t seed, uint64_t stream_id, uint64_t index) {

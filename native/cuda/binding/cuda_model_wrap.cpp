@@ -7,6 +7,10 @@
 //                                           useBias, format, weight, indptr?, indices?, weightMoments,
 //                                           bias, biasMoments, mask?, alive? }] }
 //   load(state)                    replaces every parameter and the step (after a structural change)
+//   restructure(state, rowSources) follows a structural change made on the host without copying the
+//                                  parameters: state.layers as for load (step ignored), values only for
+//                                  layers with new units in their rows or inputs; rowSources[l]: an
+//                                  Int32Array, the current index of each new unit of layer l or -1
 //   exportState()                  { step, layers: [{ weight, weightMoments, bias, biasMoments }] }
 //   setOptimizer(optimizer)
 //   createDataset(x, y) -> handle  (copied to the device once) / releaseDataset(handle)
@@ -121,10 +125,11 @@ nc::CudaOptimizer optimizer_of(Napi::Env env, Napi::Value v) {
   return out;
 }
 
-std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t* step) {
+// values_optional: a layer may leave out weight, bias and their slots (restructure).
+std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t* step, bool values_optional = false) {
   if (!v.IsObject()) throw Napi::TypeError::New(env, "CudaModel: state must be an object");
   Napi::Object state = v.As<Napi::Object>();
-  *step = static_cast<int64_t>(number(env, state, "step", 0, true));
+  *step = static_cast<int64_t>(number(env, state, "step", 0, !values_optional));
   if (*step < 0) throw Napi::RangeError::New(env, "CudaModel: state.step must be >= 0");
   if (!state.Get("layers").IsArray()) throw Napi::TypeError::New(env, "CudaModel: state.layers must be an array");
   Napi::Array arr = state.Get("layers").As<Napi::Array>();
@@ -140,11 +145,19 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
     s.input_dropout = static_cast<float>(number(env, l, "inputDropout", 0.0));
     s.use_bias = boolean(l, "useBias", true);
     s.csr = l.Get("format").IsString() && l.Get("format").As<Napi::String>().Utf8Value() == "csr";
-    s.weight = copy_of<float>(typed<Napi::Float32Array>(env, l.Get("weight"), napi_float32_array, at + "weight", "Float32Array"));
     if (s.csr) {
       s.indptr = copy_of<int64_t>(typed<Napi::BigInt64Array>(env, l.Get("indptr"), napi_bigint64_array, at + "indptr", "BigInt64Array"));
       s.indices = copy_of<int32_t>(typed<Napi::Int32Array>(env, l.Get("indices"), napi_int32_array, at + "indices", "Int32Array"));
     }
+    if (l.Get("mask").IsTypedArray())
+      s.mask = copy_of<uint8_t>(typed<Napi::Uint8Array>(env, l.Get("mask"), napi_uint8_array, at + "mask", "Uint8Array"));
+    if (l.Get("alive").IsTypedArray())
+      s.alive = copy_of<uint8_t>(typed<Napi::Uint8Array>(env, l.Get("alive"), napi_uint8_array, at + "alive", "Uint8Array"));
+    if (values_optional && l.Get("weight").IsUndefined()) {
+      out.push_back(std::move(s));
+      continue;
+    }
+    s.weight = copy_of<float>(typed<Napi::Float32Array>(env, l.Get("weight"), napi_float32_array, at + "weight", "Float32Array"));
     s.bias = copy_of<float>(typed<Napi::Float32Array>(env, l.Get("bias"), napi_float32_array, at + "bias", "Float32Array"));
     for (const char* key : {"weightMoments", "biasMoments"}) {
       Napi::Value mv = l.Get(key);
@@ -154,10 +167,6 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
       for (uint32_t k = 0; k < m.Length(); ++k)
         dst.push_back(copy_of<float>(typed<Napi::Float32Array>(env, m.Get(k), napi_float32_array, at + key, "Float32Array")));
     }
-    if (l.Get("mask").IsTypedArray())
-      s.mask = copy_of<uint8_t>(typed<Napi::Uint8Array>(env, l.Get("mask"), napi_uint8_array, at + "mask", "Uint8Array"));
-    if (l.Get("alive").IsTypedArray())
-      s.alive = copy_of<uint8_t>(typed<Napi::Uint8Array>(env, l.Get("alive"), napi_uint8_array, at + "alive", "Uint8Array"));
     out.push_back(std::move(s));
   }
   return out;
@@ -252,6 +261,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "CudaModel",
                        {InstanceMethod("load", &CudaModelWrap::Load), InstanceMethod("exportState", &CudaModelWrap::ExportState),
+                        InstanceMethod("restructure", &CudaModelWrap::Restructure),
                         InstanceMethod("setOptimizer", &CudaModelWrap::SetOptimizer),
                         InstanceMethod("createDataset", &CudaModelWrap::CreateDataset),
                         InstanceMethod("releaseDataset", &CudaModelWrap::ReleaseDataset),
@@ -302,6 +312,21 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     std::vector<nc::CudaLayerState> layers = layers_of(info.Env(), info[0], &step);
     on_js_thread(info.Env(), [&] { model_->load(step, std::move(layers)); });
     return info.Env().Undefined();
+  }
+
+  Napi::Value Restructure(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    idle(env, "restructure");
+    int64_t step = 0;
+    std::vector<nc::CudaLayerState> layers = layers_of(env, info[0], &step, true);
+    if (!info[1].IsArray()) throw Napi::TypeError::New(env, "CudaModel: rowSources must be an array of Int32Array");
+    Napi::Array arr = info[1].As<Napi::Array>();
+    std::vector<std::vector<int32_t>> sources;
+    for (uint32_t i = 0; i < arr.Length(); ++i)
+      sources.push_back(copy_of<int32_t>(
+          typed<Napi::Int32Array>(env, arr.Get(i), napi_int32_array, "rowSources[" + std::to_string(i) + "]", "Int32Array")));
+    on_js_thread(env, [&] { model_->restructure(std::move(layers), sources); });
+    return env.Undefined();
   }
 
   Napi::Value ExportState(const Napi::CallbackInfo& info) {

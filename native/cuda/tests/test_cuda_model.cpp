@@ -20,6 +20,7 @@
 #include "kernels/losses.h"
 #include "kernels/thread_pool.h"
 #include "model/model.h"
+#include "../../tests/remap_sources.h"
 
 namespace {
 
@@ -280,6 +281,135 @@ CUDA_TEST(cuda_model_export_load_round_trip) {
   CHECK_MSG(after < before, "MSE loss %g -> %g did not decrease", before, after);
   gpu.release_dataset(d);
   CHECK(!gpu.has_dataset(d));
+}
+
+// ---- restructuring on the device against the host's structural operations ----------
+
+// The device model's layers as the host would load them, with `values` or without.
+std::vector<nc::CudaLayerState> structure_of(const np::Model& cpu, const np::ModelState& st,
+                                             const std::vector<bool>& values) {
+  std::vector<nc::CudaLayerState> out;
+  for (size_t l = 0; l < st.layers.size(); ++l) {
+    nc::CudaLayerState s = to_cuda(st.layers[l], cpu.layers()[l]);
+    if (!values[l]) {
+      s.weight.clear();
+      s.weight_moments.clear();
+      s.bias.clear();
+      s.bias_moments.clear();
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// Applies `op` to the CPU model and restructure() to the device model, then
+// checks that the device holds exactly the CPU model's parameters and slots
+// (moves are copies: no tolerance).
+template <typename Op>
+void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&& op) {
+  const np::ModelState before = cpu.export_state();
+  op();
+  const np::ModelState after = cpu.export_state();
+  const auto sources = np_test::row_sources_by_id(before, after);
+  std::vector<bool> values(after.layers.size(), false);
+  auto any_new = [](const std::vector<int32_t>& v) { return std::find(v.begin(), v.end(), -1) != v.end(); };
+  for (size_t l = 0; l < values.size(); ++l) values[l] = any_new(sources[l]) || (l > 0 && any_new(sources[l - 1]));
+  gpu.restructure(structure_of(cpu, after, values), sources);
+  const std::vector<nc::CudaLayerState> got = gpu.export_layers();
+  CHECK_EQ(got.size(), after.layers.size());
+  for (size_t l = 0; l < got.size() && l < after.layers.size(); ++l) {
+    const np::LayerState& want = after.layers[l];
+    CHECK_MSG(got[l].units == want.units && got[l].csr == want.csr, "%s: layer %zu shape or format", what, l);
+    CHECK_MSG(got[l].weight == want.weight, "%s: layer %zu weights differ", what, l);
+    CHECK_MSG(got[l].bias == want.bias, "%s: layer %zu biases differ", what, l);
+    CHECK_MSG(got[l].weight_moments == want.weight_moments, "%s: layer %zu weight slots differ", what, l);
+    CHECK_MSG(got[l].bias_moments == want.bias_moments, "%s: layer %zu bias slots differ", what, l);
+    if (want.csr) CHECK_MSG(got[l].indices == want.indices && got[l].indptr == want.indptr, "%s: layer %zu pattern", what, l);
+  }
+}
+
+CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
+  const int64_t inputs = 12, n = 64, outputs = 3;
+  std::vector<np::LayerSpec> specs(3);
+  specs[0].units = 20;
+  specs[0].activation = np::Activation::kRelu;
+  specs[0].sparse_threshold = 0.05f;
+  specs[1].units = 15;
+  specs[1].activation = np::Activation::kTanh;
+  specs[1].density = 0.4;
+  specs[1].sparse_threshold = 0.6f;
+  specs[2].units = outputs;
+  np::Model cpu(inputs, 3, specs);
+  np::OptimizerConfig o;
+  o.kind = np::OptimizerKind::kAdam;
+  o.learning_rate = 0.01f;
+  cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
+  const std::vector<float> x = random_vector(n * inputs, 8);
+  std::vector<int32_t> labels(n), order(n);
+  for (int64_t i = 0; i < n; ++i) {
+    labels[i] = static_cast<int32_t>(i % outputs);
+    order[i] = static_cast<int32_t>(i);
+  }
+  np::Targets t;
+  t.labels = labels.data();
+  for (int s = 0; s < 4; ++s) cpu.train_batch(x.data(), t, order.data() + 16 * s, 16, nullptr);  // nonzero moments
+  cpu.prune_weights_magnitude({0}, 0.3, false);
+  const np::ModelState st = cpu.export_state();
+  nc::CudaModelConfig config;
+  config.input_size = inputs;
+  config.optimizer.kind = nc::CudaOptimizerKind::kAdam;
+  config.optimizer.learning_rate = o.learning_rate;
+  nc::CudaModel gpu(config, st.step, structure_of(cpu, st, std::vector<bool>(st.layers.size(), true)));
+
+  restructure_like(cpu, gpu, "random neuron prune", [&] { cpu.prune_neurons({0, 1}, 0.3, "random", false); });
+  restructure_like(cpu, gpu, "compact", [&] { cpu.compact(nullptr); });
+  restructure_like(cpu, gpu, "grow random", [&] {
+    cpu.grow_units(0, 4, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr);
+    cpu.grow_units(1, 2, np::GrowInit::kZero, 0.0, nullptr, nullptr, 0, nullptr);
+  });
+  restructure_like(cpu, gpu, "format changes", [&] {
+    cpu.convert_to_csr(0, "test");
+    cpu.convert_to_dense(1, "test");
+  });
+  CHECK_EQ(gpu.step(), cpu.step());
+
+  // The restructured device model trains like the CPU model from here.
+  const int64_t dataset = gpu.add_dataset(x.data(), n, labels.data(), nullptr);
+  gpu.train(dataset, order.data(), 0, 2, 16, nullptr);
+  for (int s = 0; s < 2; ++s) cpu.train_batch(x.data(), t, order.data() + 16 * s, 16, nullptr);
+  const np::ModelState trained = cpu.export_state();
+  const std::vector<nc::CudaLayerState> got = gpu.export_layers();
+  for (size_t l = 0; l < got.size(); ++l) {
+    double worst = 0.0;
+    for (size_t i = 0; i < got[l].weight.size() && i < trained.layers[l].weight.size(); ++i)
+      worst = std::max(worst, std::fabs(static_cast<double>(got[l].weight[i]) - trained.layers[l].weight[i]) /
+                                  (1.0 + std::fabs(trained.layers[l].weight[i])));
+    CHECK_MSG(worst <= 2e-4, "layer %zu after training differs by %g (scaled)", l, worst);
+  }
+
+  // Bad input changes nothing: a wrong number of sources, a source used twice,
+  // values missing where a layer has new units.
+  const np::ModelState now = cpu.export_state();
+  std::vector<std::vector<int32_t>> same = np_test::row_sources_by_id(now, now);
+  auto rejected = [&](std::vector<nc::CudaLayerState> layers, std::vector<std::vector<int32_t>> sources) {
+    try {
+      gpu.restructure(std::move(layers), sources);
+    } catch (const std::invalid_argument&) {
+      return true;
+    }
+    return false;
+  };
+  const std::vector<bool> none(now.layers.size(), false);
+  std::vector<std::vector<int32_t>> short_list = same;
+  short_list[0].pop_back();
+  CHECK(rejected(structure_of(cpu, now, none), short_list));
+  std::vector<std::vector<int32_t>> twice = same;
+  twice[1][1] = twice[1][0];
+  CHECK(rejected(structure_of(cpu, now, none), twice));
+  std::vector<std::vector<int32_t>> added = same;
+  added[0][0] = -1;
+  CHECK(rejected(structure_of(cpu, now, none), added));
+  CHECK(gpu.export_layers()[0].weight == got[0].weight);
 }
 
 }  // namespace

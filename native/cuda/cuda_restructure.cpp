@@ -1,0 +1,129 @@
+// CudaModel::restructure (cuda_model.h): the device model follows a structural
+// change the host made, moving its own numbers (remap.h, remap.cu) instead of
+// copying every slot to the host and back.
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cuda/cuda_model.h"
+
+namespace np::cuda {
+
+namespace {
+
+[[noreturn]] void bad(size_t layer, const std::string& what) {
+  throw std::invalid_argument("CudaModel.restructure: layer " + std::to_string(layer) + ": " + what);
+}
+
+bool has_new_units(const std::vector<int32_t>& sources) {
+  for (int32_t s : sources)
+    if (s < 0) return true;
+  return false;
+}
+
+template <typename T>
+DeviceBuffer upload(const std::vector<T>& host, Stream& stream) {
+  DeviceBuffer b(host.size() * sizeof(T));
+  if (!host.empty()) b.upload(host.data(), host.size() * sizeof(T), stream);
+  return b;
+}
+
+}  // namespace
+
+void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources) {
+  // ---- check everything first --------------------------------------------------
+  if (layers.size() != layers_.size())
+    throw std::invalid_argument("CudaModel.restructure: " + std::to_string(layers.size()) + " layers given, the model has " +
+                                std::to_string(layers_.size()));
+  if (row_sources.size() != layers.size())
+    throw std::invalid_argument("CudaModel.restructure: one row_sources list per layer is needed");
+  const size_t moments = static_cast<size_t>(moment_slots());
+  std::vector<bool> fresh(layers.size());
+  int64_t inputs = config_.input_size;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const CudaLayerState& l = layers[i];
+    check_structure(i, l, inputs);
+    const std::vector<int32_t>& src = row_sources[i];
+    if (static_cast<int64_t>(src.size()) != l.units) bad(i, "row_sources must have one entry per unit");
+    std::set<int32_t> seen;
+    for (int32_t s : src) {
+      if (s < -1 || s >= layers_[i].units) bad(i, "row source " + std::to_string(s) + " is not -1 or a current unit");
+      if (s >= 0 && !seen.insert(s).second) bad(i, "current unit " + std::to_string(s) + " is the source of two units");
+    }
+    fresh[i] = has_new_units(src) || (i > 0 && has_new_units(row_sources[i - 1]));
+    if (fresh[i]) {
+      check_values(i, l, moments);
+    } else if (!l.weight.empty() || !l.bias.empty() || !l.weight_moments.empty() || !l.bias_moments.empty()) {
+      bad(i, "values given, but the layer has no new units in its rows or inputs");
+    }
+    inputs = l.units;
+  }
+
+  // ---- build the new layers from the old ones, on the stream --------------------
+  set_device(config_.device);
+  std::vector<Layer> built;
+  built.reserve(layers.size());
+  std::vector<DeviceBuffer> sources;  // kept alive until the stream is done with them
+  std::vector<DeviceBuffer> fresh_values;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const CudaLayerState& s = layers[i];
+    const Layer& old = layers_[i];
+    Layer l = build_structure(s);
+    l.weight = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(float));
+    l.bias = DeviceBuffer(static_cast<size_t>(l.units) * sizeof(float));
+    for (size_t m = 0; m < moments; ++m) {
+      l.weight_moments[m] = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(float));
+      l.bias_moments[m] = DeviceBuffer(static_cast<size_t>(l.units) * sizeof(float));
+    }
+    sources.push_back(upload(row_sources[i], stream_));
+
+    RemapView v;
+    v.old_units = old.units;
+    v.old_inputs = old.inputs;
+    v.old_csr = old.csr;
+    v.old_indptr = old.indptr.as<int64_t>();
+    v.old_indices = old.indices.as<int32_t>();
+    v.units = l.units;
+    v.inputs = l.inputs;
+    v.csr = l.csr;
+    v.indptr = l.indptr.as<int64_t>();
+    v.indices = l.indices.as<int32_t>();
+    v.mask = l.mask.size() ? l.mask.as<uint8_t>() : nullptr;
+    v.alive = l.alive.size() ? l.alive.as<uint8_t>() : nullptr;
+    v.row_source = sources.back().as<int32_t>();
+    v.col_source = i == 0 ? nullptr : sources[i - 1].as<int32_t>();
+
+    RemapSlots w, b;
+    w.count = b.count = 1 + static_cast<int>(moments);
+    w.from[0] = old.weight.as<float>();
+    w.to[0] = l.weight.as<float>();
+    b.from[0] = old.bias.as<float>();
+    b.to[0] = l.bias.as<float>();
+    for (size_t m = 0; m < moments; ++m) {
+      w.from[1 + m] = old.weight_moments[m].as<float>();
+      w.to[1 + m] = l.weight_moments[m].as<float>();
+      b.from[1 + m] = old.bias_moments[m].as<float>();
+      b.to[1 + m] = l.bias_moments[m].as<float>();
+    }
+    if (fresh[i]) {
+      auto add = [&](const std::vector<float>& host) {
+        fresh_values.push_back(upload(host, stream_));
+        return static_cast<const float*>(fresh_values.back().as<float>());
+      };
+      w.fresh[0] = add(s.weight);
+      b.fresh[0] = add(s.bias);
+      for (size_t m = 0; m < moments; ++m) {
+        w.fresh[1 + m] = add(s.weight_moments[m]);
+        b.fresh[1 + m] = add(s.bias_moments[m]);
+      }
+    }
+    remap_weights_cuda(v, l.count, w, stream_);
+    remap_bias_cuda(v, b, stream_);
+    built.push_back(std::move(l));
+  }
+  replace_layers(std::move(built), step_);  // waits for the stream: the old buffers may go now
+}
+
+}  // namespace np::cuda

@@ -1,0 +1,59 @@
+// The device side of restructuring (remap.h): each new stored weight (or
+// bias) finds its source by the shared rule and copies every slot from it.
+// One thread per new position; the CSR row of a position is a binary search
+// over the row pointers, so no per-row work has to be balanced. Memory-bound
+// and run once per structural change, not per step.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "cuda/check.cuh"
+#include "cuda/kernels.h"
+
+namespace np::cuda {
+
+namespace {
+
+constexpr int kBlock = 256;
+
+__device__ inline void copy_slots(const RemapSlots& s, int64_t k, int64_t source) {
+  for (int i = 0; i < s.count; ++i) {
+    float v = 0.0f;
+    if (source >= 0) {
+      v = s.from[i][source];
+    } else if (source == kRemapFresh && s.fresh[i] != nullptr) {
+      v = s.fresh[i][k];
+    }
+    s.to[i][k] = v;
+  }
+}
+
+__global__ void remap_weights_kernel(RemapView v, int64_t stored, RemapSlots s) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < stored; k += stride)
+    copy_slots(s, k, remap_weight_source(v, k));
+}
+
+__global__ void remap_bias_kernel(RemapView v, RemapSlots s) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < v.units; r += stride)
+    copy_slots(s, r, remap_bias_source(v, r));
+}
+
+int64_t grid_for(int64_t n) { return std::min<int64_t>(std::max<int64_t>(1, ceil_div(n, kBlock)), 65535 * 16); }
+
+}  // namespace
+
+void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& slots, Stream& stream) {
+  if (stored <= 0) return;
+  remap_weights_kernel<<<static_cast<unsigned>(grid_for(stored)), kBlock, 0, raw(stream)>>>(v, stored, slots);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream) {
+  if (v.units <= 0) return;
+  remap_bias_kernel<<<static_cast<unsigned>(grid_for(v.units)), kBlock, 0, raw(stream)>>>(v, slots);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace np::cuda

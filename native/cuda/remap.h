@@ -1,0 +1,99 @@
+// Restructuring the device model without a host round trip (issue 6, part 3).
+//
+// A structural operation whose decisions depend only on the structure (compact,
+// growth with 'zero' or 'random' initialisation, a format change) is decided
+// and applied on the host, whose copy of the numbers may be stale while the
+// device trains. The device then rebuilds each layer to the host's new
+// structure from its own numbers: every stored weight of the new layer is
+//   - an old stored weight, moved with its optimizer slots (same unit ids, same
+//     input ids: the unit's row and the input's column survived);
+//   - a fresh value the host made: a position in a new unit's row or in a new
+//     input's column (growth), which the host's arrays hold exactly;
+//   - zero in every slot: a pruned position (mask), a dead unit's row, or a
+//     position the old layer did not store.
+// That rule is here, shared by the CUDA kernel (remap.cu) and the CPU tests
+// (native/tests/test_remap.cpp check it against np::Model's own operations).
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/host_device.h"
+
+namespace np::cuda {
+
+// Where a new stored weight comes from, besides an old position (>= 0).
+constexpr int64_t kRemapFresh = -1;  // the host's value
+constexpr int64_t kRemapZero = -2;   // zero in every slot
+
+struct RemapView {
+  // The old layer, as the device holds it (dense: units x inputs, no stride).
+  int64_t old_units = 0, old_inputs = 0;
+  bool old_csr = false;
+  const int64_t* old_indptr = nullptr;  // CSR
+  const int32_t* old_indices = nullptr;
+  // The new layer's structure, from the host.
+  int64_t units = 0, inputs = 0;
+  bool csr = false;
+  const int64_t* indptr = nullptr;  // CSR
+  const int32_t* indices = nullptr;
+  const uint8_t* mask = nullptr;   // dense; nullptr: nothing pruned
+  const uint8_t* alive = nullptr;  // nullptr: every unit alive
+  // row_source[r]: the old row of new unit r, or -1 for a new unit.
+  // col_source[c]: the old column of new input c, or -1; nullptr: unchanged.
+  const int32_t* row_source = nullptr;
+  const int32_t* col_source = nullptr;
+
+  NP_HOST_DEVICE int64_t count() const { return csr ? indptr[units] : units * inputs; }
+};
+
+// The row of stored position k: k / inputs, or the CSR row whose range holds k.
+NP_HOST_DEVICE inline int64_t remap_row_of(const RemapView& v, int64_t k) {
+  if (!v.csr) return k / v.inputs;
+  int64_t lo = 0, hi = v.units;  // last row with indptr[row] <= k (rows may be empty)
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (v.indptr[mid] <= k) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+NP_HOST_DEVICE inline int64_t remap_col_of(const RemapView& v, int64_t k, int64_t row) {
+  return v.csr ? v.indices[k] : k - row * v.inputs;
+}
+
+// The source of the new layer's stored position k (row r, column c): an old
+// stored position, kRemapFresh or kRemapZero. A fresh position that is pruned
+// or belongs to a dead unit is zero, as the host's own value there is.
+NP_HOST_DEVICE inline int64_t remap_weight_source(const RemapView& v, int64_t k) {
+  const int64_t r = remap_row_of(v, k);
+  const int64_t c = remap_col_of(v, k, r);
+  if (v.alive && !v.alive[r]) return kRemapZero;
+  if (!v.csr && v.mask && !v.mask[k]) return kRemapZero;
+  const int64_t old_r = v.row_source[r];
+  const int64_t old_c = v.col_source ? v.col_source[c] : c;
+  if (old_r < 0 || old_c < 0) return kRemapFresh;
+  if (!v.old_csr) return old_r * v.old_inputs + old_c;
+  // Column indices are sorted within a row: binary search the old row.
+  int64_t lo = v.old_indptr[old_r], hi = v.old_indptr[old_r + 1];
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (v.old_indices[mid] < old_c) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo < v.old_indptr[old_r + 1] && v.old_indices[lo] == old_c ? lo : kRemapZero;
+}
+
+// The source of new unit r's bias: its old unit, kRemapFresh (new) or kRemapZero (dead).
+NP_HOST_DEVICE inline int64_t remap_bias_source(const RemapView& v, int64_t r) {
+  if (v.alive && !v.alive[r]) return kRemapZero;
+  return v.row_source[r] >= 0 ? v.row_source[r] : kRemapFresh;
+}
+
+}  // namespace np::cuda

@@ -1,0 +1,31 @@
+// Test helper shared by the CPU test of the remap rule (test_remap.cpp) and
+// the CUDA restructure test: each new unit's index before a structural change,
+// found by neuron id (-1 for a unit the change added), as lib/cuda_model.ts
+// computes it for CudaModel::restructure.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "model/state.h"
+
+namespace np_test {
+
+inline std::vector<std::vector<int32_t>> row_sources_by_id(const np::ModelState& before, const np::ModelState& after) {
+  std::vector<std::vector<int32_t>> out;
+  for (size_t l = 0; l < after.layers.size(); ++l) {
+    std::map<int64_t, int32_t> old_index;
+    for (size_t i = 0; i < before.layers[l].neuron_ids.size(); ++i)
+      old_index[before.layers[l].neuron_ids[i]] = static_cast<int32_t>(i);
+    std::vector<int32_t> src;
+    for (int64_t id : after.layers[l].neuron_ids) {
+      auto it = old_index.find(id);
+      src.push_back(it == old_index.end() ? -1 : it->second);
+    }
+    out.push_back(src);
+  }
+  return out;
+}
+
+}  // namespace np_test
