@@ -77,7 +77,8 @@ export interface CudaModelHandle {
    * index of new unit r of layer l, or -1 for a unit the host added.
    */
   restructure(state: { layers: CudaLayerStructureIn[] }, rowSources: Int32Array[]): void;
-  exportState(): CudaStateOut;
+  /** The device's parameters; withMoments false: weights and biases only (the moment lists are empty). */
+  exportState(withMoments?: boolean): CudaStateOut;
   setOptimizer(optimizer: object): void;
   createDataset(x: Float32Array, y: Int32Array | Float32Array): number;
   releaseDataset(handle: number): void;

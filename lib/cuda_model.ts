@@ -9,15 +9,16 @@
 // one half holds the newest parameters:
 //   - after training, the device: reading weights, saving, or a structural
 //     operation first pulls them (device -> host, one copy of every slot);
-//   - after a change on the host (setWeights, magnitude or scored pruning,
-//     net2wider/gradmax growth, sparsify, regrow, reinit, rewind,
-//     importState), the host: the next device call pushes the whole state
-//     (host -> device, transposes rebuilt).
-// Changes decided by the structure alone (compact, format changes, 'zero' /
-// 'random' growth, random neuron pruning) keep the numbers on the device:
-// the host applies them to its structure and the device moves its own
-// numbers to match (followOnDevice). The others still run on the CPU between
-// two device calls (issue 6, part 3).
+//   - after a change on the host (setWeights, net2wider/gradmax growth,
+//     sparsify, reinit, rewind, importState), the host: the next device call
+//     pushes the whole state (host -> device, transposes rebuilt).
+// Changes that write nothing but a new structure, new units and zeros
+// (compact, format changes, 'zero' / 'random' growth, magnitude and neuron
+// pruning, SET regrowth) keep the numbers on the device: the host decides
+// and applies them to its structure (reading at most the weights, copied
+// over for it) and the device moves its own numbers to match
+// (followOnDevice). The others still run on the CPU between two device calls
+// (issue 6, part 3).
 import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn } from './cuda';
 import type {
   BatchProgress,
@@ -154,19 +155,34 @@ export class CudaNativeModel implements NativeModel {
   }
 
   /**
-   * A structural change whose decisions read only the structure and the RNG,
-   * never the numbers (compact, a format change, growth with 'zero' or
-   * 'random' initialisation, random neuron pruning). While the device holds the
-   * newest numbers it is applied on the host anyway (the host's structure,
-   * ids, events and RNG are the model's; its stale numbers only fill the new
-   * units' positions, which the change itself wrote), and the device follows
-   * by moving its own numbers (CudaModel.restructure, native/cuda/remap.h):
-   * nothing is copied to the host and back. Otherwise, as mutate().
+   * A structural change applied on the host and followed on the device, which
+   * moves its own numbers into the new layout (CudaModel.restructure,
+   * native/cuda/remap.h), while the device holds the newest numbers (else as
+   * mutate()). The host's structure, ids, events and RNG are the model's; it
+   * first gets what the change reads besides them: the step (events and unit
+   * ages record it) and, with reads 'weights', the weights and biases (one
+   * copy device -> host, no optimizer slot, nothing copied back). Its stale
+   * moments are never read: the device keeps its own for every surviving
+   * entry, and new entries take the host's values (fresh units, zeros).
+   * Fits changes that write nothing but the new structure, new units and
+   * zeros: compact, format changes, 'zero' / 'random' growth, magnitude and
+   * neuron pruning (l1, l2, activation, taylor, random), SET regrowth.
    */
-  private followOnDevice<T>(fn: () => T): T {
+  private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure'): T {
     const device = this.device;
     if (!device || this.deviceStale || !this.hostStale) return this.mutate(fn);
     const before = this.host.exportState();
+    const step = device.step;
+    if (reads === 'weights' || before.step !== step) {
+      before.step = step;
+      if (reads === 'weights') {
+        device.exportState(false).layers.forEach((d, i) => {
+          before.layers[i].weight = d.weight;
+          before.layers[i].bias = d.bias;
+        });
+      }
+      this.host.importState(before);
+    }
     const r = fn();
     const after = this.host.exportState();
     const sources = after.layers.map((l, i) => rowSourcesById(before.layers[i].neuronIds, l.neuronIds));
@@ -297,16 +313,17 @@ export class CudaNativeModel implements NativeModel {
   }
 
   pruneWeights(layers: number[], amount: number, global: boolean): number {
-    return this.mutate(() => this.host.pruneWeights(layers, amount, global));
+    return this.followOnDevice(() => this.host.pruneWeights(layers, amount, global), 'weights');
   }
 
   pruneWeightsToSparsity(layers: number[], sparsity: number, global: boolean): number {
-    return this.mutate(() => this.host.pruneWeightsToSparsity(layers, sparsity, global));
+    return this.followOnDevice(() => this.host.pruneWeightsToSparsity(layers, sparsity, global), 'weights');
   }
 
   pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean): number {
+    // l1 / l2 read the weights; activation / taylor the host's unit statistics; random the RNG.
     const prune = () => this.host.pruneNeurons(layers, amount, criterion, global);
-    return criterion === 'random' ? this.followOnDevice(prune) : this.mutate(prune);
+    return this.followOnDevice(prune, criterion === 'l1' || criterion === 'l2' ? 'weights' : 'structure');
   }
 
   neuronScores(layer: number, criterion: string): Float64Array {
@@ -365,7 +382,8 @@ export class CudaNativeModel implements NativeModel {
 
   regrow(layers: number[], dropFraction: number, byGradient: boolean): number {
     if (byGradient) this.unsupported('RigL gradient regrowth', 'it needs the last training batch, which stays on the GPU');
-    return this.mutate(() => this.host.regrow(layers, dropFraction, byGradient));
+    // SET: drops by magnitude, grows empty positions at value 0 with fresh slots.
+    return this.followOnDevice(() => this.host.regrow(layers, dropFraction, byGradient), 'weights');
   }
 
   setContinualBackprop(rate: number, maturity: number): void {

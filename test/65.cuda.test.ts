@@ -9,10 +9,10 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as os from 'os';
-import { cuda, layers, loadModel, optimizers, Sequential } from '../lib/index';
+import { cuda, layers, loadModel, optimizers, plasticity, Sequential } from '../lib/index';
 import { randomArray, randomLabels } from './helpers';
 import { CudaNativeModel } from '../lib/cuda_model';
-import { addon, type NativeModel, type NativeOptimizerConfig } from '../lib/native';
+import { addon, type NativeDataset, type NativeModel, type NativeOptimizerConfig } from '../lib/native';
 
 const REQUIRE_GPU = process.env.NEUROPLASTIC_REQUIRE_GPU === '1';
 
@@ -335,23 +335,32 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expectClose(await cpuCopy.predict(X), await m.predict(X), 1e-3, 'cpu copy predictions');
     });
 
-    it('structure-only changes are followed on the device (CudaModel.restructure) and match the CPU model', async function () {
+    it('pruning, SET, compact, growth and format changes are followed on the device (CudaModel.restructure), not copied through the host', async function () {
       needGpu(this);
-      const cpu = mixedMlp('cpu', 'adam'), gpu = mixedMlp('cuda', 'adam');
-      await cpu.fit(X, Y, { epochs: 1, batchSize: 32 });
+      const gpu = mixedMlp('cuda', 'adam');
       await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });
-      for (const m of [cpu, gpu]) {
-        m.prune({ amount: 0.25, structure: 'neuron', criterion: 'random', layer: 0 });
-        m.compact();
-        m.grow({ layer: 0, count: 3, init: 'random' });
-        m.grow({ layer: 1, count: 2, init: 'zero' });
-        m.native.convertLayer(0, 'csr');
-      }
-      expect(Array.from(gpu.native.neuronIds(0))).to.deep.equal(Array.from(cpu.native.neuronIds(0)));
-      expectClose(await gpu.predict(X), await cpu.predict(X), 1e-3, 'predictions after the changes');
-      const [hc, hg] = [await cpu.fit(X, Y, { epochs: 2, batchSize: 32 }), await gpu.fit(X, Y, { epochs: 2, batchSize: 32 })];
-      hc.history.loss.forEach((l, e) => expect(Math.abs(hg.history.loss[e] - l), `epoch ${e} loss`).to.be.at.most(2e-3 * Math.abs(l)));
-      for (let i = 0; i < 3; i++) expectClose(denseAt(gpu, i).getWeights().weight, denseAt(cpu, i).getWeights().weight, 2e-3, `layer ${i} weights`);
+      // Count the device model's calls: restructures, and full copies to the host.
+      const device = (gpu.native as unknown as { device: cuda.CudaModelHandle }).device;
+      const counts = { restructure: 0, fullExport: 0 };
+      const restructure = device.restructure.bind(device), exportState = device.exportState.bind(device);
+      device.restructure = (state, sources) => (counts.restructure++, restructure(state, sources));
+      device.exportState = (withMoments = true) => (withMoments && counts.fullExport++, exportState(withMoments));
+      gpu.prune({ amount: 0.25, structure: 'neuron', criterion: 'random', layer: 0 });
+      gpu.prune({ amount: 0.3, structure: 'weight', scope: 'global' });
+      gpu.native.regrow([0, 1], 0.2, false);
+      gpu.compact();
+      gpu.grow({ layer: 0, count: 3, init: 'random' });
+      gpu.grow({ layer: 1, count: 2, init: 'zero' });
+      gpu.native.convertLayer(0, 'csr');
+      expect(counts).to.deep.equal({ restructure: 7, fullExport: 0 });
+      // The device's numbers fit the host's structure (importState checks pruned and dead entries are
+      // zero), and a CPU copy computes the same function.
+      const cpu = await loadModel(gpu.toBuffer());
+      expect(denseAt(cpu, 0).format).to.equal('csr');
+      expectClose(await gpu.predict(X), await cpu.predict(X), 1e-4, 'predictions of the CPU copy');
+      const h = await gpu.fit(X, Y, { epochs: 3, batchSize: 32 });
+      expect(h.history.loss.every(Number.isFinite)).to.equal(true);
+      expect(h.history.loss[2]).to.be.below(h.history.loss[0]);
     });
 
     it('dropout trains on the GPU (its own deterministic masks), and fit() can be aborted', async function () {
@@ -383,7 +392,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
 
 class CpuTwinDevice implements cuda.CudaModelHandle {
   /** Calls that copy every parameter between host and device, and restructures, over all twins. */
-  static calls = { load: 0, exportState: 0, restructure: 0 };
+  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0 };
   /** Makes the next restructure() throw before changing anything, as the native one does on bad input or no memory. */
   static failNextRestructure = false;
   private twin!: NativeModel;
@@ -418,6 +427,7 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     s.nextNeuronId = nextId;
     twin.importState(s);
     this.twin = twin;
+    for (const d of this.datasets?.values() ?? []) d.native = twin.createDataset(d.x, d.y);
   }
   /**
    * The rule of native/cuda/remap.h, restated: each new stored weight is the
@@ -460,20 +470,30 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     });
     this.loadTwin({ step: this.twin.step, layers });
   }
-  exportState(): cuda.CudaStateOut {
-    CpuTwinDevice.calls.exportState++;
+  exportState(withMoments = true): cuda.CudaStateOut {
+    if (withMoments) CpuTwinDevice.calls.exportState++;
+    else CpuTwinDevice.calls.exportWeights++;
     const s = this.twin.exportState();
-    return { step: s.step, layers: s.layers.map((l) => ({ weight: l.weight, weightMoments: l.weightMoments, bias: l.bias, biasMoments: l.biasMoments })) };
+    return { step: s.step, layers: s.layers.map((l) => ({ weight: l.weight, weightMoments: withMoments ? l.weightMoments : [], bias: l.bias, biasMoments: withMoments ? l.biasMoments : [] })) };
   }
   setOptimizer(): void {}
+  // Datasets outlive a reload, as on the device (CudaModel::load and restructure keep them).
+  private readonly datasets = new Map<number, { x: Float32Array; y: Int32Array | Float32Array; native: NativeDataset }>();
+  private nextDataset = 1;
   createDataset(x: Float32Array, y: Int32Array | Float32Array): number {
-    return this.twin.createDataset(x, y);
+    const handle = this.nextDataset++;
+    this.datasets.set(handle, { x, y, native: this.twin.createDataset(x, y) });
+    return handle;
   }
   releaseDataset(handle: number): void {
-    this.twin.releaseDataset(handle as never);
+    const d = this.datasets.get(handle);
+    if (d) this.twin.releaseDataset(d.native);
+    this.datasets.delete(handle);
   }
   trainBatches(...args: Parameters<cuda.CudaModelHandle['trainBatches']>) {
-    return this.twin.trainBatches(args[0] as never, args[1], args[2], args[3], args[4], args[5]);
+    const d = this.datasets.get(args[0] as number);
+    if (!d) throw new RangeError('dataset is not a live handle (twin)');
+    return this.twin.trainBatches(d.native, args[1], args[2], args[3], args[4], args[5]);
   }
   evaluate(x: Float32Array, y: Int32Array | Float32Array, batchSize: number) {
     return this.twin.evaluate(x, y, batchSize);
@@ -581,13 +601,35 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     }
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
     expect(dev.native.exportState().layers.map((l) => l.weightMoments)).to.deep.equal(cpu.native.exportState().layers.map((l) => l.weightMoments));
-    // A change that reads the numbers (magnitude pruning) still copies them to the host first.
-    const before = CpuTwinDevice.calls.exportState;
+    expect(dev.events).to.deep.equal(cpu.events);  // the same steps recorded, though the host's numbers were stale
+  });
+
+  it('decisions by magnitude copy only the weights to the host (pruning, gradual pruning, SET); the slots stay on the device', async () => {
+    const cpu = mixedMlp('cpu', 'adam');
+    const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
+    const fitBoth = async (epochs: number, schedule = false) => {
+      const callbacks = (m: Sequential) => (schedule ? [plasticity.gradualMagnitude({ finalSparsity: 0.6, startStep: m.step, endStep: m.step + 12, every: 4, layers: [0, 1] })] : []);
+      const [a, b] = [await cpu.fit(X, Y, { epochs, batchSize: 48, callbacks: callbacks(cpu) }), await dev.fit(X, Y, { epochs, batchSize: 48, callbacks: callbacks(dev) })];
+      expect(b.history.loss).to.deep.equal(a.history.loss);
+    };
     await fitBoth(1);
-    for (const m of [cpu, dev]) m.prune({ amount: 0.5, structure: 'weight', layer: 1 });
-    expect(CpuTwinDevice.calls.exportState).to.be.greaterThan(before);
+    const calls = { ...CpuTwinDevice.calls };
+    for (const m of [cpu, dev]) {
+      m.prune({ amount: 0.3, structure: 'weight', layer: 0 });
+      m.prune({ amount: 0.2, structure: 'weight', scope: 'global' });
+      m.prune({ amount: 0.2, structure: 'neuron', criterion: 'l1', layer: 1 });
+    }
+    await fitBoth(2, true);  // gradualMagnitude prunes inside fit, between device calls
+    for (const m of [cpu, dev]) m.native.regrow([0, 1], 0.2, false);
     await fitBoth(1);
-    expect(denseAt(dev, 1).getWeights().weight).to.deep.equal(denseAt(cpu, 1).getWeights().weight);
+    expect(CpuTwinDevice.calls.exportState - calls.exportState, 'full copies to the host').to.equal(0);
+    expect(CpuTwinDevice.calls.load - calls.load, 'full copies to the device').to.equal(0);
+    expect(CpuTwinDevice.calls.exportWeights - calls.exportWeights).to.be.greaterThan(4);
+    expect(dev.events).to.deep.equal(cpu.events);
+    expect(dev.events.some((e) => e.kind === 'regrow')).to.equal(true);
+    for (let i = 0; i < 3; i++) expect(denseAt(dev, i).getWeights().weight, `layer ${i} weight`).to.deep.equal(denseAt(cpu, i).getWeights().weight);
+    expect(dev.native.exportState().layers.map((l) => l.weightMoments)).to.deep.equal(cpu.native.exportState().layers.map((l) => l.weightMoments));
+    expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
   });
 
   it('sparsify({ layers }) on a cuda model changes only the layers named, as on the CPU', async () => {

@@ -176,7 +176,7 @@ void CudaModel::load(int64_t step, std::vector<CudaLayerState> layers) {
   replace_layers(std::move(built), step);
 }
 
-std::vector<CudaLayerState> CudaModel::export_layers() {
+std::vector<CudaLayerState> CudaModel::export_layers(bool with_moments) {
   set_device(config_.device);
   std::vector<CudaLayerState> out;
   for (const Layer& l : layers_) {
@@ -189,7 +189,7 @@ std::vector<CudaLayerState> CudaModel::export_layers() {
     s.csr = l.csr;
     s.weight = to_host<float>(l.weight, static_cast<size_t>(l.count), stream_);
     s.bias = to_host<float>(l.bias, static_cast<size_t>(l.units), stream_);
-    for (int m = 0; m < 2; ++m) {
+    for (int m = 0; m < 2 && with_moments; ++m) {
       if (l.bias_moments[m].size() == 0) break;  // units >= 1: a slot in use is never empty
       s.weight_moments.push_back(to_host<float>(l.weight_moments[m], static_cast<size_t>(l.count), stream_));
       s.bias_moments.push_back(to_host<float>(l.bias_moments[m], static_cast<size_t>(l.units), stream_));

@@ -89,8 +89,9 @@ class CudaModel {
   // Replaces every parameter and the step (the architecture may differ: a
   // structural change on the host); same checks as the constructor.
   void load(int64_t step, std::vector<CudaLayerState> layers);
-  // Parameters and moments back to the host (waits for the stream).
-  std::vector<CudaLayerState> export_layers();
+  // Parameters and moments back to the host (waits for the stream); without
+  // with_moments, the weights and biases only (what a host decision reads).
+  std::vector<CudaLayerState> export_layers(bool with_moments = true);
 
   // Rebuilds every layer to a structure the host changed, moving the device's
   // own parameters and optimizer slots by the rule in remap.h, with no copy

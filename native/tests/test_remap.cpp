@@ -1,10 +1,10 @@
 // The device restructuring rule (native/cuda/remap.h) against np::Model's own
-// structural operations, on the CPU: for each operation the device may mirror
-// (neuron pruning, compact, growth with 'zero' / 'random', format changes),
-// every stored weight the host's operation produced must be what the rule
-// says: the old weight and optimizer slots at the rule's source, zero in every
-// slot, or (fresh) a position of a new unit's row or column. Sources come from
-// neuron ids, as lib/cuda_model.ts computes them.
+// structural operations, on the CPU: for each operation the device follows
+// (magnitude and neuron pruning, SET regrowth, compact, growth with 'zero' /
+// 'random', format changes), every stored weight the host's operation
+// produced must be what the rule says: the old weight and optimizer slots at
+// the rule's source, zero in every slot, or (fresh) a position of a new unit's
+// row or column. Sources come from neuron ids, as lib/cuda_model.ts computes them.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -135,6 +135,28 @@ TEST(remap_rule_matches_neuron_pruning_and_compact) {
   const Counts compacted = check_rule(s1, s2, "compact");
   CHECK(compacted.moved > 0);
   CHECK_EQ(compacted.fresh, 0);
+}
+
+TEST(remap_rule_matches_magnitude_pruning_and_set_regrowth) {
+  const auto model = trained_model();
+  np::Model& m = *model;
+  np::ModelState s0 = m.export_state();
+  m.prune_weights_magnitude({0}, 0.3, false);  // dense: a mask
+  m.prune_weights_magnitude({0, 1, 2}, 0.2, true);  // global; the CSR layer loses entries
+  np::ModelState s1 = m.export_state();
+  const Counts pruned = check_rule(s0, s1, "magnitude pruning");
+  CHECK(pruned.zero > 0);
+  CHECK_EQ(pruned.fresh, 0);
+  CHECK(s1.layers[1].indices.size() < s0.layers[1].indices.size());
+  m.prune_neurons({1}, 0.2, "l1", false);
+  np::ModelState s2 = m.export_state();
+  CHECK_EQ(check_rule(s1, s2, "l1 neuron pruning").fresh, 0);
+  // SET: drops the smallest stored weights, grows as many empty positions at 0 with fresh slots.
+  CHECK(m.regrow({0, 1}, 0.25, false, nullptr) > 0);
+  np::ModelState s3 = m.export_state();
+  const Counts regrown = check_rule(s2, s3, "SET regrowth");
+  CHECK(regrown.zero > 0);
+  CHECK_EQ(regrown.fresh, 0);
 }
 
 TEST(remap_rule_matches_growth_zero_and_random) {

@@ -11,7 +11,8 @@
 //                                  parameters: state.layers as for load (step ignored), values only for
 //                                  layers with new units in their rows or inputs; rowSources[l]: an
 //                                  Int32Array, the current index of each new unit of layer l or -1
-//   exportState()                  { step, layers: [{ weight, weightMoments, bias, biasMoments }] }
+//   exportState(withMoments = true) { step, layers: [{ weight, weightMoments, bias, biasMoments }] }
+//                                  (false: weight and bias only, moment lists empty)
 //   setOptimizer(optimizer)
 //   createDataset(x, y) -> handle  (copied to the device once) / releaseDataset(handle)
 //   trainBatches(handle, order, firstBatch, batchCount, batchSize, progress?) -> Promise
@@ -333,7 +334,9 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     Napi::Env env = info.Env();
     idle(env, "exportState");
     std::vector<nc::CudaLayerState> layers;
-    on_js_thread(env, [&] { layers = model_->export_layers(); });
+    // exportState(false): weights and biases only (empty moment lists).
+    const bool with_moments = !(info.Length() > 0 && info[0].IsBoolean() && !info[0].As<Napi::Boolean>().Value());
+    on_js_thread(env, [&] { layers = model_->export_layers(with_moments); });
     auto floats = [&](const std::vector<float>& v) {
       auto a = Napi::Float32Array::New(env, v.size());
       std::copy(v.begin(), v.end(), a.Data());

@@ -362,6 +362,8 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   nc::CudaModel gpu(config, st.step, structure_of(cpu, st, std::vector<bool>(st.layers.size(), true)));
 
   restructure_like(cpu, gpu, "random neuron prune", [&] { cpu.prune_neurons({0, 1}, 0.3, "random", false); });
+  restructure_like(cpu, gpu, "magnitude pruning", [&] { cpu.prune_weights_magnitude({0, 1, 2}, 0.2, true); });
+  restructure_like(cpu, gpu, "SET regrowth", [&] { cpu.regrow({0, 1}, 0.25, false, nullptr); });
   restructure_like(cpu, gpu, "compact", [&] { cpu.compact(nullptr); });
   restructure_like(cpu, gpu, "grow random", [&] {
     cpu.grow_units(0, 4, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr);
@@ -372,6 +374,8 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
     cpu.convert_to_dense(1, "test");
   });
   CHECK_EQ(gpu.step(), cpu.step());
+  const std::vector<nc::CudaLayerState> weights_only = gpu.export_layers(false);
+  CHECK(weights_only[1].weight_moments.empty() && !weights_only[1].weight.empty());
 
   // The restructured device model trains like the CPU model from here.
   const int64_t dataset = gpu.add_dataset(x.data(), n, labels.data(), nullptr);
