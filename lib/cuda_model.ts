@@ -157,11 +157,12 @@ export class CudaNativeModel implements NativeModel {
   /**
    * A structural change applied on the host and followed on the device, which
    * moves its own numbers into the new layout (CudaModel.restructure,
-   * native/cuda/remap.h), while the device holds the newest numbers (else as
-   * mutate()). The host's structure, ids, events and RNG are the model's; it
-   * first gets what the change reads besides them: the step (events and unit
-   * ages record it) and, with reads 'weights', the weights and biases (one
-   * copy device -> host, no optimizer slot, nothing copied back). Its stale
+   * native/cuda/remap.h), whenever the device model has the host's structure
+   * (else as mutate()). The host's structure, ids, events and RNG are the
+   * model's; when the device trained last, the host first gets what the change
+   * reads besides them: the step (events and unit ages record it) and, with
+   * reads 'weights', the weights and biases (one copy device -> host, no
+   * optimizer slot, nothing copied back). Its stale
    * moments are never read: the device keeps its own for every surviving
    * entry, and new entries take the host's values (fresh units, zeros).
    * Fits changes that write nothing but the new structure, new units and
@@ -170,10 +171,10 @@ export class CudaNativeModel implements NativeModel {
    */
   private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure'): T {
     const device = this.device;
-    if (!device || this.deviceStale || !this.hostStale) return this.mutate(fn);
+    if (!device || this.deviceStale) return this.mutate(fn);
     const before = this.host.exportState();
     const step = device.step;
-    if (reads === 'weights' || before.step !== step) {
+    if (this.hostStale && (reads === 'weights' || before.step !== step)) {
       before.step = step;
       if (reads === 'weights') {
         device.exportState(false).layers.forEach((d, i) => {

@@ -602,6 +602,13 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
     expect(dev.native.exportState().layers.map((l) => l.weightMoments)).to.deep.equal(cpu.native.exportState().layers.map((l) => l.weightMoments));
     expect(dev.events).to.deep.equal(cpu.events);  // the same steps recorded, though the host's numbers were stale
+    // With the host up to date (weights just read), a change is still followed, not pushed whole.
+    const loads = CpuTwinDevice.calls.load, restructures = CpuTwinDevice.calls.restructure;
+    for (const m of [cpu, dev]) m.prune({ amount: 0.2, structure: 'weight', layer: 2 });
+    expect(CpuTwinDevice.calls.restructure).to.equal(restructures + 1);
+    await fitBoth(1);
+    expect(CpuTwinDevice.calls.load).to.equal(loads);
+    expect(denseAt(dev, 2).getWeights().weight).to.deep.equal(denseAt(cpu, 2).getWeights().weight);
   });
 
   it('decisions by magnitude copy only the weights to the host (pruning, gradual pruning, SET); the slots stay on the device', async () => {
