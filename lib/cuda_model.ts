@@ -162,12 +162,12 @@ export class CudaNativeModel implements NativeModel {
    * model's; when the device trained last, the host first gets what the change
    * reads besides them: the step (events and unit ages record it) and, with
    * reads 'weights', the weights and biases (one copy device -> host, no
-   * optimizer slot, nothing copied back). Its stale
-   * moments are never read: the device keeps its own for every surviving
-   * entry, and new entries take the host's values (fresh units, zeros).
-   * Fits changes that write nothing but the new structure, new units and
-   * zeros: compact, format changes, 'zero' / 'random' growth, magnitude and
-   * neuron pruning (l1, l2, activation, taylor, random), SET regrowth.
+   * optimizer slot, nothing copied back). The host's stale moments are never
+   * read: the device keeps its own for every surviving entry, and new entries
+   * take the host's values (fresh units, zeros). Fits changes that write
+   * nothing but the new structure, new units and zeros: compact, format
+   * changes, 'zero' / 'random' growth, magnitude and neuron pruning (l1, l2,
+   * activation, taylor, random), SET regrowth.
    */
   private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure'): T {
     const device = this.device;

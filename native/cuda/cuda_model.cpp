@@ -16,13 +16,6 @@ namespace np::cuda {
 namespace {
 
 template <typename T>
-DeviceBuffer upload_vector(const std::vector<T>& host, Stream& stream) {
-  DeviceBuffer b(host.size() * sizeof(T));
-  if (!host.empty()) b.upload(host.data(), host.size() * sizeof(T), stream);
-  return b;
-}
-
-template <typename T>
 DeviceBuffer upload_array(const T* host, int64_t count, Stream& stream) {
   DeviceBuffer b(static_cast<size_t>(count) * sizeof(T));
   if (count > 0) b.upload(host, static_cast<size_t>(count) * sizeof(T), stream);
@@ -67,6 +60,7 @@ CudaModel::CudaModel(const CudaModelConfig& config, int64_t step, std::vector<Cu
     : config_(config) {
   totals_ = DeviceBuffer(2 * sizeof(LossTotals));
   totals_.fill_zero(stream_);
+  halt_ = DeviceBuffer(sizeof(NonFiniteStep));
   load(step, std::move(layers));
 }
 
@@ -134,17 +128,17 @@ CudaModel::Layer CudaModel::build_structure(const CudaLayerState& s) {
   l.weight_grad = zeros(l.count, stream_);
   l.bias_grad = zeros(l.units, stream_);
   if (s.csr) {
-    l.indptr = upload_vector(s.indptr, stream_);
-    l.indices = upload_vector(s.indices, stream_);
+    l.indptr = to_device(s.indptr, stream_);
+    l.indices = to_device(s.indices, stream_);
     // W^T's structure, built once per structure: the optimizer only changes values.
     CsrView host{s.units, s.inputs, s.indptr.data(), s.indices.data(), nullptr};
     CsrTranspose t = csr_transpose_host(host);
-    l.t_col_ptr = upload_vector(t.col_ptr, stream_);
-    l.t_row_idx = upload_vector(t.row_idx, stream_);
-    l.t_value_pos = upload_vector(t.value_pos, stream_);
+    l.t_col_ptr = to_device(t.col_ptr, stream_);
+    l.t_row_idx = to_device(t.row_idx, stream_);
+    l.t_value_pos = to_device(t.value_pos, stream_);
   }
-  if (!s.mask.empty()) l.mask = upload_vector(s.mask, stream_);
-  if (!s.alive.empty()) l.alive = upload_vector(s.alive, stream_);
+  if (!s.mask.empty()) l.mask = to_device(s.mask, stream_);
+  if (!s.alive.empty()) l.alive = to_device(s.alive, stream_);
   return l;
 }
 
@@ -165,11 +159,11 @@ void CudaModel::load(int64_t step, std::vector<CudaLayerState> layers) {
   built.reserve(layers.size());
   for (CudaLayerState& s : layers) {
     Layer l = build_structure(s);
-    l.weight = upload_vector(s.weight, stream_);
-    l.bias = upload_vector(s.bias, stream_);
+    l.weight = to_device(s.weight, stream_);
+    l.bias = to_device(s.bias, stream_);
     for (size_t m = 0; m < s.weight_moments.size() && m < 2; ++m) {
-      l.weight_moments[m] = upload_vector(s.weight_moments[m], stream_);
-      l.bias_moments[m] = upload_vector(s.bias_moments[m], stream_);
+      l.weight_moments[m] = to_device(s.weight_moments[m], stream_);
+      l.bias_moments[m] = to_device(s.bias_moments[m], stream_);
     }
     built.push_back(std::move(l));
   }
@@ -316,7 +310,8 @@ void CudaModel::loss(const int32_t* labels, const float* targets, int64_t batch,
     softmax_cross_entropy_cuda(grad, t, out, batch, labels, labels ? nullptr : targets, output_size(), batch, loss_ws_, stream_);
   else
     mean_squared_error_cuda(grad, t, out, batch, targets, output_size(), batch, loss_ws_, stream_);
-  accumulate_totals_cuda(t + 1, t, stream_);
+  // Training: a non-finite batch loss stops every later update on the device (halt_).
+  accumulate_totals_cuda(t + 1, t, stream_, want_grad ? halt_.as<NonFiniteStep>() : nullptr, step_);
 }
 
 void CudaModel::backward(int64_t batch) {
@@ -362,16 +357,18 @@ void CudaModel::apply_optimizer() {
   AdamParams adam_bias = adam;
   adam_bias.weight_decay = 0.0f;
   auto moment = [](const DeviceBuffer& b) { return b.size() ? b.as<float>() : nullptr; };
+  const NonFiniteStep* halt = halt_.as<NonFiniteStep>();
   for (Layer& l : layers_) {
     if (o.kind == CudaOptimizerKind::kSgd) {
-      sgd_update_cuda(f(l.weight), moment(l.weight_moments[0]), f(l.weight_grad), 1, l.count, l.count, sgd, stream_);
-      if (l.use_bias) sgd_update_cuda(f(l.bias), moment(l.bias_moments[0]), f(l.bias_grad), 1, l.units, l.units, sgd_bias, stream_);
+      sgd_update_cuda(f(l.weight), moment(l.weight_moments[0]), f(l.weight_grad), 1, l.count, l.count, sgd, stream_, halt);
+      if (l.use_bias)
+        sgd_update_cuda(f(l.bias), moment(l.bias_moments[0]), f(l.bias_grad), 1, l.units, l.units, sgd_bias, stream_, halt);
     } else {
       adam_update_cuda(f(l.weight), moment(l.weight_moments[0]), moment(l.weight_moments[1]), f(l.weight_grad), 1,
-                       l.count, l.count, adam, stream_);
+                       l.count, l.count, adam, stream_, halt);
       if (l.use_bias)
         adam_update_cuda(f(l.bias), moment(l.bias_moments[0]), moment(l.bias_moments[1]), f(l.bias_grad), 1, l.units,
-                         l.units, adam_bias, stream_);
+                         l.units, adam_bias, stream_, halt);
     }
   }
 }
@@ -403,16 +400,24 @@ CudaTrainResult CudaModel::train(int64_t handle, const int32_t* order, int64_t f
   order_.reserve(static_cast<size_t>(d.n) * sizeof(int32_t));
   order_.upload(order, static_cast<size_t>(d.n) * sizeof(int32_t), stream_);
   totals_.fill_zero(stream_);
+  const NonFiniteStep no_halt;
+  halt_.upload(&no_halt, sizeof no_halt, stream_);
   using clock = std::chrono::steady_clock;
   auto last_report = clock::now();
   CudaTrainResult r;
   const int64_t first_step = step_;
-  auto check_finite = [&](const CudaTotals& t) {
-    if (std::isfinite(t.loss_sum)) return;
-    throw NonFiniteLoss("the loss became " + std::string(std::isnan(t.loss_sum) ? "NaN" : "infinite") +
-                        " during steps " + std::to_string(first_step) + ".." + std::to_string(step_ - 1) +
-                        " on the GPU (checked every 50 ms, not every step, so those steps' updates were applied; "
-                        "try a lower learning rate)");
+  // Read with the totals (every 50 ms and at the end). The device stopped
+  // updating at the first bad step, so the model is rolled back to it: the
+  // weights, slots and step are those before it, as the CPU model leaves them.
+  auto check_finite = [&]() {
+    NonFiniteStep h;
+    halt_.download(&h, sizeof h, stream_);
+    if (h.step < 0) return;
+    step_ = h.step;
+    r.steps = h.step - first_step;
+    throw NonFiniteLoss("the loss became " + std::string(std::isnan(h.loss) ? "NaN" : "infinite") + " at step " +
+                        std::to_string(h.step) + " on the GPU; that step and the ones queued after it changed no "
+                        "weight (try a lower learning rate)");
   };
   const int32_t* dev_order = order_.as<int32_t>();
   for (int64_t b = first; b < first + count; ++b) {
@@ -442,12 +447,12 @@ CudaTrainResult CudaModel::train(int64_t handle, const int32_t* order, int64_t f
     if (progress && now - last_report >= std::chrono::milliseconds(50)) {
       last_report = now;
       const CudaTotals t = read_totals(r.totals.samples);
-      check_finite(t);
+      check_finite();
       progress(r.steps, t);
     }
   }
   const CudaTotals t = read_totals(r.totals.samples);
-  check_finite(t);
+  check_finite();
   r.totals = t;
   return r;
 }

@@ -124,9 +124,10 @@ class CudaModel {
   // Steps over batches [first, first + count) of the epoch order (order: the
   // n sample indices of the whole epoch, host). progress(steps, totals) is
   // called from this thread at most every 50 ms (it syncs the stream to read
-  // the totals). A non-finite loss is detected at those reads and at the end:
-  // throws np::cuda::NonFiniteLoss (the weights were already updated by the
-  // steps up to the read, unlike the CPU model, which checks every step).
+  // the totals). A non-finite batch loss stops all updates on the device at
+  // that step (no sync per step); it is seen at those reads and at the end:
+  // throws np::cuda::NonFiniteLoss with the step rolled back to the bad one,
+  // so weights, slots and step are those before it, as on the CPU.
   CudaTrainResult train(int64_t dataset, const int32_t* order, int64_t first, int64_t count, int64_t batch_size,
                         const std::function<void(int64_t, const CudaTotals&)>& progress);
   CudaTotals evaluate(const float* x, const int32_t* labels, const float* targets, int64_t n, int64_t batch_size);
@@ -181,6 +182,7 @@ class CudaModel {
   std::vector<DeviceBuffer> act_, dropped_, drop_mask_;
   DeviceBuffer grad_a_, grad_b_, labels_, targets_, order_, out_;
   DeviceBuffer totals_;  // two LossTotals: [0] this batch, [1] running sum
+  DeviceBuffer halt_;    // NonFiniteStep of the current train() call
   DeviceBuffer loss_ws_;
 };
 

@@ -23,13 +23,6 @@ bool has_new_units(const std::vector<int32_t>& sources) {
   return false;
 }
 
-template <typename T>
-DeviceBuffer upload(const std::vector<T>& host, Stream& stream) {
-  DeviceBuffer b(host.size() * sizeof(T));
-  if (!host.empty()) b.upload(host.data(), host.size() * sizeof(T), stream);
-  return b;
-}
-
 }  // namespace
 
 void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources) {
@@ -77,7 +70,7 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       l.weight_moments[m] = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(float));
       l.bias_moments[m] = DeviceBuffer(static_cast<size_t>(l.units) * sizeof(float));
     }
-    sources.push_back(upload(row_sources[i], stream_));
+    sources.push_back(to_device(row_sources[i], stream_));
 
     RemapView v;
     v.old_units = old.units;
@@ -109,7 +102,7 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     }
     if (fresh[i]) {
       auto add = [&](const std::vector<float>& host) {
-        fresh_values.push_back(upload(host, stream_));
+        fresh_values.push_back(to_device(host, stream_));
         return static_cast<const float*>(fresh_values.back().as<float>());
       };
       w.fresh[0] = add(s.weight);

@@ -155,8 +155,9 @@ unsigned update_grid(int64_t count) { return static_cast<unsigned>(std::min<int6
 
 __global__ void sgd_update_kernel(float* __restrict__ value, float* __restrict__ velocity,
                                   const float* __restrict__ grad, int64_t rows, int64_t cols, int64_t ld,
-                                  SgdParams p) {
+                                  SgdParams p, const NonFiniteStep* halt) {
   // torch.optim.SGD: v = mu v + g (g with coupled L2); step = nesterov ? g + mu v : v
+  if (halt != nullptr && halt->step >= 0) return;  // a non-finite loss: no update from here
   const int64_t count = rows * cols;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < count;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -174,8 +175,9 @@ __global__ void sgd_update_kernel(float* __restrict__ value, float* __restrict__
 
 __global__ void adam_update_kernel(float* __restrict__ value, float* __restrict__ m, float* __restrict__ v,
                                    const float* __restrict__ grad, int64_t rows, int64_t cols, int64_t ld,
-                                   AdamParams p) {
+                                   AdamParams p, const NonFiniteStep* halt) {
   // torch.optim.Adam / AdamW: w -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
+  if (halt != nullptr && halt->step >= 0) return;  // a non-finite loss: no update from here
   const float step = p.learning_rate / p.bias_correction1;
   const float inv_sqrt_bc2 = 1.0f / sqrtf(p.bias_correction2);
   const float coupled_wd = p.decoupled ? 0.0f : p.weight_decay;
@@ -196,16 +198,16 @@ __global__ void adam_update_kernel(float* __restrict__ value, float* __restrict_
 }  // namespace
 
 void sgd_update_cuda(float* value, float* velocity, const float* grad, int64_t rows, int64_t cols, int64_t ld,
-                     const SgdParams& p, Stream& stream) {
+                     const SgdParams& p, Stream& stream, const NonFiniteStep* halt) {
   if (rows <= 0 || cols <= 0) return;
-  sgd_update_kernel<<<update_grid(rows * cols), kUpdateBlock, 0, raw(stream)>>>(value, velocity, grad, rows, cols, ld, p);
+  sgd_update_kernel<<<update_grid(rows * cols), kUpdateBlock, 0, raw(stream)>>>(value, velocity, grad, rows, cols, ld, p, halt);
   NP_CUDA_CHECK_LAUNCH();
 }
 
 void adam_update_cuda(float* value, float* m, float* v, const float* grad, int64_t rows, int64_t cols, int64_t ld,
-                      const AdamParams& p, Stream& stream) {
+                      const AdamParams& p, Stream& stream, const NonFiniteStep* halt) {
   if (rows <= 0 || cols <= 0) return;
-  adam_update_kernel<<<update_grid(rows * cols), kUpdateBlock, 0, raw(stream)>>>(value, m, v, grad, rows, cols, ld, p);
+  adam_update_kernel<<<update_grid(rows * cols), kUpdateBlock, 0, raw(stream)>>>(value, m, v, grad, rows, cols, ld, p, halt);
   NP_CUDA_CHECK_LAUNCH();
 }
 

@@ -97,14 +97,24 @@ void bias_activation_forward_cuda(float* y, int64_t ld, const float* bias, Activ
 void activation_backward_cuda(float* dy, const float* y, int64_t ld, Activation act, int64_t rows, int64_t batch,
                               float* row_y_dot_dy, float* row_dz_sum, Stream& stream);
 
+// The first training step whose batch loss was NaN or infinite (step -1:
+// none yet) and that loss. Set on the device by accumulate_totals_cuda; the
+// optimizer kernels given it change nothing once it is set, so the weights
+// stay those before that step (the CPU model's rule) without a sync per step.
+struct NonFiniteStep {
+  int64_t step = -1;
+  double loss = 0.0;
+};
+
 // ---- optimizers (elementwise.cu) ------------------------------------------------
 
 // The CPU sgd_update / adam_update on a rows x cols block with row stride ld
 // (padding never touched); rows = 1, cols = count for a contiguous slot.
+// halt (device, may be nullptr): nothing is updated once halt->step >= 0.
 void sgd_update_cuda(float* value, float* velocity, const float* grad, int64_t rows, int64_t cols, int64_t ld,
-                     const SgdParams& p, Stream& stream);
+                     const SgdParams& p, Stream& stream, const NonFiniteStep* halt = nullptr);
 void adam_update_cuda(float* value, float* m, float* v, const float* grad, int64_t rows, int64_t cols,
-                      int64_t ld, const AdamParams& p, Stream& stream);
+                      int64_t ld, const AdamParams& p, Stream& stream, const NonFiniteStep* halt = nullptr);
 
 // ---- losses (losses.cu) -----------------------------------------------------------
 
@@ -142,8 +152,12 @@ void gather_transpose_f32_cuda(float* dst, int64_t ldd, const float* src, int64_
 // dst[j] = src[index ? index[first + j] : first + j] for j < count (the batch's labels).
 void gather_i32_cuda(int32_t* dst, const int32_t* src, const int32_t* index, int64_t first, int64_t count,
                      Stream& stream);
-// total += batch (both device): the epoch's running loss and hits, read back once.
-void accumulate_totals_cuda(LossTotals* total, const LossTotals* batch, Stream& stream);
+// total += batch (both device): the epoch's running loss and hits, read back
+// once. With halt (device, training): a batch whose loss is not finite is not
+// added and sets halt to `step` (the first such step only); once halt is set
+// nothing is added.
+void accumulate_totals_cuda(LossTotals* total, const LossTotals* batch, Stream& stream,
+                            NonFiniteStep* halt = nullptr, int64_t step = 0);
 // values[r * ld + c] = 0 where keep[r * cols + c] == 0 (keep row-major, no
 // stride): pruned weights' gradients and dead units' bias gradients.
 void mask_by_flags_cuda(float* values, int64_t ld, const uint8_t* keep, int64_t rows, int64_t cols, Stream& stream);

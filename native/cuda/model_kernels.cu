@@ -48,7 +48,15 @@ __global__ void gather_i32_kernel(int32_t* __restrict__ dst, const int32_t* __re
   if (j < count) dst[j] = src[index ? index[first + j] : first + j];
 }
 
-__global__ void accumulate_totals_kernel(LossTotals* total, const LossTotals* batch) {
+__global__ void accumulate_totals_kernel(LossTotals* total, const LossTotals* batch, NonFiniteStep* halt, int64_t step) {
+  if (halt != nullptr) {
+    if (halt->step >= 0) return;
+    if (!isfinite(batch->loss)) {
+      halt->step = step;
+      halt->loss = batch->loss;
+      return;
+    }
+  }
   total->loss += batch->loss;
   total->correct += batch->correct;
 }
@@ -113,8 +121,9 @@ void gather_i32_cuda(int32_t* dst, const int32_t* src, const int32_t* index, int
   NP_CUDA_CHECK_LAUNCH();
 }
 
-void accumulate_totals_cuda(LossTotals* total, const LossTotals* batch, Stream& stream) {
-  accumulate_totals_kernel<<<1, 1, 0, raw(stream)>>>(total, batch);
+void accumulate_totals_cuda(LossTotals* total, const LossTotals* batch, Stream& stream, NonFiniteStep* halt,
+                            int64_t step) {
+  accumulate_totals_kernel<<<1, 1, 0, raw(stream)>>>(total, batch, halt, step);
   NP_CUDA_CHECK_LAUNCH();
 }
 

@@ -16,11 +16,12 @@
 #include "cuda/cuda_model.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "../../tests/remap_sources.h"
 #include "cuda_test.h"
 #include "kernels/losses.h"
 #include "kernels/thread_pool.h"
+#include "model/errors.h"
 #include "model/model.h"
-#include "../../tests/remap_sources.h"
 
 namespace {
 
@@ -414,6 +415,64 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   added[0][0] = -1;
   CHECK(rejected(structure_of(cpu, now, none), added));
   CHECK(gpu.export_layers()[0].weight == got[0].weight);
+}
+
+// A loss that turns NaN stops the device's updates at that very step: the
+// model is left as the CPU model leaves it (weights after the last good step,
+// step counter at the bad one), though the device checks only every 50 ms.
+CUDA_TEST(cuda_model_non_finite_loss_stops_at_the_bad_step) {
+  const int64_t inputs = 10, n = 64, batch = 16, outputs = 3;
+  std::vector<np::LayerSpec> specs(2);
+  specs[0].units = 12;
+  specs[0].activation = np::Activation::kRelu;
+  specs[1].units = outputs;
+  np::Model cpu(inputs, 5, specs);
+  np::OptimizerConfig o;
+  o.kind = np::OptimizerKind::kSgd;
+  o.learning_rate = 1e30f;  // the first step makes the weights huge, the second overflows the logits
+  cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
+  const np::ModelState st = cpu.export_state();
+  std::vector<nc::CudaLayerState> layers;
+  for (size_t l = 0; l < st.layers.size(); ++l) layers.push_back(to_cuda(st.layers[l], cpu.layers()[l]));
+  nc::CudaModelConfig config;
+  config.input_size = inputs;
+  config.optimizer.kind = nc::CudaOptimizerKind::kSgd;
+  config.optimizer.learning_rate = o.learning_rate;
+  nc::CudaModel gpu(config, st.step, layers);
+  const std::vector<float> x = random_vector(n * inputs, 9);
+  std::vector<int32_t> labels(n), order(n);
+  for (int64_t i = 0; i < n; ++i) {
+    labels[i] = static_cast<int32_t>(i % outputs);
+    order[i] = static_cast<int32_t>(i);
+  }
+  np::Targets t;
+  t.labels = labels.data();
+  int64_t cpu_good_steps = 0;
+  try {
+    for (int64_t b = 0; b < n / batch; ++b, ++cpu_good_steps) cpu.train_batch(x.data(), t, order.data() + b * batch, batch, nullptr);
+  } catch (const np::Error&) {
+  }
+  CHECK_MSG(cpu_good_steps >= 1 && cpu_good_steps < n / batch, "the CPU model ran %lld good steps", static_cast<long long>(cpu_good_steps));
+  const int64_t dataset = gpu.add_dataset(x.data(), n, labels.data(), nullptr);
+  bool threw = false;
+  try {
+    gpu.train(dataset, order.data(), 0, n / batch, batch, nullptr);
+  } catch (const nc::NonFiniteLoss&) {
+    threw = true;
+  }
+  CHECK(threw);
+  CHECK_EQ(gpu.step(), cpu.step());
+  const np::ModelState want = cpu.export_state();
+  const std::vector<nc::CudaLayerState> got = gpu.export_layers();
+  for (size_t l = 0; l < got.size(); ++l) {
+    double worst = 0.0;
+    for (size_t i = 0; i < got[l].weight.size(); ++i) {
+      const double a = got[l].weight[i], b = want.layers[l].weight[i];
+      CHECK_MSG(std::isfinite(a), "layer %zu weight %zu is not finite on the device", l, i);
+      worst = std::max(worst, std::fabs(a - b) / (1.0 + std::fabs(b)));
+    }
+    CHECK_MSG(worst <= 1e-3, "layer %zu weights differ from the CPU model's by %g (scaled)", l, worst);
+  }
 }
 
 }  // namespace
