@@ -51,6 +51,8 @@ export interface CudaProbe {
 export interface CudaLayerStateIn extends NativeLayerParams {
   activation: string;
   inputDropout: number;
+  /** DropConnect rate on the stored weights while training (0: none). */
+  dropConnect: number;
   useBias: boolean;
 }
 

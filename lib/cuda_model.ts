@@ -69,7 +69,6 @@ export class CudaNativeModel implements NativeModel {
       this.optimizer = { ...compiled.optimizer };
       this.lossName = compiled.loss;
     }
-    this.checkSupported();
   }
 
   /** Device -> host: the newest parameters into the CPU model, and the device model freed. Returns the CPU model. */
@@ -87,18 +86,6 @@ export class CudaNativeModel implements NativeModel {
   }
 
   // ---- the two halves --------------------------------------------------------
-
-  private checkSupported(): void {
-    for (let l = 0; l < this.host.layerCount; l++) {
-      const info = this.host.layerInfo(l);
-      if (info.dropConnect > 0) {
-        throw new Error(
-          `device 'cuda': layer ${l} uses dropConnect (${info.dropConnect}), which the GPU model does not implement yet; ` +
-            "remove it or use device 'cpu'",
-        );
-      }
-    }
-  }
 
   private pull(): void {
     if (!this.hostStale || !this.device) return;
@@ -118,7 +105,6 @@ export class CudaNativeModel implements NativeModel {
 
   private push(): CudaModelHandle {
     if (this.device && !this.deviceStale) return this.device;
-    this.checkSupported();
     const state = this.host.exportState();
     const layers = state.layers.map((l, i) => this.layerIn(l, i));
     if (this.device) {
@@ -141,6 +127,7 @@ export class CudaNativeModel implements NativeModel {
       inputs: l.inputs,
       activation: info.activation,
       inputDropout: info.inputDropout,
+      dropConnect: info.dropConnect,
       useBias: info.useBias,
       format: l.format,
       weight: l.weight,

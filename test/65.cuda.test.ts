@@ -363,6 +363,24 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expect(h.history.loss[2]).to.be.below(h.history.loss[0]);
     });
 
+    it('DropConnect trains on the GPU (dense and CSR layers, deterministic masks); evaluation uses the stored weights', async function () {
+      needGpu(this);
+      const make = (device: 'cpu' | 'cuda') => {
+        const m = new Sequential({ inputSize: 16, seed: 5, device });
+        m.add(layers.dense({ units: 32, activation: 'relu', dropConnect: 0.3, sparseThreshold: 0 }));
+        m.add(layers.dense({ units: 24, activation: 'tanh', density: 0.3, sparseThreshold: 0.5, dropConnect: 0.2 }));
+        m.add(layers.dense({ units: 5, sparseThreshold: 0 }));
+        m.compile({ optimizer: optimizers.adam({ learningRate: 0.005 }), loss: 'softmaxCrossEntropy' });
+        return m;
+      };
+      const [a, b] = [make('cuda'), make('cuda')];
+      const [ha, hb] = [await a.fit(X, Y, { epochs: 4, batchSize: 32 }), await b.fit(X, Y, { epochs: 4, batchSize: 32 })];
+      expect(ha.history.loss).to.deep.equal(hb.history.loss);
+      expect(ha.history.loss[3]).to.be.below(ha.history.loss[0]);
+      const cpuCopy = await loadModel(a.toBuffer());
+      expectClose(await a.predict(X), await cpuCopy.predict(X), 1e-4, 'predictions against a CPU copy');
+    });
+
     it('dropout trains on the GPU (its own deterministic masks), and fit() can be aborted', async function () {
       needGpu(this);
       const a = mixedMlp('cuda', 'adam', 0.2), b = mixedMlp('cuda', 'adam', 0.2);
@@ -405,11 +423,14 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     CpuTwinDevice.calls.load++;
     this.loadTwin(state);
   }
+  /** The DropConnect rates of the last state loaded, as the device model got them. */
+  static lastDropConnect: number[] = [];
   private loadTwin(state: { step: number; layers: cuda.CudaLayerStateIn[] }): void {
+    CpuTwinDevice.lastDropConnect = state.layers.map((l) => l.dropConnect);
     const twin = new (addon().NativeModel)({
       inputSize: this.config.inputSize,
       seed: 0,
-      layers: state.layers.map((l) => ({ units: l.units, activation: l.activation, inputDropout: l.inputDropout, init: 'zeros', useBias: l.useBias })),
+      layers: state.layers.map((l) => ({ units: l.units, activation: l.activation, inputDropout: l.inputDropout, dropConnect: l.dropConnect, init: 'zeros', useBias: l.useBias })),
     });
     twin.compile(this.config.optimizer as NativeOptimizerConfig, this.config.loss);
     const s = twin.exportState();
@@ -662,5 +683,16 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
     expect(b.history.loss).to.deep.equal(a.history.loss);
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
+  });
+
+  it('a model with DropConnect goes to the device with its rates (no longer refused)', async () => {
+    const m = new Sequential({ inputSize: 16, seed: 5 });
+    m.add(layers.dense({ units: 12, activation: 'relu', dropConnect: 0.3 }));
+    m.add(layers.dense({ units: 5 }));
+    m.compile({ optimizer: optimizers.sgd({ learningRate: 0.05 }), loss: 'softmaxCrossEntropy' });
+    const dev = onTwinDevice(m);
+    const h = await dev.fit(X, Y, { epochs: 2, batchSize: 48 });
+    expect(CpuTwinDevice.lastDropConnect).to.deep.equal([Math.fround(0.3), 0]);  // float32 in the native layer
+    expect(h.history.loss.every(Number.isFinite)).to.equal(true);
   });
 });

@@ -36,13 +36,13 @@ float* f(const DeviceBuffer& b) { return b.as<float>(); }
 
 }  // namespace
 
-CsrView CudaModel::Layer::view() const {
+CsrView CudaModel::Layer::view(const float* values) const {
   CsrView v;
   v.rows = units;
   v.cols = inputs;
   v.indptr = indptr.as<int64_t>();
   v.indices = indices.as<int32_t>();
-  v.values = weight.as<float>();
+  v.values = values ? values : weight.as<float>();
   return v;
 }
 
@@ -69,6 +69,7 @@ void CudaModel::check_structure(size_t i, const CudaLayerState& l, int64_t input
   if (l.inputs != inputs) bad(i, "has " + std::to_string(l.inputs) + " inputs, expected " + std::to_string(inputs));
   if (l.units < 1) bad(i, "has no units");
   if (!(l.input_dropout >= 0.0f && l.input_dropout < 1.0f)) bad(i, "input dropout must be in [0, 1)");
+  if (!(l.drop_connect >= 0.0f && l.drop_connect < 1.0f)) bad(i, "dropConnect must be in [0, 1)");
   if (l.csr) {
     if (static_cast<int64_t>(l.indptr.size()) != l.units + 1 || l.indptr[0] != 0) bad(i, "indptr must have units + 1 entries from 0");
     for (int64_t r = 0; r < l.units; ++r) {
@@ -122,10 +123,15 @@ CudaModel::Layer CudaModel::build_structure(const CudaLayerState& s) {
   l.inputs = s.inputs;
   l.activation = s.activation;
   l.input_dropout = s.input_dropout;
+  l.drop_connect = s.drop_connect;
   l.use_bias = s.use_bias;
   l.csr = s.csr;
   l.count = s.csr ? s.indptr.back() : s.units * s.inputs;
   l.weight_grad = zeros(l.count, stream_);
+  if (l.drop_connect > 0.0f) {
+    l.dc_weight = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(float));
+    l.dc_mask = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(float));
+  }
   l.bias_grad = zeros(l.units, stream_);
   if (s.csr) {
     l.indptr = to_device(s.indptr, stream_);
@@ -179,6 +185,7 @@ std::vector<CudaLayerState> CudaModel::export_layers(bool with_moments) {
     s.inputs = l.inputs;
     s.activation = l.activation;
     s.input_dropout = l.input_dropout;
+    s.drop_connect = l.drop_connect;
     s.use_bias = l.use_bias;
     s.csr = l.csr;
     s.weight = to_host<float>(l.weight, static_cast<size_t>(l.count), stream_);
@@ -279,6 +286,16 @@ void CudaModel::ensure_workspace(int64_t batch) {
 
 // ---- the step -------------------------------------------------------------------
 
+namespace {
+
+// The generator stream of a step's dropout mask: input dropout and DropConnect
+// of each layer get their own (masks depend on seed, step and layer only).
+uint64_t mask_stream(int64_t step, size_t layer, bool connect) {
+  return static_cast<uint64_t>(step) * 4096u + (connect ? 2048u : 0u) + layer;
+}
+
+}  // namespace
+
 void CudaModel::forward(int64_t batch, bool training) {
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& layer = layers_[l];
@@ -287,14 +304,22 @@ void CudaModel::forward(int64_t batch, bool training) {
       // Masks depend on (seed, step, layer) only: reproducible and resumable,
       // but not the CPU model's masks (that one draws from its sequential RNG).
       dropout_forward_cuda(f(dropped_[l]), f(drop_mask_[l]), input, layer.inputs * batch, layer.input_dropout,
-                           config_.dropout_seed, static_cast<uint64_t>(step_) * 4096u + l, stream_);
+                           config_.dropout_seed, mask_stream(step_, l, false), stream_);
       input = f(dropped_[l]);
+    }
+    // DropConnect: the step's weights are the stored ones under an inverted
+    // Bernoulli mask (the CPU's drop_connect_weights); backward reuses both.
+    const float* weight = f(layer.weight);
+    if (training && layer.drop_connect > 0.0f) {
+      dropout_forward_cuda(f(layer.dc_weight), f(layer.dc_mask), weight, layer.count, layer.drop_connect,
+                           config_.dropout_seed, mask_stream(step_, l, true), stream_);
+      weight = f(layer.dc_weight);
     }
     float* out = f(act_[l + 1]);
     if (layer.csr)
-      spmm_f32_csr_cuda(layer.view(), input, batch, 0.0f, out, batch, batch, stream_);
+      spmm_f32_csr_cuda(layer.view(weight), input, batch, 0.0f, out, batch, batch, stream_);
     else
-      gemm_f32_cuda(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, f(layer.weight), layer.inputs, input,
+      gemm_f32_cuda(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, weight, layer.inputs, input,
                     batch, 0.0f, out, batch, stream_);
     bias_activation_forward_cuda(out, batch, layer.use_bias ? f(layer.bias) : nullptr, layer.activation, layer.units,
                                  batch, nullptr, nullptr, stream_);
@@ -329,14 +354,18 @@ void CudaModel::backward(int64_t batch) {
     else
       gemm_f32_cuda(Trans::kNo, Trans::kYes, layer.units, layer.inputs, batch, g, batch, input, batch, 0.0f,
                     f(layer.weight_grad), layer.inputs, stream_);
+    // DropConnect: d(w * m)/dw = m, the mask with its 1/(1-p) scale.
+    const bool connect = layer.drop_connect > 0.0f;
+    if (connect) multiply_cuda(f(layer.weight_grad), f(layer.dc_mask), layer.count, stream_);
     // Pruned weights and dead units stay exactly zero (the CPU mask_gradients).
     if (layer.mask.size()) mask_by_flags_cuda(f(layer.weight_grad), layer.inputs, layer.mask.as<uint8_t>(), layer.units, layer.inputs, stream_);
     if (layer.alive.size() && layer.use_bias) mask_by_flags_cuda(f(layer.bias_grad), 1, layer.alive.as<uint8_t>(), layer.units, 1, stream_);
     if (l > 0) {
+      const float* weight = connect ? f(layer.dc_weight) : f(layer.weight);  // the weights the forward pass used
       if (layer.csr)
-        spmm_t_f32_csr_cuda(layer.view(), layer.transpose_view(), g, batch, 0.0f, other, batch, batch, stream_);
+        spmm_t_f32_csr_cuda(layer.view(weight), layer.transpose_view(), g, batch, 0.0f, other, batch, batch, stream_);
       else
-        gemm_f32_cuda(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, f(layer.weight), layer.inputs, g,
+        gemm_f32_cuda(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, weight, layer.inputs, g,
                       batch, 0.0f, other, batch, stream_);
       if (dropped) multiply_cuda(other, f(drop_mask_[l]), layer.inputs * batch, stream_);
       std::swap(g, other);

@@ -46,6 +46,7 @@ inline int optimizer_moments(const CudaOptimizer& o) {
 struct CudaLayerState : np::LayerParams {
   Activation activation = Activation::kLinear;
   float input_dropout = 0.0f;
+  float drop_connect = 0.0f;  // DropConnect rate on the stored weights while training
   bool use_bias = true;
 };
 
@@ -140,6 +141,7 @@ class CudaModel {
     int64_t units = 0, inputs = 0;
     Activation activation = Activation::kLinear;
     float input_dropout = 0.0f;
+    float drop_connect = 0.0f;
     bool use_bias = true;
     bool csr = false;
     int64_t count = 0;  // stored weights: units x inputs or nnz
@@ -148,7 +150,8 @@ class CudaModel {
     DeviceBuffer indptr, indices;                  // CSR
     DeviceBuffer t_col_ptr, t_row_idx, t_value_pos; // CSR: W^T structure (host-built at load)
     DeviceBuffer mask, alive;                       // empty when unused
-    CsrView view() const;
+    DeviceBuffer dc_weight, dc_mask;                // DropConnect: this step's masked weights and mask (count)
+    CsrView view(const float* values = nullptr) const;  // values: another array in W's order (DropConnect)
     CsrTransposeView transpose_view() const;
   };
 

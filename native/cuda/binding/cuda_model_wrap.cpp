@@ -4,7 +4,7 @@
 //
 //   new CudaModel(config, state)   config { inputSize, seed, loss, optimizer, device }
 //                                  state  { step, layers: [{ units, inputs, activation, inputDropout,
-//                                           useBias, format, weight, indptr?, indices?, weightMoments,
+//                                           dropConnect?, useBias, format, weight, indptr?, indices?, weightMoments,
 //                                           bias, biasMoments, mask?, alive? }] }
 //   load(state)                    replaces every parameter and the step (after a structural change)
 //   restructure(state, rowSources) follows a structural change made on the host without copying the
@@ -144,6 +144,7 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
     s.inputs = static_cast<int64_t>(number(env, l, "inputs", 0, true));
     s.activation = activation_of(env, l.Get("activation").IsString() ? l.Get("activation").As<Napi::String>().Utf8Value() : "?");
     s.input_dropout = static_cast<float>(number(env, l, "inputDropout", 0.0));
+    s.drop_connect = static_cast<float>(number(env, l, "dropConnect", 0.0));
     s.use_bias = boolean(l, "useBias", true);
     s.csr = l.Get("format").IsString() && l.Get("format").As<Napi::String>().Utf8Value() == "csr";
     if (s.csr) {

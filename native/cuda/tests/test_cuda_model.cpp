@@ -475,4 +475,95 @@ CUDA_TEST(cuda_model_non_finite_loss_stops_at_the_bad_step) {
   }
 }
 
+// DropConnect on the device against a host reference with the very same masks
+// (dropout_uniform of the device's stream for each layer and step): one SGD
+// step must move each stored weight by -lr * dL/d(w m) * m, with the gradient
+// of the masked network computed by the CPU model, on a dense and a CSR layer.
+CUDA_TEST(cuda_model_drop_connect_matches_host_reference) {
+  const int64_t inputs = 10, batch = 24, outputs = 3;
+  const float rate = 0.4f, lr = 0.1f;
+  const uint64_t seed = 77;
+  std::vector<np::LayerSpec> specs(2);
+  specs[0].units = 14;
+  specs[0].activation = np::Activation::kTanh;
+  specs[1].units = outputs;
+  specs[1].density = 0.5;  // CSR
+  specs[1].sparse_threshold = 0.9f;
+  np::Model ref(inputs, 4, specs);
+  np::OptimizerConfig o;
+  o.kind = np::OptimizerKind::kSgd;
+  o.learning_rate = lr;
+  ref.compile(o, np::LossKind::kSoftmaxCrossEntropy);
+  const np::ModelState st = ref.export_state();
+  CHECK(st.layers[1].csr);
+  std::vector<nc::CudaLayerState> layers;
+  for (size_t l = 0; l < st.layers.size(); ++l) {
+    layers.push_back(to_cuda(st.layers[l], ref.layers()[l]));
+    layers.back().drop_connect = rate;
+  }
+  nc::CudaModelConfig config;
+  config.input_size = inputs;
+  config.dropout_seed = seed;
+  config.optimizer.kind = nc::CudaOptimizerKind::kSgd;
+  config.optimizer.learning_rate = lr;
+  nc::CudaModel gpu(config, st.step, layers);
+
+  // The masks the device draws at this step (its mask_stream rule), applied to the reference's weights.
+  std::vector<std::vector<float>> masks(st.layers.size());
+  np::ModelState masked = st;
+  const float scale = 1.0f / (1.0f - rate);
+  for (size_t l = 0; l < st.layers.size(); ++l) {
+    const uint64_t stream = static_cast<uint64_t>(st.step) * 4096u + 2048u + l;
+    for (size_t i = 0; i < st.layers[l].weight.size(); ++i) {
+      masks[l].push_back(nc::dropout_uniform(seed, stream, i) >= rate ? scale : 0.0f);
+      masked.layers[l].weight[i] *= masks[l][i];
+    }
+  }
+  ref.import_state(masked);
+  const std::vector<float> x = random_vector(batch * inputs, 13);
+  std::vector<int32_t> labels(batch), order(batch);
+  for (int64_t i = 0; i < batch; ++i) {
+    labels[i] = static_cast<int32_t>(i % outputs);
+    order[i] = static_cast<int32_t>(i);
+  }
+  np::Targets t;
+  t.labels = labels.data();
+  ref.compute_gradients(x.data(), t, batch, nullptr);
+
+  const int64_t dataset = gpu.add_dataset(x.data(), batch, labels.data(), nullptr);
+  gpu.train(dataset, order.data(), 0, 1, batch, nullptr);
+  const std::vector<nc::CudaLayerState> got = gpu.export_layers();
+  for (size_t l = 0; l < st.layers.size(); ++l) {
+    const np::LayerState& s0 = st.layers[l];
+    std::vector<float> gw(s0.units * s0.inputs), gb(s0.units);
+    ref.get_gradients(static_cast<int64_t>(l), gw.data(), gb.data());
+    double worst = 0.0;
+    for (int64_t r = 0; r < s0.units; ++r) {
+      const int64_t k0 = s0.csr ? s0.indptr[r] : r * s0.inputs, k1 = s0.csr ? s0.indptr[r + 1] : (r + 1) * s0.inputs;
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t c = s0.csr ? s0.indices[k] : k - r * s0.inputs;
+        const double want = s0.weight[k] - static_cast<double>(lr) * gw[r * s0.inputs + c] * masks[l][k];
+        worst = std::max(worst, std::fabs(got[l].weight[k] - want) / (1.0 + std::fabs(want)));
+      }
+      const double want_b = s0.bias[r] - static_cast<double>(lr) * gb[r];
+      worst = std::max(worst, std::fabs(got[l].bias[r] - want_b) / (1.0 + std::fabs(want_b)));
+    }
+    CHECK_MSG(worst <= 1e-5, "layer %zu: DropConnect step differs from the host reference by %g (scaled)", l, worst);
+  }
+  // Evaluation uses the stored weights, unmasked: the same outputs as a CPU model holding them.
+  np::ModelState after = st;
+  for (size_t l = 0; l < got.size(); ++l) {
+    after.layers[l].weight = got[l].weight;
+    after.layers[l].bias = got[l].bias;
+  }
+  after.step = gpu.step();
+  ref.import_state(after);
+  std::vector<float> want_out(batch * outputs), got_out(batch * outputs);
+  ref.predict(x.data(), batch, want_out.data(), batch, nullptr);
+  gpu.predict(x.data(), batch, got_out.data(), batch);
+  double worst = 0.0;
+  for (size_t i = 0; i < got_out.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(got_out[i]) - want_out[i]));
+  CHECK_MSG(worst <= 1e-4, "predictions differ by %g", worst);
+}
+
 }  // namespace
