@@ -53,6 +53,11 @@ export interface CudaLayerStateIn extends NativeLayerParams {
   inputDropout: number;
   /** DropConnect rate on the stored weights while training (0: none). */
   dropConnect: number;
+  /** Per-unit running statistics (units entries each; absent: zeros) and the steps they have seen. */
+  meanAbsActivation?: Float64Array;
+  meanActivation?: Float64Array;
+  taylor?: Float64Array;
+  statsUpdates?: number;
   useBias: boolean;
 }
 
@@ -67,7 +72,16 @@ export type CudaLayerStructureIn = Omit<CudaLayerStateIn, 'weight' | 'weightMome
 /** What the device model gives back: its step and every parameter with its optimizer slots. */
 export interface CudaStateOut {
   step: number;
-  layers: { weight: Float32Array; weightMoments: Float32Array[]; bias: Float32Array; biasMoments: Float32Array[] }[];
+  layers: {
+    weight: Float32Array;
+    weightMoments: Float32Array[];
+    bias: Float32Array;
+    biasMoments: Float32Array[];
+    meanAbsActivation: Float64Array;
+    meanActivation: Float64Array;
+    taylor: Float64Array;
+    statsUpdates: number;
+  }[];
 }
 
 /** The addon's device-resident model (native/cuda/binding/cuda_model_wrap.cpp); lib/cuda_model.ts drives it. */
@@ -82,6 +96,8 @@ export interface CudaModelHandle {
   /** The device's parameters; withMoments false: weights and biases only (the moment lists are empty). */
   exportState(withMoments?: boolean): CudaStateOut;
   setOptimizer(optimizer: object): void;
+  /** Decay of the per-unit statistics' moving averages, in (0, 1). */
+  setStatsDecay(decay: number): void;
   createDataset(x: Float32Array, y: Int32Array | Float32Array): number;
   releaseDataset(handle: number): void;
   trainBatches(
@@ -109,7 +125,7 @@ export interface CudaAddon {
   /** 'cublas (libcublas.so.N)' when cuBLAS was found at run time, else 'tiled (<why not>)'. */
   gemmBackend(): string;
   CudaModel: new (
-    config: { inputSize: number; seed: number; device: number; loss: string; optimizer: object },
+    config: { inputSize: number; seed: number; device: number; loss: string; optimizer: object; statsDecay?: number },
     state: { step: number; layers: CudaLayerStateIn[] },
   ) => CudaModelHandle;
   /** Timings for bench/cuda.ts: mean ms per call; -1 when the peer is unavailable. */

@@ -19,7 +19,7 @@
 // over for it) and the device moves its own numbers to match
 // (followOnDevice). The others still run on the CPU between two device calls
 // (issue 6, part 3).
-import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn } from './cuda';
+import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn, CudaStateOut } from './cuda';
 import type {
   BatchProgress,
   NativeDataset,
@@ -39,6 +39,15 @@ export function rowSourcesById(before: BigInt64Array, after: BigInt64Array): Int
   const index = new Map<bigint, number>();
   before.forEach((id, i) => index.set(id, i));
   return Int32Array.from(after, (id) => index.get(id) ?? -1);
+}
+
+/** The device's per-unit statistics into a host layer state (a state without them keeps its own). */
+function copyUnitStats(l: NativeLayerState, d: CudaStateOut['layers'][number]): void {
+  if (d.meanAbsActivation === undefined) return;
+  l.meanAbsActivation = d.meanAbsActivation;
+  l.meanActivation = d.meanActivation;
+  l.taylor = d.taylor;
+  l.statsUpdates = d.statsUpdates;
 }
 
 export interface CudaModelOptions {
@@ -98,6 +107,7 @@ export class CudaNativeModel implements NativeModel {
       l.weightMoments = d.weightMoments;
       l.bias = d.bias;
       l.biasMoments = d.biasMoments;
+      copyUnitStats(l, d);
     });
     this.host.importState(state);
     this.hostStale = false;
@@ -111,7 +121,14 @@ export class CudaNativeModel implements NativeModel {
       this.device.load({ step: state.step, layers });
     } else {
       this.device = new this.addon.CudaModel(
-        { inputSize: this.options.inputSize, seed: this.options.seed, device: this.options.device, loss: this.lossName, optimizer: this.optimizer },
+        {
+          inputSize: this.options.inputSize,
+          seed: this.options.seed,
+          device: this.options.device,
+          loss: this.lossName,
+          optimizer: this.optimizer,
+          statsDecay: state.statsDecay,
+        },
         { step: state.step, layers },
       );
     }
@@ -138,6 +155,10 @@ export class CudaNativeModel implements NativeModel {
       biasMoments: l.biasMoments,
       mask: l.mask,
       alive: l.alive,
+      meanAbsActivation: l.meanAbsActivation,
+      meanActivation: l.meanActivation,
+      taylor: l.taylor,
+      statsUpdates: l.statsUpdates,
     };
   }
 
@@ -148,8 +169,8 @@ export class CudaNativeModel implements NativeModel {
    * (else as mutate()). The host's structure, ids, events and RNG are the
    * model's; when the device trained last, the host first gets what the change
    * reads besides them: the step (events and unit ages record it) and, with
-   * reads 'weights', the weights and biases (one copy device -> host, no
-   * optimizer slot, nothing copied back). The host's stale moments are never
+   * reads 'weights', the weights, biases and unit statistics (one copy device
+   * -> host, no optimizer slot, nothing copied back). The host's stale moments are never
    * read: the device keeps its own for every surviving entry, and new entries
    * take the host's values (fresh units, zeros). Fits changes that write
    * nothing but the new structure, new units and zeros: compact, format
@@ -167,6 +188,7 @@ export class CudaNativeModel implements NativeModel {
         device.exportState(false).layers.forEach((d, i) => {
           before.layers[i].weight = d.weight;
           before.layers[i].bias = d.bias;
+          copyUnitStats(before.layers[i], d);
         });
       }
       this.host.importState(before);
@@ -309,9 +331,9 @@ export class CudaNativeModel implements NativeModel {
   }
 
   pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean): number {
-    // l1 / l2 read the weights; activation / taylor the host's unit statistics; random the RNG.
+    // l1 / l2 read the weights, activation / taylor the unit statistics (both come over), random the RNG only.
     const prune = () => this.host.pruneNeurons(layers, amount, criterion, global);
-    return this.followOnDevice(prune, criterion === 'l1' || criterion === 'l2' ? 'weights' : 'structure');
+    return this.followOnDevice(prune, criterion === 'random' ? 'structure' : 'weights');
   }
 
   neuronScores(layer: number, criterion: string): Float64Array {
@@ -396,7 +418,9 @@ export class CudaNativeModel implements NativeModel {
   }
 
   setStatsDecay(decay: number): number {
-    return this.host.setStatsDecay(decay);
+    const previous = this.host.setStatsDecay(decay);  // checks the value
+    this.device?.setStatsDecay(decay);
+    return previous;
   }
 
   exportState(): NativeState {

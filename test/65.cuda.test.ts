@@ -415,8 +415,9 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
   static failNextRestructure = false;
   private twin!: NativeModel;
   private readonly config: { inputSize: number; loss: string; optimizer: object };
-  constructor(config: { inputSize: number; seed: number; device: number; loss: string; optimizer: object }, state: { step: number; layers: cuda.CudaLayerStateIn[] }) {
+  constructor(config: { inputSize: number; seed: number; device: number; loss: string; optimizer: object; statsDecay?: number }, state: { step: number; layers: cuda.CudaLayerStateIn[] }) {
     this.config = config;
+    this.statsDecay = config.statsDecay ?? 0.99;
     this.loadTwin(state);
   }
   load(state: { step: number; layers: cuda.CudaLayerStateIn[] }): void {
@@ -442,11 +443,12 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       const ids = BigInt64Array.from({ length: l.units }, () => BigInt(nextId++));
       return { ...t, units: l.units, inputs: l.inputs, format: l.format, weight: l.weight, indptr: l.indptr, indices: l.indices,
         weightMoments: l.weightMoments, bias: l.bias, biasMoments: l.biasMoments, mask: l.mask, alive: l.alive,
-        neuronIds: ids, meanAbsActivation: new Float64Array(0), meanActivation: new Float64Array(0),
-        taylor: new Float64Array(0), birthStep: new BigInt64Array(0) };
+        neuronIds: ids, meanAbsActivation: l.meanAbsActivation ?? new Float64Array(0), meanActivation: l.meanActivation ?? new Float64Array(0),
+        taylor: l.taylor ?? new Float64Array(0), statsUpdates: l.statsUpdates ?? 0, birthStep: new BigInt64Array(0) };
     });
     s.nextNeuronId = nextId;
     twin.importState(s);
+    twin.setStatsDecay(this.statsDecay);
     this.twin = twin;
     for (const d of this.datasets?.values() ?? []) d.native = twin.createDataset(d.x, d.y);
   }
@@ -487,7 +489,14 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       const biasFrom = [o.bias, ...o.biasMoments], biasFresh = l.bias ? [l.bias, ...l.biasMoments!] : null;
       const bias = biasFrom.map((from, s) => Float32Array.from({ length: l.units }, (_, r) =>
         l.alive && !l.alive[r] ? 0 : rowSources[i][r] >= 0 ? from[rowSources[i][r]] : biasFresh![s][r]));
-      return { ...l, weight: slots[0], weightMoments: slots.slice(1), bias: bias[0], biasMoments: bias.slice(1) };
+      // Unit statistics follow their units; new units take the host's.
+      const statsOf = (from: Float64Array, fresh?: Float64Array) =>
+        Float64Array.from({ length: l.units }, (_, r) => (rowSources[i][r] >= 0 ? from[rowSources[i][r]] ?? 0 : fresh?.[r] ?? 0));
+      return {
+        ...l, weight: slots[0], weightMoments: slots.slice(1), bias: bias[0], biasMoments: bias.slice(1),
+        meanAbsActivation: statsOf(o.meanAbsActivation, l.meanAbsActivation), meanActivation: statsOf(o.meanActivation, l.meanActivation),
+        taylor: statsOf(o.taylor, l.taylor), statsUpdates: o.statsUpdates,
+      };
     });
     this.loadTwin({ step: this.twin.step, layers });
   }
@@ -495,9 +504,20 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     if (withMoments) CpuTwinDevice.calls.exportState++;
     else CpuTwinDevice.calls.exportWeights++;
     const s = this.twin.exportState();
-    return { step: s.step, layers: s.layers.map((l) => ({ weight: l.weight, weightMoments: withMoments ? l.weightMoments : [], bias: l.bias, biasMoments: withMoments ? l.biasMoments : [] })) };
+    return {
+      step: s.step,
+      layers: s.layers.map((l) => ({
+        weight: l.weight, weightMoments: withMoments ? l.weightMoments : [], bias: l.bias, biasMoments: withMoments ? l.biasMoments : [],
+        meanAbsActivation: l.meanAbsActivation, meanActivation: l.meanActivation, taylor: l.taylor, statsUpdates: l.statsUpdates,
+      })),
+    };
   }
   setOptimizer(): void {}
+  setStatsDecay(decay: number): void {
+    this.statsDecay = decay;
+    this.twin.setStatsDecay(decay);
+  }
+  private statsDecay = 0.99;
   // Datasets outlive a reload, as on the device (CudaModel::load and restructure keep them).
   private readonly datasets = new Map<number, { x: Float32Array; y: Int32Array | Float32Array; native: NativeDataset }>();
   private nextDataset = 1;
@@ -646,6 +666,8 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
       m.prune({ amount: 0.3, structure: 'weight', layer: 0 });
       m.prune({ amount: 0.2, structure: 'weight', scope: 'global' });
       m.prune({ amount: 0.2, structure: 'neuron', criterion: 'l1', layer: 1 });
+      m.prune({ amount: 0.2, structure: 'neuron', criterion: 'taylor', layer: 0 });  // the device's unit statistics
+      m.native.setStatsDecay(0.9);
     }
     await fitBoth(2, true);  // gradualMagnitude prunes inside fit, between device calls
     for (const m of [cpu, dev]) m.native.regrow([0, 1], 0.2, false);
@@ -655,6 +677,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(CpuTwinDevice.calls.exportWeights - calls.exportWeights).to.be.greaterThan(4);
     expect(dev.events).to.deep.equal(cpu.events);
     expect(dev.events.some((e) => e.kind === 'regrow')).to.equal(true);
+    for (const l of [0, 1]) expect(dev.native.unitStats(l), `layer ${l} unit statistics`).to.deep.equal(cpu.native.unitStats(l));
     for (let i = 0; i < 3; i++) expect(denseAt(dev, i).getWeights().weight, `layer ${i} weight`).to.deep.equal(denseAt(cpu, i).getWeights().weight);
     expect(dev.native.exportState().layers.map((l) => l.weightMoments)).to.deep.equal(cpu.native.exportState().layers.map((l) => l.weightMoments));
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));

@@ -61,6 +61,9 @@ CudaModel::CudaModel(const CudaModelConfig& config, int64_t step, std::vector<Cu
   totals_ = DeviceBuffer(2 * sizeof(LossTotals));
   totals_.fill_zero(stream_);
   halt_ = DeviceBuffer(sizeof(NonFiniteStep));
+  const NonFiniteStep no_halt;
+  halt_.upload(&no_halt, sizeof no_halt, stream_);
+  set_stats_decay(config.stats_decay);
   load(step, std::move(layers));
 }
 
@@ -85,6 +88,9 @@ void CudaModel::check_structure(size_t i, const CudaLayerState& l, int64_t input
     bad(i, "mask must have units x inputs entries");
   }
   if (!l.alive.empty() && static_cast<int64_t>(l.alive.size()) != l.units) bad(i, "alive must have units entries");
+  for (const auto* v : {&l.mean_abs_activation, &l.mean_activation, &l.taylor})
+    if (!v->empty() && static_cast<int64_t>(v->size()) != l.units) bad(i, "unit statistics must have units entries");
+  if (l.stats_updates < 0) bad(i, "the statistics update count is negative");
 }
 
 // The values of layer i: weight and each of `moments` slots the stored count, bias and its slots units.
@@ -145,6 +151,7 @@ CudaModel::Layer CudaModel::build_structure(const CudaLayerState& s) {
   }
   if (!s.mask.empty()) l.mask = to_device(s.mask, stream_);
   if (!s.alive.empty()) l.alive = to_device(s.alive, stream_);
+  l.stats = DeviceBuffer(static_cast<size_t>(3 * l.units) * sizeof(double));
   return l;
 }
 
@@ -171,6 +178,12 @@ void CudaModel::load(int64_t step, std::vector<CudaLayerState> layers) {
       l.weight_moments[m] = to_device(s.weight_moments[m], stream_);
       l.bias_moments[m] = to_device(s.bias_moments[m], stream_);
     }
+    l.stats.fill_zero(stream_);
+    const std::vector<double>* stats[3] = {&s.mean_abs_activation, &s.mean_activation, &s.taylor};
+    for (int i = 0; i < 3; ++i)
+      if (!stats[i]->empty())
+        l.stats.upload(stats[i]->data(), stats[i]->size() * sizeof(double), stream_, static_cast<size_t>(i * l.units) * sizeof(double));
+    l.stats_updates = s.stats_updates;
     built.push_back(std::move(l));
   }
   replace_layers(std::move(built), step);
@@ -199,9 +212,19 @@ std::vector<CudaLayerState> CudaModel::export_layers(bool with_moments) {
       s.indptr = to_host<int64_t>(l.indptr, static_cast<size_t>(l.units + 1), stream_);
       s.indices = to_host<int32_t>(l.indices, static_cast<size_t>(l.count), stream_);
     }
+    const std::vector<double> stats = to_host<double>(l.stats, static_cast<size_t>(3 * l.units), stream_);
+    s.mean_abs_activation.assign(stats.begin(), stats.begin() + l.units);
+    s.mean_activation.assign(stats.begin() + l.units, stats.begin() + 2 * l.units);
+    s.taylor.assign(stats.begin() + 2 * l.units, stats.end());
+    s.stats_updates = l.stats_updates;
     out.push_back(std::move(s));
   }
   return out;
+}
+
+void CudaModel::set_stats_decay(double decay) {
+  if (!(decay > 0.0 && decay < 1.0)) throw std::invalid_argument("CudaModel: statsDecay must be in (0, 1)");
+  config_.stats_decay = decay;
 }
 
 int CudaModel::moment_slots() const {
@@ -277,6 +300,7 @@ void CudaModel::ensure_workspace(int64_t batch) {
     }
     widest = std::max(widest, layers_[l].units);
   }
+  for (DeviceBuffer* b : {&row_abs_, &row_sum_, &row_dot_}) *b = DeviceBuffer(static_cast<size_t>(widest) * sizeof(float));
   grad_a_ = DeviceBuffer(static_cast<size_t>(widest * batch) * sizeof(float));
   grad_b_ = DeviceBuffer(static_cast<size_t>(widest * batch) * sizeof(float));
   labels_ = DeviceBuffer(static_cast<size_t>(batch) * sizeof(int32_t));
@@ -321,8 +345,14 @@ void CudaModel::forward(int64_t batch, bool training) {
     else
       gemm_f32_cuda(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, weight, layer.inputs, input,
                     batch, 0.0f, out, batch, stream_);
+    // While training, the per-unit sums for the statistics come from the same pass.
     bias_activation_forward_cuda(out, batch, layer.use_bias ? f(layer.bias) : nullptr, layer.activation, layer.units,
-                                 batch, nullptr, nullptr, stream_);
+                                 batch, training ? f(row_abs_) : nullptr, training ? f(row_sum_) : nullptr, stream_);
+    if (training) {
+      update_unit_stats_cuda(layer.stat(0), layer.stat(1), f(row_abs_), f(row_sum_), layer.units, config_.stats_decay,
+                             batch, halt_.as<NonFiniteStep>(), stream_);
+      ++layer.stats_updates;
+    }
   }
 }
 
@@ -344,9 +374,12 @@ void CudaModel::backward(int64_t batch) {
   float* other = f(grad_b_);
   for (int64_t l = static_cast<int64_t>(layers_.size()) - 1; l >= 0; --l) {
     Layer& layer = layers_[l];
-    // dz in place, and its row sums straight into the bias gradient.
-    activation_backward_cuda(g, f(act_[l + 1]), batch, layer.activation, layer.units, batch, nullptr,
+    // dz in place, and its row sums straight into the bias gradient; for hidden
+    // layers also sum(a * dL/da) per unit, the Taylor statistic (as the CPU).
+    const bool hidden = l + 1 < static_cast<int64_t>(layers_.size());
+    activation_backward_cuda(g, f(act_[l + 1]), batch, layer.activation, layer.units, batch, hidden ? f(row_dot_) : nullptr,
                              layer.use_bias ? f(layer.bias_grad) : nullptr, stream_);
+    if (hidden) update_taylor_stats_cuda(layer.stat(2), f(row_dot_), layer.units, config_.stats_decay, halt_.as<NonFiniteStep>(), stream_);
     const bool dropped = layer.input_dropout > 0.0f;
     const float* input = dropped ? f(dropped_[l]) : f(act_[l]);
     if (layer.csr)
@@ -435,6 +468,8 @@ CudaTrainResult CudaModel::train(int64_t handle, const int32_t* order, int64_t f
   auto last_report = clock::now();
   CudaTrainResult r;
   const int64_t first_step = step_;
+  std::vector<int64_t> first_updates;
+  for (const Layer& l : layers_) first_updates.push_back(l.stats_updates);
   // Read with the totals (every 50 ms and at the end). The device stopped
   // updating at the first bad step, so the model is rolled back to it: the
   // weights, slots and step are those before it, as the CPU model leaves them.
@@ -444,6 +479,8 @@ CudaTrainResult CudaModel::train(int64_t handle, const int32_t* order, int64_t f
     if (h.step < 0) return;
     step_ = h.step;
     r.steps = h.step - first_step;
+    // The bad step's forward pass updated the activation statistics (so does the CPU's); no later one did.
+    for (size_t l = 0; l < layers_.size(); ++l) layers_[l].stats_updates = first_updates[l] + r.steps + 1;
     throw NonFiniteLoss("the loss became " + std::string(std::isnan(h.loss) ? "NaN" : "infinite") + " at step " +
                         std::to_string(h.step) + " on the GPU; that step and the ones queued after it changed no "
                         "weight (try a lower learning rate)");

@@ -48,6 +48,10 @@ struct CudaLayerState : np::LayerParams {
   float input_dropout = 0.0f;
   float drop_connect = 0.0f;  // DropConnect rate on the stored weights while training
   bool use_bias = true;
+  // Per-unit running statistics (np::NeuronStats): units entries each, or
+  // empty for zeros; updates = training steps they have seen.
+  std::vector<double> mean_abs_activation, mean_activation, taylor;
+  int64_t stats_updates = 0;
 };
 
 struct CudaModelConfig {
@@ -55,6 +59,7 @@ struct CudaModelConfig {
   CudaOptimizer optimizer;
   CudaLossKind loss = CudaLossKind::kSoftmaxCrossEntropy;
   uint64_t dropout_seed = 0;  // the dropout masks are a function of (seed, step, layer)
+  double stats_decay = 0.99;  // of the per-unit running statistics, as the CPU model's
   int device = 0;
 };
 
@@ -112,6 +117,8 @@ class CudaModel {
   int device() const { return config_.device; }
   CudaLossKind loss() const { return config_.loss; }
   void set_optimizer(const CudaOptimizer& o);
+  // Decay of the per-unit statistics' moving averages, in (0, 1).
+  void set_stats_decay(double decay);
   // Device bytes held by parameters, slots and transposes (not activations or data).
   int64_t parameter_bytes() const;
 
@@ -151,6 +158,9 @@ class CudaModel {
     DeviceBuffer t_col_ptr, t_row_idx, t_value_pos; // CSR: W^T structure (host-built at load)
     DeviceBuffer mask, alive;                       // empty when unused
     DeviceBuffer dc_weight, dc_mask;                // DropConnect: this step's masked weights and mask (count)
+    DeviceBuffer stats;                             // doubles: mean |a|, mean a, taylor (units each)
+    int64_t stats_updates = 0;
+    double* stat(int i) const { return stats.as<double>() + i * units; }
     CsrView view(const float* values = nullptr) const;  // values: another array in W's order (DropConnect)
     CsrTransposeView transpose_view() const;
   };
@@ -184,6 +194,7 @@ class CudaModel {
   int64_t ws_batch_ = 0;
   std::vector<DeviceBuffer> act_, dropped_, drop_mask_;
   DeviceBuffer grad_a_, grad_b_, labels_, targets_, order_, out_;
+  DeviceBuffer row_abs_, row_sum_, row_dot_;  // per-unit sums of one layer's batch (statistics)
   DeviceBuffer totals_;  // two LossTotals: [0] this batch, [1] running sum
   DeviceBuffer halt_;    // NonFiniteStep of the current train() call
   DeviceBuffer loss_ws_;

@@ -114,6 +114,17 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     }
     remap_weights_cuda(v, l.count, w, stream_);
     remap_bias_cuda(v, b, stream_);
+    // Unit statistics follow their units; new units take the host's (zeros).
+    const std::vector<double>* host_stats[3] = {&s.mean_abs_activation, &s.mean_activation, &s.taylor};
+    for (int k = 0; k < 3; ++k) {
+      const double* fresh_stats = nullptr;
+      if (fresh[i] && static_cast<int64_t>(host_stats[k]->size()) == l.units) {
+        fresh_values.push_back(to_device(*host_stats[k], stream_));
+        fresh_stats = fresh_values.back().as<double>();
+      }
+      remap_rows_f64_cuda(l.stat(k), old.stat(k), fresh_stats, v.row_source, l.units, stream_);
+    }
+    l.stats_updates = old.stats_updates;
     built.push_back(std::move(l));
   }
   replace_layers(std::move(built), step_);  // waits for the stream: the old buffers may go now

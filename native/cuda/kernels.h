@@ -72,6 +72,10 @@ struct RemapSlots {
 void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& slots, Stream& stream);
 // The same for the bias and its slots, by remap_bias_source, for r < v.units.
 void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream);
+// Per-unit doubles (running statistics): to[r] = from[row_source[r]], or
+// fresh[r] (host memory copied before, device here) for a new unit.
+void remap_rows_f64_cuda(double* to, const double* from, const double* fresh, const int32_t* row_source, int64_t units,
+                         Stream& stream);
 
 // ---- dense products (gemm.cu) -------------------------------------------------
 
@@ -161,6 +165,17 @@ void accumulate_totals_cuda(LossTotals* total, const LossTotals* batch, Stream& 
 // values[r * ld + c] = 0 where keep[r * cols + c] == 0 (keep row-major, no
 // stride): pruned weights' gradients and dead units' bias gradients.
 void mask_by_flags_cuda(float* values, int64_t ld, const uint8_t* keep, int64_t rows, int64_t cols, Stream& stream);
+
+// Per-unit running statistics of a training step, the CPU's
+// update_activation_stats / update_taylor_stats in double precision:
+//   mean_abs[r] = d mean_abs[r] + (1 - d) abs_sum[r] / batch, mean likewise
+//   taylor[r]   = d taylor[r] + (1 - d) |dot[r]|
+// from the row sums the activation kernels give. Nothing changes once halt
+// (may be nullptr) is set: the CPU model stops at the bad step too.
+void update_unit_stats_cuda(double* mean_abs, double* mean, const float* abs_sum, const float* sum, int64_t units,
+                            double decay, int64_t batch, const NonFiniteStep* halt, Stream& stream);
+void update_taylor_stats_cuda(double* taylor, const float* dot, int64_t units, double decay, const NonFiniteStep* halt,
+                              Stream& stream);
 
 // Inverted dropout with a counter-based generator (no state on the device):
 // element i is kept when dropout_uniform(seed, stream_id, i) >= rate, and

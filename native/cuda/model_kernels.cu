@@ -61,6 +61,24 @@ __global__ void accumulate_totals_kernel(LossTotals* total, const LossTotals* ba
   total->correct += batch->correct;
 }
 
+__global__ void update_unit_stats_kernel(double* __restrict__ mean_abs, double* __restrict__ mean,
+                                         const float* __restrict__ abs_sum, const float* __restrict__ sum, int64_t units,
+                                         double decay, double inv_batch, const NonFiniteStep* halt) {
+  if (halt != nullptr && halt->step >= 0) return;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= units) return;
+  mean_abs[r] = decay * mean_abs[r] + (1.0 - decay) * (static_cast<double>(abs_sum[r]) * inv_batch);
+  mean[r] = decay * mean[r] + (1.0 - decay) * (static_cast<double>(sum[r]) * inv_batch);
+}
+
+__global__ void update_taylor_stats_kernel(double* __restrict__ taylor, const float* __restrict__ dot, int64_t units,
+                                           double decay, const NonFiniteStep* halt) {
+  if (halt != nullptr && halt->step >= 0) return;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= units) return;
+  taylor[r] = decay * taylor[r] + (1.0 - decay) * fabs(static_cast<double>(dot[r]));
+}
+
 __global__ void mask_by_flags_kernel(float* __restrict__ values, int64_t ld, const uint8_t* __restrict__ keep,
                                      int64_t rows, int64_t cols) {
   const int64_t count = rows * cols;
@@ -124,6 +142,22 @@ void gather_i32_cuda(int32_t* dst, const int32_t* src, const int32_t* index, int
 void accumulate_totals_cuda(LossTotals* total, const LossTotals* batch, Stream& stream, NonFiniteStep* halt,
                             int64_t step) {
   accumulate_totals_kernel<<<1, 1, 0, raw(stream)>>>(total, batch, halt, step);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void update_unit_stats_cuda(double* mean_abs, double* mean, const float* abs_sum, const float* sum, int64_t units,
+                            double decay, int64_t batch, const NonFiniteStep* halt, Stream& stream) {
+  if (units <= 0 || batch <= 0) return;
+  update_unit_stats_kernel<<<static_cast<unsigned>(ceil_div(units, kBlock)), kBlock, 0, raw(stream)>>>(
+      mean_abs, mean, abs_sum, sum, units, decay, 1.0 / static_cast<double>(batch), halt);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void update_taylor_stats_cuda(double* taylor, const float* dot, int64_t units, double decay, const NonFiniteStep* halt,
+                              Stream& stream) {
+  if (units <= 0) return;
+  update_taylor_stats_kernel<<<static_cast<unsigned>(ceil_div(units, kBlock)), kBlock, 0, raw(stream)>>>(taylor, dot, units,
+                                                                                                      decay, halt);
   NP_CUDA_CHECK_LAUNCH();
 }
 

@@ -40,6 +40,13 @@ __global__ void remap_bias_kernel(RemapView v, RemapSlots s) {
     copy_slots(s, r, remap_bias_source(v, r));
 }
 
+__global__ void remap_rows_f64_kernel(double* to, const double* from, const double* fresh, const int32_t* row_source,
+                                      int64_t units) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < units; r += stride)
+    to[r] = row_source[r] >= 0 ? from[row_source[r]] : (fresh != nullptr ? fresh[r] : 0.0);
+}
+
 int64_t grid_for(int64_t n) { return std::min<int64_t>(std::max<int64_t>(1, ceil_div(n, kBlock)), 65535 * 16); }
 
 }  // namespace
@@ -53,6 +60,13 @@ void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& sl
 void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream) {
   if (v.units <= 0) return;
   remap_bias_kernel<<<static_cast<unsigned>(grid_for(v.units)), kBlock, 0, raw(stream)>>>(v, slots);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void remap_rows_f64_cuda(double* to, const double* from, const double* fresh, const int32_t* row_source, int64_t units,
+                         Stream& stream) {
+  if (units <= 0) return;
+  remap_rows_f64_kernel<<<static_cast<unsigned>(grid_for(units)), kBlock, 0, raw(stream)>>>(to, from, fresh, row_source, units);
   NP_CUDA_CHECK_LAUNCH();
 }
 

@@ -2,7 +2,7 @@
 // (native/cuda/cuda_model.h) as a JS object. lib/cuda_model.ts drives it next
 // to the CPU model, which keeps the structure, ids, events and RNG.
 //
-//   new CudaModel(config, state)   config { inputSize, seed, loss, optimizer, device }
+//   new CudaModel(config, state)   config { inputSize, seed, loss, optimizer, device, statsDecay? }
 //                                  state  { step, layers: [{ units, inputs, activation, inputDropout,
 //                                           dropConnect?, useBias, format, weight, indptr?, indices?, weightMoments,
 //                                           bias, biasMoments, mask?, alive? }] }
@@ -11,9 +11,10 @@
 //                                  parameters: state.layers as for load (step ignored), values only for
 //                                  layers with new units in their rows or inputs; rowSources[l]: an
 //                                  Int32Array, the current index of each new unit of layer l or -1
-//   exportState(withMoments = true) { step, layers: [{ weight, weightMoments, bias, biasMoments }] }
+//   exportState(withMoments = true) { step, layers: [{ weight, weightMoments, bias, biasMoments,
+//                                  meanAbsActivation, meanActivation, taylor, statsUpdates }] }
 //                                  (false: weight and bias only, moment lists empty)
-//   setOptimizer(optimizer)
+//   setOptimizer(optimizer), setStatsDecay(decay)
 //   createDataset(x, y) -> handle  (copied to the device once) / releaseDataset(handle)
 //   trainBatches(handle, order, firstBatch, batchCount, batchSize, progress?) -> Promise
 //   evaluate(x, y, batchSize) -> Promise<{ lossSum, correct, samples }>
@@ -27,6 +28,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/cuda_model.h"
@@ -155,6 +157,13 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
       s.mask = copy_of<uint8_t>(typed<Napi::Uint8Array>(env, l.Get("mask"), napi_uint8_array, at + "mask", "Uint8Array"));
     if (l.Get("alive").IsTypedArray())
       s.alive = copy_of<uint8_t>(typed<Napi::Uint8Array>(env, l.Get("alive"), napi_uint8_array, at + "alive", "Uint8Array"));
+    // Unit statistics: optional (zeros when absent).
+    const std::pair<const char*, std::vector<double>*> stats[] = {
+        {"meanAbsActivation", &s.mean_abs_activation}, {"meanActivation", &s.mean_activation}, {"taylor", &s.taylor}};
+    for (const auto& [key, dst] : stats)
+      if (!l.Get(key).IsUndefined())
+        *dst = copy_of<double>(typed<Napi::Float64Array>(env, l.Get(key), napi_float64_array, at + key, "Float64Array"));
+    s.stats_updates = static_cast<int64_t>(number(env, l, "statsUpdates", 0.0));
     if (values_optional && l.Get("weight").IsUndefined()) {
       out.push_back(std::move(s));
       continue;
@@ -265,6 +274,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
                        {InstanceMethod("load", &CudaModelWrap::Load), InstanceMethod("exportState", &CudaModelWrap::ExportState),
                         InstanceMethod("restructure", &CudaModelWrap::Restructure),
                         InstanceMethod("setOptimizer", &CudaModelWrap::SetOptimizer),
+                        InstanceMethod("setStatsDecay", &CudaModelWrap::SetStatsDecay),
                         InstanceMethod("createDataset", &CudaModelWrap::CreateDataset),
                         InstanceMethod("releaseDataset", &CudaModelWrap::ReleaseDataset),
                         InstanceMethod("trainBatches", &CudaModelWrap::TrainBatches),
@@ -283,6 +293,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     nc::CudaModelConfig config;
     config.input_size = static_cast<int64_t>(number(env, c, "inputSize", 0, true));
     config.dropout_seed = static_cast<uint64_t>(number(env, c, "seed", 0));
+    config.stats_decay = number(env, c, "statsDecay", 0.99);
     config.device = static_cast<int>(number(env, c, "device", 0));
     const std::string loss = c.Get("loss").IsString() ? c.Get("loss").As<Napi::String>().Utf8Value() : "";
     if (loss == "softmaxCrossEntropy") config.loss = nc::CudaLossKind::kSoftmaxCrossEntropy;
@@ -331,6 +342,15 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     return env.Undefined();
   }
 
+  Napi::Value SetStatsDecay(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    idle(env, "setStatsDecay");
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "CudaModel: decay must be a number");
+    const double decay = info[0].As<Napi::Number>().DoubleValue();
+    on_js_thread(env, [&] { model_->set_stats_decay(decay); });
+    return env.Undefined();
+  }
+
   Napi::Value ExportState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     idle(env, "exportState");
@@ -355,6 +375,15 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
       }
       o.Set("weightMoments", wm);
       o.Set("biasMoments", bm);
+      auto doubles = [&](const std::vector<double>& v) {
+        auto a = Napi::Float64Array::New(env, v.size());
+        std::copy(v.begin(), v.end(), a.Data());
+        return a;
+      };
+      o.Set("meanAbsActivation", doubles(layers[i].mean_abs_activation));
+      o.Set("meanActivation", doubles(layers[i].mean_activation));
+      o.Set("taylor", doubles(layers[i].taylor));
+      o.Set("statsUpdates", Napi::Number::New(env, static_cast<double>(layers[i].stats_updates)));
       arr.Set(static_cast<uint32_t>(i), o);
     }
     Napi::Object out = Napi::Object::New(env);

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <utility>
 #include <vector>
 
 #include "cuda/cuda_model.h"
@@ -213,6 +214,20 @@ void compare_training(np::OptimizerKind kind) {
     for (size_t m = 0; m < got[l].weight_moments.size(); ++m) {
       close(got[l].weight_moments[m], after.layers[l].weight_moments[m], "weight moment");
       close(got[l].bias_moments[m], after.layers[l].bias_moments[m], "bias moment");
+    }
+    // Unit statistics: the same EMAs from the same steps (double on both sides, float row sums).
+    CHECK_EQ(got[l].stats_updates, after.layers[l].stats_updates);
+    const std::pair<const std::vector<double>*, const std::vector<double>*> stats[] = {
+        {&got[l].mean_abs_activation, &after.layers[l].mean_abs_activation},
+        {&got[l].mean_activation, &after.layers[l].mean_activation},
+        {&got[l].taylor, &after.layers[l].taylor}};
+    for (const auto& [g, w] : stats) {
+      CHECK_MSG(g->size() == w->size() || w->empty(), "layer %zu: statistics sizes %zu vs %zu", l, g->size(), w->size());
+      // Relative to the largest entry: a per-unit sum near zero has no meaningful relative error.
+      double worst = 0.0, largest = 1e-30;
+      for (double v : *w) largest = std::max(largest, std::fabs(v));
+      for (size_t i = 0; i < g->size() && i < w->size(); ++i) worst = std::max(worst, std::fabs((*g)[i] - (*w)[i]) / largest);
+      CHECK_MSG(worst <= 1e-4, "layer %zu: unit statistics differ by %g of the largest", l, worst);
     }
     if (!after.layers[l].mask.empty())
       for (size_t i = 0; i < got[l].weight.size(); ++i)
