@@ -118,6 +118,7 @@ export class CudaNativeModel implements NativeModel {
     const state = this.host.exportState();
     const layers = state.layers.map((l, i) => this.layerIn(l, i));
     if (this.device) {
+      this.device.setStatsDecay(state.statsDecay);  // an imported state may carry another decay
       this.device.load({ step: state.step, layers });
     } else {
       this.device = new this.addon.CudaModel(
@@ -258,7 +259,8 @@ export class CudaNativeModel implements NativeModel {
   }
 
   epochOrder(n: number, shuffle: boolean): Int32Array {
-    return this.host.epochOrder(n, shuffle); // the CPU model's RNG: the same order as on the CPU
+    // The CPU model's RNG: the CPU path's order, as long as no dropout mask (drawn from it on the CPU, not here) intervenes.
+    return this.host.epochOrder(n, shuffle);
   }
 
   createDataset(x: Float32Array, y: NativeTargets): NativeDataset {
@@ -428,8 +430,9 @@ export class CudaNativeModel implements NativeModel {
   }
 
   importState(state: NativeState): void {
-    this.hostStale = false;
+    // Flags only after the import succeeded: a rejected state leaves the device's newer numbers in view.
     this.host.importState(state);
+    this.hostStale = false;
     this.deviceStale = true;
   }
 

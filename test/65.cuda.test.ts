@@ -718,4 +718,16 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(CpuTwinDevice.lastDropConnect).to.deep.equal([Math.fround(0.3), 0]);  // float32 in the native layer
     expect(h.history.loss.every(Number.isFinite)).to.equal(true);
   });
+
+  it("an importState() that is rejected leaves the device's newer numbers in view", async () => {
+    const cpu = mixedMlp('cpu', 'sgd');
+    const dev = onTwinDevice(mixedMlp('cpu', 'sgd'));
+    const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
+    expect(b.history.loss).to.deep.equal(a.history.loss);
+    const bad = cpu.native.exportState();
+    bad.layers[0].weight = new Float32Array(3);  // wrong size: rejected
+    expect(() => dev.native.importState(bad)).to.throw();
+    expect(denseAt(dev, 0).getWeights().weight).to.deep.equal(denseAt(cpu, 0).getWeights().weight);
+    expect(dev.step).to.equal(cpu.step);
+  });
 });

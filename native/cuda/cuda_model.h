@@ -183,7 +183,8 @@ class CudaModel {
                                                 const float* targets);
 
   CudaModelConfig config_;
-  int64_t step_ = 0;
+  // Atomic: JS reads step() (the model's step getter) while a worker trains.
+  std::atomic<int64_t> step_{0};
   // The stream belongs to the device current when it is created: select it first.
   bool device_selected_ = (set_device(config_.device), true);
   Stream stream_;

@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -125,12 +126,12 @@ template <bool kTransA, bool kTransB>
 __global__ void __launch_bounds__(kThreads)
     gemm_f32_tiled_64x64_kernel(int64_t m, int64_t n, int64_t k, const float* __restrict__ a, int64_t lda,
                                 const float* __restrict__ b, int64_t ldb, float beta, float* __restrict__ c,
-                                int64_t ldc) {
+                                int64_t ldc, int64_t tile_m0) {
   // C[m x n] = beta*C + op(A)[m x k] op(B)[k x n]; this block: rows m0.., columns n0..
   __shared__ float as[kDepth][kTile + 1];  // as[kk][mm] = op(A)[m0+mm, k0+kk]
   __shared__ float bs[kDepth][kTile + 1];  // bs[kk][nn] = op(B)[k0+kk, n0+nn]
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kTile, n0 = static_cast<int64_t>(blockIdx.x) * kTile;
+  const int64_t m0 = (tile_m0 + static_cast<int64_t>(blockIdx.y)) * kTile, n0 = static_cast<int64_t>(blockIdx.x) * kTile;
   float acc[4][4] = {};
   for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
 #pragma unroll
@@ -179,15 +180,17 @@ void gemm_f32_tiled_cuda(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int
                          const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Stream& stream) {
   if (m <= 0 || n <= 0) return;
   const int64_t gx = ceil_div(n, kTile), gy = ceil_div(m, kTile);
-  if (gy > kMaxGridY) throw std::length_error("gemm_f32_tiled_cuda: m = " + std::to_string(m) + " exceeds the grid");
-  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+  if (gx > kMaxGridX) throw std::length_error("gemm_f32_tiled_cuda: n = " + std::to_string(n) + " exceeds the grid");
   const bool ta = trans_a == Trans::kYes, tb = trans_b == Trans::kYes;
   cudaStream_t s = raw(stream);
-  // k == 0 still runs: C = beta*C.
-  if (!ta && !tb) gemm_f32_tiled_64x64_kernel<false, false><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc);
-  if (!ta && tb) gemm_f32_tiled_64x64_kernel<false, true><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc);
-  if (ta && !tb) gemm_f32_tiled_64x64_kernel<true, false><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc);
-  if (ta && tb) gemm_f32_tiled_64x64_kernel<true, true><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc);
+  // Rows of tiles in slices of at most 65535 (grid.y's limit). k == 0 still runs: C = beta*C.
+  for (int64_t t0 = 0; t0 < gy; t0 += kMaxGridY) {
+    const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(std::min(kMaxGridY, gy - t0)));
+    if (!ta && !tb) gemm_f32_tiled_64x64_kernel<false, false><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
+    if (!ta && tb) gemm_f32_tiled_64x64_kernel<false, true><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
+    if (ta && !tb) gemm_f32_tiled_64x64_kernel<true, false><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
+    if (ta && tb) gemm_f32_tiled_64x64_kernel<true, true><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
+  }
   NP_CUDA_CHECK_LAUNCH();
 }
 
