@@ -14,11 +14,11 @@
 //     pushes the whole state (host -> device, transposes rebuilt).
 // Changes that write nothing but a new structure, new units and zeros
 // (compact, format changes, 'zero' / 'random' growth, magnitude and neuron
-// pruning, SET regrowth) keep the numbers on the device: the host decides
-// and applies them to its structure (reading at most the weights, copied
-// over for it) and the device moves its own numbers to match
-// (followOnDevice). The others still run on the CPU between two device calls
-// (issue 6, part 3).
+// pruning, SET and RigL regrowth) keep the numbers on the device: the host
+// decides and applies them to its structure (reading at most the weights and
+// unit statistics, copied over for it, and for RigL the last device batch)
+// and the device moves its own numbers to match (followOnDevice). The others
+// still run on the CPU between two device calls (issue 6, part 3).
 import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn, CudaStateOut } from './cuda';
 import type {
   BatchProgress,
@@ -65,6 +65,10 @@ export class CudaNativeModel implements NativeModel {
   /** The host holds newer parameters than the device (or there is no device model yet). */
   private deviceStale = true;
   private optimizer: NativeOptimizerConfig = { kind: 'sgd', learningRate: 0 };
+  /** The arrays behind each live device dataset (the device holds its own copy): RigL's batch is cut from them. */
+  private readonly datasetArrays = new Map<NativeDataset, { x: Float32Array; y: NativeTargets }>();
+  /** The last batch trained on the device: what RigL's gradient reads, as on the CPU path. */
+  private lastBatch: { x: Float32Array; y: NativeTargets } | null = null;
   private lossName = 'softmaxCrossEntropy';
 
   constructor(
@@ -176,7 +180,7 @@ export class CudaNativeModel implements NativeModel {
    * take the host's values (fresh units, zeros). Fits changes that write
    * nothing but the new structure, new units and zeros: compact, format
    * changes, 'zero' / 'random' growth, magnitude and neuron pruning (l1, l2,
-   * activation, taylor, random), SET regrowth.
+   * activation, taylor, random), SET and RigL regrowth.
    */
   private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure'): T {
     const device = this.device;
@@ -264,11 +268,14 @@ export class CudaNativeModel implements NativeModel {
   }
 
   createDataset(x: Float32Array, y: NativeTargets): NativeDataset {
-    return this.push().createDataset(x, y) as NativeDataset;
+    const dataset = this.push().createDataset(x, y) as NativeDataset;
+    this.datasetArrays.set(dataset, { x, y });
+    return dataset;
   }
 
   releaseDataset(dataset: NativeDataset): void {
     this.device?.releaseDataset(dataset);
+    this.datasetArrays.delete(dataset);
   }
 
   async trainBatches(
@@ -282,7 +289,25 @@ export class CudaNativeModel implements NativeModel {
     // push() also brings over a structural change made between two calls of one fit().
     const device = this.push();
     this.hostStale = true;
-    return device.trainBatches(dataset, order, firstBatch, batchCount, batchSize, progress);
+    const result = await device.trainBatches(dataset, order, firstBatch, batchCount, batchSize, progress);
+    if (result.steps > 0) this.lastBatch = this.batchOf(dataset, order, firstBatch + result.steps - 1, batchSize) ?? this.lastBatch;
+    return result;
+  }
+
+  /** Batch `b` of an epoch order, copied from the dataset's arrays (null for a dataset this wrapper did not make). */
+  private batchOf(dataset: NativeDataset, order: Int32Array, b: number, batchSize: number): { x: Float32Array; y: NativeTargets } | null {
+    const arrays = this.datasetArrays.get(dataset);
+    if (!arrays) return null;
+    const inputs = this.options.inputSize;
+    const samples = arrays.x.length / inputs;
+    const first = b * batchSize, count = Math.min(order.length, first + batchSize) - first;
+    const x = new Float32Array(count * inputs);
+    for (let j = 0; j < count; j++) x.set(arrays.x.subarray(order[first + j] * inputs, (order[first + j] + 1) * inputs), j * inputs);
+    if (arrays.y instanceof Int32Array) return { x, y: Int32Array.from({ length: count }, (_, j) => arrays.y[order[first + j]]) };
+    const outputs = arrays.y.length / samples;
+    const y = new Float32Array(count * outputs);
+    for (let j = 0; j < count; j++) y.set(arrays.y.subarray(order[first + j] * outputs, (order[first + j] + 1) * outputs), j * outputs);
+    return { x, y };
   }
 
   evaluate(x: Float32Array, y: NativeTargets, batchSize: number): Promise<NativeStats> {
@@ -392,10 +417,14 @@ export class CudaNativeModel implements NativeModel {
     this.mutate(() => this.host.sparsify(sparsity, distribution, layers));
   }
 
-  regrow(layers: number[], dropFraction: number, byGradient: boolean): number {
-    if (byGradient) this.unsupported('RigL gradient regrowth', 'it needs the last training batch, which stays on the GPU');
-    // SET: drops by magnitude, grows empty positions at value 0 with fresh slots.
-    return this.followOnDevice(() => this.host.regrow(layers, dropFraction, byGradient), 'weights');
+  regrow(layers: number[], dropFraction: number, byGradient: boolean, x?: Float32Array, y?: NativeTargets): number {
+    // SET drops by magnitude and grows empty positions at value 0 with fresh slots; RigL also
+    // reads the gradient of a batch, which the host computes from the device's weights on the
+    // last batch trained here (the CPU path keeps the same batch) or on x/y.
+    const batch = x !== undefined && y !== undefined ? { x, y } : this.lastBatch;
+    if (!byGradient) return this.followOnDevice(() => this.host.regrow(layers, dropFraction, false), 'weights');
+    if (!batch) throw new Error('RigL gradient regrowth needs a batch to take the gradient of: train the model first, or pass x and y');
+    return this.followOnDevice(() => this.host.regrow(layers, dropFraction, true, batch.x, batch.y), 'weights');
   }
 
   setContinualBackprop(rate: number, maturity: number): void {

@@ -145,7 +145,8 @@ export interface NativeModel {
   grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets): Float64Array;
   /** Every dense layer, or the dense-layer indices in `layers`. */
   sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void;
-  regrow(layers: number[], dropFraction: number, byGradient: boolean): number;
+  /** RigL (byGradient) reads the gradient of x/y when given, else of the last training batch. */
+  regrow(layers: number[], dropFraction: number, byGradient: boolean, x?: Float32Array, y?: NativeTargets): number;
   setContinualBackprop(rate: number, maturity: number): void;
   redo(threshold: number): number;
   unitUtility(layer: number): Float64Array;

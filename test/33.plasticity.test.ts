@@ -76,6 +76,19 @@ describe('plasticity: sparse training, reinitialisation, dropin and the cycle', 
     expect(m.events[m.events.length - 1]).to.include({ kind: 'regrow', criterion: 'gradient', count: k });
   });
 
+  it('RigL with an explicit batch (x, y) regrows exactly as with that batch kept from training', async () => {
+    const kept = mlp(4, 1);
+    kept.sparsify({ sparsity: 0.8, distribution: 'uniform' });
+    kept.native.setKeepLastBatch(true);
+    await kept.fit(x, y, { epochs: 1, batchSize: 160, shuffle: false }); // the kept batch is all of x
+    const given = await loadModel(kept.toBuffer());
+    kept.native.regrow([0], 0.25, true);
+    given.native.regrow([0], 0.25, true, x, y);  // nothing kept here: the batch is passed in
+    expect(given.native.exportState().layers[0].indices).to.deep.equal(kept.native.exportState().layers[0].indices);
+    expect(() => given.native.regrow([0], 0.25, true, x.subarray(0, 5), y)).to.throw(RangeError, /multiple of inputSize/);
+    expect(() => given.native.regrow([0], 0.25, true, x, y.subarray(0, 3))).to.throw(RangeError, /one label per sample/);
+  });
+
   it('RigL decays its drop fraction with a cosine and stops at `until`', async () => {
     const schedule = plasticity.rigl({ sparsity: 0.8, dropFraction: 0.4, every: 5, until: 30 }) as any;
     expect(schedule.dropFractionAt(0)).to.be.closeTo(0.4, 1e-12);

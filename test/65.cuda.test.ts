@@ -730,4 +730,20 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(denseAt(dev, 0).getWeights().weight).to.deep.equal(denseAt(cpu, 0).getWeights().weight);
     expect(dev.step).to.equal(cpu.step);
   });
+
+  it('RigL on a cuda model takes the gradient of the last device batch on the host: the CPU path\'s result, no full copy', async () => {
+    const cpu = mixedMlp('cpu', 'adam');
+    const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
+    const rigl = () => plasticity.rigl({ every: 4, until: 40, dropFraction: 0.3, layers: [0, 1] });
+    const before = { ...CpuTwinDevice.calls };
+    const [a, b] = [await cpu.fit(X, Y, { epochs: 3, batchSize: 48, callbacks: [rigl()] }), await dev.fit(X, Y, { epochs: 3, batchSize: 48, callbacks: [rigl()] })];
+    expect(b.history.loss).to.deep.equal(a.history.loss);
+    expect(dev.events.filter((e) => e.kind === 'regrow').length).to.be.greaterThan(2);
+    expect(dev.events).to.deep.equal(cpu.events);
+    for (let i = 0; i < 3; i++) expect(denseAt(dev, i).getWeights().weight, `layer ${i}`).to.deep.equal(denseAt(cpu, i).getWeights().weight);
+    expect(CpuTwinDevice.calls.exportState - before.exportState, 'full copies to the host during fit').to.equal(1);  // the getWeights above
+    // Without any training batch there is nothing to take the gradient of.
+    const fresh = onTwinDevice(mixedMlp('cpu', 'adam'));
+    expect(() => fresh.native.regrow([0], 0.2, true)).to.throw(/needs a batch/);
+  });
 });

@@ -9,6 +9,40 @@
 
 namespace npb {
 
+namespace {
+
+// An optional batch (x, y) at info[index], info[index + 1]: the samples whose
+// gradient gradmax growth and RigL regrowth read instead of the last training batch.
+struct SignalBatch {
+  const float* x = nullptr;
+  np::Targets targets;
+  int64_t n = 0;
+};
+
+SignalBatch signal_batch_arg(const Napi::CallbackInfo& info, size_t index, const np::Model& model) {
+  Napi::Env env = info.Env();
+  SignalBatch b;
+  if (info.Length() <= index + 1 || info[index].IsUndefined() || info[index].IsNull()) return b;
+  auto xs = typed_arg<float>(info, index, "x", -1, napi_float32_array, "Float32Array");
+  const int64_t in = model.input_size();
+  if (xs.ElementLength() == 0 || static_cast<int64_t>(xs.ElementLength()) % in != 0)
+    throw Napi::RangeError::New(env, "x must hold a positive multiple of inputSize values");
+  b.n = static_cast<int64_t>(xs.ElementLength()) / in;
+  b.x = xs.Data();
+  if (!info[index + 1].IsTypedArray()) throw Napi::TypeError::New(env, "y must be an Int32Array or Float32Array");
+  auto t = info[index + 1].As<Napi::TypedArray>();
+  if (t.TypedArrayType() == napi_int32_array && static_cast<int64_t>(t.ElementLength()) == b.n) {
+    b.targets.labels = t.As<Napi::Int32Array>().Data();
+  } else if (t.TypedArrayType() == napi_float32_array && static_cast<int64_t>(t.ElementLength()) == b.n * model.output_size()) {
+    b.targets.values = t.As<Napi::Float32Array>().Data();
+  } else {
+    throw Napi::RangeError::New(env, "y must hold one label per sample (Int32Array) or samples x outputs targets (Float32Array)");
+  }
+  return b;
+}
+
+}  // namespace
+
 // grow(layer, count, init, noise, x?, y?) -> Float64Array of the new neuron ids
 Napi::Value ModelWrap::Grow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -25,27 +59,9 @@ Napi::Value ModelWrap::Grow(const Napi::CallbackInfo& info) {
   else throw Napi::RangeError::New(env, "init must be 'zero', 'net2wider', 'gradmax' or 'random'");
   if (info.Length() <= 3 || !info[3].IsNumber()) throw Napi::TypeError::New(env, "noise must be a number");
   const double noise = info[3].As<Napi::Number>().DoubleValue();
-  const float* x = nullptr;
-  np::Targets targets;
-  int64_t n = 0;
-  if (info.Length() > 5 && !info[4].IsUndefined() && !info[4].IsNull()) {
-    auto xs = typed_arg<float>(info, 4, "x", -1, napi_float32_array, "Float32Array");
-    const int64_t in = model_->input_size();
-    if (xs.ElementLength() == 0 || static_cast<int64_t>(xs.ElementLength()) % in != 0)
-      throw Napi::RangeError::New(env, "x must hold a positive multiple of inputSize values");
-    n = static_cast<int64_t>(xs.ElementLength()) / in;
-    x = xs.Data();
-    if (!info[5].IsTypedArray()) throw Napi::TypeError::New(env, "y must be an Int32Array or Float32Array");
-    auto t = info[5].As<Napi::TypedArray>();
-    if (t.TypedArrayType() == napi_int32_array && static_cast<int64_t>(t.ElementLength()) == n) {
-      targets.labels = t.As<Napi::Int32Array>().Data();
-    } else if (t.TypedArrayType() == napi_float32_array && static_cast<int64_t>(t.ElementLength()) == n * model_->output_size()) {
-      targets.values = t.As<Napi::Float32Array>().Data();
-    } else {
-      throw Napi::RangeError::New(env, "y must hold one label per sample (Int32Array) or samples x outputs targets (Float32Array)");
-    }
-  }
-  auto ids = model_->grow_units(layer, count, init, noise, x, x ? &targets : nullptr, n, &np::default_pool());
+  const SignalBatch batch = signal_batch_arg(info, 4, *model_);
+  auto ids = model_->grow_units(layer, count, init, noise, batch.x, batch.x ? &batch.targets : nullptr, batch.n,
+                                &np::default_pool());
   auto out = Napi::Float64Array::New(env, ids.size());
   for (size_t i = 0; i < ids.size(); ++i) out[i] = static_cast<double>(ids[i]);
   return out;
@@ -65,7 +81,8 @@ Napi::Value ModelWrap::Sparsify(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// regrow(layers, dropFraction, byGradient) -> number regrown
+// regrow(layers, dropFraction, byGradient, x?, y?) -> number regrown; x/y:
+// RigL's batch instead of the last training batch (a GPU model's stays on the device)
 Napi::Value ModelWrap::Regrow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "regrow");
@@ -73,7 +90,9 @@ Napi::Value ModelWrap::Regrow(const Napi::CallbackInfo& info) {
   if (info.Length() < 3 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "dropFraction must be a number");
   const double fraction = info[1].As<Napi::Number>().DoubleValue();
   const bool by_gradient = bool_arg(info, 2, "byGradient");
-  return Napi::Number::New(env, static_cast<double>(model_->regrow(layers, fraction, by_gradient, &np::default_pool())));
+  const SignalBatch batch = signal_batch_arg(info, 3, *model_);
+  return Napi::Number::New(env, static_cast<double>(model_->regrow(layers, fraction, by_gradient, &np::default_pool(), batch.x,
+                                                                   batch.x ? &batch.targets : nullptr, batch.n)));
 }
 
 // setContinualBackprop(rate, maturity): rate 0 disables

@@ -197,8 +197,10 @@ class Model {
   // Drop-and-regrow: drops `fraction` of each layer's stored weights (smallest
   // magnitude) and grows as many new connections (value 0, fresh optimizer
   // state) at random (SET) or where the dense gradient of the last training
-  // batch is largest (RigL, computed block by block). Returns the number regrown.
-  int64_t regrow(const std::vector<int64_t>& layers, double fraction, bool by_gradient, ThreadPool* pool);
+  // batch is largest (RigL, computed block by block), or of `x`/`targets` (n
+  // samples) when given. Returns the number regrown.
+  int64_t regrow(const std::vector<int64_t>& layers, double fraction, bool by_gradient, ThreadPool* pool,
+                 const float* x = nullptr, const Targets* targets = nullptr, int64_t n = 0);
   // Reinitialises units of a hidden layer: incoming weights re-drawn, bias 0,
   // outgoing weights 0 (next bias compensated by the units' mean output when
   // `compensate`), ages, statistics and optimizer state reset. Logged with scores.

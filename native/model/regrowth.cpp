@@ -104,14 +104,18 @@ void Model::sparsify(double sparsity, bool erdos_renyi, const std::vector<int64_
   }
 }
 
-int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool by_gradient, ThreadPool* pool) {
+int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool by_gradient, ThreadPool* pool,
+                      const float* x, const Targets* targets, int64_t n) {
   if (!(fraction >= 0.0 && fraction < 1.0)) throw_range("dropFraction must be in [0, 1), got " + std::to_string(fraction));
   for (int64_t l : which)
     if (l < 0 || l >= static_cast<int64_t>(layers_.size())) throw_range("dense layer index " + std::to_string(l) + " is out of range");
   // RigL scores missing connections with the gradient of the current weights,
   // so compute it before anything is dropped.
   int64_t batch = 0;
-  if (by_gradient) batch = recompute_signals(pool);
+  if (by_gradient) {
+    if (x) load_signal_batch(x, *targets, n);
+    batch = recompute_signals(pool);
+  }
   int64_t total = 0;
   for (int64_t l : which) {
     DenseLayer& layer = layers_[l];
