@@ -405,10 +405,12 @@ export class CudaNativeModel implements NativeModel {
   }
 
   grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets): Float64Array {
-    if (init === 'gradmax' && x === undefined) {
-      this.unsupported('grow({ init: "gradmax" }) without data', 'the last training batch stays on the GPU; pass data to grow()');
+    // gradmax without data reads the last batch trained here, as the CPU path reads its kept batch.
+    const batch = init === 'gradmax' && x === undefined ? this.lastBatch : null;
+    if (init === 'gradmax' && x === undefined && !batch) {
+      throw new Error('grow({ init: "gradmax" }) needs a batch to take the gradient of: train the model first, or pass data to grow()');
     }
-    const grow = () => this.host.grow(layer, count, init, noise, x, y);
+    const grow = () => (batch ? this.host.grow(layer, count, init, noise, batch.x, batch.y) : this.host.grow(layer, count, init, noise, x, y));
     // net2wider copies existing units and gradmax reads the gradient: both need the newest numbers on the host.
     return init === 'zero' || init === 'random' ? this.followOnDevice(grow) : this.mutate(grow);
   }

@@ -745,5 +745,14 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     // Without any training batch there is nothing to take the gradient of.
     const fresh = onTwinDevice(mixedMlp('cpu', 'adam'));
     expect(() => fresh.native.regrow([0], 0.2, true)).to.throw(/needs a batch/);
+    expect(() => fresh.grow({ layer: 0, count: 2, init: 'gradmax' })).to.throw(/needs a batch/);
+    // gradmax growth without data reads the same last batch as the CPU path's kept one.
+    for (const m of [cpu, dev]) {
+      m.native.setKeepLastBatch(true);
+      await m.fit(X, Y, { epochs: 1, batchSize: 48 });
+      m.grow({ layer: 0, count: 2, init: 'gradmax' });
+    }
+    expect(denseAt(dev, 1).getWeights().weight).to.deep.equal(denseAt(cpu, 1).getWeights().weight);
+    expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
   });
 });
