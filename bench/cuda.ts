@@ -7,13 +7,16 @@
 //           cusparseSpMM when libcusparse loads at run time (dlopen; else said so)
 //   train   784-4096-4096-10 at batch 256, SGD momentum: samples/s on the GPU (dense, and 90%
 //           sparse CSR) vs the CPU model on this machine's cores
+//   struct  the same model (Adam) after a training epoch: a magnitude prune followed on the
+//           device (weights to the host for the decision, slots remapped on the GPU) against
+//           the copy path it replaced (every slot to the host, the change, every slot back)
 // Prints the card first. Without a usable GPU it says why and exits with status 1.
 import * as fs from 'fs';
 import * as os from 'os';
 import { cuda, layers, optimizers, Sequential } from '../lib/index';
 
 interface CudaBenchResult {
-  bench: 'gemm' | 'spmm' | 'train';
+  bench: 'gemm' | 'spmm' | 'train' | 'struct';
   impl: string;
   shape: string;
   sparsity: number;
@@ -51,6 +54,38 @@ async function trainRate(device: 'cpu' | 'cuda', n: number, sparsity: number, ep
   const seconds = h.history.seconds.slice(1).reduce((a, b) => a + b, 0);
   if (device === 'cuda') m.to('cpu'); // frees the device memory now
   return (n * epochs) / seconds;
+}
+
+/**
+ * Milliseconds of one 5% magnitude prune of every layer on a trained GPU model,
+ * followed on the device (device: true) or through the host: the model's whole
+ * state out and back in, which is what the copy path costs (copy: true).
+ */
+async function structuralMs(n: number, reps: number): Promise<{ device: number; copy: number }> {
+  const m = new Sequential({ inputSize: 784, seed: 1, device: 'cuda', sparseThreshold: 0.5 });
+  m.add(layers.dense({ units: 4096, activation: 'relu' }));
+  m.add(layers.dense({ units: 4096, activation: 'relu' }));
+  m.add(layers.dense({ units: 10 }));
+  m.compile({ optimizer: optimizers.adam({ learningRate: 0.001 }), loss: 'softmaxCrossEntropy' });
+  const x = randomFloats(n * 784, 5);
+  const y = new Int32Array(n).map((_, i) => (i * 3) % 10);
+  const median = (v: number[]) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  const device: number[] = [], copy: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    await m.fit(x, y, { epochs: 1, batchSize: 256 }); // the device holds the newest numbers again
+    let t = performance.now();
+    m.prune({ amount: 0.05, structure: 'weight', scope: 'global' });
+    await m.predict(x.subarray(0, 784)); // waits for the device
+    device.push(performance.now() - t);
+    await m.fit(x, y, { epochs: 1, batchSize: 256 });
+    t = performance.now();
+    const state = m.native.exportState(); // every slot to the host
+    m.native.importState(state); // and back at the next device call
+    await m.predict(x.subarray(0, 784));
+    copy.push(performance.now() - t);
+  }
+  m.to('cpu');
+  return { device: median(device), copy: median(copy) };
 }
 
 export async function runCudaBench(argv: string[]): Promise<number> {
@@ -125,6 +160,13 @@ export async function runCudaBench(argv: string[]): Promise<number> {
     results.push({ bench: 'train', impl: `neuroplastic-${device}`, shape: '784-4096-4096-10', sparsity, batch: 256, ms: (256 / rate) * 1000, samplesPerSecond: rate });
   }
   console.log(`gpu dense / cpu dense: ${(rates['gpu dense'] / rates['cpu dense']).toFixed(1)}x`);
+
+  console.log('\n== struct: 784-4096-4096-10 (Adam) after an epoch: a 5% global magnitude prune, ms (median)');
+  const st = await structuralMs(quick ? 2048 : 8192, quick ? 3 : 5);
+  console.log(`followed on the device ${pad(st.device.toFixed(1), 10)}  copy path (state out and back) ${pad(st.copy.toFixed(1), 10)}  ` +
+    `ratio ${(st.copy / st.device).toFixed(1)}x`);
+  results.push({ bench: 'struct', impl: 'restructure', shape: '784-4096-4096-10', sparsity: 0, batch: 256, ms: st.device });
+  results.push({ bench: 'struct', impl: 'copy-path', shape: '784-4096-4096-10', sparsity: 0, batch: 256, ms: st.copy });
 
   if (json) {
     fs.writeFileSync(json, JSON.stringify({ gpu: { ...card, backend, cusparse, driver: status.driverVersion, runtime: status.runtimeVersion },
