@@ -175,10 +175,10 @@ export class CudaNativeModel implements NativeModel {
    * model's; when the device trained last, the host first gets what the change
    * reads besides them: the step (events and unit ages record it) and, with
    * reads 'weights', the weights, biases and unit statistics (one copy device
-   * -> host, no optimizer slot, nothing copied back). The host's stale moments are never
-   * read: the device keeps its own for every surviving entry, and new entries
-   * take the host's values (fresh units, zeros). Fits changes that write
-   * nothing but the new structure, new units and zeros: compact, format
+   * -> host, no optimizer slot, nothing copied back). The host's stale moments
+   * are never read: the device keeps its own for every surviving entry, and
+   * new entries take the host's values (fresh units, zeros). Fits changes that
+   * write nothing but the new structure, new units and zeros: compact, format
    * changes, 'zero' / 'random' growth, magnitude and neuron pruning (l1, l2,
    * activation, taylor, random), SET and RigL regrowth.
    */
@@ -298,16 +298,17 @@ export class CudaNativeModel implements NativeModel {
   private batchOf(dataset: NativeDataset, order: Int32Array, b: number, batchSize: number): { x: Float32Array; y: NativeTargets } | null {
     const arrays = this.datasetArrays.get(dataset);
     if (!arrays) return null;
-    const inputs = this.options.inputSize;
-    const samples = arrays.x.length / inputs;
-    const first = b * batchSize, count = Math.min(order.length, first + batchSize) - first;
-    const x = new Float32Array(count * inputs);
-    for (let j = 0; j < count; j++) x.set(arrays.x.subarray(order[first + j] * inputs, (order[first + j] + 1) * inputs), j * inputs);
-    if (arrays.y instanceof Int32Array) return { x, y: Int32Array.from({ length: count }, (_, j) => arrays.y[order[first + j]]) };
-    const outputs = arrays.y.length / samples;
-    const y = new Float32Array(count * outputs);
-    for (let j = 0; j < count; j++) y.set(arrays.y.subarray(order[first + j] * outputs, (order[first + j] + 1) * outputs), j * outputs);
-    return { x, y };
+    const first = b * batchSize;
+    const picked = order.subarray(first, Math.min(order.length, first + batchSize));
+    const samples = arrays.x.length / this.options.inputSize;
+    // Rows `picked` of a row-major array whose rows are `length / samples` long.
+    const rows = <T extends Float32Array | Int32Array>(a: T): T => {
+      const width = a.length / samples;
+      const out = new (a.constructor as { new (n: number): T })(picked.length * width);
+      picked.forEach((row, j) => out.set(a.subarray(row * width, (row + 1) * width), j * width));
+      return out;
+    };
+    return { x: rows(arrays.x), y: rows(arrays.y) };
   }
 
   evaluate(x: Float32Array, y: NativeTargets, batchSize: number): Promise<NativeStats> {
@@ -406,11 +407,11 @@ export class CudaNativeModel implements NativeModel {
 
   grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets): Float64Array {
     // gradmax without data reads the last batch trained here, as the CPU path reads its kept batch.
-    const batch = init === 'gradmax' && x === undefined ? this.lastBatch : null;
-    if (init === 'gradmax' && x === undefined && !batch) {
+    const data = x !== undefined ? { x, y } : init === 'gradmax' ? this.lastBatch : null;
+    if (init === 'gradmax' && !data) {
       throw new Error('grow({ init: "gradmax" }) needs a batch to take the gradient of: train the model first, or pass data to grow()');
     }
-    const grow = () => (batch ? this.host.grow(layer, count, init, noise, batch.x, batch.y) : this.host.grow(layer, count, init, noise, x, y));
+    const grow = () => this.host.grow(layer, count, init, noise, data?.x, data?.y);
     // net2wider copies existing units and gradmax reads the gradient: both need the newest numbers on the host.
     return init === 'zero' || init === 'random' ? this.followOnDevice(grow) : this.mutate(grow);
   }
@@ -423,8 +424,8 @@ export class CudaNativeModel implements NativeModel {
     // SET drops by magnitude and grows empty positions at value 0 with fresh slots; RigL also
     // reads the gradient of a batch, which the host computes from the device's weights on the
     // last batch trained here (the CPU path keeps the same batch) or on x/y.
-    const batch = x !== undefined && y !== undefined ? { x, y } : this.lastBatch;
     if (!byGradient) return this.followOnDevice(() => this.host.regrow(layers, dropFraction, false), 'weights');
+    const batch = x !== undefined && y !== undefined ? { x, y } : this.lastBatch;
     if (!batch) throw new Error('RigL gradient regrowth needs a batch to take the gradient of: train the model first, or pass x and y');
     return this.followOnDevice(() => this.host.regrow(layers, dropFraction, true, batch.x, batch.y), 'weights');
   }

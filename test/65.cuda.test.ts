@@ -755,4 +755,16 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(denseAt(dev, 1).getWeights().weight).to.deep.equal(denseAt(cpu, 1).getWeights().weight);
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
   });
+
+  it('RigL on a cuda model trained on soft targets cuts the same last batch (targets rows) as the CPU path keeps', async () => {
+    const T = new Float32Array(N * 5);
+    Y.forEach((label, i) => (T[i * 5 + label] = 1));
+    const cpu = mixedMlp('cpu', 'sgd');
+    const dev = onTwinDevice(mixedMlp('cpu', 'sgd'));
+    const rigl = () => plasticity.rigl({ every: 5, until: 30, dropFraction: 0.3, layers: [1] });
+    const [a, b] = [await cpu.fit(X, T, { epochs: 2, batchSize: 40, callbacks: [rigl()] }), await dev.fit(X, T, { epochs: 2, batchSize: 40, callbacks: [rigl()] })];
+    expect(b.history.loss).to.deep.equal(a.history.loss);
+    expect(dev.events).to.deep.equal(cpu.events);
+    expect(denseAt(dev, 1).getWeights().weight).to.deep.equal(denseAt(cpu, 1).getWeights().weight);
+  });
 });
