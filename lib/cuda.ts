@@ -67,7 +67,10 @@ export interface CudaLayerStateIn extends NativeLayerParams {
  * in its rows or inputs (the device reads them at those positions only).
  */
 export type CudaLayerStructureIn = Omit<CudaLayerStateIn, 'weight' | 'weightMoments' | 'bias' | 'biasMoments'> &
-  Partial<Pick<CudaLayerStateIn, 'weight' | 'weightMoments' | 'bias' | 'biasMoments'>>;
+  Partial<Pick<CudaLayerStateIn, 'weight' | 'weightMoments' | 'bias' | 'biasMoments'>> & {
+    /** Take every bias value from the host (a reinitialised unit's output moved into them); slots stay the device's. */
+    biasFromHost?: boolean;
+  };
 
 /** What the device model gives back: its step and every parameter with its optimizer slots. */
 export interface CudaStateOut {

@@ -10,15 +10,16 @@
 //   - after training, the device: reading weights, saving, or a structural
 //     operation first pulls them (device -> host, one copy of every slot);
 //   - after a change on the host (setWeights, net2wider/gradmax growth,
-//     sparsify, reinit, rewind, importState), the host: the next device call
-//     pushes the whole state (host -> device, transposes rebuilt).
+//     sparsify, rewind, importState), the host: the next device call pushes
+//     the whole state (host -> device, transposes rebuilt).
 // Changes that write nothing but a new structure, new units and zeros
 // (compact, format changes, 'zero' / 'random' growth, magnitude and neuron
-// pruning, SET and RigL regrowth) keep the numbers on the device: the host
-// decides and applies them to its structure (reading at most the weights and
-// unit statistics, copied over for it, and for RigL the last device batch)
-// and the device moves its own numbers to match (followOnDevice). The others
-// still run on the CPU between two device calls (issue 6, part 3).
+// pruning, SET and RigL regrowth, continual-backprop and ReDo reinit) keep
+// the numbers on the device: the host decides and applies them to its
+// structure (reading at most the weights and unit statistics, copied over
+// for it, and for RigL the last device batch) and the device moves its own
+// numbers to match (followOnDevice). The others still run on the CPU between
+// two device calls (issue 6, part 3).
 import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn, CudaStateOut } from './cuda';
 import type {
   BatchProgress,
@@ -69,6 +70,8 @@ export class CudaNativeModel implements NativeModel {
   private readonly datasetArrays = new Map<NativeDataset, { x: Float32Array; y: NativeTargets }>();
   /** The last batch trained on the device: what RigL's gradient reads, as on the CPU path. */
   private lastBatch: { x: Float32Array; y: NativeTargets } | null = null;
+  /** Continual backprop is on: trainBatches stops at each step whose round replaces units. */
+  private continualBackprop = false;
   private lossName = 'softmaxCrossEntropy';
 
   constructor(
@@ -180,11 +183,14 @@ export class CudaNativeModel implements NativeModel {
    * new entries take the host's values (fresh units, zeros). Fits changes that
    * write nothing but the new structure, new units and zeros: compact, format
    * changes, 'zero' / 'random' growth, magnitude and neuron pruning (l1, l2,
-   * activation, taylor, random), SET and RigL regrowth.
+   * activation, taylor, random), SET and RigL regrowth; and reinitialisation
+   * (continual backprop, ReDo), whose units count as new and whose next layer
+   * takes the host's biases (they absorbed the units' mean output).
    */
   private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure'): T {
     const device = this.device;
     if (!device || this.deviceStale) return this.mutate(fn);
+    const eventsBefore = this.host.eventCount;
     const before = this.host.exportState();
     const step = device.step;
     if (this.hostStale && (reads === 'weights' || before.step !== step)) {
@@ -201,9 +207,19 @@ export class CudaNativeModel implements NativeModel {
     const r = fn();
     const after = this.host.exportState();
     const sources = after.layers.map((l, i) => rowSourcesById(before.layers[i].neuronIds, l.neuronIds));
+    // Reinitialised units (continual backprop, ReDo) keep their ids but not their numbers: new
+    // units to the device; and the next layer's biases absorbed their output (host values).
+    const biasFromHost = after.layers.map(() => false);
+    for (const e of this.host.events(eventsBefore)) {
+      if (e.kind !== 'reinit') continue;
+      const ids = after.layers[e.layer].neuronIds;
+      for (const id of e.neuronIds) sources[e.layer][ids.indexOf(BigInt(id))] = -1;
+      biasFromHost[e.layer + 1] = true;
+    }
     const hasNew = sources.map((s) => s.includes(-1));
     const layers: CudaLayerStructureIn[] = after.layers.map((l, i) => {
       const full = this.layerIn(l, i);
+      if (biasFromHost[i]) return { ...full, biasFromHost: true };
       if (hasNew[i] || (i > 0 && hasNew[i - 1])) return full;
       const { weight: _w, weightMoments: _wm, bias: _b, biasMoments: _bm, ...structure } = full;
       return structure;
@@ -279,6 +295,45 @@ export class CudaNativeModel implements NativeModel {
   }
 
   async trainBatches(
+    dataset: NativeDataset,
+    order: Int32Array,
+    firstBatch: number,
+    batchCount: number,
+    batchSize: number,
+    progress?: BatchProgress,
+  ): Promise<NativeTrainResult> {
+    if (!this.continualBackprop) return this.trainOnDevice(dataset, order, firstBatch, batchCount, batchSize, progress);
+    // Continual backprop runs a replacement round after every step; most replace nothing. Train
+    // on the device up to each step whose round replaces a unit (the host knows which from the
+    // ages and the carry), run that round on the host with the device's weights and statistics,
+    // and let the device follow (followOnDevice), as the CPU path does inside its step.
+    const total: NativeTrainResult = { lossSum: 0, correct: 0, samples: 0, steps: 0, aborted: false };
+    while (total.steps < batchCount && !total.aborted) {
+      const from = this.step, left = batchCount - total.steps;
+      const due = this.host.continualBackpropDue(from, left);
+      const base = { ...total };
+      const offset: BatchProgress | undefined =
+        progress && ((done, lossSum, correct, samples) => progress(base.steps + done, base.lossSum + lossSum, base.correct + correct, base.samples + samples));
+      let r: NativeTrainResult;
+      try {
+        r = await this.trainOnDevice(dataset, order, firstBatch + total.steps, due === 0 ? left : due, batchSize, offset);
+      } catch (e) {
+        this.host.continualBackpropSkip(from, Math.max(0, this.step - from)); // the rounds of the steps that were applied
+        throw e;
+      }
+      total.steps += r.steps;
+      total.lossSum += r.lossSum;
+      total.correct += r.correct;
+      total.samples += r.samples;
+      total.aborted = r.aborted;
+      const replaceNow = due !== 0 && r.steps === due;
+      this.host.continualBackpropSkip(from, replaceNow ? r.steps - 1 : r.steps);
+      if (replaceNow) this.followOnDevice(() => this.host.continualBackpropStep(), 'weights');
+    }
+    return total;
+  }
+
+  private async trainOnDevice(
     dataset: NativeDataset,
     order: Int32Array,
     firstBatch: number,
@@ -431,12 +486,25 @@ export class CudaNativeModel implements NativeModel {
   }
 
   setContinualBackprop(rate: number, maturity: number): void {
-    if (rate > 0) this.unsupported('continual backprop', 'it replaces units after every step, inside the training loop');
-    this.host.setContinualBackprop(rate, maturity);
+    this.host.setContinualBackprop(rate, maturity); // checks the values; the host runs the rounds (trainBatches)
+    this.continualBackprop = rate > 0;
+  }
+
+  continualBackpropDue(fromStep: number, max: number): number {
+    return this.host.continualBackpropDue(fromStep, max);
+  }
+
+  continualBackpropSkip(fromStep: number, steps: number): void {
+    this.host.continualBackpropSkip(fromStep, steps);
+  }
+
+  continualBackpropStep(): number {
+    return this.followOnDevice(() => this.host.continualBackpropStep(), 'weights');
   }
 
   redo(threshold: number): number {
-    return this.mutate(() => this.host.redo(threshold));
+    // ReDo reads the unit statistics and reinitialises units: followed on the device like a CBP round.
+    return this.followOnDevice(() => this.host.redo(threshold), 'weights');
   }
 
   unitUtility(layer: number): Float64Array {

@@ -148,6 +148,12 @@ export interface NativeModel {
   /** RigL (byGradient) reads the gradient of x/y when given, else of the last training batch. */
   regrow(layers: number[], dropFraction: number, byGradient: boolean, x?: Float32Array, y?: NativeTargets): number;
   setContinualBackprop(rate: number, maturity: number): void;
+  /** For steps run on the GPU: steps after fromStep until a continual-backprop round replaces a unit (0: none within max). */
+  continualBackpropDue(fromStep: number, max: number): number;
+  /** The replacement carry of `steps` rounds after fromStep that replace nothing. */
+  continualBackpropSkip(fromStep: number, steps: number): void;
+  /** The continual-backprop round at the current step: units replaced. */
+  continualBackpropStep(): number;
   redo(threshold: number): number;
   unitUtility(layer: number): Float64Array;
   unitStats(layer: number): { ages: Float64Array; meanAbsActivation: Float64Array; taylor: Float64Array };

@@ -2,7 +2,8 @@
 // stopped contributing.
 //   Continual backprop (Dohare et al., Nature 2024): every step, replace a
 //   `replacementRate` fraction of the mature units with the lowest utility
-//   (EMA of |a| x mean |w_out|, bias-corrected). Runs inside the native step.
+//   (EMA of |a| x mean |w_out|, bias-corrected). Runs inside the native step
+//   (on a GPU model: between device calls that end where a round replaces units).
 //   ReDo (Sokar et al. 2023): every `every` steps, reset units whose dormancy
 //   score mean|a_i| / mean_k mean|a_k| is <= threshold.
 import type { Callback } from '../callbacks';

@@ -106,6 +106,33 @@ Napi::Value ModelWrap::SetContinualBackprop(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Continual backprop for steps run on the GPU (lib/cuda_model.ts):
+// continualBackpropDue(fromStep, max) -> steps until a round replaces a unit (0: not within max);
+// continualBackpropSkip(fromStep, steps): the carry of rounds that replace nothing;
+// continualBackpropStep() -> units replaced by the round at the current step.
+Napi::Value ModelWrap::ContinualBackpropDue(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "continualBackpropDue");
+  const int64_t from = int_arg(info, 0, "fromStep", 0, INT64_C(1) << 52);
+  const int64_t max = int_arg(info, 1, "max", 0, INT64_C(1) << 40);
+  return Napi::Number::New(env, static_cast<double>(model_->continual_backprop_due(from, max)));
+}
+
+Napi::Value ModelWrap::ContinualBackpropSkip(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "continualBackpropSkip");
+  const int64_t from = int_arg(info, 0, "fromStep", 0, INT64_C(1) << 52);
+  model_->continual_backprop_skip(from, int_arg(info, 1, "steps", 0, INT64_C(1) << 40));
+  return env.Undefined();
+}
+
+Napi::Value ModelWrap::ContinualBackpropStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "continualBackpropStep");
+  const np::Model& m = *model_;
+  return Napi::Number::New(env, static_cast<double>(model_->continual_backprop_step(m.cbp_rate(), m.cbp_maturity())));
+}
+
 // redo(threshold) -> number of units reset
 Napi::Value ModelWrap::Redo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

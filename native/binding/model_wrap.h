@@ -97,6 +97,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Sparsify(const Napi::CallbackInfo& info);
   Napi::Value Regrow(const Napi::CallbackInfo& info);
   Napi::Value SetContinualBackprop(const Napi::CallbackInfo& info);
+  Napi::Value ContinualBackpropDue(const Napi::CallbackInfo& info);
+  Napi::Value ContinualBackpropSkip(const Napi::CallbackInfo& info);
+  Napi::Value ContinualBackpropStep(const Napi::CallbackInfo& info);
   Napi::Value Redo(const Napi::CallbackInfo& info);
   Napi::Value UnitUtility(const Napi::CallbackInfo& info);
   Napi::Value UnitStats(const Napi::CallbackInfo& info);

@@ -52,6 +52,9 @@ struct CudaLayerState : np::LayerParams {
   // empty for zeros; updates = training steps they have seen.
   std::vector<double> mean_abs_activation, mean_activation, taylor;
   int64_t stats_updates = 0;
+  // restructure(): every bias value is the host's (a reinitialised unit of
+  // the layer below moved its mean output into them); the slots stay.
+  bool bias_from_host = false;
 };
 
 struct CudaModelConfig {
@@ -106,8 +109,10 @@ class CudaModel {
   // row_sources[l][r]: the current index of new unit r of layer l, or -1 for a
   // unit the host added; layer l's inputs follow layer l - 1's units. A layer
   // with new units in its rows or inputs also carries the host's values
-  // (weight, bias and every slot; they are read only at the new positions);
-  // the others carry none. Gradients restart at zero; the step is kept.
+  // (weight, bias and every slot; they are read only at the new positions),
+  // and so does one with bias_from_host; the others carry none. A unit the
+  // host reinitialised counts as new (-1). Gradients restart at zero; the
+  // step is kept.
   // Throws std::invalid_argument before anything changes.
   void restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources);
 

@@ -45,11 +45,11 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       if (s < -1 || s >= layers_[i].units) bad(i, "row source " + std::to_string(s) + " is not -1 or a current unit");
       if (s >= 0 && !seen.insert(s).second) bad(i, "current unit " + std::to_string(s) + " is the source of two units");
     }
-    fresh[i] = has_new_units(src) || (i > 0 && has_new_units(row_sources[i - 1]));
+    fresh[i] = has_new_units(src) || (i > 0 && has_new_units(row_sources[i - 1])) || l.bias_from_host;
     if (fresh[i]) {
       check_values(i, l, moments);
     } else if (!l.weight.empty() || !l.bias.empty() || !l.weight_moments.empty() || !l.bias_moments.empty()) {
-      bad(i, "values given, but the layer has no new units in its rows or inputs");
+      bad(i, "values given, but the layer has no new units in its rows or inputs (nor bias_from_host)");
     }
     inputs = l.units;
   }
@@ -114,6 +114,7 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     }
     remap_weights_cuda(v, l.count, w, stream_);
     remap_bias_cuda(v, b, stream_);
+    if (s.bias_from_host) l.bias.upload(s.bias.data(), s.bias.size() * sizeof(float), stream_);
     // Unit statistics follow their units; new units take the host's (zeros).
     const std::vector<double>* host_stats[3] = {&s.mean_abs_activation, &s.mean_activation, &s.taylor};
     for (int k = 0; k < 3; ++k) {

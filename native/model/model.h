@@ -213,10 +213,20 @@ class Model {
   // after each step when enabled): replaces a `rate` fraction of the units
   // older than `maturity`, lowest utility first. Returns the number replaced.
   int64_t continual_backprop_step(double rate, int64_t maturity);
+  // Continual backprop for a model whose steps run elsewhere (the GPU model):
+  // the first of the `max` steps after `from_step` whose replacement round
+  // replaces a unit (1..max, by the same ages and carry as the rounds inside
+  // train_batch), or 0 when none does; and the carry of `steps` rounds that
+  // replace nothing, applied. The replacing round itself is
+  // continual_backprop_step at that step. Only the structure is read.
+  int64_t continual_backprop_due(int64_t from_step, int64_t max) const;
+  void continual_backprop_skip(int64_t from_step, int64_t steps);
   void set_continual_backprop(double rate, int64_t maturity) {
     cbp_rate_ = rate;
     cbp_maturity_ = maturity;
   }
+  double cbp_rate() const { return cbp_rate_; }
+  int64_t cbp_maturity() const { return cbp_maturity_; }
   // ReDo (Sokar et al. 2023): reinitialises units whose dormancy score
   // mean|a_i| / mean_k mean|a_k| is <= threshold. Returns the number reset.
   int64_t redo(double threshold);

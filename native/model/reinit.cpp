@@ -140,6 +140,42 @@ int64_t Model::continual_backprop_step(double rate, int64_t maturity) {
   return replaced;
 }
 
+namespace {
+
+// Units of `layer` old enough to be replaced at `step` (alive, age > maturity).
+int64_t cbp_eligible(const DenseLayer& layer, int64_t step, int64_t maturity) {
+  int64_t n = 0;
+  for (int64_t j = 0; j < layer.units; ++j)
+    if ((layer.alive.empty() || layer.alive[j]) && step - layer.birth_step[j] > maturity) ++n;
+  return n;
+}
+
+}  // namespace
+
+int64_t Model::continual_backprop_due(int64_t from_step, int64_t max) const {
+  if (cbp_rate_ <= 0.0) return 0;
+  std::vector<double> carry;
+  for (size_t l = 0; l + 1 < layers_.size(); ++l) carry.push_back(layers_[l].cbp_carry);
+  for (int64_t s = 1; s <= max; ++s) {
+    for (size_t l = 0; l + 1 < layers_.size(); ++l) {
+      const int64_t eligible = cbp_eligible(layers_[l], from_step + s, cbp_maturity_);
+      if (eligible == 0) continue;
+      carry[l] += cbp_rate_ * static_cast<double>(eligible);
+      if (static_cast<int64_t>(carry[l]) >= 1) return s;
+    }
+  }
+  return 0;
+}
+
+void Model::continual_backprop_skip(int64_t from_step, int64_t steps) {
+  if (cbp_rate_ <= 0.0) return;
+  for (int64_t s = 1; s <= steps; ++s)
+    for (size_t l = 0; l + 1 < layers_.size(); ++l) {
+      const int64_t eligible = cbp_eligible(layers_[l], from_step + s, cbp_maturity_);
+      if (eligible > 0) layers_[l].cbp_carry += cbp_rate_ * static_cast<double>(eligible);
+    }
+}
+
 int64_t Model::redo(double threshold) {
   if (!(threshold >= 0.0) || !std::isfinite(threshold)) throw_range("threshold must be a non-negative number");
   int64_t reset = 0;

@@ -164,6 +164,7 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
       if (!l.Get(key).IsUndefined())
         *dst = copy_of<double>(typed<Napi::Float64Array>(env, l.Get(key), napi_float64_array, at + key, "Float64Array"));
     s.stats_updates = static_cast<int64_t>(number(env, l, "statsUpdates", 0.0));
+    s.bias_from_host = boolean(l, "biasFromHost", false);
     if (values_optional && l.Get("weight").IsUndefined()) {
       out.push_back(std::move(s));
       continue;
