@@ -70,8 +70,10 @@ export class CudaNativeModel implements NativeModel {
   private readonly datasetArrays = new Map<NativeDataset, { x: Float32Array; y: NativeTargets }>();
   /** The last batch trained on the device: what RigL's gradient reads, as on the CPU path. */
   private lastBatch: { x: Float32Array; y: NativeTargets } | null = null;
-  /** Continual backprop is on: trainBatches stops at each step whose round replaces units. */
-  private continualBackprop = false;
+  /** requestAbort() during trainBatches: seen between its device calls too. */
+  private abortRequested = false;
+  /** setKeepLastBatch(true): the last device batch is kept for RigL / gradmax, as the CPU path keeps its own. */
+  private keepLastBatch = false;
   private lossName = 'softmaxCrossEntropy';
 
   constructor(
@@ -210,11 +212,19 @@ export class CudaNativeModel implements NativeModel {
     // Reinitialised units (continual backprop, ReDo) keep their ids but not their numbers: new
     // units to the device; and the next layer's biases absorbed their output (host values).
     const biasFromHost = after.layers.map(() => false);
+    // Found by their reset age (the event log may have dropped the events), and by the events.
+    const reinitialised = (l: number, r: number) => {
+      sources[l][r] = -1;
+      biasFromHost[l + 1] = true;
+    };
+    after.layers.forEach((l, i) => {
+      if (before.layers[i].birthStep.length === 0 || l.birthStep.length === 0) return;
+      sources[i].forEach((src, r) => void (src >= 0 && l.birthStep[r] !== before.layers[i].birthStep[src] && reinitialised(i, r)));
+    });
     for (const e of this.host.events(eventsBefore)) {
       if (e.kind !== 'reinit') continue;
       const ids = after.layers[e.layer].neuronIds;
-      for (const id of e.neuronIds) sources[e.layer][ids.indexOf(BigInt(id))] = -1;
-      biasFromHost[e.layer + 1] = true;
+      for (const id of e.neuronIds) reinitialised(e.layer, ids.indexOf(BigInt(id)));
     }
     const hasNew = sources.map((s) => s.includes(-1));
     const layers: CudaLayerStructureIn[] = after.layers.map((l, i) => {
@@ -302,13 +312,18 @@ export class CudaNativeModel implements NativeModel {
     batchSize: number,
     progress?: BatchProgress,
   ): Promise<NativeTrainResult> {
-    if (!this.continualBackprop) return this.trainOnDevice(dataset, order, firstBatch, batchCount, batchSize, progress);
-    // Continual backprop runs a replacement round after every step; most replace nothing. Train
-    // on the device up to each step whose round replaces a unit (the host knows which from the
-    // ages and the carry), run that round on the host with the device's weights and statistics,
-    // and let the device follow (followOnDevice), as the CPU path does inside its step.
+    // Continual backprop (when the host model has it on) runs a replacement round after every
+    // step; most replace nothing. Train on the device up to each step whose round replaces a unit
+    // (the host knows which from the ages and the carry), run that round on the host with the
+    // device's weights and statistics, and let the device follow (followOnDevice), as the CPU
+    // path does inside its step. Without it, due is 0 and this is one device call.
+    this.abortRequested = false;
     const total: NativeTrainResult = { lossSum: 0, correct: 0, samples: 0, steps: 0, aborted: false };
     while (total.steps < batchCount && !total.aborted) {
+      if (this.abortRequested && total.steps > 0) {
+        total.aborted = true; // arrived between two device calls
+        break;
+      }
       const from = this.step, left = batchCount - total.steps;
       const due = this.host.continualBackpropDue(from, left);
       const base = { ...total };
@@ -345,14 +360,16 @@ export class CudaNativeModel implements NativeModel {
     const device = this.push();
     this.hostStale = true;
     const result = await device.trainBatches(dataset, order, firstBatch, batchCount, batchSize, progress);
-    if (result.steps > 0) this.lastBatch = this.batchOf(dataset, order, firstBatch + result.steps - 1, batchSize) ?? this.lastBatch;
+    if (this.keepLastBatch && result.steps > 0) {
+      this.lastBatch = this.batchOf(dataset, order, firstBatch + result.steps - 1, batchSize) ?? this.lastBatch;
+    }
     return result;
   }
 
   /** Batch `b` of an epoch order, copied from the dataset's arrays (null for a dataset this wrapper did not make). */
   private batchOf(dataset: NativeDataset, order: Int32Array, b: number, batchSize: number): { x: Float32Array; y: NativeTargets } | null {
     const arrays = this.datasetArrays.get(dataset);
-    if (!arrays) return null;
+    if (!arrays || arrays.x.length === 0) return null; // not ours, or its buffer was transferred
     const first = b * batchSize;
     const picked = order.subarray(first, Math.min(order.length, first + batchSize));
     const samples = arrays.x.length / this.options.inputSize;
@@ -402,6 +419,8 @@ export class CudaNativeModel implements NativeModel {
 
   requestAbort(): void {
     // Only the device trains; a flag left on the host would stop its next CPU fit after to('cpu').
+    // trainBatches also checks it between the device calls it makes (continual backprop).
+    this.abortRequested = true;
     this.device?.requestAbort();
   }
 
@@ -480,14 +499,13 @@ export class CudaNativeModel implements NativeModel {
     // reads the gradient of a batch, which the host computes from the device's weights on the
     // last batch trained here (the CPU path keeps the same batch) or on x/y.
     if (!byGradient) return this.followOnDevice(() => this.host.regrow(layers, dropFraction, false), 'weights');
-    const batch = x !== undefined && y !== undefined ? { x, y } : this.lastBatch;
+    const batch = x !== undefined ? { x, y } : this.lastBatch; // x without y: the host says so
     if (!batch) throw new Error('RigL gradient regrowth needs a batch to take the gradient of: train the model first, or pass x and y');
     return this.followOnDevice(() => this.host.regrow(layers, dropFraction, true, batch.x, batch.y), 'weights');
   }
 
   setContinualBackprop(rate: number, maturity: number): void {
-    this.host.setContinualBackprop(rate, maturity); // checks the values; the host runs the rounds (trainBatches)
-    this.continualBackprop = rate > 0;
+    this.host.setContinualBackprop(rate, maturity); // the host runs the rounds between device calls (trainBatches)
   }
 
   continualBackpropDue(fromStep: number, max: number): number {
@@ -517,12 +535,12 @@ export class CudaNativeModel implements NativeModel {
 
   setKeepLastBatch(keep: boolean): void {
     this.host.setKeepLastBatch(keep);
+    this.keepLastBatch = keep;
   }
 
   setStatsDecay(decay: number): number {
-    const previous = this.host.setStatsDecay(decay);  // checks the value
-    this.device?.setStatsDecay(decay);
-    return previous;
+    this.device?.setStatsDecay(decay); // first: a busy device refuses before the host changes
+    return this.host.setStatsDecay(decay);
   }
 
   exportState(): NativeState {

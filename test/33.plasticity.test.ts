@@ -87,6 +87,11 @@ describe('plasticity: sparse training, reinitialisation, dropin and the cycle', 
     expect(given.native.exportState().layers[0].indices).to.deep.equal(kept.native.exportState().layers[0].indices);
     expect(() => given.native.regrow([0], 0.25, true, x.subarray(0, 5), y)).to.throw(RangeError, /multiple of inputSize/);
     expect(() => given.native.regrow([0], 0.25, true, x, y.subarray(0, 3))).to.throw(RangeError, /one label per sample/);
+    expect(() => (given.native.regrow as (...a: unknown[]) => number)([0], 0.25, true, x)).to.throw(TypeError, /y must be/);
+    // A batch with a bad label is refused before the kept batch is touched: RigL still reads it.
+    const bad = Int32Array.from(y).fill(99, 0, 1);
+    expect(() => kept.native.regrow([0], 0.1, true, x, bad)).to.throw(RangeError, /label 99/);
+    expect(kept.native.regrow([0], 0.1, true)).to.be.greaterThan(0);
   });
 
   it('RigL decays its drop fraction with a cosine and stops at `until`', async () => {

@@ -532,10 +532,14 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     if (d) this.twin.releaseDataset(d.native);
     this.datasets.delete(handle);
   }
-  trainBatches(...args: Parameters<cuda.CudaModelHandle['trainBatches']>) {
+  /** Called after each device call ends (tests: what happens between two calls). */
+  static afterTrain: (() => void) | null = null;
+  async trainBatches(...args: Parameters<cuda.CudaModelHandle['trainBatches']>) {
     const d = this.datasets.get(args[0] as number);
     if (!d) throw new RangeError('dataset is not a live handle (twin)');
-    return this.twin.trainBatches(d.native, args[1], args[2], args[3], args[4], args[5]);
+    const r = await this.twin.trainBatches(d.native, args[1], args[2], args[3], args[4], args[5]);
+    CpuTwinDevice.afterTrain?.();
+    return r;
   }
   evaluate(x: Float32Array, y: Int32Array | Float32Array, batchSize: number) {
     return this.twin.evaluate(x, y, batchSize);
@@ -792,6 +796,55 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     // ReDo: the statistics come from the device, the reset units are followed like a CBP round.
     for (const m of [cpu, dev]) m.native.redo(0.5);
     expect(dev.events).to.deep.equal(cpu.events);
+    expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
+  });
+
+  it('continual backprop on a cuda model: an abort between two device calls stops it; progress counts on across calls', async () => {
+    const m = onTwinDevice(mixedMlp('cpu', 'adam'));
+    await m.fit(X, Y, { epochs: 1, batchSize: 48 });
+    const wrapper = m.native as CudaNativeModel;
+    wrapper.setContinualBackprop(0.2, 0); // a round replaces units nearly every step: many device calls
+    const dataset = wrapper.createDataset(X, Y);
+    const order = Int32Array.from({ length: N }, (_, i) => i);
+    let calls = 0;
+    const seen: number[] = [];
+    CpuTwinDevice.afterTrain = () => void (++calls === 2 && wrapper.requestAbort());
+    try {
+      const r = await wrapper.trainBatches(dataset, order, 0, 10, 48, (done) => void seen.push(done));
+      expect(r.aborted).to.equal(true);
+      expect(calls, 'device calls').to.equal(2);
+      expect(r.steps).to.be.within(2, 9);
+      expect(m.step).to.equal(Math.ceil(N / 48) + r.steps);
+      seen.forEach((v, i) => expect(v).to.be.at.least(i > 0 ? seen[i - 1] : 0));
+    } finally {
+      CpuTwinDevice.afterTrain = null;
+      wrapper.releaseDataset(dataset);
+      wrapper.setContinualBackprop(0, 0);
+    }
+    // The next call is not stopped by the old request.
+    const again = wrapper.createDataset(X, Y);
+    const r2 = await wrapper.trainBatches(again, order, 0, 3, 48);
+    expect(r2.aborted).to.equal(false);
+    expect(r2.steps).to.equal(3);
+    wrapper.releaseDataset(again);
+  });
+
+  it('continual backprop on a cuda model follows the CPU path even when the event log keeps one event', async () => {
+    const make = () => {
+      const m = new Sequential({ inputSize: 16, seed: 11, eventLimit: 1 });
+      m.add(layers.dense({ units: 32, activation: 'relu', sparseThreshold: 0 }));
+      m.add(layers.dense({ units: 24, activation: 'tanh', density: 0.3, sparseThreshold: 0.5 }));
+      m.add(layers.dense({ units: 5, sparseThreshold: 0 }));
+      m.compile({ optimizer: optimizers.sgd({ learningRate: 0.05, momentum: 0.9 }), loss: 'softmaxCrossEntropy' });
+      return m;
+    };
+    const cpu = make();
+    const dev = onTwinDevice(make());
+    const cbp = () => plasticity.continualBackprop({ replacementRate: 0.02, maturity: 3 });
+    await cpu.fit(X, Y, { epochs: 2, batchSize: 48, callbacks: [cbp()] });
+    await dev.fit(X, Y, { epochs: 2, batchSize: 48, callbacks: [cbp()] });
+    expect(dev.native.eventsDropped).to.be.greaterThan(0);
+    for (let i = 0; i < 3; i++) expect(denseAt(dev, i).getWeights().weight, `layer ${i}`).to.deep.equal(denseAt(cpu, i).getWeights().weight);
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
   });
 });

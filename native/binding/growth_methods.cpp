@@ -22,14 +22,15 @@ struct SignalBatch {
 SignalBatch signal_batch_arg(const Napi::CallbackInfo& info, size_t index, const np::Model& model) {
   Napi::Env env = info.Env();
   SignalBatch b;
-  if (info.Length() <= index + 1 || info[index].IsUndefined() || info[index].IsNull()) return b;
+  if (info.Length() <= index || info[index].IsUndefined() || info[index].IsNull()) return b;
   auto xs = typed_arg<float>(info, index, "x", -1, napi_float32_array, "Float32Array");
   const int64_t in = model.input_size();
   if (xs.ElementLength() == 0 || static_cast<int64_t>(xs.ElementLength()) % in != 0)
     throw Napi::RangeError::New(env, "x must hold a positive multiple of inputSize values");
   b.n = static_cast<int64_t>(xs.ElementLength()) / in;
   b.x = xs.Data();
-  if (!info[index + 1].IsTypedArray()) throw Napi::TypeError::New(env, "y must be an Int32Array or Float32Array");
+  if (info.Length() <= index + 1 || !info[index + 1].IsTypedArray())
+    throw Napi::TypeError::New(env, "y must be an Int32Array or Float32Array (x was given)");
   auto t = info[index + 1].As<Napi::TypedArray>();
   if (t.TypedArrayType() == napi_int32_array && static_cast<int64_t>(t.ElementLength()) == b.n) {
     b.targets.labels = t.As<Napi::Int32Array>().Data();

@@ -246,6 +246,7 @@ void Model::import_state(ModelState s) {
   events_dropped_ = std::max<int64_t>(0, s.events_dropped);
   if (event_limit_ > 0) trim_events(event_limit_);
   ws_ = Workspace();
+  last_batch_ = 0;  // the kept batch went with the workspace
 }
 
 }  // namespace np

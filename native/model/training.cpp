@@ -499,15 +499,17 @@ int64_t Model::recompute_signals(ThreadPool* pool) {
 
 // Makes (x, targets) the batch recompute_signals() uses.
 void Model::load_signal_batch(const float* x, const Targets& targets, int64_t n) {
+  const int64_t outputs = output_size();
+  // Checked before anything is overwritten: a rejected batch leaves the kept one as it was.
+  if (targets.labels)
+    for (int64_t j = 0; j < n; ++j)
+      if (targets.labels[j] < 0 || targets.labels[j] >= outputs) throw_range("label " + std::to_string(targets.labels[j]) + " is out of range");
   ensure_workspace(ws_, layers_, input_size_, n);
   load_batch(x, nullptr, 0, n);
   ws_.last_x.ensure_discard(input_size_ * n);
   std::copy(ws_.act[0].data(), ws_.act[0].data() + input_size_ * n, ws_.last_x.data());
-  const int64_t outputs = output_size();
   if (targets.labels) {
     ws_.last_labels.assign(targets.labels, targets.labels + n);
-    for (int32_t label : ws_.last_labels)
-      if (label < 0 || label >= outputs) throw_range("label " + std::to_string(label) + " is out of range");
   } else {
     ws_.last_labels.clear();
     ws_.last_targets.ensure_discard(outputs * n);

@@ -131,6 +131,10 @@ nc::CudaLayerState to_cuda(const np::LayerState& l, const np::DenseLayer& spec) 
   s.bias_moments = l.bias_moments;
   s.mask = l.mask;
   s.alive = l.alive;
+  s.mean_abs_activation = l.mean_abs_activation;
+  s.mean_activation = l.mean_activation;
+  s.taylor = l.taylor;
+  s.stats_updates = l.stats_updates;
   return s;
 }
 
@@ -326,11 +330,23 @@ void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&&
   const np::ModelState before = cpu.export_state();
   op();
   const np::ModelState after = cpu.export_state();
-  const auto sources = np_test::row_sources_by_id(before, after);
+  auto sources = np_test::row_sources_by_id(before, after);
+  // Reinitialised units (a new birth step, same id) are new to the device, and the
+  // next layer takes the host's biases (lib/cuda_model.ts does the same).
+  std::vector<bool> bias_from_host(after.layers.size(), false);
+  for (size_t l = 0; l + 1 < after.layers.size(); ++l)
+    for (size_t r = 0; r < sources[l].size(); ++r)
+      if (sources[l][r] >= 0 && after.layers[l].birth_step[r] != before.layers[l].birth_step[sources[l][r]]) {
+        sources[l][r] = -1;
+        bias_from_host[l + 1] = true;
+      }
   std::vector<bool> values(after.layers.size(), false);
   auto any_new = [](const std::vector<int32_t>& v) { return std::find(v.begin(), v.end(), -1) != v.end(); };
-  for (size_t l = 0; l < values.size(); ++l) values[l] = any_new(sources[l]) || (l > 0 && any_new(sources[l - 1]));
-  gpu.restructure(structure_of(cpu, after, values), sources);
+  for (size_t l = 0; l < values.size(); ++l)
+    values[l] = any_new(sources[l]) || (l > 0 && any_new(sources[l - 1])) || bias_from_host[l];
+  std::vector<nc::CudaLayerState> layers = structure_of(cpu, after, values);
+  for (size_t l = 0; l < layers.size(); ++l) layers[l].bias_from_host = bias_from_host[l];
+  gpu.restructure(std::move(layers), sources);
   const std::vector<nc::CudaLayerState> got = gpu.export_layers();
   CHECK_EQ(got.size(), after.layers.size());
   for (size_t l = 0; l < got.size() && l < after.layers.size(); ++l) {
@@ -341,6 +357,7 @@ void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&&
     CHECK_MSG(got[l].weight_moments == want.weight_moments, "%s: layer %zu weight slots differ", what, l);
     CHECK_MSG(got[l].bias_moments == want.bias_moments, "%s: layer %zu bias slots differ", what, l);
     if (want.csr) CHECK_MSG(got[l].indices == want.indices && got[l].indptr == want.indptr, "%s: layer %zu pattern", what, l);
+    CHECK_MSG(got[l].mean_abs_activation == want.mean_abs_activation || want.mean_abs_activation.empty(), "%s: layer %zu statistics", what, l);
   }
 }
 
@@ -385,6 +402,12 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
     cpu.grow_units(0, 4, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr);
     cpu.grow_units(1, 2, np::GrowInit::kZero, 0.0, nullptr, nullptr, 0, nullptr);
   });
+  restructure_like(cpu, gpu, "continual backprop round", [&] {
+    cpu.set_continual_backprop(0.3, 0);
+    CHECK(cpu.continual_backprop_step(0.3, 0) > 0);
+    cpu.set_continual_backprop(0.0, 0);
+  });
+  restructure_like(cpu, gpu, "ReDo", [&] { cpu.redo(0.8); });
   restructure_like(cpu, gpu, "format changes", [&] {
     cpu.convert_to_csr(0, "test");
     cpu.convert_to_dense(1, "test");
