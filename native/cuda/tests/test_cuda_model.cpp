@@ -303,6 +303,22 @@ CUDA_TEST(cuda_model_export_load_round_trip) {
   CHECK(!gpu.has_dataset(d));
 }
 
+// Labels i % outputs for n samples, taken in order (the tests below).
+struct LabelledSamples {
+  std::vector<int32_t> labels, order;
+  LabelledSamples(int64_t n, int64_t outputs) : labels(n), order(n) {
+    for (int64_t i = 0; i < n; ++i) {
+      labels[i] = static_cast<int32_t>(i % outputs);
+      order[i] = static_cast<int32_t>(i);
+    }
+  }
+  np::Targets targets() const {
+    np::Targets t;
+    t.labels = labels.data();
+    return t;
+  }
+};
+
 // ---- restructuring on the device against the host's structural operations ----------
 
 // The device model's layers as the host would load them, with `values` or without.
@@ -378,13 +394,10 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   o.learning_rate = 0.01f;
   cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
   const std::vector<float> x = random_vector(n * inputs, 8);
-  std::vector<int32_t> labels(n), order(n);
-  for (int64_t i = 0; i < n; ++i) {
-    labels[i] = static_cast<int32_t>(i % outputs);
-    order[i] = static_cast<int32_t>(i);
-  }
-  np::Targets t;
-  t.labels = labels.data();
+  const LabelledSamples samples(n, outputs);
+  const std::vector<int32_t>& labels = samples.labels;
+  const std::vector<int32_t>& order = samples.order;
+  const np::Targets t = samples.targets();
   for (int s = 0; s < 4; ++s) cpu.train_batch(x.data(), t, order.data() + 16 * s, 16, nullptr);  // nonzero moments
   cpu.prune_weights_magnitude({0}, 0.3, false);
   const np::ModelState st = cpu.export_state();
@@ -478,13 +491,10 @@ CUDA_TEST(cuda_model_non_finite_loss_stops_at_the_bad_step) {
   config.optimizer.learning_rate = o.learning_rate;
   nc::CudaModel gpu(config, st.step, layers);
   const std::vector<float> x = random_vector(n * inputs, 9);
-  std::vector<int32_t> labels(n), order(n);
-  for (int64_t i = 0; i < n; ++i) {
-    labels[i] = static_cast<int32_t>(i % outputs);
-    order[i] = static_cast<int32_t>(i);
-  }
-  np::Targets t;
-  t.labels = labels.data();
+  const LabelledSamples samples(n, outputs);
+  const std::vector<int32_t>& labels = samples.labels;
+  const std::vector<int32_t>& order = samples.order;
+  const np::Targets t = samples.targets();
   int64_t cpu_good_steps = 0;
   try {
     for (int64_t b = 0; b < n / batch; ++b, ++cpu_good_steps) cpu.train_batch(x.data(), t, order.data() + b * batch, batch, nullptr);
@@ -559,13 +569,10 @@ CUDA_TEST(cuda_model_drop_connect_matches_host_reference) {
   }
   ref.import_state(masked);
   const std::vector<float> x = random_vector(batch * inputs, 13);
-  std::vector<int32_t> labels(batch), order(batch);
-  for (int64_t i = 0; i < batch; ++i) {
-    labels[i] = static_cast<int32_t>(i % outputs);
-    order[i] = static_cast<int32_t>(i);
-  }
-  np::Targets t;
-  t.labels = labels.data();
+  const LabelledSamples samples(batch, outputs);
+  const std::vector<int32_t>& labels = samples.labels;
+  const std::vector<int32_t>& order = samples.order;
+  const np::Targets t = samples.targets();
   ref.compute_gradients(x.data(), t, batch, nullptr);
 
   const int64_t dataset = gpu.add_dataset(x.data(), batch, labels.data(), nullptr);
