@@ -42,9 +42,8 @@ export function rowSourcesById(before: BigInt64Array, after: BigInt64Array): Int
   return Int32Array.from(after, (id) => index.get(id) ?? -1);
 }
 
-/** The device's per-unit statistics into a host layer state (a state without them keeps its own). */
+/** The device's per-unit statistics into a host layer state. */
 function copyUnitStats(l: NativeLayerState, d: CudaStateOut['layers'][number]): void {
-  if (d.meanAbsActivation === undefined) return;
   l.meanAbsActivation = d.meanAbsActivation;
   l.meanActivation = d.meanActivation;
   l.taylor = d.taylor;

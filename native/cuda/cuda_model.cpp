@@ -123,15 +123,26 @@ void CudaModel::check_layers(const std::vector<CudaLayerState>& layers) const {
   }
 }
 
+namespace {
+
+// A layer's shape and settings, between the host-side state and the device
+// layer (both ways: the field names are the same).
+template <typename From, typename To>
+void copy_settings(const From& from, To& to) {
+  to.units = from.units;
+  to.inputs = from.inputs;
+  to.activation = from.activation;
+  to.input_dropout = from.input_dropout;
+  to.drop_connect = from.drop_connect;
+  to.use_bias = from.use_bias;
+  to.csr = from.csr;
+}
+
+}  // namespace
+
 CudaModel::Layer CudaModel::build_structure(const CudaLayerState& s) {
   Layer l;
-  l.units = s.units;
-  l.inputs = s.inputs;
-  l.activation = s.activation;
-  l.input_dropout = s.input_dropout;
-  l.drop_connect = s.drop_connect;
-  l.use_bias = s.use_bias;
-  l.csr = s.csr;
+  copy_settings(s, l);
   l.count = s.csr ? s.indptr.back() : s.units * s.inputs;
   l.weight_grad = zeros(l.count, stream_);
   if (l.drop_connect > 0.0f) {
@@ -194,13 +205,7 @@ std::vector<CudaLayerState> CudaModel::export_layers(bool with_moments) {
   std::vector<CudaLayerState> out;
   for (const Layer& l : layers_) {
     CudaLayerState s;
-    s.units = l.units;
-    s.inputs = l.inputs;
-    s.activation = l.activation;
-    s.input_dropout = l.input_dropout;
-    s.drop_connect = l.drop_connect;
-    s.use_bias = l.use_bias;
-    s.csr = l.csr;
+    copy_settings(l, s);
     s.weight = to_host<float>(l.weight, static_cast<size_t>(l.count), stream_);
     s.bias = to_host<float>(l.bias, static_cast<size_t>(l.units), stream_);
     for (int m = 0; m < 2 && with_moments; ++m) {
