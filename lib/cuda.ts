@@ -70,6 +70,8 @@ export type CudaLayerStructureIn = Omit<CudaLayerStateIn, 'weight' | 'weightMome
   Partial<Pick<CudaLayerStateIn, 'weight' | 'weightMoments' | 'bias' | 'biasMoments'>> & {
     /** Take every bias value from the host (a reinitialised unit's output moved into them); slots stay the device's. */
     biasFromHost?: boolean;
+    /** Per input: the factor of the weights moved into its column (net2wider's split: value and first moment times it, second moment times its square). */
+    inputScale?: Float32Array;
   };
 
 /** What the device model gives back: its step and every parameter with its optimizer slots. */

@@ -9,17 +9,16 @@
 // one half holds the newest parameters:
 //   - after training, the device: reading weights, saving, or a structural
 //     operation first pulls them (device -> host, one copy of every slot);
-//   - after a change on the host (setWeights, net2wider/gradmax growth,
-//     sparsify, rewind, importState), the host: the next device call pushes
-//     the whole state (host -> device, transposes rebuilt).
-// Changes that write nothing but a new structure, new units and zeros
-// (compact, format changes, 'zero' / 'random' growth, magnitude and neuron
+//   - after a change on the host (setWeights, sparsify, rewind,
+//     importState), the host: the next device call pushes the whole state
+//     (host -> device, transposes rebuilt).
+// Structural changes (compact, format changes, growth, magnitude and neuron
 // pruning, SET and RigL regrowth, continual-backprop and ReDo reinit) keep
 // the numbers on the device: the host decides and applies them to its
 // structure (reading at most the weights and unit statistics, copied over
-// for it, and for RigL the last device batch) and the device moves its own
-// numbers to match (followOnDevice). The others still run on the CPU between
-// two device calls (issue 6, part 3).
+// for it, and for RigL and gradmax the last device batch) and the device
+// moves its own numbers to match (followOnDevice). The others still run on
+// the CPU between two device calls (issue 6, part 3).
 import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn, CudaStateOut } from './cuda';
 import type {
   BatchProgress,
@@ -186,9 +185,12 @@ export class CudaNativeModel implements NativeModel {
    * changes, 'zero' / 'random' growth, magnitude and neuron pruning (l1, l2,
    * activation, taylor, random), SET and RigL regrowth; and reinitialisation
    * (continual backprop, ReDo), whose units count as new and whose next layer
-   * takes the host's biases (they absorbed the units' mean output).
+   * takes the host's biases (they absorbed the units' mean output). `amend`
+   * adds what a change does to surviving numbers besides moving them, which
+   * the device then does to its own: net2wider's scaled source columns
+   * (inputScale), gradmax's compensated next-layer biases (biasFromHost).
    */
-  private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure'): T {
+  private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure', amend?: (layers: CudaLayerStructureIn[]) => void): T {
     const device = this.device;
     if (!device || this.deviceStale) return this.mutate(fn);
     const eventsBefore = this.host.eventCount;
@@ -233,6 +235,7 @@ export class CudaNativeModel implements NativeModel {
       const { weight: _w, weightMoments: _wm, bias: _b, biasMoments: _bm, ...structure } = full;
       return structure;
     });
+    amend?.(layers);
     try {
       device.restructure({ layers }, sources);
     } catch (e) {
@@ -485,8 +488,27 @@ export class CudaNativeModel implements NativeModel {
       throw new Error('grow({ init: "gradmax" }) needs a batch to take the gradient of: train the model first, or pass data to grow()');
     }
     const grow = () => this.host.grow(layer, count, init, noise, data?.x, data?.y);
-    // net2wider copies existing units and gradmax reads the gradient: both need the newest numbers on the host.
-    return init === 'zero' || init === 'random' ? this.followOnDevice(grow) : this.mutate(grow);
+    if (init === 'zero' || init === 'random') return this.followOnDevice(grow);
+    // net2wider copies the newest rows of its sources and gradmax takes the gradient with the
+    // newest weights: both read the device's weights. New units are the host's; what changes
+    // for the old ones, the device does to its own slots.
+    return this.followOnDevice(grow, 'weights', (layers) => {
+      const next = layers[layer + 1];
+      if (init === 'gradmax') {
+        // Its units' constant output act(0) was taken out through the next layer's biases.
+        layers[layer + 1] = { ...next, biasFromHost: true };
+        return;
+      }
+      // net2wider scaled each source's outgoing column, with its moments, by the share it kept.
+      const split = this.host.lastSplit();
+      const inputScale = new Float32Array(next.inputs).fill(1);
+      split.units.forEach((unit, i) => (inputScale[unit] = split.shares[i]));
+      layers[layer + 1] = { ...next, inputScale };
+    });
+  }
+
+  lastSplit(): { layer: number; units: Int32Array; shares: Float32Array } {
+    return this.host.lastSplit();
   }
 
   sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void {

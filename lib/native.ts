@@ -143,6 +143,12 @@ export interface NativeModel {
   rewind(step: number): void;
   snapshotSteps(): number[];
   grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets): Float64Array;
+  /**
+   * The last grow()'s net2wider split: each source unit of `layer` and the share of its outgoing
+   * weights it kept (its next-layer column, value and first moment, was scaled by the share, the
+   * second moment by its square); layer -1 after any other growth.
+   */
+  lastSplit(): { layer: number; units: Int32Array; shares: Float32Array };
   /** Every dense layer, or the dense-layer indices in `layers`. */
   sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void;
   /** RigL (byGradient) reads the gradient of x/y when given, else of the last training batch. */

@@ -335,7 +335,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expectClose(await cpuCopy.predict(X), await m.predict(X), 1e-3, 'cpu copy predictions');
     });
 
-    it('pruning, SET, compact, growth and format changes are followed on the device (CudaModel.restructure), not copied through the host', async function () {
+    it('pruning, SET, compact, growth (net2wider too) and format changes are followed on the device (CudaModel.restructure), not copied through the host', async function () {
       needGpu(this);
       const gpu = mixedMlp('cuda', 'adam');
       await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });
@@ -351,8 +351,11 @@ describe("cuda: Sequential with device 'cuda'", () => {
       gpu.compact();
       gpu.grow({ layer: 0, count: 3, init: 'random' });
       gpu.grow({ layer: 1, count: 2, init: 'zero' });
+      const before = await gpu.predict(X);
+      gpu.grow({ layer: 0, count: 2, init: 'net2wider', noise: 0.2 });  // function-preserving: the split columns scaled on the device
+      expectClose(await gpu.predict(X), before, 1e-4, 'predictions across net2wider growth');
       gpu.native.convertLayer(0, 'csr');
-      expect(counts).to.deep.equal({ restructure: 7, fullExport: 0 });
+      expect(counts).to.deep.equal({ restructure: 8, fullExport: 0 });
       // The device's numbers fit the host's structure (importState checks pruned and dead entries are
       // zero), and a CPU copy computes the same function.
       const cpu = await loadModel(gpu.toBuffer());
@@ -454,8 +457,9 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
   }
   /**
    * The rule of native/cuda/remap.h, restated: each new stored weight is the
-   * old one of the same (unit, input) pair with its slots, the host's value
-   * where the unit or the input is new, or zero (pruned, dead, not stored before).
+   * old one of the same (unit, input) pair with its slots (scaled by its
+   * column's inputScale), the host's value where the unit or the input is
+   * new, or zero (pruned, dead, not stored before).
    */
   restructure(state: { layers: cuda.CudaLayerStructureIn[] }, rowSources: Int32Array[]): void {
     CpuTwinDevice.calls.restructure++;
@@ -482,7 +486,10 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
           const oldR = rowSources[i][r], oldC = colSources ? colSources[c] : c;
           const zero = (l.alive && !l.alive[r]) || (l.format !== 'csr' && l.mask && !l.mask[k]);
           const src = zero ? -2 : oldR < 0 || oldC < 0 ? -1 : oldAt(oldR, oldC);
-          slots.forEach((slot, s) => (slot[k] = src >= 0 ? slotsFrom[s][src] : src === -1 ? fresh![s][k] : 0));
+          // A moved weight takes its column's factor: value and first moment times it, the second moment its square.
+          const f = l.inputScale ? l.inputScale[c] : 1;
+          const scaleOf = (s: number) => Math.fround(s === 2 ? Math.fround(f * f) : f);
+          slots.forEach((slot, s) => (slot[k] = src >= 0 ? Math.fround(slotsFrom[s][src] * scaleOf(s)) : src === -1 ? fresh![s][k] : 0));
           k++;
         }
       }
@@ -759,6 +766,45 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     }
     expect(denseAt(dev, 1).getWeights().weight).to.deep.equal(denseAt(cpu, 1).getWeights().weight);
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
+  });
+
+  it('net2wider and gradmax growth are followed on the device: the CPU path\'s weights, biases and moments, no full copy', async () => {
+    const sigmoidMlp = () => {
+      const m = new Sequential({ inputSize: 16, seed: 5 });
+      m.add(layers.dense({ units: 12, activation: 'sigmoid', sparseThreshold: 0 }));  // act(0) = 0.5: gradmax moves it into the next biases
+      m.add(layers.dense({ units: 5, sparseThreshold: 0 }));
+      m.compile({ optimizer: optimizers.adam({ learningRate: 0.01 }), loss: 'softmaxCrossEntropy' });
+      return m;
+    };
+    const cases: [string, () => Sequential, number[]][] = [
+      ['sgd momentum, dense -> CSR -> dense', () => mixedMlp('cpu', 'sgd'), [0, 1]],
+      ['adam, dense -> CSR -> dense', () => mixedMlp('cpu', 'adam'), [0, 1]],
+      ['adam, sigmoid', sigmoidMlp, [0]],
+    ];
+    for (const [what, make, grown] of cases) {
+      const cpu = make();
+      const dev = onTwinDevice(make());
+      const fitBoth = async () => {
+        const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
+        expect(b.history.loss, `${what}: losses`).to.deep.equal(a.history.loss);
+      };
+      for (const m of [cpu, dev]) m.native.setKeepLastBatch(true);
+      await fitBoth();
+      const calls = { ...CpuTwinDevice.calls };
+      for (const m of [cpu, dev]) {
+        for (const layer of grown) m.grow({ layer, count: 3, init: 'net2wider', noise: 0.3 });
+        m.grow({ layer: 0, count: 2, init: 'gradmax' });
+      }
+      expect(CpuTwinDevice.calls.restructure - calls.restructure, `${what}: restructures`).to.equal(grown.length + 1);
+      expect(CpuTwinDevice.calls.exportState - calls.exportState, `${what}: full copies to the host`).to.equal(0);
+      expect(CpuTwinDevice.calls.load - calls.load, `${what}: full copies to the device`).to.equal(0);
+      // Before any further step: every slot as the CPU path left it (scaled source columns included).
+      const slots = (m: Sequential) => m.native.exportState().layers.map((l) => [l.weight, l.bias, ...l.weightMoments, ...l.biasMoments]);
+      expect(slots(dev), `${what}: weights, biases and moments after growth`).to.deep.equal(slots(cpu));
+      await fitBoth();
+      expect(slots(dev), `${what}: after training on`).to.deep.equal(slots(cpu));
+      expect(dev.events).to.deep.equal(cpu.events);
+    }
   });
 
   it('RigL on a cuda model trained on soft targets cuts the same last batch (targets rows) as the CPU path keeps', async () => {

@@ -68,6 +68,25 @@ Napi::Value ModelWrap::Grow(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// lastSplit() -> { layer, units: Int32Array, shares: Float32Array }: the
+// source units of the last net2wider growth and the share of its outgoing
+// weights each kept (layer -1 after any other growth).
+Napi::Value ModelWrap::LastSplit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const np::Model::UnitSplit& split = model_->last_split();
+  auto units = Napi::Int32Array::New(env, split.shares.size());
+  auto shares = Napi::Float32Array::New(env, split.shares.size());
+  for (size_t i = 0; i < split.shares.size(); ++i) {
+    units[i] = static_cast<int32_t>(split.shares[i].first);
+    shares[i] = split.shares[i].second;
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("layer", Napi::Number::New(env, static_cast<double>(split.layer)));
+  out.Set("units", units);
+  out.Set("shares", shares);
+  return out;
+}
+
 // sparsify(sparsity, 'erdos-renyi' | 'uniform', layers?)
 Napi::Value ModelWrap::Sparsify(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

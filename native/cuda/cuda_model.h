@@ -55,6 +55,9 @@ struct CudaLayerState : np::LayerParams {
   // restructure(): every bias value is the host's (a reinitialised unit of
   // the layer below moved its mean output into them); the slots stay.
   bool bias_from_host = false;
+  // restructure(): per input, the factor of the weights moved into its column
+  // (net2wider's split, remap.h); empty: none.
+  std::vector<float> input_scale;
 };
 
 struct CudaModelConfig {
@@ -111,8 +114,9 @@ class CudaModel {
   // with new units in its rows or inputs also carries the host's values
   // (weight, bias and every slot; they are read only at the new positions),
   // and so does one with bias_from_host; the others carry none. A unit the
-  // host reinitialised counts as new (-1). Gradients restart at zero; the
-  // step is kept.
+  // host reinitialised counts as new (-1). layers[l].input_scale scales the
+  // weights moved into each column (net2wider's split of a source unit's
+  // outgoing weights). Gradients restart at zero; the step is kept.
   // Throws std::invalid_argument before anything changes.
   void restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources);
 

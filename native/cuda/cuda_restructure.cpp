@@ -1,6 +1,7 @@
 // CudaModel::restructure (cuda_model.h): the device model follows a structural
 // change the host made, moving its own numbers (remap.h, remap.cu) instead of
 // copying every slot to the host and back.
+#include <cmath>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -45,6 +46,11 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       if (s < -1 || s >= layers_[i].units) bad(i, "row source " + std::to_string(s) + " is not -1 or a current unit");
       if (s >= 0 && !seen.insert(s).second) bad(i, "current unit " + std::to_string(s) + " is the source of two units");
     }
+    if (!l.input_scale.empty()) {
+      if (static_cast<int64_t>(l.input_scale.size()) != l.inputs) bad(i, "input_scale must have one entry per input");
+      for (float f : l.input_scale)
+        if (!std::isfinite(f)) bad(i, "input_scale entries must be finite");
+    }
     fresh[i] = has_new_units(src) || (i > 0 && has_new_units(row_sources[i - 1])) || l.bias_from_host;
     if (fresh[i]) {
       check_values(i, l, moments);
@@ -87,6 +93,10 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     v.alive = l.alive.size() ? l.alive.as<uint8_t>() : nullptr;
     v.row_source = sources.back().as<int32_t>();
     v.col_source = i == 0 ? nullptr : sources[i - 1].as<int32_t>();
+    if (!s.input_scale.empty()) {
+      fresh_values.push_back(to_device(s.input_scale, stream_));
+      v.col_scale = fresh_values.back().as<float>();
+    }
 
     RemapSlots w, b;
     w.count = b.count = 1 + static_cast<int>(moments);

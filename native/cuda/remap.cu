@@ -16,11 +16,14 @@ namespace {
 
 constexpr int kBlock = 256;
 
-__device__ inline void copy_slots(const RemapSlots& s, int64_t k, int64_t source) {
+// Slot i of position k from `source`; a moved weight in column `col` (>= 0)
+// takes the view's column scale, a bias (col -1) none.
+__device__ inline void copy_slots(const RemapView& view, const RemapSlots& s, int64_t k, int64_t source, int64_t col) {
   for (int i = 0; i < s.count; ++i) {
     float v = 0.0f;
     if (source >= 0) {
       v = s.from[i][source];
+      if (col >= 0) v *= remap_slot_scale(view, col, i);
     } else if (source == kRemapFresh && s.fresh[i] != nullptr) {
       v = s.fresh[i][k];
     }
@@ -30,14 +33,17 @@ __device__ inline void copy_slots(const RemapSlots& s, int64_t k, int64_t source
 
 __global__ void remap_weights_kernel(RemapView v, int64_t stored, RemapSlots s) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < stored; k += stride)
-    copy_slots(s, k, remap_weight_source(v, k));
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < stored; k += stride) {
+    int64_t col = 0;
+    const int64_t source = remap_weight_source(v, k, &col);
+    copy_slots(v, s, k, source, col);
+  }
 }
 
 __global__ void remap_bias_kernel(RemapView v, RemapSlots s) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < v.units; r += stride)
-    copy_slots(s, r, remap_bias_source(v, r));
+    copy_slots(v, s, r, remap_bias_source(v, r), -1);
 }
 
 __global__ void remap_rows_f64_kernel(double* to, const double* from, const double* fresh, const int32_t* row_source,

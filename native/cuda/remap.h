@@ -11,6 +11,10 @@
 //     input's column (growth), which the host's arrays hold exactly;
 //   - zero in every slot: a pruned position (mask), a dead unit's row, or a
 //     position the old layer did not store.
+// A moved weight may be scaled by its column's factor: net2wider splits a
+// source unit's outgoing weights between it and its copies, so the source's
+// column keeps a share of its value and first moment, and the square of that
+// share of its second moment (np::Model::grow_units does the same on the host).
 // That rule is here, shared by the CUDA kernel (remap.cu) and the CPU tests
 // (native/tests/test_remap.cpp check it against np::Model's own operations).
 #pragma once
@@ -42,6 +46,8 @@ struct RemapView {
   // col_source[c]: the old column of new input c, or -1; nullptr: unchanged.
   const int32_t* row_source = nullptr;
   const int32_t* col_source = nullptr;
+  // col_scale[c]: the factor of a moved weight in new column c; nullptr: 1.
+  const float* col_scale = nullptr;
 
   NP_HOST_DEVICE int64_t count() const { return csr ? indptr[units] : units * inputs; }
 };
@@ -68,9 +74,11 @@ NP_HOST_DEVICE inline int64_t remap_col_of(const RemapView& v, int64_t k, int64_
 // The source of the new layer's stored position k (row r, column c): an old
 // stored position, kRemapFresh or kRemapZero. A fresh position that is pruned
 // or belongs to a dead unit is zero, as the host's own value there is.
-NP_HOST_DEVICE inline int64_t remap_weight_source(const RemapView& v, int64_t k) {
+// col (optional) receives c.
+NP_HOST_DEVICE inline int64_t remap_weight_source(const RemapView& v, int64_t k, int64_t* col = nullptr) {
   const int64_t r = remap_row_of(v, k);
   const int64_t c = remap_col_of(v, k, r);
+  if (col) *col = c;
   if (v.alive && !v.alive[r]) return kRemapZero;
   if (!v.csr && v.mask && !v.mask[k]) return kRemapZero;
   const int64_t old_r = v.row_source[r];
@@ -88,6 +96,15 @@ NP_HOST_DEVICE inline int64_t remap_weight_source(const RemapView& v, int64_t k)
     }
   }
   return lo < v.old_indptr[old_r + 1] && v.old_indices[lo] == old_c ? lo : kRemapZero;
+}
+
+// What slot `slot` of a weight moved into column c is multiplied by: the
+// column's factor for the value (slot 0) and the first moment (1), its square
+// for the second moment (2, Adam's). Products in float, as the host's.
+NP_HOST_DEVICE inline float remap_slot_scale(const RemapView& v, int64_t c, int slot) {
+  if (!v.col_scale) return 1.0f;
+  const float s = v.col_scale[c];
+  return slot == 2 ? s * s : s;
 }
 
 // The source of new unit r's bias: its old unit, kRemapFresh (new) or kRemapZero (dead).

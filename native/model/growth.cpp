@@ -328,6 +328,8 @@ std::vector<int64_t> Model::grow_units(int64_t l, int64_t count, GrowInit init, 
     }
   }
   next.inputs = old_inputs + count;
+  last_split_.layer = init == GrowInit::kNet2Wider ? l : -1;
+  last_split_.shares = std::move(source_shares);
 
   // Near-zero incoming weights make a gradmax unit emit act(0): take that
   // constant out through the next layer's bias so the function is unchanged

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/activations.h"
@@ -190,6 +191,16 @@ class Model {
   // batch when keep_last_batch is on. Returns the new units' ids.
   std::vector<int64_t> grow_units(int64_t layer, int64_t count, GrowInit init, double noise, const float* x,
                                   const Targets* targets, int64_t n, ThreadPool* pool);
+  // How the last grow_units call split units (net2wider): each source unit of
+  // the grown layer with the share of its outgoing weights it kept. Its
+  // column of the next layer was scaled by that share: value and first
+  // moment times it, second moment times its square. layer is -1 after any
+  // other growth. The CUDA model scales the same slots on the device with it.
+  struct UnitSplit {
+    int64_t layer = -1;
+    std::vector<std::pair<int64_t, float>> shares;
+  };
+  const UnitSplit& last_split() const { return last_split_; }
   // Random sparse connectivity at `sparsity` overall: 'uniform' (every layer
   // the same) or Erdos-Renyi densities ~ (fan_in + fan_out) / (fan_in x fan_out).
   // `which`: dense-layer indices, empty for all.
@@ -307,6 +318,7 @@ class Model {
   LossKind loss_ = LossKind::kSoftmaxCrossEntropy;
   int64_t step_ = 0;
   int64_t next_neuron_id_ = 0;
+  UnitSplit last_split_;
   Rng rng_;
   Workspace ws_;
   std::deque<StructuralEvent> events_;  // a deque: the oldest leaves in O(1) when the log is full

@@ -21,10 +21,13 @@ namespace nc = np::cuda;
 
 struct Counts {
   int64_t moved = 0, fresh = 0, zero = 0;
+  int64_t scaled = 0;  // moved with a column factor other than 1
 };
 
 // Checks every layer of `after` against the rule; returns what the rule chose.
-Counts check_rule(const np::ModelState& before, const np::ModelState& after, const std::string& what) {
+// scales: per layer, the column factors of a net2wider split (empty: none).
+Counts check_rule(const np::ModelState& before, const np::ModelState& after, const std::string& what,
+                  const std::vector<std::vector<float>>& scales = {}) {
   const auto sources = np_test::row_sources_by_id(before, after);
   Counts n;
   for (size_t l = 0; l < after.layers.size(); ++l) {
@@ -45,6 +48,7 @@ Counts check_rule(const np::ModelState& before, const np::ModelState& after, con
     v.alive = a.alive.empty() ? nullptr : a.alive.data();
     v.row_source = sources[l].data();
     v.col_source = l == 0 ? nullptr : sources[l - 1].data();
+    v.col_scale = l < scales.size() && !scales[l].empty() ? scales[l].data() : nullptr;
     CHECK_EQ(v.count(), static_cast<int64_t>(a.weight.size()));
     CHECK_EQ(o.weight_moments.size(), a.weight_moments.size());
     for (int64_t k = 0; k < v.count(); ++k) {
@@ -52,8 +56,10 @@ Counts check_rule(const np::ModelState& before, const np::ModelState& after, con
       const int64_t r = nc::remap_row_of(v, k), c = nc::remap_col_of(v, k, r);
       if (src >= 0) {
         ++n.moved;
-        bool same = a.weight[k] == o.weight[src];
-        for (size_t m = 0; m < a.weight_moments.size(); ++m) same = same && a.weight_moments[m][k] == o.weight_moments[m][src];
+        n.scaled += nc::remap_slot_scale(v, c, 0) != 1.0f;
+        bool same = a.weight[k] == o.weight[src] * nc::remap_slot_scale(v, c, 0);
+        for (size_t m = 0; m < a.weight_moments.size(); ++m)
+          same = same && a.weight_moments[m][k] == o.weight_moments[m][src] * nc::remap_slot_scale(v, c, 1 + static_cast<int>(m));
         CHECK_MSG(same, "%s: layer %zu (%lld, %lld) moved from %lld: %g, was %g", what.c_str(), l, static_cast<long long>(r),
                   static_cast<long long>(c), static_cast<long long>(src), a.weight[k], o.weight[src]);
       } else if (src == nc::kRemapZero) {
@@ -174,6 +180,40 @@ TEST(remap_rule_matches_growth_zero_and_random) {
     CHECK(c.moved > 0);
     CHECK(c.fresh > 0);
   }
+}
+
+// net2wider: new units copy their sources' rows (fresh to the device: the
+// host's values), and each source's outgoing column keeps a share of its
+// value and moments (moved and scaled). gradmax: new rows and columns fresh,
+// the rest moved unchanged.
+TEST(remap_rule_matches_net2wider_and_gradmax_growth) {
+  const auto model = trained_model();
+  np::Model& m = *model;
+  m.prune_weights_magnitude({0}, 0.25, false);
+  for (int64_t layer : {0, 1}) {  // the next layer: CSR, then dense
+    np::ModelState s0 = m.export_state();
+    m.grow_units(layer, 4, np::GrowInit::kNet2Wider, 0.3, nullptr, nullptr, 0, nullptr);
+    const auto scales = np_test::split_scales(m);
+    CHECK_EQ(m.last_split().layer, layer);
+    int64_t uneven = 0;
+    for (float f : scales[layer + 1]) uneven += f != 1.0f && f != 0.5f;
+    CHECK(uneven > 0);  // noise 0.3: shares other than halves
+    const Counts c = check_rule(s0, m.export_state(), "net2wider", scales);
+    CHECK(c.moved > 0);
+    CHECK(c.fresh > 0);
+    CHECK(c.scaled > 0);  // the sources' columns: exact only with their factors
+  }
+  std::vector<float> x(8 * 9);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) / 7.0f - 0.5f;
+  std::vector<int32_t> labels = {0, 1, 2, 0, 1, 2, 0, 1};
+  np::Targets t;
+  t.labels = labels.data();
+  np::ModelState s2 = m.export_state();
+  m.grow_units(0, 2, np::GrowInit::kGradMax, 0.0, x.data(), &t, 8, nullptr);
+  CHECK_EQ(m.last_split().layer, -1);
+  const Counts g = check_rule(s2, m.export_state(), "gradmax");
+  CHECK(g.moved > 0);
+  CHECK(g.fresh > 0);
 }
 
 TEST(remap_rule_matches_format_changes) {

@@ -165,6 +165,8 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
         *dst = copy_of<double>(typed<Napi::Float64Array>(env, l.Get(key), napi_float64_array, at + key, "Float64Array"));
     s.stats_updates = static_cast<int64_t>(number(env, l, "statsUpdates", 0.0));
     s.bias_from_host = boolean(l, "biasFromHost", false);
+    if (!l.Get("inputScale").IsUndefined())
+      s.input_scale = copy_of<float>(typed<Napi::Float32Array>(env, l.Get("inputScale"), napi_float32_array, at + "inputScale", "Float32Array"));
     if (values_optional && l.Get("weight").IsUndefined()) {
       out.push_back(std::move(s));
       continue;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -340,9 +341,12 @@ std::vector<nc::CudaLayerState> structure_of(const np::Model& cpu, const np::Mod
 
 // Applies `op` to the CPU model and restructure() to the device model, then
 // checks that the device holds exactly the CPU model's parameters and slots
-// (moves are copies: no tolerance).
+// (moves are copies, scaled moves the same float products: no tolerance).
+// `amend` adds what lib/cuda_model.ts adds for the operation (net2wider's
+// column scales, gradmax's host biases).
 template <typename Op>
-void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&& op) {
+void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&& op,
+                      const std::function<void(std::vector<nc::CudaLayerState>&)>& amend = {}) {
   const np::ModelState before = cpu.export_state();
   op();
   const np::ModelState after = cpu.export_state();
@@ -362,6 +366,7 @@ void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&&
     values[l] = any_new(sources[l]) || (l > 0 && any_new(sources[l - 1])) || bias_from_host[l];
   std::vector<nc::CudaLayerState> layers = structure_of(cpu, after, values);
   for (size_t l = 0; l < layers.size(); ++l) layers[l].bias_from_host = bias_from_host[l];
+  if (amend) amend(layers);
   gpu.restructure(std::move(layers), sources);
   const std::vector<nc::CudaLayerState> got = gpu.export_layers();
   CHECK_EQ(got.size(), after.layers.size());
@@ -415,6 +420,15 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
     cpu.grow_units(0, 4, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr);
     cpu.grow_units(1, 2, np::GrowInit::kZero, 0.0, nullptr, nullptr, 0, nullptr);
   });
+  restructure_like(cpu, gpu, "grow net2wider", [&] {
+    cpu.grow_units(1, 3, np::GrowInit::kNet2Wider, 0.3, nullptr, nullptr, 0, nullptr);  // dense next layer
+  }, [&](std::vector<nc::CudaLayerState>& layers) { layers[2].input_scale = np_test::split_scales(cpu)[2]; });
+  restructure_like(cpu, gpu, "grow net2wider into CSR", [&] {
+    cpu.grow_units(0, 2, np::GrowInit::kNet2Wider, 0.3, nullptr, nullptr, 0, nullptr);  // CSR next layer
+  }, [&](std::vector<nc::CudaLayerState>& layers) { layers[1].input_scale = np_test::split_scales(cpu)[1]; });
+  restructure_like(cpu, gpu, "grow gradmax", [&] {
+    cpu.grow_units(0, 2, np::GrowInit::kGradMax, 0.0, x.data(), &t, n, nullptr);
+  }, [&](std::vector<nc::CudaLayerState>& layers) { layers[1].bias_from_host = true; });
   restructure_like(cpu, gpu, "continual backprop round", [&] {
     cpu.set_continual_backprop(0.3, 0);
     CHECK(cpu.continual_backprop_step(0.3, 0) > 0);
