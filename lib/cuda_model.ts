@@ -28,6 +28,7 @@ import type {
   NativeModel,
   NativeOptimizerConfig,
   NativeLayerState,
+  NativeLayerValues,
   NativeState,
   NativeStats,
   NativeTargets,
@@ -105,18 +106,8 @@ export class CudaNativeModel implements NativeModel {
 
   private pull(): void {
     if (!this.hostStale || !this.device) return;
-    const fromDevice = this.device.exportState();
-    const state = this.host.exportState();
-    state.step = fromDevice.step;
-    fromDevice.layers.forEach((d, i) => {
-      const l = state.layers[i];
-      l.weight = d.weight;
-      l.weightMoments = d.weightMoments;
-      l.bias = d.bias;
-      l.biasMoments = d.biasMoments;
-      copyUnitStats(l, d);
-    });
-    this.host.importState(state);
+    // Written in place: the host's structure is the device's, only the numbers are older.
+    this.host.setValues(this.device.exportState());
     this.hostStale = false;
   }
 
@@ -194,21 +185,15 @@ export class CudaNativeModel implements NativeModel {
     const device = this.device;
     if (!device || this.deviceStale) return this.mutate(fn);
     const eventsBefore = this.host.eventCount;
-    const before = this.host.exportState();
+    // The structure only: the numbers are the device's (or, with reads 'weights', set just below).
+    const before = this.host.exportState([]);
     const step = device.step;
     if (this.hostStale && (reads === 'weights' || before.step !== step)) {
-      before.step = step;
-      if (reads === 'weights') {
-        device.exportState(false).layers.forEach((d, i) => {
-          before.layers[i].weight = d.weight;
-          before.layers[i].bias = d.bias;
-          copyUnitStats(before.layers[i], d);
-        });
-      }
-      this.host.importState(before);
+      // The weights, biases and statistics, written in place (the host's moments stay stale, unread).
+      this.host.setValues(reads === 'weights' ? device.exportState(false) : { step, layers: [] });
     }
     const r = fn();
-    const after = this.host.exportState();
+    const after = this.host.exportState([]);
     const sources = after.layers.map((l, i) => rowSourcesById(before.layers[i].neuronIds, l.neuronIds));
     // Reinitialised units (continual backprop, ReDo) keep their ids but not their numbers: new
     // units to the device; and the next layer's biases absorbed their output (host values).
@@ -228,10 +213,14 @@ export class CudaNativeModel implements NativeModel {
       for (const id of e.neuronIds) reinitialised(e.layer, ids.indexOf(BigInt(id)));
     }
     const hasNew = sources.map((s) => s.includes(-1));
+    const withValues = after.layers.map((_, i) => hasNew[i] || (i > 0 && hasNew[i - 1]));
+    // Values only of the layers with new units in their rows or inputs (the device reads them there).
+    const valuesOf = withValues.flatMap((v, i) => (v || biasFromHost[i] ? [i] : []));
+    const values = valuesOf.length > 0 ? this.host.exportState(valuesOf).layers : [];
     const layers: CudaLayerStructureIn[] = after.layers.map((l, i) => {
-      const full = this.layerIn(l, i);
+      const full = this.layerIn(valuesOf.includes(i) ? values[i] : l, i);
       if (biasFromHost[i]) return { ...full, biasFromHost: true };
-      if (hasNew[i] || (i > 0 && hasNew[i - 1])) return full;
+      if (withValues[i]) return full;
       const { weight: _w, weightMoments: _wm, bias: _b, biasMoments: _bm, ...structure } = full;
       return structure;
     });
@@ -240,15 +229,18 @@ export class CudaNativeModel implements NativeModel {
       device.restructure({ layers }, sources);
     } catch (e) {
       // The device model is unchanged (restructure checks first and swaps
-      // last): put the host back, bring the newest numbers over, and make the
-      // change the ordinary way.
+      // last): put the host back (its old structure with the device's
+      // numbers, the newest) and make the change the ordinary way.
       try {
-        this.host.importState(before);
-        this.pull();
+        const numbers = device.exportState();
+        numbers.layers.forEach((d, i) => Object.assign(before.layers[i], { weight: d.weight, weightMoments: d.weightMoments, bias: d.bias, biasMoments: d.biasMoments }));
+        numbers.layers.forEach((d, i) => copyUnitStats(before.layers[i], d));
+        this.host.importState({ ...before, step: numbers.step });
+        this.hostStale = false;
       } catch (pullError) {
         // The device cannot give its numbers back either: the host keeps the
-        // change with the numbers of the last copy, and the device model goes.
-        this.host.importState(after);
+        // change (it still holds it) with the numbers of the last copy, and
+        // the device model goes.
         this.device?.dispose();
         this.device = null;
         this.deviceStale = true;
@@ -564,8 +556,14 @@ export class CudaNativeModel implements NativeModel {
     return this.host.setStatsDecay(decay);
   }
 
-  exportState(): NativeState {
-    return this.read(() => this.host.exportState());
+  exportState(valuesOf?: number[]): NativeState {
+    return valuesOf === undefined ? this.read(() => this.host.exportState()) : this.read(() => this.host.exportState(valuesOf));
+  }
+
+  setValues(values: { step: number; layers: NativeLayerValues[] }): void {
+    this.pull();  // what it does not give stays the newest
+    this.host.setValues(values);
+    this.deviceStale = true;
   }
 
   importState(state: NativeState): void {

@@ -90,6 +90,18 @@ export interface NativeLayerState extends NativeLayerParams {
   cbpCarry?: number;
 }
 
+/** One layer's numbers for NativeModel.setValues; each part optional (absent: kept). */
+export interface NativeLayerValues {
+  weight?: Float32Array;
+  weightMoments?: Float32Array[];
+  bias?: Float32Array;
+  biasMoments?: Float32Array[];
+  meanAbsActivation?: Float64Array;
+  meanActivation?: Float64Array;
+  taylor?: Float64Array;
+  statsUpdates?: number;
+}
+
 export interface NativeState {
   step: number;
   epoch: number;
@@ -166,8 +178,15 @@ export interface NativeModel {
   setKeepLastBatch(keep: boolean): void;
   /** Sets the decay of the per-unit statistics; returns the one it replaces. */
   setStatsDecay(decay: number): number;
-  exportState(): NativeState;
+  /** valuesOf: only these layers' numbers (weights, biases, moments); the others come with empty arrays. */
+  exportState(valuesOf?: number[]): NativeState;
   importState(state: NativeState): void;
+  /**
+   * Numbers written in place (what is given of each layer, in its stored order; `layers` may be empty)
+   * and the step; the structure, ids, events and RNG stay. Sizes and the zeros the structure implies
+   * are checked first. For numbers that come back from the GPU.
+   */
+  setValues(values: { step: number; layers: NativeLayerValues[] }): void;
   readonly step: number;
   readonly busy: string | null;
   readonly layerCount: number;

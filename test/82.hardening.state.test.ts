@@ -212,3 +212,110 @@ describe('hardening: structural calls and files', () => {
     expect(error?.code).to.equal('ENOENT');
   });
 });
+
+// The numbers of a model without its structure: how a cuda model's host half
+// takes the device's numbers back (lib/cuda_model.ts), instead of importing a
+// whole state.
+describe('hardening: exportState(valuesOf) and setValues', () => {
+  /** The numbers of a state's layers as setValues takes them. */
+  const numbersOf = (s: ReturnType<Sequential['native']['exportState']>) =>
+    s.layers.map((l) => ({ weight: l.weight, weightMoments: l.weightMoments, bias: l.bias, biasMoments: l.biasMoments,
+      meanAbsActivation: l.meanAbsActivation, meanActivation: l.meanActivation, taylor: l.taylor, statsUpdates: l.statsUpdates }));
+
+  it('exportState(valuesOf) gives the numbers of the layers named only, and the whole structure', async () => {
+    const m = await prunedModel();
+    m.native.convertLayer(2, 'csr');
+    const full = m.native.exportState();
+    const some = m.native.exportState([1]);
+    for (const [i, l] of some.layers.entries()) {
+      const f = full.layers[i];
+      expect(l.weight.length, `layer ${i} weight`).to.equal(i === 1 ? f.weight.length : 0);
+      expect(l.weightMoments.map((w) => w.length)).to.deep.equal(i === 1 ? f.weightMoments.map((w) => w.length) : []);
+      expect(l.bias.length).to.equal(i === 1 ? f.bias.length : 0);
+      for (const key of ['units', 'inputs', 'format', 'indptr', 'indices', 'mask', 'alive', 'neuronIds', 'birthStep', 'meanAbsActivation'] as const)
+        expect(l[key], `layer ${i} ${key}`).to.deep.equal(f[key]);
+    }
+    expect(some.events).to.deep.equal(full.events);
+    expect(() => m.native.exportState([3])).to.throw(RangeError, /layers\[0\] is not a dense layer index/);
+  });
+
+  it("setValues writes another model's numbers in place: the same state, the same predictions", async () => {
+    const a = await prunedModel();
+    a.native.convertLayer(2, 'csr');
+    const b = await prunedModel();
+    b.native.convertLayer(2, 'csr');
+    await a.fit(x, y, { epochs: 1, batchSize: 16 });  // a moves on; b keeps the same structure
+    const sa = a.native.exportState();
+    b.native.setValues({ step: sa.step, layers: numbersOf(sa) });
+    const sb = b.native.exportState();
+    expect(sb.step).to.equal(sa.step);
+    expect(sb.layers).to.deep.equal(sa.layers);
+    expect(await b.predict(x)).to.deep.equal(await a.predict(x));
+    // Both train on identically: the gradients were cleared, the moments taken.
+    await a.fit(x, y, { epochs: 1, batchSize: 16, shuffle: false });
+    await b.fit(x, y, { epochs: 1, batchSize: 16, shuffle: false });
+    expect(b.native.exportState().layers).to.deep.equal(a.native.exportState().layers);
+  });
+
+  it('setValues keeps what it is not given (moments, statistics, other layers), and may set the step alone', async () => {
+    const m = await prunedModel();
+    const s0 = m.native.exportState();
+    const w = Float32Array.from(s0.layers[2].weight, (v) => v * 2);
+    m.native.setValues({ step: s0.step + 5, layers: [{}, {}, { weight: w }] });
+    const s1 = m.native.exportState();
+    expect(s1.step).to.equal(s0.step + 5);
+    expect(s1.layers[2].weight).to.deep.equal(w);
+    expect(s1.layers[2].weightMoments).to.deep.equal(s0.layers[2].weightMoments);
+    expect(s1.layers[2].bias).to.deep.equal(s0.layers[2].bias);
+    expect(s1.layers[0]).to.deep.equal(s0.layers[0]);
+    expect(s1.rng).to.deep.equal(s0.rng);
+    m.native.setValues({ step: 3, layers: [] });
+    expect(m.step).to.equal(3);
+    expect(m.native.exportState().layers).to.deep.equal(s1.layers);
+  });
+
+  it('setValues rejects bad numbers with a clear error and changes nothing', async () => {
+    const m = await prunedModel();
+    const s0 = m.native.exportState();
+    const rejected = (layers: object[], pattern: RegExp, type: typeof RangeError | typeof TypeError = RangeError, step = s0.step + 1) => {
+      expect(() => m.native.setValues({ step, layers } as Parameters<typeof m.native.setValues>[0])).to.throw(type, pattern);
+      expect(m.native.exportState()).to.deep.equal(s0);
+    };
+    const ok = numbersOf(s0);
+    rejected(ok.slice(0, 2), /3 layers given|2 layers given, the model has 3/);
+    rejected([ok[0], { ...ok[1], weight: new Float32Array(3) }, ok[2]], /layer 1: weight has 3 entries, expected 48/);
+    rejected([ok[0], { ...ok[1], weightMoments: [ok[1].weightMoments[0]] }, ok[2]], /layer 1: 1 optimizer slots given, the optimizer uses 2/);
+    rejected([ok[0], { ...ok[1], bias: new Float64Array(6) }, ok[2]], /layers\[1\]\.bias must be a Float32Array/, TypeError);
+    rejected([ok[0], { ...ok[1], taylor: new Float64Array(2) }, ok[2]], /layer 1: a unit statistic has 2 entries/);
+    // Zeros the structure implies: a masked position of layer 1, a dead unit of layer 0 and its column in layer 1.
+    const masked = s0.layers[1].mask!.indexOf(0);
+    const w1 = Float32Array.from(ok[1].weight);
+    w1[masked] = 1;
+    rejected([ok[0], { ...ok[1], weight: w1 }, ok[2]], /layer 1: weight \d+ is nonzero where the mask says pruned/);
+    const dead = s0.layers[0].alive!.indexOf(0);
+    const b0 = Float32Array.from(ok[0].bias);
+    b0[dead] = 1;
+    rejected([{ ...ok[0], bias: b0 }, ok[1], ok[2]], new RegExp(`layer 0: dead unit ${dead} has a nonzero bias`));
+    const w0 = Float32Array.from(ok[0].weight);
+    w0[dead * 6 + 1] = 1;
+    rejected([{ ...ok[0], weight: w0 }, ok[1], ok[2]], new RegExp(`layer 0: weight ${dead * 6 + 1} is nonzero where the mask says pruned`));
+    rejected(ok, /step must be a non-negative integer/, RangeError, -1);
+    // A dead unit's row, and its column in the next layer, without masks (pruning masks them; a saved state may come without).
+    const n = build(0);
+    await n.fit(x, y, { epochs: 1, batchSize: 16 });
+    n.prune({ amount: 0.25, structure: 'neuron', layer: 0 });
+    const unmasked = n.native.exportState();
+    delete unmasked.layers[0].mask;
+    delete unmasked.layers[1].mask;
+    n.native.importState(unmasked);
+    const n0 = n.native.exportState();
+    const gone = n0.layers[0].alive!.indexOf(0);
+    const row = Float32Array.from(n0.layers[0].weight);
+    row[gone * 6] = 1;
+    const column = Float32Array.from(n0.layers[1].weight);
+    column[8 + gone] = 1;  // unit 1's weight from the dead unit
+    expect(() => n.native.setValues({ step: n0.step, layers: [{ weight: row }, {}, {}] })).to.throw(RangeError, new RegExp(`layer 0: dead unit ${gone} has a nonzero incoming weight`));
+    expect(() => n.native.setValues({ step: n0.step, layers: [{}, { weight: column }, {}] })).to.throw(RangeError, new RegExp(`layer 1: input ${gone} comes from a dead unit`));
+    expect(n.native.exportState()).to.deep.equal(n0);
+  });
+});

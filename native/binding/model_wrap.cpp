@@ -98,6 +98,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetKeepLastBatch>>("setKeepLastBatch"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetStatsDecay>>("setStatsDecay"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::ImportState>>("importState"),
+                         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetValues>>("setValues"),
                      });
 }
 

@@ -110,6 +110,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Checkpoints (state_methods.cpp).
   Napi::Value ExportState(const Napi::CallbackInfo& info);
   Napi::Value ImportState(const Napi::CallbackInfo& info);
+  Napi::Value SetValues(const Napi::CallbackInfo& info);
 
   std::unique_ptr<np::Model> model_;
   std::map<int64_t, std::shared_ptr<Dataset>> datasets_;

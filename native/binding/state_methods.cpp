@@ -74,10 +74,18 @@ np::StructuralEvent event_from_js(Napi::Env env, Napi::Value value, size_t index
   return e;
 }
 
+// exportState(valuesOf?): valuesOf, a list of layer indices, limits the
+// numbers (weights, biases, their moments) to those layers; the others come
+// with empty arrays (the structure without the cost of copying the numbers).
 Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "save");
-  const np::ModelState s = model_->export_state();
+  std::vector<bool> with_values(model_->layers().size(), true);
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    with_values.assign(with_values.size(), false);
+    for (int64_t l : layer_list_arg(info, 0)) with_values[l] = true;
+  }
+  const np::ModelState s = model_->export_state(with_values);
   Napi::Object o = Napi::Object::New(env);
   o.Set("step", static_cast<double>(s.step));
   o.Set("epoch", static_cast<double>(s.epoch));
@@ -182,6 +190,71 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "state: eventsDropped must be a non-negative integer");
   s.events_dropped = static_cast<int64_t>(dropped);
   model_->import_state(std::move(s));
+  return env.Undefined();
+}
+
+namespace {
+
+template <typename T>
+np::ValuesView<T> view_of(Napi::Env env, Napi::Value v, napi_typedarray_type type, const std::string& name, const char* type_name) {
+  np::ValuesView<T> out;
+  if (v.IsUndefined()) return out;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw Napi::TypeError::New(env, "setValues: " + name + " must be a " + type_name);
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  out.data = a.Data();
+  out.size = static_cast<int64_t>(a.ElementLength());
+  return out;
+}
+
+std::vector<np::ValuesView<float>> views_of(Napi::Env env, Napi::Value v, const std::string& name) {
+  std::vector<np::ValuesView<float>> out;
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "setValues: " + name + " must be an array of Float32Array");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i)
+    out.push_back(view_of<float>(env, a.Get(i), napi_float32_array, name + "[" + std::to_string(i) + "]", "Float32Array"));
+  return out;
+}
+
+}  // namespace
+
+// setValues({ step, layers }): numbers written in place (Model::set_values);
+// each layer's weight, weightMoments, bias, biasMoments, meanAbsActivation,
+// meanActivation, taylor and statsUpdates are optional, layers may be empty.
+// The arrays are read during the call, not kept.
+Napi::Value ModelWrap::SetValues(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "setValues");
+  Napi::Object o = object_arg(info, 0, "values");
+  const double step = num(o, "step");
+  if (!(step >= 0 && step <= 9007199254740991.0) || step != static_cast<double>(static_cast<int64_t>(step)))
+    throw Napi::RangeError::New(env, "setValues: step must be a non-negative integer");
+  Napi::Value lv = o.Get("layers");
+  if (!lv.IsArray()) throw Napi::TypeError::New(env, "setValues: layers must be an array");
+  Napi::Array layers = lv.As<Napi::Array>();
+  std::vector<np::LayerValuesIn> in;
+  for (uint32_t i = 0; i < layers.Length(); ++i) {
+    if (!layers.Get(i).IsObject()) throw Napi::TypeError::New(env, "setValues: layers[" + std::to_string(i) + "] must be an object");
+    Napi::Object lo = layers.Get(i).As<Napi::Object>();
+    const std::string at = "layers[" + std::to_string(i) + "].";
+    np::LayerValuesIn v;
+    v.weight = view_of<float>(env, lo.Get("weight"), napi_float32_array, at + "weight", "Float32Array");
+    v.bias = view_of<float>(env, lo.Get("bias"), napi_float32_array, at + "bias", "Float32Array");
+    v.weight_moments = views_of(env, lo.Get("weightMoments"), at + "weightMoments");
+    v.bias_moments = views_of(env, lo.Get("biasMoments"), at + "biasMoments");
+    v.mean_abs_activation = view_of<double>(env, lo.Get("meanAbsActivation"), napi_float64_array, at + "meanAbsActivation", "Float64Array");
+    v.mean_activation = view_of<double>(env, lo.Get("meanActivation"), napi_float64_array, at + "meanActivation", "Float64Array");
+    v.taylor = view_of<double>(env, lo.Get("taylor"), napi_float64_array, at + "taylor", "Float64Array");
+    if (!lo.Get("statsUpdates").IsUndefined()) {
+      const double u = num(lo, "statsUpdates");
+      if (!(u >= 0 && u <= 9007199254740991.0) || u != static_cast<double>(static_cast<int64_t>(u)))
+        throw Napi::RangeError::New(env, "setValues: " + at + "statsUpdates must be a non-negative integer");
+      v.stats_updates = static_cast<int64_t>(u);
+    }
+    in.push_back(std::move(v));
+  }
+  model_->set_values(static_cast<int64_t>(step), in);
   return env.Undefined();
 }
 

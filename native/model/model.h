@@ -262,6 +262,16 @@ class Model {
   // checking every size and invariant (nothing changes if a check fails).
   ModelState export_state() const;
   void import_state(ModelState state);
+  // The state with the numbers (weights, biases and their moments) of only
+  // the layers where with_values[l] is true; the others' are left empty. For
+  // a caller that needs the structure, not the numbers.
+  ModelState export_state(const std::vector<bool>& with_values) const;
+  // Writes numbers in place (state_values.cpp): the step, and for each layer
+  // (`layers` empty: none) what it gives; the structure, neuron ids, events
+  // and generator stay. For numbers that were changed elsewhere (a GPU) and
+  // come back without the structure. Every size is checked, and that pruned
+  // positions and dead units hold zeros, before anything changes.
+  void set_values(int64_t step, const std::vector<LayerValuesIn>& layers);
 
   // The event log keeps the newest event_limit() events (0: all); older ones
   // are discarded, and events_dropped() counts them, so index i of the whole

@@ -97,7 +97,9 @@ void check_state_values(const ModelState& s) {
 
 }  // namespace
 
-ModelState Model::export_state() const {
+ModelState Model::export_state() const { return export_state(std::vector<bool>(layers_.size(), true)); }
+
+ModelState Model::export_state(const std::vector<bool>& with_values) const {
   ModelState s;
   s.step = step_;
   s.epoch = epoch_;
@@ -110,23 +112,31 @@ ModelState Model::export_state() const {
   s.events.assign(events_.begin(), events_.end());
   s.events_dropped = events_dropped_;
   const int moments = layers_.empty() ? 0 : layers_[0].bias.moment_slots();
-  for (const DenseLayer& l : layers_) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const DenseLayer& l = layers_[i];
+    const bool values = i < with_values.size() && with_values[i];
     LayerState ls;
     ls.units = l.units;
     ls.inputs = l.inputs;
     ls.csr = l.format == WeightFormat::kCsr;
     if (ls.csr) {
-      ls.weight = csr_slot(l.csr, Slot::kValue);
       ls.indptr = l.csr.indptr;
       ls.indices = l.csr.indices;
-      for (int m = 0; m < moments; ++m) ls.weight_moments.push_back(csr_slot(l.csr, static_cast<Slot>(2 + m)));
+      if (values) {
+        ls.weight = csr_slot(l.csr, Slot::kValue);
+        for (int m = 0; m < moments; ++m) ls.weight_moments.push_back(csr_slot(l.csr, static_cast<Slot>(2 + m)));
+      }
     } else {
-      ls.weight = dense_slot(l.weight, Slot::kValue);
-      for (int m = 0; m < moments; ++m) ls.weight_moments.push_back(dense_slot(l.weight, static_cast<Slot>(2 + m)));
+      if (values) {
+        ls.weight = dense_slot(l.weight, Slot::kValue);
+        for (int m = 0; m < moments; ++m) ls.weight_moments.push_back(dense_slot(l.weight, static_cast<Slot>(2 + m)));
+      }
       ls.mask = l.mask;
     }
-    ls.bias = dense_slot(l.bias, Slot::kValue);
-    for (int m = 0; m < moments; ++m) ls.bias_moments.push_back(dense_slot(l.bias, static_cast<Slot>(2 + m)));
+    if (values) {
+      ls.bias = dense_slot(l.bias, Slot::kValue);
+      for (int m = 0; m < moments; ++m) ls.bias_moments.push_back(dense_slot(l.bias, static_cast<Slot>(2 + m)));
+    }
     ls.alive = l.alive;
     ls.neuron_ids = l.neuron_ids;
     ls.birth_step = l.birth_step;

@@ -38,6 +38,24 @@ struct LayerState : LayerParams {
   float sparse_threshold = -1.0f;
 };
 
+// A run of numbers the caller owns (a JS typed array, read during the call);
+// size -1: not given.
+template <typename T>
+struct ValuesView {
+  const T* data = nullptr;
+  int64_t size = -1;
+  bool given() const { return size >= 0; }
+};
+
+// One layer's numbers for Model::set_values, in the layer's stored order
+// (dense: units x inputs row-major; CSR: its values); what is not given stays.
+struct LayerValuesIn {
+  ValuesView<float> weight, bias;
+  std::vector<ValuesView<float>> weight_moments, bias_moments;  // empty: kept; else one per optimizer moment
+  ValuesView<double> mean_abs_activation, mean_activation, taylor;  // units entries, or 0 for none yet
+  int64_t stats_updates = -1;  // -1: kept
+};
+
 struct ModelState {
   int64_t step = 0;
   int64_t epoch = 0;

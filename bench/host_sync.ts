@@ -1,0 +1,100 @@
+// What a cuda model's host half (lib/cuda_model.ts) spends on the CPU, with
+// no GPU involved, to keep up with the device: 784-4096-4096-10 with Adam
+// (20.0M weights, three numbers each).
+//
+//   pull    the device's numbers into the host model: a whole-state import
+//           (exportState + replace the numbers + importState, the old way)
+//           against setValues (numbers written in place)
+//   follow  the bookkeeping around one structural change followed on the
+//           device, for a decision that reads the weights: before / after
+//           whole-state exports and an import of the device's weights (the
+//           old way) against structure-only exports (exportState([])) and
+//           setValues with the weights alone
+// The numbers stand in for the device's (an export of the same model): the
+// host-side cost is the same, since the device's copy itself is not timed.
+// Both ways run interleaved in one process; medians and their ratio.
+//
+//   node --import tsx bench/host_sync.ts [--quick] [--json]
+import { Sequential, layers, optimizers } from '../lib/index';
+import type { NativeState } from '../lib/native';
+
+const SHAPE = [784, 4096, 4096, 10];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function time(fn: () => unknown): number {
+  const t0 = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+/** The numbers of a state, as the device's exportState gives them (withMoments false: weights, biases and statistics). */
+function deviceNumbers(s: NativeState, withMoments: boolean) {
+  return {
+    step: s.step,
+    layers: s.layers.map((l) => ({
+      weight: l.weight, weightMoments: withMoments ? l.weightMoments : [], bias: l.bias, biasMoments: withMoments ? l.biasMoments : [],
+      meanAbsActivation: l.meanAbsActivation, meanActivation: l.meanActivation, taylor: l.taylor, statsUpdates: l.statsUpdates,
+    })),
+  };
+}
+
+export interface HostSyncRow {
+  bench: 'host-sync';
+  op: 'pull' | 'follow';
+  impl: 'whole-state' | 'in-place';
+  shape: string;
+  median_ms: number;
+  reps: number;
+}
+
+export function runHostSyncBench(quick: boolean, log: (line: string) => void = () => undefined): HostSyncRow[] {
+  const m = new Sequential({ inputSize: SHAPE[0], seed: 1, sparseThreshold: 0 });
+  for (const units of SHAPE.slice(1, -1)) m.add(layers.dense({ units, activation: 'relu' }));
+  m.add(layers.dense({ units: SHAPE[SHAPE.length - 1] }));
+  m.compile({ optimizer: optimizers.adam(), loss: 'softmaxCrossEntropy' });
+  const host = m.native;
+  const device = host.exportState();  // the device's numbers, as they come back
+  const all = deviceNumbers(device, true), weights = deviceNumbers(device, false);
+  const reps = quick ? 3 : 9;
+  const ms = { pullOld: [] as number[], pullNew: [] as number[], followOld: [] as number[], followNew: [] as number[] };
+  for (let r = 0; r < reps; r++) {
+    ms.pullOld.push(time(() => {
+      const s = host.exportState();
+      s.layers.forEach((l, i) => Object.assign(l, all.layers[i]));
+      host.importState(s);
+    }));
+    ms.pullNew.push(time(() => host.setValues(all)));
+    // The change itself (on the host) is the same either way and not timed.
+    ms.followOld.push(time(() => {
+      const before = host.exportState();
+      before.layers.forEach((l, i) => Object.assign(l, { weight: weights.layers[i].weight, bias: weights.layers[i].bias }));
+      host.importState(before);
+      host.exportState();  // after the change
+    }));
+    ms.followNew.push(time(() => {
+      host.exportState([]);
+      host.setValues(weights);
+      host.exportState([]);
+    }));
+  }
+  const shape = SHAPE.join('-');
+  const rows: HostSyncRow[] = [];
+  for (const [op, old, now] of [['pull', ms.pullOld, ms.pullNew], ['follow', ms.followOld, ms.followNew]] as const) {
+    rows.push({ bench: 'host-sync', op, impl: 'whole-state', shape, median_ms: median(old), reps });
+    rows.push({ bench: 'host-sync', op, impl: 'in-place', shape, median_ms: median(now), reps });
+    log(`host-sync ${op.padEnd(6)} ${shape} (Adam): whole state ${median(old).toFixed(1)} ms, in place ${median(now).toFixed(1)} ms, ` +
+      `${(median(old) / median(now)).toFixed(1)}x (median of ${reps})`);
+  }
+  return rows;
+}
+
+if (require.main === module) {
+  const argv = process.argv.slice(2);
+  const rows = runHostSyncBench(argv.includes('--quick'), (s) => console.log(s));
+  if (argv.includes('--json')) console.log(JSON.stringify({ results: rows }, null, 2));
+}
