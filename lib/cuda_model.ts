@@ -193,6 +193,36 @@ export class CudaNativeModel implements NativeModel {
       this.host.setValues(reads === 'weights' ? device.exportState(false) : { step, layers: [] });
     }
     const r = fn();
+    try {
+      // Everything from here to the device's swap may fail (no memory, a refusal): the fallback covers it all.
+      this.restructureToHost(device, before, eventsBefore, amend);
+    } catch (e) {
+      // The device model is unchanged (restructure checks first and swaps
+      // last): put the host back (its old structure with the device's
+      // numbers, the newest) and make the change the ordinary way.
+      try {
+        const numbers = device.exportState();
+        numbers.layers.forEach((d, i) => Object.assign(before.layers[i], { weight: d.weight, weightMoments: d.weightMoments, bias: d.bias, biasMoments: d.biasMoments }));
+        numbers.layers.forEach((d, i) => copyUnitStats(before.layers[i], d));
+        this.host.importState({ ...before, step: numbers.step });
+        this.hostStale = false;
+      } catch (pullError) {
+        // The device cannot give its numbers back either: the host keeps the
+        // change (it still holds it) with the numbers of the last copy, and
+        // the device model goes.
+        this.device?.dispose();
+        this.device = null;
+        this.deviceStale = true;
+        this.hostStale = false;
+        throw pullError;
+      }
+      return this.mutate(fn);
+    }
+    return r;
+  }
+
+  /** The device follows the host's new structure (followOnDevice, after the change): sources by id, values where new. */
+  private restructureToHost(device: CudaModelHandle, before: NativeState, eventsBefore: number, amend?: (layers: CudaLayerStructureIn[]) => void): void {
     const after = this.host.exportState([]);
     const sources = after.layers.map((l, i) => rowSourcesById(before.layers[i].neuronIds, l.neuronIds));
     // Reinitialised units (continual backprop, ReDo) keep their ids but not their numbers: new
@@ -225,31 +255,7 @@ export class CudaNativeModel implements NativeModel {
       return structure;
     });
     amend?.(layers);
-    try {
-      device.restructure({ layers }, sources);
-    } catch (e) {
-      // The device model is unchanged (restructure checks first and swaps
-      // last): put the host back (its old structure with the device's
-      // numbers, the newest) and make the change the ordinary way.
-      try {
-        const numbers = device.exportState();
-        numbers.layers.forEach((d, i) => Object.assign(before.layers[i], { weight: d.weight, weightMoments: d.weightMoments, bias: d.bias, biasMoments: d.biasMoments }));
-        numbers.layers.forEach((d, i) => copyUnitStats(before.layers[i], d));
-        this.host.importState({ ...before, step: numbers.step });
-        this.hostStale = false;
-      } catch (pullError) {
-        // The device cannot give its numbers back either: the host keeps the
-        // change (it still holds it) with the numbers of the last copy, and
-        // the device model goes.
-        this.device?.dispose();
-        this.device = null;
-        this.deviceStale = true;
-        this.hostStale = false;
-        throw pullError;
-      }
-      return this.mutate(fn);
-    }
-    return r;
+    device.restructure({ layers }, sources);
   }
 
   /** A change made on the host: pull first, apply, and let the next device call push. */
@@ -493,6 +499,7 @@ export class CudaNativeModel implements NativeModel {
       }
       // net2wider scaled each source's outgoing column, with its moments, by the share it kept.
       const split = this.host.lastSplit();
+      if (split.layer !== layer) throw new Error(`net2wider on layer ${layer}: the host reports a split of layer ${split.layer}`);  // the fallback copies instead
       const inputScale = new Float32Array(next.inputs).fill(1);
       split.units.forEach((unit, i) => (inputScale[unit] = split.shares[i]));
       layers[layer + 1] = { ...next, inputScale };

@@ -14,6 +14,27 @@ describe('growth: dropin', () => {
   const x = randomArray(120 * 20, 1);
   const y = randomLabels(120, 4, 2);
 
+  it('lastSplit() reports the shares net2wider scaled each source column by, until another growth or a compaction', async () => {
+    const m = net('relu', 0);
+    await m.fit(x, y, { epochs: 1, batchSize: 20 });
+    const before = m.native.getWeights(1).weight;  // 8 x 16
+    m.grow({ layer: 0, count: 3, init: 'net2wider', noise: 0.3 });
+    const split = m.native.lastSplit();
+    expect(split.layer).to.equal(0);
+    expect(split.units.length).to.be.within(1, 3);
+    const after = m.native.getWeights(1).weight;  // 8 x 19
+    split.units.forEach((unit, i) => {
+      expect(split.shares[i]).to.be.within(0.2, 0.8);
+      for (let r = 0; r < 8; r++) expect(after[r * 19 + unit], `row ${r}, source ${unit}`).to.equal(Math.fround(before[r * 16 + unit] * split.shares[i]));
+    });
+    m.grow({ layer: 0, count: 1, init: 'zero' });
+    expect(m.native.lastSplit().layer).to.equal(-1);
+    m.grow({ layer: 1, count: 2, init: 'net2wider' });
+    expect(m.native.lastSplit().layer).to.equal(1);
+    m.compact();
+    expect(m.native.lastSplit()).to.deep.equal({ layer: -1, units: new Int32Array(0), shares: new Float32Array(0) });
+  });
+
   for (const activation of ['relu', 'tanh', 'sigmoid'] as const) {
     for (const threshold of [0, 1]) {
       for (const init of ['zero', 'net2wider'] as const) {

@@ -569,11 +569,11 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
   }
 }
 
-/** A compiled model whose native half is the cuda wrapper over a CPU twin "device". */
-function onTwinDevice(m: Sequential): Sequential {
+/** A compiled model whose native half is the cuda wrapper over a CPU twin "device" (host: the CPU model, or a stand-in for it). */
+function onTwinDevice(m: Sequential, host: (cpu: NativeModel) => NativeModel = (cpu) => cpu): Sequential {
   const internals = m as unknown as { nativeModel: NativeModel; currentDevice: string; compiled: { optimizer: NativeOptimizerConfig; loss: string } };
   const fake = { CudaModel: CpuTwinDevice } as unknown as cuda.CudaAddon;
-  internals.nativeModel = new CudaNativeModel(m.native, fake, { inputSize: m.inputSize, seed: m.seed, device: 0 }, internals.compiled);
+  internals.nativeModel = new CudaNativeModel(host(m.native), fake, { inputSize: m.inputSize, seed: m.seed, device: 0 }, internals.compiled);
   internals.currentDevice = 'cuda';
   return m;
 }
@@ -718,6 +718,32 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
     expect(b.history.loss).to.deep.equal(a.history.loss);
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
+  });
+
+  it('an error between the host\'s change and the device\'s (here a wrong split report) also falls back, with the same result', async () => {
+    let lies = 1;
+    // The CPU model, but its first lastSplit() names the wrong layer.
+    const lying = (cpu: NativeModel) => new Proxy(cpu, {
+      get: (t, key) => {
+        if (key === 'lastSplit') return () => (lies-- > 0 ? { ...t.lastSplit(), layer: 1 } : t.lastSplit());
+        const v = Reflect.get(t, key, t);
+        return typeof v === 'function' ? v.bind(t) : v;
+      },
+    });
+    const cpu = mixedMlp('cpu', 'adam');
+    const dev = onTwinDevice(mixedMlp('cpu', 'adam'), lying);
+    await cpu.fit(X, Y, { epochs: 1, batchSize: 48 });
+    await dev.fit(X, Y, { epochs: 1, batchSize: 48 });
+    const restructures = CpuTwinDevice.calls.restructure;
+    for (const m of [cpu, dev]) m.grow({ layer: 0, count: 2, init: 'net2wider', noise: 0.2 });
+    expect(lies).to.equal(0);
+    expect(CpuTwinDevice.calls.restructure, 'nothing reached the device').to.equal(restructures);
+    expect(dev.native.neuronIds(0)).to.deep.equal(cpu.native.neuronIds(0));
+    expect(dev.events).to.deep.equal(cpu.events);  // the change was made once, after the host was put back
+    const slots = (m: Sequential) => m.native.exportState().layers.map((l) => [l.weight, l.bias, ...l.weightMoments, ...l.biasMoments]);
+    expect(slots(dev)).to.deep.equal(slots(cpu));
+    const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
+    expect(b.history.loss).to.deep.equal(a.history.loss);
   });
 
   it('a model with DropConnect goes to the device with its rates (no longer refused)', async () => {

@@ -300,6 +300,13 @@ describe('hardening: exportState(valuesOf) and setValues', () => {
     w0[dead * 6 + 1] = 1;
     rejected([{ ...ok[0], weight: w0 }, ok[1], ok[2]], new RegExp(`layer 0: weight ${dead * 6 + 1} is nonzero where the mask says pruned`));
     rejected(ok, /step must be a non-negative integer/, RangeError, -1);
+    // Arrays another thread could change between the checks and the copy are refused.
+    const shared = new Float32Array(new SharedArrayBuffer(ok[2].bias.byteLength));
+    rejected([ok[0], ok[1], { ...ok[2], bias: shared }], /layers\[2\]\.bias must not be backed by a SharedArrayBuffer/, TypeError);
+    // A getter that detaches an array read before it: every JS read happens before any array is used.
+    const weight = Float32Array.from(ok[2].weight);
+    const sneaky = { ...ok[2], weight, get taylor() { structuredClone(weight.buffer, { transfer: [weight.buffer] }); return undefined; } };
+    rejected([ok[0], ok[1], sneaky], /layer 2: weight has 0 entries/);
     // A dead unit's row, and its column in the next layer, without masks (pruning masks them; a saved state may come without).
     const n = build(0);
     await n.fit(x, y, { epochs: 1, batchSize: 16 });

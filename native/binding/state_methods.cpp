@@ -195,6 +195,25 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
 
 namespace {
 
+// Every JS value setValues reads, fetched before any data pointer is taken:
+// a property read may run a getter, which could detach or shrink an array
+// whose pointer is already held. After this, no JS runs until the copy ends.
+struct LayerValuesJs {
+  Napi::Value weight, bias, mean_abs_activation, mean_activation, taylor, stats_updates;
+  std::vector<Napi::Value> weight_moments, bias_moments;  // empty: kept
+};
+
+std::vector<Napi::Value> elements_of(Napi::Env env, Napi::Value v, const std::string& name) {
+  std::vector<Napi::Value> out;
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "setValues: " + name + " must be an array of Float32Array");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(a.Get(i));
+  return out;
+}
+
+// A view of a typed array (no copy). Arrays over a SharedArrayBuffer are
+// refused: another thread could change them between the checks and the copy.
 template <typename T>
 np::ValuesView<T> view_of(Napi::Env env, Napi::Value v, napi_typedarray_type type, const std::string& name, const char* type_name) {
   np::ValuesView<T> out;
@@ -202,18 +221,9 @@ np::ValuesView<T> view_of(Napi::Env env, Napi::Value v, napi_typedarray_type typ
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
     throw Napi::TypeError::New(env, "setValues: " + name + " must be a " + type_name);
   auto a = v.As<Napi::TypedArrayOf<T>>();
+  if (!a.ArrayBuffer().IsArrayBuffer()) throw Napi::TypeError::New(env, "setValues: " + name + " must not be backed by a SharedArrayBuffer");
   out.data = a.Data();
   out.size = static_cast<int64_t>(a.ElementLength());
-  return out;
-}
-
-std::vector<np::ValuesView<float>> views_of(Napi::Env env, Napi::Value v, const std::string& name) {
-  std::vector<np::ValuesView<float>> out;
-  if (v.IsUndefined()) return out;
-  if (!v.IsArray()) throw Napi::TypeError::New(env, "setValues: " + name + " must be an array of Float32Array");
-  Napi::Array a = v.As<Napi::Array>();
-  for (uint32_t i = 0; i < a.Length(); ++i)
-    out.push_back(view_of<float>(env, a.Get(i), napi_float32_array, name + "[" + std::to_string(i) + "]", "Float32Array"));
   return out;
 }
 
@@ -233,21 +243,41 @@ Napi::Value ModelWrap::SetValues(const Napi::CallbackInfo& info) {
   Napi::Value lv = o.Get("layers");
   if (!lv.IsArray()) throw Napi::TypeError::New(env, "setValues: layers must be an array");
   Napi::Array layers = lv.As<Napi::Array>();
-  std::vector<np::LayerValuesIn> in;
+  // ---- every JS read first -------------------------------------------------
+  std::vector<LayerValuesJs> js;
   for (uint32_t i = 0; i < layers.Length(); ++i) {
-    if (!layers.Get(i).IsObject()) throw Napi::TypeError::New(env, "setValues: layers[" + std::to_string(i) + "] must be an object");
-    Napi::Object lo = layers.Get(i).As<Napi::Object>();
+    Napi::Value item = layers.Get(i);
+    if (!item.IsObject()) throw Napi::TypeError::New(env, "setValues: layers[" + std::to_string(i) + "] must be an object");
+    Napi::Object lo = item.As<Napi::Object>();
+    const std::string at = "layers[" + std::to_string(i) + "].";
+    LayerValuesJs l;
+    l.weight = lo.Get("weight");
+    l.bias = lo.Get("bias");
+    l.mean_abs_activation = lo.Get("meanAbsActivation");
+    l.mean_activation = lo.Get("meanActivation");
+    l.taylor = lo.Get("taylor");
+    l.stats_updates = lo.Get("statsUpdates");
+    l.weight_moments = elements_of(env, lo.Get("weightMoments"), at + "weightMoments");
+    l.bias_moments = elements_of(env, lo.Get("biasMoments"), at + "biasMoments");
+    js.push_back(std::move(l));
+  }
+  // ---- then the views (no JS runs from here to the end of the copy) --------
+  std::vector<np::LayerValuesIn> in;
+  for (size_t i = 0; i < js.size(); ++i) {
+    const LayerValuesJs& l = js[i];
     const std::string at = "layers[" + std::to_string(i) + "].";
     np::LayerValuesIn v;
-    v.weight = view_of<float>(env, lo.Get("weight"), napi_float32_array, at + "weight", "Float32Array");
-    v.bias = view_of<float>(env, lo.Get("bias"), napi_float32_array, at + "bias", "Float32Array");
-    v.weight_moments = views_of(env, lo.Get("weightMoments"), at + "weightMoments");
-    v.bias_moments = views_of(env, lo.Get("biasMoments"), at + "biasMoments");
-    v.mean_abs_activation = view_of<double>(env, lo.Get("meanAbsActivation"), napi_float64_array, at + "meanAbsActivation", "Float64Array");
-    v.mean_activation = view_of<double>(env, lo.Get("meanActivation"), napi_float64_array, at + "meanActivation", "Float64Array");
-    v.taylor = view_of<double>(env, lo.Get("taylor"), napi_float64_array, at + "taylor", "Float64Array");
-    if (!lo.Get("statsUpdates").IsUndefined()) {
-      const double u = num(lo, "statsUpdates");
+    v.weight = view_of<float>(env, l.weight, napi_float32_array, at + "weight", "Float32Array");
+    v.bias = view_of<float>(env, l.bias, napi_float32_array, at + "bias", "Float32Array");
+    for (size_t k = 0; k < l.weight_moments.size(); ++k)
+      v.weight_moments.push_back(view_of<float>(env, l.weight_moments[k], napi_float32_array, at + "weightMoments[" + std::to_string(k) + "]", "Float32Array"));
+    for (size_t k = 0; k < l.bias_moments.size(); ++k)
+      v.bias_moments.push_back(view_of<float>(env, l.bias_moments[k], napi_float32_array, at + "biasMoments[" + std::to_string(k) + "]", "Float32Array"));
+    v.mean_abs_activation = view_of<double>(env, l.mean_abs_activation, napi_float64_array, at + "meanAbsActivation", "Float64Array");
+    v.mean_activation = view_of<double>(env, l.mean_activation, napi_float64_array, at + "meanActivation", "Float64Array");
+    v.taylor = view_of<double>(env, l.taylor, napi_float64_array, at + "taylor", "Float64Array");
+    if (!l.stats_updates.IsUndefined()) {
+      const double u = l.stats_updates.IsNumber() ? l.stats_updates.As<Napi::Number>().DoubleValue() : -1.0;
       if (!(u >= 0 && u <= 9007199254740991.0) || u != static_cast<double>(static_cast<int64_t>(u)))
         throw Napi::RangeError::New(env, "setValues: " + at + "statsUpdates must be a non-negative integer");
       v.stats_updates = static_cast<int64_t>(u);

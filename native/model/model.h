@@ -195,7 +195,9 @@ class Model {
   // the grown layer with the share of its outgoing weights it kept. Its
   // column of the next layer was scaled by that share: value and first
   // moment times it, second moment times its square. layer is -1 after any
-  // other growth. The CUDA model scales the same slots on the device with it.
+  // other growth, a compaction (it renumbers units) or an import; read it
+  // right after the growth. The CUDA model scales the same slots on the
+  // device with it.
   struct UnitSplit {
     int64_t layer = -1;
     std::vector<std::pair<int64_t, float>> shares;

@@ -257,6 +257,7 @@ void Model::import_state(ModelState s) {
   if (event_limit_ > 0) trim_events(event_limit_);
   ws_ = Workspace();
   last_batch_ = 0;  // the kept batch went with the workspace
+  last_split_ = UnitSplit();  // its unit indices belonged to the old layers
 }
 
 }  // namespace np

@@ -89,6 +89,15 @@ void Model::set_values(int64_t step, const std::vector<LayerValuesIn>& layers) {
     }
   }
 
+  // Statistics may need memory (a host that has none yet): allocated before
+  // the first write, so running out changes nothing.
+  std::vector<std::vector<double>> stats_in(3 * layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const ValuesView<double>* in[3] = {&layers[i].mean_abs_activation, &layers[i].mean_activation, &layers[i].taylor};
+    for (int k = 0; k < 3; ++k)
+      if (in[k]->given()) stats_in[3 * i + k].assign(in[k]->data, in[k]->data + in[k]->size);
+  }
+
   // ---- write ------------------------------------------------------------------
   step_ = step;
   for (size_t i = 0; i < layers.size(); ++i) {
@@ -116,15 +125,15 @@ void Model::set_values(int64_t step, const std::vector<LayerValuesIn>& layers) {
       l.bias.zero(Slot::kGrad);
     }
     for (size_t m = 0; m < v.bias_moments.size(); ++m) l.bias.write(static_cast<Slot>(2 + m), v.bias_moments[m].data);
-    const std::pair<const ValuesView<double>*, std::vector<double>*> stats[] = {
-        {&v.mean_abs_activation, &l.stats.mean_abs_activation},
-        {&v.mean_activation, &l.stats.mean_activation},
-        {&v.taylor, &l.stats.taylor}};
-    for (const auto& [in, out] : stats)
-      if (in->given()) out->assign(in->data, in->data + in->size);
+    const ValuesView<double>* in[3] = {&v.mean_abs_activation, &v.mean_activation, &v.taylor};
+    std::vector<double>* out[3] = {&l.stats.mean_abs_activation, &l.stats.mean_activation, &l.stats.taylor};
+    for (int k = 0; k < 3; ++k)
+      if (in[k]->given()) out[k]->swap(stats_in[3 * i + k]);
     if (v.stats_updates >= 0) l.stats.updates = v.stats_updates;
   }
-  // A kept batch's signals belong to the old numbers.
+  // The kept batch (RigL's and gradmax's default) is no longer the last one
+  // trained with these numbers: they were trained elsewhere. Forget it, as an
+  // import does, so a later call asks for data instead of reading an old batch.
   if (!layers.empty()) last_batch_ = 0;
 }
 
