@@ -34,6 +34,11 @@ export interface GrowResult {
   events: StructuralEvent[];
 }
 
+/**
+ * Random sparse connectivity: each layer keeps a uniformly random subset of its stored weights,
+ * scaled by 1/sqrt(density) so each unit's input variance stays as at init; the kept weights start
+ * with fresh optimizer state (dense and CSR layers alike).
+ */
 export interface SparsifyOptions {
   /** Fraction of all weights that become zero, in [0, 1). */
   sparsity: number;

@@ -30,6 +30,21 @@ describe('plasticity: sparse training, reinitialisation, dropin and the cycle', 
     (u.layers as any[]).forEach((l) => expect(l.density).to.be.closeTo(0.5, 0.02));
   });
 
+  it('sparsify() mid-training gives the kept weights fresh optimizer state, in dense and CSR layers alike', async () => {
+    for (const threshold of [0, 1]) {  // the layers stay dense with a mask, or are CSR before and after
+      const m = mlp(6, threshold);
+      if (threshold) m.prune({ amount: 0.1, scope: 'global' });  // CSR from the start
+      await m.fit(x, y, { epochs: 1, batchSize: 16 });
+      const before = m.native.exportState();
+      expect(before.layers[0].weightMoments[0].some((v) => v !== 0)).to.equal(true);
+      m.sparsify({ sparsity: 0.5, distribution: 'uniform', layers: [0] });
+      const after = m.native.exportState();
+      expect(after.layers[0].format).to.equal(threshold ? 'csr' : 'dense');
+      expect(after.layers[0].weightMoments[0].every((v) => v === 0), `${after.layers[0].format}: momentum after sparsify`).to.equal(true);
+      expect(after.layers[1].weightMoments).to.deep.equal(before.layers[1].weightMoments);  // other layers keep theirs
+    }
+  });
+
   it('SET keeps the sparsity exact while dropping and regrowing at random', async () => {
     const m = mlp(3);
     const regrown: number[] = [];

@@ -78,9 +78,13 @@ void Model::sparsify(double sparsity, bool erdos_renyi, const std::vector<int64_
     std::vector<uint8_t> kept(size, 0);
     for (int64_t i = 0; i < keep; ++i) kept[positions[i]] = 1;
     const double before = static_cast<double>(layer.nnz()) / static_cast<double>(size);
+    // Either format: the kept weights start with fresh optimizer state (and
+    // no gradient), since their values were just rescaled.
     if (layer.format == WeightFormat::kCsr) {
       csr_filter(layer.csr, [&](int64_t r, int64_t c, int64_t) { return kept[r * layer.inputs + c] != 0; });
       for (int64_t k = 0; k < layer.csr.nnz(); ++k) layer.csr.value()[k] *= scale;
+      for (int s = 1; s < kSlotCount; ++s)
+        if (layer.csr.has(static_cast<Slot>(s))) std::fill(layer.csr.slot(static_cast<Slot>(s)), layer.csr.slot(static_cast<Slot>(s)) + layer.csr.nnz(), 0.0f);
     } else {
       DenseParam& p = layer.weight;
       for (int64_t r = 0; r < layer.units; ++r) {
