@@ -11,12 +11,6 @@ namespace npb {
 
 namespace {
 
-Napi::Array to_js_list(Napi::Env env, const std::vector<std::vector<float>>& lists) {
-  Napi::Array out = Napi::Array::New(env, lists.size());
-  for (size_t i = 0; i < lists.size(); ++i) out.Set(static_cast<uint32_t>(i), to_js(env, lists[i]));
-  return out;
-}
-
 template <typename T>
 std::vector<T> from_js(Napi::Env env, Napi::Value v, napi_typedarray_type type, const std::string& name, bool optional = false) {
   if (optional && (v.IsUndefined() || v.IsNull())) return {};
@@ -85,7 +79,22 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     with_values.assign(with_values.size(), false);
     for (int64_t l : layer_list_arg(info, 0)) with_values[l] = true;
   }
-  const np::ModelState s = model_->export_state(with_values);
+  // The structure from the core, the numbers copied straight into the typed
+  // arrays (one copy, not two: this is most of a checkpoint's time).
+  const np::ModelState s = model_->export_state(std::vector<bool>(with_values.size(), false));
+  const np::Model& model = *model_;
+  auto slot_array = [&](size_t layer, bool bias, np::Slot slot) {
+    auto a = Napi::Float32Array::New(env, static_cast<size_t>(bias ? model.layers()[layer].units : model.stored_weights(layer)));
+    model.copy_slot(layer, bias, slot, a.Data());
+    return a;
+  };
+  auto moments_array = [&](size_t layer, bool bias) {
+    const int moments = with_values[layer] ? model.moment_slots() : 0;
+    Napi::Array out = Napi::Array::New(env, moments);
+    for (int m = 0; m < moments; ++m) out.Set(static_cast<uint32_t>(m), slot_array(layer, bias, static_cast<np::Slot>(2 + m)));
+    return out;
+  };
+  auto empty = [&]() { return Napi::Float32Array::New(env, 0); };
   Napi::Object o = Napi::Object::New(env);
   o.Set("step", static_cast<double>(s.step));
   o.Set("epoch", static_cast<double>(s.epoch));
@@ -104,14 +113,14 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     lo.Set("units", static_cast<double>(l.units));
     lo.Set("inputs", static_cast<double>(l.inputs));
     lo.Set("format", l.csr ? "csr" : "dense");
-    lo.Set("weight", to_js(env, l.weight));
+    lo.Set("weight", with_values[i] ? slot_array(i, false, np::Slot::kValue) : empty());
     if (l.csr) {
       lo.Set("indptr", to_js(env, l.indptr));
       lo.Set("indices", to_js(env, l.indices));
     }
-    lo.Set("weightMoments", to_js_list(env, l.weight_moments));
-    lo.Set("bias", to_js(env, l.bias));
-    lo.Set("biasMoments", to_js_list(env, l.bias_moments));
+    lo.Set("weightMoments", moments_array(i, false));
+    lo.Set("bias", with_values[i] ? slot_array(i, true, np::Slot::kValue) : empty());
+    lo.Set("biasMoments", moments_array(i, true));
     if (!l.mask.empty()) lo.Set("mask", to_js(env, l.mask));
     if (!l.alive.empty()) lo.Set("alive", to_js(env, l.alive));
     lo.Set("neuronIds", to_js(env, l.neuron_ids));

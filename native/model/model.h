@@ -274,6 +274,13 @@ class Model {
   // come back without the structure. Every size is checked, and that pruned
   // positions and dead units hold zeros, before anything changes.
   void set_values(int64_t step, const std::vector<LayerValuesIn>& layers);
+  // One slot of a layer's weights (in stored order: dense units x inputs
+  // row-major, CSR its values) or of its biases, copied into `out`, which
+  // holds stored_weights(layer) or units floats. With export_state(no
+  // values), an export straight into the caller's memory, with no temporary.
+  int64_t stored_weights(size_t layer) const;
+  void copy_slot(size_t layer, bool bias, Slot slot, float* out) const;
+  int moment_slots() const { return layers_.empty() ? 0 : layers_[0].bias.moment_slots(); }
 
   // The event log keeps the newest event_limit() events (0: all); older ones
   // are discarded, and events_dropped() counts them, so index i of the whole

@@ -99,6 +99,23 @@ void check_state_values(const ModelState& s) {
 
 ModelState Model::export_state() const { return export_state(std::vector<bool>(layers_.size(), true)); }
 
+int64_t Model::stored_weights(size_t layer) const {
+  const DenseLayer& l = layers_.at(layer);
+  return l.format == WeightFormat::kCsr ? l.csr.nnz() : l.units * l.inputs;
+}
+
+void Model::copy_slot(size_t layer, bool bias, Slot slot, float* out) const {
+  const DenseLayer& l = layers_.at(layer);
+  if (bias) {
+    l.bias.read(slot, out);
+  } else if (l.format == WeightFormat::kCsr) {
+    const float* v = l.csr.slot(slot);
+    std::copy(v, v + l.csr.nnz(), out);
+  } else {
+    l.weight.read(slot, out);
+  }
+}
+
 ModelState Model::export_state(const std::vector<bool>& with_values) const {
   ModelState s;
   s.step = step_;
