@@ -98,6 +98,11 @@ export interface CudaModelHandle {
    * index of new unit r of layer l, or -1 for a unit the host added.
    */
   restructure(state: { layers: CudaLayerStructureIn[] }, rowSources: Int32Array[]): void;
+  /**
+   * Numbers over the unchanged structure, written in place (no layer or W^T rebuilt): each layer's
+   * weight (stored order), bias and their moments, each optional (absent: kept).
+   */
+  setValues(values: { layers: { weight?: Float32Array; bias?: Float32Array; weightMoments?: Float32Array[]; biasMoments?: Float32Array[] }[] }): void;
   /** The device's parameters; withMoments false: weights and biases only (the moment lists are empty). */
   exportState(withMoments?: boolean): CudaStateOut;
   setOptimizer(optimizer: object): void;

@@ -9,9 +9,10 @@
 // one half holds the newest parameters:
 //   - after training, the device: reading weights, saving, or a structural
 //     operation first pulls them (device -> host, one copy of every slot);
-//   - after a change on the host (setWeights, sparsify, rewind,
-//     importState), the host: the next device call pushes the whole state
-//     (host -> device, transposes rebuilt).
+//   - after a change on the host (sparsify, importState), the host: the
+//     next device call pushes the whole state (host -> device, transposes
+//     rebuilt). setWeights and rewind change numbers only: the device takes
+//     them in place (setValues).
 // Structural changes (compact, format changes, growth, magnitude and neuron
 // pruning, SET and RigL regrowth, continual-backprop and ReDo reinit) keep
 // the numbers on the device: the host decides and applies them to its
@@ -401,7 +402,19 @@ export class CudaNativeModel implements NativeModel {
   }
 
   setWeights(layer: number, weight: Float32Array | null, bias: Float32Array | null): void {
-    this.mutate(() => this.host.setWeights(layer, weight, bias));
+    const device = this.device;
+    if (!device || this.deviceStale) return this.mutate(() => this.host.setWeights(layer, weight, bias));
+    // The host checks them against its structure (the device's) and stores them; the device takes
+    // that layer's new numbers in place. The host's other numbers may stay stale: the device has them.
+    this.host.setWeights(layer, weight, bias);
+    const l = this.host.exportState([layer]).layers[layer];
+    try {
+      const layers = Array.from({ length: this.host.layerCount }, (_, i) => (i === layer ? { weight: weight ? l.weight : undefined, bias: bias ? l.bias : undefined } : {}));
+      device.setValues({ layers });
+    } catch {
+      // The ordinary way: the device's numbers over, the change again, and all of it back later.
+      this.mutate(() => this.host.setWeights(layer, weight, bias));
+    }
   }
 
   getGradients(layer: number): { weight: Float32Array; bias: Float32Array } {
@@ -472,7 +485,20 @@ export class CudaNativeModel implements NativeModel {
   }
 
   rewind(step: number): void {
-    this.mutate(() => this.host.rewind(step));
+    const device = this.device;
+    if (!device || this.deviceStale) return this.mutate(() => this.host.rewind(step));
+    // Units grown after the snapshot keep their weights: the host first gets the device's (and its
+    // statistics). The rewind resets every moment, so afterwards the host holds the whole newest
+    // state, and the device takes the numbers in place (no layer rebuilt).
+    if (this.hostStale) this.host.setValues(device.exportState(false));
+    this.host.rewind(step);
+    this.hostStale = false;
+    const numbers = this.host.exportState().layers.map((l) => ({ weight: l.weight, bias: l.bias, weightMoments: l.weightMoments, biasMoments: l.biasMoments }));
+    try {
+      device.setValues({ layers: numbers });
+    } catch {
+      this.deviceStale = true;  // the next device call loads the host's state whole
+    }
   }
 
   snapshotSteps(): number[] {

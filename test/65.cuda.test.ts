@@ -413,7 +413,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
 
 class CpuTwinDevice implements cuda.CudaModelHandle {
   /** Calls that copy every parameter between host and device, and restructures, over all twins. */
-  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0 };
+  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0 };
   /** Makes the next restructure() throw before changing anything, as the native one does on bad input or no memory. */
   static failNextRestructure = false;
   private twin!: NativeModel;
@@ -507,6 +507,17 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       };
     });
     this.loadTwin({ step: this.twin.step, layers });
+  }
+  /** Makes the next setValues() throw before changing anything. */
+  static failNextSetValues = false;
+  setValues(values: Parameters<cuda.CudaModelHandle['setValues']>[0]): void {
+    CpuTwinDevice.calls.setValues++;
+    if (CpuTwinDevice.failNextSetValues) {
+      CpuTwinDevice.failNextSetValues = false;
+      throw new Error('CudaModel.setValues: out of device memory (test)');
+    }
+    if (values.layers.length !== this.twin.layerCount) throw new RangeError('CudaModel.setValues: wrong number of layers (twin)');
+    this.twin.setValues({ step: this.twin.step, layers: values.layers });
   }
   exportState(withMoments = true): cuda.CudaStateOut {
     if (withMoments) CpuTwinDevice.calls.exportState++;
@@ -831,6 +842,47 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
       expect(slots(dev), `${what}: after training on`).to.deep.equal(slots(cpu));
       expect(dev.events).to.deep.equal(cpu.events);
     }
+  });
+
+  it('setWeights and a lottery-ticket rewind write the numbers on the device in place: no full copy either way', async () => {
+    const cpu = mixedMlp('cpu', 'adam');
+    const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
+    const fitBoth = async () => {
+      const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
+      expect(b.history.loss).to.deep.equal(a.history.loss);
+    };
+    const slots = (m: Sequential) => m.native.exportState().layers.map((l) => [l.weight, l.bias, ...l.weightMoments, ...l.biasMoments]);
+    const snapshot = cpu.snapshot();
+    expect(dev.snapshot()).to.equal(snapshot);
+    await fitBoth();
+    for (const m of [cpu, dev]) {
+      m.prune({ amount: 0.3, structure: 'weight', layer: 0 });
+      m.grow({ layer: 0, count: 2, init: 'random' });  // no snapshot value: keeps its trained weights through the rewind
+    }
+    await fitBoth();
+    const calls = { ...CpuTwinDevice.calls };
+    for (const m of [cpu, dev]) m.rewind(snapshot);
+    expect(CpuTwinDevice.calls.setValues - calls.setValues).to.equal(1);
+    expect(CpuTwinDevice.calls.exportState - calls.exportState, 'full copies to the host').to.equal(0);
+    expect(CpuTwinDevice.calls.load - calls.load, 'full copies to the device').to.equal(0);
+    await fitBoth();
+    const w = denseAt(cpu, 2).getWeights();
+    w.weight[0] += 0.25;
+    w.bias[1] -= 0.5;
+    const before = { ...CpuTwinDevice.calls };
+    for (const m of [cpu, dev]) denseAt(m, 2).setWeights?.(w);
+    expect(CpuTwinDevice.calls.setValues - before.setValues).to.equal(1);
+    expect(CpuTwinDevice.calls.load - before.load).to.equal(0);
+    await fitBoth();
+    // A device that refuses the numbers: the ordinary copy path, the same result.
+    CpuTwinDevice.failNextSetValues = true;
+    const v = denseAt(cpu, 0).getWeights();
+    v.bias.fill(0.125);
+    for (const m of [cpu, dev]) denseAt(m, 0).setWeights?.({ weight: v.weight, bias: v.bias });
+    expect(CpuTwinDevice.failNextSetValues).to.equal(false);
+    await fitBoth();
+    expect(slots(dev)).to.deep.equal(slots(cpu));
+    expect(dev.events).to.deep.equal(cpu.events);
   });
 
   it('RigL on a cuda model trained on soft targets cuts the same last batch (targets rows) as the CPU path keeps', async () => {

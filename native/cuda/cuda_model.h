@@ -60,6 +60,13 @@ struct CudaLayerState : np::LayerParams {
   std::vector<float> input_scale;
 };
 
+// A layer's numbers for CudaModel::set_values, in its stored order (dense:
+// units x inputs; CSR: its values); an empty vector is left as it is.
+struct CudaLayerValues {
+  std::vector<float> weight, bias;
+  std::vector<std::vector<float>> weight_moments, bias_moments;  // empty, or one per optimizer moment
+};
+
 struct CudaModelConfig {
   int64_t input_size = 0;
   CudaOptimizer optimizer;
@@ -119,6 +126,12 @@ class CudaModel {
   // outgoing weights). Gradients restart at zero; the step is kept.
   // Throws std::invalid_argument before anything changes.
   void restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources);
+
+  // Numbers the host changed without changing the structure (setWeights,
+  // rewind), written over the device's in place: no structure or W^T rebuilt
+  // (cuda_set_values.cpp). `layers`: one per layer, what each gives.
+  // Throws std::invalid_argument before anything changes.
+  void set_values(const std::vector<CudaLayerValues>& layers);
 
   int64_t step() const { return step_; }
   int64_t input_size() const { return config_.input_size; }

@@ -11,6 +11,8 @@
 //                                  parameters: state.layers as for load (step ignored), values only for
 //                                  layers with new units in their rows or inputs; rowSources[l]: an
 //                                  Int32Array, the current index of each new unit of layer l or -1
+//   setValues({ layers })         numbers over the unchanged structure, in place: each layer's weight,
+//                                  bias, weightMoments, biasMoments optional (absent or empty: kept)
 //   exportState(withMoments = true) { step, layers: [{ weight, weightMoments, bias, biasMoments,
 //                                  meanAbsActivation, meanActivation, taylor, statsUpdates }] }
 //                                  (false: weight and bias only, moment lists empty)
@@ -276,6 +278,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     return DefineClass(env, "CudaModel",
                        {InstanceMethod("load", &CudaModelWrap::Load), InstanceMethod("exportState", &CudaModelWrap::ExportState),
                         InstanceMethod("restructure", &CudaModelWrap::Restructure),
+                        InstanceMethod("setValues", &CudaModelWrap::SetValues),
                         InstanceMethod("setOptimizer", &CudaModelWrap::SetOptimizer),
                         InstanceMethod("setStatsDecay", &CudaModelWrap::SetStatsDecay),
                         InstanceMethod("createDataset", &CudaModelWrap::CreateDataset),
@@ -342,6 +345,44 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
       sources.push_back(copy_of<int32_t>(
           typed<Napi::Int32Array>(env, arr.Get(i), napi_int32_array, "rowSources[" + std::to_string(i) + "]", "Int32Array")));
     on_js_thread(env, [&] { model_->restructure(std::move(layers), sources); });
+    return env.Undefined();
+  }
+
+  Napi::Value SetValues(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    idle(env, "setValues");
+    if (!info[0].IsObject() || !info[0].As<Napi::Object>().Get("layers").IsArray())
+      throw Napi::TypeError::New(env, "CudaModel: setValues takes { layers: [...] }");
+    Napi::Array arr = info[0].As<Napi::Object>().Get("layers").As<Napi::Array>();
+    std::vector<nc::CudaLayerValues> layers;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      if (!arr.Get(i).IsObject()) throw Napi::TypeError::New(env, "CudaModel: setValues layers[i] must be objects");
+      Napi::Object l = arr.Get(i).As<Napi::Object>();
+      const std::string at = "layers[" + std::to_string(i) + "].";
+      nc::CudaLayerValues v;
+      // Copies, each made as its array is read: a later getter cannot change what was taken.
+      auto floats = [&](const char* key) {
+        Napi::Value x = l.Get(key);
+        return x.IsUndefined() ? std::vector<float>()
+                               : copy_of<float>(typed<Napi::Float32Array>(env, x, napi_float32_array, at + key, "Float32Array"));
+      };
+      auto lists = [&](const char* key) {
+        std::vector<std::vector<float>> out;
+        Napi::Value x = l.Get(key);
+        if (x.IsUndefined()) return out;
+        if (!x.IsArray()) throw Napi::TypeError::New(env, "CudaModel: " + at + key + " must be an array of Float32Array");
+        Napi::Array a = x.As<Napi::Array>();
+        for (uint32_t k = 0; k < a.Length(); ++k)
+          out.push_back(copy_of<float>(typed<Napi::Float32Array>(env, a.Get(k), napi_float32_array, at + key, "Float32Array")));
+        return out;
+      };
+      v.weight = floats("weight");
+      v.bias = floats("bias");
+      v.weight_moments = lists("weightMoments");
+      v.bias_moments = lists("biasMoments");
+      layers.push_back(std::move(v));
+    }
+    on_js_thread(env, [&] { model_->set_values(layers); });
     return env.Undefined();
   }
 

@@ -290,6 +290,26 @@ CUDA_TEST(cuda_model_export_load_round_trip) {
   }
   CHECK(threw);
   CHECK_EQ(gpu.step(), 12);
+  // set_values: numbers in place, what is not given kept; a wrong size changes nothing.
+  std::vector<nc::CudaLayerValues> values(2);
+  values[1].weight = random_vector(static_cast<int64_t>(layers[1].weight.size()), 9);
+  values[1].weight_moments = {std::vector<float>(layers[1].weight.size(), 0.5f), std::vector<float>(layers[1].weight.size(), 0.25f)};
+  gpu.set_values(values);
+  std::vector<nc::CudaLayerState> set = gpu.export_layers();
+  CHECK(set[1].weight == values[1].weight);
+  CHECK(set[1].weight_moments[1] == values[1].weight_moments[1]);
+  CHECK(set[1].bias == layers[1].bias);
+  CHECK(set[0].weight == layers[0].weight);
+  values[0].bias = {1.0f};
+  threw = false;
+  try {
+    gpu.set_values(values);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  CHECK(threw);
+  CHECK(gpu.export_layers()[0].bias == layers[0].bias);
+  gpu.load(12, layers);
   // MSE training runs (targets path) and the loss goes down.
   const int64_t n = 64;
   const std::vector<float> x = random_vector(n * 5, 4), t = random_vector(n * 3, 5, 0.5f);
