@@ -590,7 +590,7 @@ export class CudaNativeModel implements NativeModel {
   }
 
   exportState(valuesOf?: number[]): NativeState {
-    return valuesOf === undefined ? this.read(() => this.host.exportState()) : this.read(() => this.host.exportState(valuesOf));
+    return this.read(() => this.host.exportState(valuesOf));  // undefined: every layer's numbers
   }
 
   setValues(values: { step: number; layers: NativeLayerValues[] }): void {
