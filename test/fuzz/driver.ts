@@ -236,9 +236,22 @@ const isEval = (r: unknown) => {
   return e && typeof e.loss === 'number' && typeof e.accuracy === 'number' && (e.accuracy as number) >= 0 && (e.accuracy as number) <= 1 ? null : 'not {loss, accuracy}';
 };
 
+/** The numbers too: a position-weighted sum of every weight and bias (a rejected call must not change one). */
+function checksum(m: Sequential): string {
+  let sum = 0;
+  let i = 0;
+  for (const l of m.layers) {
+    if (l.kind !== 'dense') continue;
+    const { weight, bias } = (l as ReturnType<typeof layers.dense>).getWeights();
+    for (const v of weight) sum += v * (++i % 97);
+    for (const v of bias) sum += v * (++i % 97);
+  }
+  return String(sum);
+}
+
 function fingerprint(m: Sequential): string {
   if (!m.isBuilt) return 'unbuilt';
-  return `${m.step}/${m.countParams()}/${m.events.length}/${m.layers.map((l) => (l.kind === 'dense' ? `${l.units}:${l.nnz}` : 'd')).join(',')}`;
+  return `${m.step}/${m.countParams()}/${m.events.length}/${m.layers.map((l) => (l.kind === 'dense' ? `${l.units}:${l.nnz}` : 'd')).join(',')}/${checksum(m)}`;
 }
 
 // ---- case generators ----------------------------------------------------------
@@ -464,6 +477,32 @@ const GENERATORS: Record<string, Gen> = {
       () => ({ weight: detached(units * inputs) }),
     ][which]();
     return { name: `setWeights(bad #${which})`, expect: 'reject', model: m, run: () => layer.setWeights(arg as never) };
+  },
+  values: (rng, f) => {
+    // The native setValues (how a cuda model's host half takes the device's numbers back): bad
+    // numbers are refused before anything changes.
+    const m = f.model;
+    const state = m.native.exportState();
+    const good = state.layers.map((l) => ({ weight: Float32Array.from(l.weight), bias: Float32Array.from(l.bias), weightMoments: l.weightMoments, biasMoments: l.biasMoments }));
+    const at = rng.int(0, good.length - 1);
+    const which = rng.int(0, 7);
+    const layersArg: unknown = [
+      () => good.slice(1),
+      () => good.map((l, i) => (i === at ? { ...l, weight: new Float32Array(l.weight.length + rng.pick([-1, 1, 7])) } : l)),
+      () => good.map((l, i) => (i === at ? { ...l, bias: Float64Array.from(l.bias) } : l)),
+      () => good.map((l, i) => (i === at ? { ...l, weightMoments: [...l.weightMoments, new Float32Array(l.weight.length)] } : l)),
+      () => good.map((l, i) => (i === at ? { ...l, bias: new Float32Array(new SharedArrayBuffer(4 * l.bias.length)) } : l)),
+      () => good.map((l, i) => (i === at ? { ...l, weight: detached(l.weight.length) } : l)),
+      () => good.map((l, i) => {
+        if (i !== at) return l;
+        const weight = l.weight;  // detached by a getter read after it
+        return { ...l, weight, get taylor() { structuredClone(weight.buffer, { transfer: [weight.buffer as ArrayBuffer] }); return undefined; } };
+      }),
+      () => rng.pick([null, 'layers', 3, [null], [1, 2]]),
+    ][which]();
+    const step = which === 7 ? m.step : rng.pick([m.step, m.step + 1]);
+    const badStep = rng.bool(0.1) ? rng.pick([-1, 0.5, NaN, '1']) : step;
+    return { name: `native.setValues(bad #${which}${badStep !== step ? `, step ${String(badStep)}` : ''})`, expect: 'reject', model: m, run: () => m.native.setValues({ step: badStep, layers: layersArg } as never) };
   },
   order: (rng, f) => {
     // Calls out of order or on a model in the wrong state.
@@ -864,6 +903,7 @@ const MIX: [string, number][] = [
   ['computeGradients', 3],
   ['prune', 8],
   ['weights', 4],
+  ['values', 3],
   ['order', 5],
   ['rewind', 2],
   ['concurrency', 6],
