@@ -43,6 +43,17 @@ export function rowSourcesById(before: BigInt64Array, after: BigInt64Array): Int
   return Int32Array.from(after, (id) => index.get(id) ?? -1);
 }
 
+/** Whether row sources say every unit stayed where it was. */
+function identity(sources: Int32Array, units: number): boolean {
+  return sources.length === units && sources.every((s, r) => s === r);
+}
+
+/** Byte-equal typed arrays (both absent counts as equal). */
+function sameBytes(a?: ArrayBufferView, b?: ArrayBufferView): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
 /** The device's per-unit statistics into a host layer state. */
 function copyUnitStats(l: NativeLayerState, d: CudaStateOut['layers'][number]): void {
   l.meanAbsActivation = d.meanAbsActivation;
@@ -256,6 +267,16 @@ export class CudaNativeModel implements NativeModel {
       return structure;
     });
     amend?.(layers);
+    // Layers the change left exactly as they were: the device keeps them (W^T included) and
+    // reads their shape and settings only.
+    after.layers.forEach((l, i) => {
+      const o = before.layers[i];
+      const same =
+        !withValues[i] && !biasFromHost[i] && !layers[i].inputScale && identity(sources[i], o.units) && (i === 0 || identity(sources[i - 1], before.layers[i - 1].units)) &&
+        l.format === o.format && l.units === o.units && l.inputs === o.inputs &&
+        sameBytes(l.mask, o.mask) && sameBytes(l.alive, o.alive) && sameBytes(l.indptr, o.indptr) && sameBytes(l.indices, o.indices);
+      if (same) layers[i] = { ...layers[i], keep: true };
+    });
     device.restructure({ layers }, sources);
   }
 

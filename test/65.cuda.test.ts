@@ -413,7 +413,9 @@ describe("cuda: Sequential with device 'cuda'", () => {
 
 class CpuTwinDevice implements cuda.CudaModelHandle {
   /** Calls that copy every parameter between host and device, and restructures, over all twins. */
-  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0 };
+  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0 };
+  /** Layers the wrapper marked kept that had changed (must stay empty). */
+  static keepViolations: string[] = [];
   /** Makes the next restructure() throw before changing anything, as the native one does on bad input or no memory. */
   static failNextRestructure = false;
   private twin!: NativeModel;
@@ -468,6 +470,21 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       throw new Error('CudaModel.restructure: out of device memory (test)');
     }
     const old = this.twin.exportState();
+    // A kept layer must really be unchanged: the device cannot see a pattern change, the twin can.
+    state.layers.forEach((l, i) => {
+      if (!l.keep) return;
+      CpuTwinDevice.calls.keptLayers++;
+      const o = old.layers[i];
+      const same = (a?: ArrayLike<unknown>, b?: ArrayLike<unknown>) => (a === undefined || b === undefined ? a === b : a.length === b.length && Array.prototype.every.call(a, (v, k) => v === b[k]));
+      const identity = (s: Int32Array, n: number) => s.length === n && s.every((v, r) => v === r);
+      if (l.units !== o.units || l.inputs !== o.inputs || l.format !== o.format || !same(l.mask, o.mask) || !same(l.alive, o.alive) ||
+          !same(l.indptr, o.indptr) || !same(l.indices, o.indices) || !identity(rowSources[i], o.units) || (i > 0 && !identity(rowSources[i - 1], old.layers[i - 1].units)))
+      {
+        // Recorded as well as thrown: the wrapper's fallback would otherwise hide it (see afterEach).
+        CpuTwinDevice.keepViolations.push(`layer ${i}`);
+        throw new Error(`CudaModel.restructure: layer ${i} is marked kept but changed (twin)`);
+      }
+    });
     const layers = state.layers.map((l, i): cuda.CudaLayerStateIn => {
       const o = old.layers[i];
       const colSources = i === 0 ? null : rowSources[i - 1];
@@ -590,6 +607,11 @@ function onTwinDevice(m: Sequential, host: (cpu: NativeModel) => NativeModel = (
 }
 
 describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GPU needed)', () => {
+  afterEach(() => {
+    const violations = CpuTwinDevice.keepViolations.splice(0);
+    expect(violations, 'layers marked kept that had changed').to.deep.equal([]);
+  });
+
   it('fit, weights, structural ops, setWeights and save on the wrapper match the CPU model exactly', async () => {
     const cpu = mixedMlp('cpu', 'sgd');
     const dev = onTwinDevice(mixedMlp('cpu', 'sgd'));
@@ -666,10 +688,12 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
     expect(dev.native.exportState().layers.map((l) => l.weightMoments)).to.deep.equal(cpu.native.exportState().layers.map((l) => l.weightMoments));
     expect(dev.events).to.deep.equal(cpu.events);  // the same steps recorded, though the host's numbers were stale
-    // With the host up to date (weights just read), a change is still followed, not pushed whole.
-    const loads = CpuTwinDevice.calls.load, restructures = CpuTwinDevice.calls.restructure;
+    // With the host up to date (weights just read), a change is still followed, not pushed whole;
+    // the layers it leaves as they were stay on the device untouched.
+    const loads = CpuTwinDevice.calls.load, restructures = CpuTwinDevice.calls.restructure, kept = CpuTwinDevice.calls.keptLayers;
     for (const m of [cpu, dev]) m.prune({ amount: 0.2, structure: 'weight', layer: 2 });
     expect(CpuTwinDevice.calls.restructure).to.equal(restructures + 1);
+    expect(CpuTwinDevice.calls.keptLayers - kept, 'layers 0 and 1 kept').to.equal(2);
     await fitBoth(1);
     expect(CpuTwinDevice.calls.load).to.equal(loads);
     expect(denseAt(dev, 2).getWeights().weight).to.deep.equal(denseAt(cpu, 2).getWeights().weight);

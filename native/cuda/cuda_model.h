@@ -58,6 +58,10 @@ struct CudaLayerState : np::LayerParams {
   // restructure(): per input, the factor of the weights moved into its column
   // (net2wider's split, remap.h); empty: none.
   std::vector<float> input_scale;
+  // restructure(): the change left this layer as it was (same units in the
+  // same order, same inputs, same pattern): the device keeps it, W^T and all,
+  // and the host sends its shape and settings only.
+  bool keep = false;
 };
 
 // A layer's numbers for CudaModel::set_values, in its stored order (dense:

@@ -24,6 +24,13 @@ bool has_new_units(const std::vector<int32_t>& sources) {
   return false;
 }
 
+bool is_identity(const std::vector<int32_t>& sources, int64_t units) {
+  if (static_cast<int64_t>(sources.size()) != units) return false;
+  for (size_t r = 0; r < sources.size(); ++r)
+    if (sources[r] != static_cast<int32_t>(r)) return false;
+  return true;
+}
+
 }  // namespace
 
 void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources) {
@@ -38,6 +45,21 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
   int64_t inputs = config_.input_size;
   for (size_t i = 0; i < layers.size(); ++i) {
     const CudaLayerState& l = layers[i];
+    if (l.keep) {
+      // Kept whole: it must be the same layer, fed by the same units.
+      const Layer& old = layers_[i];
+      if (l.units != old.units || l.inputs != old.inputs || l.inputs != inputs || l.csr != old.csr)
+        bad(i, "kept, but its shape or format differs from the device's");
+      if (l.activation != old.activation || l.input_dropout != old.input_dropout || l.drop_connect != old.drop_connect ||
+          l.use_bias != old.use_bias)
+        bad(i, "kept, but its settings differ from the device's");
+      if (!is_identity(row_sources[i], old.units) || (i > 0 && !is_identity(row_sources[i - 1], layers_[i - 1].units)))
+        bad(i, "kept, but its units or inputs moved");
+      if (l.bias_from_host || !l.input_scale.empty() || !l.weight.empty() || !l.bias.empty())
+        bad(i, "kept, but given values or scales");
+      inputs = l.units;
+      continue;
+    }
     check_structure(i, l, inputs);
     const std::vector<int32_t>& src = row_sources[i];
     if (static_cast<int64_t>(src.size()) != l.units) bad(i, "row_sources must have one entry per unit");
@@ -68,6 +90,11 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
   std::vector<DeviceBuffer> fresh_values;
   for (size_t i = 0; i < layers.size(); ++i) {
     const CudaLayerState& s = layers[i];
+    if (s.keep) {
+      sources.push_back(to_device(row_sources[i], stream_));  // the next layer's column sources
+      built.emplace_back();  // filled with the old layer itself once nothing can fail
+      continue;
+    }
     const Layer& old = layers_[i];
     Layer l = build_structure(s);
     l.weight = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(float));
@@ -138,7 +165,13 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     l.stats_updates = old.stats_updates;
     built.push_back(std::move(l));
   }
-  replace_layers(std::move(built), step_);  // waits for the stream: the old buffers may go now
+  // Every copy and kernel done (a failure shows here, with the model as it
+  // was); only then do the kept layers move over, so no failure leaves one
+  // behind half-moved.
+  stream_.synchronize();
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i].keep) built[i] = std::move(layers_[i]);
+  replace_layers(std::move(built), step_);  // the old buffers may go now
 }
 
 }  // namespace np::cuda

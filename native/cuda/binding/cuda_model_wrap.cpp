@@ -9,7 +9,8 @@
 //   load(state)                    replaces every parameter and the step (after a structural change)
 //   restructure(state, rowSources) follows a structural change made on the host without copying the
 //                                  parameters: state.layers as for load (step ignored), values only for
-//                                  layers with new units in their rows or inputs; rowSources[l]: an
+//                                  layers with new units in their rows or inputs, shape and settings
+//                                  only for a layer with keep: true (unchanged); rowSources[l]: an
 //                                  Int32Array, the current index of each new unit of layer l or -1
 //   setValues({ layers })         numbers over the unchanged structure, in place: each layer's weight,
 //                                  bias, weightMoments, biasMoments optional (absent or empty: kept)
@@ -151,6 +152,12 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
     s.drop_connect = static_cast<float>(number(env, l, "dropConnect", 0.0));
     s.use_bias = boolean(l, "useBias", true);
     s.csr = l.Get("format").IsString() && l.Get("format").As<Napi::String>().Utf8Value() == "csr";
+    // restructure: a layer the change left as it was carries its shape and settings only.
+    s.keep = values_optional && boolean(l, "keep", false);
+    if (s.keep) {
+      out.push_back(std::move(s));
+      continue;
+    }
     if (s.csr) {
       s.indptr = copy_of<int64_t>(typed<Napi::BigInt64Array>(env, l.Get("indptr"), napi_bigint64_array, at + "indptr", "BigInt64Array"));
       s.indices = copy_of<int32_t>(typed<Napi::Int32Array>(env, l.Get("indices"), napi_int32_array, at + "indices", "Int32Array"));

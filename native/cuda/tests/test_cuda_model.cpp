@@ -500,6 +500,28 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   added[0][0] = -1;
   CHECK(rejected(structure_of(cpu, now, none), added));
   CHECK(gpu.export_layers()[0].weight == got[0].weight);
+
+  // Layers marked kept stay exactly as they are (slots and W^T), next to one
+  // that is rebuilt; a kept layer whose shape or sources differ is refused.
+  const std::vector<nc::CudaLayerState> held = gpu.export_layers();
+  std::vector<nc::CudaLayerState> kept = structure_of(cpu, now, none);
+  kept[0].keep = kept[1].keep = true;
+  gpu.restructure(kept, same);
+  const std::vector<nc::CudaLayerState> after_keep = gpu.export_layers();
+  for (size_t l = 0; l < held.size(); ++l) {
+    CHECK_MSG(after_keep[l].weight == held[l].weight && after_keep[l].weight_moments == held[l].weight_moments,
+              "layer %zu changed by a restructure that kept it", l);
+  }
+  gpu.train(dataset, order.data(), 0, 1, 16, nullptr);  // the kept CSR layer's W^T still serves the backward pass
+  std::vector<nc::CudaLayerState> wrong = structure_of(cpu, now, none);
+  wrong[1].keep = true;
+  wrong[1].activation = np::Activation::kSigmoid;
+  CHECK(rejected(wrong, same));
+  std::vector<std::vector<int32_t>> moved = same;
+  std::swap(moved[0][0], moved[0][1]);
+  std::vector<nc::CudaLayerState> kept_moved = structure_of(cpu, now, none);
+  kept_moved[1].keep = true;  // its inputs moved
+  CHECK(rejected(kept_moved, moved));
 }
 
 // A loss that turns NaN stops the device's updates at that very step: the
