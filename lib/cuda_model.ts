@@ -428,8 +428,8 @@ export class CudaNativeModel implements NativeModel {
     // The host checks them against its structure (the device's) and stores them; the device takes
     // that layer's new numbers in place. The host's other numbers may stay stale: the device has them.
     this.host.setWeights(layer, weight, bias);
-    const l = this.host.exportState([layer]).layers[layer];
     try {
+      const l = this.host.exportState([layer]).layers[layer];
       const layers = Array.from({ length: this.host.layerCount }, (_, i) => (i === layer ? { weight: weight ? l.weight : undefined, bias: bias ? l.bias : undefined } : {}));
       device.setValues({ layers });
     } catch {
@@ -514,8 +514,8 @@ export class CudaNativeModel implements NativeModel {
     if (this.hostStale) this.host.setValues(device.exportState(false));
     this.host.rewind(step);
     this.hostStale = false;
-    const numbers = this.host.exportState().layers.map((l) => ({ weight: l.weight, bias: l.bias, weightMoments: l.weightMoments, biasMoments: l.biasMoments }));
     try {
+      const numbers = this.host.exportState().layers.map((l) => ({ weight: l.weight, bias: l.bias, weightMoments: l.weightMoments, biasMoments: l.biasMoments }));
       device.setValues({ layers: numbers });
     } catch {
       this.deviceStale = true;  // the next device call loads the host's state whole

@@ -528,13 +528,13 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
   /** Makes the next setValues() throw before changing anything. */
   static failNextSetValues = false;
   setValues(values: Parameters<cuda.CudaModelHandle['setValues']>[0]): void {
-    CpuTwinDevice.calls.setValues++;
     if (CpuTwinDevice.failNextSetValues) {
       CpuTwinDevice.failNextSetValues = false;
       throw new Error('CudaModel.setValues: out of device memory (test)');
     }
     if (values.layers.length !== this.twin.layerCount) throw new RangeError('CudaModel.setValues: wrong number of layers (twin)');
     this.twin.setValues({ step: this.twin.step, layers: values.layers });
+    CpuTwinDevice.calls.setValues++;  // counted when it took the numbers
   }
   exportState(withMoments = true): cuda.CudaStateOut {
     if (withMoments) CpuTwinDevice.calls.exportState++;
@@ -890,14 +890,22 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(CpuTwinDevice.calls.exportState - calls.exportState, 'full copies to the host').to.equal(0);
     expect(CpuTwinDevice.calls.load - calls.load, 'full copies to the device').to.equal(0);
     await fitBoth();
+    expect(CpuTwinDevice.calls.load - calls.load, 'full copies to the device after the next fit').to.equal(0);
     const w = denseAt(cpu, 2).getWeights();
     w.weight[0] += 0.25;
     w.bias[1] -= 0.5;
+    const csr = denseAt(cpu, 1).getWeights();  // layer 1 is CSR: the device takes its stored values
+    const stored = csr.weight.findIndex((v) => v !== 0);
+    csr.weight[stored] *= 2;
     const before = { ...CpuTwinDevice.calls };
-    for (const m of [cpu, dev]) denseAt(m, 2).setWeights?.(w);
-    expect(CpuTwinDevice.calls.setValues - before.setValues).to.equal(1);
-    expect(CpuTwinDevice.calls.load - before.load).to.equal(0);
+    for (const m of [cpu, dev]) {
+      denseAt(m, 2).setWeights?.(w);
+      denseAt(m, 1).setWeights?.({ weight: csr.weight, bias: csr.bias });
+    }
+    expect(denseAt(dev, 1).format).to.equal('csr');
+    expect(CpuTwinDevice.calls.setValues - before.setValues).to.equal(2);
     await fitBoth();
+    expect(CpuTwinDevice.calls.load - before.load, 'full copies to the device').to.equal(0);
     // A device that refuses the numbers: the ordinary copy path, the same result.
     CpuTwinDevice.failNextSetValues = true;
     const v = denseAt(cpu, 0).getWeights();

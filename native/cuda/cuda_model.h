@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,10 +66,10 @@ struct CudaLayerState : np::LayerParams {
 };
 
 // A layer's numbers for CudaModel::set_values, in its stored order (dense:
-// units x inputs; CSR: its values); an empty vector is left as it is.
+// units x inputs; CSR: its values); what is not given is left as it is.
 struct CudaLayerValues {
-  std::vector<float> weight, bias;
-  std::vector<std::vector<float>> weight_moments, bias_moments;  // empty, or one per optimizer moment
+  std::optional<std::vector<float>> weight, bias;
+  std::vector<std::vector<float>> weight_moments, bias_moments;  // empty: kept; else one per optimizer moment
 };
 
 struct CudaModelConfig {

@@ -1,6 +1,7 @@
 // CudaModel::set_values (cuda_model.h): numbers the host changed over an
 // unchanged structure (setWeights, a lottery-ticket rewind) go to the device
 // as they are, instead of a whole load() that rebuilds every layer and W^T.
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -15,9 +16,9 @@ namespace {
   throw std::invalid_argument("CudaModel.setValues: layer " + std::to_string(layer) + ": " + what);
 }
 
-void check_size(size_t layer, const std::vector<float>& v, int64_t want, const char* what) {
-  if (!v.empty() && static_cast<int64_t>(v.size()) != want)
-    bad(layer, std::string(what) + " has " + std::to_string(v.size()) + " entries, expected " + std::to_string(want));
+void check_size(size_t layer, const std::optional<std::vector<float>>& v, int64_t want, const char* what) {
+  if (v && static_cast<int64_t>(v->size()) != want)
+    bad(layer, std::string(what) + " has " + std::to_string(v->size()) + " entries, expected " + std::to_string(want));
 }
 
 }  // namespace
@@ -48,8 +49,8 @@ void CudaModel::set_values(const std::vector<CudaLayerValues>& layers) {
     auto upload = [&](DeviceBuffer& to, const std::vector<float>& from) {
       if (!from.empty()) to.upload(from.data(), from.size() * sizeof(float), stream_);
     };
-    upload(l.weight, v.weight);
-    upload(l.bias, v.bias);
+    if (v.weight) upload(l.weight, *v.weight);
+    if (v.bias) upload(l.bias, *v.bias);
     for (size_t m = 0; m < v.weight_moments.size(); ++m) upload(l.weight_moments[m], v.weight_moments[m]);
     for (size_t m = 0; m < v.bias_moments.size(); ++m) upload(l.bias_moments[m], v.bias_moments[m]);
   }

@@ -30,6 +30,7 @@
 #include <cmath>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -358,20 +359,21 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
   Napi::Value SetValues(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     idle(env, "setValues");
-    if (!info[0].IsObject() || !info[0].As<Napi::Object>().Get("layers").IsArray())
-      throw Napi::TypeError::New(env, "CudaModel: setValues takes { layers: [...] }");
-    Napi::Array arr = info[0].As<Napi::Object>().Get("layers").As<Napi::Array>();
+    const Napi::Value given = info[0].IsObject() ? info[0].As<Napi::Object>().Get("layers") : Napi::Value();
+    if (given.IsEmpty() || !given.IsArray()) throw Napi::TypeError::New(env, "CudaModel: setValues takes { layers: [...] }");
+    Napi::Array arr = given.As<Napi::Array>();
     std::vector<nc::CudaLayerValues> layers;
     for (uint32_t i = 0; i < arr.Length(); ++i) {
-      if (!arr.Get(i).IsObject()) throw Napi::TypeError::New(env, "CudaModel: setValues layers[i] must be objects");
-      Napi::Object l = arr.Get(i).As<Napi::Object>();
+      const Napi::Value item = arr.Get(i);
+      if (!item.IsObject()) throw Napi::TypeError::New(env, "CudaModel: setValues layers[i] must be objects");
+      Napi::Object l = item.As<Napi::Object>();
       const std::string at = "layers[" + std::to_string(i) + "].";
       nc::CudaLayerValues v;
       // Copies, each made as its array is read: a later getter cannot change what was taken.
-      auto floats = [&](const char* key) {
+      auto floats = [&](const char* key) -> std::optional<std::vector<float>> {
         Napi::Value x = l.Get(key);
-        return x.IsUndefined() ? std::vector<float>()
-                               : copy_of<float>(typed<Napi::Float32Array>(env, x, napi_float32_array, at + key, "Float32Array"));
+        if (x.IsUndefined()) return std::nullopt;
+        return copy_of<float>(typed<Napi::Float32Array>(env, x, napi_float32_array, at + key, "Float32Array"));
       };
       auto lists = [&](const char* key) {
         std::vector<std::vector<float>> out;
@@ -389,6 +391,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
       v.bias_moments = lists("biasMoments");
       layers.push_back(std::move(v));
     }
+    idle(env, "setValues");  // again: a getter above may have disposed the model or started a call
     on_js_thread(env, [&] { model_->set_values(layers); });
     return env.Undefined();
   }

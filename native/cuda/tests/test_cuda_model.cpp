@@ -296,11 +296,11 @@ CUDA_TEST(cuda_model_export_load_round_trip) {
   values[1].weight_moments = {std::vector<float>(layers[1].weight.size(), 0.5f), std::vector<float>(layers[1].weight.size(), 0.25f)};
   gpu.set_values(values);
   std::vector<nc::CudaLayerState> set = gpu.export_layers();
-  CHECK(set[1].weight == values[1].weight);
+  CHECK(set[1].weight == *values[1].weight);
   CHECK(set[1].weight_moments[1] == values[1].weight_moments[1]);
   CHECK(set[1].bias == layers[1].bias);
   CHECK(set[0].weight == layers[0].weight);
-  values[0].bias = {1.0f};
+  values[0].bias = std::vector<float>{1.0f};
   threw = false;
   try {
     gpu.set_values(values);
