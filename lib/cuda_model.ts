@@ -272,7 +272,7 @@ export class CudaNativeModel implements NativeModel {
     after.layers.forEach((l, i) => {
       const o = before.layers[i];
       const same =
-        !withValues[i] && !biasFromHost[i] && !layers[i].inputScale && identity(sources[i], o.units) && (i === 0 || identity(sources[i - 1], before.layers[i - 1].units)) &&
+        !withValues[i] && !biasFromHost[i] && !layers[i].biasFromHost && !layers[i].inputScale && identity(sources[i], o.units) && (i === 0 || identity(sources[i - 1], before.layers[i - 1].units)) &&
         l.format === o.format && l.units === o.units && l.inputs === o.inputs &&
         sameBytes(l.mask, o.mask) && sameBytes(l.alive, o.alive) && sameBytes(l.indptr, o.indptr) && sameBytes(l.indices, o.indices);
       if (same) layers[i] = { ...layers[i], keep: true };

@@ -478,7 +478,8 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       const same = (a?: ArrayLike<unknown>, b?: ArrayLike<unknown>) => (a === undefined || b === undefined ? a === b : a.length === b.length && Array.prototype.every.call(a, (v, k) => v === b[k]));
       const identity = (s: Int32Array, n: number) => s.length === n && s.every((v, r) => v === r);
       if (l.units !== o.units || l.inputs !== o.inputs || l.format !== o.format || !same(l.mask, o.mask) || !same(l.alive, o.alive) ||
-          !same(l.indptr, o.indptr) || !same(l.indices, o.indices) || !identity(rowSources[i], o.units) || (i > 0 && !identity(rowSources[i - 1], old.layers[i - 1].units)))
+          !same(l.indptr, o.indptr) || !same(l.indices, o.indices) || !identity(rowSources[i], o.units) || (i > 0 && !identity(rowSources[i - 1], old.layers[i - 1].units)) ||
+          l.weight !== undefined || l.bias !== undefined || l.inputScale !== undefined || l.biasFromHost)
       {
         // Recorded as well as thrown: the wrapper's fallback would otherwise hide it (see afterEach).
         CpuTwinDevice.keepViolations.push(`layer ${i}`);
@@ -487,6 +488,7 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     });
     const layers = state.layers.map((l, i): cuda.CudaLayerStateIn => {
       const o = old.layers[i];
+      if (l.keep) return { ...l, ...o, activation: l.activation, inputDropout: l.inputDropout, dropConnect: l.dropConnect, useBias: l.useBias };  // as the device has it
       const colSources = i === 0 ? null : rowSources[i - 1];
       const slotsFrom = [o.weight, ...o.weightMoments];
       const fresh = l.weight ? [l.weight, ...l.weightMoments!] : null;

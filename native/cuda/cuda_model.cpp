@@ -168,6 +168,10 @@ CudaModel::Layer CudaModel::build_structure(const CudaLayerState& s) {
 
 void CudaModel::replace_layers(std::vector<Layer> built, int64_t step) {
   stream_.synchronize();  // a failed upload or kernel shows up here, before anything is replaced
+  swap_layers(std::move(built), step);
+}
+
+void CudaModel::swap_layers(std::vector<Layer> built, int64_t step) noexcept {
   layers_ = std::move(built);
   step_ = step;
   ws_batch_ = 0;  // the widths may have changed

@@ -199,6 +199,8 @@ class CudaModel {
   Layer build_structure(const CudaLayerState& s);
   // Waits for the stream, then swaps in `built` and drops the workspace.
   void replace_layers(std::vector<Layer> built, int64_t step);
+  // The swap alone, once the stream is known to be done: nothing in it can fail.
+  void swap_layers(std::vector<Layer> built, int64_t step) noexcept;
   int moment_slots() const;
   void ensure_workspace(int64_t batch);
   void forward(int64_t batch, bool training);

@@ -171,7 +171,7 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
   stream_.synchronize();
   for (size_t i = 0; i < layers.size(); ++i)
     if (layers[i].keep) built[i] = std::move(layers_[i]);
-  replace_layers(std::move(built), step_);  // the old buffers may go now
+  swap_layers(std::move(built), step_);  // the old buffers may go now
 }
 
 }  // namespace np::cuda

@@ -156,6 +156,10 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
     // restructure: a layer the change left as it was carries its shape and settings only.
     s.keep = values_optional && boolean(l, "keep", false);
     if (s.keep) {
+      // A kept layer stays as the device has it: numbers or scales for it would be lost.
+      for (const char* key : {"weight", "bias", "inputScale"})
+        if (!l.Get(key).IsUndefined()) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so " + key + " must be left out");
+      if (boolean(l, "biasFromHost", false)) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so biasFromHost must be false");
       out.push_back(std::move(s));
       continue;
     }
@@ -337,6 +341,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     idle(info.Env(), "load");
     int64_t step = 0;
     std::vector<nc::CudaLayerState> layers = layers_of(info.Env(), info[0], &step);
+    idle(info.Env(), "load");  // again: a getter above may have disposed the model or started a call
     on_js_thread(info.Env(), [&] { model_->load(step, std::move(layers)); });
     return info.Env().Undefined();
   }
@@ -352,6 +357,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     for (uint32_t i = 0; i < arr.Length(); ++i)
       sources.push_back(copy_of<int32_t>(
           typed<Napi::Int32Array>(env, arr.Get(i), napi_int32_array, "rowSources[" + std::to_string(i) + "]", "Int32Array")));
+    idle(env, "restructure");  // again: a getter above may have disposed the model or started a call
     on_js_thread(env, [&] { model_->restructure(std::move(layers), sources); });
     return env.Undefined();
   }

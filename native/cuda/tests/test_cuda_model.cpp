@@ -505,14 +505,35 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   // that is rebuilt; a kept layer whose shape or sources differ is refused.
   const std::vector<nc::CudaLayerState> held = gpu.export_layers();
   std::vector<nc::CudaLayerState> kept = structure_of(cpu, now, none);
-  kept[0].keep = kept[1].keep = true;
+  kept[0].keep = kept[1].keep = kept[2].keep = true;
+  // A kept layer's structure is not read: a mask pruning everything, were it
+  // applied, would zero the output layer.
+  kept[2].mask.assign(static_cast<size_t>(kept[2].units * kept[2].inputs), 0);
   gpu.restructure(kept, same);
   const std::vector<nc::CudaLayerState> after_keep = gpu.export_layers();
   for (size_t l = 0; l < held.size(); ++l) {
-    CHECK_MSG(after_keep[l].weight == held[l].weight && after_keep[l].weight_moments == held[l].weight_moments,
+    CHECK_MSG(after_keep[l].weight == held[l].weight && after_keep[l].weight_moments == held[l].weight_moments &&
+                  after_keep[l].bias == held[l].bias && after_keep[l].bias_moments == held[l].bias_moments &&
+                  after_keep[l].mean_abs_activation == held[l].mean_abs_activation && after_keep[l].stats_updates == held[l].stats_updates,
               "layer %zu changed by a restructure that kept it", l);
   }
-  gpu.train(dataset, order.data(), 0, 1, 16, nullptr);  // the kept CSR layer's W^T still serves the backward pass
+  // The kept CSR layer's W^T still serves the backward pass: one more step matches the CPU model's.
+  const np::ModelState synced = cpu.export_state();
+  gpu.load(synced.step, structure_of(cpu, synced, std::vector<bool>(synced.layers.size(), true)));
+  std::vector<nc::CudaLayerState> keep_all = structure_of(cpu, synced, none);
+  for (auto& l : keep_all) l.keep = true;
+  gpu.restructure(keep_all, np_test::row_sources_by_id(synced, synced));
+  gpu.train(dataset, order.data(), 0, 1, 16, nullptr);
+  cpu.train_batch(x.data(), t, order.data(), 16, nullptr);
+  const np::ModelState stepped = cpu.export_state();
+  const std::vector<nc::CudaLayerState> got_step = gpu.export_layers();
+  for (size_t l = 0; l < got_step.size(); ++l) {
+    double worst = 0.0;
+    for (size_t i = 0; i < got_step[l].weight.size() && i < stepped.layers[l].weight.size(); ++i)
+      worst = std::max(worst, std::fabs(static_cast<double>(got_step[l].weight[i]) - stepped.layers[l].weight[i]) /
+                                  (1.0 + std::fabs(stepped.layers[l].weight[i])));
+    CHECK_MSG(worst <= 2e-4, "layer %zu after a step on kept layers differs by %g (scaled)", l, worst);
+  }
   std::vector<nc::CudaLayerState> wrong = structure_of(cpu, now, none);
   wrong[1].keep = true;
   wrong[1].activation = np::Activation::kSigmoid;
