@@ -72,6 +72,8 @@ export type CudaLayerStructureIn = Omit<CudaLayerStateIn, 'weight' | 'weightMome
     biasFromHost?: boolean;
     /** Per input: the factor of the weights moved into its column (net2wider's split: value and first moment times it, second moment times its square). */
     inputScale?: Float32Array;
+    /** Every stored weight and its slots are the host's (sparsify rescaled the kept weights and restarted their slots); the biases move. */
+    weightsFromHost?: boolean;
     /** The change left this layer exactly as it was: the device keeps it and reads its shape and settings only. */
     keep?: boolean;
   };

@@ -7,19 +7,19 @@
 // CUDA addon's CudaModel) keeps the parameters with their optimizer slots, the
 // activations and the training data, and runs fit/evaluate/predict. At most
 // one half holds the newest parameters:
-//   - after training, the device: reading weights, saving, or a structural
-//     operation first pulls them (device -> host, one copy of every slot);
-//   - after a change on the host (sparsify, importState), the host: the
-//     next device call pushes the whole state (host -> device, transposes
-//     rebuilt). setWeights and rewind change numbers only: the device takes
-//     them in place (setValues).
+//   - after training, the device: reading weights or saving first pulls
+//     them (device -> host, every slot, written in place);
+//   - after importState or compile, the host: the next device call pushes
+//     the whole state (host -> device, transposes rebuilt).
 // Structural changes (compact, format changes, growth, magnitude and neuron
-// pruning, SET and RigL regrowth, continual-backprop and ReDo reinit) keep
-// the numbers on the device: the host decides and applies them to its
-// structure (reading at most the weights and unit statistics, copied over
-// for it, and for RigL and gradmax the last device batch) and the device
-// moves its own numbers to match (followOnDevice). The others still run on
-// the CPU between two device calls (issue 6, part 3).
+// pruning, sparsify, SET and RigL regrowth, continual-backprop and ReDo
+// reinit) keep the numbers on the device: the host decides and applies them
+// to its structure (reading at most the weights and unit statistics, copied
+// over for it, and for RigL and gradmax the last device batch) and the
+// device moves its own numbers to match (followOnDevice). setWeights and
+// rewind change numbers only: the device takes them in place (setValues).
+// If the device refuses, a change takes the copy path: pull, change on the
+// host, push (issue 6, part 3).
 import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn, CudaStateOut } from './cuda';
 import type {
   BatchProgress,
@@ -41,6 +41,15 @@ export function rowSourcesById(before: BigInt64Array, after: BigInt64Array): Int
   const index = new Map<bigint, number>();
   before.forEach((id, i) => index.set(id, i));
   return Int32Array.from(after, (id) => index.get(id) ?? -1);
+}
+
+/** What a change does to surviving numbers besides moving them, added to the layers the device gets (followOnDevice). */
+type Amend = (layers: CudaLayerStructureIn[], before: NativeState, after: NativeState) => void;
+
+/** Stored weights of a layer state: CSR entries, or the dense positions its mask keeps. */
+function storedCount(l: NativeLayerState): number {
+  if (l.format === 'csr') return Number(l.indptr![l.units]);
+  return l.mask ? l.mask.reduce((n, m) => n + m, 0) : l.units * l.inputs;
 }
 
 /** Whether row sources say every unit stayed where it was. */
@@ -193,7 +202,7 @@ export class CudaNativeModel implements NativeModel {
    * the device then does to its own: net2wider's scaled source columns
    * (inputScale), gradmax's compensated next-layer biases (biasFromHost).
    */
-  private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure', amend?: (layers: CudaLayerStructureIn[]) => void): T {
+  private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure', amend?: Amend): T {
     const device = this.device;
     if (!device || this.deviceStale) return this.mutate(fn);
     const eventsBefore = this.host.eventCount;
@@ -234,7 +243,7 @@ export class CudaNativeModel implements NativeModel {
   }
 
   /** The device follows the host's new structure (followOnDevice, after the change): sources by id, values where new. */
-  private restructureToHost(device: CudaModelHandle, before: NativeState, eventsBefore: number, amend?: (layers: CudaLayerStructureIn[]) => void): void {
+  private restructureToHost(device: CudaModelHandle, before: NativeState, eventsBefore: number, amend?: Amend): void {
     const after = this.host.exportState([]);
     const sources = after.layers.map((l, i) => rowSourcesById(before.layers[i].neuronIds, l.neuronIds));
     // Reinitialised units (continual backprop, ReDo) keep their ids but not their numbers: new
@@ -266,13 +275,13 @@ export class CudaNativeModel implements NativeModel {
       const { weight: _w, weightMoments: _wm, bias: _b, biasMoments: _bm, ...structure } = full;
       return structure;
     });
-    amend?.(layers);
+    amend?.(layers, before, after);
     // Layers the change left exactly as they were: the device keeps them (W^T included) and
     // reads their shape and settings only.
     after.layers.forEach((l, i) => {
       const o = before.layers[i];
       const same =
-        !withValues[i] && !biasFromHost[i] && !layers[i].biasFromHost && !layers[i].inputScale && identity(sources[i], o.units) && (i === 0 || identity(sources[i - 1], before.layers[i - 1].units)) &&
+        !withValues[i] && !biasFromHost[i] && !layers[i].biasFromHost && !layers[i].weightsFromHost && !layers[i].inputScale && identity(sources[i], o.units) && (i === 0 || identity(sources[i - 1], before.layers[i - 1].units)) &&
         l.format === o.format && l.units === o.units && l.inputs === o.inputs &&
         sameBytes(l.mask, o.mask) && sameBytes(l.alive, o.alive) && sameBytes(l.indptr, o.indptr) && sameBytes(l.indices, o.indices);
       if (same) layers[i] = { ...layers[i], keep: true };
@@ -558,7 +567,14 @@ export class CudaNativeModel implements NativeModel {
   }
 
   sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void {
-    this.mutate(() => this.host.sparsify(sparsity, distribution, layers));
+    // Each layer it thins keeps a random subset of its weights, rescaled, with fresh slots: those
+    // layers' weights come from the host (which first reads the device's); the biases stay.
+    this.followOnDevice(() => this.host.sparsify(sparsity, distribution, layers), 'weights', (structure, before, after) => {
+      const thinned = after.layers.flatMap((l, i) => (storedCount(l) < storedCount(before.layers[i]) ? [i] : []));
+      if (thinned.length === 0) return;
+      const values = this.host.exportState(thinned).layers;
+      for (const i of thinned) structure[i] = { ...this.layerIn(values[i], i), weightsFromHost: true };
+    });
   }
 
   regrow(layers: number[], dropFraction: number, byGradient: boolean, x?: Float32Array, y?: NativeTargets): number {

@@ -479,7 +479,7 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       const identity = (s: Int32Array, n: number) => s.length === n && s.every((v, r) => v === r);
       if (l.units !== o.units || l.inputs !== o.inputs || l.format !== o.format || !same(l.mask, o.mask) || !same(l.alive, o.alive) ||
           !same(l.indptr, o.indptr) || !same(l.indices, o.indices) || !identity(rowSources[i], o.units) || (i > 0 && !identity(rowSources[i - 1], old.layers[i - 1].units)) ||
-          l.weight !== undefined || l.bias !== undefined || l.inputScale !== undefined || l.biasFromHost)
+          l.weight !== undefined || l.bias !== undefined || l.inputScale !== undefined || l.biasFromHost || l.weightsFromHost)
       {
         // Recorded as well as thrown: the wrapper's fallback would otherwise hide it (see afterEach).
         CpuTwinDevice.keepViolations.push(`layer ${i}`);
@@ -504,7 +504,7 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
         for (const c of cols) {
           const oldR = rowSources[i][r], oldC = colSources ? colSources[c] : c;
           const zero = (l.alive && !l.alive[r]) || (l.format !== 'csr' && l.mask && !l.mask[k]);
-          const src = zero ? -2 : oldR < 0 || oldC < 0 ? -1 : oldAt(oldR, oldC);
+          const src = zero ? -2 : l.weightsFromHost || oldR < 0 || oldC < 0 ? -1 : oldAt(oldR, oldC);
           // A moved weight takes its column's factor: value and first moment times it, the second moment its square.
           const f = l.inputScale ? l.inputScale[c] : 1;
           const scaleOf = (s: number) => Math.fround(s === 2 ? Math.fround(f * f) : f);
@@ -738,6 +738,27 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     for (const m of [cpu, dev]) m.sparsify({ sparsity: 0.5, distribution: 'uniform', layers: [0] });
     for (let i = 0; i < 3; i++) expect(denseAt(dev, i).getWeights().weight, `layer ${i}`).to.deep.equal(denseAt(cpu, i).getWeights().weight);
     expect(denseAt(dev, 2).getWeights().weight.every((v) => v !== 0)).to.equal(true);
+  });
+
+  it('sparsify after training is followed on the device: the thinned layers take the host\'s rescaled weights and fresh slots, the rest stay', async () => {
+    const cpu = mixedMlp('cpu', 'adam');
+    const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
+    const fitBoth = async () => {
+      const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
+      expect(b.history.loss).to.deep.equal(a.history.loss);
+    };
+    await fitBoth();
+    const calls = { ...CpuTwinDevice.calls };
+    for (const m of [cpu, dev]) m.sparsify({ sparsity: 0.5, distribution: 'uniform', layers: [0, 2] });
+    expect(CpuTwinDevice.calls.restructure - calls.restructure).to.equal(1);
+    expect(CpuTwinDevice.calls.keptLayers - calls.keptLayers, 'layer 1 kept').to.equal(1);
+    expect(CpuTwinDevice.calls.exportState - calls.exportState, 'full copies to the host').to.equal(0);
+    expect(CpuTwinDevice.calls.load - calls.load, 'full copies to the device').to.equal(0);
+    const slots = (m: Sequential) => m.native.exportState().layers.map((l) => [l.weight, l.bias, ...l.weightMoments, ...l.biasMoments]);
+    expect(slots(dev)).to.deep.equal(slots(cpu));
+    await fitBoth();
+    expect(slots(dev)).to.deep.equal(slots(cpu));
+    expect(dev.events).to.deep.equal(cpu.events);
   });
 
   it('a restructure the device refuses falls back to the copy through the host, with the same result', async () => {

@@ -59,6 +59,9 @@ struct CudaLayerState : np::LayerParams {
   // restructure(): per input, the factor of the weights moved into its column
   // (net2wider's split, remap.h); empty: none.
   std::vector<float> input_scale;
+  // restructure(): every stored weight and its slots are the host's (sparsify
+  // rescaled the kept weights and restarted their slots); the biases move.
+  bool weights_from_host = false;
   // restructure(): the change left this layer as it was (same units in the
   // same order, same inputs, same pattern): the device keeps it, W^T and all,
   // and the host sends its shape and settings only.

@@ -55,7 +55,7 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
         bad(i, "kept, but its settings differ from the device's");
       if (!is_identity(row_sources[i], old.units) || (i > 0 && !is_identity(row_sources[i - 1], layers_[i - 1].units)))
         bad(i, "kept, but its units or inputs moved");
-      if (l.bias_from_host || !l.input_scale.empty() || !l.weight.empty() || !l.bias.empty())
+      if (l.bias_from_host || l.weights_from_host || !l.input_scale.empty() || !l.weight.empty() || !l.bias.empty())
         bad(i, "kept, but given values or scales");
       inputs = l.units;
       continue;
@@ -73,11 +73,11 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       for (float f : l.input_scale)
         if (!std::isfinite(f)) bad(i, "input_scale entries must be finite");
     }
-    fresh[i] = has_new_units(src) || (i > 0 && has_new_units(row_sources[i - 1])) || l.bias_from_host;
+    fresh[i] = has_new_units(src) || (i > 0 && has_new_units(row_sources[i - 1])) || l.bias_from_host || l.weights_from_host;
     if (fresh[i]) {
       check_values(i, l, moments);
     } else if (!l.weight.empty() || !l.bias.empty() || !l.weight_moments.empty() || !l.bias_moments.empty()) {
-      bad(i, "values given, but the layer has no new units in its rows or inputs (nor bias_from_host)");
+      bad(i, "values given, but the layer has no new units in its rows or inputs (nor bias_from_host, weights_from_host)");
     }
     inputs = l.units;
   }
@@ -120,6 +120,7 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     v.alive = l.alive.size() ? l.alive.as<uint8_t>() : nullptr;
     v.row_source = sources.back().as<int32_t>();
     v.col_source = i == 0 ? nullptr : sources[i - 1].as<int32_t>();
+    v.all_fresh = s.weights_from_host;
     if (!s.input_scale.empty()) {
       fresh_values.push_back(to_device(s.input_scale, stream_));
       v.col_scale = fresh_values.back().as<float>();

@@ -11,6 +11,7 @@
 //     input's column (growth), which the host's arrays hold exactly;
 //   - zero in every slot: a pruned position (mask), a dead unit's row, or a
 //     position the old layer did not store.
+// A layer may also take every weight from the host (all_fresh: sparsify).
 // A moved weight may be scaled by its column's factor: net2wider splits a
 // source unit's outgoing weights between it and its copies, so the source's
 // column keeps a share of its value and first moment, and the square of that
@@ -48,6 +49,9 @@ struct RemapView {
   const int32_t* col_source = nullptr;
   // col_scale[c]: the factor of a moved weight in new column c; nullptr: 1.
   const float* col_scale = nullptr;
+  // Every stored weight is the host's (value and slots), as where a unit is
+  // new: sparsify rescales the weights it keeps and restarts their slots.
+  bool all_fresh = false;
 
   NP_HOST_DEVICE int64_t count() const { return csr ? indptr[units] : units * inputs; }
 };
@@ -83,7 +87,7 @@ NP_HOST_DEVICE inline int64_t remap_weight_source(const RemapView& v, int64_t k,
   if (!v.csr && v.mask && !v.mask[k]) return kRemapZero;
   const int64_t old_r = v.row_source[r];
   const int64_t old_c = v.col_source ? v.col_source[c] : c;
-  if (old_r < 0 || old_c < 0) return kRemapFresh;
+  if (v.all_fresh || old_r < 0 || old_c < 0) return kRemapFresh;
   if (!v.old_csr) return old_r * v.old_inputs + old_c;
   // Column indices are sorted within a row: binary search the old row.
   int64_t lo = v.old_indptr[old_r], hi = v.old_indptr[old_r + 1];

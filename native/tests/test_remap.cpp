@@ -26,8 +26,9 @@ struct Counts {
 
 // Checks every layer of `after` against the rule; returns what the rule chose.
 // scales: per layer, the column factors of a net2wider split (empty: none).
+// all_fresh: per layer, whether every weight is the host's (sparsify).
 Counts check_rule(const np::ModelState& before, const np::ModelState& after, const std::string& what,
-                  const std::vector<std::vector<float>>& scales = {}) {
+                  const std::vector<std::vector<float>>& scales = {}, const std::vector<bool>& all_fresh = {}) {
   const auto sources = np_test::row_sources_by_id(before, after);
   Counts n;
   for (size_t l = 0; l < after.layers.size(); ++l) {
@@ -49,6 +50,7 @@ Counts check_rule(const np::ModelState& before, const np::ModelState& after, con
     v.row_source = sources[l].data();
     v.col_source = l == 0 ? nullptr : sources[l - 1].data();
     v.col_scale = l < scales.size() && !scales[l].empty() ? scales[l].data() : nullptr;
+    v.all_fresh = l < all_fresh.size() && all_fresh[l];
     CHECK_EQ(v.count(), static_cast<int64_t>(a.weight.size()));
     CHECK_EQ(o.weight_moments.size(), a.weight_moments.size());
     for (int64_t k = 0; k < v.count(); ++k) {
@@ -71,7 +73,7 @@ Counts check_rule(const np::ModelState& before, const np::ModelState& after, con
       } else {
         ++n.fresh;
         const bool new_row = sources[l][r] < 0, new_col = l > 0 && sources[l - 1][c] < 0;
-        CHECK_MSG(src == nc::kRemapFresh && (new_row || new_col), "%s: layer %zu (%lld, %lld): source %lld", what.c_str(), l,
+        CHECK_MSG(src == nc::kRemapFresh && (new_row || new_col || v.all_fresh), "%s: layer %zu (%lld, %lld): source %lld", what.c_str(), l,
                   static_cast<long long>(r), static_cast<long long>(c), static_cast<long long>(src));
       }
     }
@@ -214,6 +216,26 @@ TEST(remap_rule_matches_net2wider_and_gradmax_growth) {
   const Counts g = check_rule(s2, m.export_state(), "gradmax");
   CHECK(g.moved > 0);
   CHECK(g.fresh > 0);
+}
+
+// sparsify: a thinned layer's kept weights are rescaled with fresh slots,
+// so all of them are the host's; pruned positions are zero; the biases and
+// the layers it leaves alone move as they were.
+TEST(remap_rule_matches_sparsify) {
+  const auto model = trained_model();
+  np::Model& m = *model;
+  np::ModelState s0 = m.export_state();
+  m.sparsify(0.5, false, {0, 1}, nullptr);  // layer 1 (CSR at density 0.4) is already sparser: left alone
+  np::ModelState s1 = m.export_state();
+  const std::vector<bool> thinned = {true, false, false};
+  CHECK(s1.layers[0].mask.size() > 0 || s1.layers[0].csr);
+  CHECK(s1.layers[1].weight == s0.layers[1].weight);
+  const Counts c = check_rule(s0, s1, "sparsify", {}, thinned);
+  CHECK(c.fresh > 0);
+  CHECK(c.moved > 0);  // layers 1 and 2, untouched
+  // Every moment of the thinned layer starts at zero: the host's values there are fresh slots.
+  for (const auto& slot : s1.layers[0].weight_moments)
+    for (float v : slot) CHECK_EQ(v, 0.0f);
 }
 
 TEST(remap_rule_matches_format_changes) {

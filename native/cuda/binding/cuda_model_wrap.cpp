@@ -159,7 +159,8 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
       // A kept layer stays as the device has it: numbers or scales for it would be lost.
       for (const char* key : {"weight", "bias", "inputScale"})
         if (!l.Get(key).IsUndefined()) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so " + key + " must be left out");
-      if (boolean(l, "biasFromHost", false)) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so biasFromHost must be false");
+      for (const char* key : {"biasFromHost", "weightsFromHost"})
+        if (boolean(l, key, false)) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so " + key + " must be false");
       out.push_back(std::move(s));
       continue;
     }
@@ -179,6 +180,7 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
         *dst = copy_of<double>(typed<Napi::Float64Array>(env, l.Get(key), napi_float64_array, at + key, "Float64Array"));
     s.stats_updates = static_cast<int64_t>(number(env, l, "statsUpdates", 0.0));
     s.bias_from_host = boolean(l, "biasFromHost", false);
+    s.weights_from_host = boolean(l, "weightsFromHost", false);
     if (!l.Get("inputScale").IsUndefined())
       s.input_scale = copy_of<float>(typed<Napi::Float32Array>(env, l.Get("inputScale"), napi_float32_array, at + "inputScale", "Float32Array"));
     if (values_optional && l.Get("weight").IsUndefined()) {

@@ -449,6 +449,12 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   restructure_like(cpu, gpu, "grow gradmax", [&] {
     cpu.grow_units(0, 2, np::GrowInit::kGradMax, 0.0, x.data(), &t, n, nullptr);
   }, [&](std::vector<nc::CudaLayerState>& layers) { layers[1].bias_from_host = true; });
+  restructure_like(cpu, gpu, "sparsify", [&] { cpu.sparsify(0.4, false, {0}, nullptr); },
+                   [&](std::vector<nc::CudaLayerState>& layers) {
+                     const np::ModelState now = cpu.export_state();  // the thinned layer's weights and fresh slots are the host's
+                     layers[0] = to_cuda(now.layers[0], cpu.layers()[0]);
+                     layers[0].weights_from_host = true;
+                   });
   restructure_like(cpu, gpu, "continual backprop round", [&] {
     cpu.set_continual_backprop(0.3, 0);
     CHECK(cpu.continual_backprop_step(0.3, 0) > 0);
