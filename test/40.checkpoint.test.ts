@@ -96,6 +96,25 @@ describe('checkpoints: safetensors save and load', () => {
     for (let i = 0; i < w.length; i++) if (w0[i] === 0) expect(w[i]).to.equal(0);
   });
 
+  it('reads tensors in place when aligned, and copies them when a foreign writer left them unaligned', async () => {
+    const a = build(undefined, 0.5);
+    a.prune({ amount: 0.6, scope: 'global' });  // CSR layers too: I64 row pointers, I32 indices
+    const buf = a.toBuffer();
+    const { decode, readTensor } = await import('../lib/checkpoint/safetensors');
+    const aligned = readTensor(decode(buf, 'test'), 'layers.0.bias', 'test');
+    expect(aligned.data.buffer).to.equal(buf.buffer);  // a view, not a copy
+    // One more byte of header padding shifts every tensor off its alignment: still the same model.
+    const n = Number(buf.readBigUInt64LE(0));
+    const shifted = Buffer.concat([Buffer.alloc(8), buf.subarray(8, 8 + n), Buffer.from(' '), buf.subarray(8 + n)]);
+    shifted.writeBigUInt64LE(BigInt(n + 1), 0);
+    const copied = readTensor(decode(shifted, 'test'), 'layers.0.bias', 'test');
+    expect(copied.data.buffer).to.not.equal(shifted.buffer);
+    expect(Array.from(copied.data as Float32Array)).to.deep.equal(Array.from(aligned.data as Float32Array));
+    const b = await loadModel(shifted);
+    expect(await b.predict(x)).to.deep.equal(await a.predict(x));
+    expect(b.native.exportState().layers).to.deep.equal(a.native.exportState().layers);
+  });
+
   it('writes spec-conformant safetensors: plain F32 [out, in] dense weights, CSR as indptr/indices/values', async () => {
     const a = build(optimizers.sgd({ learningRate: 0.1 }), 0.5);
     a.prune({ amount: 0.9, layer: 0 });

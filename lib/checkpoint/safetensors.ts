@@ -137,22 +137,36 @@ export function decode(buffer: Buffer, source: string): Decoded {
   return { metadata, tensors, dataStart, buffer };
 }
 
-/** A copy of one tensor's data as the typed array of its dtype (copied, so alignment never matters). */
+/** The dtypes readTensor reads (a model file holds no others). */
+const READABLE = new Set(['F64', 'F32', 'I64', 'I32', 'U8']);
+
+/**
+ * One tensor's data as the typed array of its dtype: a view into the buffer when the data is
+ * aligned for it (what our writer produces), else a copy. A view shares the buffer's memory, so
+ * read it before the buffer changes (loading copies every tensor into the model at once).
+ */
 export function readTensor(d: Decoded, name: string, source: string): Tensor {
   const info = d.tensors.get(name);
   if (!info) throw new CheckpointError(`${source}: tensor ${name} is missing`);
+  if (!READABLE.has(info.dtype)) throw new CheckpointError(`${source}: tensor ${name} has dtype ${info.dtype}, which neuroplastic does not read`);
+  const size = DTYPE_BYTES[info.dtype];
   const bytes = d.buffer.subarray(d.dataStart + info.begin, d.dataStart + info.end);
-  const copy = new Uint8Array(bytes.length);
-  copy.set(bytes);
-  const b = copy.buffer;
+  let b: ArrayBuffer, offset: number;
+  if (bytes.byteOffset % size === 0) {
+    [b, offset] = [bytes.buffer as ArrayBuffer, bytes.byteOffset];
+  } else {
+    const copy = new Uint8Array(bytes.length);
+    copy.set(bytes);
+    [b, offset] = [copy.buffer, 0];
+  }
+  const n = bytes.length / size;
   let data: TensorData;
   switch (info.dtype) {
-    case 'F64': data = new Float64Array(b); break;
-    case 'F32': data = new Float32Array(b); break;
-    case 'I64': data = new BigInt64Array(b); break;
-    case 'I32': data = new Int32Array(b); break;
-    case 'U8': data = copy; break;
-    default: throw new CheckpointError(`${source}: tensor ${name} has dtype ${info.dtype}, which neuroplastic does not read`);
+    case 'F64': data = new Float64Array(b, offset, n); break;
+    case 'F32': data = new Float32Array(b, offset, n); break;
+    case 'I64': data = new BigInt64Array(b, offset, n); break;
+    case 'I32': data = new Int32Array(b, offset, n); break;
+    default: data = new Uint8Array(b, offset, n); break;
   }
   return { dtype: info.dtype as Dtype, shape: info.shape, data };
 }

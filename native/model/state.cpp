@@ -95,6 +95,26 @@ void check_state_values(const ModelState& s) {
   }
 }
 
+// A dense parameter holding `values` and `moments` (rows x cols, packed) in
+// `out`, with a zero gradient. A loaded checkpoint usually has the shape the
+// model was just built with: then the parameter the build allocated (`same`,
+// when given) is written in place, instead of allocating it again and
+// faulting in fresh pages for every slot.
+void fill_dense(DenseParam* same, int64_t rows, int64_t cols, int moments, const std::vector<float>& values,
+                const std::vector<std::vector<float>>& slots, DenseParam& out) {
+  const bool reuse = same && same->rows == rows && same->cols == cols && same->moment_slots() == moments;
+  if (!reuse) {
+    DenseParam p;
+    p.allocate(rows, cols);
+    p.set_moment_slots(moments);
+    out = std::move(p);
+  } else {
+    out.zero(Slot::kGrad);
+  }
+  out.write(Slot::kValue, values.data());
+  for (int m = 0; m < moments; ++m) out.write(static_cast<Slot>(2 + m), slots[m].data());
+}
+
 }  // namespace
 
 ModelState Model::export_state() const { return export_state(std::vector<bool>(layers_.size(), true)); }
@@ -238,22 +258,13 @@ void Model::import_state(ModelState s) {
       l.mask.clear();
       l.format = WeightFormat::kCsr;
     } else {
-      DenseParam p;
-      p.allocate(src.units, src.inputs);
-      p.set_moment_slots(moments);
-      p.write(Slot::kValue, src.weight.data());
-      for (int m = 0; m < moments; ++m) p.write(static_cast<Slot>(2 + m), src.weight_moments[m].data());
-      l.weight = std::move(p);
+      fill_dense(l.format == WeightFormat::kDense ? &l.weight : nullptr, src.units, src.inputs, moments, src.weight,
+                 src.weight_moments, l.weight);
       l.csr = CsrParam();
       l.mask = std::move(src.mask);
       l.format = WeightFormat::kDense;
     }
-    DenseParam b;
-    b.allocate(src.units, 1);
-    b.set_moment_slots(moments);
-    b.write(Slot::kValue, src.bias.data());
-    for (int m = 0; m < moments; ++m) b.write(static_cast<Slot>(2 + m), src.bias_moments[m].data());
-    l.bias = std::move(b);
+    fill_dense(&l.bias, src.units, 1, moments, src.bias, src.bias_moments, l.bias);
     l.alive = std::move(src.alive);
     l.neuron_ids = std::move(src.neuron_ids);
     l.birth_step = src.birth_step.empty() ? std::vector<int64_t>(src.units, 0) : std::move(src.birth_step);
