@@ -200,7 +200,9 @@ export class CudaNativeModel implements NativeModel {
    * takes the host's biases (they absorbed the units' mean output). `amend`
    * adds what a change does to surviving numbers besides moving them, which
    * the device then does to its own: net2wider's scaled source columns
-   * (inputScale), gradmax's compensated next-layer biases (biasFromHost).
+   * (inputScale), gradmax's compensated next-layer biases (biasFromHost),
+   * sparsify's rescaled weights with fresh slots (weightsFromHost: the host's
+   * values for the whole layer, which it just computed from the device's).
    */
   private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure', amend?: Amend): T {
     const device = this.device;

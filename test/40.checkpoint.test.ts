@@ -101,8 +101,24 @@ describe('checkpoints: safetensors save and load', () => {
     a.prune({ amount: 0.6, scope: 'global' });  // CSR layers too: I64 row pointers, I32 indices
     const buf = a.toBuffer();
     const { decode, readTensor } = await import('../lib/checkpoint/safetensors');
-    const aligned = readTensor(decode(buf, 'test'), 'layers.0.bias', 'test');
-    expect(aligned.data.buffer).to.equal(buf.buffer);  // a view, not a copy
+    const decoded = decode(buf, 'test');
+    for (const name of decoded.tensors.keys()) {
+      const t = readTensor(decoded, name, 'test');
+      expect(t.data.buffer, `${name} (${t.dtype}) read in place`).to.equal(buf.buffer);  // every tensor aligned: a view, not a copy
+    }
+    // Whatever the order given: an odd byte tensor first still leaves the wider ones aligned.
+    const mixed = encode(new Map<string, { shape: number[]; data: Uint8Array | Float32Array | Float64Array | BigInt64Array }>([
+      ['a', { shape: [3], data: new Uint8Array([1, 2, 3]) }],
+      ['b', { shape: [3], data: new Float32Array([1.5, 2.5, 3.5]) }],
+      ['c', { shape: [1], data: new Float64Array([0.25]) }],
+      ['d', { shape: [1], data: new BigInt64Array([7n]) }],
+    ]), {});
+    const m = decode(mixed, 'mixed');
+    expect([...m.tensors.keys()]).to.deep.equal(['a', 'b', 'c', 'd']);
+    for (const name of ['a', 'b', 'c', 'd']) expect(readTensor(m, name, 'mixed').data.buffer, name).to.equal(mixed.buffer);
+    expect(Array.from(readTensor(m, 'b', 'mixed').data as Float32Array)).to.deep.equal([1.5, 2.5, 3.5]);
+    expect(Array.from(readTensor(m, 'a', 'mixed').data as Uint8Array)).to.deep.equal([1, 2, 3]);
+    const aligned = readTensor(decoded, 'layers.0.bias', 'test');
     // One more byte of header padding shifts every tensor off its alignment: still the same model.
     const n = Number(buf.readBigUInt64LE(0));
     const shifted = Buffer.concat([Buffer.alloc(8), buf.subarray(8, 8 + n), Buffer.from(' '), buf.subarray(8 + n)]);

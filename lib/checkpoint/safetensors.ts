@@ -44,14 +44,22 @@ function dtypeOf(data: TensorData): Dtype {
   return 'U8';
 }
 
-/** Serialises tensors (in the given order) and string metadata. */
+/**
+ * Serialises tensors and string metadata. The header lists them in the given order; the data
+ * holds 8-byte elements first, then 4-byte, then bytes, so from the 8-byte aligned start every
+ * tensor is aligned for its type (a reader can view it in place; the spec leaves the order free).
+ */
 export function encode(tensors: Map<string, { shape: number[]; data: TensorData }>, metadata: Record<string, string>): Buffer {
   const header: Record<string, unknown> = { __metadata__: metadata };
-  let offset = 0;
   for (const [name, t] of tensors) {
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (count !== t.data.length) throw new Error(`safetensors: tensor ${name} has ${t.data.length} elements for shape [${t.shape}]`);
-    header[name] = { dtype: dtypeOf(t.data), shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
+    header[name] = { dtype: dtypeOf(t.data), shape: t.shape, data_offsets: [0, 0] };
+  }
+  const layout = [...tensors.entries()].sort((a, b) => b[1].data.BYTES_PER_ELEMENT - a[1].data.BYTES_PER_ELEMENT);  // stable
+  let offset = 0;
+  for (const [name, t] of layout) {
+    (header[name] as { data_offsets: number[] }).data_offsets = [offset, offset + t.data.byteLength];
     offset += t.data.byteLength;
   }
   let json = JSON.stringify(header);
@@ -62,7 +70,7 @@ export function encode(tensors: Map<string, { shape: number[]; data: TensorData 
   out.writeBigUInt64LE(BigInt(headerBytes.length), 0);
   headerBytes.copy(out, 8);
   let at = 8 + headerBytes.length;
-  for (const t of tensors.values()) {
+  for (const [, t] of layout) {
     // Typed arrays are little-endian on every platform Node supports here.
     Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).copy(out, at);
     at += t.data.byteLength;
@@ -142,7 +150,7 @@ const READABLE = new Set(['F64', 'F32', 'I64', 'I32', 'U8']);
 
 /**
  * One tensor's data as the typed array of its dtype: a view into the buffer when the data is
- * aligned for it (what our writer produces), else a copy. A view shares the buffer's memory, so
+ * aligned for it (encode() aligns every tensor), else a copy. A view shares the buffer's memory, so
  * read it before the buffer changes (loading copies every tensor into the model at once).
  */
 export function readTensor(d: Decoded, name: string, source: string): Tensor {
