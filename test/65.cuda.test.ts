@@ -608,6 +608,15 @@ function onTwinDevice(m: Sequential, host: (cpu: NativeModel) => NativeModel = (
   return m;
 }
 
+/** Trains the CPU model and its twin-device copy alike: their losses must be identical. */
+async function fitTwins(cpu: Sequential, dev: Sequential, epochs = 1, what = ''): Promise<void> {
+  const [a, b] = [await cpu.fit(X, Y, { epochs, batchSize: 48 }), await dev.fit(X, Y, { epochs, batchSize: 48 })];
+  expect(b.history.loss, `${what}losses`).to.deep.equal(a.history.loss);
+}
+
+/** Every weight, bias and optimizer slot of a model, layer by layer. */
+const slotsOf = (m: Sequential) => m.native.exportState().layers.map((l) => [l.weight, l.bias, ...l.weightMoments, ...l.biasMoments]);
+
 describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GPU needed)', () => {
   afterEach(() => {
     const violations = CpuTwinDevice.keepViolations.splice(0);
@@ -626,10 +635,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
       }
       expect(await dev.predict(X), `${what}: predictions`).to.deep.equal(await cpu.predict(X));
     };
-    const fitBoth = async (epochs: number) => {
-      const [a, b] = [await cpu.fit(X, Y, { epochs, batchSize: 48 }), await dev.fit(X, Y, { epochs, batchSize: 48 })];
-      expect(b.history.loss).to.deep.equal(a.history.loss);
-    };
+    const fitBoth = (epochs: number) => fitTwins(cpu, dev, epochs);
     await fitBoth(2);
     await same('after fit');
     for (const m of [cpu, dev]) m.prune({ amount: 0.5, structure: 'weight', layer: 0 });
@@ -661,10 +667,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
   it('structure-only changes after training move the numbers on the device: no copy to the host and back', async () => {
     const cpu = mixedMlp('cpu', 'adam');
     const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
-    const fitBoth = async (epochs: number) => {
-      const [a, b] = [await cpu.fit(X, Y, { epochs, batchSize: 48 }), await dev.fit(X, Y, { epochs, batchSize: 48 })];
-      expect(b.history.loss).to.deep.equal(a.history.loss);
-    };
+    const fitBoth = (epochs: number) => fitTwins(cpu, dev, epochs);
     await fitBoth(1);
     const calls = { ...CpuTwinDevice.calls };
     for (const m of [cpu, dev]) m.prune({ amount: 0.25, structure: 'neuron', criterion: 'random', layer: 0 });
@@ -743,10 +746,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
   it('sparsify after training is followed on the device: the thinned layers take the host\'s rescaled weights and fresh slots, the rest stay', async () => {
     const cpu = mixedMlp('cpu', 'adam');
     const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
-    const fitBoth = async () => {
-      const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
-      expect(b.history.loss).to.deep.equal(a.history.loss);
-    };
+    const fitBoth = () => fitTwins(cpu, dev);
     await fitBoth();
     const calls = { ...CpuTwinDevice.calls };
     for (const m of [cpu, dev]) m.sparsify({ sparsity: 0.5, distribution: 'uniform', layers: [0, 2] });
@@ -754,10 +754,9 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(CpuTwinDevice.calls.keptLayers - calls.keptLayers, 'layer 1 kept').to.equal(1);
     expect(CpuTwinDevice.calls.exportState - calls.exportState, 'full copies to the host').to.equal(0);
     expect(CpuTwinDevice.calls.load - calls.load, 'full copies to the device').to.equal(0);
-    const slots = (m: Sequential) => m.native.exportState().layers.map((l) => [l.weight, l.bias, ...l.weightMoments, ...l.biasMoments]);
-    expect(slots(dev)).to.deep.equal(slots(cpu));
+    expect(slotsOf(dev)).to.deep.equal(slotsOf(cpu));
     await fitBoth();
-    expect(slots(dev)).to.deep.equal(slots(cpu));
+    expect(slotsOf(dev)).to.deep.equal(slotsOf(cpu));
     expect(dev.events).to.deep.equal(cpu.events);
   });
 
@@ -798,8 +797,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(CpuTwinDevice.calls.restructure, 'nothing reached the device').to.equal(restructures);
     expect(dev.native.neuronIds(0)).to.deep.equal(cpu.native.neuronIds(0));
     expect(dev.events).to.deep.equal(cpu.events);  // the change was made once, after the host was put back
-    const slots = (m: Sequential) => m.native.exportState().layers.map((l) => [l.weight, l.bias, ...l.weightMoments, ...l.biasMoments]);
-    expect(slots(dev)).to.deep.equal(slots(cpu));
+    expect(slotsOf(dev)).to.deep.equal(slotsOf(cpu));
     const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
     expect(b.history.loss).to.deep.equal(a.history.loss);
   });
@@ -868,10 +866,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     for (const [what, make, grown] of cases) {
       const cpu = make();
       const dev = onTwinDevice(make());
-      const fitBoth = async () => {
-        const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
-        expect(b.history.loss, `${what}: losses`).to.deep.equal(a.history.loss);
-      };
+      const fitBoth = () => fitTwins(cpu, dev, 1, `${what}: `);
       for (const m of [cpu, dev]) m.native.setKeepLastBatch(true);
       await fitBoth();
       const calls = { ...CpuTwinDevice.calls };
@@ -883,10 +878,9 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
       expect(CpuTwinDevice.calls.exportState - calls.exportState, `${what}: full copies to the host`).to.equal(0);
       expect(CpuTwinDevice.calls.load - calls.load, `${what}: full copies to the device`).to.equal(0);
       // Before any further step: every slot as the CPU path left it (scaled source columns included).
-      const slots = (m: Sequential) => m.native.exportState().layers.map((l) => [l.weight, l.bias, ...l.weightMoments, ...l.biasMoments]);
-      expect(slots(dev), `${what}: weights, biases and moments after growth`).to.deep.equal(slots(cpu));
+      expect(slotsOf(dev), `${what}: weights, biases and moments after growth`).to.deep.equal(slotsOf(cpu));
       await fitBoth();
-      expect(slots(dev), `${what}: after training on`).to.deep.equal(slots(cpu));
+      expect(slotsOf(dev), `${what}: after training on`).to.deep.equal(slotsOf(cpu));
       expect(dev.events).to.deep.equal(cpu.events);
     }
   });
@@ -894,11 +888,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
   it('setWeights and a lottery-ticket rewind write the numbers on the device in place: no full copy either way', async () => {
     const cpu = mixedMlp('cpu', 'adam');
     const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
-    const fitBoth = async () => {
-      const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
-      expect(b.history.loss).to.deep.equal(a.history.loss);
-    };
-    const slots = (m: Sequential) => m.native.exportState().layers.map((l) => [l.weight, l.bias, ...l.weightMoments, ...l.biasMoments]);
+    const fitBoth = () => fitTwins(cpu, dev);
     const snapshot = cpu.snapshot();
     expect(dev.snapshot()).to.equal(snapshot);
     await fitBoth();
@@ -936,7 +926,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     for (const m of [cpu, dev]) denseAt(m, 0).setWeights?.({ weight: v.weight, bias: v.bias });
     expect(CpuTwinDevice.failNextSetValues).to.equal(false);
     await fitBoth();
-    expect(slots(dev)).to.deep.equal(slots(cpu));
+    expect(slotsOf(dev)).to.deep.equal(slotsOf(cpu));
     expect(dev.events).to.deep.equal(cpu.events);
   });
 

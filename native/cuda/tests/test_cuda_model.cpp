@@ -402,6 +402,18 @@ void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&&
   }
 }
 
+// The device's weights against the CPU model's after the same training,
+// each difference scaled by 1 + |w| (float sums in another order).
+void check_weights_close(const std::vector<nc::CudaLayerState>& got, const np::ModelState& want, const char* what) {
+  for (size_t l = 0; l < got.size() && l < want.layers.size(); ++l) {
+    double worst = 0.0;
+    for (size_t i = 0; i < got[l].weight.size() && i < want.layers[l].weight.size(); ++i)
+      worst = std::max(worst, std::fabs(static_cast<double>(got[l].weight[i]) - want.layers[l].weight[i]) /
+                                  (1.0 + std::fabs(want.layers[l].weight[i])));
+    CHECK_MSG(worst <= 2e-4, "%s: layer %zu differs by %g (scaled)", what, l, worst);
+  }
+}
+
 CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   const int64_t inputs = 12, n = 64, outputs = 3;
   std::vector<np::LayerSpec> specs(3);
@@ -473,15 +485,8 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   const int64_t dataset = gpu.add_dataset(x.data(), n, labels.data(), nullptr);
   gpu.train(dataset, order.data(), 0, 2, 16, nullptr);
   for (int s = 0; s < 2; ++s) cpu.train_batch(x.data(), t, order.data() + 16 * s, 16, nullptr);
-  const np::ModelState trained = cpu.export_state();
   const std::vector<nc::CudaLayerState> got = gpu.export_layers();
-  for (size_t l = 0; l < got.size(); ++l) {
-    double worst = 0.0;
-    for (size_t i = 0; i < got[l].weight.size() && i < trained.layers[l].weight.size(); ++i)
-      worst = std::max(worst, std::fabs(static_cast<double>(got[l].weight[i]) - trained.layers[l].weight[i]) /
-                                  (1.0 + std::fabs(trained.layers[l].weight[i])));
-    CHECK_MSG(worst <= 2e-4, "layer %zu after training differs by %g (scaled)", l, worst);
-  }
+  check_weights_close(got, cpu.export_state(), "after training");
 
   // Bad input changes nothing: a wrong number of sources, a source used twice,
   // values missing where a layer has new units.
@@ -531,15 +536,7 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   gpu.restructure(keep_all, np_test::row_sources_by_id(synced, synced));
   gpu.train(dataset, order.data(), 0, 1, 16, nullptr);
   cpu.train_batch(x.data(), t, order.data(), 16, nullptr);
-  const np::ModelState stepped = cpu.export_state();
-  const std::vector<nc::CudaLayerState> got_step = gpu.export_layers();
-  for (size_t l = 0; l < got_step.size(); ++l) {
-    double worst = 0.0;
-    for (size_t i = 0; i < got_step[l].weight.size() && i < stepped.layers[l].weight.size(); ++i)
-      worst = std::max(worst, std::fabs(static_cast<double>(got_step[l].weight[i]) - stepped.layers[l].weight[i]) /
-                                  (1.0 + std::fabs(stepped.layers[l].weight[i])));
-    CHECK_MSG(worst <= 2e-4, "layer %zu after a step on kept layers differs by %g (scaled)", l, worst);
-  }
+  check_weights_close(gpu.export_layers(), cpu.export_state(), "after a step on kept layers");
   std::vector<nc::CudaLayerState> wrong = structure_of(cpu, now, none);
   wrong[1].keep = true;
   wrong[1].activation = np::Activation::kSigmoid;
