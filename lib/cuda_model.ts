@@ -225,8 +225,10 @@ export class CudaNativeModel implements NativeModel {
       // numbers, the newest) and make the change the ordinary way.
       try {
         const numbers = device.exportState();
-        numbers.layers.forEach((d, i) => Object.assign(before.layers[i], { weight: d.weight, weightMoments: d.weightMoments, bias: d.bias, biasMoments: d.biasMoments }));
-        numbers.layers.forEach((d, i) => copyUnitStats(before.layers[i], d));
+        numbers.layers.forEach((d, i) => {
+          Object.assign(before.layers[i], { weight: d.weight, weightMoments: d.weightMoments, bias: d.bias, biasMoments: d.biasMoments });
+          copyUnitStats(before.layers[i], d);
+        });
         this.host.importState({ ...before, step: numbers.step });
         this.hostStale = false;
       } catch (pullError) {
@@ -381,14 +383,8 @@ export class CudaNativeModel implements NativeModel {
     return total;
   }
 
-  private async trainOnDevice(
-    dataset: NativeDataset,
-    order: Int32Array,
-    firstBatch: number,
-    batchCount: number,
-    batchSize: number,
-    progress?: BatchProgress,
-  ): Promise<NativeTrainResult> {
+  /** One device call of trainBatches (the same arguments, for the batches it is given). */
+  private async trainOnDevice(...[dataset, order, firstBatch, batchCount, batchSize, progress]: Parameters<NativeModel['trainBatches']>): Promise<NativeTrainResult> {
     // push() also brings over a structural change made between two calls of one fit().
     const device = this.push();
     this.hostStale = true;

@@ -148,7 +148,7 @@ ModelState Model::export_state(const std::vector<bool>& with_values) const {
   s.stats_decay = stats_decay_;
   s.events.assign(events_.begin(), events_.end());
   s.events_dropped = events_dropped_;
-  const int moments = layers_.empty() ? 0 : layers_[0].bias.moment_slots();
+  const int moments = moment_slots();
   for (size_t i = 0; i < layers_.size(); ++i) {
     const DenseLayer& l = layers_[i];
     const bool values = i < with_values.size() && with_values[i];
@@ -194,7 +194,7 @@ void Model::import_state(ModelState s) {
   if (s.layers.size() != layers_.size())
     throw_range("checkpoint has " + std::to_string(s.layers.size()) + " dense layers, the model " +
                 std::to_string(layers_.size()));
-  const int moments = layers_[0].bias.moment_slots();
+  const int moments = moment_slots();
   int64_t inputs = input_size_;
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const LayerState& l = s.layers[i];

@@ -38,7 +38,7 @@ void Model::set_values(int64_t step, const std::vector<LayerValuesIn>& layers) {
   if (step < 0) throw_range("setValues: step must be non-negative");
   if (!layers.empty() && layers.size() != layers_.size())
     throw_range("setValues: " + std::to_string(layers.size()) + " layers given, the model has " + std::to_string(layers_.size()));
-  const int moments = layers_.empty() ? 0 : layers_[0].bias.moment_slots();
+  const int moments = moment_slots();
   for (size_t i = 0; i < layers.size(); ++i) {
     const LayerValuesIn& v = layers[i];
     const DenseLayer& l = layers_[i];
