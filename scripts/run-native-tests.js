@@ -3,8 +3,11 @@
 // by `npm run build:native`), streaming their output, then the CUDA kernel
 // tests (build/native/neuroplastic_cuda_tests) when they were built (nvcc
 // found at build time); without a GPU those print one SKIP line per test and
-// pass. Exits non-zero if either fails. Extra arguments (a test-name filter)
-// are passed to both.
+// pass. Then the same CUDA tests over the CUDA emulator
+// (build/native/neuroplastic_cuda_emulated_tests, native/cuda/emulator), which
+// runs them on the CPU, so they check the kernels' logic even without a GPU.
+// Exits non-zero if any fails. Extra arguments (a test-name filter) are passed
+// to all.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -14,6 +17,7 @@ const buildDir = process.env.NEUROPLASTIC_BUILD_DIR || path.join(__dirname, '..'
 const exeSuffix = process.platform === 'win32' ? '.exe' : '';
 const exe = path.join(buildDir, 'native', 'neuroplastic_native_tests' + exeSuffix);
 const cudaExe = path.join(buildDir, 'native', 'neuroplastic_cuda_tests' + exeSuffix);
+const emulatedExe = path.join(buildDir, 'native', 'neuroplastic_cuda_emulated_tests' + exeSuffix);
 
 if (!fs.existsSync(exe)) {
   console.error(
@@ -42,5 +46,11 @@ if (fs.existsSync(cudaExe)) {
   status = run(cudaExe) || status;
 } else {
   console.log(`run-native-tests: no ${path.basename(cudaExe)} (the CUDA tests are built only when nvcc is found)`);
+}
+if (fs.existsSync(emulatedExe)) {
+  console.log(`\nrun-native-tests: CUDA tests on the CPU, over the CUDA emulator (${path.basename(emulatedExe)})`);
+  status = run(emulatedExe) || status;
+} else {
+  console.log(`run-native-tests: no ${path.basename(emulatedExe)} (built with NEUROPLASTIC_TESTS=ON, outside sanitizer builds)`);
 }
 process.exit(status);

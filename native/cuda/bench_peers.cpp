@@ -3,7 +3,6 @@
 // time, as for cuBLAS in gemm.cu). The enum values are cusparse.h's.
 #include "cuda/bench_peers.h"
 
-#include <dlfcn.h>
 
 #include <chrono>
 #include <cstdint>
@@ -98,7 +97,7 @@ const Cusparse& cusparse() {
       return out;
     }
     auto sym = [&](auto& fn, const char* s) {
-      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(out->lib, s));
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(cuda_library_symbol(out->lib, s));
       if (!fn && out->error.empty()) out->error = std::string("missing symbol ") + s;
     };
     sym(out->create, "cusparseCreate");

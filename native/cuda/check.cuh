@@ -1,6 +1,6 @@
-// CUDA-side helpers shared by the .cu files (nvcc only; never included by the
-// binding or the tests): error checking that throws np::cuda::CudaError, and
-// launch-size arithmetic.
+// CUDA-side helpers shared by the .cu files (nvcc, or g++ in the CUDA
+// emulator build; never included by the binding or the tests): error checking
+// that throws np::cuda::CudaError, the launch macro, and launch-size arithmetic.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -22,7 +22,18 @@ namespace np::cuda {
     if (np_cuda_err != cudaSuccess) ::np::cuda::throw_cuda_error(np_cuda_err, #call, __FILE__, __LINE__); \
   } while (0)
 
-// After a <<<...>>> launch: a bad configuration shows up here, a fault in the
+// A kernel launch: NP_LAUNCH(grid, block, shared, stream, kernel)(args) is
+// kernel<<<grid, block, shared, stream>>>(args), written so that g++ can
+// compile the same source for the CUDA emulator (native/cuda/emulator), which
+// runs every thread of the grid on the CPU.
+#if defined(NP_CUDA_EMULATOR)
+#define NP_LAUNCH(grid, block, shared, stream, ...) \
+  ::np::cuda::emulator::launch((grid), (block), (shared), (stream), &__VA_ARGS__, #__VA_ARGS__)
+#else
+#define NP_LAUNCH(grid, block, shared, stream, ...) __VA_ARGS__<<<(grid), (block), (shared), (stream)>>>
+#endif
+
+// After a launch: a bad configuration shows up here, a fault in the
 // kernel later, at the next synchronising call (Stream::synchronize, download).
 #define NP_CUDA_CHECK_LAUNCH() NP_CUDA_CHECK(cudaGetLastError())
 

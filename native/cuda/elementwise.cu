@@ -121,10 +121,10 @@ void bias_activation_forward_cuda(float* y, int64_t ld, const float* bias, Activ
   const unsigned grid = static_cast<unsigned>(rows);
   cudaStream_t s = raw(stream);
   switch (act) {
-    case Activation::kLinear: bias_activation_forward_kernel<Activation::kLinear><<<grid, kRowBlock, 0, s>>>(y, ld, bias, batch, row_abs_sum, row_sum); break;
-    case Activation::kRelu: bias_activation_forward_kernel<Activation::kRelu><<<grid, kRowBlock, 0, s>>>(y, ld, bias, batch, row_abs_sum, row_sum); break;
-    case Activation::kTanh: bias_activation_forward_kernel<Activation::kTanh><<<grid, kRowBlock, 0, s>>>(y, ld, bias, batch, row_abs_sum, row_sum); break;
-    case Activation::kSigmoid: bias_activation_forward_kernel<Activation::kSigmoid><<<grid, kRowBlock, 0, s>>>(y, ld, bias, batch, row_abs_sum, row_sum); break;
+    case Activation::kLinear: NP_LAUNCH(grid, kRowBlock, 0, s, bias_activation_forward_kernel<Activation::kLinear>)(y, ld, bias, batch, row_abs_sum, row_sum); break;
+    case Activation::kRelu: NP_LAUNCH(grid, kRowBlock, 0, s, bias_activation_forward_kernel<Activation::kRelu>)(y, ld, bias, batch, row_abs_sum, row_sum); break;
+    case Activation::kTanh: NP_LAUNCH(grid, kRowBlock, 0, s, bias_activation_forward_kernel<Activation::kTanh>)(y, ld, bias, batch, row_abs_sum, row_sum); break;
+    case Activation::kSigmoid: NP_LAUNCH(grid, kRowBlock, 0, s, bias_activation_forward_kernel<Activation::kSigmoid>)(y, ld, bias, batch, row_abs_sum, row_sum); break;
   }
   NP_CUDA_CHECK_LAUNCH();
 }
@@ -136,10 +136,10 @@ void activation_backward_cuda(float* dy, const float* y, int64_t ld, Activation 
   const unsigned grid = static_cast<unsigned>(rows);
   cudaStream_t s = raw(stream);
   switch (act) {
-    case Activation::kLinear: activation_backward_kernel<Activation::kLinear><<<grid, kRowBlock, 0, s>>>(dy, y, ld, batch, row_y_dot_dy, row_dz_sum); break;
-    case Activation::kRelu: activation_backward_kernel<Activation::kRelu><<<grid, kRowBlock, 0, s>>>(dy, y, ld, batch, row_y_dot_dy, row_dz_sum); break;
-    case Activation::kTanh: activation_backward_kernel<Activation::kTanh><<<grid, kRowBlock, 0, s>>>(dy, y, ld, batch, row_y_dot_dy, row_dz_sum); break;
-    case Activation::kSigmoid: activation_backward_kernel<Activation::kSigmoid><<<grid, kRowBlock, 0, s>>>(dy, y, ld, batch, row_y_dot_dy, row_dz_sum); break;
+    case Activation::kLinear: NP_LAUNCH(grid, kRowBlock, 0, s, activation_backward_kernel<Activation::kLinear>)(dy, y, ld, batch, row_y_dot_dy, row_dz_sum); break;
+    case Activation::kRelu: NP_LAUNCH(grid, kRowBlock, 0, s, activation_backward_kernel<Activation::kRelu>)(dy, y, ld, batch, row_y_dot_dy, row_dz_sum); break;
+    case Activation::kTanh: NP_LAUNCH(grid, kRowBlock, 0, s, activation_backward_kernel<Activation::kTanh>)(dy, y, ld, batch, row_y_dot_dy, row_dz_sum); break;
+    case Activation::kSigmoid: NP_LAUNCH(grid, kRowBlock, 0, s, activation_backward_kernel<Activation::kSigmoid>)(dy, y, ld, batch, row_y_dot_dy, row_dz_sum); break;
   }
   NP_CUDA_CHECK_LAUNCH();
 }
@@ -200,14 +200,14 @@ __global__ void adam_update_kernel(float* __restrict__ value, float* __restrict_
 void sgd_update_cuda(float* value, float* velocity, const float* grad, int64_t rows, int64_t cols, int64_t ld,
                      const SgdParams& p, Stream& stream, const NonFiniteStep* halt) {
   if (rows <= 0 || cols <= 0) return;
-  sgd_update_kernel<<<update_grid(rows * cols), kUpdateBlock, 0, raw(stream)>>>(value, velocity, grad, rows, cols, ld, p, halt);
+  NP_LAUNCH(update_grid(rows * cols), kUpdateBlock, 0, raw(stream), sgd_update_kernel)(value, velocity, grad, rows, cols, ld, p, halt);
   NP_CUDA_CHECK_LAUNCH();
 }
 
 void adam_update_cuda(float* value, float* m, float* v, const float* grad, int64_t rows, int64_t cols, int64_t ld,
                       const AdamParams& p, Stream& stream, const NonFiniteStep* halt) {
   if (rows <= 0 || cols <= 0) return;
-  adam_update_kernel<<<update_grid(rows * cols), kUpdateBlock, 0, raw(stream)>>>(value, m, v, grad, rows, cols, ld, p, halt);
+  NP_LAUNCH(update_grid(rows * cols), kUpdateBlock, 0, raw(stream), adam_update_kernel)(value, m, v, grad, rows, cols, ld, p, halt);
   NP_CUDA_CHECK_LAUNCH();
 }
 

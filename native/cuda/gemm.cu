@@ -1,7 +1,7 @@
 // Dense SGEMM: our own tiled kernel, and cuBLAS when the machine has it.
 //
 // cuBLAS headers and libraries are not needed at build time (CI has neither):
-// libcublas.so.* is dlopen'ed on first use with the handful of entry points
+// libcublas.so.* is dlopen'ed (open_cuda_library) on first use with the handful of entry points
 // declared below (their C ABI has been stable since CUDA 10). cuBLAS is column
 // major, so the row-major C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T,
 // which is the same memory. NEUROPLASTIC_CUBLAS=0 forces the own kernel.
@@ -11,7 +11,6 @@
 // global reads are coalesced for either transpose), and each thread keeps a 4x4
 // accumulator for rows ty + 16i and columns tx + 16j. Edges are zero-padded.
 #include <cuda_runtime.h>
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -65,10 +64,10 @@ Blas load_blas() {
     b.reason = "libcublas.so not found: " + why;
     return b;
   }
-  b.create = reinterpret_cast<BlasCreate>(dlsym(lib, "cublasCreate_v2"));
-  b.destroy = reinterpret_cast<BlasDestroy>(dlsym(lib, "cublasDestroy_v2"));
-  b.set_stream = reinterpret_cast<BlasSetStream>(dlsym(lib, "cublasSetStream_v2"));
-  b.sgemm = reinterpret_cast<BlasSgemm>(dlsym(lib, "cublasSgemm_v2"));
+  b.create = reinterpret_cast<BlasCreate>(cuda_library_symbol(lib, "cublasCreate_v2"));
+  b.destroy = reinterpret_cast<BlasDestroy>(cuda_library_symbol(lib, "cublasDestroy_v2"));
+  b.set_stream = reinterpret_cast<BlasSetStream>(cuda_library_symbol(lib, "cublasSetStream_v2"));
+  b.sgemm = reinterpret_cast<BlasSgemm>(cuda_library_symbol(lib, "cublasSgemm_v2"));
   b.lib = lib;
   b.name = loaded;
   return b;
@@ -186,10 +185,10 @@ void gemm_f32_tiled_cuda(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int
   // Rows of tiles in slices of at most 65535 (grid.y's limit). k == 0 still runs: C = beta*C.
   for (int64_t t0 = 0; t0 < gy; t0 += kMaxGridY) {
     const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(std::min(kMaxGridY, gy - t0)));
-    if (!ta && !tb) gemm_f32_tiled_64x64_kernel<false, false><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
-    if (!ta && tb) gemm_f32_tiled_64x64_kernel<false, true><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
-    if (ta && !tb) gemm_f32_tiled_64x64_kernel<true, false><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
-    if (ta && tb) gemm_f32_tiled_64x64_kernel<true, true><<<grid, kThreads, 0, s>>>(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
+    if (!ta && !tb) NP_LAUNCH(grid, kThreads, 0, s, gemm_f32_tiled_64x64_kernel<false, false>)(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
+    if (!ta && tb) NP_LAUNCH(grid, kThreads, 0, s, gemm_f32_tiled_64x64_kernel<false, true>)(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
+    if (ta && !tb) NP_LAUNCH(grid, kThreads, 0, s, gemm_f32_tiled_64x64_kernel<true, false>)(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
+    if (ta && tb) NP_LAUNCH(grid, kThreads, 0, s, gemm_f32_tiled_64x64_kernel<true, true>)(m, n, k, a, lda, b, ldb, beta, c, ldc, t0);
   }
   NP_CUDA_CHECK_LAUNCH();
 }

@@ -155,7 +155,7 @@ void launch_loss(const char* name, LossTotals* totals, int64_t batch, DeviceBuff
   Partial* partials = workspace.as<Partial>();
   kernel(static_cast<unsigned>(blocks), partials, s);
   NP_CUDA_CHECK_LAUNCH();
-  sum_partials_kernel<<<1, kLossBlock, 0, s>>>(totals, partials, blocks);
+  NP_LAUNCH(1, kLossBlock, 0, s, sum_partials_kernel)(totals, partials, blocks);
   NP_CUDA_CHECK_LAUNCH();
 }
 
@@ -169,7 +169,7 @@ void softmax_cross_entropy_cuda(float* grad, LossTotals* totals, const float* lo
   if (outputs <= 0) throw std::invalid_argument("softmax_cross_entropy_cuda: outputs must be positive, got " + std::to_string(outputs));
   launch_loss("softmax_cross_entropy_cuda", totals, batch, workspace, stream,
               [&](unsigned blocks, Partial* partials, cudaStream_t s) {
-                softmax_cross_entropy_kernel<<<blocks, kLossBlock, 0, s>>>(grad, partials, logits, ld, labels, targets,
+                NP_LAUNCH(blocks, kLossBlock, 0, s, softmax_cross_entropy_kernel)(grad, partials, logits, ld, labels, targets,
                                                                            outputs, batch);
               });
 }
@@ -179,7 +179,7 @@ void mean_squared_error_cuda(float* grad, LossTotals* totals, const float* y, in
   if (outputs <= 0) throw std::invalid_argument("mean_squared_error_cuda: outputs must be positive, got " + std::to_string(outputs));
   launch_loss("mean_squared_error_cuda", totals, batch, workspace, stream,
               [&](unsigned blocks, Partial* partials, cudaStream_t s) {
-                mean_squared_error_kernel<<<blocks, kLossBlock, 0, s>>>(grad, partials, y, ld, targets, outputs, batch);
+                NP_LAUNCH(blocks, kLossBlock, 0, s, mean_squared_error_kernel)(grad, partials, y, ld, targets, outputs, batch);
               });
 }
 

@@ -125,7 +125,7 @@ void gather_transpose_f32_cuda(float* dst, int64_t ldd, const float* src, int64_
   const dim3 block(kTile, kTileRows);
   for (int64_t y0 = 0; y0 < gy; y0 += kMaxGridY) {
     const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(std::min(gy - y0, kMaxGridY)));
-    gather_transpose_kernel<<<grid, block, 0, raw(stream)>>>(dst, ldd, src, lds, index, first, rows, cols, y0);
+    NP_LAUNCH(grid, block, 0, raw(stream), gather_transpose_kernel)(dst, ldd, src, lds, index, first, rows, cols, y0);
     NP_CUDA_CHECK_LAUNCH();
   }
 }
@@ -135,20 +135,20 @@ void gather_i32_cuda(int32_t* dst, const int32_t* src, const int32_t* index, int
   if (count <= 0) return;
   const int64_t blocks = ceil_div(count, kBlock);
   if (blocks > kMaxGridX) throw std::length_error("gather_i32_cuda: count exceeds the grid");
-  gather_i32_kernel<<<static_cast<unsigned>(blocks), kBlock, 0, raw(stream)>>>(dst, src, index, first, count);
+  NP_LAUNCH(static_cast<unsigned>(blocks), kBlock, 0, raw(stream), gather_i32_kernel)(dst, src, index, first, count);
   NP_CUDA_CHECK_LAUNCH();
 }
 
 void accumulate_totals_cuda(LossTotals* total, const LossTotals* batch, Stream& stream, NonFiniteStep* halt,
                             int64_t step) {
-  accumulate_totals_kernel<<<1, 1, 0, raw(stream)>>>(total, batch, halt, step);
+  NP_LAUNCH(1, 1, 0, raw(stream), accumulate_totals_kernel)(total, batch, halt, step);
   NP_CUDA_CHECK_LAUNCH();
 }
 
 void update_unit_stats_cuda(double* mean_abs, double* mean, const float* abs_sum, const float* sum, int64_t units,
                             double decay, int64_t batch, const NonFiniteStep* halt, Stream& stream) {
   if (units <= 0 || batch <= 0) return;
-  update_unit_stats_kernel<<<static_cast<unsigned>(ceil_div(units, kBlock)), kBlock, 0, raw(stream)>>>(
+  NP_LAUNCH(static_cast<unsigned>(ceil_div(units, kBlock)), kBlock, 0, raw(stream), update_unit_stats_kernel)(
       mean_abs, mean, abs_sum, sum, units, decay, 1.0 / static_cast<double>(batch), halt);
   NP_CUDA_CHECK_LAUNCH();
 }
@@ -156,14 +156,14 @@ void update_unit_stats_cuda(double* mean_abs, double* mean, const float* abs_sum
 void update_taylor_stats_cuda(double* taylor, const float* dot, int64_t units, double decay, const NonFiniteStep* halt,
                               Stream& stream) {
   if (units <= 0) return;
-  update_taylor_stats_kernel<<<static_cast<unsigned>(ceil_div(units, kBlock)), kBlock, 0, raw(stream)>>>(taylor, dot, units,
+  NP_LAUNCH(static_cast<unsigned>(ceil_div(units, kBlock)), kBlock, 0, raw(stream), update_taylor_stats_kernel)(taylor, dot, units,
                                                                                                       decay, halt);
   NP_CUDA_CHECK_LAUNCH();
 }
 
 void mask_by_flags_cuda(float* values, int64_t ld, const uint8_t* keep, int64_t rows, int64_t cols, Stream& stream) {
   if (rows <= 0 || cols <= 0) return;
-  mask_by_flags_kernel<<<stride_grid(rows * cols), kBlock, 0, raw(stream)>>>(values, ld, keep, rows, cols);
+  NP_LAUNCH(stride_grid(rows * cols), kBlock, 0, raw(stream), mask_by_flags_kernel)(values, ld, keep, rows, cols);
   NP_CUDA_CHECK_LAUNCH();
 }
 
@@ -171,14 +171,14 @@ void dropout_forward_cuda(float* dropped, float* mask, const float* in, int64_t 
                           uint64_t stream_id, Stream& stream) {
   if (count <= 0) return;
   if (!(rate >= 0.0f && rate < 1.0f)) throw std::invalid_argument("dropout_forward_cuda: rate must be in [0, 1)");
-  dropout_forward_kernel<<<stride_grid(count), kBlock, 0, raw(stream)>>>(dropped, mask, in, count, rate,
+  NP_LAUNCH(stride_grid(count), kBlock, 0, raw(stream), dropout_forward_kernel)(dropped, mask, in, count, rate,
                                                                          1.0f / (1.0f - rate), seed, stream_id);
   NP_CUDA_CHECK_LAUNCH();
 }
 
 void multiply_cuda(float* x, const float* mask, int64_t count, Stream& stream) {
   if (count <= 0) return;
-  multiply_kernel<<<stride_grid(count), kBlock, 0, raw(stream)>>>(x, mask, count);
+  NP_LAUNCH(stride_grid(count), kBlock, 0, raw(stream), multiply_kernel)(x, mask, count);
   NP_CUDA_CHECK_LAUNCH();
 }
 

@@ -59,20 +59,20 @@ int64_t grid_for(int64_t n) { return std::min<int64_t>(std::max<int64_t>(1, ceil
 
 void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& slots, Stream& stream) {
   if (stored <= 0) return;
-  remap_weights_kernel<<<static_cast<unsigned>(grid_for(stored)), kBlock, 0, raw(stream)>>>(v, stored, slots);
+  NP_LAUNCH(static_cast<unsigned>(grid_for(stored)), kBlock, 0, raw(stream), remap_weights_kernel)(v, stored, slots);
   NP_CUDA_CHECK_LAUNCH();
 }
 
 void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream) {
   if (v.units <= 0) return;
-  remap_bias_kernel<<<static_cast<unsigned>(grid_for(v.units)), kBlock, 0, raw(stream)>>>(v, slots);
+  NP_LAUNCH(static_cast<unsigned>(grid_for(v.units)), kBlock, 0, raw(stream), remap_bias_kernel)(v, slots);
   NP_CUDA_CHECK_LAUNCH();
 }
 
 void remap_rows_f64_cuda(double* to, const double* from, const double* fresh, const int32_t* row_source, int64_t units,
                          Stream& stream) {
   if (units <= 0) return;
-  remap_rows_f64_kernel<<<static_cast<unsigned>(grid_for(units)), kBlock, 0, raw(stream)>>>(to, from, fresh, row_source, units);
+  NP_LAUNCH(static_cast<unsigned>(grid_for(units)), kBlock, 0, raw(stream), remap_rows_f64_kernel)(to, from, fresh, row_source, units);
   NP_CUDA_CHECK_LAUNCH();
 }
 

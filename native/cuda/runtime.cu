@@ -63,8 +63,29 @@ std::vector<DeviceInfo> devices() {
 
 void set_device(int index) { NP_CUDA_CHECK(cudaSetDevice(index)); }
 
+void* cuda_library_symbol(void* library, const char* name) {
+#if defined(NP_CUDA_EMULATOR)
+  return emulator::library_symbol(library, name);
+#else
+  return dlsym(library, name);
+#endif
+}
+
 void* open_cuda_library(const std::vector<std::string>& sonames, const std::vector<std::string>& required,
                         std::string* loaded, std::string* error, const std::vector<std::string>& companions) {
+#if defined(NP_CUDA_EMULATOR)
+  for (const std::string& name : sonames) {
+    void* lib = emulator::open_library(name.c_str());
+    if (!lib) continue;
+    bool complete = true;
+    for (const std::string& sym : required) complete = complete && emulator::library_symbol(lib, sym.c_str());
+    if (!complete) continue;
+    if (loaded) *loaded = name + " (emulated)";
+    return lib;
+  }
+  if (error) *error = "the CUDA emulator provides none of them";
+  return nullptr;
+#else
   std::vector<std::string> dirs{""};  // "" = the bare soname, through the loader's search path
   for (const char* var : {"CUDA_HOME", "CUDA_PATH"}) {
     const char* root = std::getenv(var);
@@ -117,6 +138,7 @@ void* open_cuda_library(const std::vector<std::string>& sonames, const std::vect
   }
   if (error) *error = why.empty() ? "no library name given" : why;
   return nullptr;
+#endif
 }
 
 // ---- Stream -------------------------------------------------------------------

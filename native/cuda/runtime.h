@@ -61,8 +61,12 @@ void set_device(int index);
 // the soname's version suffix, so a library whose dependencies are not on the
 // loader's path either still resolves them (the loader matches loaded sonames);
 // a companion that names its own version ("libnvJitLink.so.13") is loaded as named.
+// In the CUDA emulator build, the libraries the emulator stands in for
+// (cuBLAS) instead, and no others.
 void* open_cuda_library(const std::vector<std::string>& sonames, const std::vector<std::string>& required,
                         std::string* loaded, std::string* error, const std::vector<std::string>& companions = {});
+// dlsym() on a handle from open_cuda_library (the emulator's own table in its build).
+void* cuda_library_symbol(void* library, const char* name);
 
 // The one stream all kernels of a model run on, and the per-stream cuBLAS
 // handle when cuBLAS was found at run time (see gemm.cu). Move-only.

@@ -69,10 +69,10 @@ void launch_rows(int64_t rows, const int64_t* ptr, const int32_t* idx, const flo
                             " exceeds the grid limits");
   const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
   if (value_pos)
-    spmm_f32_csr_rows_kernel<true><<<grid, kSpmmBlock, 0, raw(stream)>>>(rows, ptr, idx, values, value_pos, x, ldx,
+    NP_LAUNCH(grid, kSpmmBlock, 0, raw(stream), spmm_f32_csr_rows_kernel<true>)(rows, ptr, idx, values, value_pos, x, ldx,
                                                                         beta, y, ldy, batch, group);
   else
-    spmm_f32_csr_rows_kernel<false><<<grid, kSpmmBlock, 0, raw(stream)>>>(rows, ptr, idx, values, nullptr, x, ldx,
+    NP_LAUNCH(grid, kSpmmBlock, 0, raw(stream), spmm_f32_csr_rows_kernel<false>)(rows, ptr, idx, values, nullptr, x, ldx,
                                                                          beta, y, ldy, batch, group);
   NP_CUDA_CHECK_LAUNCH();
 }
@@ -144,7 +144,7 @@ void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, c
                         int64_t batch, float beta, float* grad_values, Stream& stream) {
   if (pattern.rows <= 0) return;
   if (pattern.rows > kMaxGridX) throw std::length_error("sddmm_f32_csr_cuda: too many rows for one grid");
-  sddmm_f32_csr_kernel<<<static_cast<unsigned>(pattern.rows), kSddmmBlock, 0, raw(stream)>>>(
+  NP_LAUNCH(static_cast<unsigned>(pattern.rows), kSddmmBlock, 0, raw(stream), sddmm_f32_csr_kernel)(
       pattern.rows, pattern.indptr, pattern.indices, dy, lddy, x, ldx, batch, beta, grad_values);
   NP_CUDA_CHECK_LAUNCH();
 }

@@ -41,7 +41,11 @@ int main(int argc, char** argv) {
   np_test::RunOptions options;
   options.filter = filter;
   options.device_missing = no_device;
+#if defined(NP_CUDA_EMULATOR)
+  options.device_label = "over the CUDA emulator, on the CPU";
+#else
   options.device_label = "no CUDA device";
+#endif
   options.missing_device_fails = required;
   return np_test::run_tests(options);
 }

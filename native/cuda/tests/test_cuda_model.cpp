@@ -368,18 +368,30 @@ template <typename Op>
 void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&& op,
                       const std::function<void(std::vector<nc::CudaLayerState>&)>& amend = {}) {
   const np::ModelState before = cpu.export_state();
+  const int64_t events_before = cpu.event_count();
   op();
   const np::ModelState after = cpu.export_state();
   auto sources = np_test::row_sources_by_id(before, after);
-  // Reinitialised units (a new birth step, same id) are new to the device, and the
-  // next layer takes the host's biases (lib/cuda_model.ts does the same).
+  // Reinitialised units (same id) are new to the device, and the next layer
+  // takes the host's biases. Found, as lib/cuda_model.ts finds them, by a new
+  // birth step and by the reinit events: a unit reinitialised at the step it
+  // was born (nothing trained in between) keeps its birth step.
   std::vector<bool> bias_from_host(after.layers.size(), false);
+  auto reinitialised = [&](size_t l, size_t r) {
+    sources[l][r] = -1;
+    bias_from_host[l + 1] = true;
+  };
   for (size_t l = 0; l + 1 < after.layers.size(); ++l)
     for (size_t r = 0; r < sources[l].size(); ++r)
-      if (sources[l][r] >= 0 && after.layers[l].birth_step[r] != before.layers[l].birth_step[sources[l][r]]) {
-        sources[l][r] = -1;
-        bias_from_host[l + 1] = true;
-      }
+      if (sources[l][r] >= 0 && after.layers[l].birth_step[r] != before.layers[l].birth_step[sources[l][r]])
+        reinitialised(l, r);
+  for (int64_t i = events_before; i < cpu.event_count(); ++i) {
+    const np::StructuralEvent& e = cpu.events()[static_cast<size_t>(i - cpu.events_dropped())];
+    if (e.kind != "reinit") continue;
+    const std::vector<int64_t>& ids = after.layers[static_cast<size_t>(e.layer)].neuron_ids;
+    for (const int64_t id : e.neuron_ids)
+      reinitialised(static_cast<size_t>(e.layer), static_cast<size_t>(std::find(ids.begin(), ids.end(), id) - ids.begin()));
+  }
   std::vector<bool> values(after.layers.size(), false);
   auto any_new = [](const std::vector<int32_t>& v) { return std::find(v.begin(), v.end(), -1) != v.end(); };
   for (size_t l = 0; l < values.size(); ++l)

@@ -1,0 +1,234 @@
+// The CUDA emulator's own tests: it runs kernels as a GPU would where our code
+// can tell (barriers, shuffles, per-thread copies of the arguments), and it
+// refuses what would fault or hang on a GPU (a barrier some threads never
+// reach, a host pointer given to a kernel, a copy in the wrong direction, a
+// write past an allocation's end). Built into neuroplastic_cuda_emulated_tests only.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "../../tests/test.h"
+#include "cuda/check.cuh"
+#include "cuda/runtime.h"
+
+namespace {
+
+namespace nc = np::cuda;
+
+constexpr int kBlock = 256;
+
+// Thread 0 reads what every other thread wrote before the barrier, and the
+// last thread what thread 0 wrote: both directions need the barrier.
+__global__ void block_sum_kernel(const int* in, int* out) {
+  __shared__ int cell[kBlock];
+  cell[threadIdx.x] = in[blockIdx.x * kBlock + threadIdx.x];
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int s = 0;
+    for (int i = 0; i < kBlock; ++i) s += cell[i];
+    cell[0] = s;
+  }
+  __syncthreads();
+  if (threadIdx.x == kBlock - 1) out[blockIdx.x] = cell[0];
+}
+
+__global__ void warp_sum_kernel(const float* in, float* out, int width) {
+  float v = in[threadIdx.x];
+  for (int off = width / 2; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
+  out[threadIdx.x] = v;
+}
+
+// Lanes below 16 shuffle while the others wait at __syncthreads: a hang on a GPU.
+__global__ void divergent_kernel(float* out) {
+  float v = 1.0f;
+  if (threadIdx.x < 16)
+    v = __shfl_down_sync(0xffffffffu, v, 1);
+  else
+    __syncthreads();
+  out[threadIdx.x] = v;
+}
+
+// Each thread changes its own copy of the argument.
+__global__ void own_argument_kernel(int* out, int base) {
+  base += static_cast<int>(threadIdx.x);
+  out[threadIdx.x] = base;
+}
+
+__global__ void write_kernel(float* out, int64_t index) { out[index] = 1.0f; }
+
+// A launch that fails leaves a sticky error, as on a GPU; the tests clear it
+// (cudaDeviceReset) so the next test starts clean.
+void clear_sticky_error() {
+  cudaDeviceReset();
+  cudaGetLastError();
+}
+
+TEST(emulator_barriers_order_shared_memory_between_threads) {
+  nc::Stream s;
+  const int blocks = 3;
+  std::vector<int> in(blocks * kBlock);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<int>(i % 97);
+  nc::DeviceBuffer din = nc::to_device(in, s), dout(blocks * sizeof(int));
+  NP_LAUNCH(blocks, kBlock, 0, nc::raw(s), block_sum_kernel)(din.as<int>(), dout.as<int>());
+  NP_CUDA_CHECK_LAUNCH();
+  std::vector<int> out(blocks);
+  dout.download(out.data(), out.size() * sizeof(int), s);
+  for (int b = 0; b < blocks; ++b) {
+    int want = 0;
+    for (int i = 0; i < kBlock; ++i) want += in[b * kBlock + i];
+    CHECK_EQ(out[b], want);
+  }
+}
+
+TEST(emulator_shuffles_exchange_values_within_a_warp) {
+  nc::Stream s;
+  std::vector<float> in(64);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(i);
+  nc::DeviceBuffer din = nc::to_device(in, s), dout(in.size() * sizeof(float));
+  for (const int width : {32, 16}) {
+    NP_LAUNCH(1, 64, 0, nc::raw(s), warp_sum_kernel)(din.as<float>(), dout.as<float>(), width);
+    NP_CUDA_CHECK_LAUNCH();
+    std::vector<float> out(in.size());
+    dout.download(out.data(), out.size() * sizeof(float), s);
+    // Lane 0 of each width-wide segment holds the segment's sum (shfl_down
+    // keeps a lane's own value where the source is past the segment).
+    for (size_t seg = 0; seg < in.size(); seg += static_cast<size_t>(width)) {
+      float want = 0.0f;
+      for (int i = 0; i < width; ++i) want += in[seg + i];
+      CHECK_MSG(out[seg] == want, "width %d, segment at %zu: %g, want %g", width, seg, out[seg], want);
+    }
+  }
+}
+
+TEST(emulator_gives_every_thread_its_own_arguments) {
+  nc::Stream s;
+  nc::DeviceBuffer d(32 * sizeof(int));
+  NP_LAUNCH(1, 32, 0, nc::raw(s), own_argument_kernel)(d.as<int>(), 100);
+  std::vector<int> out(32);
+  d.download(out.data(), out.size() * sizeof(int), s);
+  for (int i = 0; i < 32; ++i) CHECK_EQ(out[i], 100 + i);
+}
+
+TEST(emulator_fails_a_launch_whose_threads_wait_at_different_barriers) {
+  nc::Stream s;
+  nc::DeviceBuffer d(32 * sizeof(float));
+  NP_LAUNCH(1, 32, 0, nc::raw(s), divergent_kernel)(d.as<float>());
+  bool threw = false;
+  try {
+    s.synchronize();
+  } catch (const nc::CudaError& e) {
+    threw = e.code() == cudaErrorLaunchFailure;
+  }
+  CHECK(threw);
+  clear_sticky_error();
+}
+
+TEST(emulator_refuses_host_pointers_and_bad_launch_sizes) {
+  nc::Stream s;
+  std::vector<int> host(32);
+  NP_LAUNCH(1, 32, 0, nc::raw(s), own_argument_kernel)(host.data(), 0);
+  CHECK_EQ(cudaGetLastError(), cudaErrorIllegalAddress);
+  CHECK_EQ(host[1], 0);  // the kernel did not run
+  clear_sticky_error();
+
+  nc::DeviceBuffer d(32 * sizeof(int));
+  NP_LAUNCH(1, 2048, 0, nc::raw(s), own_argument_kernel)(d.as<int>(), 0);  // more than 1024 threads
+  bool threw = false;
+  try {
+    NP_CUDA_CHECK_LAUNCH();
+  } catch (const nc::CudaError& e) {
+    threw = e.code() == cudaErrorInvalidConfiguration;
+  }
+  CHECK(threw);
+  // Not sticky: the next launch works.
+  NP_LAUNCH(1, 32, 0, nc::raw(s), own_argument_kernel)(d.as<int>(), 7);
+  NP_CUDA_CHECK_LAUNCH();
+  std::vector<int> out(32);
+  d.download(out.data(), out.size() * sizeof(int), s);
+  CHECK_EQ(out[31], 38);
+}
+
+TEST(emulator_memory_is_not_zeroed_and_copies_check_their_direction) {
+  nc::Stream s;
+  nc::DeviceBuffer d(16 * sizeof(float));
+  std::vector<float> out(16, 0.0f);
+  d.download(out.data(), out.size() * sizeof(float), s);
+  CHECK(std::isnan(out[0]) && std::isnan(out[15]));  // as cudaMalloc: garbage, here NaN
+
+  std::vector<float> host(16, 2.0f);
+  CHECK_EQ(cudaMemcpyAsync(host.data(), d.data(), 64, cudaMemcpyHostToDevice, nc::raw(s)), cudaErrorInvalidValue);
+  CHECK_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  CHECK_EQ(host[0], 2.0f);
+  CHECK_EQ(cudaMemcpyAsync(d.data(), host.data(), 128, cudaMemcpyHostToDevice, nc::raw(s)), cudaErrorInvalidValue);
+  cudaGetLastError();
+
+  void* p = nullptr;
+  CHECK_EQ(cudaMalloc(&p, size_t{1} << 50), cudaErrorMemoryAllocation);
+  cudaGetLastError();
+  bool threw = false;
+  try {
+    nc::DeviceBuffer huge(size_t{1} << 50);
+  } catch (const nc::CudaError& e) {
+    threw = e.code() == cudaErrorMemoryAllocation;
+  }
+  CHECK(threw);
+}
+
+TEST(emulator_faults_on_a_write_past_an_allocations_end) {
+  // In a child process: the fault ends it, as a GPU fault ends a context.
+  std::printf("    the child process below faults on purpose:\n");
+  std::fflush(stdout);
+  const pid_t child = fork();
+  if (child == 0) {
+    nc::Stream s;
+    nc::DeviceBuffer d(10 * sizeof(float));
+    NP_LAUNCH(1, 1, 0, nc::raw(s), write_kernel)(d.as<float>(), 10 + 4);  // past the 16-byte rounding too
+    _exit(0);
+  }
+  int status = 0;
+  CHECK(waitpid(child, &status, 0) == child);
+  CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "the child ended with status %d", status);
+
+  // In bounds it is an ordinary write.
+  nc::Stream s;
+  nc::DeviceBuffer d(10 * sizeof(float));
+  NP_LAUNCH(1, 1, 0, nc::raw(s), write_kernel)(d.as<float>(), 9);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+TEST(emulator_cublas_checks_its_arguments_as_documented) {
+  std::string loaded, why;
+  void* lib = nc::open_cuda_library({"libcublas.so.13"}, {"cublasSgemm_v2"}, &loaded, &why);
+  CHECK(lib != nullptr);
+  if (!lib) return;
+  using Sgemm = int (*)(void*, int, int, int, int, int, const float*, const float*, int, const float*, int,
+                        const float*, float*, int);
+  using Create = int (*)(void**);
+  using Destroy = int (*)(void*);
+  auto sgemm = reinterpret_cast<Sgemm>(nc::cuda_library_symbol(lib, "cublasSgemm_v2"));
+  auto create = reinterpret_cast<Create>(nc::cuda_library_symbol(lib, "cublasCreate_v2"));
+  auto destroy = reinterpret_cast<Destroy>(nc::cuda_library_symbol(lib, "cublasDestroy_v2"));
+  void* handle = nullptr;
+  CHECK_EQ(create(&handle), 0);
+  nc::Stream s;
+  // Column-major 2x3 A times 3x2 B.
+  const std::vector<float> a{1, 2, 3, 4, 5, 6}, b{1, 0, 1, 0, 1, 1};
+  nc::DeviceBuffer da = nc::to_device(a, s), db = nc::to_device(b, s), dc(4 * sizeof(float));
+  const float one = 1.0f, zero = 0.0f;
+  CHECK_EQ(sgemm(handle, 0, 0, 2, 2, 3, &one, da.as<float>(), 2, db.as<float>(), 3, &zero, dc.as<float>(), 2), 0);
+  std::vector<float> c(4);
+  dc.download(c.data(), c.size() * sizeof(float), s);
+  // C = A B: column 0 = A[:,0] + A[:,2] = (6, 8); column 1 = A[:,1] + A[:,2] = (8, 10).
+  CHECK(c[0] == 6 && c[1] == 8 && c[2] == 8 && c[3] == 10);
+  // lda below the rows of A: CUBLAS_STATUS_INVALID_VALUE.
+  CHECK_EQ(sgemm(handle, 0, 0, 2, 2, 3, &one, da.as<float>(), 1, db.as<float>(), 3, &zero, dc.as<float>(), 2), 7);
+  CHECK_EQ(destroy(handle), 0);
+}
+
+}  // namespace
