@@ -343,8 +343,12 @@ describe("cuda: Sequential with device 'cuda'", () => {
       const device = (gpu.native as unknown as { device: cuda.CudaModelHandle }).device;
       const counts = { restructure: 0, fullExport: 0 };
       const restructure = device.restructure.bind(device), exportState = device.exportState.bind(device);
-      device.restructure = (state, sources) => (counts.restructure++, restructure(state, sources));
-      device.exportState = (withMoments = true) => (withMoments && counts.fullExport++, exportState(withMoments));
+      // The addon's methods are read-only properties of its prototype: plain assignment throws, so
+      // each counter is defined on the instance.
+      const spy = <K extends 'restructure' | 'exportState'>(name: K, fn: cuda.CudaModelHandle[K]) =>
+        Object.defineProperty(device, name, { value: fn, configurable: true, writable: true });
+      spy('restructure', (state, sources) => (counts.restructure++, restructure(state, sources)));
+      spy('exportState', (withMoments = true) => (withMoments && counts.fullExport++, exportState(withMoments)));
       gpu.prune({ amount: 0.25, structure: 'neuron', criterion: 'random', layer: 0 });
       gpu.prune({ amount: 0.3, structure: 'weight', scope: 'global' });
       gpu.native.regrow([0, 1], 0.2, false);

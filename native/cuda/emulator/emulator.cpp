@@ -4,7 +4,7 @@
 // (and somewhat stricter).
 //
 // Scheduling. A grid's blocks run one after another on the launching thread.
-// A block's threads are fibers (ucontext) started in order; each runs until it
+// A block's threads are fibers (fiber.h) started in order; each runs until it
 // finishes or waits at __syncthreads or a shuffle, then the next runs. When
 // none can run, the waits are resolved: a warp whose lanes all wait at a
 // shuffle goes on; if every thread waits at __syncthreads, they all go on;
@@ -13,7 +13,6 @@
 // the launch.
 #include <signal.h>
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +26,8 @@
 #include <vector>
 
 #include <cuda_runtime.h>
+
+#include "fiber.h"
 
 // The CUDA built-in variables (declared in include/cuda_runtime.h).
 thread_local uint3 threadIdx{0, 0, 0};
@@ -126,8 +127,8 @@ struct Block {
   unsigned current = 0;
   std::vector<Wait> wait;
   std::vector<uint3> index;
-  std::vector<ucontext_t> context;
-  ucontext_t scheduler;
+  std::vector<Fiber> fiber;
+  Fiber scheduler;
   std::vector<uint64_t> offered;   // the value each thread gives its current shuffle
   std::vector<unsigned> mask;      // the mask of each thread's current shuffle
 };
@@ -151,11 +152,12 @@ char* stack_for(unsigned i) {
   return t_stacks[i];
 }
 
-void fiber_main() {
+[[noreturn]] void fiber_main() {
   Block* b = t_block;
   b->body(b->closure);
   b->wait[b->current] = Wait::kDone;
-  // Returning resumes uc_link: the scheduler.
+  switch_fiber(b->fiber[b->current], b->scheduler);  // never resumed
+  std::abort();
 }
 
 // The running thread stops here until the scheduler lets it go on.
@@ -167,7 +169,7 @@ void wait_as(Wait why, const char* what) {
   }
   const unsigned me = b->current;
   b->wait[me] = why;
-  swapcontext(&b->context[me], &b->scheduler);
+  switch_fiber(b->fiber[me], b->scheduler);
 }
 
 std::string block_name(const Block& b) {
@@ -204,15 +206,10 @@ bool release_shuffles(Block& b, bool* failed) {
   return released;
 }
 
-// Thread t, ready to start at the kernel's first line. (getcontext only
-// fills the context here: it never returns twice.)
+// Thread t, ready to start at the kernel's first line.
 void start_fiber(Block& b, unsigned t) {
   b.wait[t] = Wait::kRunnable;
-  getcontext(&b.context[t]);
-  b.context[t].uc_stack.ss_sp = stack_for(t);
-  b.context[t].uc_stack.ss_size = kStackBytes;
-  b.context[t].uc_link = &b.scheduler;
-  makecontext(&b.context[t], fiber_main, 0);
+  prepare_fiber(b.fiber[t], stack_for(t), kStackBytes, fiber_main);
 }
 
 // Runs one block to the end. Returns false when the launch failed.
@@ -223,7 +220,7 @@ bool run_block(Block& b) {
       if (b.wait[t] != Wait::kRunnable) continue;
       b.current = t;
       threadIdx = b.index[t];
-      swapcontext(&b.scheduler, &b.context[t]);
+      switch_fiber(b.scheduler, b.fiber[t]);
     }
     unsigned done = 0, at_barrier = 0;
     for (unsigned t = 0; t < b.threads; ++t) {
@@ -364,7 +361,7 @@ void run_grid(const LaunchConfig& config, const char* kernel, void (*body)(void*
   b.threads = static_cast<unsigned>(threads);
   b.wait.resize(b.threads);
   b.index.resize(b.threads);
-  b.context.resize(b.threads);
+  b.fiber.resize(b.threads);
   b.offered.resize(b.threads);
   b.mask.resize(b.threads);
   for (unsigned z = 0, t = 0; z < k.z; ++z)

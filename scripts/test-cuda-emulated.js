@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// Runs the GPU tests of the JS API (test/65.cuda.test.ts) over the CUDA
+// emulator: the CUDA addon built against native/cuda/emulator
+// (build/Release/cuda-emulator/neuroplastic_cuda.node, made by
+// `npm run build:native`), which runs every kernel on the CPU. So the device
+// path behind `device: 'cuda'` (training, restructuring, checkpoints) is
+// exercised on every machine, GPU or not. It checks logic only: timings and
+// the real driver, cuBLAS and hardware need a GPU (`npm run test:gpu`).
+// With NEUROPLASTIC_REQUIRE_GPU=1 no GPU test may skip. Extra arguments go to mocha.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+const buildDir = process.env.NEUROPLASTIC_BUILD_DIR || path.join(root, 'build');
+const addon = path.join(buildDir, 'Release', 'cuda-emulator', 'neuroplastic_cuda.node');
+if (!fs.existsSync(addon)) {
+  console.error(`test-cuda-emulated: ${addon} not found; build it with \`npm run build:native\`.`);
+  process.exit(1);
+}
+console.log(`test-cuda-emulated: test/65.cuda.test.ts over the CUDA emulator (${path.relative(root, addon)})`);
+const mocha = path.join(root, 'node_modules', 'mocha', 'bin', 'mocha.js');
+const res = spawnSync(
+  process.execPath,
+  [mocha, '--no-config', '-n', 'import=tsx', '--timeout', '300000', 'test/65.cuda.test.ts', ...process.argv.slice(2)],
+  {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, NEUROPLASTIC_CUDA_ADDON_PATH: addon, NEUROPLASTIC_REQUIRE_GPU: '1' },
+  },
+);
+if (res.error) {
+  console.error(`test-cuda-emulated: could not run mocha: ${res.error.message}`);
+  process.exit(1);
+}
+process.exit(res.status === null ? 1 : res.status);
