@@ -5,7 +5,8 @@
 // found at build time); without a GPU those print one SKIP line per test and
 // pass. Then the same CUDA tests over the CUDA emulator
 // (build/native/neuroplastic_cuda_emulated_tests, native/cuda/emulator), which
-// runs them on the CPU, so they check the kernels' logic even without a GPU.
+// runs them on the CPU, so they check the kernels' logic even without a GPU:
+// twice, the second time with each block's threads run in reverse order.
 // Exits non-zero if any fails. Extra arguments (a test-name filter) are passed
 // to all.
 'use strict';
@@ -27,8 +28,8 @@ if (!fs.existsSync(exe)) {
   process.exit(1);
 }
 
-function run(file) {
-  const res = spawnSync(file, process.argv.slice(2), { stdio: 'inherit' });
+function run(file, env = process.env) {
+  const res = spawnSync(file, process.argv.slice(2), { stdio: 'inherit', env });
   if (res.error) {
     console.error(`run-native-tests: could not run ${file}: ${res.error.message}`);
     return 1;
@@ -50,6 +51,10 @@ if (fs.existsSync(cudaExe)) {
 if (fs.existsSync(emulatedExe)) {
   console.log(`\nrun-native-tests: CUDA tests on the CPU, over the CUDA emulator (${path.basename(emulatedExe)})`);
   status = run(emulatedExe) || status;
+  // Once more with each block's threads run last to first: a missing barrier
+  // between one thread's write and another's read shows in one of the orders.
+  console.log('\nrun-native-tests: the same, each block\'s threads run in reverse order (NP_CUDA_EMULATOR_ORDER=reverse)');
+  status = run(emulatedExe, { ...process.env, NP_CUDA_EMULATOR_ORDER: 'reverse' }) || status;
 } else {
   console.log(`run-native-tests: no ${path.basename(emulatedExe)} (built with NEUROPLASTIC_TESTS=ON, outside sanitizer builds)`);
 }

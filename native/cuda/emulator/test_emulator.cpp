@@ -65,6 +65,15 @@ __global__ void own_argument_kernel(int* out, int base) {
 
 __global__ void write_kernel(float* out, int64_t index) { out[index] = 1.0f; }
 
+// Thread t reads what thread t + 1 writes, with no barrier between: a race.
+__global__ void racy_kernel(int* out) {
+  __shared__ int cell[32];
+  cell[threadIdx.x] = -1;
+  __syncthreads();
+  cell[threadIdx.x] = static_cast<int>(threadIdx.x);
+  out[threadIdx.x] = cell[(threadIdx.x + 1) % 32];
+}
+
 // A launch that fails leaves a sticky error, as on a GPU; the tests clear it
 // (cudaDeviceReset) so the next test starts clean.
 void clear_sticky_error() {
@@ -130,6 +139,19 @@ TEST(emulator_fails_a_launch_whose_threads_wait_at_different_barriers) {
   }
   CHECK(threw);
   clear_sticky_error();
+}
+
+TEST(emulator_shows_a_race_between_threads_in_one_of_its_two_orders) {
+  nc::Stream s;
+  nc::DeviceBuffer d(32 * sizeof(int));
+  NP_LAUNCH(1, 32, 0, nc::raw(s), racy_kernel)(d.as<int>());
+  std::vector<int> out(32);
+  d.download(out.data(), out.size() * sizeof(int), s);
+  const char* order = std::getenv("NP_CUDA_EMULATOR_ORDER");
+  const bool reverse = order && std::strcmp(order, "reverse") == 0;
+  // First to last, thread 0 reads before thread 1 writes; last to first, thread 31 before thread 0.
+  CHECK_EQ(out[reverse ? 31 : 0], -1);
+  CHECK_EQ(out[reverse ? 0 : 31], reverse ? 1 : 0);
 }
 
 TEST(emulator_refuses_host_pointers_and_bad_launch_sizes) {
