@@ -87,13 +87,19 @@ size_t page_size() {
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
-// NP_CUDA_EMULATOR_MEMORY (bytes) lets a test run out of device memory; 8 GiB otherwise.
-size_t memory_limit() {
-  static const size_t limit = [] {
+// NP_CUDA_EMULATOR_MEMORY (bytes) lets a test run out of device memory; 8 GiB
+// otherwise; set_memory_limit() changes it. Caller holds the mutex.
+size_t& limit_bytes() {
+  static size_t limit = [] {
     const char* env = std::getenv("NP_CUDA_EMULATOR_MEMORY");
     return env && *env ? static_cast<size_t>(std::strtoull(env, nullptr, 10)) : (size_t{8} << 30);
   }();
   return limit;
+}
+
+size_t memory_limit() {
+  const std::lock_guard<std::mutex> lock(g_memory_mutex);
+  return limit_bytes();
 }
 
 // The allocation holding [p, p + bytes), or nullptr. Caller holds the mutex.
@@ -313,6 +319,16 @@ bool valid_stream(cudaStream_t s) {
 
 // ---- the interface of include/cuda_runtime.h ------------------------------------------------
 bool is_device_pointer(const void* p) { return device_range(p, 0); }
+
+size_t memory_in_use() {
+  const std::lock_guard<std::mutex> lock(g_memory_mutex);
+  return g_allocated;
+}
+
+void set_memory_limit(size_t bytes) {
+  const std::lock_guard<std::mutex> lock(g_memory_mutex);
+  limit_bytes() = bytes;
+}
 
 void bad_kernel_argument(const char* kernel, size_t index, const void* p) {
   char addr[32];
@@ -615,7 +631,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   NP_EMULATOR_STICKY_CHECK();
   if (!ptr) return fail(cudaErrorInvalidValue);
   const std::lock_guard<std::mutex> lock(g_memory_mutex);
-  if (bytes > memory_limit() - g_allocated) return fail(cudaErrorMemoryAllocation);
+  if (g_allocated > limit_bytes() || bytes > limit_bytes() - g_allocated) return fail(cudaErrorMemoryAllocation);
   const size_t page = page_size();
   const size_t used = round_up(bytes == 0 ? 1 : bytes, 16);  // 16-byte alignment, at most 15 bytes past the end unguarded
   const size_t data = round_up(used, page);

@@ -15,6 +15,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(NP_CUDA_EMULATOR)
+#include <cuda_runtime.h>  // the emulator's: its memory limit, for the out-of-memory test
+#endif
+
 #include "cuda/cuda_model.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
@@ -359,17 +363,15 @@ std::vector<nc::CudaLayerState> structure_of(const np::Model& cpu, const np::Mod
   return out;
 }
 
-// Applies `op` to the CPU model and restructure() to the device model, then
-// checks that the device holds exactly the CPU model's parameters and slots
-// (moves are copies, scaled moves the same float products: no tolerance).
-// `amend` adds what lib/cuda_model.ts adds for the operation (net2wider's
-// column scales, gradmax's host biases).
-template <typename Op>
-void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&& op,
-                      const std::function<void(std::vector<nc::CudaLayerState>&)>& amend = {}) {
-  const np::ModelState before = cpu.export_state();
-  const int64_t events_before = cpu.event_count();
-  op();
+// What lib/cuda_model.ts sends the device after a structural change of the
+// CPU model from `before` (events from `events_before` on): the new structure,
+// the row sources by neuron id, and values for the layers that need them.
+struct DeviceChange {
+  std::vector<nc::CudaLayerState> layers;
+  std::vector<std::vector<int32_t>> sources;
+};
+
+DeviceChange device_change(const np::Model& cpu, const np::ModelState& before, int64_t events_before) {
   const np::ModelState after = cpu.export_state();
   auto sources = np_test::row_sources_by_id(before, after);
   // Reinitialised units (same id) are new to the device, and the next layer
@@ -396,8 +398,24 @@ void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&&
   auto any_new = [](const std::vector<int32_t>& v) { return std::find(v.begin(), v.end(), -1) != v.end(); };
   for (size_t l = 0; l < values.size(); ++l)
     values[l] = any_new(sources[l]) || (l > 0 && any_new(sources[l - 1])) || bias_from_host[l];
-  std::vector<nc::CudaLayerState> layers = structure_of(cpu, after, values);
-  for (size_t l = 0; l < layers.size(); ++l) layers[l].bias_from_host = bias_from_host[l];
+  DeviceChange change{structure_of(cpu, after, values), std::move(sources)};
+  for (size_t l = 0; l < change.layers.size(); ++l) change.layers[l].bias_from_host = bias_from_host[l];
+  return change;
+}
+
+// Applies `op` to the CPU model and restructure() to the device model, then
+// checks that the device holds exactly the CPU model's parameters and slots
+// (moves are copies, scaled moves the same float products: no tolerance).
+// `amend` adds what lib/cuda_model.ts adds for the operation (net2wider's
+// column scales, gradmax's host biases).
+template <typename Op>
+void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&& op,
+                      const std::function<void(std::vector<nc::CudaLayerState>&)>& amend = {}) {
+  const np::ModelState before = cpu.export_state();
+  const int64_t events_before = cpu.event_count();
+  op();
+  const np::ModelState after = cpu.export_state();
+  auto [layers, sources] = device_change(cpu, before, events_before);
   if (amend) amend(layers);
   gpu.restructure(std::move(layers), sources);
   const std::vector<nc::CudaLayerState> got = gpu.export_layers();
@@ -559,6 +577,76 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   kept_moved[1].keep = true;  // its inputs moved
   CHECK(rejected(kept_moved, moved));
 }
+
+#if defined(NP_CUDA_EMULATOR)
+// Out of device memory (the emulator's limit set just above what the model
+// holds) in a restructure, a load, a dataset upload and the first training
+// step's workspace: each throws CudaError and leaves the model as it was,
+// which lib/cuda_model.ts's fallback to the copy path relies on. With memory
+// back, the same change goes through.
+CUDA_TEST(cuda_model_out_of_memory_leaves_the_model_as_it_was) {
+  const int64_t inputs = 12, n = 32, outputs = 3;
+  std::vector<np::LayerSpec> specs(2);
+  specs[0].units = 20;
+  specs[0].activation = np::Activation::kRelu;
+  specs[1].units = outputs;
+  np::Model cpu(inputs, 3, specs);
+  np::OptimizerConfig o;
+  o.kind = np::OptimizerKind::kAdam;
+  cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
+  const std::vector<float> x = random_vector(n * inputs, 8);
+  const LabelledSamples samples(n, outputs);
+  const np::Targets t = samples.targets();
+  cpu.train_batch(x.data(), t, samples.order.data(), 16, nullptr);
+  const np::ModelState st = cpu.export_state();
+  nc::CudaModelConfig config;
+  config.input_size = inputs;
+  config.optimizer.kind = nc::CudaOptimizerKind::kAdam;
+  nc::CudaModel gpu(config, st.step, structure_of(cpu, st, std::vector<bool>(st.layers.size(), true)));
+  const std::vector<nc::CudaLayerState> held = gpu.export_layers();
+  auto unchanged = [&](const char* what) {
+    const std::vector<nc::CudaLayerState> now = gpu.export_layers();
+    bool same = now.size() == held.size() && gpu.step() == st.step;
+    for (size_t l = 0; same && l < now.size(); ++l)
+      same = now[l].units == held[l].units && now[l].weight == held[l].weight && now[l].bias == held[l].bias &&
+             now[l].weight_moments == held[l].weight_moments && now[l].bias_moments == held[l].bias_moments;
+    CHECK_MSG(same, "%s changed the device model", what);
+  };
+  auto out_of_memory = [&](const char* what, auto&& call) {
+    namespace emu = np::cuda::emulator;
+    emu::set_memory_limit(emu::memory_in_use() + 64);
+    bool threw = false;
+    try {
+      call();
+    } catch (const nc::CudaError& e) {
+      threw = e.code() == cudaErrorMemoryAllocation;
+    }
+    emu::set_memory_limit(size_t{8} << 30);
+    CHECK_MSG(threw, "%s did not fail with cudaErrorMemoryAllocation", what);
+    unchanged(what);
+  };
+
+  const np::ModelState before = cpu.export_state();
+  const int64_t events_before = cpu.event_count();
+  cpu.grow_units(0, 6, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr);
+  DeviceChange grown = device_change(cpu, before, events_before);
+  out_of_memory("restructure", [&] { gpu.restructure(grown.layers, grown.sources); });
+  const np::ModelState after = cpu.export_state();
+  out_of_memory("load", [&] { gpu.load(after.step, structure_of(cpu, after, std::vector<bool>(after.layers.size(), true))); });
+  int64_t dataset = 0;
+  out_of_memory("add_dataset", [&] { dataset = gpu.add_dataset(x.data(), n, samples.labels.data(), nullptr); });
+  CHECK(!gpu.has_dataset(1));
+  dataset = gpu.add_dataset(x.data(), n, samples.labels.data(), nullptr);
+  out_of_memory("train", [&] { gpu.train(dataset, samples.order.data(), 0, 1, 16, nullptr); });
+
+  gpu.restructure(grown.layers, grown.sources);
+  const std::vector<nc::CudaLayerState> got = gpu.export_layers();
+  CHECK(got[0].units == 26 && got[0].weight == after.layers[0].weight && got[1].weight == after.layers[1].weight);
+  gpu.train(dataset, samples.order.data(), 0, 1, 16, nullptr);
+  cpu.train_batch(x.data(), t, samples.order.data(), 16, nullptr);
+  check_weights_close(gpu.export_layers(), cpu.export_state(), "a step after the failures");
+}
+#endif
 
 // A loss that turns NaN stops the device's updates at that very step: the
 // model is left as the CPU model leaves it (weights after the last good step,

@@ -188,6 +188,12 @@ Launch<Params...> launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_
   return Launch<Params...>(LaunchConfig{grid, block, shared_bytes, stream}, kernel, name);
 }
 
+// Device memory in use, and the limit beyond which cudaMalloc fails with
+// cudaErrorMemoryAllocation (NP_CUDA_EMULATOR_MEMORY, else 8 GiB): tests set it
+// to run a model out of memory at a chosen point.
+size_t memory_in_use();
+void set_memory_limit(size_t bytes);
+
 // Library entry points the emulator stands in for (open_cuda_library, runtime.cu):
 // libcublas's four, nothing else.
 void* open_library(const char* soname);
