@@ -1,4 +1,4 @@
-// `npm run bench -- --device cuda [--quick] [--json FILE]`: the GPU benches.
+// `npm run bench -- --device cuda [--quick | --smoke] [--json FILE]`: the GPU benches.
 //
 //   gemm    C = A B (fp32) through the dispatching GEMM (cuBLAS when libcublas loads, else our
 //           tiled kernel) and through the tiled kernel alone: GFLOP/s, and tiled / backend
@@ -11,6 +11,8 @@
 //           device (weights to the host for the decision, slots remapped on the GPU) against
 //           the copy path it replaced (every slot to the host, the change, every slot back)
 // Prints the card first. Without a usable GPU it says why and exits with status 1.
+// --smoke runs every bench at toy sizes (hidden layers of 64, 256 x 256 SpMM), to check that the
+// bench itself runs, e.g. over the CUDA emulator (test/65); its figures mean nothing.
 import * as fs from 'fs';
 import * as os from 'os';
 import { cuda, layers, optimizers, Sequential } from '../lib/index';
@@ -40,10 +42,10 @@ function pad(s: string | number, width: number): string {
   return String(s).padStart(width);
 }
 
-async function trainRate(device: 'cpu' | 'cuda', n: number, sparsity: number, epochs: number): Promise<number> {
+async function trainRate(device: 'cpu' | 'cuda', hidden: number, n: number, sparsity: number, epochs: number): Promise<number> {
   const m = new Sequential({ inputSize: 784, seed: 1, device, sparseThreshold: 0.5 });
-  m.add(layers.dense({ units: 4096, activation: 'relu' }));
-  m.add(layers.dense({ units: 4096, activation: 'relu' }));
+  m.add(layers.dense({ units: hidden, activation: 'relu' }));
+  m.add(layers.dense({ units: hidden, activation: 'relu' }));
   m.add(layers.dense({ units: 10 }));
   m.compile({ optimizer: optimizers.sgd({ learningRate: 0.01, momentum: 0.9 }), loss: 'softmaxCrossEntropy' });
   if (sparsity > 0) m.sparsify({ sparsity, distribution: 'uniform' });
@@ -61,10 +63,10 @@ async function trainRate(device: 'cpu' | 'cuda', n: number, sparsity: number, ep
  * followed on the device, and the same prune the way it went before: the
  * model's whole state to the host, the prune there, the whole state back.
  */
-async function structuralMs(n: number, reps: number): Promise<{ device: number; copy: number }> {
+async function structuralMs(hidden: number, n: number, reps: number): Promise<{ device: number; copy: number }> {
   const m = new Sequential({ inputSize: 784, seed: 1, device: 'cuda', sparseThreshold: 0.5 });
-  m.add(layers.dense({ units: 4096, activation: 'relu' }));
-  m.add(layers.dense({ units: 4096, activation: 'relu' }));
+  m.add(layers.dense({ units: hidden, activation: 'relu' }));
+  m.add(layers.dense({ units: hidden, activation: 'relu' }));
   m.add(layers.dense({ units: 10 }));
   m.compile({ optimizer: optimizers.adam({ learningRate: 0.001 }), loss: 'softmaxCrossEntropy' });
   const x = randomFloats(n * 784, 5);
@@ -88,17 +90,36 @@ async function structuralMs(n: number, reps: number): Promise<{ device: number; 
   return { device: median(device), copy: median(copy) };
 }
 
+/** What each bench measures: the full run, --quick (fewer shapes and repetitions), --smoke (toy sizes). */
+function benchSizes(quick: boolean, smoke: boolean) {
+  if (smoke)
+    return { reps: 1, gemm: [[128, 64, 96]] as [number, number, number][], spmm: 256, spmmBatches: [64], sparsities: [0.9],
+      hidden: 64, trainGpu: 512, trainCpu: 512, epochs: 1, structN: 512, structReps: 1 };
+  if (quick)
+    return { reps: 3, gemm: [[2048, 2048, 2048], [4096, 256, 4096]] as [number, number, number][], spmm: 4096, spmmBatches: [256],
+      sparsities: [0.9, 0.99], hidden: 4096, trainGpu: 8192, trainCpu: 1024, epochs: 1, structN: 2048, structReps: 3 };
+  return { reps: 10, gemm: [[1024, 1024, 1024], [2048, 2048, 2048], [4096, 4096, 4096], [4096, 256, 4096], [4096, 256, 784]] as [number, number, number][],
+    spmm: 4096, spmmBatches: [128, 256, 1024], sparsities: [0.5, 0.75, 0.9, 0.95, 0.99], hidden: 4096, trainGpu: 32768,
+    trainCpu: 4096, epochs: 2, structN: 8192, structReps: 5 };
+}
+
 export async function runCudaBench(argv: string[]): Promise<number> {
-  let quick = false;
+  let quick = false, smoke = false;
   let json: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--quick') quick = true;
+    else if (argv[i] === '--smoke') smoke = true;
     else if (argv[i] === '--json' && argv[i + 1] && !argv[i + 1].startsWith('--')) json = argv[++i];
     else {
-      console.error(`bench --device cuda: unknown or incomplete flag '${argv[i]}' (flags: --quick, --json FILE)`);
+      console.error(`bench --device cuda: unknown or incomplete flag '${argv[i]}' (flags: --quick, --smoke, --json FILE)`);
       return 2;
     }
   }
+  if (quick && smoke) {
+    console.error('bench --device cuda: --quick and --smoke are alternatives; give one');
+    return 2;
+  }
+  const size = benchSizes(quick, smoke);
   const status = cuda.status();
   if (!status.available) {
     console.error(`bench --device cuda: no usable GPU, nothing measured.\n${status.reason}`);
@@ -111,15 +132,14 @@ export async function runCudaBench(argv: string[]): Promise<number> {
   console.log(`== GPU: ${card.name} (compute ${card.computeCapability}, ${(card.totalMemory / 2 ** 30).toFixed(1)} GiB), ` +
     `driver CUDA ${status.driverVersion}, runtime ${status.runtimeVersion}`);
   console.log(`   dense GEMM backend: ${backend}; cuSPARSE peer: ${cusparse}`);
-  console.log(`   CPU: ${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length}${quick ? '; --quick (few repetitions, do not quote)' : ''}`);
+  const note = quick ? '; --quick (few repetitions, do not quote)' : smoke ? '; --smoke (toy sizes: checks the bench runs, do not quote)' : '';
+  console.log(`   CPU: ${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length}${note}`);
   const results: CudaBenchResult[] = [];
-  const reps = quick ? 3 : 10;
+  const reps = size.reps;
 
   console.log('\n== gemm: C[m x n] = A[m x k] B[k x n], fp32, GFLOP/s');
   console.log(`${pad('m x n x k', 18)} ${pad('backend', 10)} ${pad('tiled', 10)} ${pad('tiled/backend', 14)}`);
-  const gemmShapes: [number, number, number][] = quick ? [[2048, 2048, 2048], [4096, 256, 4096]]
-    : [[1024, 1024, 1024], [2048, 2048, 2048], [4096, 4096, 4096], [4096, 256, 4096], [4096, 256, 784]];
-  for (const [m, n, k] of gemmShapes) {
+  for (const [m, n, k] of size.gemm) {
     const flops = 2 * m * n * k;
     const msBackend = addon.bench.gemm(m, n, k, reps, false), msTiled = addon.bench.gemm(m, n, k, reps, true);
     const gB = flops / msBackend / 1e6, gT = flops / msTiled / 1e6;
@@ -128,13 +148,13 @@ export async function runCudaBench(argv: string[]): Promise<number> {
     results.push({ bench: 'gemm', impl: 'tiled', shape: `${m}x${n}x${k}`, sparsity: 0, batch: n, ms: msTiled, gflops: gT });
   }
 
-  console.log('\n== spmm: Y[4096 x batch] = W[4096 x 4096] X, ms per product (speed-up over our dense GEMM)');
+  const rows = size.spmm, cols = size.spmm;
+  console.log(`\n== spmm: Y[${rows} x batch] = W[${rows} x ${cols}] X, ms per product (speed-up over our dense GEMM)`);
   console.log(`${pad('sparsity', 9)} ${pad('batch', 6)} ${pad('dense gemm', 11)} ${pad('ours csr', 18)} ${pad('cusparse', 18)}`);
-  const rows = 4096, cols = 4096;
-  for (const batch of quick ? [256] : [128, 256, 1024]) {
+  for (const batch of size.spmmBatches) {
     const dense = addon.bench.gemm(rows, batch, cols, reps, false);
     results.push({ bench: 'spmm', impl: 'dense-gemm', shape: `${rows}x${cols}`, sparsity: 0, batch, ms: dense });
-    for (const sparsity of quick ? [0.9, 0.99] : [0.5, 0.75, 0.9, 0.95, 0.99]) {
+    for (const sparsity of size.sparsities) {
       const ours = addon.bench.spmm(rows, cols, 1 - sparsity, batch, reps, false);
       const peer = addon.bench.spmm(rows, cols, 1 - sparsity, batch, reps, true);
       const cell = (ms: number) => (ms < 0 ? pad('n/a', 18) : pad(`${ms.toFixed(3)} (${(dense / ms).toFixed(2)}x)`, 18));
@@ -145,8 +165,9 @@ export async function runCudaBench(argv: string[]): Promise<number> {
   }
   if (cusparse.startsWith('unavailable')) console.log(`   cuSPARSE not measured: ${cusparse}`);
 
-  console.log('\n== train: 784-4096-4096-10, batch 256, SGD momentum, samples/s (first epoch not counted)');
-  const gpuN = quick ? 8192 : 32768, cpuN = quick ? 1024 : 4096;
+  const net = `784-${size.hidden}-${size.hidden}-10`;
+  console.log(`\n== train: ${net}, batch 256, SGD momentum, samples/s (first epoch not counted)`);
+  const gpuN = size.trainGpu, cpuN = size.trainCpu;
   const runs: [string, 'cpu' | 'cuda', number, number][] = [
     ['gpu dense', 'cuda', gpuN, 0],
     ['gpu 90% sparse (csr)', 'cuda', gpuN, 0.9],
@@ -154,23 +175,23 @@ export async function runCudaBench(argv: string[]): Promise<number> {
   ];
   const rates: { [k: string]: number } = {};
   for (const [label, device, n, sparsity] of runs) {
-    const rate = await trainRate(device, n, sparsity, quick ? 1 : 2);
+    const rate = await trainRate(device, size.hidden, n, sparsity, size.epochs);
     rates[label] = rate;
     console.log(`${label.padEnd(22)} ${pad(rate.toFixed(0), 10)} samples/s`);
-    results.push({ bench: 'train', impl: `neuroplastic-${device}`, shape: '784-4096-4096-10', sparsity, batch: 256, ms: (256 / rate) * 1000, samplesPerSecond: rate });
+    results.push({ bench: 'train', impl: `neuroplastic-${device}`, shape: net, sparsity, batch: 256, ms: (256 / rate) * 1000, samplesPerSecond: rate });
   }
   console.log(`gpu dense / cpu dense: ${(rates['gpu dense'] / rates['cpu dense']).toFixed(1)}x`);
 
-  console.log('\n== struct: 784-4096-4096-10 (Adam) after an epoch: a 5% global magnitude prune, ms (median)');
-  const st = await structuralMs(quick ? 2048 : 8192, quick ? 3 : 5);
+  console.log(`\n== struct: ${net} (Adam) after an epoch: a 5% global magnitude prune, ms (median)`);
+  const st = await structuralMs(size.hidden, size.structN, size.structReps);
   console.log(`followed on the device ${pad(st.device.toFixed(1), 10)}  copy path (state out and back) ${pad(st.copy.toFixed(1), 10)}  ` +
     `ratio ${(st.copy / st.device).toFixed(1)}x`);
-  results.push({ bench: 'struct', impl: 'restructure', shape: '784-4096-4096-10', sparsity: 0, batch: 256, ms: st.device });
-  results.push({ bench: 'struct', impl: 'copy-path', shape: '784-4096-4096-10', sparsity: 0, batch: 256, ms: st.copy });
+  results.push({ bench: 'struct', impl: 'restructure', shape: net, sparsity: 0, batch: 256, ms: st.device });
+  results.push({ bench: 'struct', impl: 'copy-path', shape: net, sparsity: 0, batch: 256, ms: st.copy });
 
   if (json) {
     fs.writeFileSync(json, JSON.stringify({ gpu: { ...card, backend, cusparse, driver: status.driverVersion, runtime: status.runtimeVersion },
-      cpu: { model: os.cpus()[0]?.model, cores: os.cpus().length }, quick, results }, null, 2));
+      cpu: { model: os.cpus()[0]?.model, cores: os.cpus().length }, quick, smoke, results }, null, 2));
     console.log(`\nwrote ${json}`);
   }
   return 0;

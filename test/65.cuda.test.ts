@@ -192,6 +192,28 @@ describe('cuda: optional GPU backend', () => {
       expect(maxDiff(addon.kernels.spmmT(w.indptr, w.indices, w.values, w.cols, dy, batch), dx)).to.be.below(1e-5);
       expect(maxDiff(addon.kernels.sddmm(w.indptr, w.indices, w.cols, dy, x, batch), g)).to.be.below(1e-4);
     });
+
+    it('the GPU bench runs end to end at toy sizes (--smoke) and writes every figure to its JSON', async function () {
+      needGpu(this);
+      const { runCudaBench } = await import('../bench/cuda');
+      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'np-cuda-bench-')), 'bench.json');
+      const log = console.log;
+      console.log = () => {};  // the tables; the JSON is what is checked
+      let status: number;
+      try {
+        status = await runCudaBench(['--smoke', '--json', file]);
+      } finally {
+        console.log = log;
+      }
+      expect(status).to.equal(0);
+      const out = JSON.parse(fs.readFileSync(file, 'utf8')) as { smoke: boolean; results: { bench: string; impl: string; ms: number }[] };
+      expect(out.smoke).to.equal(true);
+      const benches = new Set(out.results.map((r) => `${r.bench}/${r.impl}`));
+      for (const b of ['gemm/tiled', 'spmm/dense-gemm', 'spmm/neuroplastic-csr', 'train/neuroplastic-cuda', 'train/neuroplastic-cpu', 'struct/restructure', 'struct/copy-path'])
+        expect(benches.has(b), b).to.equal(true);
+      expect(out.results.every((r) => Number.isFinite(r.ms) && r.ms > 0)).to.equal(true);
+      expect(await runCudaBench(['--smoke', '--quick'])).to.equal(2);
+    });
   });
 });
 
