@@ -12,7 +12,9 @@
 // node itself leaks a little in some paths (child-process handles: ~160 small
 // records over the suite), so leak reports go to files (log_path), do not
 // change exit codes, and only records with a frame in neuroplastic.node fail
-// the run. Memory errors still abort (abort_on_error). --no-leaks turns LSan
+// the run. Memory errors still abort (abort_on_error). The CUDA tests run too,
+// over the CUDA emulator built in the same way (native/cuda/emulator): its
+// native tests, and test/65 with the emulated addon. --no-leaks turns LSan
 // off. scripts/long-run.ts --lsan checks 2,000 training steps with structural
 // events the same way (see docs/HARDENING.md).
 //
@@ -100,6 +102,12 @@ function main() {
   if (o.native) {
     const exe = path.join(outDir, 'native', 'neuroplastic_native_tests');
     results.push(['native tests (ASan + UBSan + LSan)', step('native tests', exe, [], { ...common, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1:strict_string_checks=1' })]);
+    // The CUDA tests over the CUDA emulator: the device model's host code and the kernels
+    // (undefined behaviour in their index arithmetic included) under the sanitizers too.
+    const emulated = path.join(outDir, 'native', 'neuroplastic_cuda_emulated_tests');
+    if (fs.existsSync(emulated)) {
+      results.push(['CUDA tests over the emulator (ASan + UBSan + LSan)', step('CUDA tests over the emulator', emulated, [], { ...common, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1:strict_string_checks=1' })]);
+    }
   }
   if (o.api) {
     const asan = runtimeLibrary('libasan.so');
@@ -109,6 +117,8 @@ function main() {
       return finish(results, started);
     }
     const addon = path.join(outDir, 'Release', 'neuroplastic.node');
+    // test/65 (the GPU tests of the API) runs over the emulated CUDA addon of this build.
+    const emulatedAddon = path.join(outDir, 'Release', 'cuda-emulator', 'neuroplastic_cuda.node');
     let files = o.files;
     if (!files) {
       files = fs
@@ -129,12 +139,13 @@ function main() {
       // A real ASan error still ends the process and is caught below in the log files.
       ASAN_OPTIONS: `detect_leaks=${o.leaks ? 1 : 0}:exitcode=0:abort_on_error=0:allow_user_segv_handler=1:log_path=${path.join(logDir, 'asan')}`,
       NEUROPLASTIC_ADDON_PATH: addon,
+      ...(fs.existsSync(emulatedAddon) ? { NEUROPLASTIC_CUDA_ADDON_PATH: emulatedAddon } : {}),
     });
     const reports = fs.readdirSync(logDir).map((f) => fs.readFileSync(path.join(logDir, f), 'utf8'));
     fs.rmSync(logDir, { recursive: true, force: true });
     const text = reports.join('\n');
     const records = text.split(/\n(?=(?:Direct|Indirect) leak of )/).filter((b) => /^(Direct|Indirect) leak of/.test(b.trim()));
-    const ours = records.filter((b) => /neuroplastic\.node/.test(b.split('\n\n')[0]));
+    const ours = records.filter((b) => /neuroplastic(_cuda)?\.node/.test(b.split('\n\n')[0]));
     const errors = reports.filter((t) => /ERROR: AddressSanitizer/.test(t) && !/ERROR: LeakSanitizer/.test(t));
     for (const e of errors) console.log(e.slice(0, 8000));
     // Reported, not failed: the leak check of these processes did not run (see abort_on_error above).

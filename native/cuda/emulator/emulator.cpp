@@ -30,10 +30,10 @@
 #include "fiber.h"
 
 // The CUDA built-in variables (declared in include/cuda_runtime.h).
-thread_local uint3 threadIdx{0, 0, 0};
-thread_local uint3 blockIdx{0, 0, 0};
-thread_local dim3 blockDim;
-thread_local dim3 gridDim;
+__thread uint3 threadIdx{0, 0, 0};
+__thread uint3 blockIdx{0, 0, 0};
+__thread dim3 blockDim;
+__thread dim3 gridDim;
 
 struct CUstream_st {
   unsigned flags = 0;
@@ -162,8 +162,7 @@ char* stack_for(unsigned i) {
   Block* b = t_block;
   b->body(b->closure);
   b->wait[b->current] = Wait::kDone;
-  switch_fiber(b->fiber[b->current], b->scheduler);  // never resumed
-  std::abort();
+  exit_fiber(b->fiber[b->current], b->scheduler);
 }
 
 // The running thread stops here until the scheduler lets it go on.
@@ -230,6 +229,13 @@ void start_fiber(Block& b, unsigned t) {
   prepare_fiber(b.fiber[t], stack_for(t), kStackBytes, fiber_main);
 }
 
+// A failed block's threads never run again.
+bool abandon_block(Block& b) {
+  for (unsigned t = 0; t < b.threads; ++t)
+    if (b.wait[t] != Wait::kDone) abandon_fiber(b.fiber[t]);
+  return false;
+}
+
 // Runs one block to the end. Returns false when the launch failed.
 bool run_block(Block& b) {
   for (unsigned t = 0; t < b.threads; ++t) start_fiber(b, t);
@@ -250,7 +256,7 @@ bool run_block(Block& b) {
     if (done == b.threads) return true;
     bool failed = false;
     if (release_shuffles(b, &failed)) continue;
-    if (failed) return false;
+    if (failed) return abandon_block(b);
     if (at_barrier == b.threads) {
       for (unsigned t = 0; t < b.threads; ++t) b.wait[t] = Wait::kRunnable;
       continue;
@@ -261,19 +267,19 @@ bool run_block(Block& b) {
       fault(cudaErrorLaunchFailure, block_name(b) + ": " + std::to_string(done) +
                                         " threads finished without reaching a __syncthreads the other " +
                                         std::to_string(at_barrier) + " wait at (a barrier in divergent code)");
-      return false;
+      return abandon_block(b);
     }
     fault(cudaErrorLaunchFailure, block_name(b) + ": threads wait at different barriers (" +
                                       std::to_string(at_barrier) + " at __syncthreads, " + std::to_string(done) +
                                       " finished, the rest at a shuffle): the kernel would hang on a GPU");
-    return false;
+    return abandon_block(b);
   }
 }
 
 // ---- memory faults inside kernels ------------------------------------------------------------
 // A fault in an emulated kernel says which kernel, block and thread before the
 // process dies as it would have without the handler.
-thread_local std::vector<char> t_signal_stack;
+thread_local bool t_fault_reporting = false;
 
 void on_fault(int sig) {
   if (const Block* b = t_block) {
@@ -288,13 +294,25 @@ void on_fault(int sig) {
   signal(sig, SIG_DFL);  // returning re-runs the access, which now ends the process
 }
 
+// The handler runs on an alternate stack, since a fault may be a fiber's stack
+// overflowing. A thread that has one already (AddressSanitizer gives every
+// thread its own, and frees it at the thread's end) keeps it; otherwise it
+// gets one that is never freed, because a thread may not free the stack it
+// has registered (libuv's few pool threads and the test's own: a few 64 KiB).
 void install_fault_reporting() {
-  if (!t_signal_stack.empty()) return;
-  t_signal_stack.resize(64 * 1024);
-  stack_t ss{};
-  ss.ss_sp = t_signal_stack.data();
-  ss.ss_size = t_signal_stack.size();
-  sigaltstack(&ss, nullptr);
+  if (t_fault_reporting) return;
+  t_fault_reporting = true;
+  stack_t current{};
+  if (sigaltstack(nullptr, &current) != 0 || (current.ss_flags & SS_DISABLE)) {
+    const size_t bytes = 64 * 1024;
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED) {
+      stack_t ss{};
+      ss.ss_sp = m;
+      ss.ss_size = bytes;
+      sigaltstack(&ss, nullptr);
+    }
+  }
   static std::once_flag once;
   std::call_once(once, [] {
     struct sigaction sa{};

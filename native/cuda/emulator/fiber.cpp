@@ -2,8 +2,58 @@
 #include "fiber.h"
 
 #include <cstdint>
+#include <cstdlib>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 namespace np::cuda::emulator {
+
+namespace {
+
+// The fiber a switch leaves and the one it enters: a fiber's first start
+// reads its entry from here, and tells ASan where it came from.
+thread_local Fiber* t_leaving = nullptr;
+thread_local Fiber* t_entering = nullptr;
+
+// Before a switch: ASan is told the stack about to run. A fiber that will
+// never run again passes no place to keep its fake stack, which frees it.
+void announce_switch(Fiber* from, const Fiber& to) {
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_start_switch_fiber(from ? &from->fake_stack : nullptr, to.stack, to.bytes);
+#else
+  (void)from;
+  (void)to;
+#endif
+}
+
+// After a switch, on the stack now running (`self`), coming from t_leaving:
+// ASan learns the stack it left (a thread's own stack is known only this way).
+void finish_switch(Fiber* self) {
+#if defined(__SANITIZE_ADDRESS__)
+  const void* bottom = nullptr;
+  std::size_t size = 0;
+  __sanitizer_finish_switch_fiber(self ? self->fake_stack : nullptr, &bottom, &size);
+  if (t_leaving && !t_leaving->stack) {
+    t_leaving->stack = bottom;
+    t_leaving->bytes = size;
+  }
+#else
+  (void)self;
+#endif
+}
+
+// Where every fiber starts.
+[[noreturn]] void fiber_start() {
+  Fiber* self = t_entering;
+  finish_switch(nullptr);
+  self->entry();
+  std::abort();  // entry ends with exit_fiber
+}
+
+}  // namespace
 
 #if defined(__x86_64__)
 
@@ -43,13 +93,18 @@ np_emulator_switch:
 )");
 
 void prepare_fiber(Fiber& fiber, char* stack, std::size_t bytes, void (*entry)()) {
+  fiber.entry = entry;
+  fiber.stack = stack;
+  fiber.bytes = bytes;
+  fiber.fake_stack = nullptr;
   // The frame np_emulator_switch pops, top down: a zero return address for
-  // entry (so entry starts with the stack aligned as after a call), entry
-  // itself (ret jumps there), six zeroed registers, and the control words.
+  // fiber_start (so it starts with the stack aligned as after a call),
+  // fiber_start itself (ret jumps there), six zeroed registers, and the
+  // control words.
   auto top = reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t{15};
   auto* slot = reinterpret_cast<uint64_t*>(top);
   *--slot = 0;
-  *--slot = reinterpret_cast<uint64_t>(entry);
+  *--slot = reinterpret_cast<uint64_t>(&fiber_start);
   for (int i = 0; i < 6; ++i) *--slot = 0;
   uint32_t mxcsr = 0;
   uint16_t fpu_cw = 0;
@@ -59,20 +114,52 @@ void prepare_fiber(Fiber& fiber, char* stack, std::size_t bytes, void (*entry)()
   fiber.sp = slot;
 }
 
-void switch_fiber(Fiber& from, Fiber& to) { np_emulator_switch(&from.sp, to.sp); }
+namespace {
+void jump(Fiber& from, Fiber& to) { np_emulator_switch(&from.sp, to.sp); }
+}  // namespace
 
 #else
 
 void prepare_fiber(Fiber& fiber, char* stack, std::size_t bytes, void (*entry)()) {
+  fiber.entry = entry;
+  fiber.stack = stack;
+  fiber.bytes = bytes;
+  fiber.fake_stack = nullptr;
   getcontext(&fiber.context);
   fiber.context.uc_stack.ss_sp = stack;
   fiber.context.uc_stack.ss_size = bytes;
-  fiber.context.uc_link = nullptr;  // entry never returns
-  makecontext(&fiber.context, entry, 0);
+  fiber.context.uc_link = nullptr;  // fiber_start never returns
+  makecontext(&fiber.context, &fiber_start, 0);
 }
 
-void switch_fiber(Fiber& from, Fiber& to) { swapcontext(&from.context, &to.context); }
+namespace {
+void jump(Fiber& from, Fiber& to) { swapcontext(&from.context, &to.context); }
+}  // namespace
 
 #endif
+
+void switch_fiber(Fiber& from, Fiber& to) {
+  announce_switch(&from, to);
+  t_leaving = &from;
+  t_entering = &to;
+  jump(from, to);
+  finish_switch(&from);  // back on `from`'s stack
+}
+
+void abandon_fiber(Fiber& fiber) {
+#if defined(__SANITIZE_ADDRESS__)
+  if (fiber.stack) __asan_unpoison_memory_region(fiber.stack, fiber.bytes);
+#else
+  (void)fiber;
+#endif
+}
+
+void exit_fiber(Fiber& from, Fiber& to) {
+  announce_switch(nullptr, to);
+  t_leaving = &from;
+  t_entering = &to;
+  jump(from, to);
+  std::abort();  // never resumed
+}
 
 }  // namespace np::cuda::emulator

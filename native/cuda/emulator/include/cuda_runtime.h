@@ -50,11 +50,13 @@ struct dim3 {
   constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
 };
 
-// Set by the scheduler before it switches to a thread (emulator.cpp).
-extern thread_local uint3 threadIdx;
-extern thread_local uint3 blockIdx;
-extern thread_local dim3 blockDim;
-extern thread_local dim3 gridDim;
+// Set by the scheduler before it switches to a thread (emulator.cpp). __thread
+// rather than thread_local: constant-initialised, so no C++ TLS wrapper call,
+// whose null check GCC 12's UBSan gets wrong across a fiber switch.
+extern __thread uint3 threadIdx;
+extern __thread uint3 blockIdx;
+extern __thread dim3 blockDim;
+extern __thread dim3 gridDim;
 
 // ---- the runtime's types ------------------------------------------------------------
 // The numbers are the real runtime's, so codes in messages read the same.
