@@ -10,7 +10,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as os from 'os';
 import { cuda, layers, loadModel, optimizers, plasticity, Sequential } from '../lib/index';
-import { randomArray, randomLabels } from './helpers';
+import { randomArray, randomLabels, writeQuadrantSet } from './helpers';
+import { cli, lastJson } from './cli_run';
 import { CudaNativeModel } from '../lib/cuda_model';
 import { addon, type NativeDataset, type NativeModel, type NativeOptimizerConfig } from '../lib/native';
 
@@ -265,6 +266,16 @@ describe("cuda: Sequential with device 'cuda'", () => {
     expect(m.device).to.equal('cpu');
   });
 
+  it('without a usable GPU, neuroplastic train --device cuda exits 1 saying why, before loading any data', function () {
+    skipUnless(this, !cuda.available(), 'a CUDA GPU is available here');
+    const r = cli('train', '--device', 'cuda', '--data', '/nonexistent/neuroplastic-data', '--epochs', '1');
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/--device cuda: /);
+    expect(r.stderr).to.include(cuda.status().reason!.replace(/^neuroplastic: /, ''));
+    expect(r.stderr).not.to.match(/nonexistent/);  // refused before the data
+    expect(cli('train', '--device', 'tpu').code).to.equal(2);
+  });
+
   it("without a usable GPU, device 'cuda' and to('cuda') throw cuda.require()'s Error and change nothing", function () {
     skipUnless(this, !cuda.available(), 'a CUDA GPU is available here');
     const reason = cuda.status().reason!;
@@ -390,6 +401,24 @@ describe("cuda: Sequential with device 'cuda'", () => {
       const h = await gpu.fit(X, Y, { epochs: 3, batchSize: 32 });
       expect(h.history.loss.every(Number.isFinite)).to.equal(true);
       expect(h.history.loss[2]).to.be.below(h.history.loss[0]);
+    });
+
+    it('neuroplastic train --device cuda trains on the GPU (gradual pruning followed there) and follows the CPU run', function () {
+      needGpu(this);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'np-cli-cuda-'));
+      writeQuadrantSet(dir, 512, 128);
+      const args = ['train', '--data', dir, '--hidden', '16', '--epochs', '3', '--batch-size', '32', '--prune', '0.5', '--json', '--quiet'];
+      const gpu = lastJson(cli(...args, '--device', 'cuda'));
+      const cpu = lastJson(cli(...args));
+      fs.rmSync(dir, { recursive: true, force: true });
+      expect(gpu.device).to.equal('cuda');
+      expect(gpu.deviceName).to.equal(cuda.devices()[0].name);
+      expect(cpu.device).to.equal('cpu');
+      expect(cpu.deviceName).to.equal(undefined);
+      (gpu.history.loss as number[]).forEach((l, i) => expect(l).to.be.closeTo(cpu.history.loss[i], 2e-3 * cpu.history.loss[i]));
+      expect(gpu.density).to.be.closeTo(0.5, 0.02);
+      expect(gpu.accuracy).to.be.at.least(0.9);
+      expect(Math.abs(gpu.accuracy - cpu.accuracy)).to.be.at.most(0.02);
     });
 
     it('DropConnect trains on the GPU (dense and CSR layers, deterministic masks); evaluation uses the stored weights', async function () {

@@ -1,4 +1,6 @@
 // Shared helpers for the model tests: small seeded models and data.
+import * as fs from 'fs';
+import * as path from 'path';
 import { Sequential, layers, optimizers } from '../lib/index';
 import type { ActivationName } from '../lib/layers';
 import { mulberry32 } from '../lib/data/random';
@@ -61,4 +63,31 @@ export function idxBytes(dims: number[], values: ArrayLike<number>): Buffer {
   header[3] = dims.length;
   dims.forEach((d, i) => header.writeUInt32BE(d, 4 + 4 * i));
   return Buffer.concat([header, Buffer.from(Uint8Array.from(values))]);
+}
+
+/**
+ * Writes a 4-class set of 6 x 6 images in which class k lights quadrant k
+ * (plus a little seeded noise): easy enough for a tiny MLP to learn in seconds.
+ */
+export function writeQuadrantSet(dir: string, train: number, test: number): void {
+  let state = 12345;
+  const rand = () => ((state = (state * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const split = (stem: string, n: number) => {
+    const pixels: number[] = [];
+    const labels: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const k = i % 4;
+      labels.push(k);
+      for (let r = 0; r < 6; r++) {
+        for (let c = 0; c < 6; c++) {
+          const quadrant = (r < 3 ? 0 : 2) + (c < 3 ? 0 : 1);
+          pixels.push(Math.min(255, (quadrant === k ? 200 : 0) + Math.floor(rand() * 50)));
+        }
+      }
+    }
+    fs.writeFileSync(path.join(dir, `${stem}-images-idx3-ubyte`), idxBytes([n, 6, 6], pixels));
+    fs.writeFileSync(path.join(dir, `${stem}-labels-idx1-ubyte`), idxBytes([n], labels));
+  };
+  split('train', train);
+  split('t10k', test);
 }

@@ -2,7 +2,7 @@
 // on the bundled MNIST digits or on a folder of IDX files, and reports the
 // held-out accuracy. The human report goes to stdout; with --json stdout holds
 // only one JSON object (so `| jq` works) and the header moves to stderr.
-import { Sequential, data, layers, optimizers, plasticity, runtime, type Callback, type History, type Optimizer } from '../index';
+import { Sequential, cuda, data, layers, optimizers, plasticity, runtime, type Callback, type History, type Optimizer } from '../index';
 import { DenseLayer } from '../layers';
 import { NEURON_CRITERIA, type NeuronCriterion } from '../structure';
 import { formatTable } from '../summary';
@@ -25,6 +25,7 @@ const OPTIONS = {
   hidden: { kind: 'integerList', metavar: 'N,N', min: 1, limit: MAX_HIDDEN_UNITS, default: [300, 100], help: 'Units of the hidden relu layers' },
   dropout: { kind: 'number', metavar: 'X', min: 0, max: 1, maxExclusive: true, default: 0, help: 'Dropout rate after each hidden layer, in [0, 1)' },
   seed: { kind: 'integer', metavar: 'N', min: 0, default: 1, help: 'Seed of init, dropout and shuffling' },
+  device: { kind: 'choice', metavar: 'NAME', choices: ['cpu', 'cuda'], default: 'cpu', help: 'cpu, or cuda: train on the first NVIDIA GPU (structural changes followed there)' },
   prune: { kind: 'number', metavar: 'X', min: 0, max: 1, maxExclusive: true, help: 'Gradual magnitude pruning (global) to this weight sparsity in [0, 1), from 10% to 70% of the steps' },
   pruneNeurons: { kind: 'number', metavar: 'X', min: 0, max: 1, maxExclusive: true, help: 'Remove this fraction in [0, 1) of the neurons of each hidden layer, then compact and fine-tune' },
   pruneCriterion: { kind: 'choice', metavar: 'NAME', choices: NEURON_CRITERIA, default: 'l2', help: `Neuron score for --prune-neurons: ${NEURON_CRITERIA.join(', ')}` },
@@ -47,6 +48,9 @@ export interface TrainResult {
   batchSize: number;
   epochs: number;
   seed: number;
+  /** Where it trained, and the GPU's name on 'cuda'. */
+  device: 'cpu' | 'cuda';
+  deviceName?: string;
   /** Held-out (test split) accuracy and mean loss after training. */
   accuracy: number;
   loss: number;
@@ -105,6 +109,7 @@ function help(): string {
     '  neuroplastic train --hidden 64 --epochs 2 --json | jq .accuracy',
     '  neuroplastic train --prune 0.9 --epochs 10      # 90% of the weights pruned, sparse layers stored as CSR',
     '  neuroplastic train --prune-neurons 0.3 --prune-criterion taylor',
+    '  neuroplastic train --device cuda --data /usr/share/datasets/fashion-mnist',
   ].join('\n');
 }
 
@@ -213,6 +218,13 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     return 0;
   }
   checkCombination(v, given);
+  // Before any data is loaded: a missing GPU, driver or CUDA addon is said at once (exit 1).
+  let gpuName: string | undefined;
+  if (v.device === 'cuda') {
+    const s = cuda.status();
+    if (!s.available) throw new CliError(`--device cuda: ${(s.reason ?? 'CUDA is not available').replace(/^neuroplastic: /, '')}`);
+    gpuName = cuda.devices()[0]?.name;
+  }
   const optimizer = makeOptimizer(v);
   const { train, test, name, source } = loadCliData(v.data);
   const classes = Math.max(train.classes, test.classes);
@@ -224,11 +236,11 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     `mlp ${architecture.join('-')} relu${v.dropout > 0 ? ` dropout ${v.dropout}` : ''} | ` +
     `${optimizerText(optimizer)}, batch ${v.batchSize}, ${plural(v.epochs, 'epoch')}, seed ${v.seed} | ` +
     pruningText(v, train.n) +
-    `${rt.simd}, ${plural(rt.threads, 'thread')}`;
+    (v.device === 'cuda' ? `cuda: ${gpuName ?? 'device 0'}` : `${rt.simd}, ${plural(rt.threads, 'thread')}`);
   if (!v.json) io.stdout.write(header + '\n');
   else if (!v.quiet) io.stderr.write(header + '\n');
 
-  const model = new Sequential({ inputSize: train.features, seed: v.seed, name: `mlp-${architecture.join('-')}` });
+  const model = new Sequential({ inputSize: train.features, seed: v.seed, name: `mlp-${architecture.join('-')}`, device: v.device });
   for (const units of v.hidden) {
     model.add(layers.dense({ units, activation: 'relu' }));
     if (v.dropout > 0) model.add(layers.dropout({ rate: v.dropout }));
@@ -291,6 +303,8 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     batchSize: v.batchSize,
     epochs: v.epochs,
     seed: v.seed,
+    device: v.device,
+    ...(gpuName !== undefined ? { deviceName: gpuName } : {}),
     accuracy: evaluation.accuracy,
     loss: evaluation.loss,
     trainAccuracy: h.accuracy[h.accuracy.length - 1],

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -137,6 +138,10 @@ struct Block {
   Fiber scheduler;
   std::vector<uint64_t> offered;   // the value each thread gives its current shuffle
   std::vector<unsigned> mask;      // the mask of each thread's current shuffle
+  std::deque<unsigned> ready;      // threads that may run, in the order they will
+  unsigned done = 0, at_barrier = 0;
+  // Per warp: lanes waiting at a shuffle, and the lanes their masks name.
+  std::vector<unsigned> shuffle_waiting, shuffle_named;
 };
 
 // Per host thread: the block running and the fiber stacks (kept between
@@ -182,35 +187,6 @@ std::string block_name(const Block& b) {
          std::to_string(blockIdx.y) + "," + std::to_string(blockIdx.z) + ")";
 }
 
-// Lets every warp whose shuffle has all its lanes go on. Returns whether any
-// did; a shuffle that can never complete (a lane of its mask finished, or
-// waits at __syncthreads, or does not exist) fails the launch.
-bool release_shuffles(Block& b, bool* failed) {
-  bool released = false;
-  for (unsigned w0 = 0; w0 < b.threads; w0 += kWarpSize) {
-    unsigned mask = 0;
-    for (unsigned lane = 0; lane < kWarpSize && w0 + lane < b.threads; ++lane)
-      if (b.wait[w0 + lane] == Wait::kShuffle) mask |= b.mask[w0 + lane];
-    if (!mask) continue;
-    for (unsigned lane = 0; lane < kWarpSize; ++lane) {
-      if (!(mask >> lane & 1u)) continue;
-      const unsigned t = w0 + lane;
-      if (t >= b.threads || b.wait[t] != Wait::kShuffle) {
-        fault(cudaErrorLaunchFailure,
-              block_name(b) + ": a shuffle's mask names lane " + std::to_string(lane) + " of warp " +
-                  std::to_string(w0 / kWarpSize) + ", which " +
-                  (t >= b.threads ? "does not exist" : b.wait[t] == Wait::kDone ? "has finished" : "waits at __syncthreads"));
-        *failed = true;
-        return false;
-      }
-    }
-    for (unsigned lane = 0; lane < kWarpSize; ++lane)
-      if (mask >> lane & 1u) b.wait[w0 + lane] = Wait::kRunnable;
-    released = true;
-  }
-  return released;
-}
-
 // NP_CUDA_EMULATOR_ORDER=reverse runs a block's threads last to first. A
 // kernel that reads another thread's write without a barrier between gets the
 // old value in one of the two orders, so a test that passes in both has no
@@ -223,10 +199,60 @@ bool reverse_order() {
   return reverse;
 }
 
-// Thread t, ready to start at the kernel's first line.
-void start_fiber(Block& b, unsigned t) {
+void make_ready(Block& b, unsigned t) {
   b.wait[t] = Wait::kRunnable;
-  prepare_fiber(b.fiber[t], stack_for(t), kStackBytes, fiber_main);
+  b.ready.push_back(t);
+}
+
+// Threads [first, first + count), those `named` (a lane mask, bit i = first + i) or all, made
+// ready in the block's order.
+void make_ready_in_order(Block& b, unsigned first, unsigned count, uint64_t named = ~uint64_t{0}) {
+  for (unsigned i = 0; i < count; ++i) {
+    const unsigned k = reverse_order() ? count - 1 - i : i;
+    if (named >> (k % 64) & 1u) make_ready(b, first + k);
+  }
+}
+
+// The lanes a warp's waiting shuffle names, and whether all of them wait at it.
+unsigned shuffle_lanes(const Block& b, unsigned w0, bool* complete) {
+  unsigned mask = 0;
+  for (unsigned lane = 0; lane < kWarpSize && w0 + lane < b.threads; ++lane)
+    if (b.wait[w0 + lane] == Wait::kShuffle) mask |= b.mask[w0 + lane];
+  *complete = mask != 0;
+  for (unsigned lane = 0; lane < kWarpSize && *complete; ++lane)
+    if (mask >> lane & 1u) *complete = w0 + lane < b.threads && b.wait[w0 + lane] == Wait::kShuffle;
+  return mask;
+}
+
+// Thread t has stopped: finished, or waiting at __syncthreads or a shuffle.
+// The last thread to reach __syncthreads, or the last lane a shuffle names,
+// lets them all go on.
+void on_stop(Block& b, unsigned t) {
+  switch (b.wait[t]) {
+    case Wait::kDone:
+      ++b.done;
+      break;
+    case Wait::kBarrier:
+      if (++b.at_barrier == b.threads) {
+        b.at_barrier = 0;
+        make_ready_in_order(b, 0, b.threads);
+      }
+      break;
+    case Wait::kShuffle: {
+      // Every lane's mask names itself (shuffle_down checks), so the waiting
+      // lanes are the named ones once there are as many.
+      const unsigned w = t / kWarpSize;
+      b.shuffle_named[w] |= b.mask[t];
+      if (++b.shuffle_waiting[w] == static_cast<unsigned>(__builtin_popcount(b.shuffle_named[w]))) {
+        const unsigned named = b.shuffle_named[w];
+        b.shuffle_waiting[w] = b.shuffle_named[w] = 0;
+        make_ready_in_order(b, w * kWarpSize, std::min(kWarpSize, b.threads - w * kWarpSize), named);
+      }
+      break;
+    }
+    case Wait::kRunnable:
+      break;
+  }
 }
 
 // A failed block's threads never run again.
@@ -236,44 +262,56 @@ bool abandon_block(Block& b) {
   return false;
 }
 
-// Runs one block to the end. Returns false when the launch failed.
-bool run_block(Block& b) {
-  for (unsigned t = 0; t < b.threads; ++t) start_fiber(b, t);
-  const bool reverse = reverse_order();
-  for (;;) {
-    for (unsigned i = 0; i < b.threads; ++i) {
-      const unsigned t = reverse ? b.threads - 1 - i : i;
-      if (b.wait[t] != Wait::kRunnable) continue;
-      b.current = t;
-      threadIdx = b.index[t];
-      switch_fiber(b.scheduler, b.fiber[t]);
-    }
-    unsigned done = 0, at_barrier = 0;
-    for (unsigned t = 0; t < b.threads; ++t) {
-      done += b.wait[t] == Wait::kDone;
-      at_barrier += b.wait[t] == Wait::kBarrier;
-    }
-    if (done == b.threads) return true;
-    bool failed = false;
-    if (release_shuffles(b, &failed)) continue;
-    if (failed) return abandon_block(b);
-    if (at_barrier == b.threads) {
-      for (unsigned t = 0; t < b.threads; ++t) b.wait[t] = Wait::kRunnable;
-      continue;
-    }
-    if (at_barrier + done == b.threads) {
-      // CUDA allows __syncthreads in conditional code only where the condition
-      // is the same across the block; GPUs may hang or go on, so it is refused.
-      fault(cudaErrorLaunchFailure, block_name(b) + ": " + std::to_string(done) +
-                                        " threads finished without reaching a __syncthreads the other " +
-                                        std::to_string(at_barrier) + " wait at (a barrier in divergent code)");
+// No thread can run, and not all have finished: says why, fails the launch.
+bool fail_stuck_block(Block& b) {
+  for (unsigned w0 = 0; w0 < b.threads; w0 += kWarpSize) {
+    bool complete = false;
+    const unsigned mask = shuffle_lanes(b, w0, &complete);
+    for (unsigned lane = 0; lane < kWarpSize && mask; ++lane) {
+      const unsigned t = w0 + lane;
+      if (!(mask >> lane & 1u) || (t < b.threads && b.wait[t] == Wait::kShuffle)) continue;
+      fault(cudaErrorLaunchFailure,
+            block_name(b) + ": a shuffle's mask names lane " + std::to_string(lane) + " of warp " +
+                std::to_string(w0 / kWarpSize) + ", which " +
+                (t >= b.threads ? "does not exist" : b.wait[t] == Wait::kDone ? "has finished" : "waits at __syncthreads"));
       return abandon_block(b);
     }
-    fault(cudaErrorLaunchFailure, block_name(b) + ": threads wait at different barriers (" +
-                                      std::to_string(at_barrier) + " at __syncthreads, " + std::to_string(done) +
-                                      " finished, the rest at a shuffle): the kernel would hang on a GPU");
+  }
+  if (b.at_barrier + b.done == b.threads) {
+    // CUDA allows __syncthreads in conditional code only where the condition
+    // is the same across the block; GPUs may hang or go on, so it is refused.
+    fault(cudaErrorLaunchFailure, block_name(b) + ": " + std::to_string(b.done) +
+                                      " threads finished without reaching a __syncthreads the other " +
+                                      std::to_string(b.at_barrier) + " wait at (a barrier in divergent code)");
     return abandon_block(b);
   }
+  fault(cudaErrorLaunchFailure, block_name(b) + ": threads wait at different barriers (" +
+                                    std::to_string(b.at_barrier) + " at __syncthreads, " + std::to_string(b.done) +
+                                    " finished, the rest at a shuffle): the kernel would hang on a GPU");
+  return abandon_block(b);
+}
+
+// Thread t, ready to start at the kernel's first line.
+void start_fiber(Block& b, unsigned t) { prepare_fiber(b.fiber[t], stack_for(t), kStackBytes, fiber_main); }
+
+// Runs one block to the end: each ready thread in turn until it stops.
+// Returns false when the launch failed.
+bool run_block(Block& b) {
+  b.ready.clear();
+  b.done = b.at_barrier = 0;
+  b.shuffle_waiting.assign((b.threads + kWarpSize - 1) / kWarpSize, 0);
+  b.shuffle_named.assign(b.shuffle_waiting.size(), 0);
+  for (unsigned t = 0; t < b.threads; ++t) start_fiber(b, t);
+  make_ready_in_order(b, 0, b.threads);
+  while (!b.ready.empty()) {
+    const unsigned t = b.ready.front();
+    b.ready.pop_front();
+    b.current = t;
+    threadIdx = b.index[t];
+    switch_fiber(b.scheduler, b.fiber[t]);
+    on_stop(b, t);
+  }
+  return b.done == b.threads ? true : fail_stuck_block(b);
 }
 
 // ---- memory faults inside kernels ------------------------------------------------------------
@@ -365,6 +403,11 @@ uint64_t shuffle_down(unsigned mask, uint64_t bits, unsigned delta, int width) {
   }
   const unsigned me = b->current;
   const unsigned lane = me % kWarpSize;
+  if (!(mask >> lane & 1u)) {
+    std::fprintf(stderr, "CUDA emulator: kernel %s: lane %u calls __shfl_down_sync with a mask (0x%x) that leaves it out\n",
+                 b->kernel, lane, mask);
+    std::abort();
+  }
   b->offered[me] = bits;
   b->mask[me] = mask;
   wait_as(Wait::kShuffle, "__shfl_down_sync");  // every lane has offered its value
@@ -475,18 +518,32 @@ int blas_sgemm(void* handle, int transa, int transb, int m, int n, int k, const 
                                        " is not device memory of the size its dimensions give");
     return kBlasExecutionFailed;
   }
+  // Column by column of C, with op(B)'s column gathered first, so every inner
+  // loop reads memory in order (the emulated device model spends most of its
+  // time here).
   const float al = *alpha, be = *beta;
-  for (int j = 0; j < n; ++j)
-    for (int i = 0; i < m; ++i) {
-      float s = 0.0f;
+  std::vector<float> b_col(static_cast<size_t>(k)), c_col(static_cast<size_t>(m));
+  for (int j = 0; j < n; ++j) {
+    for (int p = 0; p < k; ++p)
+      b_col[p] = transb == 0 ? b[p + static_cast<size_t>(j) * ldb] : b[j + static_cast<size_t>(p) * ldb];
+    if (transa == 0) {  // op(A)[:, p] is column p of A: C[:, j] += A[:, p] * B[p, j]
+      std::fill(c_col.begin(), c_col.end(), 0.0f);
       for (int p = 0; p < k; ++p) {
-        const float av = transa == 0 ? a[i + static_cast<size_t>(p) * lda] : a[p + static_cast<size_t>(i) * lda];
-        const float bv = transb == 0 ? b[p + static_cast<size_t>(j) * ldb] : b[j + static_cast<size_t>(p) * ldb];
-        s += av * bv;
+        const float* a_col = a + static_cast<size_t>(p) * lda;
+        const float bv = b_col[p];
+        for (int i = 0; i < m; ++i) c_col[i] += a_col[i] * bv;
       }
-      float& out = c[i + static_cast<size_t>(j) * ldc];
-      out = be == 0.0f ? al * s : al * s + be * out;  // beta == 0: C is not read (it may hold NaN)
+    } else {  // op(A)[i, :] is column i of A: C[i, j] = A[:, i] . B[:, j]
+      for (int i = 0; i < m; ++i) {
+        const float* a_col = a + static_cast<size_t>(i) * lda;
+        float s = 0.0f;
+        for (int p = 0; p < k; ++p) s += a_col[p] * b_col[p];
+        c_col[i] = s;
+      }
     }
+    float* c_out = c + static_cast<size_t>(j) * ldc;
+    for (int i = 0; i < m; ++i) c_out[i] = be == 0.0f ? al * c_col[i] : al * c_col[i] + be * c_out[i];  // beta == 0: C is not read (it may hold NaN)
+  }
   return kBlasSuccess;
 }
 
