@@ -56,6 +56,6 @@ if (fs.existsSync(emulatedExe)) {
   console.log('\nrun-native-tests: the same, each block\'s threads run in reverse order (NP_CUDA_EMULATOR_ORDER=reverse)');
   status = run(emulatedExe, { ...process.env, NP_CUDA_EMULATOR_ORDER: 'reverse' }) || status;
 } else {
-  console.log(`run-native-tests: no ${path.basename(emulatedExe)} (built with NEUROPLASTIC_TESTS=ON, outside sanitizer builds)`);
+  console.log(`run-native-tests: no ${path.basename(emulatedExe)} (built with NEUROPLASTIC_TESTS=ON, outside ThreadSanitizer builds)`);
 }
 process.exit(status);

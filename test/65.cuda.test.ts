@@ -403,6 +403,65 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expect(h.history.loss[2]).to.be.below(h.history.loss[0]);
     });
 
+    it('bad input to each method of the device model is a TypeError or RangeError that leaves it as it was', async function () {
+      needGpu(this);
+      const m = mixedMlp('cuda', 'adam');
+      await m.fit(X, Y, { epochs: 1, batchSize: 32 });
+      const device = (m.native as unknown as { device: cuda.CudaModelHandle }).device;
+      const snapshot = () => {
+        const st = device.exportState(true);
+        return JSON.stringify([st.step, st.layers.map((l) => [l.weight, l.bias, l.weightMoments, l.biasMoments].flat().map((a) => Array.from(a)))]);
+      };
+      const before = snapshot();
+      const order = Int32Array.from({ length: N }, (_, i) => i);
+      const ds = device.createDataset(X, Y);
+      const cases: [string, () => unknown][] = [
+        ['createDataset: x not a multiple of the inputs', () => device.createDataset(X.subarray(1), Y)],
+        ['createDataset: NaN input', () => device.createDataset(Float32Array.from(X, (v, i) => (i === 7 ? NaN : v)), Y)],
+        ['createDataset: label out of range', () => device.createDataset(X, Int32Array.from(Y, (v, i) => (i === 3 ? 5 : v)))],
+        ['createDataset: labels of the wrong type', () => device.createDataset(X, Float64Array.from(Y) as unknown as Int32Array)],
+        ['trainBatches: unknown dataset', () => device.trainBatches(ds + 1000, order, 0, 1, 32)],
+        ['trainBatches: order too short', () => device.trainBatches(ds, order.subarray(1), 0, 1, 32)],
+        ['trainBatches: order entry out of range', () => device.trainBatches(ds, Int32Array.from(order, (v, i) => (i === 0 ? N : v)), 0, 1, 32)],
+        ['trainBatches: negative first batch', () => device.trainBatches(ds, order, -1, 1, 32)],
+        ['trainBatches: batch size 0', () => device.trainBatches(ds, order, 0, 1, 0)],
+        ['trainBatches: fractional count', () => device.trainBatches(ds, order, 0, 1.5, 32)],
+        ['evaluate: y of the wrong length', () => device.evaluate(X, Y.subarray(1), 32)],
+        ['predict: NaN batch size', () => device.predict(X, NaN)],
+        ['predict: x not a Float32Array', () => device.predict(Array.from(X) as unknown as Float32Array, 32)],
+        ['setOptimizer: NaN learning rate', () => device.setOptimizer({ kind: 'sgd', learningRate: NaN })],
+        ['setOptimizer: negative learning rate', () => device.setOptimizer({ kind: 'adam', learningRate: -0.1 })],
+        ['setOptimizer: momentum 1', () => device.setOptimizer({ kind: 'sgd', learningRate: 0.1, momentum: 1 })],
+        ['setOptimizer: unknown kind', () => device.setOptimizer({ kind: 'rmsprop', learningRate: 0.1 })],
+        ['setStatsDecay: 1', () => device.setStatsDecay(1)],
+        ['setStatsDecay: a string', () => device.setStatsDecay('0.5' as unknown as number)],
+        ['setValues: too few layers', () => device.setValues({ layers: [{}] })],
+        ['setValues: weight of the wrong length', () => device.setValues({ layers: [{ weight: new Float32Array(3) }, {}, {}] })],
+        ['setValues: moments not a list', () => device.setValues({ layers: [{ weightMoments: new Float32Array(16 * 32) as never }, {}, {}] })],
+        ['setValues: one moment of two (Adam)', () => device.setValues({ layers: [{ weightMoments: [new Float32Array(16 * 32)] }, {}, {}] })],
+        ['restructure: no layers', () => device.restructure({ layers: [] }, [])],
+        ['restructure: row sources not Int32Arrays', () => device.restructure({ layers: [{}, {}, {}] as never }, [[0], [0], [0]] as unknown as Int32Array[])],
+        ['load: a negative step', () => device.load({ step: -1, layers: [] })],
+        ['load: layers not an array', () => device.load({ step: 0, layers: {} as never })],
+      ];
+      for (const [name, call] of cases) {
+        let error: unknown;
+        try {
+          await call();
+        } catch (e) {
+          error = e;
+        }
+        expect(error, name).to.be.an('error');
+        expect(error instanceof TypeError || error instanceof RangeError, `${name}: ${(error as Error).constructor.name}: ${(error as Error).message}`).to.equal(true);
+        expect((error as Error).message, name).to.not.equal('');
+        expect(snapshot(), `${name} changed the device model`).to.equal(before);
+      }
+      device.releaseDataset(ds);
+      // The CPU addon refuses the same optimizer settings (the JS API checks them before either).
+      const cpu = mixedMlp('cpu', 'sgd');
+      expect(() => cpu.native.compile({ kind: 'sgd', learningRate: NaN } as NativeOptimizerConfig, 'softmaxCrossEntropy')).to.throw(RangeError, /learningRate/);
+    });
+
     it('neuroplastic train --device cuda trains on the GPU (gradual pruning followed there) and follows the CPU run', function () {
       needGpu(this);
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'np-cli-cuda-'));

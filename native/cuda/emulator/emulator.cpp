@@ -78,6 +78,9 @@ struct Allocation {
 };
 
 std::mutex g_memory_mutex;
+// One device: kernels, copies, memsets and cudaFree run one at a time, as work
+// on one GPU from several host threads would be ordered (and cudaFree waits).
+std::mutex g_device_mutex;
 std::map<uintptr_t, Allocation> g_allocations;  // by start address
 size_t g_allocated = 0;
 
@@ -112,6 +115,25 @@ const Allocation* find_allocation(const void* p, size_t bytes, uintptr_t* start)
   if (a > it->first + it->second.bytes || bytes > it->first + it->second.bytes - a) return nullptr;
   if (start) *start = it->first;
   return &it->second;
+}
+
+// Freed mappings stay inaccessible for a while before they are unmapped, so
+// that a stale pointer faults instead of reaching a newer allocation that got
+// the same address (restructuring frees and allocates buffers of equal sizes).
+// Caller holds the memory mutex.
+constexpr size_t kQuarantineBytes = size_t{256} << 20;
+std::deque<Allocation> g_quarantine;
+size_t g_quarantined = 0;
+
+void quarantine(const Allocation& a) {
+  mprotect(a.map_base, a.map_bytes, PROT_NONE);
+  g_quarantine.push_back(a);
+  g_quarantined += a.map_bytes;
+  while (g_quarantined > kQuarantineBytes || g_quarantine.size() > 4096) {
+    munmap(g_quarantine.front().map_base, g_quarantine.front().map_bytes);
+    g_quarantined -= g_quarantine.front().map_bytes;
+    g_quarantine.pop_front();
+  }
 }
 
 bool device_range(const void* p, size_t bytes) {
@@ -319,7 +341,9 @@ bool run_block(Block& b) {
 // process dies as it would have without the handler.
 thread_local bool t_fault_reporting = false;
 
-void on_fault(int sig) {
+struct sigaction g_previous_segv, g_previous_bus;
+
+void on_fault(int sig, siginfo_t* info, void* context) {
   if (const Block* b = t_block) {
     char line[512];
     const int n = std::snprintf(line, sizeof line,
@@ -329,7 +353,15 @@ void on_fault(int sig) {
                                 b->kernel, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, threadIdx.y, threadIdx.z);
     if (n > 0) (void)!write(2, line, static_cast<size_t>(n));
   }
-  signal(sig, SIG_DFL);  // returning re-runs the access, which now ends the process
+  // Whatever handled the signal before (node's WebAssembly traps, AddressSanitizer) handles it
+  // now; with none, the default action ends the process when the access runs again.
+  const struct sigaction& previous = sig == SIGSEGV ? g_previous_segv : g_previous_bus;
+  if (previous.sa_flags & SA_SIGINFO) {
+    if (previous.sa_sigaction) return previous.sa_sigaction(sig, info, context);
+  } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+    return previous.sa_handler(sig);
+  }
+  signal(sig, SIG_DFL);
 }
 
 // The handler runs on an alternate stack, since a fault may be a fiber's stack
@@ -354,10 +386,10 @@ void install_fault_reporting() {
   static std::once_flag once;
   std::call_once(once, [] {
     struct sigaction sa{};
-    sa.sa_handler = on_fault;
-    sa.sa_flags = SA_ONSTACK;
-    sigaction(SIGSEGV, &sa, nullptr);
-    sigaction(SIGBUS, &sa, nullptr);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_ONSTACK | SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, &g_previous_segv);
+    sigaction(SIGBUS, &sa, &g_previous_bus);
   });
 }
 
@@ -403,16 +435,32 @@ uint64_t shuffle_down(unsigned mask, uint64_t bits, unsigned delta, int width) {
   }
   const unsigned me = b->current;
   const unsigned lane = me % kWarpSize;
+  // Undefined in CUDA, so the launch fails (the lane goes on with its own value).
   if (!(mask >> lane & 1u)) {
-    std::fprintf(stderr, "CUDA emulator: kernel %s: lane %u calls __shfl_down_sync with a mask (0x%x) that leaves it out\n",
-                 b->kernel, lane, mask);
-    std::abort();
+    fault(cudaErrorLaunchFailure, block_name(*b) + ": lane " + std::to_string(lane) +
+                                      " calls __shfl_down_sync with a mask that leaves it out");
+    mask |= 1u << lane;
+  }
+  if (width < 1 || width > static_cast<int>(kWarpSize) || (width & (width - 1)) != 0) {
+    fault(cudaErrorLaunchFailure, block_name(*b) + ": __shfl_down_sync width " + std::to_string(width) +
+                                      " is not a power of two from 1 to 32");
+    width = static_cast<int>(kWarpSize);
   }
   b->offered[me] = bits;
   b->mask[me] = mask;
   wait_as(Wait::kShuffle, "__shfl_down_sync");  // every lane has offered its value
-  const unsigned w = width > 0 && width <= static_cast<int>(kWarpSize) ? static_cast<unsigned>(width) : kWarpSize;
-  const uint64_t got = lane % w + delta < w ? b->offered[me + delta] : bits;
+  const uint64_t w = static_cast<uint64_t>(width);
+  uint64_t got = bits;  // a source past the lane's width-wide segment: its own value
+  if (lane % w + delta < w) {
+    const uint64_t source = me + static_cast<uint64_t>(delta);
+    // The source lane must exist and take part: otherwise the value is undefined on a GPU.
+    if (source >= b->threads || !(mask >> (source % kWarpSize) & 1u))
+      fault(cudaErrorLaunchFailure, block_name(*b) + ": lane " + std::to_string(lane) + " shuffles down from lane " +
+                                        std::to_string(source % kWarpSize) + ", which " +
+                                        (source >= b->threads ? "does not exist" : "its mask leaves out"));
+    else
+      got = b->offered[source];
+  }
   wait_as(Wait::kShuffle, "__shfl_down_sync");  // every lane has read before any offers again
   return got;
 }
@@ -445,6 +493,7 @@ void run_grid(const LaunchConfig& config, const char* kernel, void (*body)(void*
     std::abort();
   }
   install_fault_reporting();
+  const std::lock_guard<std::mutex> device(g_device_mutex);
   Block b;
   b.kernel = kernel;
   b.body = body;
@@ -504,7 +553,9 @@ int blas_set_stream(void* handle, cudaStream_t stream) {
 int blas_sgemm(void* handle, int transa, int transb, int m, int n, int k, const float* alpha, const float* a, int lda,
                const float* b, int ldb, const float* beta, float* c, int ldc) {
   if (!handle) return kBlasNotInitialized;
-  const auto valid_op = [](int op) { return op == 0 || op == 1; };  // N, T (C is T for real numbers; unused)
+  const auto valid_op = [](int op) { return op == 0 || op == 1 || op == 2; };  // N, T, C (C is T for real numbers)
+  if (transa == 2) transa = 1;
+  if (transb == 2) transb = 1;
   if (!valid_op(transa) || !valid_op(transb) || m < 0 || n < 0 || k < 0 || !alpha || !beta) return kBlasInvalidValue;
   const int a_rows = transa == 0 ? m : k, b_rows = transb == 0 ? k : n;
   if (lda < std::max(1, a_rows) || ldb < std::max(1, b_rows) || ldc < std::max(1, m)) return kBlasInvalidValue;
@@ -518,6 +569,7 @@ int blas_sgemm(void* handle, int transa, int transb, int m, int n, int k, const 
                                        " is not device memory of the size its dimensions give");
     return kBlasExecutionFailed;
   }
+  const std::lock_guard<std::mutex> device(g_device_mutex);
   // Column by column of C, with op(B)'s column gathered first, so every inner
   // loop reads memory in order (the emulated device model spends most of its
   // time here).
@@ -724,10 +776,11 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 
 cudaError_t cudaFree(void* ptr) {
   if (!ptr) return cudaSuccess;
+  const std::lock_guard<std::mutex> device(g_device_mutex);  // waits for running work, as cudaFree does
   const std::lock_guard<std::mutex> lock(g_memory_mutex);
   const auto it = g_allocations.find(reinterpret_cast<uintptr_t>(ptr));
   if (it == g_allocations.end()) return fail(cudaErrorInvalidDevicePointer);
-  munmap(it->second.map_base, it->second.map_bytes);
+  quarantine(it->second);
   g_allocated -= it->second.bytes;
   g_allocations.erase(it);
   return cudaSuccess;
@@ -753,6 +806,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
                          "or does not hold that many bytes\n", bytes, static_cast<int>(kind));
     return fail(cudaErrorInvalidValue);
   }
+  const std::lock_guard<std::mutex> device(g_device_mutex);
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
@@ -765,6 +819,7 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t str
     std::fprintf(stderr, "CUDA emulator: cudaMemsetAsync of %zu bytes outside device memory\n", bytes);
     return fail(cudaErrorInvalidValue);
   }
+  const std::lock_guard<std::mutex> device(g_device_mutex);
   std::memset(ptr, value, bytes);
   return cudaSuccess;
 }

@@ -43,7 +43,7 @@ __global__ void block_sum_kernel(const int* in, int* out) {
 
 __global__ void warp_sum_kernel(const float* in, float* out, int width) {
   float v = in[threadIdx.x];
-  for (int off = width / 2; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
+  for (int off = width / 2; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off, width);
   out[threadIdx.x] = v;
 }
 
@@ -55,6 +55,12 @@ __global__ void divergent_kernel(float* out) {
   else
     __syncthreads();
   out[threadIdx.x] = v;
+}
+
+// Lanes 0-15 shuffle with a mask of themselves; lanes 8-15 read from 16-23, outside it.
+__global__ void narrow_mask_kernel(float* out) {
+  if (threadIdx.x >= 16) return;
+  out[threadIdx.x] = __shfl_down_sync(0x0000ffffu, 1.0f, 8);
 }
 
 // Each thread changes its own copy of the argument.
@@ -108,12 +114,23 @@ TEST(emulator_shuffles_exchange_values_within_a_warp) {
     NP_CUDA_CHECK_LAUNCH();
     std::vector<float> out(in.size());
     dout.download(out.data(), out.size() * sizeof(float), s);
-    // Lane 0 of each width-wide segment holds the segment's sum (shfl_down
-    // keeps a lane's own value where the source is past the segment).
+    // The same tree reduction on the host, every lane: a lane whose source is
+    // past its width-wide segment keeps its own value.
+    std::vector<float> want(in);
+    for (int off = width / 2; off > 0; off /= 2) {
+      std::vector<float> next(want);
+      for (size_t i = 0; i < want.size(); ++i)
+        if (static_cast<int>(i % width) + off < width) next[i] = want[i] + want[i + off];
+        else next[i] = want[i] + want[i];
+      want = next;
+    }
+    for (size_t i = 0; i < in.size(); ++i)
+      CHECK_MSG(out[i] == want[i], "width %d, lane %zu: %g, want %g", width, i, out[i], want[i]);
+    // Lane 0 of each segment holds the segment's sum.
     for (size_t seg = 0; seg < in.size(); seg += static_cast<size_t>(width)) {
-      float want = 0.0f;
-      for (int i = 0; i < width; ++i) want += in[seg + i];
-      CHECK_MSG(out[seg] == want, "width %d, segment at %zu: %g, want %g", width, seg, out[seg], want);
+      float sum = 0.0f;
+      for (int i = 0; i < width; ++i) sum += in[seg + i];
+      CHECK_MSG(out[seg] == sum, "width %d, segment at %zu: %g, want %g", width, seg, out[seg], sum);
     }
   }
 }
@@ -152,6 +169,30 @@ TEST(emulator_shows_a_race_between_threads_in_one_of_its_two_orders) {
   // First to last, thread 0 reads before thread 1 writes; last to first, thread 31 before thread 0.
   CHECK_EQ(out[reverse ? 31 : 0], -1);
   CHECK_EQ(out[reverse ? 0 : 31], reverse ? 1 : 0);
+}
+
+TEST(emulator_fails_a_shuffle_from_a_lane_outside_the_mask) {
+  nc::Stream s;
+  nc::DeviceBuffer d(32 * sizeof(float));
+  NP_LAUNCH(1, 32, 0, nc::raw(s), narrow_mask_kernel)(d.as<float>());
+  CHECK_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
+  clear_sticky_error();
+}
+
+TEST(emulator_refuses_a_freed_pointer_even_when_its_size_is_allocated_again) {
+  nc::Stream s;
+  void* stale = nullptr;
+  {
+    nc::DeviceBuffer a(40 * sizeof(int));
+    stale = a.data();
+  }
+  nc::DeviceBuffer b(40 * sizeof(int));
+  CHECK(b.data() != stale);  // freed memory is kept out of reach for a while, not handed out again
+  NP_LAUNCH(1, 32, 0, nc::raw(s), own_argument_kernel)(static_cast<int*>(stale), 0);
+  CHECK_EQ(cudaGetLastError(), cudaErrorIllegalAddress);
+  clear_sticky_error();
+  CHECK_EQ(cudaFree(stale), cudaErrorInvalidDevicePointer);  // and freeing it twice is refused
+  cudaGetLastError();
 }
 
 TEST(emulator_refuses_host_pointers_and_bad_launch_sizes) {
