@@ -316,6 +316,19 @@ bool fail_stuck_block(Block& b) {
 // Thread t, ready to start at the kernel's first line.
 void start_fiber(Block& b, unsigned t) { prepare_fiber(b.fiber[t], stack_for(t), kStackBytes, fiber_main); }
 
+// Every __shared__ variable (include/cuda_runtime.h) lies between these; weak,
+// for a program with none.
+extern "C" __attribute__((weak)) char __start_np_cuda_shared[];
+extern "C" __attribute__((weak)) char __stop_np_cuda_shared[];
+
+// Garbage in shared memory before each block, byte by byte: under
+// AddressSanitizer the section also holds the redzones between the variables,
+// which a memset (checked by ASan) would be reported for.
+__attribute__((no_sanitize_address)) void scramble_shared_memory() {
+  if (!__start_np_cuda_shared || !__stop_np_cuda_shared) return;
+  for (volatile char* p = __start_np_cuda_shared; p < __stop_np_cuda_shared; ++p) *p = static_cast<char>(0xFF);
+}
+
 // Runs one block to the end: each ready thread in turn until it stops.
 // Returns false when the launch failed.
 bool run_block(Block& b) {
@@ -323,6 +336,7 @@ bool run_block(Block& b) {
   b.done = b.at_barrier = 0;
   b.shuffle_waiting.assign((b.threads + kWarpSize - 1) / kWarpSize, 0);
   b.shuffle_named.assign(b.shuffle_waiting.size(), 0);
+  scramble_shared_memory();
   for (unsigned t = 0; t < b.threads; ++t) start_fiber(b, t);
   make_ready_in_order(b, 0, b.threads);
   while (!b.ready.empty()) {

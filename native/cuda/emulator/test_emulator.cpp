@@ -57,6 +57,13 @@ __global__ void divergent_kernel(float* out) {
   out[threadIdx.x] = v;
 }
 
+// Reads shared memory it never wrote, then writes it.
+__global__ void unwritten_shared_kernel(int* out) {
+  __shared__ int cell[32];
+  out[blockIdx.x * 32 + threadIdx.x] = cell[threadIdx.x];
+  cell[threadIdx.x] = 7;
+}
+
 // Lanes 0-15 shuffle with a mask of themselves; lanes 8-15 read from 16-23, outside it.
 __global__ void narrow_mask_kernel(float* out) {
   if (threadIdx.x >= 16) return;
@@ -169,6 +176,17 @@ TEST(emulator_shows_a_race_between_threads_in_one_of_its_two_orders) {
   // First to last, thread 0 reads before thread 1 writes; last to first, thread 31 before thread 0.
   CHECK_EQ(out[reverse ? 31 : 0], -1);
   CHECK_EQ(out[reverse ? 0 : 31], reverse ? 1 : 0);
+}
+
+TEST(emulator_shared_memory_starts_as_garbage_in_every_block) {
+  nc::Stream s;
+  nc::DeviceBuffer d(2 * 32 * sizeof(int));
+  NP_LAUNCH(2, 32, 0, nc::raw(s), unwritten_shared_kernel)(d.as<int>());
+  NP_CUDA_CHECK_LAUNCH();
+  std::vector<int> out(64);
+  d.download(out.data(), out.size() * sizeof(int), s);
+  // Not zero, and not the 7 the first block left: 0xFF bytes in each block.
+  for (int i = 0; i < 64; ++i) CHECK_MSG(out[i] == -1, "block %d, thread %d read %d", i / 32, i % 32, out[i]);
 }
 
 TEST(emulator_fails_a_shuffle_from_a_lane_outside_the_mask) {

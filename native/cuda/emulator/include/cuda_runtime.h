@@ -29,15 +29,18 @@
 #endif
 
 // ---- the language: qualifiers -----------------------------------------------------
-// __shared__: one instance per block. Blocks run one after another on the
-// launching thread, and a block's threads are fibers of that thread, so a
-// thread_local static is exactly one per running block.
+// __shared__: one instance per running block. Blocks run one at a time in the
+// whole process (the emulator's device lock), so a static will do; all of them
+// sit in one section, which the emulator fills with 0xFF bytes before each
+// block, because shared memory starts out as garbage on a GPU and a kernel
+// that reads it before writing must not pass by finding zeros or the previous
+// block's values.
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static thread_local
+#define __shared__ static __attribute__((section("np_cuda_shared")))
 
 #define CUDART_VERSION 13000
 
