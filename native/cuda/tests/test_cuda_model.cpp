@@ -363,6 +363,15 @@ std::vector<nc::CudaLayerState> structure_of(const np::Model& cpu, const np::Mod
   return out;
 }
 
+// The layers of an MLP with one hidden relu layer.
+std::vector<np::LayerSpec> relu_mlp(int64_t hidden, int64_t outputs) {
+  std::vector<np::LayerSpec> specs(2);
+  specs[0].units = hidden;
+  specs[0].activation = np::Activation::kRelu;
+  specs[1].units = outputs;
+  return specs;
+}
+
 // What lib/cuda_model.ts sends the device after a structural change of the
 // CPU model from `before` (events from `events_before` on): the new structure,
 // the row sources by neuron id, and values for the layers that need them.
@@ -586,13 +595,9 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
 // back, the same change goes through.
 CUDA_TEST(cuda_model_out_of_memory_leaves_the_model_as_it_was) {
   const int64_t inputs = 12, n = 32, outputs = 3;
-  std::vector<np::LayerSpec> specs(2);
-  specs[0].units = 20;
-  specs[0].activation = np::Activation::kRelu;
-  specs[1].units = outputs;
-  np::Model cpu(inputs, 3, specs);
   np::OptimizerConfig o;
   o.kind = np::OptimizerKind::kAdam;
+  np::Model cpu(inputs, 3, relu_mlp(20, outputs));
   cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
   const std::vector<float> x = random_vector(n * inputs, 8);
   const LabelledSamples samples(n, outputs);
@@ -653,14 +658,10 @@ CUDA_TEST(cuda_model_out_of_memory_leaves_the_model_as_it_was) {
 // step counter at the bad one), though the device checks only every 50 ms.
 CUDA_TEST(cuda_model_non_finite_loss_stops_at_the_bad_step) {
   const int64_t inputs = 10, n = 64, batch = 16, outputs = 3;
-  std::vector<np::LayerSpec> specs(2);
-  specs[0].units = 12;
-  specs[0].activation = np::Activation::kRelu;
-  specs[1].units = outputs;
-  np::Model cpu(inputs, 5, specs);
   np::OptimizerConfig o;
   o.kind = np::OptimizerKind::kSgd;
   o.learning_rate = 1e30f;  // the first step makes the weights huge, the second overflows the logits
+  np::Model cpu(inputs, 5, relu_mlp(12, outputs));
   cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
   const np::ModelState st = cpu.export_state();
   std::vector<nc::CudaLayerState> layers;
