@@ -1,5 +1,5 @@
 // Fibers for the CUDA emulator: each emulated GPU thread runs on a stack of
-// its own and gives the CPU back at a barrier or shuffle (emulator.cpp).
+// its own and gives the CPU back at a barrier or shuffle (scheduler.cpp).
 //
 // On x86-64 a switch is a few instructions (callee-saved registers, the SSE
 // and x87 control words, the stack pointer); glibc's swapcontext would also

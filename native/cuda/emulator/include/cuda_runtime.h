@@ -53,7 +53,7 @@ struct dim3 {
   constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
 };
 
-// Set by the scheduler before it switches to a thread (emulator.cpp). __thread
+// Set by the scheduler before it switches to a thread (scheduler.cpp). __thread
 // rather than thread_local: constant-initialised, so no C++ TLS wrapper call,
 // whose null check GCC 12's UBSan gets wrong across a fiber switch.
 extern __thread uint3 threadIdx;
@@ -116,7 +116,7 @@ cudaError_t cudaFree(void* ptr);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream = nullptr);
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream = nullptr);
 
-// ---- the emulator's interface (emulator.cpp) -----------------------------------------
+// ---- the emulator's interface (scheduler.cpp, device.cpp, cublas.cpp) ------------------
 namespace np::cuda::emulator {
 
 struct LaunchConfig {
