@@ -1,6 +1,5 @@
 #include "binding/model_wrap.h"
 
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -161,9 +160,8 @@ Napi::Value ModelWrap::Compile(const Napi::CallbackInfo& info) {
   c.beta2 = static_cast<float>(number_prop(o, "beta2", 0.999));
   c.epsilon = static_cast<float>(number_prop(o, "epsilon", 1e-8));
   c.decoupled_weight_decay = bool_prop(o, "decoupledWeightDecay", false);
-  check(std::isfinite(c.learning_rate) && c.learning_rate > 0, env, "learningRate must be a finite number > 0");
   check(c.momentum >= 0 && c.momentum < 1, env, "momentum must be in [0, 1)");
-  check(c.weight_decay >= 0 && std::isfinite(c.weight_decay), env, "weightDecay must be a finite number >= 0");
+  check(c.weight_decay >= 0, env, "weightDecay must be >= 0");
   check(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, env, "beta1 and beta2 must be in [0, 1)");
   check(c.epsilon > 0, env, "epsilon must be > 0");
   if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, "loss must be a string");

@@ -22,7 +22,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Sequential, layers, loadModel, optimizers } from '../../lib/index';
+import { Sequential, cuda, layers, loadModel, optimizers } from '../../lib/index';
 import { Rng, badValue, goodValue, notAnObject, optionsWith, type Spec } from './values';
 
 type Expect = 'reject' | 'either';
@@ -76,7 +76,8 @@ const DROPOUT: Record<string, Spec> = { rate: { kind: 'num', min: 0, max: 1, max
 const SEQUENTIAL: Record<string, Spec> = {
   inputSize: { kind: 'int', min: 1, max: 1 << 26 },
   seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER },
-  device: { kind: 'oneOf', values: ['cpu'] },
+  // 'cuda' is valid where a GPU (or, under test:asan, the CUDA emulator's addon) is usable.
+  device: { kind: 'oneOf', values: cuda.available() ? ['cpu', 'cuda'] : ['cpu'] },
   sparseThreshold: { kind: 'num', min: 0, max: 1 },
 };
 const SGD: Record<string, Spec> = {

@@ -129,13 +129,14 @@ nc::CudaOptimizer optimizer_of(Napi::Env env, Napi::Value v) {
   out.beta2 = static_cast<float>(number(env, o, "beta2", 0.999));
   out.epsilon = static_cast<float>(number(env, o, "epsilon", 1e-8));
   out.decoupled_weight_decay = boolean(o, "decoupledWeightDecay", false);
-  // The CPU addon's compile() checks, so a bad config is refused the same on both devices.
+  // The CPU model's compile() checks (its binding's and np::Model's), so a bad
+  // config is refused the same on both devices.
   auto check = [&](bool ok, const char* what) {
     if (!ok) throw Napi::RangeError::New(env, std::string("CudaModel: optimizer.") + what);
   };
-  check(std::isfinite(out.learning_rate) && out.learning_rate > 0, "learningRate must be a finite number > 0");
+  check(std::isfinite(out.learning_rate) && out.learning_rate > 0, "learningRate must be a positive finite number");
   check(out.momentum >= 0 && out.momentum < 1, "momentum must be in [0, 1)");
-  check(out.weight_decay >= 0 && std::isfinite(out.weight_decay), "weightDecay must be a finite number >= 0");
+  check(out.weight_decay >= 0, "weightDecay must be >= 0");
   check(out.beta1 >= 0 && out.beta1 < 1 && out.beta2 >= 0 && out.beta2 < 1, "beta1 and beta2 must be in [0, 1)");
   check(out.epsilon > 0, "epsilon must be > 0");
   return out;
