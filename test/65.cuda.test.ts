@@ -274,6 +274,10 @@ describe("cuda: Sequential with device 'cuda'", () => {
     expect(r.stderr).to.include(cuda.status().reason!.replace(/^neuroplastic: /, ''));
     expect(r.stderr).not.to.match(/nonexistent/);  // refused before the data
     expect(cli('train', '--device', 'tpu').code).to.equal(2);
+    const c = cli('continual', '--device', 'cuda', '--data', '/nonexistent/neuroplastic-data');
+    expect(c.code).to.equal(1);
+    expect(c.stderr).to.match(/--device cuda: /);
+    expect(c.stderr).not.to.match(/nonexistent/);
   });
 
   it("without a usable GPU, device 'cuda' and to('cuda') throw cuda.require()'s Error and change nothing", function () {
@@ -478,6 +482,27 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expect(gpu.density).to.be.closeTo(0.5, 0.02);
       expect(gpu.accuracy).to.be.at.least(0.9);
       expect(Math.abs(gpu.accuracy - cpu.accuracy)).to.be.at.most(0.02);
+    });
+
+    it('neuroplastic continual --device cuda runs continual backprop on the GPU and follows the CPU run; its report renders', function () {
+      needGpu(this);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'np-cli-cuda-'));
+      writeQuadrantSet(dir, 512, 64);
+      // 384 steps: continual backprop (maturity 100, rate 1e-3 of 16 units) replaces units 4 times.
+      const args = ['continual', '--data', dir, '--tasks', '3', '--method', 'cbp', '--hidden', '16', '--batch-size', '4', '--json', '--quiet'];
+      const reportFile = path.join(dir, 'run.html');
+      const gpu = lastJson(cli(...args, '--device', 'cuda', '--report', reportFile));
+      const cpu = lastJson(cli(...args));
+      expect(gpu.device).to.equal('cuda');
+      expect(gpu.deviceName).to.equal(cuda.devices()[0].name);
+      expect(cpu.device).to.equal('cpu');
+      // Same units replaced at the same steps (the events), and accuracies within float noise.
+      expect(cpu.events.length).to.be.at.least(2);
+      expect(gpu.events.map((e: { kind: string; step: number }) => `${e.kind}@${e.step}`))
+        .to.deep.equal(cpu.events.map((e: { kind: string; step: number }) => `${e.kind}@${e.step}`));
+      (gpu.accuracy as number[][]).forEach((row, i) => row.forEach((a, j) => expect(a).to.be.closeTo(cpu.accuracy[i][j], 0.03)));
+      expect(fs.readFileSync(reportFile, 'utf8')).to.match(/<html/i);
+      fs.rmSync(dir, { recursive: true, force: true });
     });
 
     it('DropConnect trains on the GPU (dense and CSR layers, deterministic masks); evaluation uses the stored weights', async function () {

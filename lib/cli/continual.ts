@@ -11,6 +11,7 @@ import { unwritablePathReason } from '../report/file';
 import { CliError, UsageError, formatOptions, parseArgs, type OptionTable } from './args';
 import { untilInterrupted, type Command, type Io } from './command';
 import { loadCliData } from './data';
+import { DEVICE_OPTION, useDevice } from './device';
 import { MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN_UNITS } from './limits';
 
 const OPTIONS = {
@@ -24,6 +25,7 @@ const OPTIONS = {
   batchSize: { kind: 'integer', metavar: 'N', min: 1, limit: MAX_BATCH_SIZE, default: 16, help: 'Samples per optimizer step' },
   lr: { kind: 'number', metavar: 'X', min: 0, minExclusive: true, float32: true, default: 0.01, help: 'SGD learning rate (no momentum)' },
   seed: { kind: 'integer', metavar: 'N', min: 0, default: 1, help: 'Seed of init, shuffling and the permutations' },
+  device: DEVICE_OPTION,
   evaluateOn: { kind: 'choice', metavar: 'WHICH', choices: ['seen', 'all', 'new'], default: 'seen', help: 'Tasks tested after each task: seen (0..i), all, or new (task i only: fastest)' },
   json: { kind: 'flag', help: 'Print the result as one JSON object on stdout (its last line)' },
   report: { kind: 'string', metavar: 'FILE', help: 'Also write an HTML report of the run to FILE' },
@@ -55,6 +57,7 @@ function help(): string {
     '  neuroplastic continual --tasks 10',
     '  neuroplastic continual --method cbp --data /usr/share/datasets/fashion-mnist --train-samples 2000',
     '  neuroplastic continual --tasks 2 --json > run.json && neuroplastic report --from run.json --out run.html',
+    '  neuroplastic continual --method cbp --device cuda',
   ].join('\n');
 }
 
@@ -74,6 +77,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     const unwritable = unwritablePathReason(v.report);
     if (unwritable) throw new UsageError(`--report ${v.report}: ${unwritable}`, 'continual');
   }
+  const device = useDevice(v.device);  // before the data: a missing GPU is said at once
   const loaded = loadCliData(v.data);
   const tasks = continual.permuted(loaded, v.tasks, v.seed, { limit: v.trainSamples ?? loaded.train.n, testLimit: v.testSamples });
   const classes = tasks[0].classes;
@@ -86,14 +90,14 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   const header =
     `neuroplastic continual: ${v.tasks} permuted ${loaded.source} tasks (${trainN} train / ${testN} test each) | ` +
     `mlp ${architecture.join('-')} relu | method ${v.method} | sgd lr ${v.lr}, batch ${v.batchSize}, ` +
-    `${v.epochsPerTask} epoch(s) per task, seed ${v.seed} | ${rt.simd}, ${rt.threads} thread(s)`;
+    `${v.epochsPerTask} epoch(s) per task, seed ${v.seed} | ${device.text}`;
   const say = (line: string) => {
     if (!v.json) io.stdout.write(line + '\n');
     else if (!v.quiet) io.stderr.write(line + '\n');
   };
   say(header);
 
-  const model = new Sequential({ inputSize: loaded.train.features, seed: v.seed, name: `mlp-${architecture.join('-')}` });
+  const model = new Sequential({ inputSize: loaded.train.features, seed: v.seed, name: `mlp-${architecture.join('-')}`, device: v.device });
   for (const units of v.hidden) model.add(layers.dense({ units, activation: 'relu' }));
   model.add(layers.dense({ units: classes }));
   model.compile({ optimizer: optimizers.sgd({ learningRate: v.lr }), loss: 'softmaxCrossEntropy' });
@@ -135,6 +139,8 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     layers: layerList,
     simd: rt.simd,
     threads: rt.threads,
+    device: device.device,
+    ...(device.deviceName !== undefined ? { deviceName: device.deviceName } : {}),
     ...result,
   };
 

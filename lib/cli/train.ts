@@ -2,13 +2,14 @@
 // on the bundled MNIST digits or on a folder of IDX files, and reports the
 // held-out accuracy. The human report goes to stdout; with --json stdout holds
 // only one JSON object (so `| jq` works) and the header moves to stderr.
-import { Sequential, cuda, data, layers, optimizers, plasticity, runtime, type Callback, type History, type Optimizer } from '../index';
+import { Sequential, data, layers, optimizers, plasticity, runtime, type Callback, type History, type Optimizer } from '../index';
 import { DenseLayer } from '../layers';
 import { NEURON_CRITERIA, type NeuronCriterion } from '../structure';
 import { formatTable } from '../summary';
 import { CliError, UsageError, formatOptions, parseArgs, type OptionTable, type Values } from './args';
 import { untilInterrupted, type Command, type Io } from './command';
 import { loadCliData } from './data';
+import { DEVICE_OPTION, useDevice } from './device';
 import { MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN_UNITS } from './limits';
 import { ProgressReporter, compactCount } from './progress';
 
@@ -25,7 +26,7 @@ const OPTIONS = {
   hidden: { kind: 'integerList', metavar: 'N,N', min: 1, limit: MAX_HIDDEN_UNITS, default: [300, 100], help: 'Units of the hidden relu layers' },
   dropout: { kind: 'number', metavar: 'X', min: 0, max: 1, maxExclusive: true, default: 0, help: 'Dropout rate after each hidden layer, in [0, 1)' },
   seed: { kind: 'integer', metavar: 'N', min: 0, default: 1, help: 'Seed of init, dropout and shuffling' },
-  device: { kind: 'choice', metavar: 'NAME', choices: ['cpu', 'cuda'], default: 'cpu', help: 'cpu, or cuda: train on the first NVIDIA GPU (structural changes followed there)' },
+  device: DEVICE_OPTION,
   prune: { kind: 'number', metavar: 'X', min: 0, max: 1, maxExclusive: true, help: 'Gradual magnitude pruning (global) to this weight sparsity in [0, 1), from 10% to 70% of the steps' },
   pruneNeurons: { kind: 'number', metavar: 'X', min: 0, max: 1, maxExclusive: true, help: 'Remove this fraction in [0, 1) of the neurons of each hidden layer, then compact and fine-tune' },
   pruneCriterion: { kind: 'choice', metavar: 'NAME', choices: NEURON_CRITERIA, default: 'l2', help: `Neuron score for --prune-neurons: ${NEURON_CRITERIA.join(', ')}` },
@@ -219,12 +220,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   checkCombination(v, given);
   // Before any data is loaded: a missing GPU, driver or CUDA addon is said at once (exit 1).
-  let gpuName: string | undefined;
-  if (v.device === 'cuda') {
-    const s = cuda.status();
-    if (!s.available) throw new CliError(`--device cuda: ${(s.reason ?? 'CUDA is not available').replace(/^neuroplastic: /, '')}`);
-    gpuName = cuda.devices()[0]?.name;
-  }
+  const device = useDevice(v.device);
   const optimizer = makeOptimizer(v);
   const { train, test, name, source } = loadCliData(v.data);
   const classes = Math.max(train.classes, test.classes);
@@ -236,7 +232,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     `mlp ${architecture.join('-')} relu${v.dropout > 0 ? ` dropout ${v.dropout}` : ''} | ` +
     `${optimizerText(optimizer)}, batch ${v.batchSize}, ${plural(v.epochs, 'epoch')}, seed ${v.seed} | ` +
     pruningText(v, train.n) +
-    (v.device === 'cuda' ? `cuda: ${gpuName ?? 'device 0'}` : `${rt.simd}, ${plural(rt.threads, 'thread')}`);
+    device.text;
   if (!v.json) io.stdout.write(header + '\n');
   else if (!v.quiet) io.stderr.write(header + '\n');
 
@@ -303,8 +299,8 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     batchSize: v.batchSize,
     epochs: v.epochs,
     seed: v.seed,
-    device: v.device,
-    ...(gpuName !== undefined ? { deviceName: gpuName } : {}),
+    device: device.device,
+    ...(device.deviceName !== undefined ? { deviceName: device.deviceName } : {}),
     accuracy: evaluation.accuracy,
     loss: evaluation.loss,
     trainAccuracy: h.accuracy[h.accuracy.length - 1],
