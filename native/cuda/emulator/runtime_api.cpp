@@ -95,19 +95,25 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   if (!valid_stream(stream)) return fail(cudaErrorInvalidResourceHandle);
   if (bytes == 0) return cudaSuccess;
   if (!dst || !src) return fail(cudaErrorInvalidValue);
+  using np::cuda::emulator::is_device_pointer;
   const bool dst_device = device_range(dst, bytes), src_device = device_range(src, bytes);
+  // A side that starts in device memory must lie in it whole (cudaMemcpyDefault infers the kinds).
+  const bool dst_whole = dst_device || !is_device_pointer(dst), src_whole = src_device || !is_device_pointer(src);
   bool ok = true;
   switch (kind) {
-    case cudaMemcpyHostToDevice: ok = dst_device && !np::cuda::emulator::is_device_pointer(src); break;
-    case cudaMemcpyDeviceToHost: ok = src_device && !np::cuda::emulator::is_device_pointer(dst); break;
+    case cudaMemcpyHostToDevice: ok = dst_device && !is_device_pointer(src); break;
+    case cudaMemcpyDeviceToHost: ok = src_device && !is_device_pointer(dst); break;
     case cudaMemcpyDeviceToDevice: ok = dst_device && src_device; break;
-    case cudaMemcpyHostToHost: ok = !np::cuda::emulator::is_device_pointer(dst) && !np::cuda::emulator::is_device_pointer(src); break;
-    case cudaMemcpyDefault: ok = true; break;
+    case cudaMemcpyHostToHost: ok = !is_device_pointer(dst) && !is_device_pointer(src); break;
+    case cudaMemcpyDefault: ok = dst_whole && src_whole; break;
     default: return fail(cudaErrorInvalidMemcpyDirection);
   }
-  if (!ok) {
-    std::fprintf(stderr, "CUDA emulator: cudaMemcpyAsync of %zu bytes (kind %d): a side is not the memory its kind says, "
-                         "or does not hold that many bytes\n", bytes, static_cast<int>(kind));
+  // The areas may not overlap (CUDA's documentation); memmove below would hide it.
+  const auto d = reinterpret_cast<uintptr_t>(dst), s = reinterpret_cast<uintptr_t>(src);
+  const bool overlap = d < s + bytes && s < d + bytes;
+  if (!ok || overlap) {
+    std::fprintf(stderr, "CUDA emulator: cudaMemcpyAsync of %zu bytes (kind %d): %s\n", bytes, static_cast<int>(kind),
+                 overlap ? "the areas overlap" : "a side is not the memory its kind says, or does not hold that many bytes");
     return fail(cudaErrorInvalidValue);
   }
   const std::lock_guard<std::mutex> device(device_mutex());

@@ -252,6 +252,12 @@ TEST(emulator_memory_is_not_zeroed_and_copies_check_their_direction) {
   CHECK_EQ(cudaMemcpyAsync(d.data(), host.data(), 128, cudaMemcpyHostToDevice, nc::raw(s)), cudaErrorInvalidValue);
   cudaGetLastError();
 
+  // cudaMemcpyDefault infers the kinds, but a device side must still hold the bytes; areas may not overlap.
+  CHECK_EQ(cudaMemcpyAsync(d.data(), host.data(), 128, cudaMemcpyDefault, nc::raw(s)), cudaErrorInvalidValue);
+  CHECK_EQ(cudaMemcpyAsync(d.data(), host.data(), 64, cudaMemcpyDefault, nc::raw(s)), cudaSuccess);
+  CHECK_EQ(cudaMemcpyAsync(d.as<float>() + 2, d.data(), 32, cudaMemcpyDeviceToDevice, nc::raw(s)), cudaErrorInvalidValue);
+  cudaGetLastError();
+
   void* p = nullptr;
   CHECK_EQ(cudaMalloc(&p, size_t{1} << 50), cudaErrorMemoryAllocation);
   cudaGetLastError();
