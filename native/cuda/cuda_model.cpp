@@ -153,12 +153,15 @@ CudaModel::Layer CudaModel::build_structure(const CudaLayerState& s) {
   if (s.csr) {
     l.indptr = to_device(s.indptr, stream_);
     l.indices = to_device(s.indices, stream_);
-    // W^T's structure, built once per structure: the optimizer only changes values.
-    CsrView host{s.units, s.inputs, s.indptr.data(), s.indices.data(), nullptr};
-    CsrTranspose t = csr_transpose_host(host);
-    l.t_col_ptr = to_device(t.col_ptr, stream_);
-    l.t_row_idx = to_device(t.row_idx, stream_);
-    l.t_value_pos = to_device(t.value_pos, stream_);
+    // W^T's structure, built on the device once per structure (the optimizer
+    // only changes values) from the pattern just uploaded, which
+    // check_structure found in range and sorted.
+    l.t_col_ptr = DeviceBuffer(static_cast<size_t>(s.inputs + 1) * sizeof(int64_t));
+    l.t_row_idx = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(int32_t));
+    l.t_value_pos = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(int64_t));
+    const CsrView pattern{s.units, s.inputs, l.indptr.as<int64_t>(), l.indices.as<int32_t>(), nullptr};
+    csr_transpose_cuda(pattern, l.count, l.t_col_ptr.as<int64_t>(), l.t_row_idx.as<int32_t>(), l.t_value_pos.as<int64_t>(),
+                       transpose_scratch_, stream_);
   }
   if (!s.mask.empty()) l.mask = to_device(s.mask, stream_);
   if (!s.alive.empty()) l.alive = to_device(s.alive, stream_);

@@ -185,7 +185,7 @@ class CudaModel {
     DeviceBuffer weight, weight_grad, bias, bias_grad;
     DeviceBuffer weight_moments[2], bias_moments[2];
     DeviceBuffer indptr, indices;                  // CSR
-    DeviceBuffer t_col_ptr, t_row_idx, t_value_pos; // CSR: W^T structure (host-built at load)
+    DeviceBuffer t_col_ptr, t_row_idx, t_value_pos; // CSR: W^T structure (built on the device per structure)
     DeviceBuffer mask, alive;                       // empty when unused
     DeviceBuffer dc_weight, dc_mask;                // DropConnect: this step's masked weights and mask (count)
     DeviceBuffer stats;                             // doubles: mean |a|, mean a, taylor (units each)
@@ -231,6 +231,7 @@ class CudaModel {
   DeviceBuffer totals_;  // two LossTotals: [0] this batch, [1] running sum
   DeviceBuffer halt_;    // NonFiniteStep of the current train() call
   DeviceBuffer loss_ws_;
+  DeviceBuffer transpose_scratch_;  // csr_transpose_cuda's per-column cursors
 };
 
 // The loss was NaN or infinite during a train() call.

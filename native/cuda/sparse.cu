@@ -9,6 +9,8 @@
 // gathering values through value_pos: deterministic, no atomics.
 // sddmm: one block per row; its warps take the row's stored entries in turn and
 // reduce dY[row,:] . X[col,:] across lanes with shuffles (fixed order).
+// csr_transpose_cuda: W^T's structure from W's, on the device; the same arrays
+// as the host reference csr_transpose_host.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -98,7 +100,120 @@ __global__ void __launch_bounds__(kSddmmBlock)
   }
 }
 
+// ---- W^T's structure on the device (csr_transpose_cuda) ----------------------------
+
+constexpr int kTransposeBlock = 256;
+constexpr int kScanThreads = 1024;
+
+unsigned transpose_grid(int64_t n) {
+  return static_cast<unsigned>(std::min<int64_t>(ceil_div(std::max<int64_t>(n, 1), kTransposeBlock), 65535));
+}
+
+// counts[c + 1] += entries in column c (counts zeroed first).
+__global__ void __launch_bounds__(kTransposeBlock)
+    count_columns_kernel(unsigned long long* __restrict__ counts, const int32_t* __restrict__ idx, int64_t nnz) {
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * kTransposeBlock + threadIdx.x; k < nnz;
+       k += static_cast<int64_t>(gridDim.x) * kTransposeBlock)
+    atomicAdd(&counts[idx[k] + 1], 1ull);
+}
+
+// In place, one block: v[i] = v[0] + ... + v[i] over n entries. Each thread
+// sums a chunk, thread 0 scans the chunk sums, then each chunk is rewritten.
+__global__ void __launch_bounds__(kScanThreads) inclusive_scan_kernel(int64_t* __restrict__ v, int64_t n) {
+  __shared__ int64_t chunk_sum[kScanThreads];
+  const int64_t chunk = (n + kScanThreads - 1) / kScanThreads;
+  const int64_t begin = threadIdx.x * chunk, end = begin + chunk < n ? begin + chunk : n;
+  int64_t s = 0;
+  for (int64_t i = begin; i < end; ++i) s += v[i];
+  chunk_sum[threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int64_t running = 0;
+    for (int t = 0; t < kScanThreads; ++t) {
+      const int64_t c = chunk_sum[t];
+      chunk_sum[t] = running;  // what comes before chunk t
+      running += c;
+    }
+  }
+  __syncthreads();
+  int64_t running = chunk_sum[threadIdx.x];
+  for (int64_t i = begin; i < end; ++i) {
+    running += v[i];
+    v[i] = running;
+  }
+}
+
+// Each stored entry to a free slot of its column (the slot order depends on
+// the atomics; the sort below makes it the host's). next: a copy of col_ptr.
+__global__ void __launch_bounds__(kTransposeBlock)
+    fill_columns_kernel(int64_t* __restrict__ value_pos, unsigned long long* __restrict__ next,
+                        const int32_t* __restrict__ idx, int64_t nnz) {
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * kTransposeBlock + threadIdx.x; k < nnz;
+       k += static_cast<int64_t>(gridDim.x) * kTransposeBlock)
+    value_pos[atomicAdd(&next[idx[k]], 1ull)] = k;
+}
+
+// One thread per column: heapsort of the column's positions in W (ascending
+// position is ascending row, since W is stored row by row), then each entry's
+// row by binary search in W's row pointers.
+__global__ void __launch_bounds__(kTransposeBlock)
+    sort_columns_kernel(int64_t* __restrict__ value_pos, int32_t* __restrict__ row_idx,
+                        const int64_t* __restrict__ col_ptr, int64_t cols, const int64_t* __restrict__ ptr, int64_t rows) {
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * kTransposeBlock + threadIdx.x; c < cols;
+       c += static_cast<int64_t>(gridDim.x) * kTransposeBlock) {
+    int64_t* a = value_pos + col_ptr[c];
+    const int64_t n = col_ptr[c + 1] - col_ptr[c];
+    auto sift_down = [a](int64_t root, int64_t end) {
+      for (int64_t child = 2 * root + 1; child < end; child = 2 * root + 1) {
+        if (child + 1 < end && a[child + 1] > a[child]) ++child;
+        if (a[root] >= a[child]) return;
+        const int64_t t = a[root];
+        a[root] = a[child];
+        a[child] = t;
+        root = child;
+      }
+    };
+    for (int64_t i = n / 2 - 1; i >= 0; --i) sift_down(i, n);
+    for (int64_t end = n - 1; end > 0; --end) {
+      const int64_t t = a[0];
+      a[0] = a[end];
+      a[end] = t;
+      sift_down(0, end);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t lo = 0, hi = rows;  // the row r with ptr[r] <= k < ptr[r + 1]
+      while (hi - lo > 1) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (ptr[mid] <= a[i]) lo = mid;
+        else hi = mid;
+      }
+      row_idx[col_ptr[c] + i] = static_cast<int32_t>(lo);
+    }
+  }
+}
+
 }  // namespace
+
+void csr_transpose_cuda(const CsrView& w, int64_t nnz, int64_t* col_ptr, int32_t* row_idx, int64_t* value_pos,
+                        DeviceBuffer& scratch, Stream& stream) {
+  cudaStream_t s = raw(stream);
+  NP_CUDA_CHECK(cudaMemsetAsync(col_ptr, 0, static_cast<size_t>(w.cols + 1) * sizeof(int64_t), s));
+  if (w.cols <= 0 || w.rows <= 0 || nnz == 0) return;
+  auto* counts = reinterpret_cast<unsigned long long*>(col_ptr);
+  NP_LAUNCH(transpose_grid(nnz), kTransposeBlock, 0, s, count_columns_kernel)(counts, w.indices, nnz);
+  NP_CUDA_CHECK_LAUNCH();
+  NP_LAUNCH(1, kScanThreads, 0, s, inclusive_scan_kernel)(col_ptr, w.cols + 1);
+  NP_CUDA_CHECK_LAUNCH();
+  scratch.reserve(static_cast<size_t>(w.cols) * sizeof(int64_t));
+  NP_CUDA_CHECK(cudaMemcpyAsync(scratch.data(), col_ptr, static_cast<size_t>(w.cols) * sizeof(int64_t),
+                                cudaMemcpyDeviceToDevice, s));
+  NP_LAUNCH(transpose_grid(nnz), kTransposeBlock, 0, s, fill_columns_kernel)(
+      value_pos, scratch.as<unsigned long long>(), w.indices, nnz);
+  NP_CUDA_CHECK_LAUNCH();
+  NP_LAUNCH(transpose_grid(w.cols), kTransposeBlock, 0, s, sort_columns_kernel)(value_pos, row_idx, col_ptr, w.cols,
+                                                                                w.indptr, w.rows);
+  NP_CUDA_CHECK_LAUNCH();
+}
 
 CsrTranspose csr_transpose_host(const CsrView& w) {
   CsrTranspose t;

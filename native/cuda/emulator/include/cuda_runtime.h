@@ -214,6 +214,20 @@ using std::isnan;
 
 inline void __syncthreads() { np::cuda::emulator::sync_threads(); }
 
+// Atomics: a block's threads are fibers that switch only at barriers and
+// shuffles, and blocks run one at a time, so a plain read-modify-write is
+// atomic here. (The order in which threads get their slots is one of the
+// orders a GPU could give.)
+template <typename T>
+T atomicAdd(T* address, T value) {
+  static_assert(std::is_same_v<T, int> || std::is_same_v<T, unsigned int> || std::is_same_v<T, unsigned long long> ||
+                    std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "atomicAdd: a type CUDA's atomicAdd takes");
+  const T old = *address;
+  *address = old + value;
+  return old;
+}
+
 template <typename T>
 T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = 32) {
   static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "__shfl_down_sync: a value of at most 8 bytes");
