@@ -471,9 +471,14 @@ describe("cuda: Sequential with device 'cuda'", () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'np-cli-cuda-'));
       writeQuadrantSet(dir, 512, 128);
       const args = ['train', '--data', dir, '--hidden', '16', '--epochs', '3', '--batch-size', '32', '--prune', '0.5', '--json', '--quiet'];
-      const gpu = lastJson(cli(...args, '--device', 'cuda'));
-      const cpu = lastJson(cli(...args));
-      fs.rmSync(dir, { recursive: true, force: true });
+      let gpu: Record<string, any>, cpu: Record<string, any>;
+      try {
+        gpu = lastJson(cli(...args, '--device', 'cuda'));
+        cpu = lastJson(cli(...args));
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+      // `device` is the trained model's own (Sequential.device), not the option echoed.
       expect(gpu.device).to.equal('cuda');
       expect(gpu.deviceName).to.equal(cuda.devices()[0].name);
       expect(cpu.device).to.equal('cpu');
@@ -491,18 +496,24 @@ describe("cuda: Sequential with device 'cuda'", () => {
       // 384 steps: continual backprop (maturity 100, rate 1e-3 of 16 units) replaces units 4 times.
       const args = ['continual', '--data', dir, '--tasks', '3', '--method', 'cbp', '--hidden', '16', '--batch-size', '4', '--json', '--quiet'];
       const reportFile = path.join(dir, 'run.html');
-      const gpu = lastJson(cli(...args, '--device', 'cuda', '--report', reportFile));
-      const cpu = lastJson(cli(...args));
-      expect(gpu.device).to.equal('cuda');
-      expect(gpu.deviceName).to.equal(cuda.devices()[0].name);
-      expect(cpu.device).to.equal('cpu');
-      // Same units replaced at the same steps (the events), and accuracies within float noise.
-      expect(cpu.events.length).to.be.at.least(2);
-      expect(gpu.events.map((e: { kind: string; step: number }) => `${e.kind}@${e.step}`))
-        .to.deep.equal(cpu.events.map((e: { kind: string; step: number }) => `${e.kind}@${e.step}`));
-      (gpu.accuracy as number[][]).forEach((row, i) => row.forEach((a, j) => expect(a).to.be.closeTo(cpu.accuracy[i][j], 0.03)));
-      expect(fs.readFileSync(reportFile, 'utf8')).to.match(/<html/i);
-      fs.rmSync(dir, { recursive: true, force: true });
+      try {
+        const gpu = lastJson(cli(...args, '--device', 'cuda', '--report', reportFile));
+        const cpu = lastJson(cli(...args));
+        // `device` is the trained model's own (Sequential.device), not the option echoed.
+        expect(gpu.device).to.equal('cuda');
+        expect(gpu.deviceName).to.equal(cuda.devices()[0].name);
+        expect(cpu.device).to.equal('cpu');
+        // Same units replaced at the same steps (the events), and accuracies within float noise.
+        expect(cpu.events.length).to.be.at.least(2);
+        expect(gpu.events.map((e: { kind: string; step: number }) => `${e.kind}@${e.step}`))
+          .to.deep.equal(cpu.events.map((e: { kind: string; step: number }) => `${e.kind}@${e.step}`));
+        (gpu.accuracy as number[][]).forEach((row, i) => row.forEach((a, j) => expect(a).to.be.closeTo(cpu.accuracy[i][j], 0.03)));
+        const html = fs.readFileSync(reportFile, 'utf8');
+        expect(html).to.match(/<html/i);
+        expect(html).to.include(cuda.devices()[0].name);  // the report says where it ran
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('DropConnect trains on the GPU (dense and CSR layers, deterministic masks); evaluation uses the stored weights', async function () {

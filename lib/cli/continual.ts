@@ -139,7 +139,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     layers: layerList,
     simd: rt.simd,
     threads: rt.threads,
-    device: device.device,
+    device: model.device,  // where the model is, as trained: not the option echoed
     ...(device.deviceName !== undefined ? { deviceName: device.deviceName } : {}),
     ...result,
   };

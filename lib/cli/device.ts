@@ -14,7 +14,7 @@ export const DEVICE_OPTION = {
 
 export type Device = 'cpu' | 'cuda';
 
-/** What the header and the JSON say of the device. */
+/** What the header and the JSON say of the device (the JSON's `device` is the trained model's own). */
 export interface DeviceInfo {
   device: Device;
   /** The GPU's name, on 'cuda'. */
@@ -28,8 +28,8 @@ export function useDevice(device: Device): DeviceInfo {
   if (device === 'cuda') {
     const s = cuda.status();
     if (!s.available) throw new CliError(`--device cuda: ${(s.reason ?? 'CUDA is not available').replace(/^neuroplastic: /, '')}`);
-    const name = cuda.devices()[0]?.name ?? 'device 0';
-    return { device, deviceName: name, text: `cuda: ${name}` };
+    const name = cuda.devices()[0]?.name;
+    return { device, ...(name !== undefined ? { deviceName: name } : {}), text: `cuda: ${name ?? 'device 0'}` };
   }
   const rt = runtime();
   return { device, text: `${rt.simd}, ${rt.threads} thread${rt.threads === 1 ? '' : 's'}` };

@@ -299,7 +299,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     batchSize: v.batchSize,
     epochs: v.epochs,
     seed: v.seed,
-    device: device.device,
+    device: model.device,  // where the model is, as trained: not the option echoed
     ...(device.deviceName !== undefined ? { deviceName: device.deviceName } : {}),
     accuracy: evaluation.accuracy,
     loss: evaluation.loss,

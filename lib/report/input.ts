@@ -205,7 +205,7 @@ function fromContinualJson(where: string, doc: Doc): ReportInput {
   // Checked where the user's document has them, so that messages name its fields.
   checkContinualFields(where, at(nested ? 'result.' : ''), result);
   const meta: Record<string, string | number> = {};
-  for (const k of ['method', 'tasks', 'epochsPerTask', 'batchSize', 'lr', 'seed', 'version', 'simd', 'threads']) {
+  for (const k of ['method', 'tasks', 'epochsPerTask', 'batchSize', 'lr', 'seed', 'version', 'device', 'deviceName', 'simd', 'threads']) {
     const v = doc[k];
     if (typeof v === 'string' || typeof v === 'number') meta[k] = v;
     else if (Array.isArray(v) && k === 'tasks') meta[k] = v.length;
@@ -233,7 +233,7 @@ function fromTrainJson(where: string, doc: Doc): ReportInput {
   checkEvents(where, 'events', doc.events);
   const meta: Record<string, string | number> = {};
   if (isObject(doc.data)) meta.data = `${doc.data.source ?? doc.data.name} (${doc.data.train} train / ${doc.data.test} test)`;
-  for (const k of ['epochs', 'batchSize', 'seed', 'accuracy', 'loss', 'seconds', 'version']) {
+  for (const k of ['epochs', 'batchSize', 'seed', 'accuracy', 'loss', 'seconds', 'version', 'device', 'deviceName']) {
     if (typeof doc[k] === 'number' || typeof doc[k] === 'string') meta[k] = doc[k];
   }
   if (isObject(doc.optimizer)) meta.optimizer = JSON.stringify(doc.optimizer);

@@ -110,7 +110,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   }
   // The areas may not overlap (CUDA's documentation); memmove below would hide it.
   const auto d = reinterpret_cast<uintptr_t>(dst), s = reinterpret_cast<uintptr_t>(src);
-  const bool overlap = d < s + bytes && s < d + bytes;
+  const bool overlap = d - s < bytes || s - d < bytes;  // unsigned: no sum to overflow
   if (!ok || overlap) {
     std::fprintf(stderr, "CUDA emulator: cudaMemcpyAsync of %zu bytes (kind %d): %s\n", bytes, static_cast<int>(kind),
                  overlap ? "the areas overlap" : "a side is not the memory its kind says, or does not hold that many bytes");

@@ -184,6 +184,8 @@ CUDA_TEST(csr_transpose_cuda_equals_the_host_build) {
   std::vector<Csr> cases;
   for (const Shape& sh : kShapes) cases.push_back(random_csr(sh.rows, sh.cols, sh.density, 9));
   cases.push_back(random_csr(3000, 3, 0.9, 4));
+  // More than 1023 columns: the one-block scan's threads then take chunks of several entries.
+  for (const int64_t cols : {1023, 1024, 5000}) cases.push_back(random_csr(6, cols, 0.3, static_cast<uint64_t>(cols)));
   nc::DeviceBuffer scratch;
   for (const Csr& w : cases) {
     const int64_t nnz = static_cast<int64_t>(w.values.size());
