@@ -134,14 +134,11 @@ void make_ready_in_order(Block& b, unsigned first, unsigned count, uint64_t name
   }
 }
 
-// The lanes a warp's waiting shuffle names, and whether all of them wait at it.
-unsigned shuffle_lanes(const Block& b, unsigned w0, bool* complete) {
+// The lanes named by the masks of a warp's lanes that wait at a shuffle.
+unsigned shuffle_lanes(const Block& b, unsigned w0) {
   unsigned mask = 0;
   for (unsigned lane = 0; lane < kWarpSize && w0 + lane < b.threads; ++lane)
     if (b.wait[w0 + lane] == Wait::kShuffle) mask |= b.mask[w0 + lane];
-  *complete = mask != 0;
-  for (unsigned lane = 0; lane < kWarpSize && *complete; ++lane)
-    if (mask >> lane & 1u) *complete = w0 + lane < b.threads && b.wait[w0 + lane] == Wait::kShuffle;
   return mask;
 }
 
@@ -186,8 +183,7 @@ bool abandon_block(Block& b) {
 // No thread can run, and not all have finished: says why, fails the launch.
 bool fail_stuck_block(Block& b) {
   for (unsigned w0 = 0; w0 < b.threads; w0 += kWarpSize) {
-    bool complete = false;
-    const unsigned mask = shuffle_lanes(b, w0, &complete);
+    const unsigned mask = shuffle_lanes(b, w0);
     for (unsigned lane = 0; lane < kWarpSize && mask; ++lane) {
       const unsigned t = w0 + lane;
       if (!(mask >> lane & 1u) || (t < b.threads && b.wait[t] == Wait::kShuffle)) continue;
