@@ -2,21 +2,19 @@
 // check that the GPU is usable before any data is loaded, and how the header
 // and the JSON name the device.
 import { cuda, runtime } from '../index';
+import { DEVICES, type Device } from '../sequential';
 import { CliError } from './args';
 
 export const DEVICE_OPTION = {
   kind: 'choice',
   metavar: 'NAME',
-  choices: ['cpu', 'cuda'],
+  choices: DEVICES,
   default: 'cpu',
   help: 'cpu, or cuda: train on the first NVIDIA GPU (structural changes followed there)',
 } as const;
 
-export type Device = 'cpu' | 'cuda';
-
-/** What the header and the JSON say of the device (the JSON's `device` is the trained model's own). */
+/** What the header and the JSON say of the device (the JSON's `device` itself is the trained model's). */
 export interface DeviceInfo {
-  device: Device;
   /** The GPU's name, on 'cuda'. */
   deviceName?: string;
   /** For the header: the GPU, or the CPU path's SIMD level and threads. */
@@ -29,8 +27,8 @@ export function useDevice(device: Device): DeviceInfo {
     const s = cuda.status();
     if (!s.available) throw new CliError(`--device cuda: ${(s.reason ?? 'CUDA is not available').replace(/^neuroplastic: /, '')}`);
     const name = cuda.devices()[0]?.name;
-    return { device, ...(name !== undefined ? { deviceName: name } : {}), text: `cuda: ${name ?? 'device 0'}` };
+    return { ...(name !== undefined ? { deviceName: name } : {}), text: `cuda: ${name ?? 'device 0'}` };
   }
   const rt = runtime();
-  return { device, text: `${rt.simd}, ${rt.threads} thread${rt.threads === 1 ? '' : 's'}` };
+  return { text: `${rt.simd}, ${rt.threads} thread${rt.threads === 1 ? '' : 's'}` };
 }

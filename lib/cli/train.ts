@@ -2,7 +2,7 @@
 // on the bundled MNIST digits or on a folder of IDX files, and reports the
 // held-out accuracy. The human report goes to stdout; with --json stdout holds
 // only one JSON object (so `| jq` works) and the header moves to stderr.
-import { Sequential, data, layers, optimizers, plasticity, runtime, type Callback, type History, type Optimizer } from '../index';
+import { Sequential, data, layers, optimizers, plasticity, runtime, type Callback, type Device, type History, type Optimizer } from '../index';
 import { DenseLayer } from '../layers';
 import { NEURON_CRITERIA, type NeuronCriterion } from '../structure';
 import { formatTable } from '../summary';
@@ -50,7 +50,7 @@ export interface TrainResult {
   epochs: number;
   seed: number;
   /** Where it trained, and the GPU's name on 'cuda'. */
-  device: 'cpu' | 'cuda';
+  device: Device;
   deviceName?: string;
   /** Held-out (test split) accuracy and mean loss after training. */
   accuracy: number;

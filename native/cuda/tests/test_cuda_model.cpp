@@ -373,15 +373,15 @@ std::vector<np::LayerSpec> relu_mlp(int64_t hidden, int64_t outputs) {
 }
 
 // What lib/cuda_model.ts sends the device after a structural change of the
-// CPU model from `before` (events from `events_before` on): the new structure,
+// CPU model from `before` to `after` (its events from `events_before` on): the new structure,
 // the row sources by neuron id, and values for the layers that need them.
 struct DeviceChange {
   std::vector<nc::CudaLayerState> layers;
   std::vector<std::vector<int32_t>> sources;
 };
 
-DeviceChange device_change(const np::Model& cpu, const np::ModelState& before, int64_t events_before) {
-  const np::ModelState after = cpu.export_state();
+DeviceChange device_change(const np::Model& cpu, const np::ModelState& before, const np::ModelState& after,
+                           int64_t events_before) {
   auto sources = np_test::row_sources_by_id(before, after);
   // Reinitialised units (same id) are new to the device, and the next layer
   // takes the host's biases. Found, as lib/cuda_model.ts finds them, by a new
@@ -424,7 +424,7 @@ void restructure_like(np::Model& cpu, nc::CudaModel& gpu, const char* what, Op&&
   const int64_t events_before = cpu.event_count();
   op();
   const np::ModelState after = cpu.export_state();
-  auto [layers, sources] = device_change(cpu, before, events_before);
+  auto [layers, sources] = device_change(cpu, before, after, events_before);
   if (amend) amend(layers);
   gpu.restructure(std::move(layers), sources);
   const std::vector<nc::CudaLayerState> got = gpu.export_layers();
@@ -634,9 +634,9 @@ CUDA_TEST(cuda_model_out_of_memory_leaves_the_model_as_it_was) {
   const np::ModelState before = cpu.export_state();
   const int64_t events_before = cpu.event_count();
   cpu.grow_units(0, 6, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr);
-  DeviceChange grown = device_change(cpu, before, events_before);
-  out_of_memory("restructure", [&] { gpu.restructure(grown.layers, grown.sources); });
   const np::ModelState after = cpu.export_state();
+  DeviceChange grown = device_change(cpu, before, after, events_before);
+  out_of_memory("restructure", [&] { gpu.restructure(grown.layers, grown.sources); });
   out_of_memory("load", [&] { gpu.load(after.step, structure_of(cpu, after, std::vector<bool>(after.layers.size(), true))); });
   int64_t dataset = 0;
   out_of_memory("add_dataset", [&] { dataset = gpu.add_dataset(x.data(), n, samples.labels.data(), nullptr); });
