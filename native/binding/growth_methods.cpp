@@ -101,8 +101,9 @@ Napi::Value ModelWrap::Sparsify(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// regrow(layers, dropFraction, byGradient, x?, y?) -> number regrown; x/y:
-// RigL's batch instead of the last training batch (a GPU model's stays on the device)
+// regrow(layers, dropFraction, byGradient, x?, y?, drops?) -> number regrown; x/y:
+// RigL's batch instead of the last training batch (a GPU model's stays on the
+// device); drops: which weights to drop, decided where the weights are
 Napi::Value ModelWrap::Regrow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "regrow");
@@ -111,8 +112,10 @@ Napi::Value ModelWrap::Regrow(const Napi::CallbackInfo& info) {
   const double fraction = info[1].As<Napi::Number>().DoubleValue();
   const bool by_gradient = bool_arg(info, 2, "byGradient");
   const SignalBatch batch = signal_batch_arg(info, 3, *model_);
+  const auto drops = drops_arg(info, 5, layers.size());
   return Napi::Number::New(env, static_cast<double>(model_->regrow(layers, fraction, by_gradient, &np::default_pool(), batch.x,
-                                                                   batch.x ? &batch.targets : nullptr, batch.n)));
+                                                                   batch.x ? &batch.targets : nullptr, batch.n,
+                                                                   drops ? &*drops : nullptr)));
 }
 
 // setContinualBackprop(rate, maturity): rate 0 disables

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "binding/errors.h"
@@ -53,6 +54,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   void ensure_idle(Napi::Env env, const char* operation);
   std::vector<int64_t> layer_list_arg(const Napi::CallbackInfo& info, size_t index);
+  // Optional drops (an array of Uint32Array, one per listed layer; magnitude_drops.h): nullopt when undefined.
+  static std::optional<std::vector<np::DropBits>> drops_arg(const Napi::CallbackInfo& info, size_t index, size_t layers);
   Napi::Object weight_pair(Napi::Env env, const Napi::CallbackInfo& info, bool gradients);
 
   Napi::Value Compile(const Napi::CallbackInfo& info);
@@ -80,6 +83,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Structural operations (structure_methods.cpp).
   Napi::Value PruneWeights(const Napi::CallbackInfo& info);
   Napi::Value PruneWeightsToSparsity(const Napi::CallbackInfo& info);
+  Napi::Value PlanMagnitudeDrops(const Napi::CallbackInfo& info);
   Napi::Value PruneNeurons(const Napi::CallbackInfo& info);
   Napi::Value NeuronScores(const Napi::CallbackInfo& info);
   Napi::Value Compact(const Napi::CallbackInfo& info);

@@ -35,24 +35,67 @@ static double fraction_arg(const Napi::CallbackInfo& info, size_t i, const char*
   return v;
 }
 
-// pruneWeights(layers, amount, global) -> number removed
+std::optional<std::vector<np::DropBits>> ModelWrap::drops_arg(const Napi::CallbackInfo& info, size_t index, size_t layers) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= index || info[index].IsUndefined()) return std::nullopt;
+  if (!info[index].IsArray()) throw Napi::TypeError::New(env, "drops must be an array of Uint32Array, one per layer");
+  Napi::Array a = info[index].As<Napi::Array>();
+  if (a.Length() != layers)
+    throw Napi::RangeError::New(env, "drops has " + std::to_string(a.Length()) + " entries for " + std::to_string(layers) + " layers");
+  std::vector<np::DropBits> out(layers);
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+      throw Napi::TypeError::New(env, "drops[" + std::to_string(i) + "] must be a Uint32Array");
+    auto words = v.As<Napi::Uint32Array>();
+    out[i].assign(words.Data(), words.Data() + words.ElementLength());
+  }
+  return out;
+}
+
+// pruneWeights(layers, amount, global, drops?) -> number removed; drops: the
+// decision made where the weights are (a GPU model's), per listed layer
 Napi::Value ModelWrap::PruneWeights(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "prune");
   auto layers = layer_list_arg(info, 0);
   const double amount = fraction_arg(info, 1, "amount");
   const bool global = bool_arg(info, 2, "global");
-  return Napi::Number::New(env, static_cast<double>(model_->prune_weights_magnitude(layers, amount, global)));
+  const auto drops = drops_arg(info, 3, layers.size());
+  return Napi::Number::New(env, static_cast<double>(model_->prune_weights_magnitude(layers, amount, global, drops ? &*drops : nullptr)));
 }
 
-// pruneWeightsToSparsity(layers, sparsity, global) -> number removed
+// pruneWeightsToSparsity(layers, sparsity, global, drops?) -> number removed
 Napi::Value ModelWrap::PruneWeightsToSparsity(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "prune");
   auto layers = layer_list_arg(info, 0);
   const double sparsity = fraction_arg(info, 1, "sparsity");
   const bool global = bool_arg(info, 2, "global");
-  return Napi::Number::New(env, static_cast<double>(model_->prune_weights_to_sparsity(layers, sparsity, global)));
+  const auto drops = drops_arg(info, 3, layers.size());
+  return Napi::Number::New(env, static_cast<double>(model_->prune_weights_to_sparsity(layers, sparsity, global, drops ? &*drops : nullptr)));
+}
+
+// planMagnitudeDrops(kind, layers, value, global) -> { counts: number[], global: number }:
+// how many stored weights a magnitude decision removes, from the structure
+// alone (kind 'prune': pruneWeights' amount; 'sparsity': pruneWeightsToSparsity's;
+// 'regrow': regrow's dropFraction, global ignored). global -1: per layer.
+Napi::Value ModelWrap::PlanMagnitudeDrops(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "kind must be a string");
+  const std::string kind = info[0].As<Napi::String>().Utf8Value();
+  auto layers = layer_list_arg(info, 1);
+  np::MagnitudePlan plan;
+  if (kind == "prune") plan = model_->plan_prune_weights(layers, fraction_arg(info, 2, "amount"), bool_arg(info, 3, "global"));
+  else if (kind == "sparsity") plan = model_->plan_prune_to_sparsity(layers, fraction_arg(info, 2, "sparsity"), bool_arg(info, 3, "global"));
+  else if (kind == "regrow") plan = model_->plan_regrow_drops(layers, fraction_arg(info, 2, "dropFraction"));
+  else throw Napi::RangeError::New(env, "kind must be 'prune', 'sparsity' or 'regrow'");
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array counts = Napi::Array::New(env, plan.counts.size());
+  for (uint32_t i = 0; i < plan.counts.size(); ++i) counts.Set(i, Napi::Number::New(env, static_cast<double>(plan.counts[i])));
+  out.Set("counts", counts);
+  out.Set("global", Napi::Number::New(env, static_cast<double>(plan.global)));
+  return out;
 }
 
 // pruneNeurons(layers, amount, criterion, global) -> number pruned

@@ -141,6 +141,16 @@ class CudaModel {
   // Throws std::invalid_argument before anything changes.
   void set_values(const std::vector<CudaLayerValues>& layers);
 
+  // A magnitude decision on the device's weights (cuda_decisions.cpp): which
+  // stored weights the plan (np::Model::plan_*, from the host's structure,
+  // which is this model's) removes, one DropBits per listed layer, exactly
+  // the bits np::Model::magnitude_drops gives on the same weights (for
+  // weights that are not NaN). The host applies them (prune_weights_magnitude
+  // and friends, drops argument) instead of reading the weights. Waits for
+  // the stream. Throws std::invalid_argument on a bad layer list or a plan
+  // that does not fit the stored counts.
+  std::vector<np::DropBits> magnitude_drops(const std::vector<int64_t>& layers, const np::MagnitudePlan& plan);
+
   int64_t step() const { return step_; }
   int64_t input_size() const { return config_.input_size; }
   int64_t output_size() const { return layers_.empty() ? 0 : layers_.back().units; }

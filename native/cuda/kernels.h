@@ -66,6 +66,34 @@ void spmm_t_f32_csr_cuda(const CsrView& w, const CsrTransposeView& wt, const flo
 void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,
                         int64_t batch, float beta, float* grad_values, Stream& stream);
 
+// In place, one block: v[i] = v[0] + ... + v[i] for i < n (device memory).
+void inclusive_scan_i64_cuda(int64_t* v, int64_t n, Stream& stream);
+
+// ---- magnitude decisions (magnitude.cu) ------------------------------------------
+
+// A layer's weights as a magnitude decision sees them: `count` values in
+// storage order (dense: units x inputs, no stride; CSR: its values), and
+// mask (nullptr: all stored) saying which positions are stored. Magnitudes are
+// compared as bit patterns, |w| = bits(w) & 0x7fffffff (the CPU's order for
+// every non-NaN weight).
+struct MagnitudeView {
+  const float* values = nullptr;
+  const uint8_t* mask = nullptr;
+  int64_t count = 0;
+};
+// One pass of a radix select: hist[d] += stored weights whose |w| bits match
+// `prefix` on the `known` bits and have digit d at (shift, width <= 11). hist
+// (device, 2^width entries) is not cleared: several layers add to one.
+void magnitude_histogram_cuda(const MagnitudeView& w, uint32_t prefix, uint32_t known, int shift, int width,
+                              unsigned long long* hist, Stream& stream);
+// counts[0] += stored weights with |w| below the cut, counts[1] += at it (device, not cleared).
+void magnitude_census_cuda(const MagnitudeView& w, uint32_t threshold_bits, unsigned long long* counts, Stream& stream);
+// bits (device, ceil(count / 32) words, overwritten): position i set when
+// its weight is stored and |w| is below the cut, or at it and among the first
+// ties_to_drop such in storage order (np::DropBits). scratch grows as needed.
+void magnitude_drop_bits_cuda(const MagnitudeView& w, uint32_t threshold_bits, int64_t ties_to_drop, uint32_t* bits,
+                              DeviceBuffer& scratch, Stream& stream);
+
 // ---- restructuring (remap.cu) ----------------------------------------------------
 
 // One parameter group's slots (value first, then optimizer moments) before and

@@ -194,6 +194,12 @@ __global__ void __launch_bounds__(kTransposeBlock)
 
 }  // namespace
 
+void inclusive_scan_i64_cuda(int64_t* v, int64_t n, Stream& stream) {
+  if (n <= 0) return;
+  NP_LAUNCH(1, kScanThreads, 0, raw(stream), inclusive_scan_kernel)(v, n);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
 void csr_transpose_cuda(const CsrView& w, int64_t nnz, int64_t* col_ptr, int32_t* row_idx, int64_t* value_pos,
                         DeviceBuffer& scratch, Stream& stream) {
   cudaStream_t s = raw(stream);

@@ -13,6 +13,7 @@
 #include "kernels/activations.h"
 #include "model/csr_param.h"
 #include "model/events.h"
+#include "model/magnitude_drops.h"
 #include "model/param.h"
 #include "model/rng.h"
 #include "model/state.h"
@@ -156,10 +157,22 @@ class Model {
   // smallest magnitude, per layer or with one global ranking over `layers`.
   // Returns the number removed. Layers whose density falls below their
   // threshold switch to CSR.
-  int64_t prune_weights_magnitude(const std::vector<int64_t>& layers, double amount, bool global);
+  // drops (one per entry of `layers`, magnitude_drops.h): the decision made
+  // where the weights are (a GPU model's), checked against the plan and
+  // applied instead of ranking the host's own weights; nullptr: rank them.
+  int64_t prune_weights_magnitude(const std::vector<int64_t>& layers, double amount, bool global,
+                                  const std::vector<DropBits>* drops = nullptr);
   // Prunes (as above) just enough to reach `sparsity` (fraction of zeros);
   // a layer already sparser is left alone. Used by the gradual schedule.
-  int64_t prune_weights_to_sparsity(const std::vector<int64_t>& layers, double sparsity, bool global);
+  int64_t prune_weights_to_sparsity(const std::vector<int64_t>& layers, double sparsity, bool global,
+                                    const std::vector<DropBits>* drops = nullptr);
+  // The plans of the two calls above and of regrow's drops (from the
+  // structure alone: same checks, same counts), and what the host's own
+  // weights say each plan removes (the reference for a device's bits).
+  MagnitudePlan plan_prune_weights(const std::vector<int64_t>& layers, double amount, bool global) const;
+  MagnitudePlan plan_prune_to_sparsity(const std::vector<int64_t>& layers, double sparsity, bool global) const;
+  MagnitudePlan plan_regrow_drops(const std::vector<int64_t>& layers, double fraction) const;
+  std::vector<DropBits> magnitude_drops(const std::vector<int64_t>& layers, const MagnitudePlan& plan) const;
   // Marks the `amount` fraction of the live units of each hidden layer in
   // `layers` with the lowest criterion score as dead (weights, bias and
   // outgoing weights zeroed and held at zero until compact()). With global,
@@ -211,9 +224,12 @@ class Model {
   // magnitude) and grows as many new connections (value 0, fresh optimizer
   // state) at random (SET) or where the dense gradient of the last training
   // batch is largest (RigL, computed block by block), or of `x`/`targets` (n
-  // samples) when given. Returns the number regrown.
+  // samples) when given. drops: which weights to drop, decided where the
+  // weights are (plan_regrow_drops' counts; see prune_weights_magnitude).
+  // Returns the number regrown.
   int64_t regrow(const std::vector<int64_t>& layers, double fraction, bool by_gradient, ThreadPool* pool,
-                 const float* x = nullptr, const Targets* targets = nullptr, int64_t n = 0);
+                 const float* x = nullptr, const Targets* targets = nullptr, int64_t n = 0,
+                 const std::vector<DropBits>* drops = nullptr);
   // Reinitialises units of a hidden layer: incoming weights re-drawn, bias 0,
   // outgoing weights 0 (next bias compensated by the units' mean output when
   // `compensate`), ages, statistics and optimizer state reset. Logged with scores.
@@ -316,7 +332,12 @@ class Model {
   void load_signal_batch(const float* x, const Targets& targets, int64_t n);
   void init_incoming_row(DenseLayer& layer, int64_t unit, float scale);
   // Removes the k smallest-magnitude stored weights of a layer (no event, no format change).
-  int64_t remove_smallest(int64_t layer, int64_t k);
+  // drops: the decision made elsewhere (checked to remove exactly k).
+  int64_t remove_smallest(int64_t layer, int64_t k, const DropBits* drops = nullptr);
+  // Checks drops against the plan (sizes, stored positions only, counts) before anything changes.
+  void check_drops(const std::vector<int64_t>& layers, const MagnitudePlan& plan, const std::vector<DropBits>& drops) const;
+  // How many weights regrow drops (and grows) in a layer: floor(fraction * nnz), at most the open positions.
+  int64_t regrow_count(int64_t layer, double fraction) const;
   void init_layer_weights(DenseLayer& layer, InitKind init);
   void init_sparse_layer(DenseLayer& layer, InitKind init, double density);
   // Forward over columns [0, batch) of the workspace input; dropout only when training.

@@ -108,11 +108,54 @@ void Model::sparsify(double sparsity, bool erdos_renyi, const std::vector<int64_
   }
 }
 
-int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool by_gradient, ThreadPool* pool,
-                      const float* x, const Targets* targets, int64_t n) {
+// Inputs that come from a pruned (not yet compacted) unit of the layer below
+// are closed: a connection there would feed the unit's constant output (0.5
+// for sigmoid) into this layer, and compact() drops it. Empty: none closed.
+static std::vector<uint8_t> closed_inputs(const std::vector<DenseLayer>& layers, int64_t l) {
+  std::vector<uint8_t> closed;
+  if (l > 0 && !layers[l - 1].alive.empty()) {
+    closed.resize(layers[l].inputs);
+    for (int64_t c = 0; c < layers[l].inputs; ++c) closed[c] = !layers[l - 1].unit_alive(c);
+  }
+  return closed;
+}
+
+// How many positions of a layer can grow: every stored weight sits in a live row and an open column.
+static int64_t open_positions(const DenseLayer& layer, const std::vector<uint8_t>& closed) {
+  int64_t open_inputs = layer.inputs;
+  for (uint8_t c : closed) open_inputs -= c;
+  return (layer.units - layer.dead_units()) * open_inputs - layer.nnz();
+}
+
+int64_t Model::regrow_count(int64_t l, double fraction) const {
+  const DenseLayer& layer = layers_[l];
+  const int64_t empty = open_positions(layer, closed_inputs(layers_, l));
+  return std::max<int64_t>(0, std::min(static_cast<int64_t>(std::floor(fraction * static_cast<double>(layer.nnz()))), empty));
+}
+
+static void check_regrow_args(const std::vector<DenseLayer>& layers, const std::vector<int64_t>& which, double fraction) {
   if (!(fraction >= 0.0 && fraction < 1.0)) throw_range("dropFraction must be in [0, 1), got " + std::to_string(fraction));
   for (int64_t l : which)
-    if (l < 0 || l >= static_cast<int64_t>(layers_.size())) throw_range("dense layer index " + std::to_string(l) + " is out of range");
+    if (l < 0 || l >= static_cast<int64_t>(layers.size())) throw_range("dense layer index " + std::to_string(l) + " is out of range");
+}
+
+MagnitudePlan Model::plan_regrow_drops(const std::vector<int64_t>& which, double fraction) const {
+  check_regrow_args(layers_, which, fraction);
+  MagnitudePlan plan;
+  for (int64_t l : which) plan.counts.push_back(regrow_count(l, fraction));
+  return plan;
+}
+
+int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool by_gradient, ThreadPool* pool,
+                      const float* x, const Targets* targets, int64_t n, const std::vector<DropBits>* drops) {
+  check_regrow_args(layers_, which, fraction);
+  if (drops) {
+    // A layer listed twice would drop twice from one decision: the bits are for the structure as it is now.
+    for (size_t i = 0; i < which.size(); ++i)
+      for (size_t j = 0; j < i; ++j)
+        if (which[i] == which[j]) throw_range("layer " + std::to_string(which[i]) + " is listed twice");
+    check_drops(which, plan_regrow_drops(which, fraction), *drops);
+  }
   // RigL scores missing connections with the gradient of the current weights,
   // so compute it before anything is dropped.
   int64_t batch = 0;
@@ -121,26 +164,15 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
     batch = recompute_signals(pool);
   }
   int64_t total = 0;
-  for (int64_t l : which) {
+  for (size_t i = 0; i < which.size(); ++i) {
+    const int64_t l = which[i];
     DenseLayer& layer = layers_[l];
     const int64_t nnz = layer.nnz();
     const int64_t size = layer.units * layer.inputs;
-    // Inputs that come from a pruned (not yet compacted) unit of the layer
-    // below are closed: a connection there would feed the unit's constant
-    // output (0.5 for sigmoid) into this layer, and compact() drops it.
-    std::vector<uint8_t> closed;
-    int64_t open_inputs = layer.inputs;
-    if (l > 0 && !layers_[l - 1].alive.empty()) {
-      closed.resize(layer.inputs);
-      for (int64_t c = 0; c < layer.inputs; ++c) {
-        closed[c] = !layers_[l - 1].unit_alive(c);
-        open_inputs -= closed[c];
-      }
-    }
-    // Every stored weight sits in a live row and an open column, so this many positions can grow.
-    const int64_t empty = (layer.units - layer.dead_units()) * open_inputs - nnz;
-    const int64_t k = std::min(static_cast<int64_t>(std::floor(fraction * static_cast<double>(nnz))), empty);
+    const std::vector<uint8_t> closed = closed_inputs(layers_, l);
+    const int64_t k = regrow_count(l, fraction);
     if (k <= 0) continue;
+    const int64_t empty = open_positions(layer, closed);
     const auto open = [&](int64_t r, int64_t c) {
       return layer.unit_alive(r) && (closed.empty() || !closed[c]) && !layer.stores(r, c);
     };
@@ -180,7 +212,10 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
 
     // 2. Drop the same number of the smallest-magnitude stored weights.
     const double before = static_cast<double>(nnz) / static_cast<double>(size);
-    remove_smallest(l, grown);
+    if (drops && grown != k)
+      throw_error("regrow chose " + std::to_string(grown) + " positions in layer " + std::to_string(l) + " for a plan of " +
+                  std::to_string(k) + " drops");
+    remove_smallest(l, grown, drops ? &(*drops)[i] : nullptr);
 
     // 3. Add the new connections: value 0, fresh optimizer state.
     if (layer.format == WeightFormat::kCsr) {

@@ -303,6 +303,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
                        {InstanceMethod("load", &CudaModelWrap::Load), InstanceMethod("exportState", &CudaModelWrap::ExportState),
                         InstanceMethod("restructure", &CudaModelWrap::Restructure),
                         InstanceMethod("setValues", &CudaModelWrap::SetValues),
+                        InstanceMethod("magnitudeDrops", &CudaModelWrap::MagnitudeDrops),
                         InstanceMethod("setOptimizer", &CudaModelWrap::SetOptimizer),
                         InstanceMethod("setStatsDecay", &CudaModelWrap::SetStatsDecay),
                         InstanceMethod("createDataset", &CudaModelWrap::CreateDataset),
@@ -412,6 +413,43 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     idle(env, "setValues");  // again: a getter above may have disposed the model or started a call
     on_js_thread(env, [&] { model_->set_values(layers); });
     return env.Undefined();
+  }
+
+  // magnitudeDrops(layers, { counts, global }) -> Uint32Array per listed layer:
+  // the host's magnitude plan carried out on the device's weights (np::DropBits).
+  Napi::Value MagnitudeDrops(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    idle(env, "magnitudeDrops");
+    auto integer = [&](Napi::Value v, const std::string& name) {
+      if (!v.IsNumber()) throw Napi::TypeError::New(env, "CudaModel: " + name + " must be a number");
+      const double d = v.As<Napi::Number>().DoubleValue();
+      if (!(d >= -1 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+        throw Napi::RangeError::New(env, "CudaModel: " + name + " must be an integer >= -1");
+      return static_cast<int64_t>(d);
+    };
+    auto integers = [&](Napi::Value v, const std::string& name) {
+      if (!v.IsArray()) throw Napi::TypeError::New(env, "CudaModel: " + name + " must be an array of integers");
+      Napi::Array a = v.As<Napi::Array>();
+      std::vector<int64_t> out;
+      for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(integer(a.Get(i), name + "[" + std::to_string(i) + "]"));
+      return out;
+    };
+    const std::vector<int64_t> layers = integers(info[0], "layers");
+    if (!info[1].IsObject()) throw Napi::TypeError::New(env, "CudaModel: plan must be { counts, global }");
+    Napi::Object p = info[1].As<Napi::Object>();
+    np::MagnitudePlan plan;
+    plan.counts = integers(p.Get("counts"), "plan.counts");
+    plan.global = integer(p.Get("global"), "plan.global");
+    idle(env, "magnitudeDrops");  // again: a getter above may have disposed the model or started a call
+    std::vector<np::DropBits> drops;
+    on_js_thread(env, [&] { drops = model_->magnitude_drops(layers, plan); });
+    Napi::Array out = Napi::Array::New(env, drops.size());
+    for (size_t i = 0; i < drops.size(); ++i) {
+      auto words = Napi::Uint32Array::New(env, drops[i].size());
+      std::copy(drops[i].begin(), drops[i].end(), words.Data());
+      out.Set(static_cast<uint32_t>(i), words);
+    }
+    return out;
   }
 
   Napi::Value SetStatsDecay(const Napi::CallbackInfo& info) {

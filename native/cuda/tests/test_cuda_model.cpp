@@ -23,6 +23,7 @@
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "../../tests/remap_sources.h"
+#include "cuda_mirror.h"
 #include "cuda_test.h"
 #include "kernels/losses.h"
 #include "kernels/thread_pool.h"
@@ -119,29 +120,6 @@ CUDA_TEST(mean_squared_error_cuda_matches_cpu) {
 }
 
 // ---- the whole model against np::Model ------------------------------------------
-
-nc::CudaLayerState to_cuda(const np::LayerState& l, const np::DenseLayer& spec) {
-  nc::CudaLayerState s;
-  s.units = l.units;
-  s.inputs = l.inputs;
-  s.activation = spec.activation;
-  s.input_dropout = spec.input_dropout;
-  s.use_bias = spec.use_bias;
-  s.csr = l.csr;
-  s.weight = l.weight;
-  s.indptr = l.indptr;
-  s.indices = l.indices;
-  s.weight_moments = l.weight_moments;
-  s.bias = l.bias;
-  s.bias_moments = l.bias_moments;
-  s.mask = l.mask;
-  s.alive = l.alive;
-  s.mean_abs_activation = l.mean_abs_activation;
-  s.mean_activation = l.mean_activation;
-  s.taylor = l.taylor;
-  s.stats_updates = l.stats_updates;
-  return s;
-}
 
 void compare_training(np::OptimizerKind kind) {
   const int64_t inputs = 20, n = 96, batch = 32, steps = 5, outputs = 4;

@@ -214,6 +214,13 @@ using std::isnan;
 
 inline void __syncthreads() { np::cuda::emulator::sync_threads(); }
 
+// The bits of a float as an unsigned integer (a reinterpretation, no conversion).
+inline unsigned int __float_as_uint(float x) {
+  unsigned int u;
+  std::memcpy(&u, &x, sizeof(u));
+  return u;
+}
+
 // Atomics: a block's threads are fibers that switch only at barriers and
 // shuffles, and blocks run one at a time, so a plain read-modify-write is
 // atomic here. (The order in which threads get their slots is one of the

@@ -1,0 +1,144 @@
+// Magnitude decisions on the device (CudaModel::magnitude_drops,
+// magnitude.cu) against the host's (np::Model::magnitude_drops, itself
+// checked against a stable sort in native/tests/test_magnitude_drops.cpp):
+// the same bits, exactly, for per-layer, global, to-sparsity and regrowth
+// plans over a masked dense layer, a CSR layer and a dense one, with many
+// tied magnitudes (weights rounded to multiples of 1/16, zeros and -0 among
+// them). The first layer has 60000 positions, so the tie scan runs over more
+// words than its block has threads. Then the host applies the device's bits
+// and ends exactly where its own decision takes it.
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_model.h"
+#include "cuda_mirror.h"
+#include "cuda_test.h"
+#include "model/model.h"
+
+namespace {
+
+using namespace np_cuda_test;
+namespace nc = np::cuda;
+
+constexpr int64_t kInputs = 300;
+
+std::unique_ptr<np::Model> tied_model() {
+  std::vector<np::LayerSpec> specs(3);
+  specs[0].units = 200;
+  specs[0].activation = np::Activation::kRelu;
+  specs[0].sparse_threshold = 0.05f;  // dense with a mask after pruning
+  specs[1].units = 40;
+  specs[1].activation = np::Activation::kTanh;
+  specs[1].density = 0.5;
+  specs[1].sparse_threshold = 0.6f;  // CSR
+  specs[2].units = 3;
+  auto model = std::make_unique<np::Model>(kInputs, 11, specs);
+  np::Model& m = *model;
+  np::OptimizerConfig o;
+  o.kind = np::OptimizerKind::kSgd;
+  o.learning_rate = 0.05f;
+  o.momentum = 0.9f;
+  m.compile(o, np::LossKind::kSoftmaxCrossEntropy);
+  const int64_t n = 16;
+  const std::vector<float> x = random_vector(n * kInputs, 5);
+  std::vector<int32_t> labels(n), order(n);
+  for (int64_t i = 0; i < n; ++i) {
+    labels[i] = static_cast<int32_t>(i % 3);
+    order[i] = static_cast<int32_t>(i);
+  }
+  np::Targets t;
+  t.labels = labels.data();
+  m.train_batch(x.data(), t, order.data(), n, nullptr);
+  m.prune_weights_magnitude({0}, 0.2, false);
+  np::ModelState st = m.export_state();
+  for (np::LayerState& l : st.layers)
+    for (size_t k = 0; k < l.weight.size(); ++k) {
+      l.weight[k] = std::round(l.weight[k] * 16.0f) / 16.0f;
+      if (k % 5 == 1 && l.weight[k] == 0.0f) l.weight[k] = -0.0f;
+    }
+  m.import_state(st);
+  return model;
+}
+
+nc::CudaModel mirror(const np::Model& cpu) {
+  const np::ModelState st = cpu.export_state();
+  std::vector<nc::CudaLayerState> layers;
+  for (size_t l = 0; l < st.layers.size(); ++l) layers.push_back(to_cuda(st.layers[l], cpu.layers()[l]));
+  nc::CudaModelConfig config;
+  config.input_size = kInputs;
+  config.optimizer = cpu.optimizer();
+  return nc::CudaModel(config, st.step, std::move(layers));
+}
+
+}  // namespace
+
+CUDA_TEST(cuda_magnitude_drops_match_the_hosts) {
+  const auto model = tied_model();
+  const np::Model& cpu = *model;
+  nc::CudaModel gpu = mirror(cpu);
+  struct Case {
+    std::vector<int64_t> layers;
+    np::MagnitudePlan plan;
+    const char* what;
+  };
+  const std::vector<Case> cases = {
+      {{0, 1, 2}, cpu.plan_prune_weights({0, 1, 2}, 0.3, false), "per layer 0.3"},
+      {{0, 1, 2}, cpu.plan_prune_weights({0, 1, 2}, 0.45, true), "global 0.45"},
+      {{2, 1, 0}, cpu.plan_prune_weights({2, 1, 0}, 0.8, true), "global, listed backwards"},
+      {{1}, cpu.plan_prune_weights({1}, 0.0, false), "nothing"},
+      {{0, 1}, cpu.plan_prune_to_sparsity({0, 1}, 0.7, false), "to sparsity per layer"},
+      {{0, 1, 2}, cpu.plan_prune_to_sparsity({0, 1, 2}, 0.65, true), "to sparsity global"},
+      {{0, 1}, cpu.plan_regrow_drops({0, 1}, 0.25), "regrow"},
+  };
+  for (const Case& c : cases) {
+    const std::vector<np::DropBits> want = cpu.magnitude_drops(c.layers, c.plan);
+    const std::vector<np::DropBits> got = gpu.magnitude_drops(c.layers, c.plan);
+    CHECK_MSG(got == want, "%s: the device's drop bits differ from the host's", c.what);
+  }
+  // The host applies the device's bits and ends where its own ranking takes it.
+  const auto own_model = tied_model(), given_model = tied_model();
+  np::Model &own = *own_model, &given = *given_model;
+  const std::vector<np::DropBits> drops = gpu.magnitude_drops({0, 1, 2}, given.plan_prune_to_sparsity({0, 1, 2}, 0.6, true));
+  const int64_t a = own.prune_weights_to_sparsity({0, 1, 2}, 0.6, true);
+  const int64_t b = given.prune_weights_to_sparsity({0, 1, 2}, 0.6, true, &drops);
+  CHECK(a == b && a > 0);
+  const np::ModelState x = own.export_state(), y = given.export_state();
+  for (size_t l = 0; l < x.layers.size(); ++l)
+    CHECK_MSG(x.layers[l].weight == y.layers[l].weight && x.layers[l].mask == y.layers[l].mask &&
+                  x.layers[l].indices == y.layers[l].indices && x.layers[l].indptr == y.layers[l].indptr,
+              "layer %zu differs after pruning by the device's bits", l);
+}
+
+CUDA_TEST(cuda_magnitude_drops_refuse_bad_plans) {
+  const auto model = tied_model();
+  const np::Model& cpu = *model;
+  nc::CudaModel gpu = mirror(cpu);
+  auto refused = [&](const std::vector<int64_t>& layers, const np::MagnitudePlan& plan, const char* what) {
+    bool threw = false;
+    try {
+      gpu.magnitude_drops(layers, plan);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    CHECK_MSG(threw, "%s: not refused", what);
+  };
+  np::MagnitudePlan two;
+  two.counts = {1, 1};
+  refused({}, np::MagnitudePlan{}, "no layer");
+  refused({0, 3}, two, "layer out of range");
+  refused({1, 1}, two, "a layer twice");
+  refused({0}, two, "two counts for one layer");
+  np::MagnitudePlan too_many;
+  too_many.counts = {static_cast<int64_t>(cpu.layers()[2].nnz()) + 1};
+  refused({2}, too_many, "more drops than stored weights");
+  np::MagnitudePlan global;
+  global.global = cpu.layers()[1].nnz() + cpu.layers()[2].nnz() + 1;
+  refused({1, 2}, global, "a global count over the stored total");
+  // Still usable afterwards.
+  CHECK(gpu.magnitude_drops({2}, cpu.plan_prune_weights({2}, 0.5, false)) ==
+        cpu.magnitude_drops({2}, cpu.plan_prune_weights({2}, 0.5, false)));
+}
