@@ -7,7 +7,7 @@
 // .node file in build/Release, which must stay the CPU addon).
 import * as fs from 'fs';
 import * as path from 'path';
-import { packageRoot, type BatchProgress, type NativeLayerParams } from './native';
+import { packageRoot, type BatchProgress, type MagnitudePlan, type NativeLayerParams } from './native';
 
 /** One CUDA device as the runtime reports it. */
 export interface CudaDevice {
@@ -107,6 +107,12 @@ export interface CudaModelHandle {
    * weight (stored order), bias and their moments, each optional (absent: kept).
    */
   setValues(values: { layers: { weight?: Float32Array; bias?: Float32Array; weightMoments?: Float32Array[]; biasMoments?: Float32Array[] }[] }): void;
+  /**
+   * A magnitude decision made on the device's weights (native/cuda/cuda_decisions.cpp): for the
+   * host's plan, the drop bits of each listed layer (bit i of word i / 32: stored position i, dense
+   * r * inputs + c or the CSR entry), exactly what the host's ranking of the same weights gives.
+   */
+  magnitudeDrops(layers: number[], plan: MagnitudePlan): Uint32Array[];
   /** The device's parameters; withMoments false: weights and biases only (the moment lists are empty). */
   exportState(withMoments?: boolean): CudaStateOut;
   setOptimizer(optimizer: object): void;

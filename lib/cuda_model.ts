@@ -23,6 +23,7 @@
 import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn, CudaStateOut } from './cuda';
 import type {
   BatchProgress,
+  MagnitudePlan,
   NativeDataset,
   NativeEvent,
   NativeLayerInfo,
@@ -45,6 +46,16 @@ export function rowSourcesById(before: BigInt64Array, after: BigInt64Array): Int
 
 /** What a change does to surviving numbers besides moving them, added to the layers the device gets (followOnDevice). */
 type Amend = (layers: CudaLayerStructureIn[], before: NativeState, after: NativeState) => void;
+
+/**
+ * A magnitude decision the device makes on its own weights (followOnDevice): the host's plan for
+ * the listed layers (planMagnitudeDrops, from its structure), carried out by magnitudeDrops; the
+ * host then applies the device's drop bits instead of ranking weights it would have to copy over.
+ */
+interface DeviceDecision {
+  layers: number[];
+  plan: () => MagnitudePlan;
+}
 
 /** Stored weights of a layer state: CSR entries, or the dense positions its mask keeps. */
 function storedCount(l: NativeLayerState): number {
@@ -204,9 +215,15 @@ export class CudaNativeModel implements NativeModel {
    * sparsify's rescaled weights with fresh slots (weightsFromHost: the host's
    * values for the whole layer, which it just computed from the device's).
    */
-  private followOnDevice<T>(fn: () => T, reads: 'structure' | 'weights' = 'structure', amend?: Amend): T {
+  private followOnDevice<T>(
+    fn: (drops?: Uint32Array[]) => T,
+    reads: 'structure' | 'weights' | DeviceDecision = 'structure',
+    amend?: Amend,
+  ): T {
     const device = this.device;
-    if (!device || this.deviceStale) return this.mutate(fn);
+    if (!device || this.deviceStale) return this.mutate(() => fn());
+    // A decision's plan first: it checks the arguments as the change itself would, before anything moves.
+    const plan = typeof reads === 'object' && this.hostStale ? reads.plan() : undefined;
     const eventsBefore = this.host.eventCount;
     // The structure only: the numbers are the device's (or, with reads 'weights', set just below).
     const before = this.host.exportState([]);
@@ -215,7 +232,16 @@ export class CudaNativeModel implements NativeModel {
       // The weights, biases and statistics, written in place (the host's moments stay stale, unread).
       this.host.setValues(reads === 'weights' ? device.exportState(false) : { step, layers: [] });
     }
-    const r = fn();
+    let drops: Uint32Array[] | undefined;
+    if (plan && typeof reads === 'object') {
+      try {
+        drops = device.magnitudeDrops(reads.layers, plan);
+      } catch {
+        // Nothing changed yet (a device out of memory, say): the host decides on pulled weights.
+        return this.mutate(() => fn());
+      }
+    }
+    const r = fn(drops);
     try {
       // Everything from here to the device's swap may fail (no memory, a refusal): the fallback covers it all.
       this.restructureToHost(device, before, eventsBefore, amend);
@@ -241,7 +267,7 @@ export class CudaNativeModel implements NativeModel {
         this.hostStale = false;
         throw pullError;
       }
-      return this.mutate(fn);
+      return this.mutate(() => fn());
     }
     return r;
   }
@@ -465,12 +491,27 @@ export class CudaNativeModel implements NativeModel {
     this.device?.requestAbort();
   }
 
-  pruneWeights(layers: number[], amount: number, global: boolean): number {
-    return this.followOnDevice(() => this.host.pruneWeights(layers, amount, global), 'weights');
+  // Magnitude pruning and the gradual schedule: the device ranks its weights, the host gets the drop bits.
+  pruneWeights(layers: number[], amount: number, global: boolean, drops?: Uint32Array[]): number {
+    if (drops) return this.mutate(() => this.host.pruneWeights(layers, amount, global, drops));
+    const plan = () => this.host.planMagnitudeDrops('prune', layers, amount, global);
+    return this.followOnDevice((d) => this.host.pruneWeights(layers, amount, global, d), { layers, plan });
   }
 
-  pruneWeightsToSparsity(layers: number[], sparsity: number, global: boolean): number {
-    return this.followOnDevice(() => this.host.pruneWeightsToSparsity(layers, sparsity, global), 'weights');
+  pruneWeightsToSparsity(layers: number[], sparsity: number, global: boolean, drops?: Uint32Array[]): number {
+    if (drops) return this.mutate(() => this.host.pruneWeightsToSparsity(layers, sparsity, global, drops));
+    const plan = () => this.host.planMagnitudeDrops('sparsity', layers, sparsity, global);
+    return this.followOnDevice((d) => this.host.pruneWeightsToSparsity(layers, sparsity, global, d), { layers, plan });
+  }
+
+  planMagnitudeDrops(kind: 'prune' | 'sparsity' | 'regrow', layers: number[], value: number, global: boolean): MagnitudePlan {
+    return this.host.planMagnitudeDrops(kind, layers, value, global);  // the structure is always the host's
+  }
+
+  magnitudeDrops(layers: number[], plan: MagnitudePlan): Uint32Array[] {
+    // Whichever half holds the newest weights ranks them.
+    if (this.device && !this.deviceStale && this.hostStale) return this.device.magnitudeDrops(layers, plan);
+    return this.host.magnitudeDrops(layers, plan);
   }
 
   pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean): number {
@@ -575,11 +616,17 @@ export class CudaNativeModel implements NativeModel {
     });
   }
 
-  regrow(layers: number[], dropFraction: number, byGradient: boolean, x?: Float32Array, y?: NativeTargets): number {
-    // SET drops by magnitude and grows empty positions at value 0 with fresh slots; RigL also
+  regrow(layers: number[], dropFraction: number, byGradient: boolean, x?: Float32Array, y?: NativeTargets, drops?: Uint32Array[]): number {
+    if (drops) return this.mutate(() => this.host.regrow(layers, dropFraction, byGradient, x, y, drops));
+    // SET drops by magnitude (the device ranks its weights; a layer listed twice drops twice, so
+    // the host ranks those) and grows empty positions at value 0 with fresh slots; RigL also
     // reads the gradient of a batch, which the host computes from the device's weights on the
     // last batch trained here (the CPU path keeps the same batch) or on x/y.
-    if (!byGradient) return this.followOnDevice(() => this.host.regrow(layers, dropFraction, false), 'weights');
+    if (!byGradient) {
+      const plan = () => this.host.planMagnitudeDrops('regrow', layers, dropFraction, false);
+      const reads = new Set(layers).size === layers.length ? { layers, plan } : 'weights';
+      return this.followOnDevice((d) => this.host.regrow(layers, dropFraction, false, undefined, undefined, d), reads);
+    }
     const batch = x !== undefined ? { x, y } : this.lastBatch; // x without y: the host says so
     if (!batch) throw new Error('RigL gradient regrowth needs a batch to take the gradient of: train the model first, or pass x and y');
     return this.followOnDevice(() => this.host.regrow(layers, dropFraction, true, batch.x, batch.y), 'weights');

@@ -117,6 +117,15 @@ export interface NativeState {
   eventsDropped?: number;
 }
 
+/**
+ * A magnitude decision's size (native/model/magnitude_drops.h): counts[i] weights of the i-th
+ * listed layer alone, or, with global >= 0, that many ranked over all of them together.
+ */
+export interface MagnitudePlan {
+  counts: number[];
+  global: number;
+}
+
 export interface NativeModel {
   compile(optimizer: NativeOptimizerConfig, loss: string): void;
   epochOrder(n: number, shuffle: boolean): Int32Array;
@@ -141,8 +150,17 @@ export interface NativeModel {
   requestAbort(): void;
   /** Frees training scratch kept between calls (spare data copy, workspace, CSR transposes); weights and optimizer state stay. */
   releaseMemory(): void;
-  pruneWeights(layers: number[], amount: number, global: boolean): number;
-  pruneWeightsToSparsity(layers: number[], sparsity: number, global: boolean): number;
+  /** drops: the decision made where the weights are (a GPU model's magnitudeDrops), one per listed layer. */
+  pruneWeights(layers: number[], amount: number, global: boolean, drops?: Uint32Array[]): number;
+  pruneWeightsToSparsity(layers: number[], sparsity: number, global: boolean, drops?: Uint32Array[]): number;
+  /**
+   * How many stored weights a magnitude decision removes, from the structure alone: per listed
+   * layer (counts), or ranked over all of them (global >= 0; else -1). kind 'prune': pruneWeights'
+   * amount; 'sparsity': pruneWeightsToSparsity's; 'regrow': regrow's dropFraction (global ignored).
+   */
+  planMagnitudeDrops(kind: 'prune' | 'sparsity' | 'regrow', layers: number[], value: number, global: boolean): MagnitudePlan;
+  /** What this model's weights say a plan removes: drop bits per listed layer (bit i of word i / 32: stored position i). */
+  magnitudeDrops(layers: number[], plan: MagnitudePlan): Uint32Array[];
   pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean): number;
   neuronScores(layer: number, criterion: string): Float64Array;
   compact(): void;
@@ -164,7 +182,7 @@ export interface NativeModel {
   /** Every dense layer, or the dense-layer indices in `layers`. */
   sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void;
   /** RigL (byGradient) reads the gradient of x/y when given, else of the last training batch. */
-  regrow(layers: number[], dropFraction: number, byGradient: boolean, x?: Float32Array, y?: NativeTargets): number;
+  regrow(layers: number[], dropFraction: number, byGradient: boolean, x?: Float32Array, y?: NativeTargets, drops?: Uint32Array[]): number;
   setContinualBackprop(rate: number, maturity: number): void;
   /** For steps run on the GPU: steps after fromStep until a continual-backprop round replaces a unit (0: none within max). */
   continualBackpropDue(fromStep: number, max: number): number;

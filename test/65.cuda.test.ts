@@ -13,7 +13,7 @@ import { cuda, layers, loadModel, optimizers, plasticity, Sequential } from '../
 import { randomArray, randomLabels, writeQuadrantSet } from './helpers';
 import { cli, lastJson } from './cli_run';
 import { CudaNativeModel } from '../lib/cuda_model';
-import { addon, type NativeDataset, type NativeModel, type NativeOptimizerConfig } from '../lib/native';
+import { addon, type MagnitudePlan, type NativeDataset, type NativeModel, type NativeOptimizerConfig } from '../lib/native';
 
 const REQUIRE_GPU = process.env.NEUROPLASTIC_REQUIRE_GPU === '1';
 
@@ -407,6 +407,33 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expect(h.history.loss[2]).to.be.below(h.history.loss[0]);
     });
 
+    it('magnitude decisions are made on the device: pruning, gradual pruning and SET read no weights on the host, and the bits are the host\'s on the same weights', async function () {
+      needGpu(this);
+      const gpu = mixedMlp('cuda', 'adam');
+      await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });
+      const device = (gpu.native as unknown as { device: cuda.CudaModelHandle }).device;
+      const counts = { exportState: 0, magnitudeDrops: 0 };
+      const exportState = device.exportState.bind(device), magnitudeDrops = device.magnitudeDrops.bind(device);
+      const spy = <K extends 'exportState' | 'magnitudeDrops'>(name: K, fn: cuda.CudaModelHandle[K]) =>
+        Object.defineProperty(device, name, { value: fn, configurable: true, writable: true });
+      spy('exportState', (withMoments) => (counts.exportState++, exportState(withMoments)));
+      spy('magnitudeDrops', (l, plan) => (counts.magnitudeDrops++, magnitudeDrops(l, plan)));
+      gpu.prune({ amount: 0.3, structure: 'weight', layer: 0 });
+      gpu.prune({ amount: 0.2, structure: 'weight', scope: 'global' });
+      gpu.native.regrow([0, 1], 0.2, false);
+      const gradual = plasticity.gradualMagnitude({ finalSparsity: 0.7, startStep: gpu.step, endStep: gpu.step + 8, every: 4, layers: [0, 1] });
+      await gpu.fit(X, Y, { epochs: 1, batchSize: 32, callbacks: [gradual] });
+      expect(counts.exportState, 'weights copied to the host').to.equal(0);
+      expect(counts.magnitudeDrops, 'decisions on the device').to.be.greaterThan(3);
+      expect(gpu.events.filter((e) => e.kind === 'prune' && e.criterion === 'magnitude').length).to.be.greaterThan(2);
+      // On the same weights (a CPU copy of the device's), the device's bits are the host's.
+      const copy = await loadModel(gpu.toBuffer());
+      for (const [kind, value, global] of [['prune', 0.4, false], ['prune', 0.5, true], ['sparsity', 0.8, true], ['regrow', 0.3, false]] as const) {
+        const plan = copy.native.planMagnitudeDrops(kind, [0, 1, 2], value, global);
+        expect(magnitudeDrops([0, 1, 2], plan), `${kind} ${value} ${global ? 'global' : 'per layer'}`).to.deep.equal(copy.native.magnitudeDrops([0, 1, 2], plan));
+      }
+    });
+
     it('bad input to each method of the device model is a TypeError or RangeError that leaves it as it was', async function () {
       needGpu(this);
       const m = mixedMlp('cuda', 'adam');
@@ -563,7 +590,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
 
 class CpuTwinDevice implements cuda.CudaModelHandle {
   /** Calls that copy every parameter between host and device, and restructures, over all twins. */
-  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0 };
+  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0, magnitudeDrops: 0 };
   /** Layers the wrapper marked kept that had changed (must stay empty). */
   static keepViolations: string[] = [];
   /** Makes the next restructure() throw before changing anything, as the native one does on bad input or no memory. */
@@ -613,6 +640,11 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
    * column's inputScale), the host's value where the unit or the input is
    * new, or zero (pruned, dead, not stored before).
    */
+  /** The device's magnitude decision: the twin ranks its own weights (the native one's bits are checked against the host's in the native tests). */
+  magnitudeDrops(layers: number[], plan: MagnitudePlan): Uint32Array[] {
+    CpuTwinDevice.calls.magnitudeDrops++;
+    return this.twin.magnitudeDrops(layers, plan);
+  }
   restructure(state: { layers: cuda.CudaLayerStructureIn[] }, rowSources: Int32Array[]): void {
     CpuTwinDevice.calls.restructure++;
     if (CpuTwinDevice.failNextRestructure) {
@@ -854,7 +886,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(denseAt(dev, 2).getWeights().weight).to.deep.equal(denseAt(cpu, 2).getWeights().weight);
   });
 
-  it('decisions by magnitude copy only the weights to the host (pruning, gradual pruning, SET); the slots stay on the device', async () => {
+  it('decisions by magnitude are made on the device (pruning, gradual pruning, SET): only drop bits reach the host; neuron criteria copy the weights, never the slots', async () => {
     const cpu = mixedMlp('cpu', 'adam');
     const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
     const fitBoth = async (epochs: number, schedule = false) => {
@@ -867,16 +899,23 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     for (const m of [cpu, dev]) {
       m.prune({ amount: 0.3, structure: 'weight', layer: 0 });
       m.prune({ amount: 0.2, structure: 'weight', scope: 'global' });
+    }
+    await fitBoth(2, true);  // gradualMagnitude prunes inside fit, between device calls
+    for (const m of [cpu, dev]) m.native.regrow([0, 1], 0.2, false);
+    const decisions = CpuTwinDevice.calls.magnitudeDrops - calls.magnitudeDrops;
+    expect(decisions, 'two prunes, the gradual steps, one SET').to.be.greaterThan(4);
+    expect(CpuTwinDevice.calls.exportWeights - calls.exportWeights, 'weight copies for magnitude decisions').to.equal(0);
+    await fitBoth(1);
+    const neuronCalls = { ...CpuTwinDevice.calls };
+    for (const m of [cpu, dev]) {
       m.prune({ amount: 0.2, structure: 'neuron', criterion: 'l1', layer: 1 });
       m.prune({ amount: 0.2, structure: 'neuron', criterion: 'taylor', layer: 0 });  // the device's unit statistics
       m.native.setStatsDecay(0.9);
     }
-    await fitBoth(2, true);  // gradualMagnitude prunes inside fit, between device calls
-    for (const m of [cpu, dev]) m.native.regrow([0, 1], 0.2, false);
+    expect(CpuTwinDevice.calls.exportWeights - neuronCalls.exportWeights, 'l1 and taylor read the weights and statistics').to.equal(2);
     await fitBoth(1);
     expect(CpuTwinDevice.calls.exportState - calls.exportState, 'full copies to the host').to.equal(0);
     expect(CpuTwinDevice.calls.load - calls.load, 'full copies to the device').to.equal(0);
-    expect(CpuTwinDevice.calls.exportWeights - calls.exportWeights).to.be.greaterThan(4);
     expect(dev.events).to.deep.equal(cpu.events);
     expect(dev.events.some((e) => e.kind === 'regrow')).to.equal(true);
     for (const l of [0, 1]) expect(dev.native.unitStats(l), `layer ${l} unit statistics`).to.deep.equal(cpu.native.unitStats(l));

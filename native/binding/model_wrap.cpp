@@ -73,6 +73,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::PruneWeights>>("pruneWeights"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::PruneWeightsToSparsity>>("pruneWeightsToSparsity"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::PlanMagnitudeDrops>>("planMagnitudeDrops"),
+                         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::MagnitudeDrops>>("magnitudeDrops"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::PruneNeurons>>("pruneNeurons"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::NeuronScores>>("neuronScores"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Compact>>("compact"),

@@ -84,6 +84,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value PruneWeights(const Napi::CallbackInfo& info);
   Napi::Value PruneWeightsToSparsity(const Napi::CallbackInfo& info);
   Napi::Value PlanMagnitudeDrops(const Napi::CallbackInfo& info);
+  Napi::Value MagnitudeDrops(const Napi::CallbackInfo& info);
   Napi::Value PruneNeurons(const Napi::CallbackInfo& info);
   Napi::Value NeuronScores(const Napi::CallbackInfo& info);
   Napi::Value Compact(const Napi::CallbackInfo& info);

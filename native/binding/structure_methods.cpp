@@ -2,6 +2,7 @@
 // the event log and lottery-ticket snapshots. All synchronous, all refused
 // while an async operation runs on the model (structure must only change at a
 // step boundary).
+#include <algorithm>
 #include <string>
 
 #include "binding/args.h"
@@ -95,6 +96,44 @@ Napi::Value ModelWrap::PlanMagnitudeDrops(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < plan.counts.size(); ++i) counts.Set(i, Napi::Number::New(env, static_cast<double>(plan.counts[i])));
   out.Set("counts", counts);
   out.Set("global", Napi::Number::New(env, static_cast<double>(plan.global)));
+  return out;
+}
+
+// magnitudeDrops(layers, { counts, global }) -> Uint32Array per listed layer:
+// what this model's own weights say a plan removes (the bits a GPU model's
+// device computes from its weights; here for tests and stand-ins)
+Napi::Value ModelWrap::MagnitudeDrops(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "magnitudeDrops");
+  auto layers = layer_list_arg(info, 0);
+  if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "plan must be { counts, global }");
+  Napi::Object p = info[1].As<Napi::Object>();
+  auto integer = [&](Napi::Value v, const std::string& name, int64_t lowest) {
+    if (!v.IsNumber()) throw Napi::TypeError::New(env, name + " must be a number");
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= static_cast<double>(lowest) && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+      throw Napi::RangeError::New(env, name + " must be an integer >= " + std::to_string(lowest));
+    return static_cast<int64_t>(d);
+  };
+  np::MagnitudePlan plan;
+  plan.global = integer(p.Get("global"), "plan.global", -1);
+  Napi::Value counts = p.Get("counts");
+  if (!counts.IsArray()) throw Napi::TypeError::New(env, "plan.counts must be an array of integers");
+  Napi::Array c = counts.As<Napi::Array>();
+  for (uint32_t i = 0; i < c.Length(); ++i) plan.counts.push_back(integer(c.Get(i), "plan.counts[" + std::to_string(i) + "]", 0));
+  if (plan.global < 0 && plan.counts.size() != layers.size())
+    throw Napi::RangeError::New(env, "plan.counts has " + std::to_string(plan.counts.size()) + " entries for " +
+                                         std::to_string(layers.size()) + " layers");
+  for (size_t i = 0; i < layers.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (layers[i] == layers[j]) throw Napi::RangeError::New(env, "layer " + std::to_string(layers[i]) + " is listed twice");
+  const std::vector<np::DropBits> drops = model_->magnitude_drops(layers, plan);
+  Napi::Array out = Napi::Array::New(env, drops.size());
+  for (size_t i = 0; i < drops.size(); ++i) {
+    auto words = Napi::Uint32Array::New(env, drops[i].size());
+    std::copy(drops[i].begin(), drops[i].end(), words.Data());
+    out.Set(static_cast<uint32_t>(i), words);
+  }
   return out;
 }
 
