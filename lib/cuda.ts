@@ -113,6 +113,12 @@ export interface CudaModelHandle {
    * r * inputs + c or the CSR entry), exactly what the host's ranking of the same weights gives.
    */
   magnitudeDrops(layers: number[], plan: MagnitudePlan): Uint32Array[];
+  /**
+   * Neuron pruning's per-unit scores of a hidden layer from the device's numbers: l1 / l2 norms of
+   * incoming and outgoing weights (bit for bit the host's on the same weights), or the running
+   * statistics ('activation', 'taylor'). Dead units are scored like the others (the host ignores them).
+   */
+  neuronScores(layer: number, criterion: string): Float64Array;
   /** The device's parameters; withMoments false: weights and biases only (the moment lists are empty). */
   exportState(withMoments?: boolean): CudaStateOut;
   setOptimizer(optimizer: object): void;

@@ -48,14 +48,11 @@ export function rowSourcesById(before: BigInt64Array, after: BigInt64Array): Int
 type Amend = (layers: CudaLayerStructureIn[], before: NativeState, after: NativeState) => void;
 
 /**
- * A magnitude decision the device makes on its own weights (followOnDevice): the host's plan for
- * the listed layers (planMagnitudeDrops, from its structure), carried out by magnitudeDrops; the
- * host then applies the device's drop bits instead of ranking weights it would have to copy over.
+ * A decision the device makes on its own numbers (followOnDevice), whose result the host's change
+ * takes instead of numbers copied over: magnitude drop bits (the host's plan, carried out by
+ * magnitudeDrops), neuron scores (neuronScores).
  */
-interface DeviceDecision {
-  layers: number[];
-  plan: () => MagnitudePlan;
-}
+type DeviceDecision<D> = (device: CudaModelHandle) => D;
 
 /** Stored weights of a layer state: CSR entries, or the dense positions its mask keeps. */
 function storedCount(l: NativeLayerState): number {
@@ -215,15 +212,13 @@ export class CudaNativeModel implements NativeModel {
    * sparsify's rescaled weights with fresh slots (weightsFromHost: the host's
    * values for the whole layer, which it just computed from the device's).
    */
-  private followOnDevice<T>(
-    fn: (drops?: Uint32Array[]) => T,
-    reads: 'structure' | 'weights' | DeviceDecision = 'structure',
+  private followOnDevice<T, D = never>(
+    fn: (decision?: D) => T,
+    reads: 'structure' | 'weights' | DeviceDecision<D> = 'structure',
     amend?: Amend,
   ): T {
     const device = this.device;
     if (!device || this.deviceStale) return this.mutate(() => fn());
-    // A decision's plan first: it checks the arguments as the change itself would, before anything moves.
-    const plan = typeof reads === 'object' && this.hostStale ? reads.plan() : undefined;
     const eventsBefore = this.host.eventCount;
     // The structure only: the numbers are the device's (or, with reads 'weights', set just below).
     const before = this.host.exportState([]);
@@ -232,16 +227,18 @@ export class CudaNativeModel implements NativeModel {
       // The weights, biases and statistics, written in place (the host's moments stay stale, unread).
       this.host.setValues(reads === 'weights' ? device.exportState(false) : { step, layers: [] });
     }
-    let drops: Uint32Array[] | undefined;
-    if (plan && typeof reads === 'object') {
+    // With the host's numbers current, the host decides on them; else the device on its own.
+    let decision: D | undefined;
+    if (typeof reads === 'function' && this.hostStale) {
       try {
-        drops = device.magnitudeDrops(reads.layers, plan);
+        decision = reads(device);
       } catch {
-        // Nothing changed yet (a device out of memory, say): the host decides on pulled weights.
+        // Nothing changed yet (bad arguments, which the host's change reports the same way, or a
+        // device out of memory): the host decides on pulled numbers.
         return this.mutate(() => fn());
       }
     }
-    const r = fn(drops);
+    const r = fn(decision);
     try {
       // Everything from here to the device's swap may fail (no memory, a refusal): the fallback covers it all.
       this.restructureToHost(device, before, eventsBefore, amend);
@@ -494,14 +491,19 @@ export class CudaNativeModel implements NativeModel {
   // Magnitude pruning and the gradual schedule: the device ranks its weights, the host gets the drop bits.
   pruneWeights(layers: number[], amount: number, global: boolean, drops?: Uint32Array[]): number {
     if (drops) return this.mutate(() => this.host.pruneWeights(layers, amount, global, drops));
-    const plan = () => this.host.planMagnitudeDrops('prune', layers, amount, global);
-    return this.followOnDevice((d) => this.host.pruneWeights(layers, amount, global, d), { layers, plan });
+    const decide = this.dropsOnDevice(layers, () => this.host.planMagnitudeDrops('prune', layers, amount, global));
+    return this.followOnDevice((d) => this.host.pruneWeights(layers, amount, global, d), decide);
   }
 
   pruneWeightsToSparsity(layers: number[], sparsity: number, global: boolean, drops?: Uint32Array[]): number {
     if (drops) return this.mutate(() => this.host.pruneWeightsToSparsity(layers, sparsity, global, drops));
-    const plan = () => this.host.planMagnitudeDrops('sparsity', layers, sparsity, global);
-    return this.followOnDevice((d) => this.host.pruneWeightsToSparsity(layers, sparsity, global, d), { layers, plan });
+    const decide = this.dropsOnDevice(layers, () => this.host.planMagnitudeDrops('sparsity', layers, sparsity, global));
+    return this.followOnDevice((d) => this.host.pruneWeightsToSparsity(layers, sparsity, global, d), decide);
+  }
+
+  /** The host plans (from its structure, checking the arguments), the device ranks its weights. */
+  private dropsOnDevice(layers: number[], plan: () => MagnitudePlan): DeviceDecision<Uint32Array[]> {
+    return (device) => device.magnitudeDrops(layers, plan());
   }
 
   planMagnitudeDrops(kind: 'prune' | 'sparsity' | 'regrow', layers: number[], value: number, global: boolean): MagnitudePlan {
@@ -514,10 +516,12 @@ export class CudaNativeModel implements NativeModel {
     return this.host.magnitudeDrops(layers, plan);
   }
 
-  pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean): number {
-    // l1 / l2 read the weights, activation / taylor the unit statistics (both come over), random the RNG only.
-    const prune = () => this.host.pruneNeurons(layers, amount, criterion, global);
-    return this.followOnDevice(prune, criterion === 'random' ? 'structure' : 'weights');
+  pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean, scores?: Float64Array[]): number {
+    if (scores) return this.mutate(() => this.host.pruneNeurons(layers, amount, criterion, global, scores));
+    const prune = (given?: Float64Array[]) => this.host.pruneNeurons(layers, amount, criterion, global, given);
+    if (criterion === 'random') return this.followOnDevice(prune, 'structure');  // the host's generator only
+    // l1 / l2 norms and the activation / taylor statistics come from the device: one score per unit.
+    return this.followOnDevice(prune, (device) => layers.map((l) => device.neuronScores(l, criterion)));
   }
 
   neuronScores(layer: number, criterion: string): Float64Array {
@@ -623,8 +627,8 @@ export class CudaNativeModel implements NativeModel {
     // reads the gradient of a batch, which the host computes from the device's weights on the
     // last batch trained here (the CPU path keeps the same batch) or on x/y.
     if (!byGradient) {
-      const plan = () => this.host.planMagnitudeDrops('regrow', layers, dropFraction, false);
-      const reads = new Set(layers).size === layers.length ? { layers, plan } : 'weights';
+      const decide = this.dropsOnDevice(layers, () => this.host.planMagnitudeDrops('regrow', layers, dropFraction, false));
+      const reads = new Set(layers).size === layers.length ? decide : 'weights';
       return this.followOnDevice((d) => this.host.regrow(layers, dropFraction, false, undefined, undefined, d), reads);
     }
     const batch = x !== undefined ? { x, y } : this.lastBatch; // x without y: the host says so

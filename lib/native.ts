@@ -161,7 +161,8 @@ export interface NativeModel {
   planMagnitudeDrops(kind: 'prune' | 'sparsity' | 'regrow', layers: number[], value: number, global: boolean): MagnitudePlan;
   /** What this model's weights say a plan removes: drop bits per listed layer (bit i of word i / 32: stored position i). */
   magnitudeDrops(layers: number[], plan: MagnitudePlan): Uint32Array[];
-  pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean): number;
+  /** scores: the criterion's per-unit scores computed where the numbers are (a GPU model's neuronScores), one per listed layer; not for 'random'. */
+  pruneNeurons(layers: number[], amount: number, criterion: string, global: boolean, scores?: Float64Array[]): number;
   neuronScores(layer: number, criterion: string): Float64Array;
   compact(): void;
   convertLayer(layer: number, format: 'csr' | 'dense'): void;

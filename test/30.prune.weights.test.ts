@@ -226,6 +226,45 @@ describe('pruning: weights by magnitude', () => {
     expect(model.events).to.deep.equal([]);
   });
 
+  it('takes a decision made elsewhere (a GPU model\'s drop bits or neuron scores) only when it fits: bad ones are refused and change nothing', () => {
+    const model = compiledMlp({ inputSize: 20, hidden: [10], outputs: 3 });
+    const native = model.native;
+    const state = () => JSON.stringify(native.exportState().layers.map((l) => [l.mask, l.alive, l.weight].map((a) => (a ? Array.from(a) : null))));
+    const before = state();
+    const plan = native.planMagnitudeDrops('prune', [0, 1], 0.3, false);
+    expect(plan).to.deep.equal({ counts: [60, 9], global: -1 });
+    expect(native.planMagnitudeDrops('prune', [0, 1], 0.3, true)).to.deep.equal({ counts: [0, 0], global: 69 });
+    const drops = native.magnitudeDrops([0, 1], plan);
+    expect(drops.map((d) => d.length)).to.deep.equal([Math.ceil(200 / 32), 1]);
+    const bad: [string, () => unknown, ErrorConstructor][] = [
+      ['drops not an array', () => native.pruneWeights([0, 1], 0.3, false, drops[0] as never), TypeError],
+      ['drops of the wrong type', () => native.pruneWeights([0, 1], 0.3, false, [new Int32Array(drops[0]), drops[1]] as never), TypeError],
+      ['one entry for two layers', () => native.pruneWeights([0, 1], 0.3, false, [drops[0]]), RangeError],
+      ['a word short', () => native.pruneWeights([0, 1], 0.3, false, [drops[0].subarray(1), drops[1]]), RangeError],
+      ['one drop too many', () => native.pruneWeights([0, 1], 0.3, false, [drops[0], Uint32Array.from(drops[1], (w, i) => (i === 0 ? w | (~w & (w + 1)) : w))]), RangeError],
+      ['drops for another plan', () => native.pruneWeightsToSparsity([0, 1], 0.9, false, drops), RangeError],
+      ['plan of an unknown kind', () => native.planMagnitudeDrops('grow' as never, [0], 0.3, false), RangeError],
+      ['plan with a bad amount', () => native.planMagnitudeDrops('prune', [0], 1, false), RangeError],
+      ['scores not Float64Arrays', () => native.pruneNeurons([0], 0.3, 'l1', false, [new Float32Array(10)] as never), TypeError],
+      ['scores one short', () => native.pruneNeurons([0], 0.3, 'l1', false, [new Float64Array(9)]), RangeError],
+      ['a NaN score', () => native.pruneNeurons([0], 0.3, 'l1', false, [Float64Array.from({ length: 10 }, (_, i) => (i === 4 ? NaN : i))]), RangeError],
+      ['scores for random', () => native.pruneNeurons([0], 0.3, 'random', false, [new Float64Array(10)]), RangeError],
+      ['scores for the output layer', () => native.pruneNeurons([1], 0.3, 'l1', false, [new Float64Array(3)]), RangeError],
+    ];
+    for (const [what, call, type] of bad) {
+      expect(call, what).to.throw(type);
+      expect(state(), `${what} changed the model`).to.equal(before);
+    }
+    expect(native.events()).to.deep.equal([]);
+    // The good ones act like the model's own decision.
+    const twin = compiledMlp({ inputSize: 20, hidden: [10], outputs: 3 });
+    expect(native.pruneWeights([0, 1], 0.3, false, drops)).to.equal(twin.native.pruneWeights([0, 1], 0.3, false));
+    const scores = [native.neuronScores(0, 'l2')];
+    expect(native.pruneNeurons([0], 0.3, 'l2', false, scores)).to.equal(twin.native.pruneNeurons([0], 0.3, 'l2', false));
+    expect(state()).to.equal(JSON.stringify(twin.native.exportState().layers.map((l) => [l.mask, l.alive, l.weight].map((a) => (a ? Array.from(a) : null)))));
+    expect(native.events()).to.deep.equal(twin.native.events());
+  });
+
   it('rejects pruning while a training step runs, and allows it from a callback at a step boundary', async () => {
     const model = compiledMlp({ inputSize: 64, hidden: [64], outputs: 4 });
     const x = randomArray(2000 * 64, 1);

@@ -407,7 +407,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expect(h.history.loss[2]).to.be.below(h.history.loss[0]);
     });
 
-    it('magnitude decisions are made on the device: pruning, gradual pruning and SET read no weights on the host, and the bits are the host\'s on the same weights', async function () {
+    it('pruning decisions are made on the device: magnitude, gradual, SET and neuron pruning read no weights on the host; the bits and scores are the host\'s on the same weights', async function () {
       needGpu(this);
       const gpu = mixedMlp('cuda', 'adam');
       await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });
@@ -423,15 +423,25 @@ describe("cuda: Sequential with device 'cuda'", () => {
       gpu.native.regrow([0, 1], 0.2, false);
       const gradual = plasticity.gradualMagnitude({ finalSparsity: 0.7, startStep: gpu.step, endStep: gpu.step + 8, every: 4, layers: [0, 1] });
       await gpu.fit(X, Y, { epochs: 1, batchSize: 32, callbacks: [gradual] });
+      gpu.prune({ amount: 0.2, structure: 'neuron', criterion: 'l2', layer: 0 });
+      gpu.prune({ amount: 0.2, structure: 'neuron', criterion: 'taylor', layer: 1 });
       expect(counts.exportState, 'weights copied to the host').to.equal(0);
       expect(counts.magnitudeDrops, 'decisions on the device').to.be.greaterThan(3);
       expect(gpu.events.filter((e) => e.kind === 'prune' && e.criterion === 'magnitude').length).to.be.greaterThan(2);
+      expect(gpu.events.filter((e) => e.kind === 'prune' && (e.criterion === 'l2' || e.criterion === 'taylor')).length).to.equal(2);
       // On the same weights (a CPU copy of the device's), the device's bits are the host's.
       const copy = await loadModel(gpu.toBuffer());
       for (const [kind, value, global] of [['prune', 0.4, false], ['prune', 0.5, true], ['sparsity', 0.8, true], ['regrow', 0.3, false]] as const) {
         const plan = copy.native.planMagnitudeDrops(kind, [0, 1, 2], value, global);
         expect(magnitudeDrops([0, 1, 2], plan), `${kind} ${value} ${global ? 'global' : 'per layer'}`).to.deep.equal(copy.native.magnitudeDrops([0, 1, 2], plan));
       }
+      for (const criterion of ['l1', 'l2', 'taylor', 'activation'])
+        for (const l of [0, 1]) {
+          const host = copy.native.neuronScores(l, criterion), dev = device.neuronScores(l, criterion);
+          const alive = Array.from(host.keys()).filter((j) => host[j] !== -Infinity);  // the host scores dead units -inf
+          expect(alive.length, 'live units').to.be.greaterThan(0);
+          expect(alive.map((j) => dev[j]), `layer ${l} ${criterion}`).to.deep.equal(alive.map((j) => host[j]));
+        }
     });
 
     it('bad input to each method of the device model is a TypeError or RangeError that leaves it as it was', async function () {
@@ -474,6 +484,18 @@ describe("cuda: Sequential with device 'cuda'", () => {
         ['restructure: row sources not Int32Arrays', () => device.restructure({ layers: [{}, {}, {}] as never }, [[0], [0], [0]] as unknown as Int32Array[])],
         ['load: a negative step', () => device.load({ step: -1, layers: [] })],
         ['load: layers not an array', () => device.load({ step: 0, layers: {} as never })],
+        ['magnitudeDrops: layer out of range', () => device.magnitudeDrops([0, 9], { counts: [1, 1], global: -1 })],
+        ['magnitudeDrops: a layer twice', () => device.magnitudeDrops([1, 1], { counts: [1, 1], global: -1 })],
+        ['magnitudeDrops: counts not an array', () => device.magnitudeDrops([0], { counts: 5 as unknown as number[], global: -1 })],
+        ['magnitudeDrops: a fractional count', () => device.magnitudeDrops([0], { counts: [1.5], global: -1 })],
+        ['magnitudeDrops: more than the layer stores', () => device.magnitudeDrops([2], { counts: [1e6], global: -1 })],
+        ['magnitudeDrops: a global count over the total', () => device.magnitudeDrops([0, 1], { counts: [], global: 1e7 })],
+        ['magnitudeDrops: no plan', () => device.magnitudeDrops([0], undefined as never)],
+        ['neuronScores: the output layer', () => device.neuronScores(2, 'l1')],
+        ['neuronScores: random (the host generator\'s)', () => device.neuronScores(0, 'random')],
+        ['neuronScores: an unknown criterion', () => device.neuronScores(0, 'l3')],
+        ['neuronScores: a NaN layer', () => device.neuronScores(NaN, 'l1')],
+        ['neuronScores: criterion not a string', () => device.neuronScores(0, 1 as unknown as string)],
       ];
       for (const [name, call] of cases) {
         let error: unknown;
@@ -590,7 +612,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
 
 class CpuTwinDevice implements cuda.CudaModelHandle {
   /** Calls that copy every parameter between host and device, and restructures, over all twins. */
-  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0, magnitudeDrops: 0 };
+  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0, magnitudeDrops: 0, neuronScores: 0 };
   /** Layers the wrapper marked kept that had changed (must stay empty). */
   static keepViolations: string[] = [];
   /** Makes the next restructure() throw before changing anything, as the native one does on bad input or no memory. */
@@ -644,6 +666,10 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
   magnitudeDrops(layers: number[], plan: MagnitudePlan): Uint32Array[] {
     CpuTwinDevice.calls.magnitudeDrops++;
     return this.twin.magnitudeDrops(layers, plan);
+  }
+  neuronScores(layer: number, criterion: string): Float64Array {
+    CpuTwinDevice.calls.neuronScores++;
+    return this.twin.neuronScores(layer, criterion);
   }
   restructure(state: { layers: cuda.CudaLayerStructureIn[] }, rowSources: Int32Array[]): void {
     CpuTwinDevice.calls.restructure++;
@@ -886,7 +912,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(denseAt(dev, 2).getWeights().weight).to.deep.equal(denseAt(cpu, 2).getWeights().weight);
   });
 
-  it('decisions by magnitude are made on the device (pruning, gradual pruning, SET): only drop bits reach the host; neuron criteria copy the weights, never the slots', async () => {
+  it('pruning decisions are made on the device (magnitude, gradual, SET, neuron scores): only drop bits and scores reach the host, never the weights or slots', async () => {
     const cpu = mixedMlp('cpu', 'adam');
     const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
     const fitBoth = async (epochs: number, schedule = false) => {
@@ -910,9 +936,11 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     for (const m of [cpu, dev]) {
       m.prune({ amount: 0.2, structure: 'neuron', criterion: 'l1', layer: 1 });
       m.prune({ amount: 0.2, structure: 'neuron', criterion: 'taylor', layer: 0 });  // the device's unit statistics
+      m.prune({ amount: 0.1, structure: 'neuron', criterion: 'l2', scope: 'global' });
       m.native.setStatsDecay(0.9);
     }
-    expect(CpuTwinDevice.calls.exportWeights - neuronCalls.exportWeights, 'l1 and taylor read the weights and statistics').to.equal(2);
+    expect(CpuTwinDevice.calls.neuronScores - neuronCalls.neuronScores, 'scores from the device').to.equal(4);
+    expect(CpuTwinDevice.calls.exportWeights - neuronCalls.exportWeights, 'weight copies for neuron scores').to.equal(0);
     await fitBoth(1);
     expect(CpuTwinDevice.calls.exportState - calls.exportState, 'full copies to the host').to.equal(0);
     expect(CpuTwinDevice.calls.load - calls.load, 'full copies to the device').to.equal(0);

@@ -3,6 +3,7 @@
 // while an async operation runs on the model (structure must only change at a
 // step boundary).
 #include <algorithm>
+#include <optional>
 #include <string>
 
 #include "binding/args.h"
@@ -137,7 +138,7 @@ Napi::Value ModelWrap::MagnitudeDrops(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// pruneNeurons(layers, amount, criterion, global) -> number pruned
+// pruneNeurons(layers, amount, criterion, global, scores?) -> number pruned
 Napi::Value ModelWrap::PruneNeurons(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "prune");
@@ -146,7 +147,21 @@ Napi::Value ModelWrap::PruneNeurons(const Napi::CallbackInfo& info) {
   if (info.Length() <= 2 || !info[2].IsString()) throw Napi::TypeError::New(env, "criterion must be a string");
   const std::string criterion = info[2].As<Napi::String>().Utf8Value();
   const bool global = bool_arg(info, 3, "global");
-  return Napi::Number::New(env, static_cast<double>(model_->prune_neurons(layers, amount, criterion, global)));
+  // scores: one Float64Array per listed layer, computed where the numbers are (a GPU model's neuronScores).
+  std::optional<std::vector<std::vector<double>>> scores;
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    if (!info[4].IsArray()) throw Napi::TypeError::New(env, "scores must be an array of Float64Array, one per layer");
+    Napi::Array a = info[4].As<Napi::Array>();
+    scores.emplace();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+        throw Napi::TypeError::New(env, "scores[" + std::to_string(i) + "] must be a Float64Array");
+      auto f = v.As<Napi::Float64Array>();
+      scores->emplace_back(f.Data(), f.Data() + f.ElementLength());
+    }
+  }
+  return Napi::Number::New(env, static_cast<double>(model_->prune_neurons(layers, amount, criterion, global, scores ? &*scores : nullptr)));
 }
 
 // neuronScores(layer, criterion) -> Float64Array (dead units: -Infinity)

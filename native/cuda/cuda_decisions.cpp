@@ -1,9 +1,13 @@
-// CudaModel::magnitude_drops (cuda_model.h): a magnitude decision (pruning,
-// the gradual schedule, SET's drops) made on the device, from the device's
-// weights, exactly as np::Model::magnitude_drops makes it from the host's:
-// the same k-th smallest |w| (three radix passes of 11 + 11 + 10 bits), the
-// same ties (in the order the layers are listed, then in storage order). Only
-// the drop bits go to the host, 1/32 of the weights' bytes.
+// Structural decisions made on the device, from the device's numbers, so the
+// host model (which applies every change) gets the decision, not the numbers:
+// - CudaModel::magnitude_drops: a magnitude decision (pruning, the gradual
+//   schedule, SET's drops) exactly as np::Model::magnitude_drops makes it from
+//   the host's weights: the same k-th smallest |w| (three radix passes of 11 +
+//   11 + 10 bits), the same ties (in the order the layers are listed, then in
+//   storage order). Only the drop bits go to the host, 1/32 of the weights' bytes.
+// - CudaModel::neuron_scores: neuron pruning's per-unit scores (l1, l2 norms
+//   computed here; activation, taylor: the device's running statistics), one
+//   double per unit instead of two layers' weights.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -16,6 +20,7 @@ namespace np::cuda {
 namespace {
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument("CudaModel.magnitudeDrops: " + what); }
+[[noreturn]] void bad_scores(const std::string& what) { throw std::invalid_argument("CudaModel.neuronScores: " + what); }
 
 struct Cut {
   uint32_t threshold = 0;  // |w| bits of the k-th smallest
@@ -128,6 +133,41 @@ std::vector<np::DropBits> CudaModel::magnitude_drops(const std::vector<int64_t>&
     out[i] = drop_bits(views[i], cut.threshold, ties_here, scratch, stream_);
   }
   return out;
+}
+
+std::vector<double> CudaModel::neuron_scores(int64_t l, const std::string& criterion) {
+  if (l < 0 || l + 1 >= static_cast<int64_t>(layers_.size()))
+    bad_scores("layer " + std::to_string(l) + " is not a hidden layer (the output layer's units are never pruned)");
+  const Layer& layer = layers_[l];
+  const Layer& next = layers_[l + 1];
+  set_device(config_.device);
+  std::vector<double> scores(static_cast<size_t>(layer.units));
+  if (criterion == "activation" || criterion == "taylor") {
+    if (layer.stats_updates == 0)
+      bad_scores("criterion '" + criterion + "' needs statistics from at least one training step; call fit() first");
+    const int row = criterion == "activation" ? 0 : 2;  // mean |a|, mean a, taylor
+    layer.stats.download(scores.data(), scores.size() * sizeof(double), stream_,
+                         static_cast<size_t>(row * layer.units) * sizeof(double));
+    return scores;
+  }
+  if (criterion != "l1" && criterion != "l2")
+    bad_scores("criterion must be 'l1', 'l2', 'activation' or 'taylor' (random scores are the host generator's), got '" + criterion + "'");
+  auto weights = [](const Layer& x) {
+    NormWeights w;
+    w.units = x.units;
+    w.inputs = x.inputs;
+    w.values = x.weight.as<float>();
+    if (x.csr) {
+      w.indptr = x.indptr.as<int64_t>();
+      w.t_col_ptr = x.t_col_ptr.as<int64_t>();
+      w.t_value_pos = x.t_value_pos.as<int64_t>();
+    }
+    return w;
+  };
+  DeviceBuffer out(scores.size() * sizeof(double));
+  neuron_norm_scores_cuda(weights(layer), weights(next), criterion == "l1", out.as<double>(), stream_);
+  out.download(scores.data(), scores.size() * sizeof(double), stream_);
+  return scores;
 }
 
 }  // namespace np::cuda

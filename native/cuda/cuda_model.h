@@ -150,6 +150,14 @@ class CudaModel {
   // the stream. Throws std::invalid_argument on a bad layer list or a plan
   // that does not fit the stored counts.
   std::vector<np::DropBits> magnitude_drops(const std::vector<int64_t>& layers, const np::MagnitudePlan& plan);
+  // Neuron pruning's scores for hidden layer `layer` from the device's
+  // numbers: l1 / l2 norms of each unit's incoming and outgoing weights (bit
+  // for bit np::Model::neuron_scores on the same weights), or the running
+  // statistics for 'activation' / 'taylor'. Dead units are scored as any
+  // other (the host sets them to -inf). 'random' is the host's generator's:
+  // refused, like an output layer or a statistic no step has updated
+  // (std::invalid_argument). Waits for the stream.
+  std::vector<double> neuron_scores(int64_t layer, const std::string& criterion);
 
   int64_t step() const { return step_; }
   int64_t input_size() const { return config_.input_size; }

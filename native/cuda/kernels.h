@@ -94,6 +94,23 @@ void magnitude_census_cuda(const MagnitudeView& w, uint32_t threshold_bits, unsi
 void magnitude_drop_bits_cuda(const MagnitudeView& w, uint32_t threshold_bits, int64_t ties_to_drop, uint32_t* bits,
                               DeviceBuffer& scratch, Stream& stream);
 
+// ---- neuron scores (neuron_scores.cu) ---------------------------------------------
+
+// A layer's stored weights for per-unit sums: dense (indptr nullptr) row-major
+// units x inputs, every position (pruned ones hold zero); or CSR values with
+// row pointers, and W^T's column pointers and value positions (CsrTransposeView).
+struct NormWeights {
+  int64_t units = 0, inputs = 0;
+  const float* values = nullptr;
+  const int64_t* indptr = nullptr;
+  const int64_t* t_col_ptr = nullptr;
+  const int64_t* t_value_pos = nullptr;
+};
+// scores[j] (device, layer.units doubles) = l1: sum |w| over unit j's incoming
+// row of `layer` and outgoing column j of `next`; l2: sqrt of the sum of w^2.
+// The CPU model's neuron_scores to the bit (same order of double additions).
+void neuron_norm_scores_cuda(const NormWeights& layer, const NormWeights& next, bool l1, double* scores, Stream& stream);
+
 // ---- restructuring (remap.cu) ----------------------------------------------------
 
 // One parameter group's slots (value first, then optimizer moments) before and

@@ -178,10 +178,16 @@ class Model {
   // outgoing weights zeroed and held at zero until compact()). With global,
   // one ranking over all the layers on per-layer normalised scores. At least
   // one unit per layer always stays. Returns the number pruned.
+  // scores (one per entry of `layers`, one per unit): the criterion's scores
+  // computed where the numbers are (a GPU model's, bit for bit what
+  // neuron_scores gives on the same numbers), used instead of the host's;
+  // not for 'random', whose scores are this model's generator's.
   int64_t prune_neurons(const std::vector<int64_t>& layers, double amount, const std::string& criterion,
-                        bool global);
+                        bool global, const std::vector<std::vector<double>>* scores = nullptr);
   // Per-unit scores of a criterion for a hidden layer (higher = more useful).
   std::vector<double> neuron_scores(int64_t layer, const std::string& criterion);
+  // The checks neuron_scores makes before scoring (layer, criterion, not the output layer).
+  void check_neuron_criterion(int64_t layer, const std::string& criterion) const;
   // Physically removes dead units (rows of W_l and b_l, columns of W_l+1, all
   // slots, ids, statistics), drops pruned entries, and stores layers below
   // their density threshold as CSR. Outputs do not change.

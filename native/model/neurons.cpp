@@ -53,12 +53,18 @@ std::vector<double> column_sums(const DenseLayer& layer, F f) {
 
 }  // namespace
 
-std::vector<double> Model::neuron_scores(int64_t l, const std::string& criterion) {
-  DenseLayer& layer = this->layer(l);
+void Model::check_neuron_criterion(int64_t l, const std::string& criterion) const {
+  if (l < 0 || l >= static_cast<int64_t>(layers_.size()))
+    throw_range("layer index " + std::to_string(l) + " is out of range [0, " + std::to_string(layers_.size()) + ")");
   if (!known_criterion(criterion))
     throw_range("criterion must be one of 'l1', 'l2', 'activation', 'taylor', 'random', got '" + criterion + "'");
   if (l + 1 >= static_cast<int64_t>(layers_.size()))
     throw_range("layer " + std::to_string(l) + " is the output layer; output neurons are never pruned");
+}
+
+std::vector<double> Model::neuron_scores(int64_t l, const std::string& criterion) {
+  DenseLayer& layer = this->layer(l);
+  check_neuron_criterion(l, criterion);
   const DenseLayer& next = layers_[l + 1];
   std::vector<double> scores(layer.units, 0.0);
   if (criterion == "l1" || criterion == "l2") {
@@ -81,17 +87,39 @@ std::vector<double> Model::neuron_scores(int64_t l, const std::string& criterion
   return scores;
 }
 
+// Scores computed where the numbers are (a GPU model's neuron_scores): one per
+// unit, not NaN; dead units get -inf here, as neuron_scores gives them.
+static std::vector<double> checked_given_scores(const DenseLayer& layer, int64_t l, const std::vector<double>& given) {
+  if (static_cast<int64_t>(given.size()) != layer.units)
+    throw_range("scores for layer " + std::to_string(l) + " have " + std::to_string(given.size()) + " entries for " +
+                std::to_string(layer.units) + " units");
+  std::vector<double> scores = given;
+  for (int64_t j = 0; j < layer.units; ++j) {
+    if (std::isnan(scores[j])) throw_range("scores for layer " + std::to_string(l) + " hold NaN at unit " + std::to_string(j));
+    if (!layer.unit_alive(j)) scores[j] = -INFINITY;
+  }
+  return scores;
+}
+
 int64_t Model::prune_neurons(const std::vector<int64_t>& which, double amount, const std::string& criterion,
-                             bool global) {
+                             bool global, const std::vector<std::vector<double>>* given_scores) {
   if (which.empty()) throw_range("no layer given to prune");
   if (!(amount >= 0.0 && amount < 1.0)) throw_range("amount must be in [0, 1), got " + std::to_string(amount));
+  if (given_scores && given_scores->size() != which.size())
+    throw_range("scores has " + std::to_string(given_scores->size()) + " entries for " + std::to_string(which.size()) + " layers");
+  if (given_scores && criterion == "random") throw_range("criterion 'random' draws its scores from the model's generator; give none");
   // Check everything and score first; nothing changes until all is known good.
   std::vector<std::vector<double>> scores;
   std::vector<int64_t> live(which.size());
   for (size_t i = 0; i < which.size(); ++i) {
     for (size_t j = 0; j < i; ++j)
       if (which[j] == which[i]) throw_range("layer " + std::to_string(which[i]) + " is listed twice");
-    scores.push_back(neuron_scores(which[i], criterion));
+    if (given_scores) {
+      check_neuron_criterion(which[i], criterion);
+      scores.push_back(checked_given_scores(layers_[which[i]], which[i], (*given_scores)[i]));
+    } else {
+      scores.push_back(neuron_scores(which[i], criterion));
+    }
     const DenseLayer& layer = layers_[which[i]];
     live[i] = layer.units - layer.dead_units();
   }

@@ -304,6 +304,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
                         InstanceMethod("restructure", &CudaModelWrap::Restructure),
                         InstanceMethod("setValues", &CudaModelWrap::SetValues),
                         InstanceMethod("magnitudeDrops", &CudaModelWrap::MagnitudeDrops),
+                        InstanceMethod("neuronScores", &CudaModelWrap::NeuronScores),
                         InstanceMethod("setOptimizer", &CudaModelWrap::SetOptimizer),
                         InstanceMethod("setStatsDecay", &CudaModelWrap::SetStatsDecay),
                         InstanceMethod("createDataset", &CudaModelWrap::CreateDataset),
@@ -449,6 +450,23 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
       std::copy(drops[i].begin(), drops[i].end(), words.Data());
       out.Set(static_cast<uint32_t>(i), words);
     }
+    return out;
+  }
+
+  // neuronScores(layer, criterion) -> Float64Array: neuron pruning's scores from the device's numbers.
+  Napi::Value NeuronScores(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    idle(env, "neuronScores");
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "CudaModel: layer must be a number");
+    const double d = info[0].As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= 2147483647.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+      throw Napi::RangeError::New(env, "CudaModel: layer must be a non-negative integer");
+    if (!info[1].IsString()) throw Napi::TypeError::New(env, "CudaModel: criterion must be a string");
+    const std::string criterion = info[1].As<Napi::String>().Utf8Value();
+    std::vector<double> scores;
+    on_js_thread(env, [&] { scores = model_->neuron_scores(static_cast<int64_t>(d), criterion); });
+    auto out = Napi::Float64Array::New(env, scores.size());
+    std::copy(scores.begin(), scores.end(), out.Data());
     return out;
   }
 

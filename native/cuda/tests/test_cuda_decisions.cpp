@@ -1,12 +1,14 @@
 // Magnitude decisions on the device (CudaModel::magnitude_drops,
 // magnitude.cu) against the host's (np::Model::magnitude_drops, itself
-// checked against a stable sort in native/tests/test_magnitude_drops.cpp):
+// checked against a stable sort in native/tests/test_given_decisions.cpp):
 // the same bits, exactly, for per-layer, global, to-sparsity and regrowth
 // plans over a masked dense layer, a CSR layer and a dense one, with many
 // tied magnitudes (weights rounded to multiples of 1/16, zeros and -0 among
 // them). The first layer has 60000 positions, so the tie scan runs over more
 // words than its block has threads. Then the host applies the device's bits
-// and ends exactly where its own decision takes it.
+// and ends exactly where its own decision takes it. Neuron scores
+// (CudaModel::neuron_scores): l1 / l2 norms bit for bit the host's, over
+// dense -> CSR and CSR -> dense layer pairs; the statistics as the host has them.
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -26,8 +28,10 @@ namespace nc = np::cuda;
 
 constexpr int64_t kInputs = 300;
 
-std::unique_ptr<np::Model> tied_model() {
-  std::vector<np::LayerSpec> specs(3);
+// tie: round the weights to multiples of 1/16 (ties for the magnitude tests;
+// without, sums of the weights are inexact, so their order shows).
+std::unique_ptr<np::Model> tied_model(bool tie = true) {
+  std::vector<np::LayerSpec> specs(4);
   specs[0].units = 200;
   specs[0].activation = np::Activation::kRelu;
   specs[0].sparse_threshold = 0.05f;  // dense with a mask after pruning
@@ -35,7 +39,9 @@ std::unique_ptr<np::Model> tied_model() {
   specs[1].activation = np::Activation::kTanh;
   specs[1].density = 0.5;
   specs[1].sparse_threshold = 0.6f;  // CSR
-  specs[2].units = 3;
+  specs[2].units = 60;               // dense: layer 1's outgoing columns run over 60 rows
+  specs[2].activation = np::Activation::kRelu;
+  specs[3].units = 3;
   auto model = std::make_unique<np::Model>(kInputs, 11, specs);
   np::Model& m = *model;
   np::OptimizerConfig o;
@@ -56,6 +62,7 @@ std::unique_ptr<np::Model> tied_model() {
   m.prune_weights_magnitude({0}, 0.2, false);
   np::ModelState st = m.export_state();
   for (np::LayerState& l : st.layers)
+    if (tie)
     for (size_t k = 0; k < l.weight.size(); ++k) {
       l.weight[k] = std::round(l.weight[k] * 16.0f) / 16.0f;
       if (k % 5 == 1 && l.weight[k] == 0.0f) l.weight[k] = -0.0f;
@@ -88,7 +95,7 @@ CUDA_TEST(cuda_magnitude_drops_match_the_hosts) {
   const std::vector<Case> cases = {
       {{0, 1, 2}, cpu.plan_prune_weights({0, 1, 2}, 0.3, false), "per layer 0.3"},
       {{0, 1, 2}, cpu.plan_prune_weights({0, 1, 2}, 0.45, true), "global 0.45"},
-      {{2, 1, 0}, cpu.plan_prune_weights({2, 1, 0}, 0.8, true), "global, listed backwards"},
+      {{3, 2, 1, 0}, cpu.plan_prune_weights({3, 2, 1, 0}, 0.8, true), "global, listed backwards"},
       {{1}, cpu.plan_prune_weights({1}, 0.0, false), "nothing"},
       {{0, 1}, cpu.plan_prune_to_sparsity({0, 1}, 0.7, false), "to sparsity per layer"},
       {{0, 1, 2}, cpu.plan_prune_to_sparsity({0, 1, 2}, 0.65, true), "to sparsity global"},
@@ -129,7 +136,7 @@ CUDA_TEST(cuda_magnitude_drops_refuse_bad_plans) {
   np::MagnitudePlan two;
   two.counts = {1, 1};
   refused({}, np::MagnitudePlan{}, "no layer");
-  refused({0, 3}, two, "layer out of range");
+  refused({0, 4}, two, "layer out of range");
   refused({1, 1}, two, "a layer twice");
   refused({0}, two, "two counts for one layer");
   np::MagnitudePlan too_many;
@@ -141,4 +148,50 @@ CUDA_TEST(cuda_magnitude_drops_refuse_bad_plans) {
   // Still usable afterwards.
   CHECK(gpu.magnitude_drops({2}, cpu.plan_prune_weights({2}, 0.5, false)) ==
         cpu.magnitude_drops({2}, cpu.plan_prune_weights({2}, 0.5, false)));
+}
+
+CUDA_TEST(cuda_neuron_scores_match_the_hosts) {
+  const auto model = tied_model(false);
+  np::Model& cpu = *model;
+  nc::CudaModel gpu = mirror(cpu);
+  for (int64_t l : {0, 1, 2})  // dense (masked) -> CSR, CSR -> dense, dense -> dense
+    for (const char* criterion : {"l1", "l2", "activation", "taylor"}) {
+      const std::vector<double> want = cpu.neuron_scores(l, criterion), got = gpu.neuron_scores(l, criterion);
+      bool same = got.size() == want.size();
+      for (size_t j = 0; same && j < got.size(); ++j) same = got[j] == want[j];
+      CHECK_MSG(same, "layer %lld %s: the device's scores differ from the host's", static_cast<long long>(l), criterion);
+    }
+  // Pruning by the device's scores is pruning by the host's.
+  const auto own_model = tied_model(false), given_model = tied_model(false);
+  const std::vector<std::vector<double>> scores = {gpu.neuron_scores(0, "l2"), gpu.neuron_scores(1, "l2"), gpu.neuron_scores(2, "l2")};
+  CHECK(own_model->prune_neurons({0, 1, 2}, 0.3, "l2", true) == given_model->prune_neurons({0, 1, 2}, 0.3, "l2", true, &scores));
+  const np::ModelState x = own_model->export_state(), y = given_model->export_state();
+  for (size_t l = 0; l < x.layers.size(); ++l)
+    CHECK_MSG(x.layers[l].alive == y.layers[l].alive && x.layers[l].mask == y.layers[l].mask && x.layers[l].indices == y.layers[l].indices,
+              "layer %zu differs after pruning neurons by the device's scores", l);
+  // Refused: the output layer, the host's random scores, statistics no step updated.
+  auto refused = [&](nc::CudaModel& m, int64_t l, const char* criterion) {
+    try {
+      m.neuron_scores(l, criterion);
+    } catch (const std::invalid_argument&) {
+      return true;
+    }
+    return false;
+  };
+  CHECK(refused(gpu, 3, "l1"));
+  CHECK(refused(gpu, -1, "l1"));
+  CHECK(refused(gpu, 0, "random"));
+  CHECK(refused(gpu, 0, "l3"));
+  np::ModelState fresh = cpu.export_state();
+  for (np::LayerState& l : fresh.layers) {
+    l.stats_updates = 0;
+    l.mean_abs_activation.clear();
+    l.mean_activation.clear();
+    l.taylor.clear();
+  }
+  std::vector<nc::CudaLayerState> layers;
+  for (size_t l = 0; l < fresh.layers.size(); ++l) layers.push_back(to_cuda(fresh.layers[l], cpu.layers()[l]));
+  gpu.load(fresh.step, std::move(layers));
+  CHECK(refused(gpu, 0, "taylor"));
+  CHECK(!refused(gpu, 0, "l1"));
 }

@@ -1,8 +1,10 @@
-// Magnitude decisions as data (model/magnitude_drops.h): the host's own drop
+// Decisions made where the numbers are (a GPU model's), applied by the host:
+// magnitude decisions as drop bits (model/magnitude_drops.h): the host's own
 // bits against a naive reference (a stable sort), and every operation that
-// takes drops made elsewhere (a GPU model's) against the same operation
-// ranking the host's weights: same structure, slots, events and RNG. Bad
-// drops are refused before anything changes.
+// takes drops against the same operation ranking the host's weights: same
+// structure, slots, events and RNG; and neuron pruning by given scores
+// against pruning by the host's own. Bad drops and scores are refused before
+// anything changes.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -268,4 +270,45 @@ TEST(bad_drops_are_refused_before_anything_changes) {
   }
   CHECK_MSG(threw, "drops emptying layer 2 in a global prune were not refused");
   check_same_model(*model, *untouched, "global drops emptying a layer");
+}
+
+TEST(neuron_pruning_by_given_scores_matches_the_hosts_own) {
+  for (const char* criterion : {"l1", "l2", "activation", "taylor"}) {
+    const auto own = tied_model(), given = tied_model();
+    given->prune_neurons({0}, 0.25, "l1", false);  // dead units: the given scores' entries for them are ignored
+    own->prune_neurons({0}, 0.25, "l1", false);
+    std::vector<std::vector<double>> scores = {given->neuron_scores(0, criterion), given->neuron_scores(1, criterion)};
+    for (double& s : scores[0])
+      if (s == -INFINITY) s = 1e30;  // a device scores dead units like any other
+    CHECK(own->prune_neurons({0, 1}, 0.3, criterion, true) == given->prune_neurons({0, 1}, 0.3, criterion, true, &scores));
+    check_same_model(*own, *given, std::string("neuron pruning by given ") + criterion + " scores");
+  }
+  const auto model = tied_model(), untouched = tied_model();
+  auto refused = [&](std::vector<std::vector<double>> scores, const std::string& criterion, const char* what) {
+    bool threw = false;
+    try {
+      model->prune_neurons({0, 1}, 0.3, criterion, false, &scores);
+    } catch (const np::Error& e) {
+      threw = e.kind() == np::ErrorKind::kRangeError;
+    }
+    CHECK_MSG(threw, "%s: not refused with a RangeError", what);
+    check_same_model(*model, *untouched, what);
+  };
+  const std::vector<double> s0 = model->neuron_scores(0, "l1"), s1 = model->neuron_scores(1, "l1");
+  refused({s0}, "l1", "one entry for two layers");
+  refused({s0, std::vector<double>(s1.begin(), s1.end() - 1)}, "l1", "one score short");
+  auto nan = s1;
+  nan[2] = NAN;
+  refused({s0, nan}, "l1", "a NaN score");
+  refused({s0, s1}, "random", "given scores for 'random'");
+  refused({s0, s1}, "l7", "an unknown criterion");
+  bool output = false;
+  try {
+    std::vector<std::vector<double>> last = {std::vector<double>(3, 1.0)};
+    model->prune_neurons({2}, 0.3, "l1", false, &last);
+  } catch (const np::Error& e) {
+    output = std::string(e.what()).find("output layer") != std::string::npos;
+  }
+  CHECK_MSG(output, "given scores for the output layer were not refused");
+  check_same_model(*model, *untouched, "scores for the output layer");
 }
