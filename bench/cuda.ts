@@ -8,8 +8,9 @@
 //   train   784-4096-4096-10 at batch 256, SGD momentum: samples/s on the GPU (dense, and 90%
 //           sparse CSR) vs the CPU model on this machine's cores
 //   struct  the same model (Adam) after a training epoch: a magnitude prune followed on the
-//           device (weights to the host for the decision, slots remapped on the GPU) against
-//           the copy path it replaced (every slot to the host, the change, every slot back)
+//           device (the GPU ranks its weights and sends one drop bit per weight, the CPU model
+//           changes its structure, the GPU remaps its slots) against the copy path it replaced
+//           (every slot to the host, the change, every slot back)
 // Prints the card first. Without a usable GPU it says why and exits with status 1.
 // --smoke runs every bench at toy sizes (hidden layers of 64, 256 x 256 SpMM), to check that the
 // bench itself runs, e.g. over the CUDA emulator (test/65); its figures mean nothing.
