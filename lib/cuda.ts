@@ -119,6 +119,12 @@ export interface CudaModelHandle {
    * statistics ('activation', 'taylor'). Dead units are scored like the others (the host ignores them).
    */
   neuronScores(layer: number, criterion: string): Float64Array;
+  /**
+   * RigL's choice on the device: per listed layer, the counts[i] open positions (live unit, open
+   * input, nothing stored) with the largest |dL/dw| on the batch x/y at the current weights
+   * (no dropout), ties by position, ascending. Changes nothing but the batch workspace.
+   */
+  gradientGrowth(x: Float32Array, y: Int32Array | Float32Array, layers: number[], counts: number[]): Float64Array[];
   /** The device's parameters; withMoments false: weights and biases only (the moment lists are empty). */
   exportState(withMoments?: boolean): CudaStateOut;
   setOptimizer(optimizer: object): void;

@@ -621,21 +621,44 @@ export class CudaNativeModel implements NativeModel {
     });
   }
 
-  regrow(layers: number[], dropFraction: number, byGradient: boolean, x?: Float32Array, y?: NativeTargets, drops?: Uint32Array[]): number {
-    if (drops) return this.mutate(() => this.host.regrow(layers, dropFraction, byGradient, x, y, drops));
-    // SET drops by magnitude (the device ranks its weights; a layer listed twice drops twice, so
-    // the host ranks those) and grows empty positions at value 0 with fresh slots; RigL also
-    // reads the gradient of a batch, which the host computes from the device's weights on the
-    // last batch trained here (the CPU path keeps the same batch) or on x/y.
+  regrow(
+    layers: number[],
+    dropFraction: number,
+    byGradient: boolean,
+    x?: Float32Array,
+    y?: NativeTargets,
+    drops?: Uint32Array[],
+    grows?: Float64Array[],
+  ): number {
+    if (drops || grows) return this.mutate(() => this.host.regrow(layers, dropFraction, byGradient, x, y, drops, grows));
+    // Both halves of the decision are the device's: it ranks its weights for the drops (SET and
+    // RigL), and for RigL takes the gradient of a batch (the last one trained here, cut from the
+    // training arrays as the CPU path keeps it, or x/y) and ranks the open positions by it. A layer
+    // listed twice changes twice, each time on the structure the first left: the host decides those,
+    // on the device's weights.
+    const distinct = new Set(layers).size === layers.length;
+    const plan = () => this.host.planMagnitudeDrops('regrow', layers, dropFraction, false);
     if (!byGradient) {
-      const decide = this.dropsOnDevice(layers, () => this.host.planMagnitudeDrops('regrow', layers, dropFraction, false));
-      const reads = new Set(layers).size === layers.length ? decide : 'weights';
+      const reads = distinct ? this.dropsOnDevice(layers, plan) : 'weights';
       return this.followOnDevice((d) => this.host.regrow(layers, dropFraction, false, undefined, undefined, d), reads);
     }
     const batch = x !== undefined ? { x, y } : this.lastBatch; // x without y: the host says so
     if (!batch) throw new Error('RigL gradient regrowth needs a batch to take the gradient of: train the model first, or pass x and y');
-    return this.followOnDevice(() => this.host.regrow(layers, dropFraction, true, batch.x, batch.y), 'weights');
+    const decide: DeviceDecision<{ drops: Uint32Array[]; grows: Float64Array[] }> = (device) => {
+      const p = plan();
+      return { drops: device.magnitudeDrops(layers, p), grows: device.gradientGrowth(batch.x, batch.y as NativeTargets, layers, p.counts) };
+    };
+    const apply = (d?: { drops: Uint32Array[]; grows: Float64Array[] }) =>
+      this.host.regrow(layers, dropFraction, true, batch.x, batch.y, d?.drops, d?.grows);
+    return this.followOnDevice(apply, distinct ? decide : 'weights');
   }
+
+  gradientGrowth(layers: number[], counts: number[], x?: Float32Array, y?: NativeTargets): Float64Array[] {
+    const batch = x !== undefined ? { x, y } : this.lastBatch;
+    if (!batch) throw new Error('RigL gradient regrowth needs a batch to take the gradient of: train the model first, or pass x and y');
+    return this.read(() => this.host.gradientGrowth(layers, counts, batch.x, batch.y));
+  }
+
 
   setContinualBackprop(rate: number, maturity: number): void {
     this.host.setContinualBackprop(rate, maturity); // the host runs the rounds between device calls (trainBatches)

@@ -183,7 +183,18 @@ export interface NativeModel {
   /** Every dense layer, or the dense-layer indices in `layers`. */
   sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void;
   /** RigL (byGradient) reads the gradient of x/y when given, else of the last training batch. */
-  regrow(layers: number[], dropFraction: number, byGradient: boolean, x?: Float32Array, y?: NativeTargets, drops?: Uint32Array[]): number;
+  /** drops / grows (RigL): the decision made where the weights are (a GPU model's magnitudeDrops / gradientGrowth), one per listed layer. */
+  regrow(
+    layers: number[],
+    dropFraction: number,
+    byGradient: boolean,
+    x?: Float32Array,
+    y?: NativeTargets,
+    drops?: Uint32Array[],
+    grows?: Float64Array[],
+  ): number;
+  /** RigL's choice without the change: per listed layer the counts[i] open positions with the largest |dL/dw| on the kept batch or x/y, ascending. */
+  gradientGrowth(layers: number[], counts: number[], x?: Float32Array, y?: NativeTargets): Float64Array[];
   setContinualBackprop(rate: number, maturity: number): void;
   /** For steps run on the GPU: steps after fromStep until a continual-backprop round replaces a unit (0: none within max). */
   continualBackpropDue(fromStep: number, max: number): number;

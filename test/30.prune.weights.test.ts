@@ -263,6 +263,30 @@ describe('pruning: weights by magnitude', () => {
     expect(native.pruneNeurons([0], 0.3, 'l2', false, scores)).to.equal(twin.native.pruneNeurons([0], 0.3, 'l2', false));
     expect(state()).to.equal(JSON.stringify(twin.native.exportState().layers.map((l) => [l.mask, l.alive, l.weight].map((a) => (a ? Array.from(a) : null)))));
     expect(native.events()).to.deep.equal(twin.native.events());
+    // RigL's choice made elsewhere: grows must be the plan's count of open positions, ascending.
+    const x = randomArray(8 * 20, 3), y = randomLabels(8, 3, 4);
+    const counts = native.planMagnitudeDrops('regrow', [0], 0.2, false).counts;
+    expect(counts[0]).to.be.greaterThan(1);
+    const grows = native.gradientGrowth([0], counts, x, y);
+    const regrowDrops = native.magnitudeDrops([0], { counts, global: -1 });
+    const mid = state();
+    const l0 = native.exportState().layers[0];
+    const stored = l0.format === 'csr' ? Number(l0.indices![0]) : l0.mask!.findIndex((m) => m === 1);  // row 0 stores it
+    const badGrows: [string, () => unknown, ErrorConstructor][] = [
+      ['grows for SET', () => native.regrow([0], 0.2, false, undefined, undefined, regrowDrops, grows), RangeError],
+      ['grows not Float64Arrays', () => native.regrow([0], 0.2, true, x, y, regrowDrops, [Int32Array.from(grows[0])] as never), TypeError],
+      ['a grow short', () => native.regrow([0], 0.2, true, x, y, regrowDrops, [grows[0].subarray(1)]), RangeError],
+      ['grows out of order', () => native.regrow([0], 0.2, true, x, y, regrowDrops, [grows[0].slice().reverse()]), RangeError],
+      ['a grow where a weight is stored', () => native.regrow([0], 0.2, true, x, y, regrowDrops, [Float64Array.from(grows[0], (p, i) => (i === 0 ? stored : p)).sort()]), RangeError],
+      ['a fractional position', () => native.regrow([0], 0.2, true, x, y, regrowDrops, [Float64Array.from(grows[0], (p, i) => (i === 0 ? 0.5 : p))]), RangeError],
+    ];
+    for (const [what, call, type] of badGrows) {
+      expect(call, what).to.throw(type);
+      expect(state(), `${what} changed the model`).to.equal(mid);
+    }
+    expect(native.regrow([0], 0.2, true, x, y, regrowDrops, grows)).to.equal(twin.native.regrow([0], 0.2, true, x, y));
+    expect(state()).to.equal(JSON.stringify(twin.native.exportState().layers.map((l) => [l.mask, l.alive, l.weight].map((a) => (a ? Array.from(a) : null)))));
+    expect(native.events()).to.deep.equal(twin.native.events());
   });
 
   it('rejects pruning while a training step runs, and allows it from a callback at a step boundary', async () => {

@@ -444,6 +444,35 @@ describe("cuda: Sequential with device 'cuda'", () => {
         }
     });
 
+    it('RigL is decided on the device: the gradient of the last device batch ranked there, no weights on the host; the choice is the host\'s on the same weights to float rounding', async function () {
+      needGpu(this);
+      const gpu = mixedMlp('cuda', 'adam');
+      await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });  // the device model exists from the first device call on
+      const device = (gpu.native as unknown as { device: cuda.CudaModelHandle }).device;
+      const counts = { exportState: 0, gradientGrowth: 0 };
+      const exportState = device.exportState.bind(device), gradientGrowth = device.gradientGrowth.bind(device);
+      const spy = <K extends 'exportState' | 'gradientGrowth'>(name: K, fn: cuda.CudaModelHandle[K]) =>
+        Object.defineProperty(device, name, { value: fn, configurable: true, writable: true });
+      spy('exportState', (withMoments) => (counts.exportState++, exportState(withMoments)));
+      spy('gradientGrowth', (x, y, l, k) => (counts.gradientGrowth++, gradientGrowth(x, y, l, k)));
+      const rigl = plasticity.rigl({ every: 4, until: gpu.step + 30, dropFraction: 0.3, layers: [0, 1] });
+      const h = await gpu.fit(X, Y, { epochs: 2, batchSize: 32, callbacks: [rigl] });
+      expect(h.history.loss.every(Number.isFinite)).to.equal(true);
+      expect(counts.exportState, 'weights copied to the host').to.equal(0);
+      expect(counts.gradientGrowth, 'RigL choices on the device').to.be.greaterThan(2);
+      expect(gpu.events.filter((e) => e.kind === 'regrow' && e.criterion === 'gradient').length).to.be.greaterThan(2);
+      // The same weights on the CPU (a copy), the same batch: the same positions but for near-ties.
+      const copy = await loadModel(gpu.toBuffer());
+      const xb = X.subarray(0, 48 * 16), yb = Y.subarray(0, 48);
+      const plan = copy.native.planMagnitudeDrops('regrow', [0, 1], 0.3, false);
+      const got = gradientGrowth(xb, yb, [0, 1], plan.counts), want = copy.native.gradientGrowth([0, 1], plan.counts, xb, yb);
+      got.forEach((g, i) => {
+        expect(g.length, `layer ${i}`).to.equal(plan.counts[i]);
+        const same = Array.from(g).filter((p) => want[i].includes(p)).length;
+        expect(same, `layer ${i}: positions shared with the host's choice`).to.be.at.least(Math.floor(0.9 * plan.counts[i]));
+      });
+    });
+
     it('bad input to each method of the device model is a TypeError or RangeError that leaves it as it was', async function () {
       needGpu(this);
       const m = mixedMlp('cuda', 'adam');
@@ -496,6 +525,11 @@ describe("cuda: Sequential with device 'cuda'", () => {
         ['neuronScores: an unknown criterion', () => device.neuronScores(0, 'l3')],
         ['neuronScores: a NaN layer', () => device.neuronScores(NaN, 'l1')],
         ['neuronScores: criterion not a string', () => device.neuronScores(0, 1 as unknown as string)],
+        ['gradientGrowth: y of the wrong length', () => device.gradientGrowth(X, Y.subarray(1), [0], [1])],
+        ['gradientGrowth: layers not an array', () => device.gradientGrowth(X, Y, 0 as unknown as number[], [1])],
+        ['gradientGrowth: a layer twice', () => device.gradientGrowth(X, Y, [1, 1], [1, 1])],
+        ['gradientGrowth: more than the open positions', () => device.gradientGrowth(X, Y, [1], [1e6])],
+        ['gradientGrowth: a negative count', () => device.gradientGrowth(X, Y, [1], [-1])],
       ];
       for (const [name, call] of cases) {
         let error: unknown;
@@ -612,7 +646,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
 
 class CpuTwinDevice implements cuda.CudaModelHandle {
   /** Calls that copy every parameter between host and device, and restructures, over all twins. */
-  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0, magnitudeDrops: 0, neuronScores: 0 };
+  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0, magnitudeDrops: 0, neuronScores: 0, gradientGrowth: 0 };
   /** Layers the wrapper marked kept that had changed (must stay empty). */
   static keepViolations: string[] = [];
   /** Makes the next restructure() throw before changing anything, as the native one does on bad input or no memory. */
@@ -670,6 +704,10 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
   neuronScores(layer: number, criterion: string): Float64Array {
     CpuTwinDevice.calls.neuronScores++;
     return this.twin.neuronScores(layer, criterion);
+  }
+  gradientGrowth(x: Float32Array, y: Int32Array | Float32Array, layers: number[], counts: number[]): Float64Array[] {
+    CpuTwinDevice.calls.gradientGrowth++;
+    return this.twin.gradientGrowth(layers, counts, x, y);
   }
   restructure(state: { layers: cuda.CudaLayerStructureIn[] }, rowSources: Int32Array[]): void {
     CpuTwinDevice.calls.restructure++;
@@ -1042,7 +1080,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(dev.step).to.equal(cpu.step);
   });
 
-  it('RigL on a cuda model takes the gradient of the last device batch on the host: the CPU path\'s result, no full copy', async () => {
+  it('RigL on a cuda model is decided on the device (gradient of the last device batch, drops by magnitude): the CPU path\'s result, no weight copy', async () => {
     const cpu = mixedMlp('cpu', 'adam');
     const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
     const rigl = () => plasticity.rigl({ every: 4, until: 40, dropFraction: 0.3, layers: [0, 1] });
@@ -1053,6 +1091,8 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(dev.events).to.deep.equal(cpu.events);
     for (let i = 0; i < 3; i++) expect(denseAt(dev, i).getWeights().weight, `layer ${i}`).to.deep.equal(denseAt(cpu, i).getWeights().weight);
     expect(CpuTwinDevice.calls.exportState - before.exportState, 'full copies to the host during fit').to.equal(1);  // the getWeights above
+    expect(CpuTwinDevice.calls.exportWeights - before.exportWeights, 'weight copies for the decisions').to.equal(0);
+    expect(CpuTwinDevice.calls.gradientGrowth - before.gradientGrowth, 'RigL choices on the device').to.be.greaterThan(2);
     // Without any training batch there is nothing to take the gradient of.
     const fresh = onTwinDevice(mixedMlp('cpu', 'adam'));
     expect(() => fresh.native.regrow([0], 0.2, true)).to.throw(/needs a batch/);

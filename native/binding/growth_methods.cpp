@@ -1,6 +1,7 @@
 // NativeModel's growth and plasticity methods: dropin, sparse initialisation,
 // drop-and-regrow, continual backprop and ReDo. Synchronous and refused while
 // an async operation runs (structure changes only at step boundaries).
+#include <optional>
 #include <string>
 
 #include "binding/args.h"
@@ -101,9 +102,34 @@ Napi::Value ModelWrap::Sparsify(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// regrow(layers, dropFraction, byGradient, x?, y?, drops?) -> number regrown; x/y:
+// Positions per listed layer (an array of Float64Array), or nullopt when undefined.
+static std::optional<std::vector<std::vector<int64_t>>> positions_arg(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= index || info[index].IsUndefined()) return std::nullopt;
+  if (!info[index].IsArray()) throw Napi::TypeError::New(env, "grows must be an array of Float64Array, one per layer");
+  Napi::Array a = info[index].As<Napi::Array>();
+  std::vector<std::vector<int64_t>> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      throw Napi::TypeError::New(env, "grows[" + std::to_string(i) + "] must be a Float64Array");
+    auto f = v.As<Napi::Float64Array>();
+    std::vector<int64_t> p;
+    for (size_t j = 0; j < f.ElementLength(); ++j) {
+      const double d = f[j];
+      if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+        throw Napi::RangeError::New(env, "grows[" + std::to_string(i) + "] must hold non-negative integer positions");
+      p.push_back(static_cast<int64_t>(d));
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+// regrow(layers, dropFraction, byGradient, x?, y?, drops?, grows?) -> number regrown; x/y:
 // RigL's batch instead of the last training batch (a GPU model's stays on the
-// device); drops: which weights to drop, decided where the weights are
+// device); drops / grows: which weights to drop and (RigL) where to grow,
+// decided where the weights are
 Napi::Value ModelWrap::Regrow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "regrow");
@@ -113,9 +139,38 @@ Napi::Value ModelWrap::Regrow(const Napi::CallbackInfo& info) {
   const bool by_gradient = bool_arg(info, 2, "byGradient");
   const SignalBatch batch = signal_batch_arg(info, 3, *model_);
   const auto drops = drops_arg(info, 5, layers.size());
+  const auto grows = positions_arg(info, 6);
   return Napi::Number::New(env, static_cast<double>(model_->regrow(layers, fraction, by_gradient, &np::default_pool(), batch.x,
                                                                    batch.x ? &batch.targets : nullptr, batch.n,
-                                                                   drops ? &*drops : nullptr)));
+                                                                   drops ? &*drops : nullptr, grows ? &*grows : nullptr)));
+}
+
+// gradientGrowth(layers, counts, x?, y?) -> Float64Array per listed layer: RigL's
+// choice (the counts[i] open positions with the largest |dL/dw|) without the
+// change, on the kept batch or x/y; the reference for a GPU model's choice.
+Napi::Value ModelWrap::GradientGrowth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "gradientGrowth");
+  auto layers = layer_list_arg(info, 0);
+  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "counts must be an array of integers");
+  Napi::Array c = info[1].As<Napi::Array>();
+  std::vector<int64_t> counts;
+  for (uint32_t i = 0; i < c.Length(); ++i) {
+    Napi::Value v = c.Get(i);
+    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+    if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+      throw Napi::RangeError::New(env, "counts[" + std::to_string(i) + "] must be a non-negative integer");
+    counts.push_back(static_cast<int64_t>(d));
+  }
+  const SignalBatch batch = signal_batch_arg(info, 2, *model_);
+  const auto grows = model_->gradient_growth(layers, counts, &np::default_pool(), batch.x, batch.x ? &batch.targets : nullptr, batch.n);
+  Napi::Array out = Napi::Array::New(env, grows.size());
+  for (size_t i = 0; i < grows.size(); ++i) {
+    auto a = Napi::Float64Array::New(env, grows[i].size());
+    for (size_t j = 0; j < grows[i].size(); ++j) a[j] = static_cast<double>(grows[i][j]);
+    out.Set(static_cast<uint32_t>(i), a);
+  }
+  return out;
 }
 
 // setContinualBackprop(rate, maturity): rate 0 disables

@@ -90,6 +90,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::LastSplit>>("lastSplit"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Sparsify>>("sparsify"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Regrow>>("regrow"),
+                         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::GradientGrowth>>("gradientGrowth"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetContinualBackprop>>("setContinualBackprop"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::ContinualBackpropDue>>("continualBackpropDue"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::ContinualBackpropSkip>>("continualBackpropSkip"),

@@ -102,6 +102,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value LastSplit(const Napi::CallbackInfo& info);
   Napi::Value Sparsify(const Napi::CallbackInfo& info);
   Napi::Value Regrow(const Napi::CallbackInfo& info);
+  Napi::Value GradientGrowth(const Napi::CallbackInfo& info);
   Napi::Value SetContinualBackprop(const Napi::CallbackInfo& info);
   Napi::Value ContinualBackpropDue(const Napi::CallbackInfo& info);
   Napi::Value ContinualBackpropSkip(const Napi::CallbackInfo& info);

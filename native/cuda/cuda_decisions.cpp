@@ -8,6 +8,11 @@
 // - CudaModel::neuron_scores: neuron pruning's per-unit scores (l1, l2 norms
 //   computed here; activation, taylor: the device's running statistics), one
 //   double per unit instead of two layers' weights.
+// - CudaModel::gradient_growth: RigL's choice, the open positions with the
+//   largest |dL/dw| of a batch (the dense gradient is made here, one GEMM per
+//   layer, and ranked with the magnitude kernels, largest first): k positions
+//   per layer instead of the weights and the batch's forward and backward on
+//   the host.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -22,39 +27,7 @@ namespace {
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument("CudaModel.magnitudeDrops: " + what); }
 [[noreturn]] void bad_scores(const std::string& what) { throw std::invalid_argument("CudaModel.neuronScores: " + what); }
 
-struct Cut {
-  uint32_t threshold = 0;  // |w| bits of the k-th smallest
-  int64_t below = 0;       // stored weights strictly below it
-};
-
-// The k-th smallest (1 <= k <= stored) |w| over a group of layers: the
-// host's kth_smallest_magnitude (radix_select.h), one histogram per pass over
-// all of them, read back to pick the digit.
-Cut select_cut(const std::vector<MagnitudeView>& group, int64_t k, Stream& stream) {
-  struct Pass {
-    int shift, width;
-  };
-  constexpr Pass kPasses[] = {{21, 11}, {10, 11}, {0, 10}};
-  DeviceBuffer hist(sizeof(unsigned long long) << 11);
-  std::vector<unsigned long long> counts;
-  uint32_t prefix = 0, known = 0;
-  int64_t rank = k - 1, below = 0;
-  for (const Pass& p : kPasses) {
-    hist.fill_zero(stream);
-    for (const MagnitudeView& v : group)
-      magnitude_histogram_cuda(v, prefix, known, p.shift, p.width, hist.as<unsigned long long>(), stream);
-    counts = to_host<unsigned long long>(hist, size_t{1} << p.width, stream);
-    uint32_t digit = 0;
-    while (rank >= static_cast<int64_t>(counts[digit])) {
-      rank -= static_cast<int64_t>(counts[digit]);
-      below += static_cast<int64_t>(counts[digit]);
-      ++digit;
-    }
-    prefix |= digit << p.shift;
-    known |= ((1u << p.width) - 1u) << p.shift;
-  }
-  return Cut{prefix, below};
-}
+float* f(const DeviceBuffer& b) { return b.as<float>(); }
 
 // Per view: {stored weights below the cut, at it}; threshold 0xffffffff
 // counts every stored weight as below (|w| bits never exceed 0x7fffffff).
@@ -69,14 +42,6 @@ std::vector<std::pair<int64_t, int64_t>> census(const std::vector<MagnitudeView>
   for (size_t i = 0; i < views.size(); ++i)
     out.emplace_back(static_cast<int64_t>(host[2 * i]), static_cast<int64_t>(host[2 * i + 1]));
   return out;
-}
-
-np::DropBits drop_bits(const MagnitudeView& v, uint32_t threshold, int64_t ties, DeviceBuffer& scratch, Stream& stream) {
-  const int64_t words = np::drop_words(v.count);
-  if (words == 0) return {};
-  DeviceBuffer bits(static_cast<size_t>(words) * sizeof(uint32_t));
-  magnitude_drop_bits_cuda(v, threshold, ties, bits.as<uint32_t>(), scratch, stream);
-  return to_host<uint32_t>(bits, static_cast<size_t>(words), stream);
 }
 
 }  // namespace
@@ -115,8 +80,7 @@ std::vector<np::DropBits> CudaModel::magnitude_drops(const std::vector<int64_t>&
         out[i].assign(static_cast<size_t>(np::drop_words(views[i].count)), 0u);
         continue;
       }
-      const Cut cut = select_cut({views[i]}, plan.counts[i], stream_);
-      out[i] = drop_bits(views[i], cut.threshold, plan.counts[i] - cut.below, scratch, stream_);
+      out[i] = magnitude_smallest_cuda(views[i], plan.counts[i], scratch, stream_);
     }
     return out;
   }
@@ -124,13 +88,13 @@ std::vector<np::DropBits> CudaModel::magnitude_drops(const std::vector<int64_t>&
     for (size_t i = 0; i < which.size(); ++i) out[i].assign(static_cast<size_t>(np::drop_words(views[i].count)), 0u);
     return out;
   }
-  const Cut cut = select_cut(views, plan.global, stream_);
+  const MagnitudeCut cut = magnitude_select_cuda(views, plan.global, stream_);
   const auto at_cut = census(views, cut.threshold, stream_);
   int64_t ties_left = plan.global - cut.below;  // ties at the cut go to the layers in the order listed
   for (size_t i = 0; i < which.size(); ++i) {
     const int64_t ties_here = std::min(at_cut[i].second, ties_left);
     ties_left -= ties_here;
-    out[i] = drop_bits(views[i], cut.threshold, ties_here, scratch, stream_);
+    out[i] = magnitude_drop_bits_host(views[i], cut.threshold, ties_here, scratch, stream_);
   }
   return out;
 }
@@ -168,6 +132,78 @@ std::vector<double> CudaModel::neuron_scores(int64_t l, const std::string& crite
   neuron_norm_scores_cuda(weights(layer), weights(next), criterion == "l1", out.as<double>(), stream_);
   out.download(scores.data(), scores.size() * sizeof(double), stream_);
   return scores;
+}
+
+std::vector<std::vector<int64_t>> CudaModel::gradient_growth(const std::vector<int64_t>& which,
+                                                             const std::vector<int64_t>& counts, const float* x,
+                                                             const int32_t* labels, const float* targets, int64_t n) {
+  auto refuse = [](const std::string& what) { throw std::invalid_argument("CudaModel.gradientGrowth: " + what); };
+  if (which.empty()) refuse("no layer given");
+  if (counts.size() != which.size()) refuse(std::to_string(counts.size()) + " counts for " + std::to_string(which.size()) + " layers");
+  for (size_t i = 0; i < which.size(); ++i) {
+    if (which[i] < 0 || which[i] >= static_cast<int64_t>(layers_.size()))
+      refuse("layer " + std::to_string(which[i]) + " is out of range [0, " + std::to_string(layers_.size()) + ")");
+    for (size_t j = 0; j < i; ++j)
+      if (which[j] == which[i]) refuse("layer " + std::to_string(which[i]) + " is listed twice");
+    if (counts[i] < 0) refuse("a count is negative");
+  }
+  if (n <= 0 || (labels == nullptr) == (targets == nullptr)) refuse("a batch of at least one sample with labels or targets is needed");
+  set_device(config_.device);
+  // The batch's forward pass and dL/dy, as the CPU's recompute_signals: no
+  // dropout, no statistics, nothing added to the running totals or the halt flag.
+  auto d = upload_dataset(x, n, labels, targets);
+  ensure_workspace(n);
+  gather_transpose_f32_cuda(f(act_[0]), n, d->x.as<float>(), d->features, nullptr, 0, n, d->features, stream_);
+  if (labels) gather_i32_cuda(labels_.as<int32_t>(), d->labels.as<int32_t>(), nullptr, 0, n, stream_);
+  else gather_transpose_f32_cuda(f(targets_), n, d->targets.as<float>(), d->outputs, nullptr, 0, n, d->outputs, stream_);
+  forward(n, false);
+  LossTotals* scratch_totals = totals_.as<LossTotals>();  // [0]: one batch's, rewritten by every step
+  if (labels || config_.loss == CudaLossKind::kSoftmaxCrossEntropy)
+    softmax_cross_entropy_cuda(f(grad_a_), scratch_totals, f(act_.back()), n, labels ? labels_.as<int32_t>() : nullptr,
+                               labels ? nullptr : f(targets_), output_size(), n, loss_ws_, stream_);
+  else
+    mean_squared_error_cuda(f(grad_a_), scratch_totals, f(act_.back()), n, f(targets_), output_size(), n, loss_ws_, stream_);
+
+  // Backward through the layers, dz only; each listed layer's dense gradient is ranked on the way.
+  std::vector<std::vector<int64_t>> out(which.size());
+  DeviceBuffer gradient, open, scratch;
+  const int64_t lowest = *std::min_element(which.begin(), which.end());
+  float* g = f(grad_a_);
+  float* other = f(grad_b_);
+  for (int64_t l = static_cast<int64_t>(layers_.size()) - 1; l >= lowest; --l) {
+    const Layer& layer = layers_[l];
+    activation_backward_cuda(g, f(act_[l + 1]), n, layer.activation, layer.units, n, nullptr, nullptr, stream_);
+    const auto listed = std::find(which.begin(), which.end(), l);
+    if (listed != which.end()) {
+      const size_t i = static_cast<size_t>(listed - which.begin());
+      const int64_t size = layer.units * layer.inputs;
+      gradient.reserve(static_cast<size_t>(size) * sizeof(float));
+      open.reserve(static_cast<size_t>(size));
+      gemm_f32_cuda(Trans::kNo, Trans::kYes, layer.units, layer.inputs, n, g, n, f(act_[l]), n, 0.0f, gradient.as<float>(),
+                    layer.inputs, stream_);
+      const uint8_t* alive_inputs = l > 0 && layers_[l - 1].alive.size() ? layers_[l - 1].alive.as<uint8_t>() : nullptr;
+      growth_candidates_cuda(open.as<uint8_t>(), layer.units, layer.inputs, layer.alive.size() ? layer.alive.as<uint8_t>() : nullptr,
+                             alive_inputs, layer.mask.size() ? layer.mask.as<uint8_t>() : nullptr,
+                             layer.csr ? layer.indptr.as<int64_t>() : nullptr, layer.csr ? layer.indices.as<int32_t>() : nullptr, stream_);
+      MagnitudeView v{gradient.as<float>(), open.as<uint8_t>(), size, true};
+      const int64_t candidates = census({v}, 0xffffffffu, stream_)[0].first;
+      if (counts[i] > candidates)
+        refuse("layer " + std::to_string(l) + " has " + std::to_string(candidates) + " open positions; cannot grow " +
+               std::to_string(counts[i]));
+      if (counts[i] > 0) {
+        const np::DropBits bits = magnitude_smallest_cuda(v, counts[i], scratch, stream_);
+        for (int64_t p = 0; p < size; ++p)
+          if (np::drop_bit(bits, p)) out[i].push_back(p);
+      }
+    }
+    if (l == lowest) break;
+    if (layer.csr)
+      spmm_t_f32_csr_cuda(layer.view(), layer.transpose_view(), g, n, 0.0f, other, n, n, stream_);
+    else
+      gemm_f32_cuda(Trans::kYes, Trans::kNo, layer.inputs, n, layer.units, f(layer.weight), layer.inputs, g, n, 0.0f, other, n, stream_);
+    std::swap(g, other);
+  }
+  return out;
 }
 
 }  // namespace np::cuda

@@ -158,6 +158,15 @@ class CudaModel {
   // refused, like an output layer or a statistic no step has updated
   // (std::invalid_argument). Waits for the stream.
   std::vector<double> neuron_scores(int64_t layer, const std::string& criterion);
+  // RigL's choice on the device: for each listed layer, the counts[i] open
+  // positions (live unit, open input, nothing stored) with the largest
+  // |dL/dw| on the batch x (n x inputs, row-major; labels or targets) at the
+  // current weights, without dropout, ties by position, ascending: what
+  // np::Model::gradient_growth / regrow choose from the same gradient. Changes
+  // nothing on the device but the batch workspace. Throws
+  // std::invalid_argument on a bad layer list or a count over the open positions.
+  std::vector<std::vector<int64_t>> gradient_growth(const std::vector<int64_t>& layers, const std::vector<int64_t>& counts,
+                                                    const float* x, const int32_t* labels, const float* targets, int64_t n);
 
   int64_t step() const { return step_; }
   int64_t input_size() const { return config_.input_size; }

@@ -20,6 +20,7 @@
 #include "kernels/gemm.h"
 #include "kernels/optimizers.h"
 #include "kernels/sparse.h"
+#include "model/magnitude_drops.h"
 
 namespace np::cuda {
 
@@ -80,6 +81,10 @@ struct MagnitudeView {
   const float* values = nullptr;
   const uint8_t* mask = nullptr;
   int64_t count = 0;
+  // Rank from the largest |w| down (RigL's gradient choice): the kernels
+  // below then see the key 0x7fffffff - |w| bits, so "smallest key first"
+  // and ties in storage order give the largest magnitudes, ties by position.
+  bool largest = false;
 };
 // One pass of a radix select: hist[d] += stored weights whose |w| bits match
 // `prefix` on the `known` bits and have digit d at (shift, width <= 11). hist
@@ -93,6 +98,30 @@ void magnitude_census_cuda(const MagnitudeView& w, uint32_t threshold_bits, unsi
 // ties_to_drop such in storage order (np::DropBits). scratch grows as needed.
 void magnitude_drop_bits_cuda(const MagnitudeView& w, uint32_t threshold_bits, int64_t ties_to_drop, uint32_t* bits,
                               DeviceBuffer& scratch, Stream& stream);
+
+// Driven from the host (each waits for the stream):
+// the k-th smallest key (1 <= k <= stored) over a group of views, as the
+// host's kth_smallest_magnitude (radix_select.h): its bits, and how many
+// stored keys are strictly below it (three histogram passes, read back);
+struct MagnitudeCut {
+  uint32_t threshold = 0;
+  int64_t below = 0;
+};
+MagnitudeCut magnitude_select_cuda(const std::vector<MagnitudeView>& group, int64_t k, Stream& stream);
+// magnitude_drop_bits_cuda's bits, copied to the host;
+np::DropBits magnitude_drop_bits_host(const MagnitudeView& v, uint32_t threshold_bits, int64_t ties_to_drop,
+                                      DeviceBuffer& scratch, Stream& stream);
+// the bits of the k (0 <= k <= stored) smallest keys of one view, ties in storage order.
+np::DropBits magnitude_smallest_cuda(const MagnitudeView& v, int64_t k, DeviceBuffer& scratch, Stream& stream);
+
+// RigL's candidates (np::Model::regrow's open positions): open[r * inputs + c]
+// = 1 where unit r is alive (alive_rows nullptr: all), input c is open (its
+// unit in the layer below alive; alive_inputs nullptr: all) and nothing is
+// stored (dense: mask[p] == 0, and no mask means every position is stored;
+// CSR: no entry (r, c) in indptr / indices). open: device, units x inputs.
+void growth_candidates_cuda(uint8_t* open, int64_t units, int64_t inputs, const uint8_t* alive_rows,
+                            const uint8_t* alive_inputs, const uint8_t* mask, const int64_t* indptr,
+                            const int32_t* indices, Stream& stream);
 
 // ---- neuron scores (neuron_scores.cu) ---------------------------------------------
 

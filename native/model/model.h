@@ -233,9 +233,20 @@ class Model {
   // samples) when given. drops: which weights to drop, decided where the
   // weights are (plan_regrow_drops' counts; see prune_weights_magnitude).
   // Returns the number regrown.
+  // grows (RigL only): the positions to grow, chosen elsewhere (a GPU
+  // model's gradient_growth), one ascending list per layer, checked to be
+  // the plan's count of open positions.
   int64_t regrow(const std::vector<int64_t>& layers, double fraction, bool by_gradient, ThreadPool* pool,
                  const float* x = nullptr, const Targets* targets = nullptr, int64_t n = 0,
-                 const std::vector<DropBits>* drops = nullptr);
+                 const std::vector<DropBits>* drops = nullptr,
+                 const std::vector<std::vector<int64_t>>* grows = nullptr);
+  // RigL's choice without the change: per listed layer, the counts[i] open
+  // positions with the largest |dL/dw| on the kept batch (or x / targets),
+  // ascending; what regrow grows for distinct layers (the reference for a
+  // GPU model's choice).
+  std::vector<std::vector<int64_t>> gradient_growth(const std::vector<int64_t>& layers, const std::vector<int64_t>& counts,
+                                                    ThreadPool* pool, const float* x = nullptr,
+                                                    const Targets* targets = nullptr, int64_t n = 0);
   // Reinitialises units of a hidden layer: incoming weights re-drawn, bias 0,
   // outgoing weights 0 (next bias compensated by the units' mean output when
   // `compensate`), ages, statistics and optimizer state reset. Logged with scores.
@@ -344,6 +355,7 @@ class Model {
   void check_drops(const std::vector<int64_t>& layers, const MagnitudePlan& plan, const std::vector<DropBits>& drops) const;
   // How many weights regrow drops (and grows) in a layer: floor(fraction * nnz), at most the open positions.
   int64_t regrow_count(int64_t layer, double fraction) const;
+  std::vector<int64_t> rigl_choice(int64_t layer, int64_t k, int64_t batch, ThreadPool* pool) const;
   void init_layer_weights(DenseLayer& layer, InitKind init);
   void init_sparse_layer(DenseLayer& layer, InitKind init, double density);
   // Forward over columns [0, batch) of the workspace input; dropout only when training.

@@ -146,20 +146,74 @@ MagnitudePlan Model::plan_regrow_drops(const std::vector<int64_t>& which, double
   return plan;
 }
 
+// RigL's choice in layer l after recompute_signals: the k open positions with the largest |dL/dw|.
+std::vector<int64_t> Model::rigl_choice(int64_t l, int64_t k, int64_t batch, ThreadPool* pool) const {
+  const std::vector<uint8_t> closed = closed_inputs(layers_, l);
+  return top_gradient_positions(layers_[l], ws_.dz[l].data(), ws_.act[l].data(), batch, k, pool, nullptr,
+                                closed.empty() ? nullptr : closed.data());
+}
+
+std::vector<std::vector<int64_t>> Model::gradient_growth(const std::vector<int64_t>& which,
+                                                         const std::vector<int64_t>& counts, ThreadPool* pool,
+                                                         const float* x, const Targets* targets, int64_t n) {
+  if (counts.size() != which.size())
+    throw_range("counts has " + std::to_string(counts.size()) + " entries for " + std::to_string(which.size()) + " layers");
+  for (size_t i = 0; i < which.size(); ++i) {
+    if (which[i] < 0 || which[i] >= static_cast<int64_t>(layers_.size()))
+      throw_range("dense layer index " + std::to_string(which[i]) + " is out of range");
+    const int64_t open = open_positions(layers_[which[i]], closed_inputs(layers_, which[i]));
+    if (counts[i] < 0 || counts[i] > open)
+      throw_range("layer " + std::to_string(which[i]) + " has " + std::to_string(open) + " open positions; cannot grow " +
+                  std::to_string(counts[i]));
+  }
+  if (x) load_signal_batch(x, *targets, n);
+  const int64_t batch = recompute_signals(pool);
+  std::vector<std::vector<int64_t>> out;
+  for (size_t i = 0; i < which.size(); ++i) out.push_back(rigl_choice(which[i], counts[i], batch, pool));
+  return out;
+}
+
+// Positions chosen elsewhere (a GPU model's gradient_growth): k per layer,
+// ascending, each an open position (live unit, open input, nothing stored).
+static void check_grows(const std::vector<DenseLayer>& layers, const std::vector<int64_t>& which,
+                        const std::vector<int64_t>& counts, const std::vector<std::vector<int64_t>>& grows) {
+  if (grows.size() != which.size())
+    throw_range("grows has " + std::to_string(grows.size()) + " entries for " + std::to_string(which.size()) + " layers");
+  for (size_t i = 0; i < which.size(); ++i) {
+    const DenseLayer& layer = layers[which[i]];
+    const std::vector<uint8_t> closed = closed_inputs(layers, which[i]);
+    const std::string name = "grows[" + std::to_string(i) + "] (layer " + std::to_string(which[i]) + ")";
+    if (static_cast<int64_t>(grows[i].size()) != counts[i])
+      throw_range(name + " has " + std::to_string(grows[i].size()) + " positions; the plan grows " + std::to_string(counts[i]));
+    for (size_t j = 0; j < grows[i].size(); ++j) {
+      const int64_t p = grows[i][j];
+      if (p < 0 || p >= layer.units * layer.inputs || (j > 0 && p <= grows[i][j - 1]))
+        throw_range(name + " must hold ascending positions in [0, " + std::to_string(layer.units * layer.inputs) + ")");
+      const int64_t r = p / layer.inputs, c = p % layer.inputs;
+      if (!layer.unit_alive(r) || (!closed.empty() && closed[c]) || layer.stores(r, c))
+        throw_range(name + " grows position " + std::to_string(p) + ", which is not open");
+    }
+  }
+}
+
 int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool by_gradient, ThreadPool* pool,
-                      const float* x, const Targets* targets, int64_t n, const std::vector<DropBits>* drops) {
+                      const float* x, const Targets* targets, int64_t n, const std::vector<DropBits>* drops,
+                      const std::vector<std::vector<int64_t>>* grows) {
   check_regrow_args(layers_, which, fraction);
-  if (drops) {
-    // A layer listed twice would drop twice from one decision: the bits are for the structure as it is now.
+  if (grows && !by_gradient) throw_range("grows are RigL's gradient choice; SET draws its positions from the model's generator");
+  if (drops || grows) {
+    // A layer listed twice would change twice from one decision: it is for the structure as it is now.
     for (size_t i = 0; i < which.size(); ++i)
       for (size_t j = 0; j < i; ++j)
         if (which[i] == which[j]) throw_range("layer " + std::to_string(which[i]) + " is listed twice");
-    check_drops(which, plan_regrow_drops(which, fraction), *drops);
+    const MagnitudePlan plan = plan_regrow_drops(which, fraction);
+    if (drops) check_drops(which, plan, *drops);
+    if (grows) check_grows(layers_, which, plan.counts, *grows);
   }
   // RigL scores missing connections with the gradient of the current weights,
-  // so compute it before anything is dropped.
+  // so compute it before anything is dropped (unless the choice was made elsewhere).
   int64_t batch = 0;
-  if (by_gradient) {
+  if (by_gradient && !grows) {
     if (x) load_signal_batch(x, *targets, n);
     batch = recompute_signals(pool);
   }
@@ -181,9 +235,10 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
     // r * inputs + c (RigL: largest |dL/dw|; SET: uniformly at random). Dead
     // units never regrow.
     std::vector<int64_t> chosen;
-    if (by_gradient) {
-      chosen = top_gradient_positions(layer, ws_.dz[l].data(), ws_.act[l].data(), batch, k, pool, nullptr,
-                                      closed.empty() ? nullptr : closed.data());
+    if (grows) {
+      chosen = (*grows)[i];
+    } else if (by_gradient) {
+      chosen = rigl_choice(l, k, batch, pool);
     } else {
       if (empty <= 4 * k) {
         std::vector<int64_t> all;

@@ -206,6 +206,23 @@ TEST(pruning_with_given_drops_matches_pruning_by_the_hosts_weights) {
        },
        {0, 1}},
   };
+  // RigL: the choice of where to grow made elsewhere too (gradient_growth, as a GPU model's).
+  {
+    const auto own = tied_model(), given = tied_model();
+    std::vector<float> x(12 * kInputs);
+    std::vector<int32_t> labels(12);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 53) % 29) / 29.0f - 0.5f;
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int32_t>(i % 3);
+    np::Targets t;
+    t.labels = labels.data();
+    const np::MagnitudePlan plan = given->plan_regrow_drops({1, 0}, 0.3);
+    const std::vector<np::DropBits> drops = given->magnitude_drops({1, 0}, plan);
+    const auto grows = given->gradient_growth({1, 0}, plan.counts, nullptr, x.data(), &t, 12);
+    const int64_t a = own->regrow({1, 0}, 0.3, true, nullptr, x.data(), &t, 12);
+    const int64_t b = given->regrow({1, 0}, 0.3, true, nullptr, x.data(), &t, 12, &drops, &grows);
+    CHECK(a == b && a > 0);
+    check_same_model(*own, *given, "RigL regrowth by given drops and grows");
+  }
   for (const Op& op : ops) {
     const auto own = tied_model(), given = tied_model();
     const std::vector<np::DropBits> drops = given->magnitude_drops(op.layers, op.plan(*given));

@@ -305,6 +305,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
                         InstanceMethod("setValues", &CudaModelWrap::SetValues),
                         InstanceMethod("magnitudeDrops", &CudaModelWrap::MagnitudeDrops),
                         InstanceMethod("neuronScores", &CudaModelWrap::NeuronScores),
+                        InstanceMethod("gradientGrowth", &CudaModelWrap::GradientGrowth),
                         InstanceMethod("setOptimizer", &CudaModelWrap::SetOptimizer),
                         InstanceMethod("setStatsDecay", &CudaModelWrap::SetStatsDecay),
                         InstanceMethod("createDataset", &CudaModelWrap::CreateDataset),
@@ -467,6 +468,41 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     on_js_thread(env, [&] { scores = model_->neuron_scores(static_cast<int64_t>(d), criterion); });
     auto out = Napi::Float64Array::New(env, scores.size());
     std::copy(scores.begin(), scores.end(), out.Data());
+    return out;
+  }
+
+  // gradientGrowth(x, y, layers, counts) -> Float64Array of positions per listed layer: RigL's choice on the device.
+  Napi::Value GradientGrowth(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    idle(env, "gradientGrowth");
+    HostData d = data_of(info, *model_, true);
+    auto integers = [&](Napi::Value v, const std::string& name) {
+      if (!v.IsArray()) throw Napi::TypeError::New(env, "CudaModel: " + name + " must be an array of integers");
+      Napi::Array a = v.As<Napi::Array>();
+      std::vector<int64_t> out;
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        Napi::Value x = a.Get(i);
+        const double n = x.IsNumber() ? x.As<Napi::Number>().DoubleValue() : -1.0;
+        if (!x.IsNumber()) throw Napi::TypeError::New(env, "CudaModel: " + name + "[" + std::to_string(i) + "] must be a number");
+        if (!(n >= 0 && n <= 9007199254740991.0) || n != static_cast<double>(static_cast<int64_t>(n)))
+          throw Napi::RangeError::New(env, "CudaModel: " + name + "[" + std::to_string(i) + "] must be a non-negative integer");
+        out.push_back(static_cast<int64_t>(n));
+      }
+      return out;
+    };
+    const std::vector<int64_t> layers = integers(info[2], "layers"), counts = integers(info[3], "counts");
+    idle(env, "gradientGrowth");  // again: a getter above may have disposed the model or started a call
+    std::vector<std::vector<int64_t>> grows;
+    on_js_thread(env, [&] {
+      grows = model_->gradient_growth(layers, counts, d.x.data(), d.has_labels ? d.labels.data() : nullptr,
+                                      d.has_labels ? nullptr : d.targets.data(), d.n);
+    });
+    Napi::Array out = Napi::Array::New(env, grows.size());
+    for (size_t i = 0; i < grows.size(); ++i) {
+      auto a = Napi::Float64Array::New(env, grows[i].size());
+      for (size_t j = 0; j < grows[i].size(); ++j) a[j] = static_cast<double>(grows[i][j]);
+      out.Set(static_cast<uint32_t>(i), a);
+    }
     return out;
   }
 

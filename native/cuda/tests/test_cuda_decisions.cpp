@@ -9,6 +9,9 @@
 // and ends exactly where its own decision takes it. Neuron scores
 // (CudaModel::neuron_scores): l1 / l2 norms bit for bit the host's, over
 // dense -> CSR and CSR -> dense layer pairs; the statistics as the host has them.
+// The select itself (magnitude_smallest_cuda) against a stable sort, smallest
+// and largest first; RigL's choice (CudaModel::gradient_growth) against the
+// host's on the same batch (its own GEMM rounds differently: most positions).
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -194,4 +197,94 @@ CUDA_TEST(cuda_neuron_scores_match_the_hosts) {
   gpu.load(fresh.step, std::move(layers));
   CHECK(refused(gpu, 0, "taylor"));
   CHECK(!refused(gpu, 0, "l1"));
+}
+
+CUDA_TEST(magnitude_smallest_cuda_matches_a_stable_sort) {
+  nc::Stream stream;
+  nc::DeviceBuffer scratch;
+  for (int64_t count : {1, 33, 70001}) {
+    // Values on a coarse grid (ties), a mask storing about 80%, k over the whole range.
+    np_test::Lcg rng{static_cast<uint64_t>(count)};
+    std::vector<float> values(count);
+    std::vector<uint8_t> mask(count);
+    int64_t stored = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      values[i] = std::round(rng.next() * 40.0f) / 16.0f;
+      mask[i] = rng.next() > -0.6f;
+      stored += mask[i];
+    }
+    nc::DeviceBuffer dv = nc::to_device(values, stream), dm = nc::to_device(mask, stream);
+    for (bool largest : {false, true})
+      for (int64_t k : {int64_t{0}, int64_t{1}, stored / 3, stored}) {
+        nc::MagnitudeView v{dv.as<float>(), dm.as<uint8_t>(), count, largest};
+        const np::DropBits got = nc::magnitude_smallest_cuda(v, k, scratch, stream);
+        std::vector<int64_t> order;
+        for (int64_t i = 0; i < count; ++i)
+          if (mask[i]) order.push_back(i);
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+          return largest ? std::fabs(values[a]) > std::fabs(values[b]) : std::fabs(values[a]) < std::fabs(values[b]);
+        });
+        np::DropBits want(np::drop_words(count), 0u);
+        for (int64_t i = 0; i < k; ++i) np::set_drop_bit(want, order[i]);
+        CHECK_MSG(got == want, "count %lld, k %lld, %s first: bits differ from the stable sort", static_cast<long long>(count),
+                  static_cast<long long>(k), largest ? "largest" : "smallest");
+      }
+  }
+}
+
+CUDA_TEST(cuda_gradient_growth_follows_the_hosts_rigl_choice) {
+  const auto model = tied_model(false);
+  np::Model& cpu = *model;
+  cpu.prune_neurons({0}, 0.2, "random", false);  // dead rows in layer 0, closed inputs in layer 1
+  nc::CudaModel gpu = mirror(cpu);
+  const int64_t n = 24;
+  const std::vector<float> x = random_vector(n * kInputs, 21);
+  std::vector<int32_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[i] = static_cast<int32_t>((i * 7) % 3);
+  np::Targets t;
+  t.labels = labels.data();
+  const std::vector<int64_t> layers = {1, 0};
+  const std::vector<int64_t> counts = cpu.plan_regrow_drops(layers, 0.3).counts;
+  CHECK(counts[0] > 0 && counts[1] > 0);
+  const std::vector<nc::CudaLayerState> before = gpu.export_layers();
+  const auto got = gpu.gradient_growth(layers, counts, x.data(), labels.data(), nullptr, n);
+  const auto want = cpu.gradient_growth(layers, counts, nullptr, x.data(), &t, n);
+  const np::ModelState st = cpu.export_state();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const np::DenseLayer& layer = cpu.layers()[layers[i]];
+    CHECK_EQ(static_cast<int64_t>(got[i].size()), counts[i]);
+    int64_t same = 0, valid = 0;
+    for (size_t j = 0; j < got[i].size(); ++j) {
+      const int64_t p = got[i][j], r = p / layer.inputs, c = p % layer.inputs;
+      const bool open_input = layers[i] == 0 || cpu.layers()[layers[i] - 1].unit_alive(c);
+      valid += (j == 0 || p > got[i][j - 1]) && layer.unit_alive(r) && open_input && !layer.stores(r, c);
+      same += std::binary_search(want[i].begin(), want[i].end(), p);
+    }
+    CHECK_MSG(valid == counts[i], "layer %lld: %lld of %lld positions valid", static_cast<long long>(layers[i]),
+              static_cast<long long>(valid), static_cast<long long>(counts[i]));
+    // The gradients agree to float rounding: only near-ties at the cut may go the other way.
+    CHECK_MSG(same * 10 >= counts[i] * 9, "layer %lld: %lld of %lld positions are the host's", static_cast<long long>(layers[i]),
+              static_cast<long long>(same), static_cast<long long>(counts[i]));
+  }
+  // Nothing on the device changed: weights, slots, statistics.
+  const std::vector<nc::CudaLayerState> after = gpu.export_layers();
+  for (size_t l = 0; l < after.size(); ++l)
+    CHECK_MSG(after[l].weight == before[l].weight && after[l].weight_moments == before[l].weight_moments &&
+                  after[l].bias == before[l].bias && after[l].taylor == before[l].taylor &&
+                  after[l].mean_abs_activation == before[l].mean_abs_activation && after[l].stats_updates == before[l].stats_updates,
+              "layer %zu changed", l);
+  CHECK_EQ(gpu.step(), cpu.step());
+  // Refused: more than the open positions, a layer twice, no batch.
+  auto refused = [&](const std::vector<int64_t>& l, const std::vector<int64_t>& k, int64_t samples) {
+    try {
+      gpu.gradient_growth(l, k, x.data(), labels.data(), nullptr, samples);
+    } catch (const std::invalid_argument&) {
+      return true;
+    }
+    return false;
+  };
+  CHECK(refused({1}, {1000000}, n));
+  CHECK(refused({1, 1}, {1, 1}, n));
+  CHECK(refused({1}, {1}, 0));
+  CHECK(refused({4}, {1}, n));
 }
