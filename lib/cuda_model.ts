@@ -15,9 +15,10 @@
 // pruning, sparsify, SET and RigL regrowth, continual-backprop and ReDo
 // reinit) keep the numbers on the device: the host applies them to its
 // structure and the device moves its own numbers to match (followOnDevice).
-// Pruning decisions are the device's (magnitude drop bits, neuron scores);
-// the other changes read at most the weights and unit statistics, copied
-// over for them, and for RigL and gradmax the last device batch. setWeights and
+// Pruning and RigL decisions are the device's (magnitude drop bits, neuron
+// scores, RigL's positions from the gradient of the last device batch); the
+// other changes read at most the weights and unit statistics, copied over
+// for them, and for gradmax the last device batch. setWeights and
 // rewind change numbers only: the device takes them in place (setValues).
 // If the device refuses, a change takes the copy path: pull, change on the
 // host, push (issue 6, part 3).
