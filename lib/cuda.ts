@@ -76,7 +76,20 @@ export type CudaLayerStructureIn = Omit<CudaLayerStateIn, 'weight' | 'weightMome
     weightsFromHost?: boolean;
     /** The change left this layer exactly as it was: the device keeps it and reads its shape and settings only. */
     keep?: boolean;
+    /**
+     * Continual backprop reinitialised these units of the layer below (ascending): this layer's biases
+     * absorb their mean outputs (compensateMeans, the host's, one per unit) through the device's
+     * weights before the change, b[r] += w[r][j] * mean in float, in this order.
+     */
+    compensateInputs?: Int32Array;
+    compensateMeans?: Float64Array;
   };
+
+/** The device model's per-unit running statistics and the steps they have seen, per layer. */
+export interface CudaStatsOut {
+  step: number;
+  layers: { meanAbsActivation: Float64Array; meanActivation: Float64Array; taylor: Float64Array; statsUpdates: number }[];
+}
 
 /** What the device model gives back: its step and every parameter with its optimizer slots. */
 export interface CudaStateOut {
@@ -125,6 +138,10 @@ export interface CudaModelHandle {
    * (no dropout), ties by position, ascending. Changes nothing but the batch workspace.
    */
   gradientGrowth(x: Float32Array, y: Int32Array | Float32Array, layers: number[], counts: number[]): Float64Array[];
+  /** Continual backprop's utility per unit of a hidden layer from the device's numbers (-inf for dead units), bit for bit the host's. */
+  unitUtility(layer: number): Float64Array;
+  /** The per-unit statistics only: what continual backprop and ReDo read besides utilities. */
+  exportStats(): CudaStatsOut;
   /** The device's parameters; withMoments false: weights and biases only (the moment lists are empty). */
   exportState(withMoments?: boolean): CudaStateOut;
   setOptimizer(optimizer: object): void;

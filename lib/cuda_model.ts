@@ -15,14 +15,15 @@
 // pruning, sparsify, SET and RigL regrowth, continual-backprop and ReDo
 // reinit) keep the numbers on the device: the host applies them to its
 // structure and the device moves its own numbers to match (followOnDevice).
-// Pruning and RigL decisions are the device's (magnitude drop bits, neuron
-// scores, RigL's positions from the gradient of the last device batch); the
-// other changes read at most the weights and unit statistics, copied over
-// for them, and for gradmax the last device batch. setWeights and
+// Pruning, RigL, continual-backprop and ReDo decisions are made on the
+// device's numbers (magnitude drop bits, neuron scores, RigL's positions from
+// the gradient of the last device batch, unit statistics and utilities; the
+// device compensates its own biases); gradmax and sparsify read the weights
+// and unit statistics, copied over for them, and gradmax the last device batch. setWeights and
 // rewind change numbers only: the device takes them in place (setValues).
 // If the device refuses, a change takes the copy path: pull, change on the
 // host, push (issue 6, part 3).
-import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn, CudaStateOut } from './cuda';
+import type { CudaAddon, CudaModelHandle, CudaLayerStateIn, CudaLayerStructureIn, CudaStateOut, CudaStatsOut } from './cuda';
 import type {
   BatchProgress,
   MagnitudePlan,
@@ -218,6 +219,7 @@ export class CudaNativeModel implements NativeModel {
     fn: (decision?: D) => T,
     reads: 'structure' | 'weights' | DeviceDecision<D> = 'structure',
     amend?: Amend,
+    compensate = false,
   ): T {
     const device = this.device;
     if (!device || this.deviceStale) return this.mutate(() => fn());
@@ -243,7 +245,7 @@ export class CudaNativeModel implements NativeModel {
     const r = fn(decision);
     try {
       // Everything from here to the device's swap may fail (no memory, a refusal): the fallback covers it all.
-      this.restructureToHost(device, before, eventsBefore, amend);
+      this.restructureToHost(device, before, eventsBefore, amend, compensate);
     } catch (e) {
       // The device model is unchanged (restructure checks first and swaps
       // last): put the host back (its old structure with the device's
@@ -271,18 +273,19 @@ export class CudaNativeModel implements NativeModel {
     return r;
   }
 
-  /** The device follows the host's new structure (followOnDevice, after the change): sources by id, values where new. */
-  private restructureToHost(device: CudaModelHandle, before: NativeState, eventsBefore: number, amend?: Amend): void {
+  /**
+   * The device follows the host's new structure (followOnDevice, after the change): sources by id,
+   * values where new. compensate: the change was a continual-backprop round, whose reinitialised
+   * units' mean outputs (the host's lastCompensations) the next layers' biases absorb through the
+   * device's own weights (compensateInputs / compensateMeans), in the host's order.
+   */
+  private restructureToHost(device: CudaModelHandle, before: NativeState, eventsBefore: number, amend?: Amend, compensate = false): void {
     const after = this.host.exportState([]);
     const sources = after.layers.map((l, i) => rowSourcesById(before.layers[i].neuronIds, l.neuronIds));
     // Reinitialised units (continual backprop, ReDo) keep their ids but not their numbers: new
-    // units to the device; and the next layer's biases absorbed their output (host values).
-    const biasFromHost = after.layers.map(() => false);
+    // units to the device.
     // Found by their reset age (the event log may have dropped the events), and by the events.
-    const reinitialised = (l: number, r: number) => {
-      sources[l][r] = -1;
-      biasFromHost[l + 1] = true;
-    };
+    const reinitialised = (l: number, r: number) => void (sources[l][r] = -1);
     after.layers.forEach((l, i) => {
       if (before.layers[i].birthStep.length === 0 || l.birthStep.length === 0) return;
       sources[i].forEach((src, r) => void (src >= 0 && l.birthStep[r] !== before.layers[i].birthStep[src] && reinitialised(i, r)));
@@ -295,22 +298,24 @@ export class CudaNativeModel implements NativeModel {
     const hasNew = sources.map((s) => s.includes(-1));
     const withValues = after.layers.map((_, i) => hasNew[i] || (i > 0 && hasNew[i - 1]));
     // Values only of the layers with new units in their rows or inputs (the device reads them there).
-    const valuesOf = withValues.flatMap((v, i) => (v || biasFromHost[i] ? [i] : []));
+    const valuesOf = withValues.flatMap((v, i) => (v ? [i] : []));
     const values = valuesOf.length > 0 ? this.host.exportState(valuesOf).layers : [];
     const layers: CudaLayerStructureIn[] = after.layers.map((l, i) => {
       const full = this.layerIn(valuesOf.includes(i) ? values[i] : l, i);
-      if (biasFromHost[i]) return { ...full, biasFromHost: true };
       if (withValues[i]) return full;
       const { weight: _w, weightMoments: _wm, bias: _b, biasMoments: _bm, ...structure } = full;
       return structure;
     });
+    if (compensate)
+      for (const c of this.host.lastCompensations())
+        Object.assign(layers[c.layer + 1], { compensateInputs: c.units, compensateMeans: c.means });
     amend?.(layers, before, after);
     // Layers the change left exactly as they were: the device keeps them (W^T included) and
     // reads their shape and settings only.
     after.layers.forEach((l, i) => {
       const o = before.layers[i];
       const same =
-        !withValues[i] && !biasFromHost[i] && !layers[i].biasFromHost && !layers[i].weightsFromHost && !layers[i].inputScale && identity(sources[i], o.units) && (i === 0 || identity(sources[i - 1], before.layers[i - 1].units)) &&
+        !withValues[i] && !layers[i].compensateInputs && !layers[i].biasFromHost && !layers[i].weightsFromHost && !layers[i].inputScale && identity(sources[i], o.units) && (i === 0 || identity(sources[i - 1], before.layers[i - 1].units)) &&
         l.format === o.format && l.units === o.units && l.inputs === o.inputs &&
         sameBytes(l.mask, o.mask) && sameBytes(l.alive, o.alive) && sameBytes(l.indptr, o.indptr) && sameBytes(l.indices, o.indices);
       if (same) layers[i] = { ...layers[i], keep: true };
@@ -403,7 +408,7 @@ export class CudaNativeModel implements NativeModel {
       total.aborted = r.aborted;
       const replaceNow = due !== 0 && r.steps === due;
       this.host.continualBackpropSkip(from, replaceNow ? r.steps - 1 : r.steps);
-      if (replaceNow) this.followOnDevice(() => this.host.continualBackpropStep(), 'weights');
+      if (replaceNow) this.continualBackpropOnDevice();
     }
     return total;
   }
@@ -607,6 +612,10 @@ export class CudaNativeModel implements NativeModel {
     });
   }
 
+  lastCompensations(): { layer: number; units: Int32Array; means: Float64Array }[] {
+    return this.host.lastCompensations();
+  }
+
   lastSplit(): { layer: number; units: Int32Array; shares: Float32Array } {
     return this.host.lastSplit();
   }
@@ -673,13 +682,36 @@ export class CudaNativeModel implements NativeModel {
     this.host.continualBackpropSkip(fromStep, steps);
   }
 
-  continualBackpropStep(): number {
-    return this.followOnDevice(() => this.host.continualBackpropStep(), 'weights');
+  continualBackpropStep(utilities?: Float64Array[]): number {
+    if (utilities) return this.mutate(() => this.host.continualBackpropStep(utilities));
+    return this.continualBackpropOnDevice();
+  }
+
+  /**
+   * A continual-backprop round on the device's numbers: its statistics (a few doubles per unit)
+   * and utilities come over, the host picks and reinitialises the units, and the device follows,
+   * its biases absorbing the replaced units' mean output from its own weights (compensateInputs).
+   */
+  private continualBackpropOnDevice(): number {
+    const hidden = this.host.layerCount - 1;
+    const decide: DeviceDecision<{ stats: CudaStatsOut; utilities: Float64Array[] }> = (device) => ({
+      stats: device.exportStats(),
+      utilities: Array.from({ length: hidden }, (_, l) => device.unitUtility(l)),
+    });
+    const round = (d?: { stats: CudaStatsOut; utilities: Float64Array[] }) => {
+      if (d) this.host.setValues(d.stats);
+      return this.host.continualBackpropStep(d?.utilities);
+    };
+    return this.followOnDevice(round, decide, undefined, true);
   }
 
   redo(threshold: number): number {
-    // ReDo reads the unit statistics and reinitialises units: followed on the device like a CBP round.
-    return this.followOnDevice(() => this.host.redo(threshold), 'weights');
+    // ReDo reads the unit statistics only (they come over) and reinitialises units without
+    // compensating the next layer: followed on the device like a CBP round.
+    return this.followOnDevice((stats?: CudaStatsOut) => {
+      if (stats) this.host.setValues(stats);
+      return this.host.redo(threshold);
+    }, (device) => device.exportStats());
   }
 
   unitUtility(layer: number): Float64Array {

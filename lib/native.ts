@@ -180,6 +180,12 @@ export interface NativeModel {
    * second moment by its square); layer -1 after any other growth.
    */
   lastSplit(): { layer: number; units: Int32Array; shares: Float32Array };
+  /**
+   * The last continual-backprop round's bias compensation: per layer whose units were replaced,
+   * those units (ascending) and each one's mean output, added as w * mean to the next layer's
+   * biases in that order; read it right after the round.
+   */
+  lastCompensations(): { layer: number; units: Int32Array; means: Float64Array }[];
   /** Every dense layer, or the dense-layer indices in `layers`. */
   sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void;
   /** RigL (byGradient) reads the gradient of x/y when given, else of the last training batch. */
@@ -200,8 +206,8 @@ export interface NativeModel {
   continualBackpropDue(fromStep: number, max: number): number;
   /** The replacement carry of `steps` rounds after fromStep that replace nothing. */
   continualBackpropSkip(fromStep: number, steps: number): void;
-  /** The continual-backprop round at the current step: units replaced. */
-  continualBackpropStep(): number;
+  /** The continual-backprop round at the current step: units replaced. utilities: one per hidden layer, computed where the numbers are (a GPU model's unitUtility). */
+  continualBackpropStep(utilities?: Float64Array[]): number;
   redo(threshold: number): number;
   unitUtility(layer: number): Float64Array;
   unitStats(layer: number): { ages: Float64Array; meanAbsActivation: Float64Array; taylor: Float64Array };

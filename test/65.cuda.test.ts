@@ -473,6 +473,30 @@ describe("cuda: Sequential with device 'cuda'", () => {
       });
     });
 
+    it('continual backprop and ReDo are decided on the device\'s statistics and utilities: no weights reach the host', async function () {
+      needGpu(this);
+      const gpu = mixedMlp('cuda', 'adam');
+      await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });  // the device model exists from the first device call on
+      const device = (gpu.native as unknown as { device: cuda.CudaModelHandle }).device;
+      const counts = { exportState: 0, unitUtility: 0, exportStats: 0 };
+      const originals = { exportState: device.exportState.bind(device), unitUtility: device.unitUtility.bind(device), exportStats: device.exportStats.bind(device) };
+      const spy = <K extends keyof typeof counts>(name: K, fn: cuda.CudaModelHandle[K]) =>
+        Object.defineProperty(device, name, { value: fn, configurable: true, writable: true });
+      spy('exportState', (withMoments) => (counts.exportState++, originals.exportState(withMoments)));
+      spy('unitUtility', (l) => (counts.unitUtility++, originals.unitUtility(l)));
+      spy('exportStats', () => (counts.exportStats++, originals.exportStats()));
+      const h = await gpu.fit(X, Y, { epochs: 2, batchSize: 32, callbacks: [plasticity.continualBackprop({ replacementRate: 0.02, maturity: 3 })] });
+      expect(h.history.loss.every(Number.isFinite)).to.equal(true);
+      expect(gpu.events.filter((e) => e.kind === 'reinit' && e.criterion === 'utility').length).to.be.greaterThan(1);
+      gpu.native.redo(0.5);
+      expect(counts.exportState, 'weights copied to the host').to.equal(0);
+      expect(counts.unitUtility, 'utilities from the device').to.be.greaterThan(1);
+      expect(counts.exportStats, 'statistics from the device').to.be.greaterThan(1);
+      // The device's numbers fit the host's structure (importState checks them), and a CPU copy computes the same function.
+      const copy = await loadModel(gpu.toBuffer());
+      expectClose(await gpu.predict(X), await copy.predict(X), 1e-4, 'predictions of the CPU copy');
+    });
+
     it('bad input to each method of the device model is a TypeError or RangeError that leaves it as it was', async function () {
       needGpu(this);
       const m = mixedMlp('cuda', 'adam');
@@ -530,6 +554,9 @@ describe("cuda: Sequential with device 'cuda'", () => {
         ['gradientGrowth: a layer twice', () => device.gradientGrowth(X, Y, [1, 1], [1, 1])],
         ['gradientGrowth: more than the open positions', () => device.gradientGrowth(X, Y, [1], [1e6])],
         ['gradientGrowth: a negative count', () => device.gradientGrowth(X, Y, [1], [-1])],
+        ['unitUtility: the output layer', () => device.unitUtility(2)],
+        ['unitUtility: a NaN layer', () => device.unitUtility(NaN)],
+        ['unitUtility: a string', () => device.unitUtility('0' as unknown as number)],
       ];
       for (const [name, call] of cases) {
         let error: unknown;
@@ -646,7 +673,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
 
 class CpuTwinDevice implements cuda.CudaModelHandle {
   /** Calls that copy every parameter between host and device, and restructures, over all twins. */
-  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0, magnitudeDrops: 0, neuronScores: 0, gradientGrowth: 0 };
+  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0, magnitudeDrops: 0, neuronScores: 0, gradientGrowth: 0, unitUtility: 0, exportStats: 0 };
   /** Layers the wrapper marked kept that had changed (must stay empty). */
   static keepViolations: string[] = [];
   /** Makes the next restructure() throw before changing anything, as the native one does on bad input or no memory. */
@@ -709,6 +736,15 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     CpuTwinDevice.calls.gradientGrowth++;
     return this.twin.gradientGrowth(layers, counts, x, y);
   }
+  unitUtility(layer: number): Float64Array {
+    CpuTwinDevice.calls.unitUtility++;
+    return this.twin.unitUtility(layer);
+  }
+  exportStats(): cuda.CudaStatsOut {
+    CpuTwinDevice.calls.exportStats++;
+    const s = this.twin.exportState();
+    return { step: s.step, layers: s.layers.map((l) => ({ meanAbsActivation: l.meanAbsActivation, meanActivation: l.meanActivation, taylor: l.taylor, statsUpdates: l.statsUpdates })) };
+  }
   restructure(state: { layers: cuda.CudaLayerStructureIn[] }, rowSources: Int32Array[]): void {
     CpuTwinDevice.calls.restructure++;
     if (CpuTwinDevice.failNextRestructure) {
@@ -762,6 +798,16 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       const bias = biasFrom.map((from, s) => Float32Array.from({ length: l.units }, (_, r) =>
         l.alive && !l.alive[r] ? 0 : rowSources[i][r] >= 0 ? from[rowSources[i][r]] : biasFresh![s][r]));
       if (l.biasFromHost) bias[0] = Float32Array.from(l.bias!);  // values only; the slots stay
+      // Continual backprop: the biases absorb the replaced units' mean outputs through the old weights.
+      l.compensateInputs?.forEach((j, n) => {
+        for (let r = 0; r < l.units; r++) {
+          const src = rowSources[i][r];
+          if (src < 0) continue;
+          const at = oldAt(src, j);
+          const w = at >= 0 ? o.weight[at] : 0;
+          bias[0][r] = Math.fround(bias[0][r] + Math.fround(w * l.compensateMeans![n]));
+        }
+      });
       // Unit statistics follow their units; new units take the host's.
       const statsOf = (from: Float64Array, fresh?: Float64Array) =>
         Float64Array.from({ length: l.units }, (_, r) => (rowSources[i][r] >= 0 ? from[rowSources[i][r]] ?? 0 : fresh?.[r] ?? 0));
@@ -1199,7 +1245,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(denseAt(dev, 1).getWeights().weight).to.deep.equal(denseAt(cpu, 1).getWeights().weight);
   });
 
-  it('continual backprop and ReDo on a cuda model: rounds run on the host at the steps the CPU path replaces units, the device follows', async () => {
+  it('continual backprop and ReDo on a cuda model: decided on the device\'s statistics and utilities at the steps the CPU path replaces units; the device follows and compensates its own biases', async () => {
     const cpu = mixedMlp('cpu', 'adam');
     const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
     const cbp = () => plasticity.continualBackprop({ replacementRate: 0.01, maturity: 5 });
@@ -1213,6 +1259,8 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(dev.events).to.deep.equal(cpu.events);
     expect(CpuTwinDevice.calls.exportState - before.exportState, 'full copies to the host').to.equal(0);
     expect(CpuTwinDevice.calls.load - before.load, 'full copies to the device').to.equal(0);
+    expect(CpuTwinDevice.calls.exportWeights - before.exportWeights, 'weight copies for the rounds').to.equal(0);
+    expect(CpuTwinDevice.calls.unitUtility - before.unitUtility, 'utilities from the device').to.be.greaterThan(2);
     for (let i = 0; i < 3; i++) {
       expect(denseAt(dev, i).getWeights().weight, `layer ${i} weight`).to.deep.equal(denseAt(cpu, i).getWeights().weight);
       expect(denseAt(dev, i).getWeights().bias, `layer ${i} bias`).to.deep.equal(denseAt(cpu, i).getWeights().bias);
@@ -1220,8 +1268,13 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(dev.native.exportState().layers.map((l) => [l.weightMoments, l.biasMoments, l.birthStep, l.cbpCarry]))
       .to.deep.equal(cpu.native.exportState().layers.map((l) => [l.weightMoments, l.biasMoments, l.birthStep, l.cbpCarry]));
     // ReDo: the statistics come from the device, the reset units are followed like a CBP round.
-    for (const m of [cpu, dev]) m.native.redo(0.5);
+    await Promise.all([cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), dev.fit(X, Y, { epochs: 1, batchSize: 48 })]);
+    const redoCalls = { ...CpuTwinDevice.calls };
+    for (const m of [cpu, dev]) expect(m.native.redo(0.5)).to.be.greaterThan(0);
+    expect(CpuTwinDevice.calls.exportStats - redoCalls.exportStats, 'statistics from the device').to.equal(1);
+    expect(CpuTwinDevice.calls.exportWeights - redoCalls.exportWeights, 'weight copies for ReDo').to.equal(0);
     expect(dev.events).to.deep.equal(cpu.events);
+    for (let i = 0; i < 3; i++) expect(denseAt(dev, i).getWeights().bias, `layer ${i} bias after ReDo`).to.deep.equal(denseAt(cpu, i).getWeights().bias);
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
   });
 

@@ -1,6 +1,7 @@
 // NativeModel's growth and plasticity methods: dropin, sparse initialisation,
 // drop-and-regrow, continual backprop and ReDo. Synchronous and refused while
 // an async operation runs (structure changes only at step boundaries).
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -204,11 +205,47 @@ Napi::Value ModelWrap::ContinualBackpropSkip(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// continualBackpropStep(utilities?) -> units replaced; utilities: one
+// Float64Array per hidden layer computed where the numbers are (a GPU model's unitUtility)
 Napi::Value ModelWrap::ContinualBackpropStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "continualBackpropStep");
+  std::optional<std::vector<std::vector<double>>> utilities;
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    if (!info[0].IsArray()) throw Napi::TypeError::New(env, "utilities must be an array of Float64Array, one per hidden layer");
+    Napi::Array a = info[0].As<Napi::Array>();
+    utilities.emplace();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+        throw Napi::TypeError::New(env, "utilities[" + std::to_string(i) + "] must be a Float64Array");
+      auto f = v.As<Napi::Float64Array>();
+      utilities->emplace_back(f.Data(), f.Data() + f.ElementLength());
+    }
+  }
   const np::Model& m = *model_;
-  return Napi::Number::New(env, static_cast<double>(model_->continual_backprop_step(m.cbp_rate(), m.cbp_maturity())));
+  return Napi::Number::New(env, static_cast<double>(model_->continual_backprop_step(m.cbp_rate(), m.cbp_maturity(),
+                                                                                    utilities ? &*utilities : nullptr)));
+}
+
+// lastCompensations() -> [{ layer, units: Int32Array, means: Float64Array }]:
+// the last continual-backprop round's bias compensations (Model::last_compensations)
+Napi::Value ModelWrap::LastCompensations(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& all = model_->last_compensations();
+  Napi::Array out = Napi::Array::New(env, all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("layer", Napi::Number::New(env, static_cast<double>(all[i].layer)));
+    auto units = Napi::Int32Array::New(env, all[i].units.size());
+    for (size_t k = 0; k < all[i].units.size(); ++k) units[k] = static_cast<int32_t>(all[i].units[k]);
+    auto means = Napi::Float64Array::New(env, all[i].means.size());
+    std::copy(all[i].means.begin(), all[i].means.end(), means.Data());
+    o.Set("units", units);
+    o.Set("means", means);
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
 }
 
 // redo(threshold) -> number of units reset

@@ -14,6 +14,7 @@
 //   per layer instead of the weights and the batch's forward and backward on
 //   the host.
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -99,6 +100,58 @@ std::vector<np::DropBits> CudaModel::magnitude_drops(const std::vector<int64_t>&
   return out;
 }
 
+NormWeights CudaModel::norm_weights(const Layer& x) {
+  NormWeights w;
+  w.units = x.units;
+  w.inputs = x.inputs;
+  w.values = x.weight.as<float>();
+  if (x.csr) {
+    w.indptr = x.indptr.as<int64_t>();
+    w.t_col_ptr = x.t_col_ptr.as<int64_t>();
+    w.t_value_pos = x.t_value_pos.as<int64_t>();
+  }
+  return w;
+}
+
+std::vector<double> CudaModel::unit_utility(int64_t l) {
+  if (l < 0 || l + 1 >= static_cast<int64_t>(layers_.size()))
+    throw std::invalid_argument("CudaModel.unitUtility: layer " + std::to_string(l) + " is not a hidden layer");
+  const Layer& layer = layers_[l];
+  const Layer& next = layers_[l + 1];
+  const size_t units = static_cast<size_t>(layer.units);
+  std::vector<double> u(units, 0.0);
+  if (layer.stats_updates == 0) return u;  // the CPU's rule: no statistics yet, no utility
+  set_device(config_.device);
+  DeviceBuffer out(units * sizeof(double));
+  mean_abs_columns_cuda(norm_weights(next), next.mask.size() ? next.mask.as<uint8_t>() : nullptr, out.as<double>(), stream_);
+  const std::vector<double> outgoing = to_host<double>(out, units, stream_);
+  std::vector<double> mean_abs(units);
+  layer.stats.download(mean_abs.data(), units * sizeof(double), stream_);
+  const std::vector<uint8_t> alive = layer.alive.size() ? to_host<uint8_t>(layer.alive, units, stream_) : std::vector<uint8_t>();
+  // EMA with zero start: divided by (1 - decay^t), as np::Model::unit_utility.
+  const double correction = 1.0 - std::pow(config_.stats_decay, static_cast<double>(layer.stats_updates));
+  for (size_t j = 0; j < units; ++j)
+    u[j] = alive.empty() || alive[j] ? mean_abs[j] / correction * outgoing[j] : -INFINITY;
+  return u;
+}
+
+std::vector<CudaLayerState> CudaModel::export_stats() {
+  set_device(config_.device);
+  std::vector<CudaLayerState> out;
+  for (const Layer& l : layers_) {
+    CudaLayerState s;
+    s.units = l.units;
+    s.inputs = l.inputs;
+    const std::vector<double> stats = to_host<double>(l.stats, static_cast<size_t>(3 * l.units), stream_);
+    s.mean_abs_activation.assign(stats.begin(), stats.begin() + l.units);
+    s.mean_activation.assign(stats.begin() + l.units, stats.begin() + 2 * l.units);
+    s.taylor.assign(stats.begin() + 2 * l.units, stats.end());
+    s.stats_updates = l.stats_updates;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 std::vector<double> CudaModel::neuron_scores(int64_t l, const std::string& criterion) {
   if (l < 0 || l + 1 >= static_cast<int64_t>(layers_.size()))
     bad_scores("layer " + std::to_string(l) + " is not a hidden layer (the output layer's units are never pruned)");
@@ -116,20 +169,8 @@ std::vector<double> CudaModel::neuron_scores(int64_t l, const std::string& crite
   }
   if (criterion != "l1" && criterion != "l2")
     bad_scores("criterion must be 'l1', 'l2', 'activation' or 'taylor' (random scores are the host generator's), got '" + criterion + "'");
-  auto weights = [](const Layer& x) {
-    NormWeights w;
-    w.units = x.units;
-    w.inputs = x.inputs;
-    w.values = x.weight.as<float>();
-    if (x.csr) {
-      w.indptr = x.indptr.as<int64_t>();
-      w.t_col_ptr = x.t_col_ptr.as<int64_t>();
-      w.t_value_pos = x.t_value_pos.as<int64_t>();
-    }
-    return w;
-  };
   DeviceBuffer out(scores.size() * sizeof(double));
-  neuron_norm_scores_cuda(weights(layer), weights(next), criterion == "l1", out.as<double>(), stream_);
+  neuron_norm_scores_cuda(norm_weights(layer), norm_weights(next), criterion == "l1", out.as<double>(), stream_);
   out.download(scores.data(), scores.size() * sizeof(double), stream_);
   return scores;
 }

@@ -62,6 +62,13 @@ struct CudaLayerState : np::LayerParams {
   // restructure(): every stored weight and its slots are the host's (sparsify
   // rescaled the kept weights and restarted their slots); the biases move.
   bool weights_from_host = false;
+  // restructure(): continual backprop reinitialised these units of the layer
+  // below (their current indices, ascending), whose mean outputs (the host's,
+  // one per unit) this layer's biases absorb through the device's weights
+  // before the change (compensate_bias_cuda), as the CPU's reinit_units does:
+  // the host's biases are not needed.
+  std::vector<int32_t> compensate_inputs;
+  std::vector<double> compensate_means;
   // restructure(): the change left this layer as it was (same units in the
   // same order, same inputs, same pattern): the device keeps it, W^T and all,
   // and the host sends its shape and settings only.
@@ -167,6 +174,14 @@ class CudaModel {
   // std::invalid_argument on a bad layer list or a count over the open positions.
   std::vector<std::vector<int64_t>> gradient_growth(const std::vector<int64_t>& layers, const std::vector<int64_t>& counts,
                                                     const float* x, const int32_t* labels, const float* targets, int64_t n);
+  // Continual backprop's utility of each unit of hidden layer `layer` from
+  // the device's numbers: mean |a| / (1 - decay^t) times the mean |w| of its
+  // outgoing weights, -inf for dead units, zeros before any statistics: bit
+  // for bit np::Model::unit_utility on the same numbers.
+  std::vector<double> unit_utility(int64_t layer);
+  // The per-unit running statistics only (units, inputs and the statistics
+  // set; no weights): what continual backprop and ReDo read besides utilities.
+  std::vector<CudaLayerState> export_stats();
 
   int64_t step() const { return step_; }
   int64_t input_size() const { return config_.input_size; }
@@ -221,6 +236,7 @@ class CudaModel {
     CsrView view(const float* values = nullptr) const;  // values: another array in W's order (DropConnect)
     CsrTransposeView transpose_view() const;
   };
+  static NormWeights norm_weights(const Layer& layer);
 
   static void check_structure(size_t i, const CudaLayerState& l, int64_t inputs);
   static void check_values(size_t i, const CudaLayerState& l, size_t moments);

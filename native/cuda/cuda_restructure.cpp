@@ -55,8 +55,9 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
         bad(i, "kept, but its settings differ from the device's");
       if (!is_identity(row_sources[i], old.units) || (i > 0 && !is_identity(row_sources[i - 1], layers_[i - 1].units)))
         bad(i, "kept, but its units or inputs moved");
-      if (l.bias_from_host || l.weights_from_host || !l.input_scale.empty() || !l.weight.empty() || !l.bias.empty())
-        bad(i, "kept, but given values or scales");
+      if (l.bias_from_host || l.weights_from_host || !l.input_scale.empty() || !l.weight.empty() || !l.bias.empty() ||
+          !l.compensate_inputs.empty())
+        bad(i, "kept, but given values, scales or units to compensate");
       inputs = l.units;
       continue;
     }
@@ -72,6 +73,18 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       if (static_cast<int64_t>(l.input_scale.size()) != l.inputs) bad(i, "input_scale must have one entry per input");
       for (float f : l.input_scale)
         if (!std::isfinite(f)) bad(i, "input_scale entries must be finite");
+    }
+    if (!l.compensate_inputs.empty()) {
+      if (i == 0) bad(i, "compensate_inputs: the first layer's inputs are not units");
+      for (size_t k = 0; k < l.compensate_inputs.size(); ++k)
+        if (l.compensate_inputs[k] < 0 || l.compensate_inputs[k] >= layers_[i].inputs ||
+            (k > 0 && l.compensate_inputs[k] <= l.compensate_inputs[k - 1]))
+          bad(i, "compensate_inputs must be ascending current inputs of the layer");
+      if (l.compensate_means.size() != l.compensate_inputs.size()) bad(i, "compensate_means must have one entry per compensated input");
+      for (double m : l.compensate_means)
+        if (!std::isfinite(m)) bad(i, "compensate_means must be finite");
+    } else if (!l.compensate_means.empty()) {
+      bad(i, "compensate_means given without compensate_inputs");
     }
     fresh[i] = has_new_units(src) || (i > 0 && has_new_units(row_sources[i - 1])) || l.bias_from_host || l.weights_from_host;
     if (fresh[i]) {
@@ -153,6 +166,14 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     remap_weights_cuda(v, l.count, w, stream_);
     remap_bias_cuda(v, b, stream_);
     if (s.bias_from_host) l.bias.upload(s.bias.data(), s.bias.size() * sizeof(float), stream_);
+    if (!s.compensate_inputs.empty()) {
+      // Through the old weights: still the device's until the swap.
+      fresh_values.push_back(to_device(s.compensate_inputs, stream_));
+      const int32_t* cols = fresh_values.back().as<int32_t>();
+      fresh_values.push_back(to_device(s.compensate_means, stream_));
+      compensate_bias_cuda(l.bias.as<float>(), v, old.weight.as<float>(), cols, fresh_values.back().as<double>(),
+                           static_cast<int64_t>(s.compensate_inputs.size()), stream_);
+    }
     // Unit statistics follow their units; new units take the host's (zeros).
     const std::vector<double>* host_stats[3] = {&s.mean_abs_activation, &s.mean_activation, &s.taylor};
     for (int k = 0; k < 3; ++k) {

@@ -139,6 +139,11 @@ struct NormWeights {
 // row of `layer` and outgoing column j of `next`; l2: sqrt of the sum of w^2.
 // The CPU model's neuron_scores to the bit (same order of double additions).
 void neuron_norm_scores_cuda(const NormWeights& layer, const NormWeights& next, bool l1, double* scores, Stream& stream);
+// out[j] (device, next.inputs doubles) = the mean |w| over the stored rows of
+// column j of `next` (dense: mask, nullptr for all; CSR: its entries), 0 for
+// an empty column: continual backprop's utility term, the CPU's
+// mean_abs_outgoing to the bit (same order of double additions).
+void mean_abs_columns_cuda(const NormWeights& next, const uint8_t* mask, double* out, Stream& stream);
 
 // ---- restructuring (remap.cu) ----------------------------------------------------
 
@@ -157,6 +162,15 @@ struct RemapSlots {
 void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& slots, Stream& stream);
 // The same for the bias and its slots, by remap_bias_source, for r < v.units.
 void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream);
+// Continual backprop's compensation: for every new unit r with a source
+// (row_source[r] >= 0), bias[r] += float(w_old(source, cols[i]) * means[i])
+// for i in order (cols ascending: the CPU's reinit_units adds in that order,
+// in float), where w_old is the layer's weight before the change (v's old_*
+// structure; a CSR position not stored counts as 0) and means[i] the
+// reinitialised unit's mean output (the host's, from the statistics): what
+// the biases it fed absorb.
+void compensate_bias_cuda(float* bias, const RemapView& v, const float* old_weight, const int32_t* cols,
+                          const double* means, int64_t count, Stream& stream);
 // Per-unit doubles (running statistics): to[r] = from[row_source[r]], or
 // fresh[r] (host memory copied before, device here) for a new unit.
 void remap_rows_f64_cuda(double* to, const double* from, const double* fresh, const int32_t* row_source, int64_t units,

@@ -47,7 +47,37 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// Continual backprop's outgoing term: per column j of `next`, the mean |w|
+// over its stored rows (mask, or the CSR entries), in row order, in double.
+__global__ void __launch_bounds__(kBlock)
+    mean_abs_columns_kernel(NormWeights next, const uint8_t* mask, double* __restrict__ out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kBlock;
+  for (int64_t j = static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x; j < next.inputs; j += stride) {
+    double sum = 0.0;
+    int64_t count = 0;
+    if (next.indptr != nullptr) {
+      for (int64_t t = next.t_col_ptr[j]; t < next.t_col_ptr[j + 1]; ++t)
+        sum = __dadd_rn(sum, fabs(static_cast<double>(next.values[next.t_value_pos[t]])));
+      count = next.t_col_ptr[j + 1] - next.t_col_ptr[j];
+    } else {
+      for (int64_t r = 0; r < next.units; ++r) {
+        if (mask != nullptr && mask[r * next.inputs + j] == 0) continue;
+        sum = __dadd_rn(sum, fabs(static_cast<double>(next.values[r * next.inputs + j])));
+        ++count;
+      }
+    }
+    out[j] = count ? sum / static_cast<double>(count) : 0.0;
+  }
+}
+
 }  // namespace
+
+void mean_abs_columns_cuda(const NormWeights& next, const uint8_t* mask, double* out, Stream& stream) {
+  if (next.inputs <= 0) return;
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(ceil_div(next.inputs, kBlock), 4096));
+  NP_LAUNCH(grid, kBlock, 0, raw(stream), mean_abs_columns_kernel)(next, mask, out);
+  NP_CUDA_CHECK_LAUNCH();
+}
 
 void neuron_norm_scores_cuda(const NormWeights& layer, const NormWeights& next, bool l1, double* scores, Stream& stream) {
   if (layer.units <= 0) return;

@@ -53,6 +53,33 @@ __global__ void remap_rows_f64_kernel(double* to, const double* from, const doub
     to[r] = row_source[r] >= 0 ? from[row_source[r]] : (fresh != nullptr ? fresh[r] : 0.0);
 }
 
+__global__ void compensate_bias_kernel(float* bias, RemapView v, const float* old_weight, const int32_t* cols,
+                                       const double* means, int64_t count) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < v.units; r += stride) {
+    const int32_t src = v.row_source[r];
+    if (src < 0) continue;  // a new unit: its bias is the host's
+    float b = bias[r];
+    for (int64_t i = 0; i < count; ++i) {
+      const int32_t j = cols[i];
+      float w = 0.0f;
+      if (!v.old_csr) {
+        w = old_weight[static_cast<int64_t>(src) * v.old_inputs + j];
+      } else {
+        int64_t lo = v.old_indptr[src], hi = v.old_indptr[src + 1];  // the entry (src, j), if stored
+        while (lo < hi) {
+          const int64_t mid = lo + (hi - lo) / 2;
+          if (v.old_indices[mid] < j) lo = mid + 1;
+          else hi = mid;
+        }
+        if (lo < v.old_indptr[src + 1] && v.old_indices[lo] == j) w = old_weight[lo];
+      }
+      b = __fadd_rn(b, static_cast<float>(__dmul_rn(static_cast<double>(w), means[i])));
+    }
+    bias[r] = b;
+  }
+}
+
 int64_t grid_for(int64_t n) { return std::min<int64_t>(std::max<int64_t>(1, ceil_div(n, kBlock)), 65535 * 16); }
 
 }  // namespace
@@ -66,6 +93,14 @@ void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& sl
 void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream) {
   if (v.units <= 0) return;
   NP_LAUNCH(static_cast<unsigned>(grid_for(v.units)), kBlock, 0, raw(stream), remap_bias_kernel)(v, slots);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void compensate_bias_cuda(float* bias, const RemapView& v, const float* old_weight, const int32_t* cols,
+                          const double* means, int64_t count, Stream& stream) {
+  if (v.units <= 0 || count <= 0) return;
+  NP_LAUNCH(static_cast<unsigned>(grid_for(v.units)), kBlock, 0, raw(stream), compensate_bias_kernel)(bias, v, old_weight, cols,
+                                                                                                      means, count);
   NP_CUDA_CHECK_LAUNCH();
 }
 

@@ -222,6 +222,17 @@ class Model {
     std::vector<std::pair<int64_t, float>> shares;
   };
   const UnitSplit& last_split() const { return last_split_; }
+  // What the last continual-backprop round's reinitialisations moved into the
+  // next layers' biases: per layer whose units were replaced, those units
+  // (ascending) and each one's mean output, w * mean added to the next
+  // layer's bias b[r] in that order. Cleared when a round or ReDo starts.
+  // A GPU model applies the same with its own weights (compensate_inputs).
+  struct Compensation {
+    int64_t layer = -1;
+    std::vector<int64_t> units;
+    std::vector<double> means;
+  };
+  const std::vector<Compensation>& last_compensations() const { return last_compensations_; }
   // Random sparse connectivity at `sparsity` overall: 'uniform' (every layer
   // the same) or Erdos-Renyi densities ~ (fan_in + fan_out) / (fan_in x fan_out).
   // `which`: dense-layer indices, empty for all.
@@ -258,7 +269,11 @@ class Model {
   // One continual-backprop replacement round over the hidden layers (called
   // after each step when enabled): replaces a `rate` fraction of the units
   // older than `maturity`, lowest utility first. Returns the number replaced.
-  int64_t continual_backprop_step(double rate, int64_t maturity);
+  // utilities: one list per hidden layer computed where the numbers are (a
+  // GPU model's unit_utility, bit for bit unit_utility's), used instead of
+  // this model's.
+  int64_t continual_backprop_step(double rate, int64_t maturity,
+                                  const std::vector<std::vector<double>>* utilities = nullptr);
   // Continual backprop for a model whose steps run elsewhere (the GPU model):
   // the first of the `max` steps after `from_step` whose replacement round
   // replaces a unit (1..max, by the same ages and carry as the rounds inside
@@ -377,6 +392,7 @@ class Model {
   int64_t step_ = 0;
   int64_t next_neuron_id_ = 0;
   UnitSplit last_split_;
+  std::vector<Compensation> last_compensations_;
   Rng rng_;
   Workspace ws_;
   std::deque<StructuralEvent> events_;  // a deque: the oldest leaves in O(1) when the log is full

@@ -68,13 +68,20 @@ void Model::reinit_units(int64_t l, const std::vector<int64_t>& units, const std
   e.count = static_cast<int64_t>(units.size());
   const double correction =
       layer.stats.updates ? 1.0 - std::pow(stats_decay_, static_cast<double>(layer.stats.updates)) : 1.0;
-  for (size_t i = 0; i < units.size(); ++i) {
-    const int64_t j = units[i];
-    e.neuron_ids.push_back(layer.neuron_ids[j]);
-    e.scores.push_back(i < scores.size() ? static_cast<float>(scores[i]) : 0.0f);
-    // Outgoing weights to zero; the next layer's bias absorbs the unit's mean
-    // contribution so the network's output stays about the same.
+  // Outgoing weights to zero; the next layer's bias absorbs each unit's mean
+  // contribution so the network's output stays about the same. Units in
+  // ascending order: the float additions into the biases then come in the
+  // order a GPU model's restructure adds them (compensate_bias_cuda).
+  std::vector<int64_t> ascending(units);
+  std::sort(ascending.begin(), ascending.end());
+  Compensation moved;
+  moved.layer = l;
+  for (const int64_t j : ascending) {
     const double mean_h = compensate && !layer.stats.mean_activation.empty() ? layer.stats.mean_activation[j] / correction : 0.0;
+    if (compensate) {
+      moved.units.push_back(j);
+      moved.means.push_back(mean_h);
+    }
     auto clear_outgoing = [&](float& w, int64_t r, float* m1, float* m2) {
       if (compensate) next.bias.value()[r] += static_cast<float>(w * mean_h);
       w = 0.0f;
@@ -94,7 +101,13 @@ void Model::reinit_units(int64_t l, const std::vector<int64_t>& units, const std
         clear_outgoing(p.value()[at], r, p.has(Slot::kMoment1) ? &p.slots[2][at] : nullptr, p.has(Slot::kMoment2) ? &p.slots[3][at] : nullptr);
       }
     }
-    // Fresh incoming weights, bias and optimizer state.
+  }
+  if (compensate && !moved.units.empty()) last_compensations_.push_back(std::move(moved));
+  for (size_t i = 0; i < units.size(); ++i) {
+    const int64_t j = units[i];
+    e.neuron_ids.push_back(layer.neuron_ids[j]);
+    e.scores.push_back(i < scores.size() ? static_cast<float>(scores[i]) : 0.0f);
+    // Fresh incoming weights (drawn in the given order), bias and optimizer state.
     init_incoming_row(layer, j, 1.0f);
     if (layer.format == WeightFormat::kCsr) {
       for (int s = 2; s < kSlotCount; ++s)
@@ -114,7 +127,21 @@ void Model::reinit_units(int64_t l, const std::vector<int64_t>& units, const std
   log_event(std::move(e));
 }
 
-int64_t Model::continual_backprop_step(double rate, int64_t maturity) {
+int64_t Model::continual_backprop_step(double rate, int64_t maturity, const std::vector<std::vector<double>>* utilities) {
+  if (utilities) {
+    // Computed where the numbers are (a GPU model's unit_utility): one list per hidden layer, one per unit.
+    if (utilities->size() + 1 != layers_.size())
+      throw_range("utilities has " + std::to_string(utilities->size()) + " entries for " + std::to_string(layers_.size() - 1) +
+                  " hidden layers");
+    for (size_t l = 0; l < utilities->size(); ++l) {
+      if (static_cast<int64_t>((*utilities)[l].size()) != layers_[l].units)
+        throw_range("utilities[" + std::to_string(l) + "] has " + std::to_string((*utilities)[l].size()) + " entries for " +
+                    std::to_string(layers_[l].units) + " units");
+      for (double u : (*utilities)[l])
+        if (std::isnan(u)) throw_range("utilities[" + std::to_string(l) + "] holds NaN");
+    }
+  }
+  last_compensations_.clear();
   int64_t replaced = 0;
   for (size_t l = 0; l + 1 < layers_.size(); ++l) {
     DenseLayer& layer = layers_[l];
@@ -129,7 +156,7 @@ int64_t Model::continual_backprop_step(double rate, int64_t maturity) {
     const int64_t n = std::min<int64_t>(static_cast<int64_t>(layer.cbp_carry), static_cast<int64_t>(eligible.size()));
     if (n <= 0) continue;
     layer.cbp_carry -= static_cast<double>(n);
-    const std::vector<double> utility = unit_utility(static_cast<int64_t>(l));
+    const std::vector<double> utility = utilities ? (*utilities)[l] : unit_utility(static_cast<int64_t>(l));
     std::stable_sort(eligible.begin(), eligible.end(), [&](int64_t a, int64_t b) { return utility[a] < utility[b]; });
     eligible.resize(n);
     std::vector<double> scores;
@@ -178,6 +205,7 @@ void Model::continual_backprop_skip(int64_t from_step, int64_t steps) {
 
 int64_t Model::redo(double threshold) {
   if (!(threshold >= 0.0) || !std::isfinite(threshold)) throw_range("threshold must be a non-negative number");
+  last_compensations_.clear();
   int64_t reset = 0;
   for (size_t l = 0; l + 1 < layers_.size(); ++l) {
     DenseLayer& layer = layers_[l];

@@ -286,6 +286,7 @@ void Model::import_state(ModelState s) {
   ws_ = Workspace();
   last_batch_ = 0;  // the kept batch went with the workspace
   last_split_ = UnitSplit();  // its unit indices belonged to the old layers
+  last_compensations_.clear();
 }
 
 }  // namespace np

@@ -2,9 +2,9 @@
 // magnitude decisions as drop bits (model/magnitude_drops.h): the host's own
 // bits against a naive reference (a stable sort), and every operation that
 // takes drops against the same operation ranking the host's weights: same
-// structure, slots, events and RNG; and neuron pruning by given scores
-// against pruning by the host's own. Bad drops and scores are refused before
-// anything changes.
+// structure, slots, events and RNG; neuron pruning by given scores and
+// continual backprop by given utilities against the host's own. Bad drops,
+// scores and utilities are refused before anything changes.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -328,4 +328,41 @@ TEST(neuron_pruning_by_given_scores_matches_the_hosts_own) {
   }
   CHECK_MSG(output, "given scores for the output layer were not refused");
   check_same_model(*model, *untouched, "scores for the output layer");
+}
+
+TEST(continual_backprop_by_given_utilities_matches_the_hosts_own) {
+  const auto own = tied_model(), given = tied_model();
+  for (np::Model* m : {own.get(), given.get()}) m->set_continual_backprop(0.3, 0);
+  std::vector<std::vector<double>> utilities = {given->unit_utility(0), given->unit_utility(1)};
+  const int64_t a = own->continual_backprop_step(0.3, 0);
+  const int64_t b = given->continual_backprop_step(0.3, 0, &utilities);
+  CHECK(a == b && a > 0);
+  check_same_model(*own, *given, "continual backprop by given utilities");
+  // The compensation record: per replaced layer, its units ascending with their mean outputs.
+  const auto& comps = given->last_compensations();
+  CHECK(!comps.empty());
+  for (const auto& c : comps) {
+    CHECK(c.units.size() == c.means.size() && !c.units.empty());
+    CHECK(std::is_sorted(c.units.begin(), c.units.end()));
+  }
+  // Refused before anything changes: a list short, an entry short, NaN.
+  const auto model = tied_model(), untouched = tied_model();
+  model->set_continual_backprop(0.3, 0);
+  untouched->set_continual_backprop(0.3, 0);
+  auto refused = [&](std::vector<std::vector<double>> u, const char* what) {
+    bool threw = false;
+    try {
+      model->continual_backprop_step(0.3, 0, &u);
+    } catch (const np::Error& e) {
+      threw = e.kind() == np::ErrorKind::kRangeError;
+    }
+    CHECK_MSG(threw, "%s: not refused with a RangeError", what);
+    check_same_model(*model, *untouched, what);
+  };
+  const std::vector<double> u0 = model->unit_utility(0), u1 = model->unit_utility(1);
+  refused({u0}, "one list for two hidden layers");
+  refused({u0, std::vector<double>(u1.begin(), u1.end() - 1)}, "a utility short");
+  auto nan = u0;
+  nan[3] = NAN;
+  refused({nan, u1}, "a NaN utility");
 }

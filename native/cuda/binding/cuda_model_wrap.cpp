@@ -167,7 +167,7 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
     s.keep = values_optional && boolean(l, "keep", false);
     if (s.keep) {
       // A kept layer stays as the device has it: numbers or scales for it would be lost.
-      for (const char* key : {"weight", "bias", "inputScale"})
+      for (const char* key : {"weight", "bias", "inputScale", "compensateInputs", "compensateMeans"})
         if (!l.Get(key).IsUndefined()) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so " + key + " must be left out");
       for (const char* key : {"biasFromHost", "weightsFromHost"})
         if (boolean(l, key, false)) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so " + key + " must be false");
@@ -193,6 +193,10 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
     s.weights_from_host = boolean(l, "weightsFromHost", false);
     if (!l.Get("inputScale").IsUndefined())
       s.input_scale = copy_of<float>(typed<Napi::Float32Array>(env, l.Get("inputScale"), napi_float32_array, at + "inputScale", "Float32Array"));
+    if (values_optional && !l.Get("compensateInputs").IsUndefined())
+      s.compensate_inputs = copy_of<int32_t>(typed<Napi::Int32Array>(env, l.Get("compensateInputs"), napi_int32_array, at + "compensateInputs", "Int32Array"));
+    if (values_optional && !l.Get("compensateMeans").IsUndefined())
+      s.compensate_means = copy_of<double>(typed<Napi::Float64Array>(env, l.Get("compensateMeans"), napi_float64_array, at + "compensateMeans", "Float64Array"));
     if (values_optional && l.Get("weight").IsUndefined()) {
       out.push_back(std::move(s));
       continue;
@@ -306,6 +310,8 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
                         InstanceMethod("magnitudeDrops", &CudaModelWrap::MagnitudeDrops),
                         InstanceMethod("neuronScores", &CudaModelWrap::NeuronScores),
                         InstanceMethod("gradientGrowth", &CudaModelWrap::GradientGrowth),
+                        InstanceMethod("unitUtility", &CudaModelWrap::UnitUtility),
+                        InstanceMethod("exportStats", &CudaModelWrap::ExportStats),
                         InstanceMethod("setOptimizer", &CudaModelWrap::SetOptimizer),
                         InstanceMethod("setStatsDecay", &CudaModelWrap::SetStatsDecay),
                         InstanceMethod("createDataset", &CudaModelWrap::CreateDataset),
@@ -503,6 +509,47 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
       for (size_t j = 0; j < grows[i].size(); ++j) a[j] = static_cast<double>(grows[i][j]);
       out.Set(static_cast<uint32_t>(i), a);
     }
+    return out;
+  }
+
+  // unitUtility(layer) -> Float64Array: continual backprop's utility from the device's numbers.
+  Napi::Value UnitUtility(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    idle(env, "unitUtility");
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "CudaModel: layer must be a number");
+    const double d = info[0].As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= 2147483647.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+      throw Napi::RangeError::New(env, "CudaModel: layer must be a non-negative integer");
+    std::vector<double> u;
+    on_js_thread(env, [&] { u = model_->unit_utility(static_cast<int64_t>(d)); });
+    auto out = Napi::Float64Array::New(env, u.size());
+    std::copy(u.begin(), u.end(), out.Data());
+    return out;
+  }
+
+  // exportStats() -> { step, layers: [{ meanAbsActivation, meanActivation, taylor, statsUpdates }] }
+  Napi::Value ExportStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    idle(env, "exportStats");
+    std::vector<nc::CudaLayerState> layers;
+    on_js_thread(env, [&] { layers = model_->export_stats(); });
+    auto doubles = [&](const std::vector<double>& v) {
+      auto a = Napi::Float64Array::New(env, v.size());
+      std::copy(v.begin(), v.end(), a.Data());
+      return a;
+    };
+    Napi::Array arr = Napi::Array::New(env, layers.size());
+    for (size_t i = 0; i < layers.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("meanAbsActivation", doubles(layers[i].mean_abs_activation));
+      o.Set("meanActivation", doubles(layers[i].mean_activation));
+      o.Set("taylor", doubles(layers[i].taylor));
+      o.Set("statsUpdates", Napi::Number::New(env, static_cast<double>(layers[i].stats_updates)));
+      arr.Set(static_cast<uint32_t>(i), o);
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("step", static_cast<double>(model_->step()));
+    out.Set("layers", arr);
     return out;
   }
 

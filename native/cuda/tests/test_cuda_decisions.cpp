@@ -164,6 +164,17 @@ CUDA_TEST(cuda_neuron_scores_match_the_hosts) {
       for (size_t j = 0; same && j < got.size(); ++j) same = got[j] == want[j];
       CHECK_MSG(same, "layer %lld %s: the device's scores differ from the host's", static_cast<long long>(l), criterion);
     }
+  // Continual backprop's utilities and the statistics the host reads besides them.
+  for (int64_t l : {0, 1, 2}) {
+    const std::vector<double> want = cpu.unit_utility(l), got = gpu.unit_utility(l);
+    CHECK_MSG(got == want, "layer %lld: the device's utilities differ from the host's", static_cast<long long>(l));
+  }
+  const np::ModelState st = cpu.export_state();
+  const std::vector<nc::CudaLayerState> stats = gpu.export_stats();
+  for (size_t l = 0; l < stats.size(); ++l)
+    CHECK_MSG(stats[l].mean_abs_activation == st.layers[l].mean_abs_activation && stats[l].mean_activation == st.layers[l].mean_activation &&
+                  stats[l].taylor == st.layers[l].taylor && stats[l].stats_updates == st.layers[l].stats_updates && stats[l].weight.empty(),
+              "layer %zu: export_stats", l);
   // Pruning by the device's scores is pruning by the host's.
   const auto own_model = tied_model(false), given_model = tied_model(false);
   const std::vector<std::vector<double>> scores = {gpu.neuron_scores(0, "l2"), gpu.neuron_scores(1, "l2"), gpu.neuron_scores(2, "l2")};
@@ -182,6 +193,13 @@ CUDA_TEST(cuda_neuron_scores_match_the_hosts) {
     return false;
   };
   CHECK(refused(gpu, 3, "l1"));
+  bool output_utility = false;
+  try {
+    gpu.unit_utility(3);
+  } catch (const std::invalid_argument&) {
+    output_utility = true;
+  }
+  CHECK(output_utility);
   CHECK(refused(gpu, -1, "l1"));
   CHECK(refused(gpu, 0, "random"));
   CHECK(refused(gpu, 0, "l3"));

@@ -361,15 +361,12 @@ struct DeviceChange {
 DeviceChange device_change(const np::Model& cpu, const np::ModelState& before, const np::ModelState& after,
                            int64_t events_before) {
   auto sources = np_test::row_sources_by_id(before, after);
-  // Reinitialised units (same id) are new to the device, and the next layer
-  // takes the host's biases. Found, as lib/cuda_model.ts finds them, by a new
-  // birth step and by the reinit events: a unit reinitialised at the step it
-  // was born (nothing trained in between) keeps its birth step.
-  std::vector<bool> bias_from_host(after.layers.size(), false);
-  auto reinitialised = [&](size_t l, size_t r) {
-    sources[l][r] = -1;
-    bias_from_host[l + 1] = true;
-  };
+  // Reinitialised units (same id) are new to the device. Found, as
+  // lib/cuda_model.ts finds them, by a new birth step and by the reinit
+  // events: a unit reinitialised at the step it was born (nothing trained in
+  // between) keeps its birth step. (Continual backprop's bias compensation
+  // is the operation's amend: compensated_by_device.)
+  auto reinitialised = [&](size_t l, size_t r) { sources[l][r] = -1; };
   for (size_t l = 0; l + 1 < after.layers.size(); ++l)
     for (size_t r = 0; r < sources[l].size(); ++r)
       if (sources[l][r] >= 0 && after.layers[l].birth_step[r] != before.layers[l].birth_step[sources[l][r]])
@@ -384,10 +381,20 @@ DeviceChange device_change(const np::Model& cpu, const np::ModelState& before, c
   std::vector<bool> values(after.layers.size(), false);
   auto any_new = [](const std::vector<int32_t>& v) { return std::find(v.begin(), v.end(), -1) != v.end(); };
   for (size_t l = 0; l < values.size(); ++l)
-    values[l] = any_new(sources[l]) || (l > 0 && any_new(sources[l - 1])) || bias_from_host[l];
-  DeviceChange change{structure_of(cpu, after, values), std::move(sources)};
-  for (size_t l = 0; l < change.layers.size(); ++l) change.layers[l].bias_from_host = bias_from_host[l];
-  return change;
+    values[l] = any_new(sources[l]) || (l > 0 && any_new(sources[l - 1]));
+  return DeviceChange{structure_of(cpu, after, values), std::move(sources)};
+}
+
+// A continual-backprop round's amend, as lib/cuda_model.ts sends it: the
+// host's compensations, applied by the device through its own weights.
+std::function<void(std::vector<nc::CudaLayerState>&)> compensated_by_device(const np::Model& cpu) {
+  return [&cpu](std::vector<nc::CudaLayerState>& layers) {
+    for (const np::Model::Compensation& c : cpu.last_compensations()) {
+      nc::CudaLayerState& next = layers[static_cast<size_t>(c.layer + 1)];
+      next.compensate_inputs.assign(c.units.begin(), c.units.end());
+      next.compensate_means = c.means;
+    }
+  };
 }
 
 // Applies `op` to the CPU model and restructure() to the device model, then
@@ -488,7 +495,8 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
     cpu.set_continual_backprop(0.3, 0);
     CHECK(cpu.continual_backprop_step(0.3, 0) > 0);
     cpu.set_continual_backprop(0.0, 0);
-  });
+    CHECK(!cpu.last_compensations().empty());
+  }, compensated_by_device(cpu));
   restructure_like(cpu, gpu, "ReDo", [&] { cpu.redo(0.8); });
   restructure_like(cpu, gpu, "format changes", [&] {
     cpu.convert_to_csr(0, "test");
@@ -527,6 +535,21 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   std::vector<std::vector<int32_t>> added = same;
   added[0][0] = -1;
   CHECK(rejected(structure_of(cpu, now, none), added));
+  // Continual backprop's compensation: ascending inputs of a layer with inputs that are units, one finite mean each.
+  auto compensating = [&](size_t l, std::vector<int32_t> inputs, std::vector<double> means, bool keep = false) {
+    std::vector<nc::CudaLayerState> layers = structure_of(cpu, now, none);
+    layers[l].compensate_inputs = std::move(inputs);
+    layers[l].compensate_means = std::move(means);
+    layers[l].keep = keep;
+    return layers;
+  };
+  CHECK(rejected(compensating(0, {1}, {0.5}), same));
+  CHECK(rejected(compensating(1, {2, 1}, {0.5, 0.5}), same));
+  CHECK(rejected(compensating(1, {1, 2}, {0.5}), same));
+  CHECK(rejected(compensating(1, {1}, {NAN}), same));
+  CHECK(rejected(compensating(1, {static_cast<int32_t>(now.layers[1].inputs)}, {0.5}), same));
+  CHECK(rejected(compensating(1, {1}, {0.5}, true), same));
+  CHECK(rejected(compensating(1, {}, {0.5}), same));
   CHECK(gpu.export_layers()[0].weight == got[0].weight);
 
   // Layers marked kept stay exactly as they are (slots and W^T), next to one

@@ -218,6 +218,7 @@ inline void __syncthreads() { np::cuda::emulator::sync_threads(); }
 // build targets x86-64-v2, which has none, so plain operators round the same).
 inline double __dadd_rn(double a, double b) { return a + b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
 
 // The bits of a float as an unsigned integer (a reinterpretation, no conversion).
 inline unsigned int __float_as_uint(float x) {
