@@ -10,6 +10,10 @@
 //           whole-state exports and an import of the device's weights (the
 //           old way) against structure-only exports (exportState([])) and
 //           setValues with the weights alone
+//   decide  a 10% global magnitude prune: the host taking the device's
+//           weights (setValues) and ranking them itself, against applying
+//           the drop bits the device sends (a GPU model's path since the
+//           device ranks its own weights; the bits come from the host here)
 // The numbers stand in for the device's (an export of the same model): the
 // host-side cost is the same, since the device's copy itself is not timed.
 // Both ways run interleaved in one process; medians and their ratio.
@@ -45,8 +49,8 @@ function deviceNumbers(s: NativeState, withMoments: boolean) {
 
 export interface HostSyncRow {
   bench: 'host-sync';
-  op: 'pull' | 'follow';
-  impl: 'whole-state' | 'in-place';
+  op: 'pull' | 'follow' | 'decide';
+  impl: 'whole-state' | 'in-place' | 'host-ranks' | 'device-bits';
   shape: string;
   median_ms: number;
   reps: number;
@@ -61,7 +65,11 @@ export function runHostSyncBench(quick: boolean, log: (line: string) => void = (
   const device = host.exportState();  // the device's numbers, as they come back
   const all = deviceNumbers(device, true), weights = deviceNumbers(device, false);
   const reps = quick ? 3 : 9;
-  const ms = { pullOld: [] as number[], pullNew: [] as number[], followOld: [] as number[], followNew: [] as number[] };
+  const ms = { pullOld: [] as number[], pullNew: [] as number[], followOld: [] as number[], followNew: [] as number[],
+    rank: [] as number[], bits: [] as number[] };
+  const dense = [0, 1, 2];
+  const plan = host.planMagnitudeDrops('prune', dense, 0.1, true);
+  const drops = host.magnitudeDrops(dense, plan);  // what the device would send
   for (let r = 0; r < reps; r++) {
     ms.pullOld.push(time(() => {
       const s = host.exportState();
@@ -81,6 +89,14 @@ export function runHostSyncBench(quick: boolean, log: (line: string) => void = (
       host.setValues(weights);
       host.exportState([]);
     }));
+    // Each prune starts from the unpruned model (put back untimed).
+    ms.rank.push(time(() => {
+      host.setValues(weights);
+      host.pruneWeights(dense, 0.1, true);
+    }));
+    host.importState(device);
+    ms.bits.push(time(() => host.pruneWeights(dense, 0.1, true, drops)));
+    host.importState(device);
   }
   const shape = SHAPE.join('-');
   const rows: HostSyncRow[] = [];
@@ -90,6 +106,10 @@ export function runHostSyncBench(quick: boolean, log: (line: string) => void = (
     log(`host-sync ${op.padEnd(6)} ${shape} (Adam): whole state ${median(old).toFixed(1)} ms, in place ${median(now).toFixed(1)} ms, ` +
       `${(median(old) / median(now)).toFixed(1)}x (median of ${reps})`);
   }
+  rows.push({ bench: 'host-sync', op: 'decide', impl: 'host-ranks', shape, median_ms: median(ms.rank), reps });
+  rows.push({ bench: 'host-sync', op: 'decide', impl: 'device-bits', shape, median_ms: median(ms.bits), reps });
+  log(`host-sync decide ${shape} (Adam), 10% global magnitude prune: host takes the weights and ranks ${median(ms.rank).toFixed(1)} ms, ` +
+    `applies the device's drop bits ${median(ms.bits).toFixed(1)} ms, ${(median(ms.rank) / median(ms.bits)).toFixed(1)}x (median of ${reps})`);
   return rows;
 }
 
