@@ -6,6 +6,7 @@
 #include <string>
 
 #include "binding/args.h"
+#include "binding/decision_args.h"
 #include "binding/model_wrap.h"
 #include "kernels/thread_pool.h"
 
@@ -103,23 +104,16 @@ Napi::Value ModelWrap::Sparsify(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// Positions per listed layer (an array of Float64Array), or nullopt when undefined.
+// Positions per listed layer (an array of Float64Array of integers), or nullopt when undefined.
 static std::optional<std::vector<std::vector<int64_t>>> positions_arg(const Napi::CallbackInfo& info, size_t index) {
   Napi::Env env = info.Env();
   if (info.Length() <= index || info[index].IsUndefined()) return std::nullopt;
-  if (!info[index].IsArray()) throw Napi::TypeError::New(env, "grows must be an array of Float64Array, one per layer");
-  Napi::Array a = info[index].As<Napi::Array>();
   std::vector<std::vector<int64_t>> out;
-  for (uint32_t i = 0; i < a.Length(); ++i) {
-    Napi::Value v = a.Get(i);
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-      throw Napi::TypeError::New(env, "grows[" + std::to_string(i) + "] must be a Float64Array");
-    auto f = v.As<Napi::Float64Array>();
+  for (const std::vector<double>& list : float64_lists(env, info[index], "grows")) {
     std::vector<int64_t> p;
-    for (size_t j = 0; j < f.ElementLength(); ++j) {
-      const double d = f[j];
+    for (double d : list) {
       if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
-        throw Napi::RangeError::New(env, "grows[" + std::to_string(i) + "] must hold non-negative integer positions");
+        throw Napi::RangeError::New(env, "grows must hold non-negative integer positions");
       p.push_back(static_cast<int64_t>(d));
     }
     out.push_back(std::move(p));
@@ -153,25 +147,10 @@ Napi::Value ModelWrap::GradientGrowth(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "gradientGrowth");
   auto layers = layer_list_arg(info, 0);
-  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "counts must be an array of integers");
-  Napi::Array c = info[1].As<Napi::Array>();
-  std::vector<int64_t> counts;
-  for (uint32_t i = 0; i < c.Length(); ++i) {
-    Napi::Value v = c.Get(i);
-    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
-    if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
-      throw Napi::RangeError::New(env, "counts[" + std::to_string(i) + "] must be a non-negative integer");
-    counts.push_back(static_cast<int64_t>(d));
-  }
+  const std::vector<int64_t> counts = integer_list(env, info.Length() > 1 ? info[1] : env.Undefined(), "counts", 0);
   const SignalBatch batch = signal_batch_arg(info, 2, *model_);
-  const auto grows = model_->gradient_growth(layers, counts, &np::default_pool(), batch.x, batch.x ? &batch.targets : nullptr, batch.n);
-  Napi::Array out = Napi::Array::New(env, grows.size());
-  for (size_t i = 0; i < grows.size(); ++i) {
-    auto a = Napi::Float64Array::New(env, grows[i].size());
-    for (size_t j = 0; j < grows[i].size(); ++j) a[j] = static_cast<double>(grows[i][j]);
-    out.Set(static_cast<uint32_t>(i), a);
-  }
-  return out;
+  return position_arrays(env, model_->gradient_growth(layers, counts, &np::default_pool(), batch.x,
+                                                      batch.x ? &batch.targets : nullptr, batch.n));
 }
 
 // setContinualBackprop(rate, maturity): rate 0 disables
@@ -211,18 +190,7 @@ Napi::Value ModelWrap::ContinualBackpropStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "continualBackpropStep");
   std::optional<std::vector<std::vector<double>>> utilities;
-  if (info.Length() > 0 && !info[0].IsUndefined()) {
-    if (!info[0].IsArray()) throw Napi::TypeError::New(env, "utilities must be an array of Float64Array, one per hidden layer");
-    Napi::Array a = info[0].As<Napi::Array>();
-    utilities.emplace();
-    for (uint32_t i = 0; i < a.Length(); ++i) {
-      Napi::Value v = a.Get(i);
-      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-        throw Napi::TypeError::New(env, "utilities[" + std::to_string(i) + "] must be a Float64Array");
-      auto f = v.As<Napi::Float64Array>();
-      utilities->emplace_back(f.Data(), f.Data() + f.ElementLength());
-    }
-  }
+  if (info.Length() > 0 && !info[0].IsUndefined()) utilities = float64_lists(env, info[0], "utilities");
   const np::Model& m = *model_;
   return Napi::Number::New(env, static_cast<double>(model_->continual_backprop_step(m.cbp_rate(), m.cbp_maturity(),
                                                                                     utilities ? &*utilities : nullptr)));
@@ -239,10 +207,8 @@ Napi::Value ModelWrap::LastCompensations(const Napi::CallbackInfo& info) {
     o.Set("layer", Napi::Number::New(env, static_cast<double>(all[i].layer)));
     auto units = Napi::Int32Array::New(env, all[i].units.size());
     for (size_t k = 0; k < all[i].units.size(); ++k) units[k] = static_cast<int32_t>(all[i].units[k]);
-    auto means = Napi::Float64Array::New(env, all[i].means.size());
-    std::copy(all[i].means.begin(), all[i].means.end(), means.Data());
     o.Set("units", units);
-    o.Set("means", means);
+    o.Set("means", float64_array(env, all[i].means));
     out.Set(static_cast<uint32_t>(i), o);
   }
   return out;

@@ -8,6 +8,7 @@
 
 #include "binding/args.h"
 #include "binding/convert.h"
+#include "binding/decision_args.h"
 #include "binding/model_wrap.h"
 #include "kernels/thread_pool.h"
 
@@ -109,33 +110,16 @@ Napi::Value ModelWrap::MagnitudeDrops(const Napi::CallbackInfo& info) {
   auto layers = layer_list_arg(info, 0);
   if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "plan must be { counts, global }");
   Napi::Object p = info[1].As<Napi::Object>();
-  auto integer = [&](Napi::Value v, const std::string& name, int64_t lowest) {
-    if (!v.IsNumber()) throw Napi::TypeError::New(env, name + " must be a number");
-    const double d = v.As<Napi::Number>().DoubleValue();
-    if (!(d >= static_cast<double>(lowest) && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
-      throw Napi::RangeError::New(env, name + " must be an integer >= " + std::to_string(lowest));
-    return static_cast<int64_t>(d);
-  };
   np::MagnitudePlan plan;
-  plan.global = integer(p.Get("global"), "plan.global", -1);
-  Napi::Value counts = p.Get("counts");
-  if (!counts.IsArray()) throw Napi::TypeError::New(env, "plan.counts must be an array of integers");
-  Napi::Array c = counts.As<Napi::Array>();
-  for (uint32_t i = 0; i < c.Length(); ++i) plan.counts.push_back(integer(c.Get(i), "plan.counts[" + std::to_string(i) + "]", 0));
+  plan.global = integer_value(env, p.Get("global"), "plan.global", -1);
+  plan.counts = integer_list(env, p.Get("counts"), "plan.counts", 0);
   if (plan.global < 0 && plan.counts.size() != layers.size())
     throw Napi::RangeError::New(env, "plan.counts has " + std::to_string(plan.counts.size()) + " entries for " +
                                          std::to_string(layers.size()) + " layers");
   for (size_t i = 0; i < layers.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (layers[i] == layers[j]) throw Napi::RangeError::New(env, "layer " + std::to_string(layers[i]) + " is listed twice");
-  const std::vector<np::DropBits> drops = model_->magnitude_drops(layers, plan);
-  Napi::Array out = Napi::Array::New(env, drops.size());
-  for (size_t i = 0; i < drops.size(); ++i) {
-    auto words = Napi::Uint32Array::New(env, drops[i].size());
-    std::copy(drops[i].begin(), drops[i].end(), words.Data());
-    out.Set(static_cast<uint32_t>(i), words);
-  }
-  return out;
+  return uint32_arrays(env, model_->magnitude_drops(layers, plan));
 }
 
 // pruneNeurons(layers, amount, criterion, global, scores?) -> number pruned
@@ -149,18 +133,7 @@ Napi::Value ModelWrap::PruneNeurons(const Napi::CallbackInfo& info) {
   const bool global = bool_arg(info, 3, "global");
   // scores: one Float64Array per listed layer, computed where the numbers are (a GPU model's neuronScores).
   std::optional<std::vector<std::vector<double>>> scores;
-  if (info.Length() > 4 && !info[4].IsUndefined()) {
-    if (!info[4].IsArray()) throw Napi::TypeError::New(env, "scores must be an array of Float64Array, one per layer");
-    Napi::Array a = info[4].As<Napi::Array>();
-    scores.emplace();
-    for (uint32_t i = 0; i < a.Length(); ++i) {
-      Napi::Value v = a.Get(i);
-      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-        throw Napi::TypeError::New(env, "scores[" + std::to_string(i) + "] must be a Float64Array");
-      auto f = v.As<Napi::Float64Array>();
-      scores->emplace_back(f.Data(), f.Data() + f.ElementLength());
-    }
-  }
+  if (info.Length() > 4 && !info[4].IsUndefined()) scores = float64_lists(env, info[4], "scores");
   return Napi::Number::New(env, static_cast<double>(model_->prune_neurons(layers, amount, criterion, global, scores ? &*scores : nullptr)));
 }
 

@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "binding/decision_args.h"
 #include "cuda/cuda_model.h"
 #include "cuda/runtime.h"
 
@@ -428,53 +429,28 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
   Napi::Value MagnitudeDrops(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     idle(env, "magnitudeDrops");
-    auto integer = [&](Napi::Value v, const std::string& name) {
-      if (!v.IsNumber()) throw Napi::TypeError::New(env, "CudaModel: " + name + " must be a number");
-      const double d = v.As<Napi::Number>().DoubleValue();
-      if (!(d >= -1 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
-        throw Napi::RangeError::New(env, "CudaModel: " + name + " must be an integer >= -1");
-      return static_cast<int64_t>(d);
-    };
-    auto integers = [&](Napi::Value v, const std::string& name) {
-      if (!v.IsArray()) throw Napi::TypeError::New(env, "CudaModel: " + name + " must be an array of integers");
-      Napi::Array a = v.As<Napi::Array>();
-      std::vector<int64_t> out;
-      for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(integer(a.Get(i), name + "[" + std::to_string(i) + "]"));
-      return out;
-    };
-    const std::vector<int64_t> layers = integers(info[0], "layers");
+    const std::vector<int64_t> layers = npb::integer_list(env, info[0], "CudaModel: layers", 0);
     if (!info[1].IsObject()) throw Napi::TypeError::New(env, "CudaModel: plan must be { counts, global }");
     Napi::Object p = info[1].As<Napi::Object>();
     np::MagnitudePlan plan;
-    plan.counts = integers(p.Get("counts"), "plan.counts");
-    plan.global = integer(p.Get("global"), "plan.global");
+    plan.counts = npb::integer_list(env, p.Get("counts"), "CudaModel: plan.counts", 0);
+    plan.global = npb::integer_value(env, p.Get("global"), "CudaModel: plan.global", -1);
     idle(env, "magnitudeDrops");  // again: a getter above may have disposed the model or started a call
     std::vector<np::DropBits> drops;
     on_js_thread(env, [&] { drops = model_->magnitude_drops(layers, plan); });
-    Napi::Array out = Napi::Array::New(env, drops.size());
-    for (size_t i = 0; i < drops.size(); ++i) {
-      auto words = Napi::Uint32Array::New(env, drops[i].size());
-      std::copy(drops[i].begin(), drops[i].end(), words.Data());
-      out.Set(static_cast<uint32_t>(i), words);
-    }
-    return out;
+    return npb::uint32_arrays(env, drops);
   }
 
   // neuronScores(layer, criterion) -> Float64Array: neuron pruning's scores from the device's numbers.
   Napi::Value NeuronScores(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     idle(env, "neuronScores");
-    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "CudaModel: layer must be a number");
-    const double d = info[0].As<Napi::Number>().DoubleValue();
-    if (!(d >= 0 && d <= 2147483647.0) || d != static_cast<double>(static_cast<int64_t>(d)))
-      throw Napi::RangeError::New(env, "CudaModel: layer must be a non-negative integer");
+    const int64_t layer = npb::integer_value(env, info[0], "CudaModel: layer", 0);
     if (!info[1].IsString()) throw Napi::TypeError::New(env, "CudaModel: criterion must be a string");
     const std::string criterion = info[1].As<Napi::String>().Utf8Value();
     std::vector<double> scores;
-    on_js_thread(env, [&] { scores = model_->neuron_scores(static_cast<int64_t>(d), criterion); });
-    auto out = Napi::Float64Array::New(env, scores.size());
-    std::copy(scores.begin(), scores.end(), out.Data());
-    return out;
+    on_js_thread(env, [&] { scores = model_->neuron_scores(layer, criterion); });
+    return npb::float64_array(env, scores);
   }
 
   // gradientGrowth(x, y, layers, counts) -> Float64Array of positions per listed layer: RigL's choice on the device.
@@ -482,49 +458,25 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     Napi::Env env = info.Env();
     idle(env, "gradientGrowth");
     HostData d = data_of(info, *model_, true);
-    auto integers = [&](Napi::Value v, const std::string& name) {
-      if (!v.IsArray()) throw Napi::TypeError::New(env, "CudaModel: " + name + " must be an array of integers");
-      Napi::Array a = v.As<Napi::Array>();
-      std::vector<int64_t> out;
-      for (uint32_t i = 0; i < a.Length(); ++i) {
-        Napi::Value x = a.Get(i);
-        const double n = x.IsNumber() ? x.As<Napi::Number>().DoubleValue() : -1.0;
-        if (!x.IsNumber()) throw Napi::TypeError::New(env, "CudaModel: " + name + "[" + std::to_string(i) + "] must be a number");
-        if (!(n >= 0 && n <= 9007199254740991.0) || n != static_cast<double>(static_cast<int64_t>(n)))
-          throw Napi::RangeError::New(env, "CudaModel: " + name + "[" + std::to_string(i) + "] must be a non-negative integer");
-        out.push_back(static_cast<int64_t>(n));
-      }
-      return out;
-    };
-    const std::vector<int64_t> layers = integers(info[2], "layers"), counts = integers(info[3], "counts");
+    const std::vector<int64_t> layers = npb::integer_list(env, info[2], "CudaModel: layers", 0);
+    const std::vector<int64_t> counts = npb::integer_list(env, info[3], "CudaModel: counts", 0);
     idle(env, "gradientGrowth");  // again: a getter above may have disposed the model or started a call
     std::vector<std::vector<int64_t>> grows;
     on_js_thread(env, [&] {
       grows = model_->gradient_growth(layers, counts, d.x.data(), d.has_labels ? d.labels.data() : nullptr,
                                       d.has_labels ? nullptr : d.targets.data(), d.n);
     });
-    Napi::Array out = Napi::Array::New(env, grows.size());
-    for (size_t i = 0; i < grows.size(); ++i) {
-      auto a = Napi::Float64Array::New(env, grows[i].size());
-      for (size_t j = 0; j < grows[i].size(); ++j) a[j] = static_cast<double>(grows[i][j]);
-      out.Set(static_cast<uint32_t>(i), a);
-    }
-    return out;
+    return npb::position_arrays(env, grows);
   }
 
   // unitUtility(layer) -> Float64Array: continual backprop's utility from the device's numbers.
   Napi::Value UnitUtility(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     idle(env, "unitUtility");
-    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "CudaModel: layer must be a number");
-    const double d = info[0].As<Napi::Number>().DoubleValue();
-    if (!(d >= 0 && d <= 2147483647.0) || d != static_cast<double>(static_cast<int64_t>(d)))
-      throw Napi::RangeError::New(env, "CudaModel: layer must be a non-negative integer");
+    const int64_t layer = npb::integer_value(env, info[0], "CudaModel: layer", 0);
     std::vector<double> u;
-    on_js_thread(env, [&] { u = model_->unit_utility(static_cast<int64_t>(d)); });
-    auto out = Napi::Float64Array::New(env, u.size());
-    std::copy(u.begin(), u.end(), out.Data());
-    return out;
+    on_js_thread(env, [&] { u = model_->unit_utility(layer); });
+    return npb::float64_array(env, u);
   }
 
   // exportStats() -> { step, layers: [{ meanAbsActivation, meanActivation, taylor, statsUpdates }] }
@@ -533,17 +485,12 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     idle(env, "exportStats");
     std::vector<nc::CudaLayerState> layers;
     on_js_thread(env, [&] { layers = model_->export_stats(); });
-    auto doubles = [&](const std::vector<double>& v) {
-      auto a = Napi::Float64Array::New(env, v.size());
-      std::copy(v.begin(), v.end(), a.Data());
-      return a;
-    };
     Napi::Array arr = Napi::Array::New(env, layers.size());
     for (size_t i = 0; i < layers.size(); ++i) {
       Napi::Object o = Napi::Object::New(env);
-      o.Set("meanAbsActivation", doubles(layers[i].mean_abs_activation));
-      o.Set("meanActivation", doubles(layers[i].mean_activation));
-      o.Set("taylor", doubles(layers[i].taylor));
+      o.Set("meanAbsActivation", npb::float64_array(env, layers[i].mean_abs_activation));
+      o.Set("meanActivation", npb::float64_array(env, layers[i].mean_activation));
+      o.Set("taylor", npb::float64_array(env, layers[i].taylor));
       o.Set("statsUpdates", Napi::Number::New(env, static_cast<double>(layers[i].stats_updates)));
       arr.Set(static_cast<uint32_t>(i), o);
     }
