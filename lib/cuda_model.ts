@@ -242,7 +242,16 @@ export class CudaNativeModel implements NativeModel {
         return this.mutate(() => fn());
       }
     }
-    const r = fn(decision);
+    let r: T;
+    try {
+      r = fn(decision);
+    } catch (e) {
+      // The host refused the device's decision (it checks before changing anything: a NaN score,
+      // say, which its own ranking would pass over): it decides on pulled numbers instead, and an
+      // error of the arguments shows there as on the CPU path.
+      if (decision === undefined) throw e;
+      return this.mutate(() => fn());
+    }
     try {
       // Everything from here to the device's swap may fail (no memory, a refusal): the fallback covers it all.
       this.restructureToHost(device, before, eventsBefore, amend, compensate);

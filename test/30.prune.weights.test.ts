@@ -245,6 +245,8 @@ describe('pruning: weights by magnitude', () => {
       ['drops for another plan', () => native.pruneWeightsToSparsity([0, 1], 0.9, false, drops), RangeError],
       ['plan of an unknown kind', () => native.planMagnitudeDrops('grow' as never, [0], 0.3, false), RangeError],
       ['plan with a bad amount', () => native.planMagnitudeDrops('prune', [0], 1, false), RangeError],
+      ['drops asked for more than a layer stores', () => native.magnitudeDrops([1], { counts: [31], global: -1 }), RangeError],
+      ['drops asked globally for more than the layers store', () => native.magnitudeDrops([0, 1], { counts: [], global: 231 }), RangeError],
       ['scores not Float64Arrays', () => native.pruneNeurons([0], 0.3, 'l1', false, [new Float32Array(10)] as never), TypeError],
       ['scores one short', () => native.pruneNeurons([0], 0.3, 'l1', false, [new Float64Array(9)]), RangeError],
       ['a NaN score', () => native.pruneNeurons([0], 0.3, 'l1', false, [Float64Array.from({ length: 10 }, (_, i) => (i === 4 ? NaN : i))]), RangeError],

@@ -728,9 +728,16 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     CpuTwinDevice.calls.magnitudeDrops++;
     return this.twin.magnitudeDrops(layers, plan);
   }
+  /** Makes the next neuronScores() hold a NaN, a decision the host refuses. */
+  static poisonNextScores = false;
   neuronScores(layer: number, criterion: string): Float64Array {
     CpuTwinDevice.calls.neuronScores++;
-    return this.twin.neuronScores(layer, criterion);
+    const scores = this.twin.neuronScores(layer, criterion);
+    if (CpuTwinDevice.poisonNextScores) {
+      CpuTwinDevice.poisonNextScores = false;
+      scores[0] = NaN;
+    }
+    return scores;
   }
   gradientGrowth(x: Float32Array, y: Int32Array | Float32Array, layers: number[], counts: number[]): Float64Array[] {
     CpuTwinDevice.calls.gradientGrowth++;
@@ -1076,6 +1083,22 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
     expect(b.history.loss).to.deep.equal(a.history.loss);
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
+  });
+
+  it('a device decision the host refuses (here a NaN score) falls back to the host deciding on pulled numbers, with the same result', async () => {
+    const cpu = mixedMlp('cpu', 'adam');
+    const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
+    await cpu.fit(X, Y, { epochs: 1, batchSize: 48 });
+    await dev.fit(X, Y, { epochs: 1, batchSize: 48 });
+    const pulls = CpuTwinDevice.calls.exportState;
+    CpuTwinDevice.poisonNextScores = true;
+    for (const m of [cpu, dev]) m.prune({ amount: 0.25, structure: 'neuron', criterion: 'l1', layer: 0 });
+    expect(CpuTwinDevice.poisonNextScores).to.equal(false);
+    expect(CpuTwinDevice.calls.exportState, 'the numbers pulled for the host\'s decision').to.be.greaterThan(pulls);
+    expect(dev.events).to.deep.equal(cpu.events);
+    expect(slotsOf(dev)).to.deep.equal(slotsOf(cpu));
+    const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
+    expect(b.history.loss).to.deep.equal(a.history.loss);
   });
 
   it('an error between the host\'s change and the device\'s (here a wrong split report) also falls back, with the same result', async () => {

@@ -200,6 +200,7 @@ Napi::Value ModelWrap::ContinualBackpropStep(const Napi::CallbackInfo& info) {
 // the last continual-backprop round's bias compensations (Model::last_compensations)
 Napi::Value ModelWrap::LastCompensations(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  ensure_idle(env, "lastCompensations");  // training rewrites it at every continual-backprop round
   const auto& all = model_->last_compensations();
   Napi::Array out = Napi::Array::New(env, all.size());
   for (size_t i = 0; i < all.size(); ++i) {

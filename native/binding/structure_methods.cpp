@@ -85,6 +85,7 @@ Napi::Value ModelWrap::PruneWeightsToSparsity(const Napi::CallbackInfo& info) {
 // 'regrow': regrow's dropFraction, global ignored). global -1: per layer.
 Napi::Value ModelWrap::PlanMagnitudeDrops(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  ensure_idle(env, "planMagnitudeDrops");
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "kind must be a string");
   const std::string kind = info[0].As<Napi::String>().Utf8Value();
   auto layers = layer_list_arg(info, 1);
@@ -116,9 +117,19 @@ Napi::Value ModelWrap::MagnitudeDrops(const Napi::CallbackInfo& info) {
   if (plan.global < 0 && plan.counts.size() != layers.size())
     throw Napi::RangeError::New(env, "plan.counts has " + std::to_string(plan.counts.size()) + " entries for " +
                                          std::to_string(layers.size()) + " layers");
-  for (size_t i = 0; i < layers.size(); ++i)
+  // As a GPU model's device refuses them: counts over what the layers store (the host's cut would clamp).
+  int64_t total = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
     for (size_t j = 0; j < i; ++j)
       if (layers[i] == layers[j]) throw Napi::RangeError::New(env, "layer " + std::to_string(layers[i]) + " is listed twice");
+    const int64_t stored = model_->layers()[static_cast<size_t>(layers[i])].nnz();
+    total += stored;
+    if (plan.global < 0 && plan.counts[i] > stored)
+      throw Napi::RangeError::New(env, "plan.counts[" + std::to_string(i) + "] is over the " + std::to_string(stored) +
+                                           " weights layer " + std::to_string(layers[i]) + " stores");
+  }
+  if (plan.global > total)
+    throw Napi::RangeError::New(env, "plan.global is over the " + std::to_string(total) + " weights the layers store");
   return uint32_arrays(env, model_->magnitude_drops(layers, plan));
 }
 

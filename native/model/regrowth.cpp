@@ -217,6 +217,20 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
     if (x) load_signal_batch(x, *targets, n);
     batch = recompute_signals(pool);
   }
+  // With drops given (one decision over the structure as it is now), RigL's
+  // own choices are made first, and must match the drops' counts before
+  // anything changes (NaN gradients can leave fewer than k candidates).
+  std::vector<std::vector<int64_t>> own_grows;
+  if (drops && by_gradient && !grows) {
+    const MagnitudePlan plan = plan_regrow_drops(which, fraction);
+    for (size_t i = 0; i < which.size(); ++i) {
+      own_grows.push_back(plan.counts[i] > 0 ? rigl_choice(which[i], plan.counts[i], batch, pool) : std::vector<int64_t>());
+      if (static_cast<int64_t>(own_grows.back().size()) != plan.counts[i])
+        throw_error("RigL found " + std::to_string(own_grows.back().size()) + " growth positions in layer " +
+                    std::to_string(which[i]) + " for a plan of " + std::to_string(plan.counts[i]) + " drops");
+    }
+    grows = &own_grows;
+  }
   int64_t total = 0;
   for (size_t i = 0; i < which.size(); ++i) {
     const int64_t l = which[i];
@@ -267,9 +281,6 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
 
     // 2. Drop the same number of the smallest-magnitude stored weights.
     const double before = static_cast<double>(nnz) / static_cast<double>(size);
-    if (drops && grown != k)
-      throw_error("regrow chose " + std::to_string(grown) + " positions in layer " + std::to_string(l) + " for a plan of " +
-                  std::to_string(k) + " drops");
     remove_smallest(l, grown, drops ? &(*drops)[i] : nullptr);
 
     // 3. Add the new connections: value 0, fresh optimizer state.

@@ -222,6 +222,12 @@ TEST(pruning_with_given_drops_matches_pruning_by_the_hosts_weights) {
     const int64_t b = given->regrow({1, 0}, 0.3, true, nullptr, x.data(), &t, 12, &drops, &grows);
     CHECK(a == b && a > 0);
     check_same_model(*own, *given, "RigL regrowth by given drops and grows");
+    // Drops given, growth chosen by the host itself (its choices made before anything changes).
+    const auto own2 = tied_model(), given2 = tied_model();
+    const std::vector<np::DropBits> drops2 = given2->magnitude_drops({0, 1}, given2->plan_regrow_drops({0, 1}, 0.2));
+    CHECK(own2->regrow({0, 1}, 0.2, true, nullptr, x.data(), &t, 12) ==
+          given2->regrow({0, 1}, 0.2, true, nullptr, x.data(), &t, 12, &drops2));
+    check_same_model(*own2, *given2, "RigL regrowth by given drops, own growth");
   }
   for (const Op& op : ops) {
     const auto own = tied_model(), given = tied_model();

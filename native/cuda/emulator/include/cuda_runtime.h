@@ -214,8 +214,9 @@ using std::isnan;
 
 inline void __syncthreads() { np::cuda::emulator::sync_threads(); }
 
-// Double arithmetic rounded to nearest, never fused into an FMA (the host
-// build targets x86-64-v2, which has none, so plain operators round the same).
+// Double arithmetic rounded to nearest, never fused into an FMA: the emulator
+// is compiled with -ffp-contract=off (CMakeLists.txt), so plain operators round
+// as the GPU's intrinsics do on every target.
 inline double __dadd_rn(double a, double b) { return a + b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
