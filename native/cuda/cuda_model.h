@@ -274,7 +274,7 @@ class CudaModel {
   DeviceBuffer totals_;  // two LossTotals: [0] this batch, [1] running sum
   DeviceBuffer halt_;    // NonFiniteStep of the current train() call
   DeviceBuffer loss_ws_;
-  DeviceBuffer transpose_scratch_;  // csr_transpose_cuda's per-column cursors
+  DeviceBuffer transpose_scratch_;  // csr_transpose_cuda's table of row-block cursors
 };
 
 // The loss was NaN or infinite during a train() call.

@@ -49,11 +49,11 @@ CsrTranspose csr_transpose_host(const CsrView& w_host);
 // The same structure built on the device from W's device indptr/indices (the
 // host reference above is what the tests compare with); nnz is W's, known on
 // the host (W's view holds device pointers). col_ptr holds cols + 1 entries,
-// row_idx and value_pos nnz each; `scratch` is resized to
-// cols int64s as needed. Columns are counted and filled with atomics, then
-// each column's entries are sorted by their position in W, so the result is
-// the host's exactly (rows ascending per column) whatever order the atomics
-// took. Indices must be in [0, cols) (the caller checked the pattern).
+// row_idx and value_pos nnz each; `scratch` is resized to a table of up to
+// 2^22 int64 cells (cols x row blocks). A stable counting sort on the column:
+// each row block counts and then places its entries in row order, so the
+// result is the host's exactly, with no atomics and no sort. Indices must be
+// in [0, cols) (the caller checked the pattern).
 void csr_transpose_cuda(const CsrView& w, int64_t nnz, int64_t* col_ptr, int32_t* row_idx, int64_t* value_pos,
                         DeviceBuffer& scratch, Stream& stream);
 

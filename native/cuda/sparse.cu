@@ -9,8 +9,9 @@
 // gathering values through value_pos: deterministic, no atomics.
 // sddmm: one block per row; its warps take the row's stored entries in turn and
 // reduce dY[row,:] . X[col,:] across lanes with shuffles (fixed order).
-// csr_transpose_cuda: W^T's structure from W's, on the device; the same arrays
-// as the host reference csr_transpose_host.
+// csr_transpose_cuda: W^T's structure from W's, on the device, by a stable
+// counting sort over row blocks; the same arrays as the host reference
+// csr_transpose_host.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -104,17 +105,10 @@ __global__ void __launch_bounds__(kSddmmBlock)
 
 constexpr int kTransposeBlock = 256;
 constexpr int kScanThreads = 1024;
+constexpr int64_t kTransposeCells = int64_t{1} << 22;  // csr_transpose_cuda's table: 32 MiB of int64 at most
 
 unsigned transpose_grid(int64_t n) {
   return static_cast<unsigned>(std::min<int64_t>(ceil_div(std::max<int64_t>(n, 1), kTransposeBlock), 65535));
-}
-
-// counts[c + 1] += entries in column c (counts zeroed first).
-__global__ void __launch_bounds__(kTransposeBlock)
-    count_columns_kernel(unsigned long long* __restrict__ counts, const int32_t* __restrict__ idx, int64_t nnz) {
-  for (int64_t k = static_cast<int64_t>(blockIdx.x) * kTransposeBlock + threadIdx.x; k < nnz;
-       k += static_cast<int64_t>(gridDim.x) * kTransposeBlock)
-    atomicAdd(&counts[idx[k] + 1], 1ull);
 }
 
 // In place, one block: v[i] = v[0] + ... + v[i] over n entries. Each thread
@@ -143,53 +137,43 @@ __global__ void __launch_bounds__(kScanThreads) inclusive_scan_kernel(int64_t* _
   }
 }
 
-// Each stored entry to a free slot of its column (the slot order depends on
-// the atomics; the sort below makes it the host's). next: a copy of col_ptr.
+// W^T by a stable counting sort on the column, over row blocks: thread b owns
+// rows [b * rows / blocks, (b + 1) * rows / blocks) and walks them in order, so
+// cells[1 + c * blocks + b] (entries of column c in block b) needs no atomics;
+// after a scan, cells[c * blocks + b] is where block b's first entry of column
+// c goes, and the same walk places every entry there in row order. No sort,
+// nothing left to the order of atomics, and a tall layer (few columns, many
+// rows) spreads over the row blocks instead of one thread per column.
 __global__ void __launch_bounds__(kTransposeBlock)
-    fill_columns_kernel(int64_t* __restrict__ value_pos, unsigned long long* __restrict__ next,
-                        const int32_t* __restrict__ idx, int64_t nnz) {
-  for (int64_t k = static_cast<int64_t>(blockIdx.x) * kTransposeBlock + threadIdx.x; k < nnz;
-       k += static_cast<int64_t>(gridDim.x) * kTransposeBlock)
-    value_pos[atomicAdd(&next[idx[k]], 1ull)] = k;
+    count_row_blocks_kernel(int64_t* __restrict__ cells, const int64_t* __restrict__ ptr, const int32_t* __restrict__ idx,
+                            int64_t rows, int64_t blocks) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * kTransposeBlock + threadIdx.x;
+  if (b >= blocks) return;
+  const int64_t r_end = (b + 1) * rows / blocks;
+  for (int64_t r = b * rows / blocks; r < r_end; ++r)
+    for (int64_t k = ptr[r]; k < ptr[r + 1]; ++k) ++cells[1 + static_cast<int64_t>(idx[k]) * blocks + b];
 }
 
-// One thread per column: heapsort of the column's positions in W (ascending
-// position is ascending row, since W is stored row by row), then each entry's
-// row by binary search in W's row pointers.
+// col_ptr[c] = where column c starts (the scanned cell of its first block); col_ptr[cols] = nnz.
 __global__ void __launch_bounds__(kTransposeBlock)
-    sort_columns_kernel(int64_t* __restrict__ value_pos, int32_t* __restrict__ row_idx,
-                        const int64_t* __restrict__ col_ptr, int64_t cols, const int64_t* __restrict__ ptr, int64_t rows) {
-  for (int64_t c = static_cast<int64_t>(blockIdx.x) * kTransposeBlock + threadIdx.x; c < cols;
-       c += static_cast<int64_t>(gridDim.x) * kTransposeBlock) {
-    int64_t* a = value_pos + col_ptr[c];
-    const int64_t n = col_ptr[c + 1] - col_ptr[c];
-    auto sift_down = [a](int64_t root, int64_t end) {
-      for (int64_t child = 2 * root + 1; child < end; child = 2 * root + 1) {
-        if (child + 1 < end && a[child + 1] > a[child]) ++child;
-        if (a[root] >= a[child]) return;
-        const int64_t t = a[root];
-        a[root] = a[child];
-        a[child] = t;
-        root = child;
-      }
-    };
-    for (int64_t i = n / 2 - 1; i >= 0; --i) sift_down(i, n);
-    for (int64_t end = n - 1; end > 0; --end) {
-      const int64_t t = a[0];
-      a[0] = a[end];
-      a[end] = t;
-      sift_down(0, end);
+    column_starts_kernel(int64_t* __restrict__ col_ptr, const int64_t* __restrict__ cells, int64_t cols, int64_t blocks) {
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * kTransposeBlock + threadIdx.x; c <= cols;
+       c += static_cast<int64_t>(gridDim.x) * kTransposeBlock)
+    col_ptr[c] = cells[c * blocks];
+}
+
+__global__ void __launch_bounds__(kTransposeBlock)
+    fill_row_blocks_kernel(int64_t* __restrict__ value_pos, int32_t* __restrict__ row_idx, int64_t* __restrict__ cursor,
+                           const int64_t* __restrict__ ptr, const int32_t* __restrict__ idx, int64_t rows, int64_t blocks) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * kTransposeBlock + threadIdx.x;
+  if (b >= blocks) return;
+  const int64_t r_end = (b + 1) * rows / blocks;
+  for (int64_t r = b * rows / blocks; r < r_end; ++r)
+    for (int64_t k = ptr[r]; k < ptr[r + 1]; ++k) {
+      const int64_t at = cursor[static_cast<int64_t>(idx[k]) * blocks + b]++;
+      value_pos[at] = k;
+      row_idx[at] = static_cast<int32_t>(r);
     }
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t lo = 0, hi = rows;  // the row r with ptr[r] <= k < ptr[r + 1]
-      while (hi - lo > 1) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (ptr[mid] <= a[i]) lo = mid;
-        else hi = mid;
-      }
-      row_idx[col_ptr[c] + i] = static_cast<int32_t>(lo);
-    }
-  }
 }
 
 }  // namespace
@@ -205,19 +189,21 @@ void csr_transpose_cuda(const CsrView& w, int64_t nnz, int64_t* col_ptr, int32_t
   cudaStream_t s = raw(stream);
   NP_CUDA_CHECK(cudaMemsetAsync(col_ptr, 0, static_cast<size_t>(w.cols + 1) * sizeof(int64_t), s));
   if (w.cols <= 0 || w.rows <= 0 || nnz == 0) return;
-  auto* counts = reinterpret_cast<unsigned long long*>(col_ptr);
-  NP_LAUNCH(transpose_grid(nnz), kTransposeBlock, 0, s, count_columns_kernel)(counts, w.indices, nnz);
+  // As many row blocks as rows, up to a table of kTransposeCells cells (cols x blocks).
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(w.rows, kTransposeCells / w.cols));
+  const int64_t cells = w.cols * blocks + 1;
+  scratch.reserve(static_cast<size_t>(cells) * sizeof(int64_t));
+  int64_t* table = scratch.as<int64_t>();
+  NP_CUDA_CHECK(cudaMemsetAsync(table, 0, static_cast<size_t>(cells) * sizeof(int64_t), s));
+  const unsigned grid = static_cast<unsigned>(ceil_div(blocks, kTransposeBlock));
+  NP_LAUNCH(grid, kTransposeBlock, 0, s, count_row_blocks_kernel)(table, w.indptr, w.indices, w.rows, blocks);
   NP_CUDA_CHECK_LAUNCH();
-  NP_LAUNCH(1, kScanThreads, 0, s, inclusive_scan_kernel)(col_ptr, w.cols + 1);
+  // Inclusive over [0, counts...] = exclusive over the counts: cell (c, b) becomes its first slot.
+  NP_LAUNCH(1, kScanThreads, 0, s, inclusive_scan_kernel)(table, cells);
   NP_CUDA_CHECK_LAUNCH();
-  scratch.reserve(static_cast<size_t>(w.cols) * sizeof(int64_t));
-  NP_CUDA_CHECK(cudaMemcpyAsync(scratch.data(), col_ptr, static_cast<size_t>(w.cols) * sizeof(int64_t),
-                                cudaMemcpyDeviceToDevice, s));
-  NP_LAUNCH(transpose_grid(nnz), kTransposeBlock, 0, s, fill_columns_kernel)(
-      value_pos, scratch.as<unsigned long long>(), w.indices, nnz);
+  NP_LAUNCH(transpose_grid(w.cols + 1), kTransposeBlock, 0, s, column_starts_kernel)(col_ptr, table, w.cols, blocks);
   NP_CUDA_CHECK_LAUNCH();
-  NP_LAUNCH(transpose_grid(w.cols), kTransposeBlock, 0, s, sort_columns_kernel)(value_pos, row_idx, col_ptr, w.cols,
-                                                                                w.indptr, w.rows);
+  NP_LAUNCH(grid, kTransposeBlock, 0, s, fill_row_blocks_kernel)(value_pos, row_idx, table, w.indptr, w.indices, w.rows, blocks);
   NP_CUDA_CHECK_LAUNCH();
 }
 

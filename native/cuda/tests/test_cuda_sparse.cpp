@@ -175,10 +175,9 @@ TEST(csr_transpose_host_lists_each_entry_once_by_column) {
 
 // The device build of the transpose structure is the host's exactly (every
 // shape above, empty rows and columns, nnz 0, a dense matrix), and also for a
-// tall matrix whose columns are long (the per-column sort's worst case here).
-// On the emulator the atomics hand out slots in thread order, which is already
-// sorted; the run with threads in reverse order (run-native-tests) is the one
-// that needs the per-column sort.
+// tall matrix whose columns are long, for more than 1023 columns (the scan's
+// threads take chunks), and for a table of cells too large for one row per
+// block (blocks then hold several rows, counted and placed in row order).
 CUDA_TEST(csr_transpose_cuda_equals_the_host_build) {
   nc::Stream s;
   std::vector<Csr> cases;
@@ -186,6 +185,7 @@ CUDA_TEST(csr_transpose_cuda_equals_the_host_build) {
   cases.push_back(random_csr(3000, 3, 0.9, 4));
   // More than 1023 columns: the one-block scan's threads then take chunks of several entries.
   for (const int64_t cols : {1023, 1024, 5000}) cases.push_back(random_csr(6, cols, 0.3, static_cast<uint64_t>(cols)));
+  cases.push_back(random_csr(2000, 3000, 0.01, 12));  // 2^22 cells / 3000 columns: 1398 blocks for 2000 rows
   nc::DeviceBuffer scratch;
   for (const Csr& w : cases) {
     const int64_t nnz = static_cast<int64_t>(w.values.size());
