@@ -135,23 +135,6 @@ std::vector<double> CudaModel::unit_utility(int64_t l) {
   return u;
 }
 
-std::vector<CudaLayerState> CudaModel::export_stats() {
-  set_device(config_.device);
-  std::vector<CudaLayerState> out;
-  for (const Layer& l : layers_) {
-    CudaLayerState s;
-    s.units = l.units;
-    s.inputs = l.inputs;
-    const std::vector<double> stats = to_host<double>(l.stats, static_cast<size_t>(3 * l.units), stream_);
-    s.mean_abs_activation.assign(stats.begin(), stats.begin() + l.units);
-    s.mean_activation.assign(stats.begin() + l.units, stats.begin() + 2 * l.units);
-    s.taylor.assign(stats.begin() + 2 * l.units, stats.end());
-    s.stats_updates = l.stats_updates;
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
 std::vector<double> CudaModel::neuron_scores(int64_t l, const std::string& criterion) {
   if (l < 0 || l + 1 >= static_cast<int64_t>(layers_.size()))
     bad_scores("layer " + std::to_string(l) + " is not a hidden layer (the output layer's units are never pruned)");

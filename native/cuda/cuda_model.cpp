@@ -224,11 +224,28 @@ std::vector<CudaLayerState> CudaModel::export_layers(bool with_moments) {
       s.indptr = to_host<int64_t>(l.indptr, static_cast<size_t>(l.units + 1), stream_);
       s.indices = to_host<int32_t>(l.indices, static_cast<size_t>(l.count), stream_);
     }
-    const std::vector<double> stats = to_host<double>(l.stats, static_cast<size_t>(3 * l.units), stream_);
-    s.mean_abs_activation.assign(stats.begin(), stats.begin() + l.units);
-    s.mean_activation.assign(stats.begin() + l.units, stats.begin() + 2 * l.units);
-    s.taylor.assign(stats.begin() + 2 * l.units, stats.end());
-    s.stats_updates = l.stats_updates;
+    read_stats(l, s);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void CudaModel::read_stats(const Layer& l, CudaLayerState& s) {
+  const std::vector<double> stats = to_host<double>(l.stats, static_cast<size_t>(3 * l.units), stream_);
+  s.mean_abs_activation.assign(stats.begin(), stats.begin() + l.units);
+  s.mean_activation.assign(stats.begin() + l.units, stats.begin() + 2 * l.units);
+  s.taylor.assign(stats.begin() + 2 * l.units, stats.end());
+  s.stats_updates = l.stats_updates;
+}
+
+std::vector<CudaLayerState> CudaModel::export_stats() {
+  set_device(config_.device);
+  std::vector<CudaLayerState> out;
+  for (const Layer& l : layers_) {
+    CudaLayerState s;
+    s.units = l.units;
+    s.inputs = l.inputs;
+    read_stats(l, s);
     out.push_back(std::move(s));
   }
   return out;

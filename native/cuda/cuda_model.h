@@ -237,6 +237,8 @@ class CudaModel {
     CsrTransposeView transpose_view() const;
   };
   static NormWeights norm_weights(const Layer& layer);
+  // The layer's per-unit statistics into s (waits for the stream).
+  void read_stats(const Layer& l, CudaLayerState& s);
 
   static void check_structure(size_t i, const CudaLayerState& l, int64_t inputs);
   static void check_values(size_t i, const CudaLayerState& l, size_t moments);

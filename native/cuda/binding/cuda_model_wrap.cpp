@@ -265,6 +265,14 @@ HostData data_of(const Napi::CallbackInfo& info, const nc::CudaModel& m, bool wi
   return d;
 }
 
+// A layer's per-unit statistics on its JS object (exportState, exportStats).
+void set_stats(Napi::Env env, Napi::Object& o, const nc::CudaLayerState& l) {
+  o.Set("meanAbsActivation", npb::float64_array(env, l.mean_abs_activation));
+  o.Set("meanActivation", npb::float64_array(env, l.mean_activation));
+  o.Set("taylor", npb::float64_array(env, l.taylor));
+  o.Set("statsUpdates", Napi::Number::New(env, static_cast<double>(l.stats_updates)));
+}
+
 Napi::Object totals_object(Napi::Env env, const nc::CudaTotals& t) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("lossSum", t.loss_sum);
@@ -488,10 +496,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
     Napi::Array arr = Napi::Array::New(env, layers.size());
     for (size_t i = 0; i < layers.size(); ++i) {
       Napi::Object o = Napi::Object::New(env);
-      o.Set("meanAbsActivation", npb::float64_array(env, layers[i].mean_abs_activation));
-      o.Set("meanActivation", npb::float64_array(env, layers[i].mean_activation));
-      o.Set("taylor", npb::float64_array(env, layers[i].taylor));
-      o.Set("statsUpdates", Napi::Number::New(env, static_cast<double>(layers[i].stats_updates)));
+      set_stats(env, o, layers[i]);
       arr.Set(static_cast<uint32_t>(i), o);
     }
     Napi::Object out = Napi::Object::New(env);
@@ -533,15 +538,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
       }
       o.Set("weightMoments", wm);
       o.Set("biasMoments", bm);
-      auto doubles = [&](const std::vector<double>& v) {
-        auto a = Napi::Float64Array::New(env, v.size());
-        std::copy(v.begin(), v.end(), a.Data());
-        return a;
-      };
-      o.Set("meanAbsActivation", doubles(layers[i].mean_abs_activation));
-      o.Set("meanActivation", doubles(layers[i].mean_activation));
-      o.Set("taylor", doubles(layers[i].taylor));
-      o.Set("statsUpdates", Napi::Number::New(env, static_cast<double>(layers[i].stats_updates)));
+      set_stats(env, o, layers[i]);
       arr.Set(static_cast<uint32_t>(i), o);
     }
     Napi::Object out = Napi::Object::New(env);
