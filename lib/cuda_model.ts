@@ -53,7 +53,8 @@ type Amend = (layers: CudaLayerStructureIn[], before: NativeState, after: Native
 /**
  * A decision the device makes on its own numbers (followOnDevice), whose result the host's change
  * takes instead of numbers copied over: magnitude drop bits (the host's plan, carried out by
- * magnitudeDrops), neuron scores (neuronScores).
+ * magnitudeDrops), neuron scores (neuronScores), RigL's growth positions (gradientGrowth),
+ * continual backprop's statistics and utilities (exportStats, unitUtility).
  */
 type DeviceDecision<D> = (device: CudaModelHandle) => D;
 
@@ -199,16 +200,20 @@ export class CudaNativeModel implements NativeModel {
    * native/cuda/remap.h), whenever the device model has the host's structure
    * (else as mutate()). The host's structure, ids, events and RNG are the
    * model's; when the device trained last, the host first gets what the change
-   * reads besides them: the step (events and unit ages record it) and, with
-   * reads 'weights', the weights, biases and unit statistics (one copy device
-   * -> host, no optimizer slot, nothing copied back). The host's stale moments
+   * reads besides them: the step (events and unit ages record it) and either
+   * the device's decision (reads a DeviceDecision: drop bits, scores, growth
+   * positions, statistics and utilities, made on the device's numbers and
+   * given to fn) or, with reads 'weights', the weights, biases and unit
+   * statistics (one copy device -> host). No optimizer slot goes to the host
+   * and nothing is copied back. The host's stale moments
    * are never read: the device keeps its own for every surviving entry, and
    * new entries take the host's values (fresh units, zeros). Fits changes that
    * write nothing but the new structure, new units and zeros: compact, format
    * changes, 'zero' / 'random' growth, magnitude and neuron pruning (l1, l2,
    * activation, taylor, random), SET and RigL regrowth; and reinitialisation
-   * (continual backprop, ReDo), whose units count as new and whose next layer
-   * takes the host's biases (they absorbed the units' mean output). `amend`
+   * (continual backprop, ReDo), whose units count as new; with `compensate`
+   * (continual backprop) the next layer's biases absorb their mean output on
+   * the device (restructureToHost). `amend`
    * adds what a change does to surviving numbers besides moving them, which
    * the device then does to its own: net2wider's scaled source columns
    * (inputScale), gradmax's compensated next-layer biases (biasFromHost),
