@@ -201,12 +201,13 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
                       const std::vector<std::vector<int64_t>>* grows) {
   check_regrow_args(layers_, which, fraction);
   if (grows && !by_gradient) throw_range("grows are RigL's gradient choice; SET draws its positions from the model's generator");
+  MagnitudePlan plan;  // of a decision given (drops, grows): one over the structure as it is now
   if (drops || grows) {
-    // A layer listed twice would change twice from one decision: it is for the structure as it is now.
+    // A layer listed twice would change twice from one decision.
     for (size_t i = 0; i < which.size(); ++i)
       for (size_t j = 0; j < i; ++j)
         if (which[i] == which[j]) throw_range("layer " + std::to_string(which[i]) + " is listed twice");
-    const MagnitudePlan plan = plan_regrow_drops(which, fraction);
+    plan = plan_regrow_drops(which, fraction);
     if (drops) check_drops(which, plan, *drops);
     if (grows) check_grows(layers_, which, plan.counts, *grows);
   }
@@ -222,7 +223,6 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
   // anything changes (NaN gradients can leave fewer than k candidates).
   std::vector<std::vector<int64_t>> own_grows;
   if (drops && by_gradient && !grows) {
-    const MagnitudePlan plan = plan_regrow_drops(which, fraction);
     for (size_t i = 0; i < which.size(); ++i) {
       own_grows.push_back(plan.counts[i] > 0 ? rigl_choice(which[i], plan.counts[i], batch, pool) : std::vector<int64_t>());
       if (static_cast<int64_t>(own_grows.back().size()) != plan.counts[i])
