@@ -129,7 +129,7 @@ export interface CudaModelHandle {
   /**
    * Neuron pruning's per-unit scores of a hidden layer from the device's numbers: l1 / l2 norms of
    * incoming and outgoing weights (bit for bit the host's on the same weights), or the running
-   * statistics ('activation', 'taylor'). Dead units are scored like the others (the host ignores them).
+   * statistics ('activation', 'taylor'); dead units -Infinity, as the host scores them.
    */
   neuronScores(layer: number, criterion: string): Float64Array;
   /**

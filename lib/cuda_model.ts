@@ -546,7 +546,26 @@ export class CudaNativeModel implements NativeModel {
   }
 
   neuronScores(layer: number, criterion: string): Float64Array {
+    // The device's numbers, scored there ('random' draws from the host's generator).
+    if (criterion !== 'random') {
+      const scores = this.fromDevice((device) => device.neuronScores(layer, criterion));
+      if (scores) return scores;
+    }
     return this.read(() => this.host.neuronScores(layer, criterion));
+  }
+
+  /**
+   * A read the device answers from its own numbers while it holds the newest ones; undefined
+   * otherwise, or when it refuses (bad arguments, which the host's own read then reports).
+   */
+  private fromDevice<R>(ask: (device: CudaModelHandle) => R): R | undefined {
+    const device = this.device;
+    if (!device || this.deviceStale || !this.hostStale) return undefined;
+    try {
+      return ask(device);
+    } catch {
+      return undefined;
+    }
   }
 
   compact(): void {
@@ -729,10 +748,17 @@ export class CudaNativeModel implements NativeModel {
   }
 
   unitUtility(layer: number): Float64Array {
-    return this.read(() => this.host.unitUtility(layer));
+    return this.fromDevice((device) => device.unitUtility(layer)) ?? this.read(() => this.host.unitUtility(layer));
   }
 
   unitStats(layer: number): { ages: Float64Array; meanAbsActivation: Float64Array; taylor: Float64Array } {
+    // The statistics and the step come from the device (a few doubles per unit, no weights); the
+    // ages are the host's structure.
+    const stats = this.fromDevice((device) => device.exportStats());
+    if (stats) {
+      this.host.setValues(stats);
+      return this.host.unitStats(layer);
+    }
     return this.read(() => this.host.unitStats(layer));
   }
 

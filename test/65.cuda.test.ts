@@ -1033,6 +1033,15 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(CpuTwinDevice.calls.neuronScores - neuronCalls.neuronScores, 'scores from the device').to.equal(4);
     expect(CpuTwinDevice.calls.exportWeights - neuronCalls.exportWeights, 'weight copies for neuron scores').to.equal(0);
     await fitBoth(1);
+    // Reads of scores, utilities and statistics (the dropin cycle reads unitStats every step) come from the device too.
+    const reads = { ...CpuTwinDevice.calls };
+    for (const l of [0, 1]) {
+      expect(dev.native.neuronScores(l, 'l2'), `layer ${l} l2 scores`).to.deep.equal(cpu.native.neuronScores(l, 'l2'));
+      expect(dev.native.unitUtility(l), `layer ${l} utility`).to.deep.equal(cpu.native.unitUtility(l));
+      expect(dev.native.unitStats(l), `layer ${l} statistics`).to.deep.equal(cpu.native.unitStats(l));
+    }
+    expect(CpuTwinDevice.calls.exportState - reads.exportState, 'full copies for the reads').to.equal(0);
+    expect(CpuTwinDevice.calls.exportWeights - reads.exportWeights, 'weight copies for the reads').to.equal(0);
     expect(CpuTwinDevice.calls.exportState - calls.exportState, 'full copies to the host').to.equal(0);
     expect(CpuTwinDevice.calls.load - calls.load, 'full copies to the device').to.equal(0);
     expect(dev.events).to.deep.equal(cpu.events);

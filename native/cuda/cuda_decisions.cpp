@@ -148,13 +148,21 @@ std::vector<double> CudaModel::neuron_scores(int64_t l, const std::string& crite
     const int row = criterion == "activation" ? 0 : 2;  // mean |a|, mean a, taylor
     layer.stats.download(scores.data(), scores.size() * sizeof(double), stream_,
                          static_cast<size_t>(row * layer.units) * sizeof(double));
-    return scores;
+    return dead_units_last(layer, std::move(scores));
   }
   if (criterion != "l1" && criterion != "l2")
     bad_scores("criterion must be 'l1', 'l2', 'activation' or 'taylor' (random scores are the host generator's), got '" + criterion + "'");
   DeviceBuffer out(scores.size() * sizeof(double));
   neuron_norm_scores_cuda(norm_weights(layer), norm_weights(next), criterion == "l1", out.as<double>(), stream_);
   out.download(scores.data(), scores.size() * sizeof(double), stream_);
+  return dead_units_last(layer, std::move(scores));
+}
+
+std::vector<double> CudaModel::dead_units_last(const Layer& layer, std::vector<double> scores) {
+  if (layer.alive.size() == 0) return scores;
+  const std::vector<uint8_t> alive = to_host<uint8_t>(layer.alive, static_cast<size_t>(layer.units), stream_);
+  for (size_t j = 0; j < scores.size(); ++j)
+    if (!alive[j]) scores[j] = -INFINITY;
   return scores;
 }
 

@@ -160,8 +160,8 @@ class CudaModel {
   // Neuron pruning's scores for hidden layer `layer` from the device's
   // numbers: l1 / l2 norms of each unit's incoming and outgoing weights (bit
   // for bit np::Model::neuron_scores on the same weights), or the running
-  // statistics for 'activation' / 'taylor'. Dead units are scored as any
-  // other (the host sets them to -inf). 'random' is the host's generator's:
+  // statistics for 'activation' / 'taylor'; dead units -inf, as the host
+  // scores them. 'random' is the host's generator's:
   // refused, like an output layer or a statistic no step has updated
   // (std::invalid_argument). Waits for the stream.
   std::vector<double> neuron_scores(int64_t layer, const std::string& criterion);
@@ -239,6 +239,8 @@ class CudaModel {
   static NormWeights norm_weights(const Layer& layer);
   // The layer's per-unit statistics into s (waits for the stream).
   void read_stats(const Layer& l, CudaLayerState& s);
+  // scores with the layer's dead units at -inf (neuron_scores).
+  std::vector<double> dead_units_last(const Layer& layer, std::vector<double> scores);
 
   static void check_structure(size_t i, const CudaLayerState& l, int64_t inputs);
   static void check_values(size_t i, const CudaLayerState& l, size_t moments);

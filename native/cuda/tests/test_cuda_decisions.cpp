@@ -12,6 +12,7 @@
 // The select itself (magnitude_smallest_cuda) against a stable sort, smallest
 // and largest first; RigL's choice (CudaModel::gradient_growth) against the
 // host's on the same batch (its own GEMM rounds differently: most positions).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -153,8 +154,15 @@ CUDA_TEST(cuda_magnitude_drops_refuse_bad_plans) {
         cpu.magnitude_drops({2}, cpu.plan_prune_weights({2}, 0.5, false)));
 }
 
+// With dead units in every hidden layer (their scores are -inf on both sides).
+std::unique_ptr<np::Model> model_with_dead_units() {
+  auto model = tied_model(false);
+  model->prune_neurons({0, 1, 2}, 0.1, "random", false);
+  return model;
+}
+
 CUDA_TEST(cuda_neuron_scores_match_the_hosts) {
-  const auto model = tied_model(false);
+  const auto model = model_with_dead_units();
   np::Model& cpu = *model;
   nc::CudaModel gpu = mirror(cpu);
   for (int64_t l : {0, 1, 2})  // dense (masked) -> CSR, CSR -> dense, dense -> dense
@@ -163,6 +171,7 @@ CUDA_TEST(cuda_neuron_scores_match_the_hosts) {
       bool same = got.size() == want.size();
       for (size_t j = 0; same && j < got.size(); ++j) same = got[j] == want[j];
       CHECK_MSG(same, "layer %lld %s: the device's scores differ from the host's", static_cast<long long>(l), criterion);
+      CHECK(std::count(got.begin(), got.end(), -INFINITY) > 0);
     }
   // Continual backprop's utilities and the statistics the host reads besides them.
   for (int64_t l : {0, 1, 2}) {
@@ -176,7 +185,7 @@ CUDA_TEST(cuda_neuron_scores_match_the_hosts) {
                   stats[l].taylor == st.layers[l].taylor && stats[l].stats_updates == st.layers[l].stats_updates && stats[l].weight.empty(),
               "layer %zu: export_stats", l);
   // Pruning by the device's scores is pruning by the host's.
-  const auto own_model = tied_model(false), given_model = tied_model(false);
+  const auto own_model = model_with_dead_units(), given_model = model_with_dead_units();
   const std::vector<std::vector<double>> scores = {gpu.neuron_scores(0, "l2"), gpu.neuron_scores(1, "l2"), gpu.neuron_scores(2, "l2")};
   CHECK(own_model->prune_neurons({0, 1, 2}, 0.3, "l2", true) == given_model->prune_neurons({0, 1, 2}, 0.3, "l2", true, &scores));
   const np::ModelState x = own_model->export_state(), y = given_model->export_state();
