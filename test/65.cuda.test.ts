@@ -248,6 +248,23 @@ type DenseView = { getWeights(): { weight: Float32Array; bias: Float32Array }; s
 /** The dense layer at position i of the model's layer list. */
 const denseAt = (m: Sequential, i: number) => m.layers[i] as unknown as DenseView;
 
+/**
+ * Counts the calls of the named methods of a trained GPU model's device model: its device model
+ * (which exists from the first device call on), the counts, and the methods unwrapped. The addon's
+ * methods are read-only properties of its prototype, so each counter is defined on the instance.
+ */
+function countDeviceCalls<K extends keyof cuda.CudaModelHandle>(m: Sequential, names: K[]) {
+  const device = (m.native as unknown as { device: cuda.CudaModelHandle }).device;
+  const counts = Object.fromEntries(names.map((n) => [n, 0])) as Record<K, number>;
+  const originals = {} as Pick<cuda.CudaModelHandle, K>;
+  for (const name of names) {
+    const original = (device[name] as (...a: unknown[]) => unknown).bind(device);
+    (originals as Record<K, unknown>)[name] = original;
+    Object.defineProperty(device, name, { value: (...a: unknown[]) => (counts[name]++, original(...a)), configurable: true, writable: true });
+  }
+  return { device, counts, originals };
+}
+
 function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
   expect(got.length, what).to.equal(want.length);
   let worst = 0;
@@ -411,13 +428,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
       needGpu(this);
       const gpu = mixedMlp('cuda', 'adam');
       await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });
-      const device = (gpu.native as unknown as { device: cuda.CudaModelHandle }).device;
-      const counts = { exportState: 0, magnitudeDrops: 0 };
-      const exportState = device.exportState.bind(device), magnitudeDrops = device.magnitudeDrops.bind(device);
-      const spy = <K extends 'exportState' | 'magnitudeDrops'>(name: K, fn: cuda.CudaModelHandle[K]) =>
-        Object.defineProperty(device, name, { value: fn, configurable: true, writable: true });
-      spy('exportState', (withMoments) => (counts.exportState++, exportState(withMoments)));
-      spy('magnitudeDrops', (l, plan) => (counts.magnitudeDrops++, magnitudeDrops(l, plan)));
+      const { device, counts, originals: { magnitudeDrops } } = countDeviceCalls(gpu, ['exportState', 'magnitudeDrops']);
       gpu.prune({ amount: 0.3, structure: 'weight', layer: 0 });
       gpu.prune({ amount: 0.2, structure: 'weight', scope: 'global' });
       gpu.native.regrow([0, 1], 0.2, false);
@@ -448,13 +459,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
       needGpu(this);
       const gpu = mixedMlp('cuda', 'adam');
       await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });  // the device model exists from the first device call on
-      const device = (gpu.native as unknown as { device: cuda.CudaModelHandle }).device;
-      const counts = { exportState: 0, gradientGrowth: 0 };
-      const exportState = device.exportState.bind(device), gradientGrowth = device.gradientGrowth.bind(device);
-      const spy = <K extends 'exportState' | 'gradientGrowth'>(name: K, fn: cuda.CudaModelHandle[K]) =>
-        Object.defineProperty(device, name, { value: fn, configurable: true, writable: true });
-      spy('exportState', (withMoments) => (counts.exportState++, exportState(withMoments)));
-      spy('gradientGrowth', (x, y, l, k) => (counts.gradientGrowth++, gradientGrowth(x, y, l, k)));
+      const { counts, originals: { gradientGrowth } } = countDeviceCalls(gpu, ['exportState', 'gradientGrowth']);
       const rigl = plasticity.rigl({ every: 4, until: gpu.step + 30, dropFraction: 0.3, layers: [0, 1] });
       const h = await gpu.fit(X, Y, { epochs: 2, batchSize: 32, callbacks: [rigl] });
       expect(h.history.loss.every(Number.isFinite)).to.equal(true);
@@ -477,14 +482,7 @@ describe("cuda: Sequential with device 'cuda'", () => {
       needGpu(this);
       const gpu = mixedMlp('cuda', 'adam');
       await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });  // the device model exists from the first device call on
-      const device = (gpu.native as unknown as { device: cuda.CudaModelHandle }).device;
-      const counts = { exportState: 0, unitUtility: 0, exportStats: 0 };
-      const originals = { exportState: device.exportState.bind(device), unitUtility: device.unitUtility.bind(device), exportStats: device.exportStats.bind(device) };
-      const spy = <K extends keyof typeof counts>(name: K, fn: cuda.CudaModelHandle[K]) =>
-        Object.defineProperty(device, name, { value: fn, configurable: true, writable: true });
-      spy('exportState', (withMoments) => (counts.exportState++, originals.exportState(withMoments)));
-      spy('unitUtility', (l) => (counts.unitUtility++, originals.unitUtility(l)));
-      spy('exportStats', () => (counts.exportStats++, originals.exportStats()));
+      const { counts } = countDeviceCalls(gpu, ['exportState', 'unitUtility', 'exportStats']);
       const h = await gpu.fit(X, Y, { epochs: 2, batchSize: 32, callbacks: [plasticity.continualBackprop({ replacementRate: 0.02, maturity: 3 })] });
       expect(h.history.loss.every(Number.isFinite)).to.equal(true);
       expect(gpu.events.filter((e) => e.kind === 'reinit' && e.criterion === 'utility').length).to.be.greaterThan(1);

@@ -499,10 +499,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
       set_stats(env, o, layers[i]);
       arr.Set(static_cast<uint32_t>(i), o);
     }
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("step", static_cast<double>(model_->step()));
-    out.Set("layers", arr);
-    return out;
+    return state_object(env, arr);
   }
 
   Napi::Value SetStatsDecay(const Napi::CallbackInfo& info) {
@@ -541,10 +538,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
       set_stats(env, o, layers[i]);
       arr.Set(static_cast<uint32_t>(i), o);
     }
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("step", static_cast<double>(model_->step()));
-    out.Set("layers", arr);
-    return out;
+    return state_object(env, arr);
   }
 
   Napi::Value SetOptimizer(const Napi::CallbackInfo& info) {
@@ -601,6 +595,14 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
   }
   Napi::Value DeviceBytes(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->parameter_bytes()) : 0.0);
+  }
+
+  // { step, layers } (exportState, exportStats): the layers with the device's step.
+  Napi::Object state_object(Napi::Env env, Napi::Array layers) {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("step", static_cast<double>(model_->step()));
+    out.Set("layers", layers);
+    return out;
   }
 
   void idle(Napi::Env env, const char* op) {
