@@ -14,6 +14,12 @@
 //           weights (setValues) and ranking them itself, against applying
 //           the drop bits the device sends (a GPU model's path since the
 //           device ranks its own weights; the bits come from the host here)
+//   grow    a net2wider growth of 64 units in the first hidden layer, host
+//           side in full: the host taking the device's weights, growing, and
+//           exporting the two changed layers' values (weights and slots) for
+//           the upload (the old way), against growing and reading the split
+//           (the device copies its own rows and columns). The bytes that no
+//           longer cross PCIe are printed, not timed.
 // The numbers stand in for the device's (an export of the same model): the
 // host-side cost is the same, since the device's copy itself is not timed.
 // Both ways run interleaved in one process; medians and their ratio.
@@ -49,8 +55,8 @@ function deviceNumbers(s: NativeState, withMoments: boolean) {
 
 export interface HostSyncRow {
   bench: 'host-sync';
-  op: 'pull' | 'follow' | 'decide';
-  impl: 'whole-state' | 'in-place' | 'host-ranks' | 'device-bits';
+  op: 'pull' | 'follow' | 'decide' | 'grow';
+  impl: 'whole-state' | 'in-place' | 'host-ranks' | 'device-bits' | 'host-values' | 'device-copies';
   shape: string;
   median_ms: number;
   reps: number;
@@ -66,7 +72,8 @@ export function runHostSyncBench(quick: boolean, log: (line: string) => void = (
   const all = deviceNumbers(device, true), weights = deviceNumbers(device, false);
   const reps = quick ? 3 : 9;
   const ms = { pullOld: [] as number[], pullNew: [] as number[], followOld: [] as number[], followNew: [] as number[],
-    rank: [] as number[], bits: [] as number[] };
+    rank: [] as number[], bits: [] as number[], growOld: [] as number[], growNew: [] as number[] };
+  const GROWN = 64;
   const dense = [0, 1, 2];
   const plan = host.planMagnitudeDrops('prune', dense, 0.1, true);
   const drops = host.magnitudeDrops(dense, plan);  // what the device would send
@@ -97,6 +104,17 @@ export function runHostSyncBench(quick: boolean, log: (line: string) => void = (
     host.importState(device);
     ms.bits.push(time(() => host.pruneWeights(dense, 0.1, true, drops)));
     host.importState(device);
+    ms.growOld.push(time(() => {
+      host.setValues(weights);
+      host.grow(0, GROWN, 'net2wider', 0.1);
+      host.exportState([0, 1]);
+    }));
+    host.importState(device);
+    ms.growNew.push(time(() => {
+      host.grow(0, GROWN, 'net2wider', 0.1);
+      host.lastSplit();
+    }));
+    host.importState(device);
   }
   const shape = SHAPE.join('-');
   const rows: HostSyncRow[] = [];
@@ -110,6 +128,16 @@ export function runHostSyncBench(quick: boolean, log: (line: string) => void = (
   rows.push({ bench: 'host-sync', op: 'decide', impl: 'device-bits', shape, median_ms: median(ms.bits), reps });
   log(`host-sync decide ${shape} (Adam), 10% global magnitude prune: host takes the weights and ranks ${median(ms.rank).toFixed(1)} ms, ` +
     `applies the device's drop bits ${median(ms.bits).toFixed(1)} ms, ${(median(ms.rank) / median(ms.bits)).toFixed(1)}x (median of ${reps})`);
+  rows.push({ bench: 'host-sync', op: 'grow', impl: 'host-values', shape, median_ms: median(ms.growOld), reps });
+  rows.push({ bench: 'host-sync', op: 'grow', impl: 'device-copies', shape, median_ms: median(ms.growNew), reps });
+  // Bytes the old way moved: every weight and bias down, the two grown layers' values and Adam slots up.
+  const weightCount = device.layers.reduce((n, l) => n + l.weight.length + l.bias.length, 0);
+  const [h0, h1] = [SHAPE[1] + GROWN, SHAPE[2]];
+  const upCount = 3 * (h0 * SHAPE[0] + h0 + h1 * h0 + h1);
+  log(`host-sync grow   ${shape} (Adam), net2wider +${GROWN} units in layer 0: host takes the weights and sends two layers' values ` +
+    `${median(ms.growOld).toFixed(1)} ms, device copies its own ${median(ms.growNew).toFixed(1)} ms, ` +
+    `${(median(ms.growOld) / median(ms.growNew)).toFixed(1)}x (median of ${reps}); ` +
+    `${((4 * (weightCount + upCount)) / 1e6).toFixed(0)} MB no longer cross PCIe`);
   return rows;
 }
 

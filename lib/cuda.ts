@@ -7,7 +7,7 @@
 // .node file in build/Release, which must stay the CPU addon).
 import * as fs from 'fs';
 import * as path from 'path';
-import { packageRoot, type BatchProgress, type MagnitudePlan, type NativeLayerParams } from './native';
+import { packageRoot, type BatchProgress, type GradMaxProduct, type MagnitudePlan, type NativeLayerParams } from './native';
 
 /** One CUDA device as the runtime reports it. */
 export interface CudaDevice {
@@ -68,21 +68,26 @@ export interface CudaLayerStateIn extends NativeLayerParams {
  */
 export type CudaLayerStructureIn = Omit<CudaLayerStateIn, 'weight' | 'weightMoments' | 'bias' | 'biasMoments'> &
   Partial<Pick<CudaLayerStateIn, 'weight' | 'weightMoments' | 'bias' | 'biasMoments'>> & {
-    /** Take every bias value from the host (a reinitialised unit's output moved into them); slots stay the device's. */
-    biasFromHost?: boolean;
     /** Per input: the factor of the weights moved into its column (net2wider's split: value and first moment times it, second moment times its square). */
     inputScale?: Float32Array;
-    /** Every stored weight and its slots are the host's (sparsify rescaled the kept weights and restarted their slots); the biases move. */
-    weightsFromHost?: boolean;
+    /** Per unit: the current unit whose weights and bias a new unit copies, value only, slots from zero (net2wider's copies); -1: none. */
+    rowCopy?: Int32Array;
+    /** Per input: the current input whose column a new input copies times inputCopyScale, value only (net2wider's copies' shares); -1: none. */
+    inputCopy?: Int32Array;
+    inputCopyScale?: Float32Array;
+    /** Every moved weight times this, its slots restarted at zero (sparsify's kept weights); the biases move. */
+    restartScale?: number;
     /** The change left this layer exactly as it was: the device keeps it and reads its shape and settings only. */
     keep?: boolean;
     /**
      * Continual backprop reinitialised these units of the layer below (ascending): this layer's biases
      * absorb their mean outputs (compensateMeans, the host's, one per unit) through the device's
-     * weights before the change, b[r] += w[r][j] * mean in float, in this order.
+     * weights before the change, b[r] += w[r][j] * mean in float, in this order. With
+     * compensateNewWeights (gradmax): the new units' inputs, through the weights after the change.
      */
     compensateInputs?: Int32Array;
     compensateMeans?: Float64Array;
+    compensateNewWeights?: boolean;
   };
 
 /** The device model's per-unit running statistics and the steps they have seen, per layer. */
@@ -138,6 +143,12 @@ export interface CudaModelHandle {
    * (no dropout), ties by position, ascending. Changes nothing but the batch workspace.
    */
   gradientGrowth(x: Float32Array, y: Int32Array | Float32Array, layers: number[], counts: number[]): Float64Array[];
+  /**
+   * What gradmax reads of the network to grow hidden layer `layer`, on the batch x/y at the
+   * current weights: M = dL/dz_{layer+1} a_{layer-1}^T and the next layer's squared norm (the host's
+   * to float rounding). Changes nothing but the batch workspace.
+   */
+  gradmaxProduct(x: Float32Array, y: Int32Array | Float32Array, layer: number): GradMaxProduct;
   /** Continual backprop's utility per unit of a hidden layer from the device's numbers (-inf for dead units), bit for bit the host's. */
   unitUtility(layer: number): Float64Array;
   /** The per-unit statistics only: what continual backprop and ReDo read besides utilities. */

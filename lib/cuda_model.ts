@@ -17,9 +17,10 @@
 // structure and the device moves its own numbers to match (followOnDevice).
 // Pruning, RigL, continual-backprop and ReDo decisions are made on the
 // device's numbers (magnitude drop bits, neuron scores, RigL's positions from
-// the gradient of the last device batch, unit statistics and utilities; the
-// device compensates its own biases); gradmax and sparsify read the weights
-// and unit statistics, copied over for them, and gradmax the last device batch. setWeights and
+// the gradient of the last device batch, gradmax's reading of the network,
+// unit statistics and utilities; the device compensates its own biases);
+// net2wider's copies and sparsify's rescaling are done by the device to its
+// own weights. setWeights and
 // rewind change numbers only: the device takes them in place (setValues).
 // If the device refuses, a change takes the copy path: pull, change on the
 // host, push (issue 6, part 3).
@@ -38,6 +39,7 @@ import type {
   NativeStats,
   NativeTargets,
   NativeTrainResult,
+  GradMaxProduct,
 } from './native';
 
 /** For each unit of `after`, its index in `before` by neuron id, or -1 for a unit that is new. */
@@ -212,13 +214,11 @@ export class CudaNativeModel implements NativeModel {
    * changes, 'zero' / 'random' growth, magnitude and neuron pruning (l1, l2,
    * activation, taylor, random), SET and RigL regrowth; and reinitialisation
    * (continual backprop, ReDo), whose units count as new; with `compensate`
-   * (continual backprop) the next layer's biases absorb their mean output on
-   * the device (restructureToHost). `amend`
-   * adds what a change does to surviving numbers besides moving them, which
-   * the device then does to its own: net2wider's scaled source columns
-   * (inputScale), gradmax's compensated next-layer biases (biasFromHost),
-   * sparsify's rescaled weights with fresh slots (weightsFromHost: the host's
-   * values for the whole layer, which it just computed from the device's).
+   * (continual backprop, gradmax) the next layer's biases absorb the changed
+   * units' output on the device (restructureToHost). `amend` adds what a
+   * change does to numbers besides moving them, which the device then does to
+   * its own: net2wider's copied rows and shared columns (rowCopy, inputCopy,
+   * inputScale), sparsify's rescaled weights with fresh slots (restartScale).
    */
   private followOnDevice<T, D = never>(
     fn: (decision?: D) => T,
@@ -310,26 +310,37 @@ export class CudaNativeModel implements NativeModel {
       for (const id of e.neuronIds) reinitialised(e.layer, ids.indexOf(BigInt(id)));
     }
     const hasNew = sources.map((s) => s.includes(-1));
-    const withValues = after.layers.map((_, i) => hasNew[i] || (i > 0 && hasNew[i - 1]));
-    // Values only of the layers with new units in their rows or inputs (the device reads them there).
-    const valuesOf = withValues.flatMap((v, i) => (v ? [i] : []));
-    const values = valuesOf.length > 0 ? this.host.exportState(valuesOf).layers : [];
     const layers: CudaLayerStructureIn[] = after.layers.map((l, i) => {
-      const full = this.layerIn(valuesOf.includes(i) ? values[i] : l, i);
-      if (withValues[i]) return full;
-      const { weight: _w, weightMoments: _wm, bias: _b, biasMoments: _bm, ...structure } = full;
+      const { weight: _w, weightMoments: _wm, bias: _b, biasMoments: _bm, ...structure } = this.layerIn(l, i);
       return structure;
     });
     if (compensate)
       for (const c of this.host.lastCompensations())
-        Object.assign(layers[c.layer + 1], { compensateInputs: c.units, compensateMeans: c.means });
+        Object.assign(layers[c.layer + 1], { compensateInputs: c.units, compensateMeans: c.means, compensateNewWeights: c.newWeights });
     amend?.(layers, before, after);
+    // Values only of the layers with new units in their rows or inputs (the device reads them
+    // there) that the change's copies (net2wider's rowCopy / inputCopy) do not cover.
+    const copied = (copies: Int32Array | undefined, s: Int32Array) => copies !== undefined && s.every((src, r) => src >= 0 || copies[r] >= 0);
+    const withValues = after.layers.map((_, i) => {
+      const rows = hasNew[i], inputs = i > 0 && hasNew[i - 1];
+      return (rows || inputs) && ((rows && inputs) || (rows && !copied(layers[i].rowCopy, sources[i])) || (inputs && !copied(layers[i].inputCopy, sources[i - 1])));
+    });
+    const valuesOf = withValues.flatMap((v, i) => (v ? [i] : []));
+    if (valuesOf.length > 0) {
+      const values = this.host.exportState(valuesOf).layers;
+      for (const i of valuesOf) {
+        const { weight, weightMoments, bias, biasMoments } = this.layerIn(values[i], i);
+        Object.assign(layers[i], { weight, weightMoments, bias, biasMoments });
+      }
+    }
     // Layers the change left exactly as they were: the device keeps them (W^T included) and
     // reads their shape and settings only.
     after.layers.forEach((l, i) => {
       const o = before.layers[i];
+      const t = layers[i];
       const same =
-        !withValues[i] && !layers[i].compensateInputs && !layers[i].biasFromHost && !layers[i].weightsFromHost && !layers[i].inputScale && identity(sources[i], o.units) && (i === 0 || identity(sources[i - 1], before.layers[i - 1].units)) &&
+        !withValues[i] && !t.compensateInputs && !t.inputScale && !t.rowCopy && !t.inputCopy && t.restartScale === undefined &&
+        identity(sources[i], o.units) && (i === 0 || identity(sources[i - 1], before.layers[i - 1].units)) &&
         l.format === o.format && l.units === o.units && l.inputs === o.inputs &&
         sameBytes(l.mask, o.mask) && sameBytes(l.alive, o.alive) && sameBytes(l.indptr, o.indptr) && sameBytes(l.indices, o.indices);
       if (same) layers[i] = { ...layers[i], keep: true };
@@ -618,49 +629,73 @@ export class CudaNativeModel implements NativeModel {
     return this.host.snapshotSteps();
   }
 
-  grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets): Float64Array {
+  grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets, product?: GradMaxProduct): Float64Array {
+    if (product) return this.mutate(() => this.host.grow(layer, count, init, noise, x, y, product));
     // gradmax without data reads the last batch trained here, as the CPU path reads its kept batch.
     const data = x !== undefined ? { x, y } : init === 'gradmax' ? this.lastBatch : null;
     if (init === 'gradmax' && !data) {
       throw new Error('grow({ init: "gradmax" }) needs a batch to take the gradient of: train the model first, or pass data to grow()');
     }
+    if (init === 'gradmax') {
+      // The device reads the network (M and the next layer's norm, gradmaxProduct); the host makes
+      // the new units from it; the device takes their act(0) out of the next biases through the new
+      // weights (compensate).
+      return this.followOnDevice(
+        (p?: GradMaxProduct) => this.host.grow(layer, count, init, noise, data!.x, data!.y, p),
+        (device) => device.gradmaxProduct(data!.x, data!.y as NativeTargets, layer),
+        undefined,
+        true,
+      );
+    }
     const grow = () => this.host.grow(layer, count, init, noise, data?.x, data?.y);
-    if (init === 'zero' || init === 'random') return this.followOnDevice(grow);
-    // net2wider copies the newest rows of its sources and gradmax takes the gradient with the
-    // newest weights: both read the device's weights. New units are the host's; what changes
-    // for the old ones, the device does to its own slots.
-    return this.followOnDevice(grow, 'weights', (layers) => {
-      const next = layers[layer + 1];
-      if (init === 'gradmax') {
-        // Its units' constant output act(0) was taken out through the next layer's biases.
-        layers[layer + 1] = { ...next, biasFromHost: true };
-        return;
-      }
-      // net2wider scaled each source's outgoing column, with its moments, by the share it kept.
+    if (init !== 'net2wider') return this.followOnDevice(grow);
+    // net2wider: each new unit copies its source's row and bias, and its new outgoing column takes
+    // a share of the source's, which keeps the rest (inputScale): the device does all of it with
+    // its own numbers (rowCopy, inputCopy), so no weights cross either way.
+    return this.followOnDevice(grow, 'structure', (layers) => {
       const split = this.host.lastSplit();
       if (split.layer !== layer) throw new Error(`net2wider on layer ${layer}: the host reports a split of layer ${split.layer}`);  // the fallback copies instead
+      const grown = layers[layer], next = layers[layer + 1];
+      const first = grown.units - split.copies.length;
+      const rowCopy = new Int32Array(grown.units).fill(-1);
+      const inputCopy = new Int32Array(next.inputs).fill(-1);
+      const inputCopyScale = new Float32Array(next.inputs).fill(1);
+      split.copies.forEach((source, k) => {
+        rowCopy[first + k] = source;
+        inputCopy[first + k] = source;
+        inputCopyScale[first + k] = split.copyShares[k];
+      });
       const inputScale = new Float32Array(next.inputs).fill(1);
       split.units.forEach((unit, i) => (inputScale[unit] = split.shares[i]));
-      layers[layer + 1] = { ...next, inputScale };
+      layers[layer] = { ...grown, rowCopy };
+      layers[layer + 1] = { ...next, inputScale, inputCopy, inputCopyScale };
     });
   }
 
-  lastCompensations(): { layer: number; units: Int32Array; means: Float64Array }[] {
+  gradmaxProduct(layer: number, x?: Float32Array, y?: NativeTargets): GradMaxProduct {
+    const batch = x !== undefined ? { x, y } : this.lastBatch;
+    if (!batch) throw new Error('gradmax needs a batch to take the gradient of: train the model first, or pass x and y');
+    return this.read(() => this.host.gradmaxProduct(layer, batch.x, batch.y));
+  }
+
+  lastCompensations(): { layer: number; units: Int32Array; means: Float64Array; newWeights: boolean }[] {
     return this.host.lastCompensations();
   }
 
-  lastSplit(): { layer: number; units: Int32Array; shares: Float32Array } {
+  lastSplit(): { layer: number; units: Int32Array; shares: Float32Array; copies: Int32Array; copyShares: Float32Array } {
     return this.host.lastSplit();
   }
 
+  lastRescales(): { layers: Int32Array; scales: Float32Array } {
+    return this.host.lastRescales();
+  }
+
   sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void {
-    // Each layer it thins keeps a random subset of its weights, rescaled, with fresh slots: those
-    // layers' weights come from the host (which first reads the device's); the biases stay.
-    this.followOnDevice(() => this.host.sparsify(sparsity, distribution, layers), 'weights', (structure, before, after) => {
-      const thinned = after.layers.flatMap((l, i) => (storedCount(l) < storedCount(before.layers[i]) ? [i] : []));
-      if (thinned.length === 0) return;
-      const values = this.host.exportState(thinned).layers;
-      for (const i of thinned) structure[i] = { ...this.layerIn(values[i], i), weightsFromHost: true };
+    // Each layer it thins keeps a random subset of its weights (chosen from the structure alone),
+    // times one factor, with fresh slots: the device does the same to its own (restartScale).
+    this.followOnDevice(() => this.host.sparsify(sparsity, distribution, layers), 'structure', (structure) => {
+      const r = this.host.lastRescales();
+      r.layers.forEach((l, i) => (structure[l] = { ...structure[l], restartScale: r.scales[i] }));
     });
   }
 

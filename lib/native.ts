@@ -126,6 +126,12 @@ export interface MagnitudePlan {
   global: number;
 }
 
+/** gradmax's reading of the network (Model::gradmax_product): M = sum over the batch of dL/dz_{l+1} a_{l-1}^T, row-major, and the next layer's sum of squared weights. */
+export interface GradMaxProduct {
+  m: Float32Array;
+  weightSquares: number;
+}
+
 export interface NativeModel {
   compile(optimizer: NativeOptimizerConfig, loss: string): void;
   epochOrder(n: number, shuffle: boolean): Int32Array;
@@ -173,21 +179,28 @@ export interface NativeModel {
   snapshot(): number;
   rewind(step: number): void;
   snapshotSteps(): number[];
-  grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets): Float64Array;
+  /** product: gradmax's reading of the network, made where the weights are (a GPU model's gradmaxProduct). */
+  grow(layer: number, count: number, init: string, noise: number, x?: Float32Array, y?: NativeTargets, product?: GradMaxProduct): Float64Array;
+  /** What grow({ init: 'gradmax' }) reads of the network to grow hidden layer `layer`, on x / y or the kept last batch. */
+  gradmaxProduct(layer: number, x?: Float32Array, y?: NativeTargets): GradMaxProduct;
   /**
    * The last grow()'s net2wider split: each source unit of `layer` and the share of its outgoing
    * weights it kept (its next-layer column, value and first moment, was scaled by the share, the
-   * second moment by its square); layer -1 after any other growth.
+   * second moment by its square); per new unit, in order, its source (copies) and the share of the
+   * source's outgoing weights it took (copyShares); layer -1 after any other growth.
    */
-  lastSplit(): { layer: number; units: Int32Array; shares: Float32Array };
+  lastSplit(): { layer: number; units: Int32Array; shares: Float32Array; copies: Int32Array; copyShares: Float32Array };
   /**
    * The last continual-backprop round's bias compensation: per layer whose units were replaced,
    * those units (ascending) and each one's mean output, added as w * mean to the next layer's
-   * biases in that order; read it right after the round.
+   * biases in that order, through the weights before the change; read it right after the round.
+   * A gradmax growth gives one with newWeights: its new units, means -act(0), through the new weights.
    */
-  lastCompensations(): { layer: number; units: Int32Array; means: Float64Array }[];
+  lastCompensations(): { layer: number; units: Int32Array; means: Float64Array; newWeights: boolean }[];
   /** Every dense layer, or the dense-layer indices in `layers`. */
   sparsify(sparsity: number, distribution: 'erdos-renyi' | 'uniform', layers?: number[]): void;
+  /** The layers the last sparsify thinned, each with the factor its kept weights were multiplied by (slots restarted). */
+  lastRescales(): { layers: Int32Array; scales: Float32Array };
   /** RigL (byGradient) reads the gradient of x/y when given, else of the last training batch. */
   /** drops / grows (RigL): the decision made where the weights are (a GPU model's magnitudeDrops / gradientGrowth), one per listed layer. */
   regrow(

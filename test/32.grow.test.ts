@@ -27,12 +27,61 @@ describe('growth: dropin', () => {
       expect(split.shares[i]).to.be.within(0.2, 0.8);
       for (let r = 0; r < 8; r++) expect(after[r * 19 + unit], `row ${r}, source ${unit}`).to.equal(Math.fround(before[r * 16 + unit] * split.shares[i]));
     });
+    // Each new unit's source and share: its row and bias are the source's, its column the source's times the share.
+    expect(split.copies.length).to.equal(3);
+    const inBefore = m.native.getWeights(0);
+    split.copies.forEach((source, k) => {
+      expect(Array.from(split.units)).to.include(source);
+      for (let r = 0; r < 8; r++) expect(after[r * 19 + 16 + k], `row ${r}, copy ${k}`).to.equal(Math.fround(before[r * 16 + source] * split.copyShares[k]));
+      expect(inBefore.weight.subarray((16 + k) * 20, (17 + k) * 20)).to.deep.equal(inBefore.weight.subarray(source * 20, (source + 1) * 20));
+      expect(inBefore.bias[16 + k]).to.equal(inBefore.bias[source]);
+    });
+    // A source's share and its copies' add up to 1.
+    split.units.forEach((unit, i) => {
+      const total = split.shares[i] + Array.from(split.copies).reduce((t, c, k) => t + (c === unit ? split.copyShares[k] : 0), 0);
+      expect(total).to.be.closeTo(1, 1e-6);
+    });
     m.grow({ layer: 0, count: 1, init: 'zero' });
     expect(m.native.lastSplit().layer).to.equal(-1);
     m.grow({ layer: 1, count: 2, init: 'net2wider' });
     expect(m.native.lastSplit().layer).to.equal(1);
     m.compact();
-    expect(m.native.lastSplit()).to.deep.equal({ layer: -1, units: new Int32Array(0), shares: new Float32Array(0) });
+    expect(m.native.lastSplit()).to.deep.equal({ layer: -1, units: new Int32Array(0), shares: new Float32Array(0), copies: new Int32Array(0), copyShares: new Float32Array(0) });
+  });
+
+  it('gradmax grows from a reading of the network made elsewhere (a GPU model\'s gradmaxProduct) exactly as from its own, and refuses one that does not fit', async () => {
+    const own = net('sigmoid', 0), given = net('sigmoid', 0);
+    for (const m of [own, given]) await m.fit(x, y, { epochs: 1, batchSize: 20 });
+    const product = given.native.gradmaxProduct(0, x, y);
+    expect(product.m.length).to.equal(8 * 20);  // next layer's units x this layer's inputs
+    expect(product.weightSquares).to.be.greaterThan(0);
+    own.native.grow(0, 2, 'gradmax', 0, x, y);
+    given.native.grow(0, 2, 'gradmax', 0, undefined, undefined, product);
+    for (const l of [0, 1]) expect(given.native.getWeights(l)).to.deep.equal(own.native.getWeights(l));
+    // sigmoid units emit act(0) = 0.5: the next biases took it out through the new weights.
+    const [c] = given.native.lastCompensations();
+    expect(c.layer).to.equal(0);
+    expect(c.newWeights).to.equal(true);
+    expect(Array.from(c.units)).to.deep.equal([16, 17]);
+    expect(Array.from(c.means)).to.deep.equal([-0.5, -0.5]);
+    const m = net('sigmoid', 0);
+    await m.fit(x, y, { epochs: 1, batchSize: 20 });
+    const p = m.native.gradmaxProduct(0, x, y);
+    const weights = m.native.getWeights(0);
+    const bad: [string, () => unknown, ErrorConstructor][] = [
+      ['product not an object', () => m.native.grow(0, 1, 'gradmax', 0, undefined, undefined, 3 as never), TypeError],
+      ['m not a Float32Array', () => m.native.grow(0, 1, 'gradmax', 0, undefined, undefined, { m: Array.from(p.m) as never, weightSquares: 1 }), TypeError],
+      ['weightSquares missing', () => m.native.grow(0, 1, 'gradmax', 0, undefined, undefined, { m: p.m } as never), TypeError],
+      ['m short', () => m.native.grow(0, 1, 'gradmax', 0, undefined, undefined, { m: p.m.subarray(1), weightSquares: 1 }), RangeError],
+      ['a NaN in m', () => m.native.grow(0, 1, 'gradmax', 0, undefined, undefined, { m: Float32Array.from(p.m, (v, i) => (i === 2 ? NaN : v)), weightSquares: 1 }), RangeError],
+      ['negative squares', () => m.native.grow(0, 1, 'gradmax', 0, undefined, undefined, { m: p.m, weightSquares: -1 }), RangeError],
+      ['a product for net2wider', () => m.native.grow(0, 1, 'net2wider', 0, undefined, undefined, p), TypeError],
+      ['gradmaxProduct of the output layer', () => m.native.gradmaxProduct(2, x, y), RangeError],
+    ];
+    for (const [what, call, type] of bad) {
+      expect(call, what).to.throw(type);
+      expect(m.native.getWeights(0), `${what} changed the model`).to.deep.equal(weights);
+    }
   });
 
   for (const activation of ['relu', 'tanh', 'sigmoid'] as const) {

@@ -42,6 +42,24 @@ describe('plasticity: sparse training, reinitialisation, dropin and the cycle', 
       expect(after.layers[0].format).to.equal(threshold ? 'csr' : 'dense');
       expect(after.layers[0].weightMoments[0].every((v) => v === 0), `${after.layers[0].format}: momentum after sparsify`).to.equal(true);
       expect(after.layers[1].weightMoments).to.deep.equal(before.layers[1].weightMoments);  // other layers keep theirs
+      // lastRescales(): the thinned layer and its factor, 1/sqrt(density): each kept weight is its old value times it.
+      const { layers: thinned, scales } = m.native.lastRescales();
+      expect(Array.from(thinned)).to.deep.equal([0]);
+      expect(scales[0]).to.equal(Math.fround(1 / Math.sqrt(0.5)));
+      const at = (l: typeof before.layers[0], r: number, c: number) => {
+        if (l.format !== 'csr') return l.weight[r * l.inputs + c];
+        for (let k = Number(l.indptr![r]); k < Number(l.indptr![r + 1]); k++) if (l.indices![k] === c) return l.weight[k];
+        return 0;
+      };
+      let kept = 0;
+      for (let r = 0; r < after.layers[0].units; r++)
+        for (let c = 0; c < after.layers[0].inputs; c++) {
+          const v = at(after.layers[0], r, c);
+          if (v === 0) continue;
+          kept++;
+          expect(v).to.equal(Math.fround(at(before.layers[0], r, c) * scales[0]));
+        }
+      expect(kept).to.be.greaterThan(0);
     }
   });
 

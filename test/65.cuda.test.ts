@@ -13,7 +13,7 @@ import { cuda, layers, loadModel, optimizers, plasticity, Sequential } from '../
 import { randomArray, randomLabels, writeQuadrantSet } from './helpers';
 import { cli, lastJson } from './cli_run';
 import { CudaNativeModel } from '../lib/cuda_model';
-import { addon, type MagnitudePlan, type NativeDataset, type NativeModel, type NativeOptimizerConfig } from '../lib/native';
+import { addon, type GradMaxProduct, type MagnitudePlan, type NativeDataset, type NativeModel, type NativeOptimizerConfig } from '../lib/native';
 
 const REQUIRE_GPU = process.env.NEUROPLASTIC_REQUIRE_GPU === '1';
 
@@ -389,20 +389,20 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expectClose(await cpuCopy.predict(X), await m.predict(X), 1e-3, 'cpu copy predictions');
     });
 
-    it('pruning, SET, compact, growth (net2wider too) and format changes are followed on the device (CudaModel.restructure), not copied through the host', async function () {
+    it('pruning, SET, compact, growth (net2wider, gradmax too), sparsify and format changes are followed on the device (CudaModel.restructure), not copied through the host', async function () {
       needGpu(this);
       const gpu = mixedMlp('cuda', 'adam');
       await gpu.fit(X, Y, { epochs: 1, batchSize: 32 });
       // Count the device model's calls: restructures, and full copies to the host.
       const device = (gpu.native as unknown as { device: cuda.CudaModelHandle }).device;
-      const counts = { restructure: 0, fullExport: 0 };
+      const counts = { restructure: 0, exports: 0 };  // exports: any copy of the weights to the host
       const restructure = device.restructure.bind(device), exportState = device.exportState.bind(device);
       // The addon's methods are read-only properties of its prototype: plain assignment throws, so
       // each counter is defined on the instance.
       const spy = <K extends 'restructure' | 'exportState'>(name: K, fn: cuda.CudaModelHandle[K]) =>
         Object.defineProperty(device, name, { value: fn, configurable: true, writable: true });
       spy('restructure', (state, sources) => (counts.restructure++, restructure(state, sources)));
-      spy('exportState', (withMoments = true) => (withMoments && counts.fullExport++, exportState(withMoments)));
+      spy('exportState', (withMoments = true) => (counts.exports++, exportState(withMoments)));
       gpu.prune({ amount: 0.25, structure: 'neuron', criterion: 'random', layer: 0 });
       gpu.prune({ amount: 0.3, structure: 'weight', scope: 'global' });
       gpu.native.regrow([0, 1], 0.2, false);
@@ -412,8 +412,10 @@ describe("cuda: Sequential with device 'cuda'", () => {
       const before = await gpu.predict(X);
       gpu.grow({ layer: 0, count: 2, init: 'net2wider', noise: 0.2 });  // function-preserving: the split columns scaled on the device
       expectClose(await gpu.predict(X), before, 1e-4, 'predictions across net2wider growth');
+      gpu.grow({ layer: 1, count: 2, init: 'gradmax', data: [X.subarray(0, 32 * 16), Y.subarray(0, 32)] });
+      gpu.sparsify({ sparsity: 0.6, distribution: 'uniform', layers: [0] });  // layer 0 is denser: thinned on the device
       gpu.native.convertLayer(0, 'csr');
-      expect(counts).to.deep.equal({ restructure: 8, fullExport: 0 });
+      expect(counts).to.deep.equal({ restructure: 10, exports: 0 });
       // The device's numbers fit the host's structure (importState checks pruned and dead entries are
       // zero), and a CPU copy computes the same function.
       const cpu = await loadModel(gpu.toBuffer());
@@ -507,6 +509,15 @@ describe("cuda: Sequential with device 'cuda'", () => {
       const before = snapshot();
       const order = Int32Array.from({ length: N }, (_, i) => i);
       const ds = device.createDataset(X, Y);
+      // The model's own structure, every unit where it was: each restructure case below spoils one thing.
+      const host = (m.native as unknown as { host: NativeModel }).host;
+      const st0 = host.exportState([]);
+      const device0 = st0.layers.map((l, i): cuda.CudaLayerStructureIn => {
+        const info = host.layerInfo(i);
+        return { units: l.units, inputs: l.inputs, activation: info.activation, inputDropout: info.inputDropout, dropConnect: info.dropConnect,
+          useBias: info.useBias, format: l.format, indptr: l.indptr, indices: l.indices, mask: l.mask, alive: l.alive };
+      });
+      const sources0 = st0.layers.map((l) => Int32Array.from({ length: l.units }, (_, r) => r));
       const cases: [string, () => unknown][] = [
         ['createDataset: x not a multiple of the inputs', () => device.createDataset(X.subarray(1), Y)],
         ['createDataset: NaN input', () => device.createDataset(Float32Array.from(X, (v, i) => (i === 7 ? NaN : v)), Y)],
@@ -552,6 +563,18 @@ describe("cuda: Sequential with device 'cuda'", () => {
         ['gradientGrowth: a layer twice', () => device.gradientGrowth(X, Y, [1, 1], [1, 1])],
         ['gradientGrowth: more than the open positions', () => device.gradientGrowth(X, Y, [1], [1e6])],
         ['gradientGrowth: a negative count', () => device.gradientGrowth(X, Y, [1], [-1])],
+        ['gradmaxProduct: the output layer', () => device.gradmaxProduct(X, Y, 2)],
+        ['gradmaxProduct: a negative layer', () => device.gradmaxProduct(X, Y, -1)],
+        ['gradmaxProduct: layer a string', () => device.gradmaxProduct(X, Y, '0' as unknown as number)],
+        ['gradmaxProduct: y of the wrong length', () => device.gradmaxProduct(X, Y.subarray(1), 0)],
+        ['restructure: a row copy for a unit that is not new', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, ...(i === 0 ? { rowCopy: new Int32Array(l.units).fill(0) } : {}) })) }, sources0)],
+        ['restructure: an input copy of the wrong length', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, ...(i === 1 ? { inputCopy: new Int32Array(3).fill(-1), inputCopyScale: new Float32Array(3) } : {}) })) }, sources0)],
+        ['restructure: an input copy without its scale', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, ...(i === 1 ? { inputCopy: new Int32Array(l.inputs).fill(-1) } : {}) })) }, sources0)],
+        ['restructure: a NaN restart scale', () => device.restructure({ layers: device0.map((l, i) => ({ ...l, ...(i === 0 ? { restartScale: NaN } : {}) })) }, sources0)],
+        ['restructure: restartScale a string', () => device.restructure({ layers: device0.map((l, i) => ({ ...l, ...(i === 0 ? { restartScale: '2' as unknown as number } : {}) })) }, sources0)],
         ['unitUtility: the output layer', () => device.unitUtility(2)],
         ['unitUtility: a NaN layer', () => device.unitUtility(NaN)],
         ['unitUtility: a string', () => device.unitUtility('0' as unknown as number)],
@@ -671,7 +694,10 @@ describe("cuda: Sequential with device 'cuda'", () => {
 
 class CpuTwinDevice implements cuda.CudaModelHandle {
   /** Calls that copy every parameter between host and device, and restructures, over all twins. */
-  static calls = { load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0, magnitudeDrops: 0, neuronScores: 0, gradientGrowth: 0, unitUtility: 0, exportStats: 0 };
+  static calls = {
+    load: 0, exportState: 0, exportWeights: 0, restructure: 0, setValues: 0, keptLayers: 0, valuedLayers: 0,
+    magnitudeDrops: 0, neuronScores: 0, gradientGrowth: 0, gradmaxProduct: 0, unitUtility: 0, exportStats: 0,
+  };
   /** Layers the wrapper marked kept that had changed (must stay empty). */
   static keepViolations: string[] = [];
   /** Makes the next restructure() throw before changing anything, as the native one does on bad input or no memory. */
@@ -741,6 +767,10 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     CpuTwinDevice.calls.gradientGrowth++;
     return this.twin.gradientGrowth(layers, counts, x, y);
   }
+  gradmaxProduct(x: Float32Array, y: Int32Array | Float32Array, layer: number): GradMaxProduct {
+    CpuTwinDevice.calls.gradmaxProduct++;
+    return this.twin.gradmaxProduct(layer, x, y);
+  }
   unitUtility(layer: number): Float64Array {
     CpuTwinDevice.calls.unitUtility++;
     return this.twin.unitUtility(layer);
@@ -766,7 +796,8 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       const identity = (s: Int32Array, n: number) => s.length === n && s.every((v, r) => v === r);
       if (l.units !== o.units || l.inputs !== o.inputs || l.format !== o.format || !same(l.mask, o.mask) || !same(l.alive, o.alive) ||
           !same(l.indptr, o.indptr) || !same(l.indices, o.indices) || !identity(rowSources[i], o.units) || (i > 0 && !identity(rowSources[i - 1], old.layers[i - 1].units)) ||
-          l.weight !== undefined || l.bias !== undefined || l.inputScale !== undefined || l.biasFromHost || l.weightsFromHost)
+          l.weight !== undefined || l.bias !== undefined || l.inputScale !== undefined || l.rowCopy !== undefined || l.inputCopy !== undefined ||
+          l.restartScale !== undefined || l.compensateInputs !== undefined)
       {
         // Recorded as well as thrown: the wrapper's fallback would otherwise hide it (see afterEach).
         CpuTwinDevice.keepViolations.push(`layer ${i}`);
@@ -779,6 +810,7 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       const colSources = i === 0 ? null : rowSources[i - 1];
       const slotsFrom = [o.weight, ...o.weightMoments];
       const fresh = l.weight ? [l.weight, ...l.weightMoments!] : null;
+      if (fresh) CpuTwinDevice.calls.valuedLayers++;
       const count = l.format === 'csr' ? Number(l.indptr![l.units]) : l.units * l.inputs;
       const slots = slotsFrom.map(() => new Float32Array(count));
       const oldAt = (r: number, c: number): number => {
@@ -791,25 +823,48 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
         for (const c of cols) {
           const oldR = rowSources[i][r], oldC = colSources ? colSources[c] : c;
           const zero = (l.alive && !l.alive[r]) || (l.format !== 'csr' && l.mask && !l.mask[k]);
-          const src = zero ? -2 : l.weightsFromHost || oldR < 0 || oldC < 0 ? -1 : oldAt(oldR, oldC);
-          // A moved weight takes its column's factor: value and first moment times it, the second moment its square.
+          const src = zero ? -2 : oldR < 0 || oldC < 0 ? -1 : oldAt(oldR, oldC);
+          // A new position may copy an old one's value (net2wider): a new unit its source's row, a
+          // new input its source's column times its share; slots from zero.
+          let copy = -1, copyScale = 1;
+          if (src === -1 && oldR < 0 && oldC >= 0 && l.rowCopy && l.rowCopy[r] >= 0) copy = oldAt(l.rowCopy[r], oldC);
+          if (src === -1 && oldR >= 0 && oldC < 0 && l.inputCopy && l.inputCopy[c] >= 0) {
+            copy = oldAt(oldR, l.inputCopy[c]);
+            copyScale = l.inputCopyScale![c];
+          }
+          // A moved weight takes its column's factor: value and first moment times it, the second
+          // moment its square; or, restarted (sparsify), the value times restartScale, slots zero.
           const f = l.inputScale ? l.inputScale[c] : 1;
           const scaleOf = (s: number) => Math.fround(s === 2 ? Math.fround(f * f) : f);
-          slots.forEach((slot, s) => (slot[k] = src >= 0 ? Math.fround(slotsFrom[s][src] * scaleOf(s)) : src === -1 ? fresh![s][k] : 0));
+          const moved = (s: number) =>
+            l.restartScale !== undefined ? (s === 0 ? Math.fround(slotsFrom[0][src] * Math.fround(l.restartScale)) : 0) : Math.fround(slotsFrom[s][src] * scaleOf(s));
+          slots.forEach((slot, s) => {
+            if (src === -1 && (copy >= 0 || copy === -2)) slot[k] = s === 0 && copy >= 0 ? Math.fround(slotsFrom[0][copy] * copyScale) : 0;
+            else slot[k] = src >= 0 ? moved(s) : src === -1 && fresh ? fresh[s][k] : 0;
+          });
           k++;
         }
       }
       const biasFrom = [o.bias, ...o.biasMoments], biasFresh = l.bias ? [l.bias, ...l.biasMoments!] : null;
-      const bias = biasFrom.map((from, s) => Float32Array.from({ length: l.units }, (_, r) =>
-        l.alive && !l.alive[r] ? 0 : rowSources[i][r] >= 0 ? from[rowSources[i][r]] : biasFresh![s][r]));
-      if (l.biasFromHost) bias[0] = Float32Array.from(l.bias!);  // values only; the slots stay
-      // Continual backprop: the biases absorb the replaced units' mean outputs through the old weights.
+      const bias = biasFrom.map((from, s) => Float32Array.from({ length: l.units }, (_, r) => {
+        if (l.alive && !l.alive[r]) return 0;
+        if (rowSources[i][r] >= 0) return from[rowSources[i][r]];
+        if (l.rowCopy && l.rowCopy[r] >= 0) return s === 0 ? from[l.rowCopy[r]] : 0;  // a copy: value only
+        return biasFresh ? biasFresh[s][r] : 0;
+      }));
+      // The biases absorb the changed units' outputs: continual backprop's replaced units through
+      // the old weights, gradmax's new units (compensateNewWeights) through the new ones.
+      const newAt = (r: number, c: number): number => {
+        if (l.format !== 'csr') return r * l.inputs + c;
+        for (let k = Number(l.indptr![r]); k < Number(l.indptr![r + 1]); k++) if (l.indices![k] === c) return k;
+        return -2;
+      };
       l.compensateInputs?.forEach((j, n) => {
         for (let r = 0; r < l.units; r++) {
           const src = rowSources[i][r];
           if (src < 0) continue;
-          const at = oldAt(src, j);
-          const w = at >= 0 ? o.weight[at] : 0;
+          const at = l.compensateNewWeights ? newAt(r, j) : oldAt(src, j);
+          const w = at >= 0 ? (l.compensateNewWeights ? slots[0] : o.weight)[at] : 0;
           bias[0][r] = Math.fround(bias[0][r] + Math.fround(w * l.compensateMeans![n]));
         }
       });
@@ -1058,7 +1113,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(denseAt(dev, 2).getWeights().weight.every((v) => v !== 0)).to.equal(true);
   });
 
-  it('sparsify after training is followed on the device: the thinned layers take the host\'s rescaled weights and fresh slots, the rest stay', async () => {
+  it('sparsify after training is followed on the device: the thinned layers\' kept weights rescaled there with fresh slots, the rest stay; no weights cross', async () => {
     const cpu = mixedMlp('cpu', 'adam');
     const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
     const fitBoth = () => fitTwins(cpu, dev);
@@ -1068,6 +1123,8 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(CpuTwinDevice.calls.restructure - calls.restructure).to.equal(1);
     expect(CpuTwinDevice.calls.keptLayers - calls.keptLayers, 'layer 1 kept').to.equal(1);
     expect(CpuTwinDevice.calls.exportState - calls.exportState, 'full copies to the host').to.equal(0);
+    expect(CpuTwinDevice.calls.exportWeights - calls.exportWeights, 'weight copies to the host').to.equal(0);
+    expect(CpuTwinDevice.calls.valuedLayers - calls.valuedLayers, 'layers sent with the host\'s values').to.equal(0);
     expect(CpuTwinDevice.calls.load - calls.load, 'full copies to the device').to.equal(0);
     expect(slotsOf(dev)).to.deep.equal(slotsOf(cpu));
     await fitBoth();
@@ -1183,7 +1240,7 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
   });
 
-  it('net2wider and gradmax growth are followed on the device: the CPU path\'s weights, biases and moments, no full copy', async () => {
+  it('net2wider and gradmax growth are followed on the device: the CPU path\'s weights, biases and moments, no weight copy', async () => {
     const sigmoidMlp = () => {
       const m = new Sequential({ inputSize: 16, seed: 5 });
       m.add(layers.dense({ units: 12, activation: 'sigmoid', sparseThreshold: 0 }));  // act(0) = 0.5: gradmax moves it into the next biases
@@ -1203,10 +1260,13 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
       for (const m of [cpu, dev]) m.native.setKeepLastBatch(true);
       await fitBoth();
       const calls = { ...CpuTwinDevice.calls };
-      for (const m of [cpu, dev]) {
-        for (const layer of grown) m.grow({ layer, count: 3, init: 'net2wider', noise: 0.3 });
-        m.grow({ layer: 0, count: 2, init: 'gradmax' });
-      }
+      for (const m of [cpu, dev]) for (const layer of grown) m.grow({ layer, count: 3, init: 'net2wider', noise: 0.3 });
+      // net2wider: the copies and shares are the device's own numbers: nothing crosses but the structure.
+      expect(CpuTwinDevice.calls.valuedLayers - calls.valuedLayers, `${what}: layers sent with the host's values for net2wider`).to.equal(0);
+      for (const m of [cpu, dev]) m.grow({ layer: 0, count: 2, init: 'gradmax' });
+      // gradmax: the device's reading of the network (M, the norm), then the new units' values.
+      expect(CpuTwinDevice.calls.gradmaxProduct - calls.gradmaxProduct, `${what}: gradmax readings on the device`).to.equal(1);
+      expect(CpuTwinDevice.calls.exportWeights - calls.exportWeights, `${what}: weight copies to the host`).to.equal(0);
       expect(CpuTwinDevice.calls.restructure - calls.restructure, `${what}: restructures`).to.equal(grown.length + 1);
       expect(CpuTwinDevice.calls.exportState - calls.exportState, `${what}: full copies to the host`).to.equal(0);
       expect(CpuTwinDevice.calls.load - calls.load, `${what}: full copies to the device`).to.equal(0);

@@ -74,4 +74,26 @@ inline Napi::Array position_arrays(Napi::Env env, const std::vector<std::vector<
   return out;
 }
 
+// gradmax's reading of the network (np::GradMaxProduct): { m: Float32Array, weightSquares: number }.
+inline Napi::Object gradmax_product_object(Napi::Env env, const std::vector<float>& m, double weight_squares) {
+  Napi::Object out = Napi::Object::New(env);
+  auto a = Napi::Float32Array::New(env, m.size());
+  std::copy(m.begin(), m.end(), a.Data());
+  out.Set("m", a);
+  out.Set("weightSquares", Napi::Number::New(env, weight_squares));
+  return out;
+}
+
+inline void gradmax_product_of(Napi::Env env, Napi::Value v, const std::string& name, std::vector<float>* m, double* weight_squares) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, name + " must be an object { m: Float32Array, weightSquares: number }");
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Value mv = o.Get("m");
+  if (!mv.IsTypedArray() || mv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(env, name + ".m must be a Float32Array");
+  auto f = mv.As<Napi::Float32Array>();
+  m->assign(f.Data(), f.Data() + f.ElementLength());
+  if (!o.Get("weightSquares").IsNumber()) throw Napi::TypeError::New(env, name + ".weightSquares must be a number");
+  *weight_squares = o.Get("weightSquares").As<Napi::Number>().DoubleValue();
+}
+
 }  // namespace npb

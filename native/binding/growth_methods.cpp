@@ -47,7 +47,9 @@ SignalBatch signal_batch_arg(const Napi::CallbackInfo& info, size_t index, const
 
 }  // namespace
 
-// grow(layer, count, init, noise, x?, y?) -> Float64Array of the new neuron ids
+// grow(layer, count, init, noise, x?, y?, product?) -> Float64Array of the new
+// neuron ids. product: gradmax's { m, weightSquares }, read where the weights
+// are (a GPU model's gradmaxProduct), instead of this model's own.
 Napi::Value ModelWrap::Grow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ensure_idle(env, "grow");
@@ -64,8 +66,14 @@ Napi::Value ModelWrap::Grow(const Napi::CallbackInfo& info) {
   if (info.Length() <= 3 || !info[3].IsNumber()) throw Napi::TypeError::New(env, "noise must be a number");
   const double noise = info[3].As<Napi::Number>().DoubleValue();
   const SignalBatch batch = signal_batch_arg(info, 4, *model_);
+  std::optional<np::GradMaxProduct> product;
+  if (info.Length() > 6 && !info[6].IsUndefined()) {
+    if (init != np::GrowInit::kGradMax) throw Napi::TypeError::New(env, "product is gradmax's; init is '" + init_name + "'");
+    product.emplace();
+    npb::gradmax_product_of(env, info[6], "product", &product->m, &product->weight_squares);
+  }
   auto ids = model_->grow_units(layer, count, init, noise, batch.x, batch.x ? &batch.targets : nullptr, batch.n,
-                                &np::default_pool());
+                                &np::default_pool(), product ? &*product : nullptr);
   auto out = Napi::Float64Array::New(env, ids.size());
   for (size_t i = 0; i < ids.size(); ++i) out[i] = static_cast<double>(ids[i]);
   return out;
@@ -83,10 +91,48 @@ Napi::Value ModelWrap::LastSplit(const Napi::CallbackInfo& info) {
     units[i] = static_cast<int32_t>(split.shares[i].first);
     shares[i] = split.shares[i].second;
   }
+  auto copies = Napi::Int32Array::New(env, split.copies.size());
+  auto copy_shares = Napi::Float32Array::New(env, split.copies.size());
+  for (size_t k = 0; k < split.copies.size(); ++k) {
+    copies[k] = static_cast<int32_t>(split.copies[k].first);
+    copy_shares[k] = split.copies[k].second;
+  }
   Napi::Object out = Napi::Object::New(env);
   out.Set("layer", Napi::Number::New(env, static_cast<double>(split.layer)));
   out.Set("units", units);
   out.Set("shares", shares);
+  out.Set("copies", copies);
+  out.Set("copyShares", copy_shares);
+  return out;
+}
+
+// gradmaxProduct(layer, x?, y?) -> { m: Float32Array, weightSquares }: what
+// grow({ init: 'gradmax' }) reads of the network (Model::gradmax_product),
+// from x / y or the kept last batch.
+Napi::Value ModelWrap::GradmaxProduct(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ensure_idle(env, "gradmaxProduct");
+  const int64_t layer = int_arg(info, 0, "layer", 0, static_cast<int64_t>(model_->layers().size()) - 2);
+  const SignalBatch batch = signal_batch_arg(info, 1, *model_);
+  const np::GradMaxProduct p =
+      model_->gradmax_product(layer, batch.x, batch.x ? &batch.targets : nullptr, batch.n, &np::default_pool());
+  return npb::gradmax_product_object(env, p.m, p.weight_squares);
+}
+
+// lastRescales() -> { layers: Int32Array, scales: Float32Array }: the layers
+// the last sparsify thinned and the factor of each one's kept weights.
+Napi::Value ModelWrap::LastRescales(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& all = model_->last_rescales();
+  auto layers = Napi::Int32Array::New(env, all.size());
+  auto scales = Napi::Float32Array::New(env, all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    layers[i] = static_cast<int32_t>(all[i].layer);
+    scales[i] = all[i].scale;
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("layers", layers);
+  out.Set("scales", scales);
   return out;
 }
 
@@ -210,6 +256,7 @@ Napi::Value ModelWrap::LastCompensations(const Napi::CallbackInfo& info) {
     for (size_t k = 0; k < all[i].units.size(); ++k) units[k] = static_cast<int32_t>(all[i].units[k]);
     o.Set("units", units);
     o.Set("means", float64_array(env, all[i].means));
+    o.Set("newWeights", Napi::Boolean::New(env, all[i].new_weights));
     out.Set(static_cast<uint32_t>(i), o);
   }
   return out;

@@ -88,6 +88,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::ExportState>>("exportState"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Grow>>("grow"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::LastSplit>>("lastSplit"),
+                         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::GradmaxProduct>>("gradmaxProduct"),
+                         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::LastRescales>>("lastRescales"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::LastCompensations>>("lastCompensations"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Sparsify>>("sparsify"),
                          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Regrow>>("regrow"),

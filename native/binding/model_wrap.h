@@ -100,6 +100,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Growth and plasticity (growth_methods.cpp).
   Napi::Value Grow(const Napi::CallbackInfo& info);
   Napi::Value LastSplit(const Napi::CallbackInfo& info);
+  Napi::Value GradmaxProduct(const Napi::CallbackInfo& info);
+  Napi::Value LastRescales(const Napi::CallbackInfo& info);
   Napi::Value LastCompensations(const Napi::CallbackInfo& info);
   Napi::Value Sparsify(const Napi::CallbackInfo& info);
   Napi::Value Regrow(const Napi::CallbackInfo& info);

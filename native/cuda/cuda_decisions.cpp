@@ -166,6 +166,60 @@ std::vector<double> CudaModel::dead_units_last(const Layer& layer, std::vector<d
   return scores;
 }
 
+std::unique_ptr<DeviceDataset> CudaModel::signal_pass(const float* x, const int32_t* labels, const float* targets, int64_t n) {
+  // The batch's forward pass and dL/dy into grad_a_, as the CPU's
+  // recompute_signals: no dropout, no statistics, nothing added to the
+  // running totals or the halt flag. The batch stays with the caller until
+  // the stream is done with it.
+  auto d = upload_dataset(x, n, labels, targets);
+  ensure_workspace(n);
+  gather_transpose_f32_cuda(f(act_[0]), n, d->x.as<float>(), d->features, nullptr, 0, n, d->features, stream_);
+  if (labels) gather_i32_cuda(labels_.as<int32_t>(), d->labels.as<int32_t>(), nullptr, 0, n, stream_);
+  else gather_transpose_f32_cuda(f(targets_), n, d->targets.as<float>(), d->outputs, nullptr, 0, n, d->outputs, stream_);
+  forward(n, false);
+  LossTotals* scratch_totals = totals_.as<LossTotals>();  // [0]: one batch's, rewritten by every step
+  if (labels || config_.loss == CudaLossKind::kSoftmaxCrossEntropy)
+    softmax_cross_entropy_cuda(f(grad_a_), scratch_totals, f(act_.back()), n, labels ? labels_.as<int32_t>() : nullptr,
+                               labels ? nullptr : f(targets_), output_size(), n, loss_ws_, stream_);
+  else
+    mean_squared_error_cuda(f(grad_a_), scratch_totals, f(act_.back()), n, f(targets_), output_size(), n, loss_ws_, stream_);
+  return d;
+}
+
+np::GradMaxProduct CudaModel::gradmax_product(int64_t l, const float* x, const int32_t* labels, const float* targets, int64_t n) {
+  auto refuse = [](const std::string& what) { throw std::invalid_argument("CudaModel.gradmaxProduct: " + what); };
+  if (l < 0 || l + 1 >= static_cast<int64_t>(layers_.size()))
+    refuse("layer " + std::to_string(l) + " is not a hidden layer (the output layer cannot grow)");
+  if (n <= 0 || (labels == nullptr) == (targets == nullptr)) refuse("a batch of at least one sample with labels or targets is needed");
+  const Layer& layer = layers_[l];
+  const Layer& next = layers_[l + 1];
+  set_device(config_.device);
+  const auto batch = signal_pass(x, labels, targets, n);
+  // Backward to dL/dz of the next layer (dz only), then M = dz_{l+1} a_{l-1}^T, as the host's gradmax_product.
+  float* g = f(grad_a_);
+  float* other = f(grad_b_);
+  for (int64_t k = static_cast<int64_t>(layers_.size()) - 1;; --k) {
+    const Layer& at = layers_[k];
+    activation_backward_cuda(g, f(act_[k + 1]), n, at.activation, at.units, n, nullptr, nullptr, stream_);
+    if (k == l + 1) break;
+    if (at.csr)
+      spmm_t_f32_csr_cuda(at.view(), at.transpose_view(), g, n, 0.0f, other, n, n, stream_);
+    else
+      gemm_f32_cuda(Trans::kYes, Trans::kNo, at.inputs, n, at.units, f(at.weight), at.inputs, g, n, 0.0f, other, n, stream_);
+    std::swap(g, other);
+  }
+  np::GradMaxProduct out;
+  const size_t size = static_cast<size_t>(next.units * layer.inputs);
+  DeviceBuffer m(size * sizeof(float));
+  gemm_f32_cuda(Trans::kNo, Trans::kYes, next.units, layer.inputs, n, g, n, f(act_[l]), n, 0.0f, m.as<float>(), layer.inputs, stream_);
+  out.m = to_host<float>(m, size, stream_);
+  // Stored values only: the zeros a dense mask or CSR leaves out add nothing.
+  DeviceBuffer partials(static_cast<size_t>(sum_squares_partials()) * sizeof(double));
+  sum_squares_cuda(f(next.weight), next.count, partials.as<double>(), stream_);
+  for (double p : to_host<double>(partials, static_cast<size_t>(sum_squares_partials()), stream_)) out.weight_squares += p;
+  return out;
+}
+
 std::vector<std::vector<int64_t>> CudaModel::gradient_growth(const std::vector<int64_t>& which,
                                                              const std::vector<int64_t>& counts, const float* x,
                                                              const int32_t* labels, const float* targets, int64_t n) {
@@ -181,20 +235,7 @@ std::vector<std::vector<int64_t>> CudaModel::gradient_growth(const std::vector<i
   }
   if (n <= 0 || (labels == nullptr) == (targets == nullptr)) refuse("a batch of at least one sample with labels or targets is needed");
   set_device(config_.device);
-  // The batch's forward pass and dL/dy, as the CPU's recompute_signals: no
-  // dropout, no statistics, nothing added to the running totals or the halt flag.
-  auto d = upload_dataset(x, n, labels, targets);
-  ensure_workspace(n);
-  gather_transpose_f32_cuda(f(act_[0]), n, d->x.as<float>(), d->features, nullptr, 0, n, d->features, stream_);
-  if (labels) gather_i32_cuda(labels_.as<int32_t>(), d->labels.as<int32_t>(), nullptr, 0, n, stream_);
-  else gather_transpose_f32_cuda(f(targets_), n, d->targets.as<float>(), d->outputs, nullptr, 0, n, d->outputs, stream_);
-  forward(n, false);
-  LossTotals* scratch_totals = totals_.as<LossTotals>();  // [0]: one batch's, rewritten by every step
-  if (labels || config_.loss == CudaLossKind::kSoftmaxCrossEntropy)
-    softmax_cross_entropy_cuda(f(grad_a_), scratch_totals, f(act_.back()), n, labels ? labels_.as<int32_t>() : nullptr,
-                               labels ? nullptr : f(targets_), output_size(), n, loss_ws_, stream_);
-  else
-    mean_squared_error_cuda(f(grad_a_), scratch_totals, f(act_.back()), n, f(targets_), output_size(), n, loss_ws_, stream_);
+  const auto batch = signal_pass(x, labels, targets, n);
 
   // Backward through the layers, dz only; each listed layer's dense gradient is ranked on the way.
   std::vector<std::vector<int64_t>> out(which.size());

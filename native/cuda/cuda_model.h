@@ -53,22 +53,31 @@ struct CudaLayerState : np::LayerParams {
   // empty for zeros; updates = training steps they have seen.
   std::vector<double> mean_abs_activation, mean_activation, taylor;
   int64_t stats_updates = 0;
-  // restructure(): every bias value is the host's (a reinitialised unit of
-  // the layer below moved its mean output into them); the slots stay.
-  bool bias_from_host = false;
   // restructure(): per input, the factor of the weights moved into its column
   // (net2wider's split, remap.h); empty: none.
   std::vector<float> input_scale;
-  // restructure(): every stored weight and its slots are the host's (sparsify
-  // rescaled the kept weights and restarted their slots); the biases move.
-  bool weights_from_host = false;
-  // restructure(): continual backprop reinitialised these units of the layer
-  // below (their current indices, ascending), whose mean outputs (the host's,
-  // one per unit) this layer's biases absorb through the device's weights
-  // before the change (compensate_bias_cuda), as the CPU's reinit_units does:
-  // the host's biases are not needed.
+  // restructure(): per unit, the current unit whose weights and bias a new
+  // unit copies, value only (net2wider's copies), -1 for none; empty: none.
+  std::vector<int32_t> row_copy;
+  // restructure(): per input, the current input whose column a new input
+  // copies times input_copy_scale, value only (net2wider's copies' share of
+  // their sources' outgoing weights), -1 for none; empty: none.
+  std::vector<int32_t> input_copy;
+  std::vector<float> input_copy_scale;
+  // restructure(): every moved weight is multiplied by this and its slots
+  // restart at zero (sparsify's kept weights); the biases move. Unset: none.
+  std::optional<float> restart_scale;
+  // restructure(): these units of the layer below changed their output (their
+  // current indices, ascending; compensate_new_weights: their indices after
+  // the change), which this layer's biases absorb, b[r] += w[r][j] * mean in
+  // float (compensate_means, the host's, one per unit), as the CPU does.
+  // Continual backprop: the reinitialised units' mean outputs, through the
+  // device's weights before the change. GradMax (compensate_new_weights):
+  // its new units' constant output act(0) (means -act(0)), through the new
+  // outgoing weights. The host's biases are not needed.
   std::vector<int32_t> compensate_inputs;
   std::vector<double> compensate_means;
+  bool compensate_new_weights = false;
   // restructure(): the change left this layer as it was (same units in the
   // same order, same inputs, same pattern): the device keeps it, W^T and all,
   // and the host sends its shape and settings only.
@@ -135,10 +144,11 @@ class CudaModel {
   // unit the host added; layer l's inputs follow layer l - 1's units. A layer
   // with new units in its rows or inputs also carries the host's values
   // (weight, bias and every slot; they are read only at the new positions),
-  // and so does one with bias_from_host; the others carry none. A unit the
-  // host reinitialised counts as new (-1). layers[l].input_scale scales the
-  // weights moved into each column (net2wider's split of a source unit's
-  // outgoing weights). Gradients restart at zero; the step is kept.
+  // unless row_copy / input_copy give every new position its value; the
+  // others carry none. A unit the host reinitialised counts as new (-1).
+  // layers[l].input_scale scales the weights moved into each column
+  // (net2wider's split of a source unit's outgoing weights), restart_scale
+  // every moved weight (sparsify). Gradients restart at zero; the step is kept.
   // Throws std::invalid_argument before anything changes.
   void restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources);
 
@@ -174,6 +184,15 @@ class CudaModel {
   // std::invalid_argument on a bad layer list or a count over the open positions.
   std::vector<std::vector<int64_t>> gradient_growth(const std::vector<int64_t>& layers, const std::vector<int64_t>& counts,
                                                     const float* x, const int32_t* labels, const float* targets, int64_t n);
+  // GradMax's reading of the network for growing hidden layer `layer` on the
+  // batch x (as gradient_growth): M = dL/dz_{layer+1} a_{layer-1}^T summed
+  // over the batch, and the next layer's sum of squared weights (summed in
+  // blocks, so not the CPU's order: it may differ in the last bits), what
+  // np::Model::gradmax_product gives the host. The host computes the new
+  // units from them (grow_units' product argument). Changes nothing on the
+  // device but the batch workspace. Throws std::invalid_argument on a layer
+  // that is not hidden or a bad batch.
+  np::GradMaxProduct gradmax_product(int64_t layer, const float* x, const int32_t* labels, const float* targets, int64_t n);
   // Continual backprop's utility of each unit of hidden layer `layer` from
   // the device's numbers: mean |a| / (1 - decay^t) times the mean |w| of its
   // outgoing weights, -inf for dead units, zeros before any statistics: bit
@@ -254,6 +273,9 @@ class CudaModel {
   int moment_slots() const;
   void ensure_workspace(int64_t batch);
   void forward(int64_t batch, bool training);
+  // A decision's batch (gradient_growth, gradmax_product): forward without
+  // dropout and dL/dy into grad_a_; returns the batch's device copy.
+  std::unique_ptr<DeviceDataset> signal_pass(const float* x, const int32_t* labels, const float* targets, int64_t n);
   void loss(const int32_t* labels, const float* targets, int64_t batch, bool want_grad);
   void backward(int64_t batch);
   void apply_optimizer();

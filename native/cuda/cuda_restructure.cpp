@@ -24,6 +24,28 @@ bool has_new_units(const std::vector<int32_t>& sources) {
   return false;
 }
 
+// Copies (row_copy, input_copy): empty, or one entry per unit (input): -1,
+// or for a new one (source -1) a current one, below `current`.
+void check_copies(size_t layer, const std::vector<int32_t>& copies, const std::vector<int32_t>& sources, int64_t current,
+                  const char* name, const char* what) {
+  if (copies.empty()) return;
+  if (copies.size() != sources.size()) bad(layer, std::string(name) + " must have one entry per " + what);
+  for (size_t r = 0; r < copies.size(); ++r) {
+    if (copies[r] == -1) continue;
+    if (sources[r] >= 0) bad(layer, std::string(name) + "[" + std::to_string(r) + "]: only a new " + what + " copies");
+    if (copies[r] < 0 || copies[r] >= current)
+      bad(layer, std::string(name) + "[" + std::to_string(r) + "] = " + std::to_string(copies[r]) + " is not -1 or a current " + what);
+  }
+}
+
+// Every new unit (input) has a copy.
+bool covers(const std::vector<int32_t>& copies, const std::vector<int32_t>& sources) {
+  if (copies.size() != sources.size()) return false;
+  for (size_t r = 0; r < sources.size(); ++r)
+    if (sources[r] < 0 && copies[r] < 0) return false;
+  return true;
+}
+
 bool is_identity(const std::vector<int32_t>& sources, int64_t units) {
   if (static_cast<int64_t>(sources.size()) != units) return false;
   for (size_t r = 0; r < sources.size(); ++r)
@@ -55,9 +77,9 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
         bad(i, "kept, but its settings differ from the device's");
       if (!is_identity(row_sources[i], old.units) || (i > 0 && !is_identity(row_sources[i - 1], layers_[i - 1].units)))
         bad(i, "kept, but its units or inputs moved");
-      if (l.bias_from_host || l.weights_from_host || !l.input_scale.empty() || !l.weight.empty() || !l.bias.empty() ||
-          !l.compensate_inputs.empty())
-        bad(i, "kept, but given values, scales or units to compensate");
+      if (l.restart_scale || !l.input_scale.empty() || !l.row_copy.empty() || !l.input_copy.empty() || !l.weight.empty() ||
+          !l.bias.empty() || !l.compensate_inputs.empty())
+        bad(i, "kept, but given values, scales, copies or units to compensate");
       inputs = l.units;
       continue;
     }
@@ -74,23 +96,46 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       for (float f : l.input_scale)
         if (!std::isfinite(f)) bad(i, "input_scale entries must be finite");
     }
+    if (l.restart_scale) {
+      if (!std::isfinite(*l.restart_scale)) bad(i, "restart_scale must be finite");
+      if (!l.input_scale.empty()) bad(i, "restart_scale and input_scale cannot both be given");
+    }
+    const bool new_rows = has_new_units(src), new_inputs = i > 0 && has_new_units(row_sources[i - 1]);
+    check_copies(i, l.row_copy, src, layers_[i].units, "row_copy", "unit");
+    if (!l.input_copy.empty()) {
+      if (i == 0) bad(i, "input_copy: the first layer's inputs are not units");
+      check_copies(i, l.input_copy, row_sources[i - 1], layers_[i].inputs, "input_copy", "input");
+      if (l.input_copy_scale.size() != l.input_copy.size()) bad(i, "input_copy_scale must have one entry per input");
+      for (float f : l.input_copy_scale)
+        if (!std::isfinite(f)) bad(i, "input_copy_scale entries must be finite");
+    } else if (!l.input_copy_scale.empty()) {
+      bad(i, "input_copy_scale given without input_copy");
+    }
     if (!l.compensate_inputs.empty()) {
       if (i == 0) bad(i, "compensate_inputs: the first layer's inputs are not units");
+      const int64_t limit = l.compensate_new_weights ? l.inputs : layers_[i].inputs;
       for (size_t k = 0; k < l.compensate_inputs.size(); ++k)
-        if (l.compensate_inputs[k] < 0 || l.compensate_inputs[k] >= layers_[i].inputs ||
+        if (l.compensate_inputs[k] < 0 || l.compensate_inputs[k] >= limit ||
             (k > 0 && l.compensate_inputs[k] <= l.compensate_inputs[k - 1]))
-          bad(i, "compensate_inputs must be ascending current inputs of the layer");
+          bad(i, std::string("compensate_inputs must be ascending ") + (l.compensate_new_weights ? "new" : "current") +
+                     " inputs of the layer");
       if (l.compensate_means.size() != l.compensate_inputs.size()) bad(i, "compensate_means must have one entry per compensated input");
       for (double m : l.compensate_means)
         if (!std::isfinite(m)) bad(i, "compensate_means must be finite");
     } else if (!l.compensate_means.empty()) {
       bad(i, "compensate_means given without compensate_inputs");
     }
-    fresh[i] = has_new_units(src) || (i > 0 && has_new_units(row_sources[i - 1])) || l.bias_from_host || l.weights_from_host;
+    // The host's values: needed where a new position has no copy to take
+    // (a new unit's row without row_copy, a new input without input_copy,
+    // or a new unit's new input), allowed wherever a unit is new.
+    const bool copied = (!new_rows || covers(l.row_copy, src)) && (!new_inputs || covers(l.input_copy, row_sources[i - 1])) &&
+                        !(new_rows && new_inputs);
+    const bool given = !l.weight.empty() || !l.bias.empty() || !l.weight_moments.empty() || !l.bias_moments.empty();
+    fresh[i] = (new_rows || new_inputs) && (given || !copied);
     if (fresh[i]) {
       check_values(i, l, moments);
-    } else if (!l.weight.empty() || !l.bias.empty() || !l.weight_moments.empty() || !l.bias_moments.empty()) {
-      bad(i, "values given, but the layer has no new units in its rows or inputs (nor bias_from_host, weights_from_host)");
+    } else if (given) {
+      bad(i, "values given, but the layer has no new units in its rows or inputs");
     }
     inputs = l.units;
   }
@@ -133,10 +178,23 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     v.alive = l.alive.size() ? l.alive.as<uint8_t>() : nullptr;
     v.row_source = sources.back().as<int32_t>();
     v.col_source = i == 0 ? nullptr : sources[i - 1].as<int32_t>();
-    v.all_fresh = s.weights_from_host;
+    if (s.restart_scale) {
+      v.restart = true;
+      v.restart_scale = *s.restart_scale;
+    }
     if (!s.input_scale.empty()) {
       fresh_values.push_back(to_device(s.input_scale, stream_));
       v.col_scale = fresh_values.back().as<float>();
+    }
+    if (!s.row_copy.empty()) {
+      fresh_values.push_back(to_device(s.row_copy, stream_));
+      v.row_copy = fresh_values.back().as<int32_t>();
+    }
+    if (!s.input_copy.empty()) {
+      fresh_values.push_back(to_device(s.input_copy, stream_));
+      v.col_copy = fresh_values.back().as<int32_t>();
+      fresh_values.push_back(to_device(s.input_copy_scale, stream_));
+      v.col_copy_scale = fresh_values.back().as<float>();
     }
 
     RemapSlots w, b;
@@ -165,13 +223,13 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     }
     remap_weights_cuda(v, l.count, w, stream_);
     remap_bias_cuda(v, b, stream_);
-    if (s.bias_from_host) l.bias.upload(s.bias.data(), s.bias.size() * sizeof(float), stream_);
     if (!s.compensate_inputs.empty()) {
-      // Through the old weights: still the device's until the swap.
+      // Through the old weights (still the device's until the swap), or the new ones just remapped.
       fresh_values.push_back(to_device(s.compensate_inputs, stream_));
       const int32_t* cols = fresh_values.back().as<int32_t>();
       fresh_values.push_back(to_device(s.compensate_means, stream_));
-      compensate_bias_cuda(l.bias.as<float>(), v, old.weight.as<float>(), cols, fresh_values.back().as<double>(),
+      compensate_bias_cuda(l.bias.as<float>(), v, (s.compensate_new_weights ? l.weight : old.weight).as<float>(),
+                           s.compensate_new_weights, cols, fresh_values.back().as<double>(),
                            static_cast<int64_t>(s.compensate_inputs.size()), stream_);
     }
     // Unit statistics follow their units; new units take the host's (zeros).

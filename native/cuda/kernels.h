@@ -144,6 +144,12 @@ void neuron_norm_scores_cuda(const NormWeights& layer, const NormWeights& next, 
 // an empty column: continual backprop's utility term, the CPU's
 // mean_abs_outgoing to the bit (same order of double additions).
 void mean_abs_columns_cuda(const NormWeights& next, const uint8_t* mask, double* out, Stream& stream);
+// partials (device, sum_squares_partials() doubles): each one a share of the
+// sum of values[i]^2 in double, i < count (GradMax's norm of the next layer's
+// weights); their sum in order is the total, deterministic but rounded in
+// another order than the CPU's running sum.
+int sum_squares_partials();
+void sum_squares_cuda(const float* values, int64_t count, double* partials, Stream& stream);
 
 // ---- restructuring (remap.cu) ----------------------------------------------------
 
@@ -162,14 +168,19 @@ struct RemapSlots {
 void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& slots, Stream& stream);
 // The same for the bias and its slots, by remap_bias_source, for r < v.units.
 void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream);
-// Continual backprop's compensation: for every new unit r with a source
-// (row_source[r] >= 0), bias[r] += float(w_old(source, cols[i]) * means[i])
-// for i in order (cols ascending: the CPU's reinit_units adds in that order,
-// in float), where w_old is the layer's weight before the change (v's old_*
-// structure; a CSR position not stored counts as 0) and means[i] the
-// reinitialised unit's mean output (the host's, from the statistics): what
-// the biases it fed absorb.
-void compensate_bias_cuda(float* bias, const RemapView& v, const float* old_weight, const int32_t* cols,
+// A bias compensation for units of the layer below whose output changed:
+// for every unit r with a source (row_source[r] >= 0), bias[r] +=
+// float(w(r, cols[i]) * means[i]) for i in order, in float, as the CPU adds
+// them (a CSR position not stored counts as 0).
+// - Continual backprop (new_weights false): w is the layer's weight before
+//   the change (v's old_* structure, the unit's old row; cols are old
+//   inputs, ascending, as the CPU's reinit_units adds them) and means[i] the
+//   reinitialised unit's mean output (the host's, from the statistics).
+// - GradMax (new_weights true): w is the layer's new weight (v's new
+//   structure, row r; cols are the new units' inputs) and means[i] minus the
+//   new unit's constant output act(0): its near-zero incoming weights make it
+//   emit that, which the bias takes out so the function is unchanged.
+void compensate_bias_cuda(float* bias, const RemapView& v, const float* weight, bool new_weights, const int32_t* cols,
                           const double* means, int64_t count, Stream& stream);
 // Per-unit doubles (running statistics): to[r] = from[row_source[r]], or
 // fresh[r] (host memory copied before, device here) for a new unit.

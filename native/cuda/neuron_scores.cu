@@ -70,7 +70,37 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// GradMax's norm of the next layer: each block's sum of w^2 over a strided
+// share of the values (each thread in order, then a tree in shared memory),
+// one double per block; the host adds the blocks in order. Deterministic, but
+// not the CPU's single running sum.
+constexpr int kSquaresBlocks = 64;
+
+__global__ void __launch_bounds__(kBlock) sum_squares_kernel(const float* __restrict__ values, int64_t count, double* __restrict__ partials) {
+  __shared__ double sh[kBlock];
+  double s = 0.0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kBlock;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x; i < count; i += stride) {
+    const double d = static_cast<double>(values[i]);
+    s = __dadd_rn(s, __dmul_rn(d, d));
+  }
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int half = kBlock / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) sh[threadIdx.x] = __dadd_rn(sh[threadIdx.x], sh[threadIdx.x + half]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blockIdx.x] = sh[0];
+}
+
 }  // namespace
+
+int sum_squares_partials() { return kSquaresBlocks; }
+
+void sum_squares_cuda(const float* values, int64_t count, double* partials, Stream& stream) {
+  NP_LAUNCH(static_cast<unsigned>(kSquaresBlocks), kBlock, 0, raw(stream), sum_squares_kernel)(values, count, partials);
+  NP_CUDA_CHECK_LAUNCH();
+}
 
 void mean_abs_columns_cuda(const NormWeights& next, const uint8_t* mask, double* out, Stream& stream) {
   if (next.inputs <= 0) return;

@@ -16,14 +16,14 @@ namespace {
 
 constexpr int kBlock = 256;
 
-// Slot i of position k from `source`; a moved weight in column `col` (>= 0)
-// takes the view's column scale, a bias (col -1) none.
+// Slot i of position k from `source` (an old position, kRemapFresh or
+// kRemapZero); a moved weight in column `col` (>= 0) follows
+// remap_moved_slot, a bias (col -1) moves as it is.
 __device__ inline void copy_slots(const RemapView& view, const RemapSlots& s, int64_t k, int64_t source, int64_t col) {
   for (int i = 0; i < s.count; ++i) {
     float v = 0.0f;
     if (source >= 0) {
-      v = s.from[i][source];
-      if (col >= 0) v *= remap_slot_scale(view, col, i);
+      v = col >= 0 ? remap_moved_slot(view, col, i, s.from[i][source]) : s.from[i][source];
     } else if (source == kRemapFresh && s.fresh[i] != nullptr) {
       v = s.fresh[i][k];
     }
@@ -31,19 +31,41 @@ __device__ inline void copy_slots(const RemapView& view, const RemapSlots& s, in
   }
 }
 
+// A copied value (remap_weight_copy, remap_bias_copy): the value times
+// `scale`, every other slot zero; kRemapZero: zero in every slot.
+__device__ inline void copy_value_only(const RemapSlots& s, int64_t k, int64_t copy, float scale) {
+  s.to[0][k] = copy >= 0 ? s.from[0][copy] * scale : 0.0f;
+  for (int i = 1; i < s.count; ++i) s.to[i][k] = 0.0f;
+}
+
 __global__ void remap_weights_kernel(RemapView v, int64_t stored, RemapSlots s) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < stored; k += stride) {
-    int64_t col = 0;
-    const int64_t source = remap_weight_source(v, k, &col);
+    int64_t col = 0, row = 0;
+    const int64_t source = remap_weight_source(v, k, &col, &row);
+    if (source == kRemapFresh) {
+      float scale = 1.0f;
+      const int64_t copy = remap_weight_copy(v, row, col, &scale);
+      if (copy != kRemapFresh) {
+        copy_value_only(s, k, copy, scale);
+        continue;
+      }
+    }
     copy_slots(v, s, k, source, col);
   }
 }
 
 __global__ void remap_bias_kernel(RemapView v, RemapSlots s) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < v.units; r += stride)
-    copy_slots(v, s, r, remap_bias_source(v, r), -1);
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < v.units; r += stride) {
+    const int64_t source = remap_bias_source(v, r);
+    const int64_t copy = source == kRemapFresh ? remap_bias_copy(v, r) : kRemapFresh;
+    if (copy != kRemapFresh) {
+      copy_value_only(s, r, copy, 1.0f);
+    } else {
+      copy_slots(v, s, r, source, -1);
+    }
+  }
 }
 
 __global__ void remap_rows_f64_kernel(double* to, const double* from, const double* fresh, const int32_t* row_source,
@@ -53,27 +75,25 @@ __global__ void remap_rows_f64_kernel(double* to, const double* from, const doub
     to[r] = row_source[r] >= 0 ? from[row_source[r]] : (fresh != nullptr ? fresh[r] : 0.0);
 }
 
-__global__ void compensate_bias_kernel(float* bias, RemapView v, const float* old_weight, const int32_t* cols,
+__global__ void compensate_bias_kernel(float* bias, RemapView v, const float* weight, bool new_weights, const int32_t* cols,
                                        const double* means, int64_t count) {
+  // The weight (row, j): the old layer's at the unit's old row, or (new_weights) the new layer's at r.
+  RemapView at = v;
+  if (new_weights) {
+    at.old_inputs = v.inputs;
+    at.old_csr = v.csr;
+    at.old_indptr = v.indptr;
+    at.old_indices = v.indices;
+  }
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < v.units; r += stride) {
     const int32_t src = v.row_source[r];
     if (src < 0) continue;  // a new unit: its bias is the host's
+    const int64_t row = new_weights ? r : src;
     float b = bias[r];
     for (int64_t i = 0; i < count; ++i) {
-      const int32_t j = cols[i];
-      float w = 0.0f;
-      if (!v.old_csr) {
-        w = old_weight[static_cast<int64_t>(src) * v.old_inputs + j];
-      } else {
-        int64_t lo = v.old_indptr[src], hi = v.old_indptr[src + 1];  // the entry (src, j), if stored
-        while (lo < hi) {
-          const int64_t mid = lo + (hi - lo) / 2;
-          if (v.old_indices[mid] < j) lo = mid + 1;
-          else hi = mid;
-        }
-        if (lo < v.old_indptr[src + 1] && v.old_indices[lo] == j) w = old_weight[lo];
-      }
+      const int64_t p = remap_old_position(at, row, cols[i]);
+      const float w = p >= 0 ? weight[p] : 0.0f;
       b = __fadd_rn(b, static_cast<float>(__dmul_rn(static_cast<double>(w), means[i])));
     }
     bias[r] = b;
@@ -96,11 +116,11 @@ void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream
   NP_CUDA_CHECK_LAUNCH();
 }
 
-void compensate_bias_cuda(float* bias, const RemapView& v, const float* old_weight, const int32_t* cols,
+void compensate_bias_cuda(float* bias, const RemapView& v, const float* weight, bool new_weights, const int32_t* cols,
                           const double* means, int64_t count, Stream& stream) {
   if (v.units <= 0 || count <= 0) return;
-  NP_LAUNCH(static_cast<unsigned>(grid_for(v.units)), kBlock, 0, raw(stream), compensate_bias_kernel)(bias, v, old_weight, cols,
-                                                                                                      means, count);
+  NP_LAUNCH(static_cast<unsigned>(grid_for(v.units)), kBlock, 0, raw(stream), compensate_bias_kernel)(bias, v, weight, new_weights,
+                                                                                                      cols, means, count);
   NP_CUDA_CHECK_LAUNCH();
 }
 

@@ -168,6 +168,7 @@ void Model::convert_to_dense(int64_t l, const char* reason) {
 void Model::compact(ThreadPool* pool) {
   last_split_ = UnitSplit();  // unit indices are about to change
   last_compensations_.clear();
+  last_rescales_.clear();
   for (size_t l = 0; l + 1 < layers_.size(); ++l) {
     DenseLayer& layer = layers_[l];
     const int64_t dead = layer.dead_units();

@@ -102,8 +102,26 @@ void Model::init_incoming_row(DenseLayer& layer, int64_t unit, float scale) {
     w[c] = layer.mask.empty() || layer.mask[unit * layer.inputs + c] ? scale * sample() : 0.0f;
 }
 
+GradMaxProduct Model::gradmax_product(int64_t l, const float* x, const Targets* targets, int64_t n, ThreadPool* pool) {
+  if (l < 0 || l + 1 >= static_cast<int64_t>(layers_.size()))
+    throw_range("layer " + std::to_string(l) + " is not a hidden layer");
+  const DenseLayer& layer = layers_[l];
+  const DenseLayer& next = layers_[l + 1];
+  if (x) load_signal_batch(x, *targets, n);
+  const int64_t b = recompute_signals(pool);
+  GradMaxProduct out;
+  // M = sum over the batch of dL/dz_{l+1} a_{l-1}^T (next.units x layer.inputs).
+  out.m.resize(next.units * layer.inputs);
+  gemm_f32(Trans::kNo, Trans::kYes, next.units, layer.inputs, b, ws_.dz[l + 1].data(), b, ws_.act[l].data(), b, 0.0f,
+           out.m.data(), layer.inputs, pool);
+  std::vector<float> w(next.units * next.inputs);
+  get_weights(l + 1, w.data(), nullptr);
+  for (float v : w) out.weight_squares += static_cast<double>(v) * v;
+  return out;
+}
+
 std::vector<int64_t> Model::grow_units(int64_t l, int64_t count, GrowInit init, double noise, const float* x,
-                                       const Targets* targets, int64_t n, ThreadPool* pool) {
+                                       const Targets* targets, int64_t n, ThreadPool* pool, const GradMaxProduct* product) {
   if (l < 0 || l >= static_cast<int64_t>(layers_.size()))
     throw_range("dense layer index " + std::to_string(l) + " is out of range");
   if (l + 1 >= static_cast<int64_t>(layers_.size()))
@@ -116,25 +134,30 @@ std::vector<int64_t> Model::grow_units(int64_t l, int64_t count, GrowInit init, 
   check_fits_in_memory(16.0 * static_cast<double>(new_units) * static_cast<double>(layer.inputs + next.units),
                        "growing layer " + std::to_string(l) + " to " + std::to_string(new_units) + " units");
 
-  // GradMax needs the gradient of the current network first.
+  // GradMax needs the gradient of the current network first (given: read
+  // where the weights are; checked before anything changes).
   std::vector<double> q;
   float out_scale = 1.0f;
   if (init == GrowInit::kGradMax) {
-    if (x) load_signal_batch(x, *targets, n);
-    const int64_t b = recompute_signals(pool);
-    // M = sum over the batch of dL/dz_{l+1} a_{l-1}^T (next.units x layer.inputs).
-    std::vector<float> m(next.units * layer.inputs);
-    gemm_f32(Trans::kNo, Trans::kYes, next.units, layer.inputs, b, ws_.dz[l + 1].data(), b, ws_.act[l].data(), b, 0.0f,
-             m.data(), layer.inputs, pool);
-    q = top_left_singular_vectors(m, next.units, layer.inputs, std::min<int64_t>(count, next.units), rng_);
+    GradMaxProduct own;
+    if (product) {
+      if (static_cast<int64_t>(product->m.size()) != next.units * layer.inputs)
+        throw_range("the gradmax product has " + std::to_string(product->m.size()) + " entries; layer " + std::to_string(l + 1) +
+                    " x layer " + std::to_string(l) + "'s inputs is " + std::to_string(next.units * layer.inputs));
+      for (float v : product->m)
+        if (!std::isfinite(v)) throw_range("the gradmax product holds a non-finite value");
+      if (!(product->weight_squares >= 0.0) || !std::isfinite(product->weight_squares))
+        throw_range("the gradmax weight_squares must be finite and >= 0");
+    } else {
+      own = gradmax_product(l, x, targets, n, pool);
+      product = &own;
+    }
+    q = top_left_singular_vectors(product->m, next.units, layer.inputs, std::min<int64_t>(count, next.units), rng_);
     // New outgoing columns get the typical norm of the existing ones.
-    std::vector<float> w(next.units * next.inputs);
-    get_weights(l + 1, w.data(), nullptr);
-    double total = 0.0;
-    for (float v : w) total += static_cast<double>(v) * v;
-    out_scale = static_cast<float>(std::sqrt(total / std::max<int64_t>(1, next.inputs)));
+    out_scale = static_cast<float>(std::sqrt(product->weight_squares / std::max<int64_t>(1, next.inputs)));
     if (!(out_scale > 0.0f)) out_scale = 1.0f;
   }
+  last_compensations_.clear();
 
   // Net2Wider sources: live units, without replacement while possible. When
   // every unit is alive and few are needed, sample them directly (O(count))
@@ -330,16 +353,28 @@ std::vector<int64_t> Model::grow_units(int64_t l, int64_t count, GrowInit init, 
   next.inputs = old_inputs + count;
   last_split_.layer = init == GrowInit::kNet2Wider ? l : -1;
   last_split_.shares = std::move(source_shares);
+  last_split_.copies.clear();
+  if (init == GrowInit::kNet2Wider)
+    for (int64_t k = 0; k < count; ++k) last_split_.copies.emplace_back(sources[k], copy_share[k]);
 
   // Near-zero incoming weights make a gradmax unit emit act(0): take that
   // constant out through the next layer's bias so the function is unchanged
-  // (only through the outgoing weights actually stored).
+  // (only through the outgoing weights actually stored). b += float(w x -a0),
+  // new units in order: a GPU model adds the same (compensate_bias_cuda).
   if (init == GrowInit::kGradMax && activation_at_zero(layer.activation) != 0.0f) {
-    const float a0 = activation_at_zero(layer.activation);
+    Compensation moved;
+    moved.layer = l;
+    moved.new_weights = true;
+    for (int64_t k = 0; k < count; ++k) {
+      moved.units.push_back(old_units + k);
+      moved.means.push_back(-static_cast<double>(activation_at_zero(layer.activation)));
+    }
     std::vector<float> w(next.units * next.inputs);
     get_weights(l + 1, w.data(), nullptr);
     for (int64_t r = 0; r < next.units; ++r)
-      for (int64_t k = 0; k < count; ++k) next.bias.value()[r] -= w[r * next.inputs + old_inputs + k] * a0;
+      for (int64_t k = 0; k < count; ++k)
+        next.bias.value()[r] += static_cast<float>(static_cast<double>(w[r * next.inputs + old_inputs + k]) * moved.means[k]);
+    last_compensations_.push_back(std::move(moved));
   }
 
   StructuralEvent e;

@@ -105,6 +105,12 @@ struct Targets {
   const float* values = nullptr;
 };
 
+// What gradmax reads of the network to grow a layer (Model::gradmax_product).
+struct GradMaxProduct {
+  std::vector<float> m;         // next layer's units x the grown layer's inputs, row-major
+  double weight_squares = 0.0;  // sum of the next layer's squared weights
+};
+
 struct BatchStats {
   double loss_sum = 0.0;  // sum of per-sample losses
   int64_t correct = 0;
@@ -208,8 +214,18 @@ class Model {
   // outgoing weights are shared (0 = halves, exact symmetry); gradmax: unused.
   // gradmax needs a batch: `x`/`targets` (n samples), or the last training
   // batch when keep_last_batch is on. Returns the new units' ids.
+  // product: gradmax's reading of the network, decided where the weights are
+  // (a GPU model's gradmax_product); nullptr: computed here (gradmax_product).
   std::vector<int64_t> grow_units(int64_t layer, int64_t count, GrowInit init, double noise, const float* x,
-                                  const Targets* targets, int64_t n, ThreadPool* pool);
+                                  const Targets* targets, int64_t n, ThreadPool* pool,
+                                  const GradMaxProduct* product = nullptr);
+  // What gradmax reads of the network to grow hidden layer `layer`: M = the
+  // sum over the batch of dL/dz_{layer+1} a_{layer-1}^T (next layer's units x
+  // this layer's inputs, row-major), from the batch x / targets (n samples) or
+  // the kept last batch (x nullptr), and the sum of squares of the next
+  // layer's weights (the new outgoing columns get their typical norm). The
+  // new units' outgoing weights are M's top left singular vectors.
+  GradMaxProduct gradmax_product(int64_t layer, const float* x, const Targets* targets, int64_t n, ThreadPool* pool);
   // How the last grow_units call split units (net2wider): each source unit of
   // the grown layer with the share of its outgoing weights it kept. Its
   // column of the next layer was scaled by that share: value and first
@@ -217,9 +233,13 @@ class Model {
   // other growth, a compaction (it renumbers units) or an import; read it
   // right after the growth. The CUDA model scales the same slots on the
   // device with it.
+  // copies: per new unit (in order), its source unit and the share of the
+  // source's outgoing weights it took (its new column of the next layer is
+  // the source's column times that share, its row and bias the source's).
   struct UnitSplit {
     int64_t layer = -1;
     std::vector<std::pair<int64_t, float>> shares;
+    std::vector<std::pair<int64_t, float>> copies;
   };
   const UnitSplit& last_split() const { return last_split_; }
   // What the last continual-backprop round's reinitialisations moved into the
@@ -227,16 +247,27 @@ class Model {
   // (ascending) and each one's mean output, w * mean added to the next
   // layer's bias b[r] in that order. Cleared when a round or ReDo starts.
   // A GPU model applies the same with its own weights (compensate_inputs).
+  // A gradmax growth records one too (new_weights): its new units emit
+  // act(0), taken out through their new outgoing weights (means = -act(0)).
   struct Compensation {
     int64_t layer = -1;
     std::vector<int64_t> units;
     std::vector<double> means;
+    bool new_weights = false;  // through the next layer's weights after the change, not before
   };
   const std::vector<Compensation>& last_compensations() const { return last_compensations_; }
   // Random sparse connectivity at `sparsity` overall: 'uniform' (every layer
   // the same) or Erdos-Renyi densities ~ (fan_in + fan_out) / (fan_in x fan_out).
   // `which`: dense-layer indices, empty for all.
   void sparsify(double sparsity, bool erdos_renyi, const std::vector<int64_t>& which, ThreadPool* pool);
+  // The layers the last sparsify thinned, each with the factor its kept
+  // weights were multiplied by (their slots restarted at zero): a GPU model
+  // does the same to its own weights. Cleared by the next sparsify.
+  struct Rescale {
+    int64_t layer = -1;
+    float scale = 1.0f;
+  };
+  const std::vector<Rescale>& last_rescales() const { return last_rescales_; }
   // Drop-and-regrow: drops `fraction` of each layer's stored weights (smallest
   // magnitude) and grows as many new connections (value 0, fresh optimizer
   // state) at random (SET) or where the dense gradient of the last training
@@ -393,6 +424,7 @@ class Model {
   int64_t next_neuron_id_ = 0;
   UnitSplit last_split_;
   std::vector<Compensation> last_compensations_;
+  std::vector<Rescale> last_rescales_;
   Rng rng_;
   Workspace ws_;
   std::deque<StructuralEvent> events_;  // a deque: the oldest leaves in O(1) when the log is full

@@ -25,6 +25,7 @@ void Model::sparsify(double sparsity, bool erdos_renyi, const std::vector<int64_
     if (l < 0 || l >= static_cast<int64_t>(n)) throw_range("layer " + std::to_string(l) + " is not a dense layer");
     chosen[l] = true;
   }
+  last_rescales_.clear();
   std::vector<double> density(n, 1.0 - sparsity);
   if (erdos_renyi) {
     // d_l = eps * (fan_in + fan_out) / (fan_in * fan_out), eps chosen so the
@@ -96,6 +97,7 @@ void Model::sparsify(double sparsity, bool erdos_renyi, const std::vector<int64_
         }
       }
     }
+    last_rescales_.push_back({static_cast<int64_t>(l), scale});
     StructuralEvent e;
     e.kind = "prune";
     e.layer = static_cast<int64_t>(l);

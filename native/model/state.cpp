@@ -287,6 +287,7 @@ void Model::import_state(ModelState s) {
   last_batch_ = 0;  // the kept batch went with the workspace
   last_split_ = UnitSplit();  // its unit indices belonged to the old layers
   last_compensations_.clear();
+  last_rescales_.clear();
 }
 
 }  // namespace np

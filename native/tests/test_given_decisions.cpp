@@ -372,3 +372,46 @@ TEST(continual_backprop_by_given_utilities_matches_the_hosts_own) {
   nan[3] = NAN;
   refused({nan, u1}, "a NaN utility");
 }
+
+// GradMax from a given reading of the network (gradmax_product, made where the
+// weights are) grows exactly what the host's own reading grows: same units,
+// weights, slots, biases (the sigmoid-free layers compensate nothing), RNG.
+// A reading of the wrong size, with a NaN, or negative squares is refused
+// before anything changes.
+TEST(gradmax_from_a_given_product_matches_the_hosts_own) {
+  const auto own = tied_model(), given = tied_model();
+  std::vector<float> x(12 * kInputs);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 13) % 17) / 17.0f - 0.5f;
+  std::vector<int32_t> labels(12);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int32_t>(i % 3);
+  np::Targets t;
+  t.labels = labels.data();
+  for (int64_t layer : {0, 1}) {
+    const np::GradMaxProduct p = given->gradmax_product(layer, x.data(), &t, 12, nullptr);
+    CHECK(p.weight_squares > 0.0);
+    own->grow_units(layer, 3, np::GrowInit::kGradMax, 0.0, x.data(), &t, 12, nullptr);
+    given->grow_units(layer, 3, np::GrowInit::kGradMax, 0.0, nullptr, nullptr, 0, nullptr, &p);
+    check_same_model(*own, *given, "gradmax from a given product");
+  }
+  const auto model = tied_model(), untouched = tied_model();
+  const np::GradMaxProduct p = model->gradmax_product(0, x.data(), &t, 12, nullptr);
+  auto refused = [&](np::GradMaxProduct bad, const char* what) {
+    bool threw = false;
+    try {
+      model->grow_units(0, 2, np::GrowInit::kGradMax, 0.0, nullptr, nullptr, 0, nullptr, &bad);
+    } catch (const np::Error& e) {
+      threw = e.kind() == np::ErrorKind::kRangeError;
+    }
+    CHECK_MSG(threw, "%s: not refused with a RangeError", what);
+    check_same_model(*model, *untouched, what);
+  };
+  np::GradMaxProduct shorter = p;
+  shorter.m.pop_back();
+  refused(shorter, "a product short");
+  np::GradMaxProduct nan = p;
+  nan.m[5] = NAN;
+  refused(nan, "a NaN in the product");
+  np::GradMaxProduct negative = p;
+  negative.weight_squares = -1.0;
+  refused(negative, "negative squares");
+}

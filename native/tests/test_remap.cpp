@@ -5,6 +5,7 @@
 // produced must be what the rule says: the old weight and optimizer slots at
 // the rule's source, zero in every slot, or (fresh) a position of a new unit's
 // row or column. Sources come from neuron ids, as lib/cuda_model.ts computes them.
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -22,13 +23,24 @@ namespace nc = np::cuda;
 struct Counts {
   int64_t moved = 0, fresh = 0, zero = 0;
   int64_t scaled = 0;  // moved with a column factor other than 1
+  int64_t copied = 0;  // new positions whose value the rule copies (net2wider)
 };
 
+// What an operation adds to the rule, per layer (empty: none): a net2wider
+// split's column factors and copies, sparsify's restart factors (NaN: none).
+struct Extras {
+  std::vector<std::vector<float>> scales;
+  np_test::SplitCopies copies;
+  std::vector<float> restart;
+};
+
+template <typename T>
+const T* data_or_null(const std::vector<std::vector<T>>& v, size_t l) {
+  return l < v.size() && !v[l].empty() ? v[l].data() : nullptr;
+}
+
 // Checks every layer of `after` against the rule; returns what the rule chose.
-// scales: per layer, the column factors of a net2wider split (empty: none).
-// all_fresh: per layer, whether every weight is the host's (sparsify).
-Counts check_rule(const np::ModelState& before, const np::ModelState& after, const std::string& what,
-                  const std::vector<std::vector<float>>& scales = {}, const std::vector<bool>& all_fresh = {}) {
+Counts check_rule(const np::ModelState& before, const np::ModelState& after, const std::string& what, const Extras& extras = {}) {
   const auto sources = np_test::row_sources_by_id(before, after);
   Counts n;
   for (size_t l = 0; l < after.layers.size(); ++l) {
@@ -49,19 +61,31 @@ Counts check_rule(const np::ModelState& before, const np::ModelState& after, con
     v.alive = a.alive.empty() ? nullptr : a.alive.data();
     v.row_source = sources[l].data();
     v.col_source = l == 0 ? nullptr : sources[l - 1].data();
-    v.col_scale = l < scales.size() && !scales[l].empty() ? scales[l].data() : nullptr;
-    v.all_fresh = l < all_fresh.size() && all_fresh[l];
+    v.col_scale = data_or_null(extras.scales, l);
+    v.row_copy = data_or_null(extras.copies.row_copy, l);
+    v.col_copy = data_or_null(extras.copies.col_copy, l);
+    v.col_copy_scale = data_or_null(extras.copies.col_copy_scale, l);
+    v.restart = l < extras.restart.size() && !std::isnan(extras.restart[l]);
+    if (v.restart) v.restart_scale = extras.restart[l];
     CHECK_EQ(v.count(), static_cast<int64_t>(a.weight.size()));
     CHECK_EQ(o.weight_moments.size(), a.weight_moments.size());
     for (int64_t k = 0; k < v.count(); ++k) {
       const int64_t src = nc::remap_weight_source(v, k);
       const int64_t r = nc::remap_row_of(v, k), c = nc::remap_col_of(v, k, r);
-      if (src >= 0) {
+      float copy_scale = 1.0f;
+      const int64_t copy = src == nc::kRemapFresh ? nc::remap_weight_copy(v, r, c, &copy_scale) : nc::kRemapFresh;
+      if (copy != nc::kRemapFresh) {
+        ++n.copied;
+        bool same = a.weight[k] == (copy >= 0 ? o.weight[copy] * copy_scale : 0.0f);
+        for (const auto& m : a.weight_moments) same = same && m[k] == 0.0f;
+        CHECK_MSG(same, "%s: layer %zu (%lld, %lld) copied from %lld: %g, was %g x %g", what.c_str(), l, static_cast<long long>(r),
+                  static_cast<long long>(c), static_cast<long long>(copy), a.weight[k], copy >= 0 ? o.weight[copy] : 0.0f, copy_scale);
+      } else if (src >= 0) {
         ++n.moved;
-        n.scaled += nc::remap_slot_scale(v, c, 0) != 1.0f;
-        bool same = a.weight[k] == o.weight[src] * nc::remap_slot_scale(v, c, 0);
+        n.scaled += nc::remap_slot_scale(v, c, 0) != 1.0f || v.restart;
+        bool same = a.weight[k] == nc::remap_moved_slot(v, c, 0, o.weight[src]);
         for (size_t m = 0; m < a.weight_moments.size(); ++m)
-          same = same && a.weight_moments[m][k] == o.weight_moments[m][src] * nc::remap_slot_scale(v, c, 1 + static_cast<int>(m));
+          same = same && a.weight_moments[m][k] == nc::remap_moved_slot(v, c, 1 + static_cast<int>(m), o.weight_moments[m][src]);
         CHECK_MSG(same, "%s: layer %zu (%lld, %lld) moved from %lld: %g, was %g", what.c_str(), l, static_cast<long long>(r),
                   static_cast<long long>(c), static_cast<long long>(src), a.weight[k], o.weight[src]);
       } else if (src == nc::kRemapZero) {
@@ -73,13 +97,18 @@ Counts check_rule(const np::ModelState& before, const np::ModelState& after, con
       } else {
         ++n.fresh;
         const bool new_row = sources[l][r] < 0, new_col = l > 0 && sources[l - 1][c] < 0;
-        CHECK_MSG(src == nc::kRemapFresh && (new_row || new_col || v.all_fresh), "%s: layer %zu (%lld, %lld): source %lld", what.c_str(), l,
+        CHECK_MSG(src == nc::kRemapFresh && (new_row || new_col), "%s: layer %zu (%lld, %lld): source %lld", what.c_str(), l,
                   static_cast<long long>(r), static_cast<long long>(c), static_cast<long long>(src));
       }
     }
     for (int64_t r = 0; r < a.units; ++r) {
       const int64_t src = nc::remap_bias_source(v, r);
-      if (src >= 0) {
+      const int64_t copy = src == nc::kRemapFresh ? nc::remap_bias_copy(v, r) : nc::kRemapFresh;
+      if (copy != nc::kRemapFresh) {
+        bool same = a.bias[r] == o.bias[copy];
+        for (const auto& m : a.bias_moments) same = same && m[r] == 0.0f;
+        CHECK_MSG(same, "%s: layer %zu bias %lld copied from %lld", what.c_str(), l, static_cast<long long>(r), static_cast<long long>(copy));
+      } else if (src >= 0) {
         bool same = a.bias[r] == o.bias[src];
         for (size_t m = 0; m < a.bias_moments.size(); ++m) same = same && a.bias_moments[m][r] == o.bias_moments[m][src];
         CHECK_MSG(same, "%s: layer %zu bias %lld moved from %lld", what.c_str(), l, static_cast<long long>(r), static_cast<long long>(src));
@@ -184,10 +213,11 @@ TEST(remap_rule_matches_growth_zero_and_random) {
   }
 }
 
-// net2wider: new units copy their sources' rows (fresh to the device: the
-// host's values), and each source's outgoing column keeps a share of its
-// value and moments (moved and scaled). gradmax: new rows and columns fresh,
-// the rest moved unchanged.
+// net2wider: new units copy their sources' rows and biases (value only: the
+// rule's copies, so the device needs none of the host's values), each new
+// outgoing column takes its share of its source's column, and each source's
+// column keeps a share of its value and moments (moved and scaled).
+// gradmax: new rows and columns fresh, the rest moved unchanged.
 TEST(remap_rule_matches_net2wider_and_gradmax_growth) {
   const auto model = trained_model();
   np::Model& m = *model;
@@ -197,13 +227,18 @@ TEST(remap_rule_matches_net2wider_and_gradmax_growth) {
     m.grow_units(layer, 4, np::GrowInit::kNet2Wider, 0.3, nullptr, nullptr, 0, nullptr);
     const auto scales = np_test::split_scales(m);
     CHECK_EQ(m.last_split().layer, layer);
+    CHECK_EQ(m.last_split().copies.size(), 4u);
     int64_t uneven = 0;
     for (float f : scales[layer + 1]) uneven += f != 1.0f && f != 0.5f;
     CHECK(uneven > 0);  // noise 0.3: shares other than halves
-    const Counts c = check_rule(s0, m.export_state(), "net2wider", scales);
+    // Without the copies the new positions are the host's values.
+    const Counts host = check_rule(s0, m.export_state(), "net2wider", Extras{scales, {}, {}});
+    CHECK(host.fresh > 0);
+    const Counts c = check_rule(s0, m.export_state(), "net2wider with copies", Extras{scales, np_test::split_copies(m), {}});
     CHECK(c.moved > 0);
-    CHECK(c.fresh > 0);
     CHECK(c.scaled > 0);  // the sources' columns: exact only with their factors
+    CHECK(c.copied > 0);
+    CHECK_EQ(c.fresh, 0);  // every new position is a copy
   }
   std::vector<float> x(8 * 9);
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) / 7.0f - 0.5f;
@@ -213,27 +248,33 @@ TEST(remap_rule_matches_net2wider_and_gradmax_growth) {
   np::ModelState s2 = m.export_state();
   m.grow_units(0, 2, np::GrowInit::kGradMax, 0.0, x.data(), &t, 8, nullptr);
   CHECK_EQ(m.last_split().layer, -1);
+  CHECK(m.last_split().copies.empty());
   const Counts g = check_rule(s2, m.export_state(), "gradmax");
   CHECK(g.moved > 0);
   CHECK(g.fresh > 0);
 }
 
-// sparsify: a thinned layer's kept weights are rescaled with fresh slots,
-// so all of them are the host's; pruned positions are zero; the biases and
-// the layers it leaves alone move as they were.
+// sparsify: a thinned layer's kept weights move with its factor and restart
+// their slots at zero; pruned positions are zero; the biases and the layers
+// it leaves alone move as they were.
 TEST(remap_rule_matches_sparsify) {
   const auto model = trained_model();
   np::Model& m = *model;
   np::ModelState s0 = m.export_state();
   m.sparsify(0.5, false, {0, 1}, nullptr);  // layer 1 (CSR at density 0.4) is already sparser: left alone
   np::ModelState s1 = m.export_state();
-  const std::vector<bool> thinned = {true, false, false};
   CHECK(s1.layers[0].mask.size() > 0 || s1.layers[0].csr);
   CHECK(s1.layers[1].weight == s0.layers[1].weight);
-  const Counts c = check_rule(s0, s1, "sparsify", {}, thinned);
-  CHECK(c.fresh > 0);
-  CHECK(c.moved > 0);  // layers 1 and 2, untouched
-  // Every moment of the thinned layer starts at zero: the host's values there are fresh slots.
+  CHECK_EQ(m.last_rescales().size(), 1u);
+  CHECK_EQ(m.last_rescales()[0].layer, 0);
+  CHECK(m.last_rescales()[0].scale > 1.0f);
+  std::vector<float> restart(s1.layers.size(), NAN);
+  restart[0] = m.last_rescales()[0].scale;
+  const Counts c = check_rule(s0, s1, "sparsify", Extras{{}, {}, restart});
+  CHECK_EQ(c.fresh, 0);
+  CHECK(c.scaled > 0);  // the kept weights of layer 0
+  CHECK(c.zero > 0);    // its pruned positions
+  // Every moment of the thinned layer starts at zero.
   for (const auto& slot : s1.layers[0].weight_moments)
     for (float v : slot) CHECK_EQ(v, 0.0f);
 }

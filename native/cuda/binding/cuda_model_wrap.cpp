@@ -168,10 +168,11 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
     s.keep = values_optional && boolean(l, "keep", false);
     if (s.keep) {
       // A kept layer stays as the device has it: numbers or scales for it would be lost.
-      for (const char* key : {"weight", "bias", "inputScale", "compensateInputs", "compensateMeans"})
+      for (const char* key : {"weight", "bias", "inputScale", "rowCopy", "inputCopy", "inputCopyScale", "restartScale",
+                              "compensateInputs", "compensateMeans"})
         if (!l.Get(key).IsUndefined()) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so " + key + " must be left out");
-      for (const char* key : {"biasFromHost", "weightsFromHost"})
-        if (boolean(l, key, false)) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so " + key + " must be false");
+      if (boolean(l, "compensateNewWeights", false))
+        throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so compensateNewWeights must be false");
       out.push_back(std::move(s));
       continue;
     }
@@ -190,10 +191,20 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
       if (!l.Get(key).IsUndefined())
         *dst = copy_of<double>(typed<Napi::Float64Array>(env, l.Get(key), napi_float64_array, at + key, "Float64Array"));
     s.stats_updates = static_cast<int64_t>(number(env, l, "statsUpdates", 0.0));
-    s.bias_from_host = boolean(l, "biasFromHost", false);
-    s.weights_from_host = boolean(l, "weightsFromHost", false);
     if (!l.Get("inputScale").IsUndefined())
       s.input_scale = copy_of<float>(typed<Napi::Float32Array>(env, l.Get("inputScale"), napi_float32_array, at + "inputScale", "Float32Array"));
+    if (values_optional && !l.Get("rowCopy").IsUndefined())
+      s.row_copy = copy_of<int32_t>(typed<Napi::Int32Array>(env, l.Get("rowCopy"), napi_int32_array, at + "rowCopy", "Int32Array"));
+    if (values_optional && !l.Get("inputCopy").IsUndefined())
+      s.input_copy = copy_of<int32_t>(typed<Napi::Int32Array>(env, l.Get("inputCopy"), napi_int32_array, at + "inputCopy", "Int32Array"));
+    if (values_optional && !l.Get("inputCopyScale").IsUndefined())
+      s.input_copy_scale =
+          copy_of<float>(typed<Napi::Float32Array>(env, l.Get("inputCopyScale"), napi_float32_array, at + "inputCopyScale", "Float32Array"));
+    if (values_optional && !l.Get("restartScale").IsUndefined()) {
+      if (!l.Get("restartScale").IsNumber()) throw Napi::TypeError::New(env, "CudaModel: " + at + "restartScale must be a number");
+      s.restart_scale = l.Get("restartScale").As<Napi::Number>().FloatValue();
+    }
+    s.compensate_new_weights = values_optional && boolean(l, "compensateNewWeights", false);
     if (values_optional && !l.Get("compensateInputs").IsUndefined())
       s.compensate_inputs = copy_of<int32_t>(typed<Napi::Int32Array>(env, l.Get("compensateInputs"), napi_int32_array, at + "compensateInputs", "Int32Array"));
     if (values_optional && !l.Get("compensateMeans").IsUndefined())
@@ -319,6 +330,7 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
                         InstanceMethod("magnitudeDrops", &CudaModelWrap::MagnitudeDrops),
                         InstanceMethod("neuronScores", &CudaModelWrap::NeuronScores),
                         InstanceMethod("gradientGrowth", &CudaModelWrap::GradientGrowth),
+                        InstanceMethod("gradmaxProduct", &CudaModelWrap::GradmaxProduct),
                         InstanceMethod("unitUtility", &CudaModelWrap::UnitUtility),
                         InstanceMethod("exportStats", &CudaModelWrap::ExportStats),
                         InstanceMethod("setOptimizer", &CudaModelWrap::SetOptimizer),
@@ -475,6 +487,21 @@ class CudaModelWrap : public Napi::ObjectWrap<CudaModelWrap> {
                                       d.has_labels ? nullptr : d.targets.data(), d.n);
     });
     return npb::position_arrays(env, grows);
+  }
+
+  // gradmaxProduct(x, y, layer) -> { m: Float32Array, weightSquares }: what gradmax reads to grow `layer`, on the device.
+  Napi::Value GradmaxProduct(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    idle(env, "gradmaxProduct");
+    HostData d = data_of(info, *model_, true);
+    const int64_t layer = npb::integer_value(env, info[2], "CudaModel: layer", 0);
+    idle(env, "gradmaxProduct");  // again: a getter above may have disposed the model or started a call
+    np::GradMaxProduct p;
+    on_js_thread(env, [&] {
+      p = model_->gradmax_product(layer, d.x.data(), d.has_labels ? d.labels.data() : nullptr,
+                                  d.has_labels ? nullptr : d.targets.data(), d.n);
+    });
+    return npb::gradmax_product_object(env, p.m, p.weight_squares);
   }
 
   // unitUtility(layer) -> Float64Array: continual backprop's utility from the device's numbers.

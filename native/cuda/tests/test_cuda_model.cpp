@@ -385,14 +385,35 @@ DeviceChange device_change(const np::Model& cpu, const np::ModelState& before, c
   return DeviceChange{structure_of(cpu, after, values), std::move(sources)};
 }
 
-// A continual-backprop round's amend, as lib/cuda_model.ts sends it: the
-// host's compensations, applied by the device through its own weights.
+// A continual-backprop round's or a gradmax growth's amend, as
+// lib/cuda_model.ts sends it: the host's compensations, applied by the device
+// through its own weights (before the change, or after it for gradmax).
 std::function<void(std::vector<nc::CudaLayerState>&)> compensated_by_device(const np::Model& cpu) {
   return [&cpu](std::vector<nc::CudaLayerState>& layers) {
     for (const np::Model::Compensation& c : cpu.last_compensations()) {
       nc::CudaLayerState& next = layers[static_cast<size_t>(c.layer + 1)];
       next.compensate_inputs.assign(c.units.begin(), c.units.end());
       next.compensate_means = c.means;
+      next.compensate_new_weights = c.new_weights;
+    }
+  };
+}
+
+// A net2wider growth's amend, as lib/cuda_model.ts sends it: the split's
+// column factors and copies, and no values (the device copies its own).
+std::function<void(std::vector<nc::CudaLayerState>&)> split_on_device(const np::Model& cpu) {
+  return [&cpu](std::vector<nc::CudaLayerState>& layers) {
+    const size_t l = static_cast<size_t>(cpu.last_split().layer);
+    const np_test::SplitCopies copies = np_test::split_copies(cpu);
+    layers[l].row_copy = copies.row_copy[l];
+    layers[l + 1].input_scale = np_test::split_scales(cpu)[l + 1];
+    layers[l + 1].input_copy = copies.col_copy[l + 1];
+    layers[l + 1].input_copy_scale = copies.col_copy_scale[l + 1];
+    for (size_t i : {l, l + 1}) {
+      layers[i].weight.clear();
+      layers[i].weight_moments.clear();
+      layers[i].bias.clear();
+      layers[i].bias_moments.clear();
     }
   };
 }
@@ -478,18 +499,18 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   });
   restructure_like(cpu, gpu, "grow net2wider", [&] {
     cpu.grow_units(1, 3, np::GrowInit::kNet2Wider, 0.3, nullptr, nullptr, 0, nullptr);  // dense next layer
-  }, [&](std::vector<nc::CudaLayerState>& layers) { layers[2].input_scale = np_test::split_scales(cpu)[2]; });
+  }, split_on_device(cpu));
   restructure_like(cpu, gpu, "grow net2wider into CSR", [&] {
     cpu.grow_units(0, 2, np::GrowInit::kNet2Wider, 0.3, nullptr, nullptr, 0, nullptr);  // CSR next layer
-  }, [&](std::vector<nc::CudaLayerState>& layers) { layers[1].input_scale = np_test::split_scales(cpu)[1]; });
-  restructure_like(cpu, gpu, "grow gradmax", [&] {
-    cpu.grow_units(0, 2, np::GrowInit::kGradMax, 0.0, x.data(), &t, n, nullptr);
-  }, [&](std::vector<nc::CudaLayerState>& layers) { layers[1].bias_from_host = true; });
+  }, split_on_device(cpu));
+  restructure_like(cpu, gpu, "grow gradmax", [&] { cpu.grow_units(0, 2, np::GrowInit::kGradMax, 0.0, x.data(), &t, n, nullptr); },
+                   compensated_by_device(cpu));
   restructure_like(cpu, gpu, "sparsify", [&] { cpu.sparsify(0.4, false, {0}, nullptr); },
                    [&](std::vector<nc::CudaLayerState>& layers) {
-                     const np::ModelState now = cpu.export_state();  // the thinned layer's weights and fresh slots are the host's
-                     layers[0] = to_cuda(now.layers[0], cpu.layers()[0]);
-                     layers[0].weights_from_host = true;
+                     // The thinned layer's kept weights times the host's factor, slots restarted: no values sent.
+                     CHECK_EQ(cpu.last_rescales().size(), 1u);
+                     CHECK(layers[0].weight.empty());
+                     layers[0].restart_scale = cpu.last_rescales()[0].scale;
                    });
   restructure_like(cpu, gpu, "continual backprop round", [&] {
     cpu.set_continual_backprop(0.3, 0);
@@ -586,6 +607,86 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   std::vector<nc::CudaLayerState> kept_moved = structure_of(cpu, now, none);
   kept_moved[1].keep = true;  // its inputs moved
   CHECK(rejected(kept_moved, moved));
+}
+
+// GradMax on the device: what it reads of the network (gradmax_product: the
+// batch's M and the next layer's squared norm) against the host's own, to
+// float rounding (another GEMM, another order of the sum); then the host grows
+// from the device's reading and the device follows with no values but the new
+// units' (their outgoing columns: the host's, from M), taking the sigmoid
+// units' constant output out of the next biases through the new weights:
+// exactly the host's numbers. Next layer CSR, then dense.
+CUDA_TEST(cuda_gradmax_grows_from_the_devices_reading) {
+  const int64_t inputs = 30, n = 40, outputs = 3;
+  std::vector<np::LayerSpec> specs(3);
+  specs[0].units = 24;
+  specs[0].activation = np::Activation::kSigmoid;  // act(0) = 0.5: the biases compensate
+  specs[1].units = 12;
+  specs[1].activation = np::Activation::kSigmoid;
+  specs[1].density = 0.5;
+  specs[1].sparse_threshold = 0.6f;  // CSR
+  specs[2].units = outputs;
+  np::Model cpu(inputs, 5, specs);
+  np::OptimizerConfig o;
+  o.kind = np::OptimizerKind::kAdam;
+  o.learning_rate = 0.01f;
+  cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
+  const std::vector<float> x = random_vector(n * inputs, 17);
+  const LabelledSamples samples(n, outputs);
+  const np::Targets t = samples.targets();
+  for (int s = 0; s < 2; ++s) cpu.train_batch(x.data(), t, samples.order.data() + 20 * s, 20, nullptr);
+  const np::ModelState st = cpu.export_state();
+  nc::CudaModelConfig config;
+  config.input_size = inputs;
+  config.optimizer = cpu.optimizer();
+  nc::CudaModel gpu(config, st.step, structure_of(cpu, st, std::vector<bool>(st.layers.size(), true)));
+
+  for (int64_t layer : {0, 1}) {
+    const np::GradMaxProduct want = cpu.gradmax_product(layer, x.data(), &t, n, nullptr);
+    const np::GradMaxProduct got = gpu.gradmax_product(layer, x.data(), samples.labels.data(), nullptr, n);
+    CHECK_EQ(got.m.size(), want.m.size());
+    double scale = 0.0, worst = 0.0;
+    for (float v : want.m) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+    for (size_t i = 0; i < got.m.size() && i < want.m.size(); ++i)
+      worst = std::max(worst, std::fabs(static_cast<double>(got.m[i]) - want.m[i]));
+    CHECK_MSG(scale > 0.0 && worst <= 1e-5 * scale, "layer %lld: M differs by %g (largest entry %g)", static_cast<long long>(layer),
+              worst, scale);
+    CHECK_MSG(std::fabs(got.weight_squares - want.weight_squares) <= 1e-12 * want.weight_squares, "layer %lld: squares %.17g vs %.17g",
+              static_cast<long long>(layer), got.weight_squares, want.weight_squares);
+    // A reading of the wrong size or with a NaN is refused before anything changes.
+    const np::ModelState held = cpu.export_state();
+    for (int bad = 0; bad < 2; ++bad) {
+      np::GradMaxProduct wrong = got;
+      if (bad == 0) wrong.m.pop_back();
+      else wrong.m[3] = NAN;
+      bool refused = false;
+      try {
+        cpu.grow_units(layer, 2, np::GrowInit::kGradMax, 0.0, nullptr, nullptr, 0, nullptr, &wrong);
+      } catch (const np::Error& e) {
+        refused = e.kind() == np::ErrorKind::kRangeError;
+      }
+      CHECK(refused);
+      CHECK(cpu.export_state().layers[static_cast<size_t>(layer)].weight == held.layers[static_cast<size_t>(layer)].weight);
+      CHECK_EQ(cpu.export_state().layers[static_cast<size_t>(layer)].units, held.layers[static_cast<size_t>(layer)].units);
+    }
+    restructure_like(cpu, gpu, layer == 0 ? "gradmax into CSR" : "gradmax into dense", [&] {
+      cpu.grow_units(layer, 3, np::GrowInit::kGradMax, 0.0, nullptr, nullptr, 0, nullptr, &got);
+      CHECK_EQ(cpu.last_compensations().size(), 1u);
+      CHECK(cpu.last_compensations()[0].new_weights);
+    }, compensated_by_device(cpu));
+  }
+  // Refused: the output layer, no batch.
+  auto refused = [&](int64_t layer, int64_t samples_n) {
+    try {
+      gpu.gradmax_product(layer, x.data(), samples.labels.data(), nullptr, samples_n);
+    } catch (const std::invalid_argument&) {
+      return true;
+    }
+    return false;
+  };
+  CHECK(refused(2, n));
+  CHECK(refused(-1, n));
+  CHECK(refused(0, 0));
 }
 
 #if defined(NP_CUDA_EMULATOR)
