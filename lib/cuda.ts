@@ -220,7 +220,9 @@ let loaded: LoadResult | undefined;
 
 /**
  * Where the addon may be, in order: NEUROPLASTIC_CUDA_ADDON_PATH (exactly that file); a cuda/ folder
- * beside NEUROPLASTIC_ADDON_PATH (the CPU addon override); build/Release/cuda and build/Debug/cuda.
+ * beside NEUROPLASTIC_ADDON_PATH (the CPU addon override); build/Release/cuda and build/Debug/cuda
+ * (a build from source); prebuilds/<platform>-<arch>/cuda (the package's prebuilt addon,
+ * scripts/prebuild-cuda.js).
  */
 export function addonCandidates(): string[] {
   const exact = process.env.NEUROPLASTIC_CUDA_ADDON_PATH;
@@ -229,6 +231,7 @@ export function addonCandidates(): string[] {
   const cpuOverride = process.env.NEUROPLASTIC_ADDON_PATH;
   if (cpuOverride) out.push(path.join(path.dirname(path.resolve(cpuOverride)), 'cuda', ADDON_FILE));
   for (const config of ['Release', 'Debug']) out.push(path.join(packageRoot, 'build', config, 'cuda', ADDON_FILE));
+  out.push(path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'cuda', ADDON_FILE));
   return out;
 }
 

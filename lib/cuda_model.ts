@@ -675,7 +675,9 @@ export class CudaNativeModel implements NativeModel {
   gradmaxProduct(layer: number, x?: Float32Array, y?: NativeTargets): GradMaxProduct {
     const batch = x !== undefined ? { x, y } : this.lastBatch;
     if (!batch) throw new Error('gradmax needs a batch to take the gradient of: train the model first, or pass x and y');
-    return this.read(() => this.host.gradmaxProduct(layer, batch.x, batch.y));
+    // The device's own reading when it holds the newest numbers; else (or if it refuses) the host's on pulled ones.
+    return this.fromDevice((device) => device.gradmaxProduct(batch.x, batch.y as NativeTargets, layer)) ??
+      this.read(() => this.host.gradmaxProduct(layer, batch.x, batch.y));
   }
 
   lastCompensations(): { layer: number; units: Int32Array; means: Float64Array; newWeights: boolean }[] {

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The install story end to end: `npm pack` (which builds dist/ and a linux-x64
-// prebuild), then `npm install ./neuroplastic-x.y.z.tgz` in an empty folder
-// with no compiler on PATH, then load, train and run the CLI from there.
+// prebuild, with the CUDA addon where it is built), then `npm install
+// ./neuroplastic-x.y.z.tgz` in an empty folder with no compiler on PATH, then
+// load, train, load the CUDA prebuild and run the CLI from there.
 // Works on a copy of the package so the checkout's build/ is left alone.
 'use strict';
 const { execFileSync } = require('child_process');
@@ -26,12 +27,17 @@ try {
     if (fs.existsSync(path.join(root, entry))) fs.cpSync(path.join(root, entry), path.join(src, entry), { recursive: true });
   }
   fs.symlinkSync(path.join(root, 'node_modules'), path.join(src, 'node_modules'), 'dir');
-  log('npm pack (builds dist/ and the prebuild)');
+  // Where the checkout's build found nvcc (it built the CUDA addon), the package must carry a
+  // CUDA prebuild too (scripts/prebuild-cuda.js, run by prepack, compiles it).
+  const withCuda = fs.existsSync(path.join(root, 'build', 'Release', 'cuda', 'neuroplastic_cuda.node'));
+  log(`npm pack (builds dist/ and the prebuild${withCuda ? ', and the CUDA prebuild' : '; no nvcc here, so no CUDA prebuild'})`);
   run('npm', ['pack', '--pack-destination', work], { cwd: src, stdio: ['ignore', 'pipe', 'pipe'] });
   const tarball = fs.readdirSync(work).find((f) => f.endsWith('.tgz'));
   if (!tarball) throw new Error('npm pack wrote no tarball');
   const listing = run('tar', ['-tzf', path.join(work, tarball)]);
-  for (const must of ['package/prebuilds/linux-x64/', 'package/dist/index.js', 'package/dist/index.mjs', 'package/dist/index.d.ts']) {
+  const musts = ['package/prebuilds/linux-x64/', 'package/dist/index.js', 'package/dist/index.mjs', 'package/dist/index.d.ts'];
+  if (withCuda) musts.push('package/prebuilds/linux-x64/cuda/neuroplastic_cuda.node');
+  for (const must of musts) {
     if (!listing.includes(must)) throw new Error(`the tarball lacks ${must}`);
   }
   log(`${tarball}: ${(fs.statSync(path.join(work, tarball)).size / 1024).toFixed(0)} KiB`);
@@ -76,6 +82,15 @@ try {
   `], { cwd: app, env });
   if (!esm.startsWith('4 ')) throw new Error(`ESM import printed ${esm}`);
   log(`ESM: loaded (${esm.trim()})`);
+  // The prebuilt CUDA addon loads from the installed package (no toolkit here): its runtime answers
+  // the probe, and without a driver or a GPU it says why it is not available.
+  if (withCuda) {
+    const s = JSON.parse(run(process.execPath, ['-e', 'console.log(JSON.stringify(require("neuroplastic").cuda.status()))'], { cwd: app, env }).trim());
+    const expected = path.join('node_modules', 'neuroplastic', 'prebuilds', `${process.platform}-${process.arch}`, 'cuda', 'neuroplastic_cuda.node');
+    if (!s.addonPath || !s.addonPath.endsWith(expected)) throw new Error(`cuda.status() found the CUDA addon at ${s.addonPath}, not the prebuild`);
+    if (!s.runtimeVersion) throw new Error(`the prebuilt CUDA addon did not load: ${s.reason}`);
+    log(`CUDA prebuild: loaded (runtime ${s.runtimeVersion}; ${s.available ? `${s.deviceCount} device(s)` : s.reason})`);
+  }
   const cli = run(path.join(bin, 'npx'), ['neuroplastic', 'train', '--epochs', '1', '--json'], { cwd: app, env });
   const last = JSON.parse(cli.trim().split('\n').pop());
   if (!(last.accuracy > 0.8)) throw new Error(`CLI accuracy ${last.accuracy}`);

@@ -174,6 +174,20 @@ describe('growth: dropin', () => {
     }
   });
 
+  it('a gradmax or RigL decision on given data leaves the kept training batch for the next one without data', async () => {
+    const a = net('tanh', 0), b = net('tanh', 0);
+    const other = randomArray(10 * 20, 9), otherY = randomLabels(10, 4, 10);
+    for (const m of [a, b]) {
+      m.native.setKeepLastBatch(true);
+      await m.fit(x, y, { epochs: 1, batchSize: 20 });
+    }
+    // b reads, grows and regrows on other data in between; a does not.
+    b.native.gradmaxProduct(0, other, otherY);
+    b.native.gradientGrowth([1], [0], other, otherY);
+    for (const m of [a, b]) m.grow({ layer: 0, count: 2, init: 'gradmax' });
+    expect(b.native.getWeights(1)).to.deep.equal(a.native.getWeights(1));
+  });
+
   it('gradmax without data uses the last training batch kept by a schedule, and says so when there is none', () => {
     const m = net('relu', 0);
     expect(() => m.grow({ layer: 0, count: 1, init: 'gradmax' })).to.throw(Error, 'no recent training batch');

@@ -60,6 +60,8 @@ describe('plasticity: sparse training, reinitialisation, dropin and the cycle', 
           expect(v).to.equal(Math.fround(at(before.layers[0], r, c) * scales[0]));
         }
       expect(kept).to.be.greaterThan(0);
+      m.compact();  // renumbers nothing here, but every record of the last change goes
+      expect(m.native.lastRescales().layers.length).to.equal(0);
     }
   });
 

@@ -575,6 +575,21 @@ describe("cuda: Sequential with device 'cuda'", () => {
           { layers: device0.map((l, i) => ({ ...l, ...(i === 1 ? { inputCopy: new Int32Array(l.inputs).fill(-1) } : {}) })) }, sources0)],
         ['restructure: a NaN restart scale', () => device.restructure({ layers: device0.map((l, i) => ({ ...l, ...(i === 0 ? { restartScale: NaN } : {}) })) }, sources0)],
         ['restructure: restartScale a string', () => device.restructure({ layers: device0.map((l, i) => ({ ...l, ...(i === 0 ? { restartScale: '2' as unknown as number } : {}) })) }, sources0)],
+        ['restructure: restartScale with inputScale', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, ...(i === 1 ? { restartScale: 2, inputScale: new Float32Array(l.inputs).fill(1) } : {}) })) }, sources0)],
+        ['restructure: a row copy out of range', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, ...(i === 0 ? { rowCopy: Int32Array.from({ length: l.units + 1 }, (_, r) => (r === l.units ? l.units + 5 : -1)), units: l.units + 1 } : {}) })) },
+          sources0.map((s, i) => (i === 0 ? Int32Array.from([...s, -1]) : s)))],
+        ['restructure: an input copy on the first layer', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, ...(i === 0 ? { inputCopy: new Int32Array(l.inputs).fill(-1), inputCopyScale: new Float32Array(l.inputs) } : {}) })) }, sources0)],
+        ['restructure: a NaN input copy scale', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, ...(i === 1 ? { inputCopy: new Int32Array(l.inputs).fill(-1), inputCopyScale: new Float32Array(l.inputs).fill(NaN) } : {}) })) }, sources0)],
+        ['restructure: a kept layer with a row copy', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, keep: true, ...(i === 0 ? { rowCopy: new Int32Array(l.units).fill(-1) } : {}) })) }, sources0)],
+        ['restructure: compensateNewWeights not a boolean', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, ...(i === 1 ? { compensateInputs: Int32Array.of(0), compensateMeans: Float64Array.of(-0.5), compensateNewWeights: 1 as unknown as boolean } : {}) })) }, sources0)],
+        ['restructure: compensateNewWeights without compensateInputs', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, ...(i === 1 ? { compensateNewWeights: true } : {}) })) }, sources0)],
         ['unitUtility: the output layer', () => device.unitUtility(2)],
         ['unitUtility: a NaN layer', () => device.unitUtility(NaN)],
         ['unitUtility: a string', () => device.unitUtility('0' as unknown as number)],
@@ -767,7 +782,13 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     CpuTwinDevice.calls.gradientGrowth++;
     return this.twin.gradientGrowth(layers, counts, x, y);
   }
+  /** Makes the next gradmaxProduct() throw, as a device out of memory would. */
+  static failNextGradmax = false;
   gradmaxProduct(x: Float32Array, y: Int32Array | Float32Array, layer: number): GradMaxProduct {
+    if (CpuTwinDevice.failNextGradmax) {
+      CpuTwinDevice.failNextGradmax = false;
+      throw new Error('CudaModel.gradmaxProduct: out of device memory (test)');
+    }
     CpuTwinDevice.calls.gradmaxProduct++;
     return this.twin.gradmaxProduct(layer, x, y);
   }
@@ -1130,6 +1151,13 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     await fitBoth();
     expect(slotsOf(dev)).to.deep.equal(slotsOf(cpu));
     expect(dev.events).to.deep.equal(cpu.events);
+    // A restructure the device refuses falls back to the copy through the host, with the same result.
+    CpuTwinDevice.failNextRestructure = true;
+    for (const m of [cpu, dev]) m.sparsify({ sparsity: 0.7, distribution: 'uniform', layers: [0] });
+    expect(CpuTwinDevice.failNextRestructure).to.equal(false);
+    expect(slotsOf(dev)).to.deep.equal(slotsOf(cpu));
+    await fitBoth();
+    expect(slotsOf(dev)).to.deep.equal(slotsOf(cpu));
   });
 
   it('a restructure the device refuses falls back to the copy through the host, with the same result', async () => {
@@ -1275,6 +1303,21 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
       await fitBoth();
       expect(slotsOf(dev), `${what}: after training on`).to.deep.equal(slotsOf(cpu));
       expect(dev.events).to.deep.equal(cpu.events);
+      // A restructure the device refuses, and a gradmax reading it cannot make, fall back to the
+      // copy through the host with the same result.
+      const pulls = CpuTwinDevice.calls.exportState;
+      CpuTwinDevice.failNextRestructure = true;
+      for (const m of [cpu, dev]) m.grow({ layer: grown[0], count: 2, init: 'net2wider', noise: 0.3 });
+      expect(CpuTwinDevice.failNextRestructure, `${what}: the refusal happened`).to.equal(false);
+      expect(slotsOf(dev), `${what}: after the refused restructure`).to.deep.equal(slotsOf(cpu));
+      await fitBoth();  // the device holds the newest numbers again: the next decision is its
+      CpuTwinDevice.failNextGradmax = true;
+      for (const m of [cpu, dev]) m.grow({ layer: 0, count: 2, init: 'gradmax' });
+      expect(CpuTwinDevice.failNextGradmax, `${what}: the failed reading happened`).to.equal(false);
+      expect(CpuTwinDevice.calls.exportState, `${what}: the fallbacks pulled the state`).to.be.greaterThan(pulls);
+      expect(slotsOf(dev), `${what}: after the fallbacks`).to.deep.equal(slotsOf(cpu));
+      await fitBoth();
+      expect(slotsOf(dev), `${what}: after training on from the fallbacks`).to.deep.equal(slotsOf(cpu));
     }
   });
 

@@ -78,7 +78,7 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       if (!is_identity(row_sources[i], old.units) || (i > 0 && !is_identity(row_sources[i - 1], layers_[i - 1].units)))
         bad(i, "kept, but its units or inputs moved");
       if (l.restart_scale || !l.input_scale.empty() || !l.row_copy.empty() || !l.input_copy.empty() || !l.weight.empty() ||
-          !l.bias.empty() || !l.compensate_inputs.empty())
+          !l.bias.empty() || !l.compensate_inputs.empty() || l.compensate_new_weights)
         bad(i, "kept, but given values, scales, copies or units to compensate");
       inputs = l.units;
       continue;
@@ -96,11 +96,17 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       for (float f : l.input_scale)
         if (!std::isfinite(f)) bad(i, "input_scale entries must be finite");
     }
+    const bool new_rows = has_new_units(src), new_inputs = i > 0 && has_new_units(row_sources[i - 1]);
+    // One change at a time: a restart (sparsify) moves weights only, and copies (net2wider) come
+    // either as new rows (the grown layer, its inputs as they were) or as new inputs (the next
+    // layer), so every copied value is an old one as the host's copy took it.
     if (l.restart_scale) {
       if (!std::isfinite(*l.restart_scale)) bad(i, "restart_scale must be finite");
-      if (!l.input_scale.empty()) bad(i, "restart_scale and input_scale cannot both be given");
+      if (!l.input_scale.empty() || !l.row_copy.empty() || !l.input_copy.empty())
+        bad(i, "restart_scale cannot be given with input_scale, row_copy or input_copy");
     }
-    const bool new_rows = has_new_units(src), new_inputs = i > 0 && has_new_units(row_sources[i - 1]);
+    if (!l.row_copy.empty() && (new_inputs || !l.input_scale.empty() || !l.input_copy.empty()))
+      bad(i, "row_copy: the layer's inputs must be as they were (no new inputs, input_scale or input_copy)");
     check_copies(i, l.row_copy, src, layers_[i].units, "row_copy", "unit");
     if (!l.input_copy.empty()) {
       if (i == 0) bad(i, "input_copy: the first layer's inputs are not units");
@@ -122,8 +128,8 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       if (l.compensate_means.size() != l.compensate_inputs.size()) bad(i, "compensate_means must have one entry per compensated input");
       for (double m : l.compensate_means)
         if (!std::isfinite(m)) bad(i, "compensate_means must be finite");
-    } else if (!l.compensate_means.empty()) {
-      bad(i, "compensate_means given without compensate_inputs");
+    } else if (!l.compensate_means.empty() || l.compensate_new_weights) {
+      bad(i, "compensate_means or compensate_new_weights given without compensate_inputs");
     }
     // The host's values: needed where a new position has no copy to take
     // (a new unit's row without row_copy, a new input without input_copy,

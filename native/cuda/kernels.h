@@ -162,9 +162,12 @@ struct RemapSlots {
   float* to[3] = {nullptr, nullptr, nullptr};
   const float* fresh[3] = {nullptr, nullptr, nullptr};
 };
-// to[s][k] = from[s][source] / fresh[s][k] / 0 for every new stored position
-// k < stored by remap_weight_source (remap.h; the view's pointers are device
-// memory, `stored` its count(), read on the host).
+// to[s][k] for every new stored position k < stored, by remap.h's rule: a
+// moved slot from[s][source] (remap_weight_source, times remap_moved_slot's
+// factor: a column's share, or a restart's factor with the moments zeroed), a
+// copied value (remap_weight_copy: value only, moments zero), the host's
+// fresh[s][k], or 0 (the view's pointers are device memory, `stored` its
+// count(), read on the host).
 void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& slots, Stream& stream);
 // The same for the bias and its slots, by remap_bias_source, for r < v.units.
 void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream);

@@ -107,8 +107,7 @@ GradMaxProduct Model::gradmax_product(int64_t l, const float* x, const Targets* 
     throw_range("layer " + std::to_string(l) + " is not a hidden layer");
   const DenseLayer& layer = layers_[l];
   const DenseLayer& next = layers_[l + 1];
-  if (x) load_signal_batch(x, *targets, n);
-  const int64_t b = recompute_signals(pool);
+  const int64_t b = signals_of(x, targets, n, pool);
   GradMaxProduct out;
   // M = sum over the batch of dL/dz_{l+1} a_{l-1}^T (next.units x layer.inputs).
   out.m.resize(next.units * layer.inputs);

@@ -245,7 +245,8 @@ class Model {
   // What the last continual-backprop round's reinitialisations moved into the
   // next layers' biases: per layer whose units were replaced, those units
   // (ascending) and each one's mean output, w * mean added to the next
-  // layer's bias b[r] in that order. Cleared when a round or ReDo starts.
+  // layer's bias b[r] in that order. Cleared when a round, ReDo or a growth
+  // starts, and by compact and import_state (they renumber units).
   // A GPU model applies the same with its own weights (compensate_inputs).
   // A gradmax growth records one too (new_weights): its new units emit
   // act(0), taken out through their new outgoing weights (means = -act(0)).
@@ -393,6 +394,9 @@ class Model {
   // the batch size.
   int64_t recompute_signals(ThreadPool* pool);
   void load_signal_batch(const float* x, const Targets& targets, int64_t n);
+  // recompute_signals on x / targets (n samples), or on the kept batch when x
+  // is nullptr; a given batch leaves the kept one as it was. Returns the batch size.
+  int64_t signals_of(const float* x, const Targets* targets, int64_t n, ThreadPool* pool);
   void init_incoming_row(DenseLayer& layer, int64_t unit, float scale);
   // Removes the k smallest-magnitude stored weights of a layer (no event, no format change).
   // drops: the decision made elsewhere (checked to remove exactly k).

@@ -168,8 +168,7 @@ std::vector<std::vector<int64_t>> Model::gradient_growth(const std::vector<int64
       throw_range("layer " + std::to_string(which[i]) + " has " + std::to_string(open) + " open positions; cannot grow " +
                   std::to_string(counts[i]));
   }
-  if (x) load_signal_batch(x, *targets, n);
-  const int64_t batch = recompute_signals(pool);
+  const int64_t batch = signals_of(x, targets, n, pool);
   std::vector<std::vector<int64_t>> out;
   for (size_t i = 0; i < which.size(); ++i) out.push_back(rigl_choice(which[i], counts[i], batch, pool));
   return out;
@@ -217,8 +216,7 @@ int64_t Model::regrow(const std::vector<int64_t>& which, double fraction, bool b
   // so compute it before anything is dropped (unless the choice was made elsewhere).
   int64_t batch = 0;
   if (by_gradient && !grows) {
-    if (x) load_signal_batch(x, *targets, n);
-    batch = recompute_signals(pool);
+    batch = signals_of(x, targets, n, pool);
   }
   // With drops given (one decision over the structure as it is now), RigL's
   // own choices are made first, and must match the drops' counts before

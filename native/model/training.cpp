@@ -497,6 +497,30 @@ int64_t Model::recompute_signals(ThreadPool* pool) {
   return b;
 }
 
+int64_t Model::signals_of(const float* x, const Targets* targets, int64_t n, ThreadPool* pool) {
+  if (!x) return recompute_signals(pool);
+  // The given batch takes the kept one's place for the pass, then the kept
+  // one comes back (also when the pass throws): the signals stay in ws_.dz /
+  // ws_.act, and a later decision without data still reads the last batch
+  // trained, as a GPU model's does.
+  struct Restore {
+    Model& m;
+    FloatBuffer x, targets;
+    std::vector<int32_t> labels;
+    int64_t batch;
+    ~Restore() {
+      m.ws_.last_x = std::move(x);
+      m.ws_.last_targets = std::move(targets);
+      m.ws_.last_labels = std::move(labels);
+      m.last_batch_ = batch;
+    }
+  } kept{*this, std::move(ws_.last_x), std::move(ws_.last_targets), std::move(ws_.last_labels), last_batch_};
+  ws_.last_labels.clear();
+  last_batch_ = 0;
+  load_signal_batch(x, *targets, n);
+  return recompute_signals(pool);
+}
+
 // Makes (x, targets) the batch recompute_signals() uses.
 void Model::load_signal_batch(const float* x, const Targets& targets, int64_t n) {
   const int64_t outputs = output_size();

@@ -106,6 +106,14 @@ bool boolean(Napi::Object o, const char* key, bool fallback) {
   return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : fallback;
 }
 
+// A flag that is a boolean or left out (fallback false); anything else is a TypeError naming it.
+bool strict_flag(Napi::Env env, Napi::Object o, const char* key, const std::string& at) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return false;
+  if (!v.IsBoolean()) throw Napi::TypeError::New(env, "CudaModel: " + at + key + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
 np::Activation activation_of(Napi::Env env, const std::string& name) {
   if (name == "linear") return np::Activation::kLinear;
   if (name == "relu") return np::Activation::kRelu;
@@ -171,7 +179,7 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
       for (const char* key : {"weight", "bias", "inputScale", "rowCopy", "inputCopy", "inputCopyScale", "restartScale",
                               "compensateInputs", "compensateMeans"})
         if (!l.Get(key).IsUndefined()) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so " + key + " must be left out");
-      if (boolean(l, "compensateNewWeights", false))
+      if (strict_flag(env, l, "compensateNewWeights", at))
         throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so compensateNewWeights must be false");
       out.push_back(std::move(s));
       continue;
@@ -204,7 +212,7 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
       if (!l.Get("restartScale").IsNumber()) throw Napi::TypeError::New(env, "CudaModel: " + at + "restartScale must be a number");
       s.restart_scale = l.Get("restartScale").As<Napi::Number>().FloatValue();
     }
-    s.compensate_new_weights = values_optional && boolean(l, "compensateNewWeights", false);
+    s.compensate_new_weights = values_optional && strict_flag(env, l, "compensateNewWeights", at);
     if (values_optional && !l.Get("compensateInputs").IsUndefined())
       s.compensate_inputs = copy_of<int32_t>(typed<Napi::Int32Array>(env, l.Get("compensateInputs"), napi_int32_array, at + "compensateInputs", "Int32Array"));
     if (values_optional && !l.Get("compensateMeans").IsUndefined())
