@@ -61,7 +61,8 @@ std::vector<np::DropBits> CudaModel::magnitude_drops(const std::vector<int64_t>&
   std::vector<MagnitudeView> views;
   for (int64_t l : which) {
     const Layer& layer = layers_[l];
-    views.push_back(MagnitudeView{layer.weight.as<float>(), layer.mask.size() ? layer.mask.as<uint8_t>() : nullptr, layer.count});
+    views.push_back(MagnitudeView{layer.weight.as<float>(), layer.mask.size() ? layer.mask.as<uint8_t>() : nullptr, layer.count,
+                                  false, layer.csr ? 0 : layer.inputs, layer.csr ? 0 : layer.stride});
   }
   const auto stored = census(views, 0xffffffffu, stream_);
   int64_t total = 0;
@@ -104,6 +105,7 @@ NormWeights CudaModel::norm_weights(const Layer& x) {
   NormWeights w;
   w.units = x.units;
   w.inputs = x.inputs;
+  w.stride = x.stride;
   w.values = x.weight.as<float>();
   if (x.csr) {
     w.indptr = x.indptr.as<int64_t>();
@@ -205,7 +207,7 @@ np::GradMaxProduct CudaModel::gradmax_product(int64_t l, const float* x, const i
     if (at.csr)
       spmm_t_f32_csr_cuda(at.view(), at.transpose_view(), g, n, 0.0f, other, n, n, stream_);
     else
-      gemm_f32_cuda(Trans::kYes, Trans::kNo, at.inputs, n, at.units, f(at.weight), at.inputs, g, n, 0.0f, other, n, stream_);
+      gemm_f32_cuda(Trans::kYes, Trans::kNo, at.inputs, n, at.units, f(at.weight), at.stride, g, n, 0.0f, other, n, stream_);
     std::swap(g, other);
   }
   np::GradMaxProduct out;
@@ -215,7 +217,7 @@ np::GradMaxProduct CudaModel::gradmax_product(int64_t l, const float* x, const i
   out.m = to_host<float>(m, size, stream_);
   // Stored values only: the zeros a dense mask or CSR leaves out add nothing.
   DeviceBuffer partials(static_cast<size_t>(sum_squares_partials()) * sizeof(double));
-  sum_squares_cuda(f(next.weight), next.count, partials.as<double>(), stream_);
+  sum_squares_cuda(f(next.weight), next.csr ? next.count : next.units * next.stride, partials.as<double>(), stream_);  // spare columns are zero
   for (double p : to_host<double>(partials, static_cast<size_t>(sum_squares_partials()), stream_)) out.weight_squares += p;
   return out;
 }
@@ -273,7 +275,7 @@ std::vector<std::vector<int64_t>> CudaModel::gradient_growth(const std::vector<i
     if (layer.csr)
       spmm_t_f32_csr_cuda(layer.view(), layer.transpose_view(), g, n, 0.0f, other, n, n, stream_);
     else
-      gemm_f32_cuda(Trans::kYes, Trans::kNo, layer.inputs, n, layer.units, f(layer.weight), layer.inputs, g, n, 0.0f, other, n, stream_);
+      gemm_f32_cuda(Trans::kYes, Trans::kNo, layer.inputs, n, layer.units, f(layer.weight), layer.stride, g, n, 0.0f, other, n, stream_);
     std::swap(g, other);
   }
   return out;

@@ -140,16 +140,21 @@ void copy_settings(const From& from, To& to) {
 
 }  // namespace
 
-CudaModel::Layer CudaModel::build_structure(const CudaLayerState& s) {
+CudaModel::Layer CudaModel::build_structure(const CudaLayerState& s, int64_t stride, int64_t row_capacity, bool gradients) {
   Layer l;
   copy_settings(s, l);
   l.count = s.csr ? s.indptr.back() : s.units * s.inputs;
-  l.weight_grad = zeros(l.count, stream_);
+  const bool spare = !s.csr && l.drop_connect == 0.0f;  // DropConnect's masks are drawn per compact position
+  l.stride = spare && stride > s.inputs ? stride : s.inputs;
+  l.row_capacity = spare && row_capacity > s.units ? row_capacity : s.units;
+  if (gradients) {
+    l.weight_grad = zeros(l.allocated(), stream_);
+    l.bias_grad = zeros(l.row_capacity, stream_);
+  }
   if (l.drop_connect > 0.0f) {
     l.dc_weight = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(float));
     l.dc_mask = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(float));
   }
-  l.bias_grad = zeros(l.units, stream_);
   if (s.csr) {
     l.indptr = to_device(s.indptr, stream_);
     l.indices = to_device(s.indices, stream_);
@@ -207,17 +212,33 @@ void CudaModel::load(int64_t step, std::vector<CudaLayerState> layers) {
   replace_layers(std::move(built), step);
 }
 
+std::vector<float> CudaModel::download_weights(const Layer& l, const DeviceBuffer& b) {
+  if (!l.strided()) return to_host<float>(b, static_cast<size_t>(l.count), stream_);
+  // Rows with spare capacity: the used rows whole, then each row's inputs.
+  const std::vector<float> padded = to_host<float>(b, static_cast<size_t>(l.units * l.stride), stream_);
+  std::vector<float> out(static_cast<size_t>(l.count));
+  for (int64_t r = 0; r < l.units; ++r)
+    std::copy(padded.begin() + r * l.stride, padded.begin() + r * l.stride + l.inputs, out.begin() + r * l.inputs);
+  return out;
+}
+
+CudaModel::LayerLayout CudaModel::layout(int64_t layer) const {
+  if (layer < 0 || layer >= static_cast<int64_t>(layers_.size())) throw std::invalid_argument("CudaModel.layout: no layer " + std::to_string(layer));
+  const Layer& l = layers_[static_cast<size_t>(layer)];
+  return LayerLayout{l.stride, l.row_capacity, l.weight.data()};
+}
+
 std::vector<CudaLayerState> CudaModel::export_layers(bool with_moments) {
   set_device(config_.device);
   std::vector<CudaLayerState> out;
   for (const Layer& l : layers_) {
     CudaLayerState s;
     copy_settings(l, s);
-    s.weight = to_host<float>(l.weight, static_cast<size_t>(l.count), stream_);
+    s.weight = download_weights(l, l.weight);
     s.bias = to_host<float>(l.bias, static_cast<size_t>(l.units), stream_);
     for (int m = 0; m < 2 && with_moments; ++m) {
       if (l.bias_moments[m].size() == 0) break;  // units >= 1: a slot in use is never empty
-      s.weight_moments.push_back(to_host<float>(l.weight_moments[m], static_cast<size_t>(l.count), stream_));
+      s.weight_moments.push_back(download_weights(l, l.weight_moments[m]));
       s.bias_moments.push_back(to_host<float>(l.bias_moments[m], static_cast<size_t>(l.units), stream_));
     }
     if (l.csr) {
@@ -372,7 +393,7 @@ void CudaModel::forward(int64_t batch, bool training) {
     if (layer.csr)
       spmm_f32_csr_cuda(layer.view(weight), input, batch, 0.0f, out, batch, batch, stream_);
     else
-      gemm_f32_cuda(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, weight, layer.inputs, input,
+      gemm_f32_cuda(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, weight, layer.stride, input,
                     batch, 0.0f, out, batch, stream_);
     // While training, the per-unit sums for the statistics come from the same pass.
     bias_activation_forward_cuda(out, batch, layer.use_bias ? f(layer.bias) : nullptr, layer.activation, layer.units,
@@ -415,19 +436,19 @@ void CudaModel::backward(int64_t batch) {
       sddmm_f32_csr_cuda(layer.view(), g, batch, input, batch, batch, 0.0f, f(layer.weight_grad), stream_);
     else
       gemm_f32_cuda(Trans::kNo, Trans::kYes, layer.units, layer.inputs, batch, g, batch, input, batch, 0.0f,
-                    f(layer.weight_grad), layer.inputs, stream_);
+                    f(layer.weight_grad), layer.stride, stream_);
     // DropConnect: d(w * m)/dw = m, the mask with its 1/(1-p) scale.
     const bool connect = layer.drop_connect > 0.0f;
     if (connect) multiply_cuda(f(layer.weight_grad), f(layer.dc_mask), layer.count, stream_);
     // Pruned weights and dead units stay exactly zero (the CPU mask_gradients).
-    if (layer.mask.size()) mask_by_flags_cuda(f(layer.weight_grad), layer.inputs, layer.mask.as<uint8_t>(), layer.units, layer.inputs, stream_);
+    if (layer.mask.size()) mask_by_flags_cuda(f(layer.weight_grad), layer.stride, layer.mask.as<uint8_t>(), layer.units, layer.inputs, stream_);
     if (layer.alive.size() && layer.use_bias) mask_by_flags_cuda(f(layer.bias_grad), 1, layer.alive.as<uint8_t>(), layer.units, 1, stream_);
     if (l > 0) {
       const float* weight = connect ? f(layer.dc_weight) : f(layer.weight);  // the weights the forward pass used
       if (layer.csr)
         spmm_t_f32_csr_cuda(layer.view(weight), layer.transpose_view(), g, batch, 0.0f, other, batch, batch, stream_);
       else
-        gemm_f32_cuda(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, weight, layer.inputs, g,
+        gemm_f32_cuda(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, weight, layer.stride, g,
                       batch, 0.0f, other, batch, stream_);
       if (dropped) multiply_cuda(other, f(drop_mask_[l]), layer.inputs * batch, stream_);
       std::swap(g, other);
@@ -450,13 +471,15 @@ void CudaModel::apply_optimizer() {
   auto moment = [](const DeviceBuffer& b) { return b.size() ? b.as<float>() : nullptr; };
   const NonFiniteStep* halt = halt_.as<NonFiniteStep>();
   for (Layer& l : layers_) {
+    // Dense: the used rows and inputs of each row (spare capacity stays zero); CSR: one block.
+    const int64_t rows = l.csr ? 1 : l.units, cols = l.csr ? l.count : l.inputs, ld = l.csr ? l.count : l.stride;
     if (o.kind == CudaOptimizerKind::kSgd) {
-      sgd_update_cuda(f(l.weight), moment(l.weight_moments[0]), f(l.weight_grad), 1, l.count, l.count, sgd, stream_, halt);
+      sgd_update_cuda(f(l.weight), moment(l.weight_moments[0]), f(l.weight_grad), rows, cols, ld, sgd, stream_, halt);
       if (l.use_bias)
         sgd_update_cuda(f(l.bias), moment(l.bias_moments[0]), f(l.bias_grad), 1, l.units, l.units, sgd_bias, stream_, halt);
     } else {
-      adam_update_cuda(f(l.weight), moment(l.weight_moments[0]), moment(l.weight_moments[1]), f(l.weight_grad), 1,
-                       l.count, l.count, adam, stream_, halt);
+      adam_update_cuda(f(l.weight), moment(l.weight_moments[0]), moment(l.weight_moments[1]), f(l.weight_grad), rows,
+                       cols, ld, adam, stream_, halt);
       if (l.use_bias)
         adam_update_cuda(f(l.bias), moment(l.bias_moments[0]), moment(l.bias_moments[1]), f(l.bias_grad), 1, l.units,
                          l.units, adam_bias, stream_, halt);

@@ -7,12 +7,14 @@
 // (through lib/cuda_model.ts) keeps neuron ids, events, the RNG and every
 // structural operation. The device model is built from the CPU model's
 // exported state (CudaLayerState: the same arrays as np::LayerState), trains,
-// and exports its parameters and step back. A structural change rebuilds it.
+// and exports its parameters and step back. A structural change rebuilds it,
+// or (a growth that fits a dense layer's spare capacity) fills it in place.
 //
-// Layouts are the CPU model's: dense weights row-major units x inputs (here
-// without spare capacity: growth happens on the host), CSR = int64 row
-// pointers, int32 column indices, float values, optimizer slots aligned with
-// the values; activations feature-major (features x batch, ld = batch).
+// Layouts are the CPU model's: dense weights row-major units x inputs with a
+// row pitch >= inputs and spare rows (Layer::stride, row_capacity; the host
+// arrays are always compact), CSR = int64 row pointers, int32 column indices,
+// float values, optimizer slots aligned with the values; activations
+// feature-major (features x batch, ld = batch).
 #pragma once
 
 #include <atomic>
@@ -148,7 +150,10 @@ class CudaModel {
   // others carry none. A unit the host reinitialised counts as new (-1).
   // layers[l].input_scale scales the weights moved into each column
   // (net2wider's split of a source unit's outgoing weights), restart_scale
-  // every moved weight (sparsify). Gradients restart at zero; the step is kept.
+  // every moved weight (sparsify). A dense layer that only gains units or
+  // inputs (appended) within its spare capacity is grown in place; one that
+  // grows beyond it is reallocated with headroom. Gradients restart at zero;
+  // the step is kept.
   // Throws std::invalid_argument before anything changes.
   void restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources);
 
@@ -184,6 +189,14 @@ class CudaModel {
   // std::invalid_argument on a bad layer list or a count over the open positions.
   std::vector<std::vector<int64_t>> gradient_growth(const std::vector<int64_t>& layers, const std::vector<int64_t>& counts,
                                                     const float* x, const int32_t* labels, const float* targets, int64_t n);
+  // Where layer `layer`'s weights live on the device: its row pitch, rows
+  // allocated and the weight buffer's address (tests: a growth into reserved
+  // capacity keeps the address).
+  struct LayerLayout {
+    int64_t stride = 0, row_capacity = 0;
+    const void* weight = nullptr;
+  };
+  LayerLayout layout(int64_t layer) const;
   // GradMax's reading of the network for growing hidden layer `layer` on the
   // batch x (as gradient_growth): M = dL/dz_{layer+1} a_{layer-1}^T summed
   // over the batch, and the next layer's sum of squared weights (summed in
@@ -243,6 +256,15 @@ class CudaModel {
     bool use_bias = true;
     bool csr = false;
     int64_t count = 0;  // stored weights: units x inputs or nnz
+    // Dense: the row pitch (>= inputs) and the rows allocated (>= units) of
+    // the weight, its gradient and slots (the biases: row_capacity entries).
+    // Spare capacity appears when a growth reallocates (1.5x, as the CPU's
+    // DenseParam::grow) so the next growth fills it in place; it is always
+    // zero in every slot. CSR: inputs and units. A layer with DropConnect
+    // keeps none (its masks are drawn per compact position).
+    int64_t stride = 0, row_capacity = 0;
+    int64_t allocated() const { return csr ? count : row_capacity * stride; }
+    bool strided() const { return !csr && stride != inputs; }
     DeviceBuffer weight, weight_grad, bias, bias_grad;
     DeviceBuffer weight_moments[2], bias_moments[2];
     DeviceBuffer indptr, indices;                  // CSR
@@ -261,11 +283,20 @@ class CudaModel {
   // scores with the layer's dead units at -inf (neuron_scores).
   std::vector<double> dead_units_last(const Layer& layer, std::vector<double> scores);
 
+  // Whether restructure can grow `old` into the state `s` in place (cuda_restructure.cpp).
+  static bool grows_in_place(const Layer& old, const CudaLayerState& s, const std::vector<int32_t>& rows,
+                             const std::vector<int32_t>* cols);
   static void check_structure(size_t i, const CudaLayerState& l, int64_t inputs);
   static void check_values(size_t i, const CudaLayerState& l, size_t moments);
   void check_layers(const std::vector<CudaLayerState>& layers) const;
-  // A layer with its settings, structure (and W^T's), zero gradients, no values yet.
-  Layer build_structure(const CudaLayerState& s);
+  // A layer with its settings, structure (and W^T's), no values yet; dense:
+  // with the given row pitch and rows (0: inputs and units, no spare
+  // capacity); zero gradients unless `gradients` is false (a growth in place
+  // keeps the layer's own).
+  Layer build_structure(const CudaLayerState& s, int64_t stride = 0, int64_t row_capacity = 0, bool gradients = true);
+  // A dense slot (weight, gradient, moment) of `l` in compact order (units x
+  // inputs), from its buffer with spare capacity; the buffer as it is otherwise.
+  std::vector<float> download_weights(const Layer& l, const DeviceBuffer& b);
   // Waits for the stream, then swaps in `built` and drops the workspace.
   void replace_layers(std::vector<Layer> built, int64_t step);
   // The swap alone, once the stream is known to be done: nothing in it can fail.

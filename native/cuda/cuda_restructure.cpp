@@ -1,6 +1,7 @@
 // CudaModel::restructure (cuda_model.h): the device model follows a structural
 // change the host made, moving its own numbers (remap.h, remap.cu) instead of
 // copying every slot to the host and back.
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <stdexcept>
@@ -45,6 +46,33 @@ bool covers(const std::vector<int32_t>& copies, const std::vector<int32_t>& sour
     if (sources[r] < 0 && copies[r] < 0) return false;
   return true;
 }
+
+// The CPU's DenseParam::grow headroom: 1.5x what the buffer had, at least
+// what is needed, in whole 64-byte lines.
+int64_t with_headroom(int64_t need, int64_t have) {
+  if (need <= have) return have;
+  return ((std::max(need, have + have / 2) + 15) / 16) * 16;
+}
+
+// Whether a dense layer's change is a growth that fits its spare capacity:
+// the same units first, then new ones; the same inputs first, then new ones;
+// nothing else moves or restarts (mask and alive flags come from the host).
+}  // namespace
+
+bool CudaModel::grows_in_place(const Layer& old, const CudaLayerState& s, const std::vector<int32_t>& rows,
+                               const std::vector<int32_t>* cols) {
+  if (old.csr || s.csr || old.drop_connect > 0.0f || s.drop_connect > 0.0f || s.restart_scale) return false;
+  if (s.units < old.units || s.inputs < old.inputs || (s.units == old.units && s.inputs == old.inputs)) return false;
+  if (s.units > old.row_capacity || s.inputs > old.stride) return false;
+  auto appended = [](const std::vector<int32_t>& src, int64_t kept) {
+    for (size_t r = 0; r < src.size(); ++r)
+      if (src[r] != (static_cast<int64_t>(r) < kept ? static_cast<int32_t>(r) : -1)) return false;
+    return true;
+  };
+  return appended(rows, old.units) && (cols == nullptr ? s.inputs == old.inputs : appended(*cols, old.inputs));
+}
+
+namespace {
 
 bool is_identity(const std::vector<int32_t>& sources, int64_t units) {
   if (static_cast<int64_t>(sources.size()) != units) return false;
@@ -147,39 +175,69 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
   }
 
   // ---- build the new layers from the old ones, on the stream --------------------
+  // First everything that allocates (a failure here leaves the model as it
+  // was), then the kernels, some of which write a growing layer's own buffers
+  // in place; the swap comes last.
   set_device(config_.device);
   std::vector<Layer> built;
   built.reserve(layers.size());
   std::vector<DeviceBuffer> sources;  // kept alive until the stream is done with them
   std::vector<DeviceBuffer> fresh_values;
+  std::vector<RemapView> views(layers.size());
+  std::vector<RemapSlots> weight_slots(layers.size()), bias_slots(layers.size());
+  std::vector<bool> in_place(layers.size(), false);
+  // What the kernels read from the host, uploaded with the allocations.
+  struct Pending {
+    const int32_t* compensate_inputs = nullptr;
+    const double* compensate_means = nullptr;
+    const double* fresh_stats[3] = {nullptr, nullptr, nullptr};
+  };
+  std::vector<Pending> pending(layers.size());
+  auto upload = [&](const auto& host) {
+    fresh_values.push_back(to_device(host, stream_));
+    return fresh_values.back().data();
+  };
   for (size_t i = 0; i < layers.size(); ++i) {
     const CudaLayerState& s = layers[i];
+    sources.push_back(to_device(row_sources[i], stream_));  // also the next layer's column sources
     if (s.keep) {
-      sources.push_back(to_device(row_sources[i], stream_));  // the next layer's column sources
       built.emplace_back();  // filled with the old layer itself once nothing can fail
       continue;
     }
     const Layer& old = layers_[i];
-    Layer l = build_structure(s);
-    l.weight = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(float));
-    l.bias = DeviceBuffer(static_cast<size_t>(l.units) * sizeof(float));
-    for (size_t m = 0; m < moments; ++m) {
-      l.weight_moments[m] = DeviceBuffer(static_cast<size_t>(l.count) * sizeof(float));
-      l.bias_moments[m] = DeviceBuffer(static_cast<size_t>(l.units) * sizeof(float));
+    const std::vector<int32_t>* col_sources = i == 0 ? nullptr : &row_sources[i - 1];
+    in_place[i] = grows_in_place(old, s, row_sources[i], col_sources);
+    Layer l;
+    if (in_place[i]) {
+      // Its weights, gradients and slots stay where they are (moved over at the swap).
+      l = build_structure(s, old.stride, old.row_capacity, /*gradients=*/false);
+    } else {
+      // A dense layer that grows gets spare capacity for the next growth.
+      const bool grows = !s.csr && (s.units > old.units || s.inputs > old.inputs);
+      const int64_t old_pitch = old.csr ? old.inputs : old.stride, old_rows = old.csr ? old.units : old.row_capacity;
+      l = build_structure(s, grows && s.inputs > old.inputs ? with_headroom(s.inputs, old_pitch) : 0,
+                          grows && s.units > old.units ? with_headroom(s.units, old_rows) : 0);
+      const size_t weights = static_cast<size_t>(l.allocated()) * sizeof(float), biases = static_cast<size_t>(l.row_capacity) * sizeof(float);
+      l.weight = DeviceBuffer(weights);
+      l.bias = DeviceBuffer(biases);
+      for (size_t m = 0; m < moments; ++m) {
+        l.weight_moments[m] = DeviceBuffer(weights);
+        l.bias_moments[m] = DeviceBuffer(biases);
+      }
     }
-    sources.push_back(to_device(row_sources[i], stream_));
-
-    RemapView v;
+    RemapView& v = views[i];
     v.old_units = old.units;
     v.old_inputs = old.inputs;
     v.old_csr = old.csr;
     v.old_indptr = old.indptr.as<int64_t>();
     v.old_indices = old.indices.as<int32_t>();
+    v.old_stride = old.csr ? 0 : old.stride;
     v.units = l.units;
     v.inputs = l.inputs;
     v.csr = l.csr;
     v.indptr = l.indptr.as<int64_t>();
     v.indices = l.indices.as<int32_t>();
+    v.stride = l.csr ? 0 : l.stride;
     v.mask = l.mask.size() ? l.mask.as<uint8_t>() : nullptr;
     v.alive = l.alive.size() ? l.alive.as<uint8_t>() : nullptr;
     v.row_source = sources.back().as<int32_t>();
@@ -188,75 +246,102 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       v.restart = true;
       v.restart_scale = *s.restart_scale;
     }
-    if (!s.input_scale.empty()) {
-      fresh_values.push_back(to_device(s.input_scale, stream_));
-      v.col_scale = fresh_values.back().as<float>();
-    }
-    if (!s.row_copy.empty()) {
-      fresh_values.push_back(to_device(s.row_copy, stream_));
-      v.row_copy = fresh_values.back().as<int32_t>();
-    }
+    if (!s.input_scale.empty()) v.col_scale = static_cast<const float*>(upload(s.input_scale));
+    if (!s.row_copy.empty()) v.row_copy = static_cast<const int32_t*>(upload(s.row_copy));
     if (!s.input_copy.empty()) {
-      fresh_values.push_back(to_device(s.input_copy, stream_));
-      v.col_copy = fresh_values.back().as<int32_t>();
-      fresh_values.push_back(to_device(s.input_copy_scale, stream_));
-      v.col_copy_scale = fresh_values.back().as<float>();
+      v.col_copy = static_cast<const int32_t*>(upload(s.input_copy));
+      v.col_copy_scale = static_cast<const float*>(upload(s.input_copy_scale));
     }
-
-    RemapSlots w, b;
+    // In place, the layer's own buffers are both the source and the target.
+    const Layer& target = in_place[i] ? old : l;
+    RemapSlots& w = weight_slots[i];
+    RemapSlots& b = bias_slots[i];
     w.count = b.count = 1 + static_cast<int>(moments);
     w.from[0] = old.weight.as<float>();
-    w.to[0] = l.weight.as<float>();
+    w.to[0] = target.weight.as<float>();
     b.from[0] = old.bias.as<float>();
-    b.to[0] = l.bias.as<float>();
+    b.to[0] = target.bias.as<float>();
     for (size_t m = 0; m < moments; ++m) {
       w.from[1 + m] = old.weight_moments[m].as<float>();
-      w.to[1 + m] = l.weight_moments[m].as<float>();
+      w.to[1 + m] = target.weight_moments[m].as<float>();
       b.from[1 + m] = old.bias_moments[m].as<float>();
-      b.to[1 + m] = l.bias_moments[m].as<float>();
+      b.to[1 + m] = target.bias_moments[m].as<float>();
     }
     if (fresh[i]) {
-      auto add = [&](const std::vector<float>& host) {
-        fresh_values.push_back(to_device(host, stream_));
-        return static_cast<const float*>(fresh_values.back().as<float>());
-      };
-      w.fresh[0] = add(s.weight);
-      b.fresh[0] = add(s.bias);
+      w.fresh[0] = static_cast<const float*>(upload(s.weight));
+      b.fresh[0] = static_cast<const float*>(upload(s.bias));
       for (size_t m = 0; m < moments; ++m) {
-        w.fresh[1 + m] = add(s.weight_moments[m]);
-        b.fresh[1 + m] = add(s.bias_moments[m]);
+        w.fresh[1 + m] = static_cast<const float*>(upload(s.weight_moments[m]));
+        b.fresh[1 + m] = static_cast<const float*>(upload(s.bias_moments[m]));
       }
     }
-    remap_weights_cuda(v, l.count, w, stream_);
-    remap_bias_cuda(v, b, stream_);
     if (!s.compensate_inputs.empty()) {
-      // Through the old weights (still the device's until the swap), or the new ones just remapped.
-      fresh_values.push_back(to_device(s.compensate_inputs, stream_));
-      const int32_t* cols = fresh_values.back().as<int32_t>();
-      fresh_values.push_back(to_device(s.compensate_means, stream_));
-      compensate_bias_cuda(l.bias.as<float>(), v, (s.compensate_new_weights ? l.weight : old.weight).as<float>(),
-                           s.compensate_new_weights, cols, fresh_values.back().as<double>(),
-                           static_cast<int64_t>(s.compensate_inputs.size()), stream_);
+      pending[i].compensate_inputs = static_cast<const int32_t*>(upload(s.compensate_inputs));
+      pending[i].compensate_means = static_cast<const double*>(upload(s.compensate_means));
     }
-    // Unit statistics follow their units; new units take the host's (zeros).
+    // Unit statistics follow their units (build_structure's new buffer); new units take the host's (zeros).
     const std::vector<double>* host_stats[3] = {&s.mean_abs_activation, &s.mean_activation, &s.taylor};
-    for (int k = 0; k < 3; ++k) {
-      const double* fresh_stats = nullptr;
-      if (fresh[i] && static_cast<int64_t>(host_stats[k]->size()) == l.units) {
-        fresh_values.push_back(to_device(*host_stats[k], stream_));
-        fresh_stats = fresh_values.back().as<double>();
-      }
-      remap_rows_f64_cuda(l.stat(k), old.stat(k), fresh_stats, v.row_source, l.units, stream_);
-    }
-    l.stats_updates = old.stats_updates;
+    for (int k = 0; k < 3; ++k)
+      if (fresh[i] && static_cast<int64_t>(host_stats[k]->size()) == l.units)
+        pending[i].fresh_stats[k] = static_cast<const double*>(upload(*host_stats[k]));
     built.push_back(std::move(l));
   }
+
+  // Nothing can fail for want of memory from here on: the kernels.
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const CudaLayerState& s = layers[i];
+    if (s.keep) continue;
+    Layer& old = layers_[i];
+    Layer& l = built[i];
+    const RemapView& v = views[i];
+    if (in_place[i]) {
+      // Growth into reserved capacity: only the new positions and units are written.
+      remap_append_cuda(v, old.units, old.inputs, weight_slots[i], stream_);
+      remap_scale_columns_cuda(v, old.units, old.inputs, weight_slots[i], stream_);
+      remap_bias_cuda(v, bias_slots[i], stream_, old.units);
+      old.weight_grad.fill_zero(stream_);  // gradients restart at zero, as after any restructure
+      old.bias_grad.fill_zero(stream_);
+    } else {
+      // Spare capacity starts (and stays) zero in every slot.
+      if (l.allocated() > l.count) {
+        l.weight.fill_zero(stream_);
+        for (size_t m = 0; m < moments; ++m) l.weight_moments[m].fill_zero(stream_);
+      }
+      remap_weights_cuda(v, l.count, weight_slots[i], stream_);
+      remap_bias_cuda(v, bias_slots[i], stream_);
+    }
+    if (!s.compensate_inputs.empty()) {
+      // Through the old weights (still the device's until the swap), or the new ones just remapped
+      // (in place: the same buffer).
+      const Layer& through = s.compensate_new_weights && !in_place[i] ? l : old;
+      compensate_bias_cuda((in_place[i] ? old : l).bias.as<float>(), v, through.weight.as<float>(), s.compensate_new_weights,
+                           pending[i].compensate_inputs, pending[i].compensate_means,
+                           static_cast<int64_t>(s.compensate_inputs.size()), stream_);
+    }
+    for (int k = 0; k < 3; ++k) remap_rows_f64_cuda(l.stat(k), old.stat(k), pending[i].fresh_stats[k], v.row_source, l.units, stream_);
+    l.stats_updates = old.stats_updates;
+  }
   // Every copy and kernel done (a failure shows here, with the model as it
-  // was); only then do the kept layers move over, so no failure leaves one
-  // behind half-moved.
+  // was unless a layer grew in place); only then do the kept layers, and the
+  // buffers of the layers that grew in place, move over, so no failure
+  // leaves one behind half-moved.
   stream_.synchronize();
-  for (size_t i = 0; i < layers.size(); ++i)
-    if (layers[i].keep) built[i] = std::move(layers_[i]);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i].keep) {
+      built[i] = std::move(layers_[i]);
+    } else if (in_place[i]) {
+      Layer& from = layers_[i];
+      Layer& to = built[i];
+      to.weight = std::move(from.weight);
+      to.weight_grad = std::move(from.weight_grad);
+      to.bias = std::move(from.bias);
+      to.bias_grad = std::move(from.bias_grad);
+      for (int m = 0; m < 2; ++m) {
+        to.weight_moments[m] = std::move(from.weight_moments[m]);
+        to.bias_moments[m] = std::move(from.bias_moments[m]);
+      }
+    }
+  }
   swap_layers(std::move(built), step_);  // the old buffers may go now
 }
 

@@ -49,9 +49,16 @@ void CudaModel::set_values(const std::vector<CudaLayerValues>& layers) {
     auto upload = [&](DeviceBuffer& to, const std::vector<float>& from) {
       if (!from.empty()) to.upload(from.data(), from.size() * sizeof(float), stream_);
     };
-    if (v.weight) upload(l.weight, *v.weight);
+    // A dense layer with spare capacity takes its used rows at its row pitch (the spare columns stay zero).
+    auto upload_weights = [&](DeviceBuffer& to, const std::vector<float>& from) {
+      if (!l.strided()) return upload(to, from);
+      std::vector<float> padded(static_cast<size_t>(l.units * l.stride), 0.0f);
+      for (int64_t r = 0; r < l.units; ++r) std::copy(from.begin() + r * l.inputs, from.begin() + (r + 1) * l.inputs, padded.begin() + r * l.stride);
+      upload(to, padded);
+    };
+    if (v.weight) upload_weights(l.weight, *v.weight);
     if (v.bias) upload(l.bias, *v.bias);
-    for (size_t m = 0; m < v.weight_moments.size(); ++m) upload(l.weight_moments[m], v.weight_moments[m]);
+    for (size_t m = 0; m < v.weight_moments.size(); ++m) upload_weights(l.weight_moments[m], v.weight_moments[m]);
     for (size_t m = 0; m < v.bias_moments.size(); ++m) upload(l.bias_moments[m], v.bias_moments[m]);
   }
   stream_.synchronize();  // a copy that failed says so here, not in the next step

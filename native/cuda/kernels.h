@@ -85,6 +85,9 @@ struct MagnitudeView {
   // below then see the key 0x7fffffff - |w| bits, so "smallest key first"
   // and ties in storage order give the largest magnitudes, ties by position.
   bool largest = false;
+  // Dense weights with spare capacity: position i = r * cols + c lies at
+  // values[r * stride + c] (stride 0 or == cols: contiguous).
+  int64_t cols = 0, stride = 0;
 };
 // One pass of a radix select: hist[d] += stored weights whose |w| bits match
 // `prefix` on the `known` bits and have digit d at (shift, width <= 11). hist
@@ -130,6 +133,7 @@ void growth_candidates_cuda(uint8_t* open, int64_t units, int64_t inputs, const 
 // row pointers, and W^T's column pointers and value positions (CsrTransposeView).
 struct NormWeights {
   int64_t units = 0, inputs = 0;
+  int64_t stride = 0;  // dense: the row pitch (>= inputs)
   const float* values = nullptr;
   const int64_t* indptr = nullptr;
   const int64_t* t_col_ptr = nullptr;
@@ -168,9 +172,20 @@ struct RemapSlots {
 // copied value (remap_weight_copy: value only, moments zero), the host's
 // fresh[s][k], or 0 (the view's pointers are device memory, `stored` its
 // count(), read on the host).
+// Dense positions land at r * stride + c (remap_new_addr), old ones are read
+// at remap_old_addr.
 void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& slots, Stream& stream);
-// The same for the bias and its slots, by remap_bias_source, for r < v.units.
-void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream);
+// The same for the bias and its slots, by remap_bias_source, for first <= r < v.units.
+void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream, int64_t first = 0);
+// Growth into reserved capacity, in place (slots.from == slots.to, the
+// layer's own buffers; v.old_stride == v.stride, v.units <= its row capacity):
+// the rule for the positions a dense layer gained (columns old_inputs.. of its
+// old rows, then rows old_units..), nothing else touched: O(new positions).
+void remap_append_cuda(const RemapView& v, int64_t old_units, int64_t old_inputs, const RemapSlots& slots, Stream& stream);
+// Then, with v.col_scale, each old position's slots times its column's
+// factors, in place (net2wider's split sources; after remap_append_cuda,
+// whose copies read the values before the split).
+void remap_scale_columns_cuda(const RemapView& v, int64_t old_units, int64_t old_inputs, const RemapSlots& slots, Stream& stream);
 // A bias compensation for units of the layer below whose output changed:
 // for every unit r with a source (row_source[r] >= 0), bias[r] +=
 // float(w(r, cols[i]) * means[i]) for i in order, in float, as the CPU adds

@@ -34,7 +34,8 @@ unsigned grid_for(int64_t n) {
 __device__ inline bool stored_at(const MagnitudeView& w, int64_t i) { return w.mask == nullptr || w.mask[i] != 0; }
 // The ranking key: |w| bits, or their complement to 0x7fffffff when ranking from the largest.
 __device__ inline uint32_t magnitude_bits(const MagnitudeView& w, int64_t i) {
-  const uint32_t u = __float_as_uint(w.values[i]) & 0x7fffffffu;
+  const int64_t at = w.stride == 0 || w.stride == w.cols ? i : (i / w.cols) * w.stride + i % w.cols;
+  const uint32_t u = __float_as_uint(w.values[at]) & 0x7fffffffu;
   return w.largest ? 0x7fffffffu - u : u;
 }
 

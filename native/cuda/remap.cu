@@ -16,54 +16,95 @@ namespace {
 
 constexpr int kBlock = 256;
 
-// Slot i of position k from `source` (an old position, kRemapFresh or
-// kRemapZero); a moved weight in column `col` (>= 0) follows
-// remap_moved_slot, a bias (col -1) moves as it is.
-__device__ inline void copy_slots(const RemapView& view, const RemapSlots& s, int64_t k, int64_t source, int64_t col) {
+// Slot i of new position k (at address `at`) from `source` (an old compact
+// position, kRemapFresh or kRemapZero); a moved weight in column `col` (>= 0)
+// follows remap_moved_slot, a bias (col -1) moves as it is.
+__device__ inline void copy_slots(const RemapView& view, const RemapSlots& s, int64_t k, int64_t at, int64_t source, int64_t col) {
+  const int64_t from = source >= 0 ? (col >= 0 ? remap_old_addr(view, source) : source) : 0;
   for (int i = 0; i < s.count; ++i) {
     float v = 0.0f;
     if (source >= 0) {
-      v = col >= 0 ? remap_moved_slot(view, col, i, s.from[i][source]) : s.from[i][source];
+      v = col >= 0 ? remap_moved_slot(view, col, i, s.from[i][from]) : s.from[i][from];
     } else if (source == kRemapFresh && s.fresh[i] != nullptr) {
       v = s.fresh[i][k];
     }
-    s.to[i][k] = v;
+    s.to[i][at] = v;
   }
 }
 
-// A copied value (remap_weight_copy, remap_bias_copy): the value times
-// `scale`, every other slot zero; kRemapZero: zero in every slot.
-__device__ inline void copy_value_only(const RemapSlots& s, int64_t k, int64_t copy, float scale) {
-  s.to[0][k] = copy >= 0 ? s.from[0][copy] * scale : 0.0f;
-  for (int i = 1; i < s.count; ++i) s.to[i][k] = 0.0f;
+// A copied value (remap_weight_copy, remap_bias_copy; `from` its address):
+// the value times `scale`, every other slot zero; no copy (from < 0, an
+// unstored source): zero in every slot.
+__device__ inline void copy_value_only(const RemapSlots& s, int64_t at, int64_t from, float scale) {
+  s.to[0][at] = from >= 0 ? s.from[0][from] * scale : 0.0f;
+  for (int i = 1; i < s.count; ++i) s.to[i][at] = 0.0f;
+}
+
+// New position k of the layer: its source by the rule, copied into its address.
+__device__ inline void remap_position(const RemapView& v, const RemapSlots& s, int64_t k) {
+  int64_t col = 0, row = 0;
+  const int64_t source = remap_weight_source(v, k, &col, &row);
+  const int64_t at = remap_new_addr(v, k, row, col);
+  if (source == kRemapFresh) {
+    float scale = 1.0f;
+    const int64_t copy = remap_weight_copy(v, row, col, &scale);
+    if (copy != kRemapFresh) {
+      copy_value_only(s, at, copy >= 0 ? remap_old_addr(v, copy) : -1, scale);
+      return;
+    }
+  }
+  copy_slots(v, s, k, at, source, col);
 }
 
 __global__ void remap_weights_kernel(RemapView v, int64_t stored, RemapSlots s) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < stored; k += stride) {
-    int64_t col = 0, row = 0;
-    const int64_t source = remap_weight_source(v, k, &col, &row);
-    if (source == kRemapFresh) {
-      float scale = 1.0f;
-      const int64_t copy = remap_weight_copy(v, row, col, &scale);
-      if (copy != kRemapFresh) {
-        copy_value_only(s, k, copy, scale);
-        continue;
-      }
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < stored; k += stride)
+    remap_position(v, s, k);
+}
+
+// In place (s.from == s.to): only the positions a growth added to a dense
+// layer, the new inputs of its old rows, then its new rows (old_units x
+// added inputs, then added units x inputs); the old ones are not touched.
+// Their sources are never old positions that move, so nothing read is written.
+__global__ void remap_append_kernel(RemapView v, int64_t old_units, int64_t old_inputs, RemapSlots s) {
+  const int64_t added_inputs = v.inputs - old_inputs;
+  const int64_t in_old_rows = old_units * added_inputs;
+  const int64_t total = in_old_rows + (v.units - old_units) * v.inputs;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += stride) {
+    int64_t r, c;
+    if (t < in_old_rows) {
+      r = t / added_inputs;
+      c = old_inputs + t % added_inputs;
+    } else {
+      r = old_units + (t - in_old_rows) / v.inputs;
+      c = (t - in_old_rows) % v.inputs;
     }
-    copy_slots(v, s, k, source, col);
+    remap_position(v, s, r * v.inputs + c);
   }
 }
 
-__global__ void remap_bias_kernel(RemapView v, RemapSlots s) {
+// In place: each old position of a dense layer times its column's factors
+// (net2wider's shares), after remap_append_kernel has copied what it needs.
+__global__ void remap_scale_columns_kernel(RemapView v, int64_t old_units, int64_t old_inputs, RemapSlots s) {
+  const int64_t total = old_units * old_inputs;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < v.units; r += stride) {
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += stride) {
+    const int64_t r = t / old_inputs, c = t % old_inputs;
+    const int64_t at = r * v.stride + c;
+    for (int i = 0; i < s.count; ++i) s.to[i][at] = remap_moved_slot(v, c, i, s.to[i][at]);
+  }
+}
+
+__global__ void remap_bias_kernel(RemapView v, int64_t first, RemapSlots s) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t r = first + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < v.units; r += stride) {
     const int64_t source = remap_bias_source(v, r);
     const int64_t copy = source == kRemapFresh ? remap_bias_copy(v, r) : kRemapFresh;
     if (copy != kRemapFresh) {
       copy_value_only(s, r, copy, 1.0f);
     } else {
-      copy_slots(v, s, r, source, -1);
+      copy_slots(v, s, r, r, source, -1);
     }
   }
 }
@@ -93,7 +134,7 @@ __global__ void compensate_bias_kernel(float* bias, RemapView v, const float* we
     float b = bias[r];
     for (int64_t i = 0; i < count; ++i) {
       const int64_t p = remap_old_position(at, row, cols[i]);
-      const float w = p >= 0 ? weight[p] : 0.0f;
+      const float w = p < 0 ? 0.0f : weight[new_weights ? remap_new_addr(v, p, row, cols[i]) : remap_old_addr(v, p)];
       b = __fadd_rn(b, static_cast<float>(__dmul_rn(static_cast<double>(w), means[i])));
     }
     bias[r] = b;
@@ -110,9 +151,23 @@ void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& sl
   NP_CUDA_CHECK_LAUNCH();
 }
 
-void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream) {
-  if (v.units <= 0) return;
-  NP_LAUNCH(static_cast<unsigned>(grid_for(v.units)), kBlock, 0, raw(stream), remap_bias_kernel)(v, slots);
+void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream, int64_t first) {
+  if (v.units <= first) return;
+  NP_LAUNCH(static_cast<unsigned>(grid_for(v.units - first)), kBlock, 0, raw(stream), remap_bias_kernel)(v, first, slots);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void remap_append_cuda(const RemapView& v, int64_t old_units, int64_t old_inputs, const RemapSlots& slots, Stream& stream) {
+  const int64_t total = old_units * (v.inputs - old_inputs) + (v.units - old_units) * v.inputs;
+  if (total <= 0) return;
+  NP_LAUNCH(static_cast<unsigned>(grid_for(total)), kBlock, 0, raw(stream), remap_append_kernel)(v, old_units, old_inputs, slots);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+void remap_scale_columns_cuda(const RemapView& v, int64_t old_units, int64_t old_inputs, const RemapSlots& slots, Stream& stream) {
+  if (v.col_scale == nullptr || old_units * old_inputs <= 0) return;
+  NP_LAUNCH(static_cast<unsigned>(grid_for(old_units * old_inputs)), kBlock, 0, raw(stream),
+            remap_scale_columns_kernel)(v, old_units, old_inputs, slots);
   NP_CUDA_CHECK_LAUNCH();
 }
 

@@ -22,6 +22,10 @@
 // (sparsify) keeps each moved weight's value times one factor, slots from zero.
 // That rule is here, shared by the CUDA kernel (remap.cu) and the CPU tests
 // (native/tests/test_remap.cpp check it against np::Model's own operations).
+// Its positions are compact (dense: r * inputs + c; CSR: the entry); a dense
+// layer on the device may keep spare capacity (a row pitch, `stride`, above
+// its inputs, and rows beyond its units), and remap_old_addr / remap_new_addr
+// place a position in such a buffer.
 #pragma once
 
 #include <cstdint>
@@ -64,9 +68,23 @@ struct RemapView {
   // zero (sparsify rescales the weights it keeps and restarts their slots).
   bool restart = false;
   float restart_scale = 1.0f;
+  // Dense row pitches of the old and the new weight buffers, in floats; 0:
+  // the inputs (no spare capacity).
+  int64_t old_stride = 0, stride = 0;
 
   NP_HOST_DEVICE int64_t count() const { return csr ? indptr[units] : units * inputs; }
 };
+
+// Where compact position pos of the old layer lies in its buffer.
+NP_HOST_DEVICE inline int64_t remap_old_addr(const RemapView& v, int64_t pos) {
+  if (v.old_csr || v.old_stride == 0 || v.old_stride == v.old_inputs) return pos;
+  return (pos / v.old_inputs) * v.old_stride + pos % v.old_inputs;
+}
+
+// Where the new layer's stored position k (row r, column c) lies in its buffer.
+NP_HOST_DEVICE inline int64_t remap_new_addr(const RemapView& v, int64_t k, int64_t r, int64_t c) {
+  return v.csr || v.stride == 0 ? k : r * v.stride + c;
+}
 
 // The row of stored position k: k / inputs, or the CSR row whose range holds k.
 NP_HOST_DEVICE inline int64_t remap_row_of(const RemapView& v, int64_t k) {

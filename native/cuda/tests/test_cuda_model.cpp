@@ -609,6 +609,123 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
   CHECK(rejected(kept_moved, moved));
 }
 
+// Dropin into reserved capacity on the device: the first growth of a dense
+// layer reallocates it with spare rows and a wider row pitch (1.5x, as the
+// CPU's DenseParam::grow), the next ones fill the spare capacity in place
+// (the weight buffer stays where it was) and write only the new positions;
+// after each the device holds exactly the CPU model's numbers. On the padded
+// layers, training, magnitude and neuron decisions, utilities, gradmax's
+// reading and setValues behave as on compact ones; pruning and compaction
+// shrink them back to a compact layout.
+CUDA_TEST(cuda_model_grows_into_reserved_capacity) {
+  const int64_t inputs = 10, n = 48, outputs = 4;
+  std::vector<np::LayerSpec> specs(3);
+  specs[0].units = 16;
+  specs[0].activation = np::Activation::kRelu;
+  specs[0].sparse_threshold = 0.0f;  // dense throughout
+  specs[1].units = 12;
+  specs[1].activation = np::Activation::kSigmoid;
+  specs[1].sparse_threshold = 0.0f;
+  specs[2].units = outputs;
+  specs[2].sparse_threshold = 0.0f;
+  np::Model cpu(inputs, 9, specs);
+  np::OptimizerConfig o;
+  o.kind = np::OptimizerKind::kAdam;
+  o.learning_rate = 0.01f;
+  cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
+  const std::vector<float> x = random_vector(n * inputs, 23);
+  const LabelledSamples samples(n, outputs);
+  const np::Targets t = samples.targets();
+  for (int s = 0; s < 3; ++s) cpu.train_batch(x.data(), t, samples.order.data() + 16 * s, 16, nullptr);
+  cpu.prune_weights_magnitude({0, 1}, 0.2, false);  // masks on the padded layers too
+  const np::ModelState st = cpu.export_state();
+  nc::CudaModelConfig config;
+  config.input_size = inputs;
+  config.optimizer = cpu.optimizer();
+  nc::CudaModel gpu(config, st.step, structure_of(cpu, st, std::vector<bool>(st.layers.size(), true)));
+  CHECK_EQ(gpu.layout(0).stride, inputs);  // loaded compact
+  CHECK_EQ(gpu.layout(1).stride, 16);
+
+  restructure_like(cpu, gpu, "first growth", [&] { cpu.grow_units(0, 2, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr); });
+  const nc::CudaModel::LayerLayout l0 = gpu.layout(0), l1 = gpu.layout(1);
+  CHECK_EQ(l0.row_capacity, 32);  // 16 rows -> 18 needed, 24 with headroom, whole lines: 32
+  CHECK_EQ(l1.stride, 32);        // 16 inputs -> 18
+  CHECK_EQ(l0.stride, inputs);    // the first layer's inputs did not change
+  restructure_like(cpu, gpu, "zero growth in place", [&] { cpu.grow_units(0, 3, np::GrowInit::kZero, 0.0, nullptr, nullptr, 0, nullptr); });
+  restructure_like(cpu, gpu, "net2wider in place", [&] { cpu.grow_units(0, 2, np::GrowInit::kNet2Wider, 0.3, nullptr, nullptr, 0, nullptr); },
+                   split_on_device(cpu));
+  restructure_like(cpu, gpu, "gradmax in place", [&] { cpu.grow_units(0, 2, np::GrowInit::kGradMax, 0.0, x.data(), &t, n, nullptr); },
+                   compensated_by_device(cpu));
+  CHECK_MSG(gpu.layout(0).weight == l0.weight && gpu.layout(1).weight == l1.weight, "a growth within capacity moved the weights");
+  CHECK_EQ(gpu.layout(0).row_capacity, 32);
+  CHECK_EQ(cpu.layers()[0].units, 25);
+  // The second hidden layer (sigmoid: gradmax compensates through its outgoing weights) grows too.
+  restructure_like(cpu, gpu, "gradmax, second layer", [&] { cpu.grow_units(1, 3, np::GrowInit::kGradMax, 0.0, x.data(), &t, n, nullptr); },
+                   compensated_by_device(cpu));
+  CHECK_EQ(cpu.last_compensations().size(), 1u);
+  restructure_like(cpu, gpu, "net2wider, second layer in place", [&] { cpu.grow_units(1, 2, np::GrowInit::kNet2Wider, 0.2, nullptr, nullptr, 0, nullptr); },
+                   split_on_device(cpu));
+
+  // Decisions read the padded layers as the host reads its own.
+  const std::vector<int64_t> all = {0, 1, 2};
+  for (const np::MagnitudePlan& plan : {cpu.plan_prune_weights(all, 0.3, true), cpu.plan_regrow_drops({0, 1}, 0.2)}) {
+    const std::vector<int64_t> which = plan.counts.size() == 2 ? std::vector<int64_t>{0, 1} : all;
+    CHECK_MSG(gpu.magnitude_drops(which, plan) == cpu.magnitude_drops(which, plan), "drop bits on padded layers");
+  }
+  for (const char* criterion : {"l1", "l2", "activation"})
+    for (int64_t layer : {0, 1}) CHECK_MSG(gpu.neuron_scores(layer, criterion) == cpu.neuron_scores(layer, criterion), "%s scores", criterion);
+  CHECK(gpu.unit_utility(0) == cpu.unit_utility(0));
+  const np::GradMaxProduct want = cpu.gradmax_product(0, x.data(), &t, n, nullptr);
+  const np::GradMaxProduct got = gpu.gradmax_product(0, x.data(), samples.labels.data(), nullptr, n);
+  CHECK(std::fabs(got.weight_squares - want.weight_squares) <= 1e-12 * want.weight_squares);
+
+  // Training on the padded layers follows the CPU model; setValues writes at the row pitch.
+  const int64_t dataset = gpu.add_dataset(x.data(), n, samples.labels.data(), nullptr);
+  gpu.train(dataset, samples.order.data(), 0, 3, 16, nullptr);
+  for (int s = 0; s < 3; ++s) cpu.train_batch(x.data(), t, samples.order.data() + 16 * s, 16, nullptr);
+  check_weights_close(gpu.export_layers(), cpu.export_state(), "after training on padded layers");
+  const np::ModelState trained = cpu.export_state();
+  std::vector<nc::CudaLayerValues> values(trained.layers.size());
+  for (size_t l = 0; l < values.size(); ++l) {
+    values[l].weight = trained.layers[l].weight;
+    values[l].weight_moments = trained.layers[l].weight_moments;
+  }
+  gpu.set_values(values);
+  const std::vector<nc::CudaLayerState> set = gpu.export_layers();
+  for (size_t l = 0; l < set.size(); ++l)
+    CHECK_MSG(set[l].weight == trained.layers[l].weight && set[l].weight_moments == trained.layers[l].weight_moments, "setValues, layer %zu", l);
+  // Training once more from equal numbers: the spare capacity stayed zero (an update there would show in the sums).
+  gpu.train(dataset, samples.order.data(), 0, 1, 16, nullptr);
+  cpu.train_batch(x.data(), t, samples.order.data(), 16, nullptr);
+  check_weights_close(gpu.export_layers(), cpu.export_state(), "after setValues and a step");
+
+  // Shrinking (neuron pruning, then compaction) rebuilds compact layers with the CPU's numbers
+  // (the two trained apart: the CPU takes the device's statistics, the device the CPU's parameters).
+  np::ModelState synced = cpu.export_state();
+  const std::vector<nc::CudaLayerState> device_now = gpu.export_layers();
+  for (size_t l = 0; l < synced.layers.size(); ++l) {
+    synced.layers[l].mean_abs_activation = device_now[l].mean_abs_activation;
+    synced.layers[l].mean_activation = device_now[l].mean_activation;
+    synced.layers[l].taylor = device_now[l].taylor;
+  }
+  cpu.import_state(synced);
+  gpu.set_values([&] {
+    const np::ModelState now = cpu.export_state();
+    std::vector<nc::CudaLayerValues> v(now.layers.size());
+    for (size_t l = 0; l < v.size(); ++l) {
+      v[l].weight = now.layers[l].weight;
+      v[l].bias = now.layers[l].bias;
+      v[l].weight_moments = now.layers[l].weight_moments;
+      v[l].bias_moments = now.layers[l].bias_moments;
+    }
+    return v;
+  }());
+  restructure_like(cpu, gpu, "neuron pruning of a padded layer", [&] { cpu.prune_neurons({0}, 0.3, "random", false); });
+  restructure_like(cpu, gpu, "compact", [&] { cpu.compact(nullptr); });
+  CHECK_EQ(gpu.layout(0).row_capacity, cpu.layers()[0].units);
+  CHECK_EQ(gpu.layout(1).stride, cpu.layers()[1].inputs);
+}
+
 // GradMax on the device: what it reads of the network (gradmax_product: the
 // batch's M and the next layer's squared norm) against the host's own, to
 // float rounding (another GEMM, another order of the sum); then the host grows
