@@ -11,6 +11,9 @@
 //           device (the GPU ranks its weights and sends one drop bit per weight, the CPU model
 //           changes its structure, the GPU remaps its slots) against the copy path it replaced
 //           (every slot to the host, the change, every slot back)
+//   grow    the same model: a net2wider dropin of 16 units into the first hidden layer, followed
+//           on the device into reserved capacity (the first growth, untimed, made the room),
+//           against the copy path
 // Prints the card first. Without a usable GPU it says why and exits with status 1.
 // --smoke runs every bench at toy sizes (hidden layers of 64, 256 x 256 SpMM), to check that the
 // bench itself runs, e.g. over the CUDA emulator (test/65); its figures mean nothing.
@@ -19,7 +22,7 @@ import * as os from 'os';
 import { cuda, layers, optimizers, Sequential } from '../lib/index';
 
 interface CudaBenchResult {
-  bench: 'gemm' | 'spmm' | 'train' | 'struct';
+  bench: 'gemm' | 'spmm' | 'train' | 'struct' | 'grow';
   impl: string;
   shape: string;
   sparsity: number;
@@ -84,6 +87,44 @@ async function structuralMs(hidden: number, n: number, reps: number): Promise<{ 
     t = performance.now();
     m.native.importState(m.native.exportState()); // every slot to the host; the device's copy is now stale
     m.prune({ amount: 0.05, structure: 'weight', scope: 'global' }); // on the host alone
+    await m.predict(x.subarray(0, 784)); // every slot back
+    copy.push(performance.now() - t);
+  }
+  m.to('cpu');
+  return { device: median(device), copy: median(copy) };
+}
+
+/**
+ * Milliseconds of one net2wider dropin of 16 units into the first hidden layer of a trained GPU
+ * model: followed on the device (the units fill the spare capacity an earlier growth reserved,
+ * in place) and the same growth on the copy path (state out, grow on the host, state back).
+ */
+async function growMs(hidden: number, n: number, reps: number): Promise<{ device: number; copy: number }> {
+  const m = new Sequential({ inputSize: 784, seed: 1, device: 'cuda', sparseThreshold: 0 });
+  m.add(layers.dense({ units: hidden, activation: 'relu' }));
+  m.add(layers.dense({ units: hidden, activation: 'relu' }));
+  m.add(layers.dense({ units: 10 }));
+  m.compile({ optimizer: optimizers.adam({ learningRate: 0.001 }), loss: 'softmaxCrossEntropy' });
+  const x = randomFloats(n * 784, 7);
+  const y = new Int32Array(n).map((_, i) => (i * 7) % 10);
+  const median = (v: number[]) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  const grow = () => m.grow({ layer: 0, count: 16, init: 'net2wider', noise: 0.1 });
+  await m.fit(x, y, { epochs: 1, batchSize: 256 });
+  grow();  // the first growth reallocates with headroom (1.5x): the later ones fit in place
+  const device: number[] = [], copy: number[] = [];
+  // The device's growths first: the copy path's push (a whole load) leaves the layers without spare capacity.
+  for (let r = 0; r < reps; r++) {
+    await m.fit(x, y, { epochs: 1, batchSize: 256 });
+    const t = performance.now();
+    grow();
+    await m.predict(x.subarray(0, 784)); // waits for the device
+    device.push(performance.now() - t);
+  }
+  for (let r = 0; r < reps; r++) {
+    await m.fit(x, y, { epochs: 1, batchSize: 256 });
+    const t = performance.now();
+    m.native.importState(m.native.exportState()); // every slot to the host; the device's copy is now stale
+    grow();
     await m.predict(x.subarray(0, 784)); // every slot back
     copy.push(performance.now() - t);
   }
@@ -189,6 +230,13 @@ export async function runCudaBench(argv: string[]): Promise<number> {
     `ratio ${(st.copy / st.device).toFixed(1)}x`);
   results.push({ bench: 'struct', impl: 'restructure', shape: net, sparsity: 0, batch: 256, ms: st.device });
   results.push({ bench: 'struct', impl: 'copy-path', shape: net, sparsity: 0, batch: 256, ms: st.copy });
+
+  console.log(`\n== grow: ${net} (Adam) after an epoch: net2wider +16 units in layer 0, ms (median)`);
+  const g = await growMs(size.hidden, size.structN, size.structReps);
+  console.log(`into reserved capacity ${pad(g.device.toFixed(1), 10)}  copy path (state out and back) ${pad(g.copy.toFixed(1), 10)}  ` +
+    `ratio ${(g.copy / g.device).toFixed(1)}x`);
+  results.push({ bench: 'grow', impl: 'in-place', shape: net, sparsity: 0, batch: 256, ms: g.device });
+  results.push({ bench: 'grow', impl: 'copy-path', shape: net, sparsity: 0, batch: 256, ms: g.copy });
 
   if (json) {
     fs.writeFileSync(json, JSON.stringify({ gpu: { ...card, backend, cusparse, driver: status.driverVersion, runtime: status.runtimeVersion },

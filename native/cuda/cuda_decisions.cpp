@@ -48,6 +48,7 @@ std::vector<std::pair<int64_t, int64_t>> census(const std::vector<MagnitudeView>
 }  // namespace
 
 std::vector<np::DropBits> CudaModel::magnitude_drops(const std::vector<int64_t>& which, const np::MagnitudePlan& plan) {
+  ensure_usable();
   if (which.empty()) bad("no layer given");
   for (size_t i = 0; i < which.size(); ++i) {
     if (which[i] < 0 || which[i] >= static_cast<int64_t>(layers_.size()))
@@ -116,6 +117,7 @@ NormWeights CudaModel::norm_weights(const Layer& x) {
 }
 
 std::vector<double> CudaModel::unit_utility(int64_t l) {
+  ensure_usable();
   if (l < 0 || l + 1 >= static_cast<int64_t>(layers_.size()))
     throw std::invalid_argument("CudaModel.unitUtility: layer " + std::to_string(l) + " is not a hidden layer");
   const Layer& layer = layers_[l];
@@ -138,6 +140,7 @@ std::vector<double> CudaModel::unit_utility(int64_t l) {
 }
 
 std::vector<double> CudaModel::neuron_scores(int64_t l, const std::string& criterion) {
+  ensure_usable();
   if (l < 0 || l + 1 >= static_cast<int64_t>(layers_.size()))
     bad_scores("layer " + std::to_string(l) + " is not a hidden layer (the output layer's units are never pruned)");
   const Layer& layer = layers_[l];
@@ -189,6 +192,7 @@ std::unique_ptr<DeviceDataset> CudaModel::signal_pass(const float* x, const int3
 }
 
 np::GradMaxProduct CudaModel::gradmax_product(int64_t l, const float* x, const int32_t* labels, const float* targets, int64_t n) {
+  ensure_usable();
   auto refuse = [](const std::string& what) { throw std::invalid_argument("CudaModel.gradmaxProduct: " + what); };
   if (l < 0 || l + 1 >= static_cast<int64_t>(layers_.size()))
     refuse("layer " + std::to_string(l) + " is not a hidden layer (the output layer cannot grow)");
@@ -225,6 +229,7 @@ np::GradMaxProduct CudaModel::gradmax_product(int64_t l, const float* x, const i
 std::vector<std::vector<int64_t>> CudaModel::gradient_growth(const std::vector<int64_t>& which,
                                                              const std::vector<int64_t>& counts, const float* x,
                                                              const int32_t* labels, const float* targets, int64_t n) {
+  ensure_usable();
   auto refuse = [](const std::string& what) { throw std::invalid_argument("CudaModel.gradientGrowth: " + what); };
   if (which.empty()) refuse("no layer given");
   if (counts.size() != which.size()) refuse(std::to_string(counts.size()) + " counts for " + std::to_string(which.size()) + " layers");

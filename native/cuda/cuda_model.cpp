@@ -188,6 +188,10 @@ void CudaModel::swap_layers(std::vector<Layer> built, int64_t step) noexcept {
   drop_mask_.clear();
 }
 
+void CudaModel::ensure_usable() const {
+  if (!unusable_.empty()) throw std::runtime_error("CudaModel: " + unusable_);
+}
+
 void CudaModel::load(int64_t step, std::vector<CudaLayerState> layers) {
   check_layers(layers);
   set_device(config_.device);
@@ -210,6 +214,7 @@ void CudaModel::load(int64_t step, std::vector<CudaLayerState> layers) {
     built.push_back(std::move(l));
   }
   replace_layers(std::move(built), step);
+  unusable_.clear();  // every number is the host's again
 }
 
 std::vector<float> CudaModel::download_weights(const Layer& l, const DeviceBuffer& b) {
@@ -222,13 +227,26 @@ std::vector<float> CudaModel::download_weights(const Layer& l, const DeviceBuffe
   return out;
 }
 
-CudaModel::LayerLayout CudaModel::layout(int64_t layer) const {
+CudaModel::LayerLayout CudaModel::layout(int64_t layer) {
   if (layer < 0 || layer >= static_cast<int64_t>(layers_.size())) throw std::invalid_argument("CudaModel.layout: no layer " + std::to_string(layer));
   const Layer& l = layers_[static_cast<size_t>(layer)];
-  return LayerLayout{l.stride, l.row_capacity, l.weight.data()};
+  LayerLayout out{l.stride, l.row_capacity, l.weight.data(), 0};
+  if (l.csr) return out;
+  auto count_spare = [&](const DeviceBuffer& b, int64_t rows, int64_t cols, int64_t pitch) {
+    if (b.size() == 0) return;
+    const std::vector<float> all = to_host<float>(b, b.size() / sizeof(float), stream_);
+    for (size_t i = 0; i < all.size(); ++i) {
+      const int64_t r = static_cast<int64_t>(i) / pitch, c = static_cast<int64_t>(i) % pitch;
+      out.spare_nonzero += (r >= rows || c >= cols) && all[i] != 0.0f;
+    }
+  };
+  for (const DeviceBuffer* b : {&l.weight, &l.weight_moments[0], &l.weight_moments[1]}) count_spare(*b, l.units, l.inputs, l.stride);
+  for (const DeviceBuffer* b : {&l.bias, &l.bias_moments[0], &l.bias_moments[1]}) count_spare(*b, l.units, 1, 1);
+  return out;
 }
 
 std::vector<CudaLayerState> CudaModel::export_layers(bool with_moments) {
+  ensure_usable();
   set_device(config_.device);
   std::vector<CudaLayerState> out;
   for (const Layer& l : layers_) {
@@ -260,6 +278,7 @@ void CudaModel::read_stats(const Layer& l, CudaLayerState& s) {
 }
 
 std::vector<CudaLayerState> CudaModel::export_stats() {
+  ensure_usable();
   set_device(config_.device);
   std::vector<CudaLayerState> out;
   for (const Layer& l : layers_) {
@@ -499,6 +518,7 @@ CudaTotals CudaModel::read_totals(int64_t samples) {
 
 CudaTrainResult CudaModel::train(int64_t handle, const int32_t* order, int64_t first, int64_t count,
                                  int64_t batch_size, const std::function<void(int64_t, const CudaTotals&)>& progress) {
+  ensure_usable();
   auto it = datasets_.find(handle);
   if (it == datasets_.end()) throw std::invalid_argument("CudaModel::train: no dataset " + std::to_string(handle));
   const DeviceDataset& d = *it->second;
@@ -577,6 +597,7 @@ CudaTrainResult CudaModel::train(int64_t handle, const int32_t* order, int64_t f
 
 CudaTotals CudaModel::evaluate(const float* x, const int32_t* labels, const float* targets, int64_t n,
                                int64_t batch_size) {
+  ensure_usable();
   if (!labels && !targets) throw std::invalid_argument("CudaModel::evaluate: labels or targets are needed");
   auto d = upload_dataset(x, n, labels, targets);
   const int64_t chunk = std::max<int64_t>(1, std::min(batch_size, n));
@@ -594,6 +615,7 @@ CudaTotals CudaModel::evaluate(const float* x, const int32_t* labels, const floa
 }
 
 void CudaModel::predict(const float* x, int64_t n, float* out, int64_t batch_size) {
+  ensure_usable();
   auto d = upload_dataset(x, n, nullptr, nullptr);
   const int64_t chunk = std::max<int64_t>(1, std::min(batch_size, n));
   const int64_t outputs = output_size();

@@ -154,7 +154,9 @@ class CudaModel {
   // inputs (appended) within its spare capacity is grown in place; one that
   // grows beyond it is reallocated with headroom. Gradients restart at zero;
   // the step is kept.
-  // Throws std::invalid_argument before anything changes.
+  // Throws std::invalid_argument before anything changes, and CudaError for
+  // want of memory before anything changes; after a failure past a write in
+  // place the model refuses every call until load().
   void restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources);
 
   // Numbers the host changed without changing the structure (setWeights,
@@ -190,13 +192,15 @@ class CudaModel {
   std::vector<std::vector<int64_t>> gradient_growth(const std::vector<int64_t>& layers, const std::vector<int64_t>& counts,
                                                     const float* x, const int32_t* labels, const float* targets, int64_t n);
   // Where layer `layer`'s weights live on the device: its row pitch, rows
-  // allocated and the weight buffer's address (tests: a growth into reserved
-  // capacity keeps the address).
+  // allocated, the weight buffer's address (tests: a growth into reserved
+  // capacity keeps the address) and whether its spare capacity is all zero
+  // (reads every buffer back: for tests).
   struct LayerLayout {
     int64_t stride = 0, row_capacity = 0;
     const void* weight = nullptr;
+    int64_t spare_nonzero = 0;  // entries of the spare capacity (weight, moments, biases) that are not zero
   };
-  LayerLayout layout(int64_t layer) const;
+  LayerLayout layout(int64_t layer);
   // GradMax's reading of the network for growing hidden layer `layer` on the
   // batch x (as gradient_growth): M = dL/dz_{layer+1} a_{layer-1}^T summed
   // over the batch, and the next layer's sum of squared weights (summed in
@@ -223,7 +227,7 @@ class CudaModel {
   void set_optimizer(const CudaOptimizer& o);
   // Decay of the per-unit statistics' moving averages, in (0, 1).
   void set_stats_decay(double decay);
-  // Device bytes held by parameters, slots and transposes (not activations or data).
+  // Device bytes held by parameters, slots and transposes, spare capacity included (not activations or data).
   int64_t parameter_bytes() const;
 
   // Datasets: handles for train(); freed by release_dataset or with the model.
@@ -314,6 +318,10 @@ class CudaModel {
   std::unique_ptr<DeviceDataset> upload_dataset(const float* x, int64_t n, const int32_t* labels,
                                                 const float* targets);
 
+  // Throws std::runtime_error while unusable_ says why (a restructure failed
+  // after changing a layer in place); load() makes the model whole again.
+  void ensure_usable() const;
+  std::string unusable_;
   CudaModelConfig config_;
   // Atomic: JS reads step() (the model's step getter) while a worker trains.
   std::atomic<int64_t> step_{0};

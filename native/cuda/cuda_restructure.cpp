@@ -54,11 +54,25 @@ int64_t with_headroom(int64_t need, int64_t have) {
   return ((std::max(need, have + have / 2) + 15) / 16) * 16;
 }
 
-// Whether a dense layer's change is a growth that fits its spare capacity:
-// the same units first, then new ones; the same inputs first, then new ones;
-// nothing else moves or restarts (mask and alive flags come from the host).
+// A dense layer's slot (compact, units x inputs) at the positions a growth
+// into reserved capacity adds, in remap_append_cuda's order: the new inputs
+// of each old row, then the new rows whole.
+std::vector<float> appended_values(const std::vector<float>& all, int64_t old_units, int64_t old_inputs, int64_t units, int64_t inputs) {
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(old_units * (inputs - old_inputs) + (units - old_units) * inputs));
+  for (int64_t r = 0; r < old_units; ++r)
+    out.insert(out.end(), all.begin() + r * inputs + old_inputs, all.begin() + (r + 1) * inputs);
+  out.insert(out.end(), all.begin() + old_units * inputs, all.begin() + units * inputs);
+  return out;
+}
+
 }  // namespace
 
+// Whether a dense layer's change is a growth that fits its spare capacity:
+// the same units first, then new ones; the same inputs first, then new ones;
+// nothing else moves or restarts. The old positions are not re-masked: the
+// host's growth (np::Model::grow_units) leaves their mask entries and the
+// old units' alive flags as they were.
 bool CudaModel::grows_in_place(const Layer& old, const CudaLayerState& s, const std::vector<int32_t>& rows,
                                const std::vector<int32_t>* cols) {
   if (old.csr || s.csr || old.drop_connect > 0.0f || s.drop_connect > 0.0f || s.restart_scale) return false;
@@ -84,6 +98,7 @@ bool is_identity(const std::vector<int32_t>& sources, int64_t units) {
 }  // namespace
 
 void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vector<std::vector<int32_t>>& row_sources) {
+  ensure_usable();
   // ---- check everything first --------------------------------------------------
   if (layers.size() != layers_.size())
     throw std::invalid_argument("CudaModel.restructure: " + std::to_string(layers.size()) + " layers given, the model has " +
@@ -191,6 +206,8 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     const int32_t* compensate_inputs = nullptr;
     const double* compensate_means = nullptr;
     const double* fresh_stats[3] = {nullptr, nullptr, nullptr};
+    const int32_t* split_columns = nullptr;  // in place: the old columns whose factor is not 1
+    int64_t splits = 0;
   };
   std::vector<Pending> pending(layers.size());
   auto upload = [&](const auto& host) {
@@ -212,11 +229,12 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       // Its weights, gradients and slots stay where they are (moved over at the swap).
       l = build_structure(s, old.stride, old.row_capacity, /*gradients=*/false);
     } else {
-      // A dense layer that grows gets spare capacity for the next growth.
-      const bool grows = !s.csr && (s.units > old.units || s.inputs > old.inputs);
+      // A dense layer keeps its spare capacity through a rebuild, and one that outgrows it gets
+      // more (as the CPU's DenseParam::grow); one that shrinks (compaction) gives it back.
+      const bool shrinks = s.units < old.units || s.inputs < old.inputs;
       const int64_t old_pitch = old.csr ? old.inputs : old.stride, old_rows = old.csr ? old.units : old.row_capacity;
-      l = build_structure(s, grows && s.inputs > old.inputs ? with_headroom(s.inputs, old_pitch) : 0,
-                          grows && s.units > old.units ? with_headroom(s.units, old_rows) : 0);
+      l = build_structure(s, s.csr || shrinks ? 0 : with_headroom(s.inputs, old_pitch),
+                          s.csr || shrinks ? 0 : with_headroom(s.units, old_rows));
       const size_t weights = static_cast<size_t>(l.allocated()) * sizeof(float), biases = static_cast<size_t>(l.row_capacity) * sizeof(float);
       l.weight = DeviceBuffer(weights);
       l.bias = DeviceBuffer(biases);
@@ -267,13 +285,28 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
       b.from[1 + m] = old.bias_moments[m].as<float>();
       b.to[1 + m] = target.bias_moments[m].as<float>();
     }
-    if (fresh[i]) {
+    if (fresh[i] && in_place[i]) {
+      // Only the new positions' values cross (in remap_append_cuda's order), and the new units' biases.
+      w.fresh[0] = static_cast<const float*>(upload(appended_values(s.weight, old.units, old.inputs, s.units, s.inputs)));
+      b.fresh[0] = static_cast<const float*>(upload(std::vector<float>(s.bias.begin() + old.units, s.bias.end())));
+      for (size_t m = 0; m < moments; ++m) {
+        w.fresh[1 + m] = static_cast<const float*>(upload(appended_values(s.weight_moments[m], old.units, old.inputs, s.units, s.inputs)));
+        b.fresh[1 + m] = static_cast<const float*>(upload(std::vector<float>(s.bias_moments[m].begin() + old.units, s.bias_moments[m].end())));
+      }
+    } else if (fresh[i]) {
       w.fresh[0] = static_cast<const float*>(upload(s.weight));
       b.fresh[0] = static_cast<const float*>(upload(s.bias));
       for (size_t m = 0; m < moments; ++m) {
         w.fresh[1 + m] = static_cast<const float*>(upload(s.weight_moments[m]));
         b.fresh[1 + m] = static_cast<const float*>(upload(s.bias_moments[m]));
       }
+    }
+    if (in_place[i] && !s.input_scale.empty()) {
+      std::vector<int32_t> split;
+      for (int64_t c = 0; c < old.inputs; ++c)
+        if (s.input_scale[static_cast<size_t>(c)] != 1.0f) split.push_back(static_cast<int32_t>(c));
+      pending[i].splits = static_cast<int64_t>(split.size());
+      if (!split.empty()) pending[i].split_columns = static_cast<const int32_t*>(upload(split));
     }
     if (!s.compensate_inputs.empty()) {
       pending[i].compensate_inputs = static_cast<const int32_t*>(upload(s.compensate_inputs));
@@ -287,45 +320,70 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     built.push_back(std::move(l));
   }
 
-  // Nothing can fail for want of memory from here on: the kernels.
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const CudaLayerState& s = layers[i];
-    if (s.keep) continue;
-    Layer& old = layers_[i];
-    Layer& l = built[i];
-    const RemapView& v = views[i];
-    if (in_place[i]) {
-      // Growth into reserved capacity: only the new positions and units are written.
-      remap_append_cuda(v, old.units, old.inputs, weight_slots[i], stream_);
-      remap_scale_columns_cuda(v, old.units, old.inputs, weight_slots[i], stream_);
-      remap_bias_cuda(v, bias_slots[i], stream_, old.units);
-      old.weight_grad.fill_zero(stream_);  // gradients restart at zero, as after any restructure
-      old.bias_grad.fill_zero(stream_);
-    } else {
-      // Spare capacity starts (and stays) zero in every slot.
-      if (l.allocated() > l.count) {
-        l.weight.fill_zero(stream_);
-        for (size_t m = 0; m < moments; ++m) l.weight_moments[m].fill_zero(stream_);
+  // Nothing can fail for want of memory from here on: the kernels. The
+  // layers rebuilt into new buffers first, then those that grow in place,
+  // whose writes to old positions (net2wider's split columns, gradmax's
+  // biases) come last of all. Should anything fail after an in-place write,
+  // the model's numbers are in an unknown state: it refuses every use until
+  // it is loaded again (lib/cuda_model.ts then drops it and keeps the host's).
+  bool wrote_in_place = false;
+  try {
+    for (int pass = 0; pass < 2; ++pass) {
+      for (size_t i = 0; i < layers.size(); ++i) {
+        const CudaLayerState& s = layers[i];
+        if (s.keep || in_place[i] != (pass == 1)) continue;
+        Layer& old = layers_[i];
+        Layer& l = built[i];
+        const RemapView& v = views[i];
+        if (in_place[i]) {
+          // Growth into reserved capacity: only the new positions and units are written.
+          wrote_in_place = true;
+          remap_append_cuda(v, old.units, old.inputs, weight_slots[i], stream_);
+          remap_bias_cuda(v, bias_slots[i], stream_, old.units);
+          old.weight_grad.fill_zero(stream_);  // gradients restart at zero, as after any restructure
+          old.bias_grad.fill_zero(stream_);
+        } else {
+          // Spare capacity starts (and stays) zero in every slot.
+          if (l.allocated() > l.count) {
+            l.weight.fill_zero(stream_);
+            for (size_t m = 0; m < moments; ++m) l.weight_moments[m].fill_zero(stream_);
+          }
+          if (l.row_capacity > l.units) {
+            l.bias.fill_zero(stream_);
+            for (size_t m = 0; m < moments; ++m) l.bias_moments[m].fill_zero(stream_);
+          }
+          remap_weights_cuda(v, l.count, weight_slots[i], stream_);
+          remap_bias_cuda(v, bias_slots[i], stream_);
+        }
+        for (int k = 0; k < 3; ++k) remap_rows_f64_cuda(l.stat(k), old.stat(k), pending[i].fresh_stats[k], v.row_source, l.units, stream_);
+        l.stats_updates = old.stats_updates;
       }
-      remap_weights_cuda(v, l.count, weight_slots[i], stream_);
-      remap_bias_cuda(v, bias_slots[i], stream_);
     }
-    if (!s.compensate_inputs.empty()) {
-      // Through the old weights (still the device's until the swap), or the new ones just remapped
-      // (in place: the same buffer).
-      const Layer& through = s.compensate_new_weights && !in_place[i] ? l : old;
-      compensate_bias_cuda((in_place[i] ? old : l).bias.as<float>(), v, through.weight.as<float>(), s.compensate_new_weights,
-                           pending[i].compensate_inputs, pending[i].compensate_means,
-                           static_cast<int64_t>(s.compensate_inputs.size()), stream_);
+    // Writes to surviving positions, after every read of them above.
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const CudaLayerState& s = layers[i];
+      if (s.keep) continue;
+      Layer& old = layers_[i];
+      Layer& l = built[i];
+      const RemapView& v = views[i];
+      if (in_place[i]) remap_scale_columns_cuda(v, old.units, pending[i].split_columns, pending[i].splits, weight_slots[i], stream_);
+      if (!s.compensate_inputs.empty()) {
+        // Through the old weights (still the device's until the swap), or the new ones just remapped
+        // (in place: the same buffer).
+        const Layer& through = s.compensate_new_weights && !in_place[i] ? l : old;
+        compensate_bias_cuda((in_place[i] ? old : l).bias.as<float>(), v, through.weight.as<float>(), s.compensate_new_weights,
+                             pending[i].compensate_inputs, pending[i].compensate_means,
+                             static_cast<int64_t>(s.compensate_inputs.size()), stream_);
+      }
     }
-    for (int k = 0; k < 3; ++k) remap_rows_f64_cuda(l.stat(k), old.stat(k), pending[i].fresh_stats[k], v.row_source, l.units, stream_);
-    l.stats_updates = old.stats_updates;
+    stream_.synchronize();
+  } catch (...) {
+    if (wrote_in_place) unusable_ = "a restructure failed after it had changed a layer in place; load the model again";
+    throw;
   }
-  // Every copy and kernel done (a failure shows here, with the model as it
-  // was unless a layer grew in place); only then do the kept layers, and the
+  // Every copy and kernel done; only then do the kept layers, and the
   // buffers of the layers that grew in place, move over, so no failure
   // leaves one behind half-moved.
-  stream_.synchronize();
   for (size_t i = 0; i < layers.size(); ++i) {
     if (layers[i].keep) {
       built[i] = std::move(layers_[i]);

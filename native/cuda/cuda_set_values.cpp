@@ -24,6 +24,7 @@ void check_size(size_t layer, const std::optional<std::vector<float>>& v, int64_
 }  // namespace
 
 void CudaModel::set_values(const std::vector<CudaLayerValues>& layers) {
+  ensure_usable();
   if (layers.size() != layers_.size())
     throw std::invalid_argument("CudaModel.setValues: " + std::to_string(layers.size()) + " layers given, the model has " +
                                 std::to_string(layers_.size()));

@@ -133,7 +133,7 @@ void growth_candidates_cuda(uint8_t* open, int64_t units, int64_t inputs, const 
 // row pointers, and W^T's column pointers and value positions (CsrTransposeView).
 struct NormWeights {
   int64_t units = 0, inputs = 0;
-  int64_t stride = 0;  // dense: the row pitch (>= inputs)
+  int64_t stride = 0;  // dense: the row pitch (>= inputs; 0: inputs)
   const float* values = nullptr;
   const int64_t* indptr = nullptr;
   const int64_t* t_col_ptr = nullptr;
@@ -175,17 +175,20 @@ struct RemapSlots {
 // Dense positions land at r * stride + c (remap_new_addr), old ones are read
 // at remap_old_addr.
 void remap_weights_cuda(const RemapView& v, int64_t stored, const RemapSlots& slots, Stream& stream);
-// The same for the bias and its slots, by remap_bias_source, for first <= r < v.units.
+// The same for the bias and its slots, by remap_bias_source, for first <= r
+// < v.units (the host's biases, slots.fresh, then hold units first.. only).
 void remap_bias_cuda(const RemapView& v, const RemapSlots& slots, Stream& stream, int64_t first = 0);
 // Growth into reserved capacity, in place (slots.from == slots.to, the
 // layer's own buffers; v.old_stride == v.stride, v.units <= its row capacity):
 // the rule for the positions a dense layer gained (columns old_inputs.. of its
 // old rows, then rows old_units..), nothing else touched: O(new positions).
+// slots.fresh holds the host's values of those positions only, in that order.
 void remap_append_cuda(const RemapView& v, int64_t old_units, int64_t old_inputs, const RemapSlots& slots, Stream& stream);
-// Then, with v.col_scale, each old position's slots times its column's
-// factors, in place (net2wider's split sources; after remap_append_cuda,
-// whose copies read the values before the split).
-void remap_scale_columns_cuda(const RemapView& v, int64_t old_units, int64_t old_inputs, const RemapSlots& slots, Stream& stream);
+// Then, with v.col_scale, the old rows' entries in `columns` (device,
+// `splits` of them: net2wider's sources) times their column's factors, in
+// place, after remap_append_cuda, whose copies read the values before the split.
+void remap_scale_columns_cuda(const RemapView& v, int64_t old_units, const int32_t* columns, int64_t splits,
+                              const RemapSlots& slots, Stream& stream);
 // A bias compensation for units of the layer below whose output changed:
 // for every unit r with a source (row_source[r] >= 0), bias[r] +=
 // float(w(r, cols[i]) * means[i]) for i in order, in float, as the CPU adds

@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(kBlock)
     if (layer.indptr != nullptr) {
       for (int64_t k = layer.indptr[j]; k < layer.indptr[j + 1]; ++k) in = __dadd_rn(in, norm_term(layer.values[k], l1));
     } else {
-      const float* row = layer.values + j * layer.stride;
+      const float* row = layer.values + j * (layer.stride ? layer.stride : layer.inputs);
       for (int64_t c = 0; c < layer.inputs; ++c) in = __dadd_rn(in, norm_term(row[c], l1));
     }
     double out = 0.0;
@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(kBlock)
       for (int64_t t = next.t_col_ptr[j]; t < next.t_col_ptr[j + 1]; ++t)
         out = __dadd_rn(out, norm_term(next.values[next.t_value_pos[t]], l1));
     } else {
-      for (int64_t r = 0; r < next.units; ++r) out = __dadd_rn(out, norm_term(next.values[r * next.stride + j], l1));
+      for (int64_t r = 0; r < next.units; ++r) out = __dadd_rn(out, norm_term(next.values[r * (next.stride ? next.stride : next.inputs) + j], l1));
     }
     const double sum = __dadd_rn(in, out);
     scores[j] = l1 ? sum : sqrt(sum);
@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(kBlock)
     } else {
       for (int64_t r = 0; r < next.units; ++r) {
         if (mask != nullptr && mask[r * next.inputs + j] == 0) continue;
-        sum = __dadd_rn(sum, fabs(static_cast<double>(next.values[r * next.stride + j])));
+        sum = __dadd_rn(sum, fabs(static_cast<double>(next.values[r * (next.stride ? next.stride : next.inputs) + j])));
         ++count;
       }
     }

@@ -16,9 +16,10 @@ namespace {
 
 constexpr int kBlock = 256;
 
-// Slot i of new position k (at address `at`) from `source` (an old compact
-// position, kRemapFresh or kRemapZero); a moved weight in column `col` (>= 0)
-// follows remap_moved_slot, a bias (col -1) moves as it is.
+// Slot i of a new position (at address `at`; its host value at fresh[i][k])
+// from `source` (an old compact position, kRemapFresh or kRemapZero); a moved
+// weight in column `col` (>= 0) follows remap_moved_slot, a bias (col -1)
+// moves as it is.
 __device__ inline void copy_slots(const RemapView& view, const RemapSlots& s, int64_t k, int64_t at, int64_t source, int64_t col) {
   const int64_t from = source >= 0 ? (col >= 0 ? remap_old_addr(view, source) : source) : 0;
   for (int i = 0; i < s.count; ++i) {
@@ -40,8 +41,9 @@ __device__ inline void copy_value_only(const RemapSlots& s, int64_t at, int64_t 
   for (int i = 1; i < s.count; ++i) s.to[i][at] = 0.0f;
 }
 
-// New position k of the layer: its source by the rule, copied into its address.
-__device__ inline void remap_position(const RemapView& v, const RemapSlots& s, int64_t k) {
+// New position k of the layer: its source by the rule, copied into its
+// address; its host value, if it takes one, at fresh[i][fresh_at].
+__device__ inline void remap_position(const RemapView& v, const RemapSlots& s, int64_t k, int64_t fresh_at) {
   int64_t col = 0, row = 0;
   const int64_t source = remap_weight_source(v, k, &col, &row);
   const int64_t at = remap_new_addr(v, k, row, col);
@@ -53,19 +55,20 @@ __device__ inline void remap_position(const RemapView& v, const RemapSlots& s, i
       return;
     }
   }
-  copy_slots(v, s, k, at, source, col);
+  copy_slots(v, s, fresh_at, at, source, col);
 }
 
 __global__ void remap_weights_kernel(RemapView v, int64_t stored, RemapSlots s) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < stored; k += stride)
-    remap_position(v, s, k);
+    remap_position(v, s, k, k);
 }
 
 // In place (s.from == s.to): only the positions a growth added to a dense
 // layer, the new inputs of its old rows, then its new rows (old_units x
 // added inputs, then added units x inputs); the old ones are not touched.
-// Their sources are never old positions that move, so nothing read is written.
+// Their sources are never old positions that move, so nothing read is
+// written. The host's values (s.fresh) hold these positions only, in this order.
 __global__ void remap_append_kernel(RemapView v, int64_t old_units, int64_t old_inputs, RemapSlots s) {
   const int64_t added_inputs = v.inputs - old_inputs;
   const int64_t in_old_rows = old_units * added_inputs;
@@ -80,17 +83,18 @@ __global__ void remap_append_kernel(RemapView v, int64_t old_units, int64_t old_
       r = old_units + (t - in_old_rows) / v.inputs;
       c = (t - in_old_rows) % v.inputs;
     }
-    remap_position(v, s, r * v.inputs + c);
+    remap_position(v, s, r * v.inputs + c, t);
   }
 }
 
-// In place: each old position of a dense layer times its column's factors
-// (net2wider's shares), after remap_append_kernel has copied what it needs.
-__global__ void remap_scale_columns_kernel(RemapView v, int64_t old_units, int64_t old_inputs, RemapSlots s) {
-  const int64_t total = old_units * old_inputs;
+// In place: the old rows' entries in each split column (net2wider's
+// sources) times the column's factors, after remap_append_kernel has copied
+// what it needs: O(old units x split columns).
+__global__ void remap_scale_columns_kernel(RemapView v, int64_t old_units, const int32_t* columns, int64_t splits, RemapSlots s) {
+  const int64_t total = old_units * splits;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += stride) {
-    const int64_t r = t / old_inputs, c = t % old_inputs;
+    const int64_t r = t / splits, c = columns[t % splits];
     const int64_t at = r * v.stride + c;
     for (int i = 0; i < s.count; ++i) s.to[i][at] = remap_moved_slot(v, c, i, s.to[i][at]);
   }
@@ -104,7 +108,7 @@ __global__ void remap_bias_kernel(RemapView v, int64_t first, RemapSlots s) {
     if (copy != kRemapFresh) {
       copy_value_only(s, r, copy, 1.0f);
     } else {
-      copy_slots(v, s, r, r, source, -1);
+      copy_slots(v, s, r - first, r, source, -1);  // the host's biases from `first` on
     }
   }
 }
@@ -164,10 +168,11 @@ void remap_append_cuda(const RemapView& v, int64_t old_units, int64_t old_inputs
   NP_CUDA_CHECK_LAUNCH();
 }
 
-void remap_scale_columns_cuda(const RemapView& v, int64_t old_units, int64_t old_inputs, const RemapSlots& slots, Stream& stream) {
-  if (v.col_scale == nullptr || old_units * old_inputs <= 0) return;
-  NP_LAUNCH(static_cast<unsigned>(grid_for(old_units * old_inputs)), kBlock, 0, raw(stream),
-            remap_scale_columns_kernel)(v, old_units, old_inputs, slots);
+void remap_scale_columns_cuda(const RemapView& v, int64_t old_units, const int32_t* columns, int64_t splits,
+                              const RemapSlots& slots, Stream& stream) {
+  if (v.col_scale == nullptr || old_units * splits <= 0) return;
+  NP_LAUNCH(static_cast<unsigned>(grid_for(old_units * splits)), kBlock, 0, raw(stream),
+            remap_scale_columns_kernel)(v, old_units, columns, splits, slots);
   NP_CUDA_CHECK_LAUNCH();
 }
 

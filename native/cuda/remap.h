@@ -69,7 +69,7 @@ struct RemapView {
   bool restart = false;
   float restart_scale = 1.0f;
   // Dense row pitches of the old and the new weight buffers, in floats; 0:
-  // the inputs (no spare capacity).
+  // the inputs (the buffer has no spare columns).
   int64_t old_stride = 0, stride = 0;
 
   NP_HOST_DEVICE int64_t count() const { return csr ? indptr[units] : units * inputs; }

@@ -614,10 +614,12 @@ CUDA_TEST(cuda_model_restructure_follows_host_structural_ops) {
 // CPU's DenseParam::grow), the next ones fill the spare capacity in place
 // (the weight buffer stays where it was) and write only the new positions;
 // after each the device holds exactly the CPU model's numbers. On the padded
-// layers, training, magnitude and neuron decisions, utilities, gradmax's
-// reading and setValues behave as on compact ones; pruning and compaction
-// shrink them back to a compact layout.
-CUDA_TEST(cuda_model_grows_into_reserved_capacity) {
+// layers, training (Adam, SGD with and without momentum), magnitude and
+// neuron decisions, utilities, RigL's and gradmax's readings, continual
+// backprop, format changes, sparsify and setValues behave as on compact ones,
+// and the spare capacity stays zero; pruning and compaction shrink the layers
+// back to a compact layout.
+void grows_into_reserved_capacity(const np::OptimizerConfig& o, const char* name) {
   const int64_t inputs = 10, n = 48, outputs = 4;
   std::vector<np::LayerSpec> specs(3);
   specs[0].units = 16;
@@ -629,9 +631,6 @@ CUDA_TEST(cuda_model_grows_into_reserved_capacity) {
   specs[2].units = outputs;
   specs[2].sparse_threshold = 0.0f;
   np::Model cpu(inputs, 9, specs);
-  np::OptimizerConfig o;
-  o.kind = np::OptimizerKind::kAdam;
-  o.learning_rate = 0.01f;
   cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
   const std::vector<float> x = random_vector(n * inputs, 23);
   const LabelledSamples samples(n, outputs);
@@ -645,6 +644,9 @@ CUDA_TEST(cuda_model_grows_into_reserved_capacity) {
   nc::CudaModel gpu(config, st.step, structure_of(cpu, st, std::vector<bool>(st.layers.size(), true)));
   CHECK_EQ(gpu.layout(0).stride, inputs);  // loaded compact
   CHECK_EQ(gpu.layout(1).stride, 16);
+  auto spare_is_zero = [&](const char* when) {
+    for (int64_t l = 0; l < 3; ++l) CHECK_MSG(gpu.layout(l).spare_nonzero == 0, "%s, %s: layer %lld's spare capacity holds nonzeros", name, when, static_cast<long long>(l));
+  };
 
   restructure_like(cpu, gpu, "first growth", [&] { cpu.grow_units(0, 2, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr); });
   const nc::CudaModel::LayerLayout l0 = gpu.layout(0), l1 = gpu.layout(1);
@@ -656,51 +658,67 @@ CUDA_TEST(cuda_model_grows_into_reserved_capacity) {
                    split_on_device(cpu));
   restructure_like(cpu, gpu, "gradmax in place", [&] { cpu.grow_units(0, 2, np::GrowInit::kGradMax, 0.0, x.data(), &t, n, nullptr); },
                    compensated_by_device(cpu));
-  CHECK_MSG(gpu.layout(0).weight == l0.weight && gpu.layout(1).weight == l1.weight, "a growth within capacity moved the weights");
+  CHECK_MSG(gpu.layout(0).weight == l0.weight && gpu.layout(1).weight == l1.weight, "%s: a growth within capacity moved the weights", name);
   CHECK_EQ(gpu.layout(0).row_capacity, 32);
   CHECK_EQ(cpu.layers()[0].units, 25);
-  // The second hidden layer (sigmoid: gradmax compensates through its outgoing weights) grows too.
+  // The second hidden layer (sigmoid: gradmax compensates through its outgoing weights) grows:
+  // first beyond its rows (reallocated, keeping its wider pitch), then in place, rows and inputs
+  // together in one change, with the compensation written through the new weights in place.
   restructure_like(cpu, gpu, "gradmax, second layer", [&] { cpu.grow_units(1, 3, np::GrowInit::kGradMax, 0.0, x.data(), &t, n, nullptr); },
                    compensated_by_device(cpu));
-  CHECK_EQ(cpu.last_compensations().size(), 1u);
-  restructure_like(cpu, gpu, "net2wider, second layer in place", [&] { cpu.grow_units(1, 2, np::GrowInit::kNet2Wider, 0.2, nullptr, nullptr, 0, nullptr); },
+  CHECK_EQ(gpu.layout(1).stride, 32);  // a rebuild keeps the spare columns it had
+  const nc::CudaModel::LayerLayout l1b = gpu.layout(1), l2b = gpu.layout(2);
+  restructure_like(cpu, gpu, "rows and inputs in one change, in place", [&] {
+    cpu.grow_units(0, 1, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr);
+    cpu.grow_units(1, 1, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr);
+  });
+  restructure_like(cpu, gpu, "gradmax, second layer, in place", [&] { cpu.grow_units(1, 2, np::GrowInit::kGradMax, 0.0, x.data(), &t, n, nullptr); },
+                   compensated_by_device(cpu));
+  CHECK(!cpu.last_compensations().empty() && cpu.last_compensations()[0].new_weights);
+  restructure_like(cpu, gpu, "net2wider, second layer, in place", [&] { cpu.grow_units(1, 2, np::GrowInit::kNet2Wider, 0.2, nullptr, nullptr, 0, nullptr); },
                    split_on_device(cpu));
+  CHECK_MSG(gpu.layout(1).weight == l1b.weight && gpu.layout(2).weight == l2b.weight, "%s: the second layer's growths moved the weights", name);
+  spare_is_zero("after the growths");
 
   // Decisions read the padded layers as the host reads its own.
   const std::vector<int64_t> all = {0, 1, 2};
   for (const np::MagnitudePlan& plan : {cpu.plan_prune_weights(all, 0.3, true), cpu.plan_regrow_drops({0, 1}, 0.2)}) {
     const std::vector<int64_t> which = plan.counts.size() == 2 ? std::vector<int64_t>{0, 1} : all;
-    CHECK_MSG(gpu.magnitude_drops(which, plan) == cpu.magnitude_drops(which, plan), "drop bits on padded layers");
+    CHECK_MSG(gpu.magnitude_drops(which, plan) == cpu.magnitude_drops(which, plan), "%s: drop bits on padded layers", name);
   }
   for (const char* criterion : {"l1", "l2", "activation"})
-    for (int64_t layer : {0, 1}) CHECK_MSG(gpu.neuron_scores(layer, criterion) == cpu.neuron_scores(layer, criterion), "%s scores", criterion);
+    for (int64_t layer : {0, 1}) CHECK_MSG(gpu.neuron_scores(layer, criterion) == cpu.neuron_scores(layer, criterion), "%s: %s scores", name, criterion);
   CHECK(gpu.unit_utility(0) == cpu.unit_utility(0));
-  const np::GradMaxProduct want = cpu.gradmax_product(0, x.data(), &t, n, nullptr);
-  const np::GradMaxProduct got = gpu.gradmax_product(0, x.data(), samples.labels.data(), nullptr, n);
-  CHECK(std::fabs(got.weight_squares - want.weight_squares) <= 1e-12 * want.weight_squares);
+  for (int64_t layer : {0, 1}) {
+    const np::GradMaxProduct want = cpu.gradmax_product(layer, x.data(), &t, n, nullptr);
+    const np::GradMaxProduct got = gpu.gradmax_product(layer, x.data(), samples.labels.data(), nullptr, n);
+    CHECK(std::fabs(got.weight_squares - want.weight_squares) <= 1e-12 * want.weight_squares);
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < want.m.size(); ++i) {
+      scale = std::max(scale, static_cast<double>(std::fabs(want.m[i])));
+      worst = std::max(worst, std::fabs(static_cast<double>(got.m[i]) - want.m[i]));
+    }
+    CHECK_MSG(worst <= 1e-5 * scale, "%s: gradmax's M through padded layers differs by %g", name, worst);
+  }
+  const std::vector<int64_t> counts = cpu.plan_regrow_drops({0, 1}, 0.2).counts;
+  const auto grows = gpu.gradient_growth({0, 1}, counts, x.data(), samples.labels.data(), nullptr, n);
+  const auto host_grows = cpu.gradient_growth({0, 1}, counts, nullptr, x.data(), &t, n);
+  for (size_t i = 0; i < 2; ++i) {
+    int64_t same = 0;
+    for (int64_t p : grows[i]) same += std::binary_search(host_grows[i].begin(), host_grows[i].end(), p);
+    CHECK_MSG(same * 10 >= counts[i] * 9, "%s: RigL through padded layers chose %lld of %lld of the host's positions", name,
+              static_cast<long long>(same), static_cast<long long>(counts[i]));
+  }
 
-  // Training on the padded layers follows the CPU model; setValues writes at the row pitch.
+  // Training on the padded layers follows the CPU model, and the spare capacity stays zero.
   const int64_t dataset = gpu.add_dataset(x.data(), n, samples.labels.data(), nullptr);
   gpu.train(dataset, samples.order.data(), 0, 3, 16, nullptr);
   for (int s = 0; s < 3; ++s) cpu.train_batch(x.data(), t, samples.order.data() + 16 * s, 16, nullptr);
   check_weights_close(gpu.export_layers(), cpu.export_state(), "after training on padded layers");
-  const np::ModelState trained = cpu.export_state();
-  std::vector<nc::CudaLayerValues> values(trained.layers.size());
-  for (size_t l = 0; l < values.size(); ++l) {
-    values[l].weight = trained.layers[l].weight;
-    values[l].weight_moments = trained.layers[l].weight_moments;
-  }
-  gpu.set_values(values);
-  const std::vector<nc::CudaLayerState> set = gpu.export_layers();
-  for (size_t l = 0; l < set.size(); ++l)
-    CHECK_MSG(set[l].weight == trained.layers[l].weight && set[l].weight_moments == trained.layers[l].weight_moments, "setValues, layer %zu", l);
-  // Training once more from equal numbers: the spare capacity stayed zero (an update there would show in the sums).
-  gpu.train(dataset, samples.order.data(), 0, 1, 16, nullptr);
-  cpu.train_batch(x.data(), t, samples.order.data(), 16, nullptr);
-  check_weights_close(gpu.export_layers(), cpu.export_state(), "after setValues and a step");
-
-  // Shrinking (neuron pruning, then compaction) rebuilds compact layers with the CPU's numbers
-  // (the two trained apart: the CPU takes the device's statistics, the device the CPU's parameters).
+  spare_is_zero("after training");
+  // From equal numbers again (the two trained apart: the CPU takes the device's statistics, the
+  // device the CPU's parameters, written at the row pitch by setValues), the structural changes
+  // that read the old weights.
   np::ModelState synced = cpu.export_state();
   const std::vector<nc::CudaLayerState> device_now = gpu.export_layers();
   for (size_t l = 0; l < synced.layers.size(); ++l) {
@@ -709,21 +727,51 @@ CUDA_TEST(cuda_model_grows_into_reserved_capacity) {
     synced.layers[l].taylor = device_now[l].taylor;
   }
   cpu.import_state(synced);
-  gpu.set_values([&] {
-    const np::ModelState now = cpu.export_state();
-    std::vector<nc::CudaLayerValues> v(now.layers.size());
-    for (size_t l = 0; l < v.size(); ++l) {
-      v[l].weight = now.layers[l].weight;
-      v[l].bias = now.layers[l].bias;
-      v[l].weight_moments = now.layers[l].weight_moments;
-      v[l].bias_moments = now.layers[l].bias_moments;
-    }
-    return v;
-  }());
+  std::vector<nc::CudaLayerValues> values(synced.layers.size());
+  for (size_t l = 0; l < values.size(); ++l) {
+    values[l].weight = synced.layers[l].weight;
+    values[l].bias = synced.layers[l].bias;
+    values[l].weight_moments = synced.layers[l].weight_moments;
+    values[l].bias_moments = synced.layers[l].bias_moments;
+  }
+  gpu.set_values(values);
+  const std::vector<nc::CudaLayerState> set = gpu.export_layers();
+  for (size_t l = 0; l < set.size(); ++l)
+    CHECK_MSG(set[l].weight == synced.layers[l].weight && set[l].weight_moments == synced.layers[l].weight_moments, "%s: setValues, layer %zu", name, l);
+  restructure_like(cpu, gpu, "continual backprop on padded layers", [&] {
+    cpu.set_continual_backprop(0.3, 0);
+    CHECK(cpu.continual_backprop_step(0.3, 0) > 0);
+    cpu.set_continual_backprop(0.0, 0);
+  }, compensated_by_device(cpu));
+  restructure_like(cpu, gpu, "sparsify a padded layer", [&] { cpu.sparsify(0.5, false, {1}, nullptr); },
+                   [&](std::vector<nc::CudaLayerState>& layers) { layers[1].restart_scale = cpu.last_rescales()[0].scale; });
+  restructure_like(cpu, gpu, "a padded layer to CSR and back", [&] { cpu.convert_to_csr(1, "test"); });
+  restructure_like(cpu, gpu, "back to dense", [&] { cpu.convert_to_dense(1, "test"); });
+  spare_is_zero("after the rebuilds");
+  // Shrinking (neuron pruning, then compaction) rebuilds compact layers.
   restructure_like(cpu, gpu, "neuron pruning of a padded layer", [&] { cpu.prune_neurons({0}, 0.3, "random", false); });
   restructure_like(cpu, gpu, "compact", [&] { cpu.compact(nullptr); });
   CHECK_EQ(gpu.layout(0).row_capacity, cpu.layers()[0].units);
   CHECK_EQ(gpu.layout(1).stride, cpu.layers()[1].inputs);
+  gpu.train(dataset, samples.order.data(), 0, 1, 16, nullptr);
+  cpu.train_batch(x.data(), t, samples.order.data(), 16, nullptr);
+  check_weights_close(gpu.export_layers(), cpu.export_state(), "after compaction and a step");
+}
+
+CUDA_TEST(cuda_model_grows_into_reserved_capacity) {
+  np::OptimizerConfig adam;
+  adam.kind = np::OptimizerKind::kAdam;
+  adam.learning_rate = 0.01f;
+  grows_into_reserved_capacity(adam, "adam");
+  np::OptimizerConfig momentum;
+  momentum.kind = np::OptimizerKind::kSgd;
+  momentum.learning_rate = 0.05f;
+  momentum.momentum = 0.9f;
+  grows_into_reserved_capacity(momentum, "sgd momentum");
+  np::OptimizerConfig plain;
+  plain.kind = np::OptimizerKind::kSgd;
+  plain.learning_rate = 0.05f;
+  grows_into_reserved_capacity(plain, "sgd");
 }
 
 // GradMax on the device: what it reads of the network (gradmax_product: the
