@@ -219,10 +219,26 @@ interface LoadResult {
 let loaded: LoadResult | undefined;
 
 /**
+ * Whether the CPU addon in use is the package's prebuilt one (node-gyp-build finds no local build):
+ * then the prebuilt CUDA addon beside it comes from the same pack. In a checkout with its own build
+ * a prebuild left by an earlier `npm pack` could be stale, so it is not used there.
+ */
+function cpuAddonIsPrebuilt(): boolean {
+  if (process.env.NEUROPLASTIC_ADDON_PATH) return false;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const file: string = require('node-gyp-build').resolve(packageRoot);
+    return !path.relative(path.join(packageRoot, 'prebuilds'), file).startsWith('..');
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Where the addon may be, in order: NEUROPLASTIC_CUDA_ADDON_PATH (exactly that file); a cuda/ folder
  * beside NEUROPLASTIC_ADDON_PATH (the CPU addon override); build/Release/cuda and build/Debug/cuda
  * (a build from source); prebuilds/<platform>-<arch>/cuda (the package's prebuilt addon,
- * scripts/prebuild-cuda.js).
+ * scripts/prebuild-cuda.js), only beside the prebuilt CPU addon.
  */
 export function addonCandidates(): string[] {
   const exact = process.env.NEUROPLASTIC_CUDA_ADDON_PATH;
@@ -231,7 +247,7 @@ export function addonCandidates(): string[] {
   const cpuOverride = process.env.NEUROPLASTIC_ADDON_PATH;
   if (cpuOverride) out.push(path.join(path.dirname(path.resolve(cpuOverride)), 'cuda', ADDON_FILE));
   for (const config of ['Release', 'Debug']) out.push(path.join(packageRoot, 'build', config, 'cuda', ADDON_FILE));
-  out.push(path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'cuda', ADDON_FILE));
+  if (cpuAddonIsPrebuilt()) out.push(path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'cuda', ADDON_FILE));
   return out;
 }
 

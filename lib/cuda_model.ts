@@ -261,9 +261,11 @@ export class CudaNativeModel implements NativeModel {
       // Everything from here to the device's swap may fail (no memory, a refusal): the fallback covers it all.
       this.restructureToHost(device, before, eventsBefore, amend, compensate);
     } catch (e) {
-      // The device model is unchanged (restructure checks first and swaps
-      // last): put the host back (its old structure with the device's
-      // numbers, the newest) and make the change the ordinary way.
+      // The device model is unchanged (restructure checks and allocates
+      // first and swaps last): put the host back (its old structure with the
+      // device's numbers, the newest) and make the change the ordinary way.
+      // (A fault after the device grew a layer in place leaves it refusing
+      // every call, the export below included: the case just after.)
       try {
         const numbers = device.exportState();
         numbers.layers.forEach((d, i) => {
@@ -275,12 +277,17 @@ export class CudaNativeModel implements NativeModel {
       } catch (pullError) {
         // The device cannot give its numbers back either: the host keeps the
         // change (it still holds it) with the numbers of the last copy, and
-        // the device model goes.
+        // the device model goes; the next device call loads it afresh.
         this.device?.dispose();
         this.device = null;
         this.deviceStale = true;
         this.hostStale = false;
-        throw pullError;
+        const why = (x: unknown) => (x instanceof Error ? x.message : String(x));
+        throw new Error(
+          `neuroplastic: the GPU could not follow a structural change (${why(e)}) nor give its numbers back (${why(pullError)}); ` +
+            'the change stands on the CPU model with the numbers of its last copy from the GPU, and the GPU model was dropped',
+          { cause: e },
+        );
       }
       return this.mutate(() => fn());
     }

@@ -911,7 +911,13 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
     this.twin.setValues({ step: this.twin.step, layers: values.layers });
     CpuTwinDevice.calls.setValues++;  // counted when it took the numbers
   }
+  /** Makes the next exportState() throw, as a device that cannot give its numbers back would. */
+  static failNextExport = false;
   exportState(withMoments = true): cuda.CudaStateOut {
+    if (CpuTwinDevice.failNextExport) {
+      CpuTwinDevice.failNextExport = false;
+      throw new Error('CudaModel: the device takes no call (test)');
+    }
     if (withMoments) CpuTwinDevice.calls.exportState++;
     else CpuTwinDevice.calls.exportWeights++;
     const s = this.twin.exportState();
@@ -1175,6 +1181,30 @@ describe('cuda: host/device bookkeeping (a CPU twin stands in for the GPU; no GP
     const [a, b] = [await cpu.fit(X, Y, { epochs: 1, batchSize: 48 }), await dev.fit(X, Y, { epochs: 1, batchSize: 48 })];
     expect(b.history.loss).to.deep.equal(a.history.loss);
     expect(await dev.predict(X)).to.deep.equal(await cpu.predict(X));
+  });
+
+  it('a refused restructure on a device that cannot give its numbers back either: the change stands on the CPU model, the GPU model is made afresh, the error says so', async () => {
+    const dev = onTwinDevice(mixedMlp('cpu', 'adam'));
+    await dev.fit(X, Y, { epochs: 1, batchSize: 48 });
+    const units = dev.native.neuronIds(0).length;
+    const deviceOf = () => (dev.native as unknown as { device: cuda.CudaModelHandle | null }).device;
+    const first = deviceOf();
+    CpuTwinDevice.failNextRestructure = true;
+    CpuTwinDevice.failNextExport = true;
+    let error: unknown;
+    try {
+      dev.grow({ layer: 0, count: 2, init: 'random' });
+    } catch (e) {
+      error = e;
+    }
+    expect(CpuTwinDevice.failNextExport, 'the export was tried').to.equal(false);
+    expect((error as Error).message).to.match(/could not follow a structural change .*nor give its numbers back/);
+    expect(((error as Error).cause as Error).message).to.match(/out of device memory \(test\)/);
+    expect(dev.native.neuronIds(0).length, 'the change stands').to.equal(units + 2);
+    expect(deviceOf(), 'the GPU model was dropped').to.equal(null);
+    const h = await dev.fit(X, Y, { epochs: 1, batchSize: 48 });
+    expect(deviceOf(), 'a GPU model made afresh from the CPU model').to.not.equal(null).and.to.not.equal(first);
+    expect(h.history.loss.every(Number.isFinite)).to.equal(true);
   });
 
   it('a device decision the host refuses (here a NaN score) falls back to the host deciding on pulled numbers, with the same result', async () => {

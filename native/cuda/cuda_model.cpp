@@ -228,6 +228,7 @@ std::vector<float> CudaModel::download_weights(const Layer& l, const DeviceBuffe
 }
 
 CudaModel::LayerLayout CudaModel::layout(int64_t layer) {
+  ensure_usable();
   if (layer < 0 || layer >= static_cast<int64_t>(layers_.size())) throw std::invalid_argument("CudaModel.layout: no layer " + std::to_string(layer));
   const Layer& l = layers_[static_cast<size_t>(layer)];
   LayerLayout out{l.stride, l.row_capacity, l.weight.data(), 0};

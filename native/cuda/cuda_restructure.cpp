@@ -378,7 +378,7 @@ void CudaModel::restructure(std::vector<CudaLayerState> layers, const std::vecto
     }
     stream_.synchronize();
   } catch (...) {
-    if (wrote_in_place) unusable_ = "a restructure failed after it had changed a layer in place; load the model again";
+    if (wrote_in_place) unusable_ = "a restructure failed after changing a layer in place, so its numbers are unknown; it takes no call until a load()";
     throw;
   }
   // Every copy and kernel done; only then do the kept layers, and the

@@ -176,8 +176,8 @@ std::vector<nc::CudaLayerState> layers_of(Napi::Env env, Napi::Value v, int64_t*
     s.keep = values_optional && boolean(l, "keep", false);
     if (s.keep) {
       // A kept layer stays as the device has it: numbers or scales for it would be lost.
-      for (const char* key : {"weight", "bias", "inputScale", "rowCopy", "inputCopy", "inputCopyScale", "restartScale",
-                              "compensateInputs", "compensateMeans"})
+      for (const char* key : {"weight", "bias", "weightMoments", "biasMoments", "inputScale", "rowCopy", "inputCopy", "inputCopyScale",
+                              "restartScale", "compensateInputs", "compensateMeans"})
         if (!l.Get(key).IsUndefined()) throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so " + key + " must be left out");
       if (strict_flag(env, l, "compensateNewWeights", at))
         throw Napi::TypeError::New(env, "CudaModel: " + at + "keep is set, so compensateNewWeights must be false");
