@@ -584,6 +584,8 @@ describe("cuda: Sequential with device 'cuda'", () => {
           { layers: device0.map((l, i) => ({ ...l, ...(i === 0 ? { inputCopy: new Int32Array(l.inputs).fill(-1), inputCopyScale: new Float32Array(l.inputs) } : {}) })) }, sources0)],
         ['restructure: a NaN input copy scale', () => device.restructure(
           { layers: device0.map((l, i) => ({ ...l, ...(i === 1 ? { inputCopy: new Int32Array(l.inputs).fill(-1), inputCopyScale: new Float32Array(l.inputs).fill(NaN) } : {}) })) }, sources0)],
+        ['restructure: a kept layer given moments', () => device.restructure(
+          { layers: device0.map((l, i) => ({ ...l, keep: true, ...(i === 0 ? { weightMoments: [new Float32Array(l.units * l.inputs)] } : {}) })) }, sources0)],
         ['restructure: a kept layer with a row copy', () => device.restructure(
           { layers: device0.map((l, i) => ({ ...l, keep: true, ...(i === 0 ? { rowCopy: new Int32Array(l.units).fill(-1) } : {}) })) }, sources0)],
         ['restructure: compensateNewWeights not a boolean', () => device.restructure(
