@@ -4,6 +4,10 @@
 //   growth   time per neuron inserted by model.grow() into a 784-W-10 net,
 //            W = 256 .. 16384, init 'zero' and 'net2wider' (target: flat in W,
 //            O(fan_in + fan_out) rather than a copy of the layer)
+//   gradmax  ms per model.grow({ layer: 0, count: K, init: 'gradmax', data }) into 784-H-H-10
+//            relu, H = 1024 and 4096, K = 4 and 16 (a batch of 256): the gradient product, its
+//            top singular vectors (orthogonal iteration over the next layer's H x 784 M) and
+//            the insertion
 //   dst      784-1000-1000-10 on Fashion-MNIST: dense vs SET vs RigL at 90%
 //            sparsity (ERK densities, built sparse). Target: accuracy within
 //            1 point of dense, epoch time <= 0.3x dense
@@ -14,7 +18,7 @@
 //            (EXTRAPOLATED from a fixed number of steps), nnz, model bytes and
 //            peak RSS, each width in its own child process
 //
-//   node --import tsx bench/dst.ts [--quick] [--only growth,dst,set3000,width]
+//   node --import tsx bench/dst.ts [--quick] [--only growth,gradmax,dst,set3000,width]
 //        [--epochs N] [--widths 10000,100000,1000000] [--json FILE]
 //   node --import tsx bench/main.ts --dst [--quick]
 //
@@ -29,7 +33,7 @@ import { formatTable, machineInfo, formatMachine, median, type BenchResult } fro
 
 export interface DstBenchOptions {
   quick?: boolean;
-  /** Parts to run: 'growth', 'dst', 'set3000', 'width'. Default all. */
+  /** Parts to run: 'growth', 'gradmax', 'dst', 'set3000', 'width'. Default all. */
   only?: string[];
   /** Epochs of the dst part (dense / SET / RigL). Default 10 (quick: 1). */
   epochs?: number;
@@ -38,7 +42,7 @@ export interface DstBenchOptions {
   log?: (s: string) => void;
 }
 
-const PARTS = ['growth', 'dst', 'set3000', 'width'] as const;
+const PARTS = ['growth', 'gradmax', 'dst', 'set3000', 'width'] as const;
 const BATCH = 128;
 const SEED = 7;
 /** Steps of one Fashion-MNIST epoch at batch 128 (60,000 samples). */
@@ -219,6 +223,34 @@ interface DstEntry {
   seconds: number[];
   accuracy: number[];
   structural: number;
+}
+
+// ---- part 1b: gradmax growth cost ------------------------------------------------
+
+async function runGradmax(quick: boolean, log: (s: string) => void): Promise<BenchResult[]> {
+  const reps = quick ? 1 : 5;
+  const n = 256;
+  const x = new Float32Array(n * 784).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
+  const y = new Int32Array(n).map((_, i) => (i * 3) % 10);
+  log(`gradmax: 784-H-H-10 relu (dense), model.grow({ layer: 0, count: K, init: 'gradmax', data }) on ${n} samples; ms, median of ${reps}`);
+  const results: BenchResult[] = [];
+  for (const h of quick ? [1024] : [1024, 4096]) {
+    for (const count of [4, 16]) {
+      const ms: number[] = [];
+      for (let r = 0; r < reps; r++) {
+        const model = new Sequential({ inputSize: 784, seed: SEED, sparseThreshold: 0 });
+        model.add(layers.dense({ units: h, activation: 'relu' })).add(layers.dense({ units: h, activation: 'relu' })).add(layers.dense({ units: 10 }));
+        model.compile({ optimizer: optimizers.adam(), loss: 'softmaxCrossEntropy' });
+        const t0 = process.hrtime.bigint();
+        model.grow({ layer: 0, count, init: 'gradmax', data: [x, y] });
+        ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        if (denseLayers(model)[0].units !== h + count) throw new Error(`gradmax: expected ${h + count} units`);
+      }
+      results.push(row({ bench: 'grow', shape: `784-${h}-${h}-10`, batch: n, median_ms: median(ms), init: 'gradmax', insertions: count }));
+    }
+  }
+  log(formatTable(['width', 'units grown', 'median ms'], results.map((r) => [r.shape.split('-')[1], String(r.insertions), fmt(r.median_ms, 1)])));
+  return results;
 }
 
 async function runDst(quick: boolean, epochsOpt: number | undefined, log: (s: string) => void): Promise<BenchResult[]> {
@@ -535,6 +567,7 @@ export async function runDstBench(opts: DstBenchOptions = {}): Promise<BenchResu
   log(`dst bench: ${rt.simd}, ${rt.threads} threads${quick ? '; --quick: smoke test, do not quote' : ''}`);
   const results: BenchResult[] = [];
   if (only.includes('growth')) results.push(...(await runGrowth(quick, log)));
+  if (only.includes('gradmax')) results.push(...(await runGradmax(quick, log)));
   if (only.includes('dst')) results.push(...(await runDst(quick, opts.epochs, log)));
   if (only.includes('set3000')) results.push(...(await runSet3000(quick, log)));
   if (only.includes('width')) results.push(...(await runWidth(quick, opts.widths ?? [10_000, 100_000, 1_000_000], log)));

@@ -45,16 +45,43 @@ std::vector<double> top_left_singular_vectors(const std::vector<float>& m, int64
   std::vector<double> q(rows * k), t(cols * k);
   for (auto& v : q) v = rng.normal();
   for (int iter = 0; iter < 30; ++iter) {
-    // t = m^T q ; q = m t
-    for (int64_t j = 0; j < k; ++j) {
-      for (int64_t c = 0; c < cols; ++c) {
-        double s = 0.0;
-        for (int64_t r = 0; r < rows; ++r) s += static_cast<double>(m[r * cols + c]) * q[j * rows + r];
-        t[j * cols + c] = s;
+    // t = m^T q ; q = m t, every column j in one pass over m (row-major)
+    // each: t[c] and q[r] add their terms in the order of the plain
+    // per-column loops (rows ascending, columns ascending), so the result is
+    // theirs to the bit, without striding m or reading it once per column.
+    std::fill(t.begin(), t.end(), 0.0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* mr = &m[r * cols];
+      for (int64_t j = 0; j < k; ++j) {
+        double* tj = &t[j * cols];
+        const double qr = q[j * rows + r];
+        for (int64_t c = 0; c < cols; ++c) tj[c] += static_cast<double>(mr[c]) * qr;
       }
-      for (int64_t r = 0; r < rows; ++r) {
+    }
+    // Four columns side by side: four independent running sums instead of one
+    // chain of dependent adds (each still adds in column order).
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* mr = &m[r * cols];
+      int64_t j = 0;
+      for (; j + 4 <= k; j += 4) {
+        const double *t0 = &t[j * cols], *t1 = t0 + cols, *t2 = t1 + cols, *t3 = t2 + cols;
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        for (int64_t c = 0; c < cols; ++c) {
+          const double v = static_cast<double>(mr[c]);
+          s0 += v * t0[c];
+          s1 += v * t1[c];
+          s2 += v * t2[c];
+          s3 += v * t3[c];
+        }
+        q[j * rows + r] = s0;
+        q[(j + 1) * rows + r] = s1;
+        q[(j + 2) * rows + r] = s2;
+        q[(j + 3) * rows + r] = s3;
+      }
+      for (; j < k; ++j) {
+        const double* tj = &t[j * cols];
         double s = 0.0;
-        for (int64_t c = 0; c < cols; ++c) s += static_cast<double>(m[r * cols + c]) * t[j * cols + c];
+        for (int64_t c = 0; c < cols; ++c) s += static_cast<double>(mr[c]) * tj[c];
         q[j * rows + r] = s;
       }
     }
