@@ -11,6 +11,7 @@
 #include "model/csr_edit.h"
 #include "model/errors.h"
 #include "model/model.h"
+#include "model/singular_vectors.h"
 
 namespace np {
 
@@ -39,8 +40,8 @@ std::vector<int32_t> sample_sorted(Rng& rng, int64_t n, int64_t k) {
   return all;
 }
 
-// Top-k left singular vectors of m (rows x cols, row-major) by orthogonal
-// iteration on m m^T: q (rows x k, column j contiguous at q[j * rows]).
+}  // namespace
+
 std::vector<double> top_left_singular_vectors(const std::vector<float>& m, int64_t rows, int64_t cols, int64_t k, Rng& rng) {
   std::vector<double> q(rows * k), t(cols * k);
   for (auto& v : q) v = rng.normal();
@@ -108,7 +109,7 @@ std::vector<double> top_left_singular_vectors(const std::vector<float>& m, int64
   return q;
 }
 
-}  // namespace
+
 
 // Draws the incoming weights of `unit` from the layer's init distribution
 // (He-normal for relu, Glorot-uniform otherwise), times `scale`, at the
