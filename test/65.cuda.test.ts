@@ -836,11 +836,13 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       if (fresh) CpuTwinDevice.calls.valuedLayers++;
       const count = l.format === 'csr' ? Number(l.indptr![l.units]) : l.units * l.inputs;
       const slots = slotsFrom.map(() => new Float32Array(count));
-      const oldAt = (r: number, c: number): number => {
-        if (o.format !== 'csr') return r * o.inputs + c;
-        for (let k = Number(o.indptr![r]); k < Number(o.indptr![r + 1]); k++) if (o.indices![k] === c) return k;
+      // The stored position of (r, c) in a layer's compact arrays, -2 where a CSR layer stores none.
+      const positionIn = (s: { format: string; inputs: number; indptr?: BigInt64Array; indices?: Int32Array }, r: number, c: number): number => {
+        if (s.format !== 'csr') return r * s.inputs + c;
+        for (let k = Number(s.indptr![r]); k < Number(s.indptr![r + 1]); k++) if (s.indices![k] === c) return k;
         return -2;
       };
+      const oldAt = (r: number, c: number) => positionIn(o, r, c);
       for (let r = 0, k = 0; r < l.units; r++) {
         const cols = l.format === 'csr' ? Array.from(l.indices!.subarray(Number(l.indptr![r]), Number(l.indptr![r + 1]))) : Array.from({ length: l.inputs }, (_, c) => c);
         for (const c of cols) {
@@ -877,16 +879,11 @@ class CpuTwinDevice implements cuda.CudaModelHandle {
       }));
       // The biases absorb the changed units' outputs: continual backprop's replaced units through
       // the old weights, gradmax's new units (compensateNewWeights) through the new ones.
-      const newAt = (r: number, c: number): number => {
-        if (l.format !== 'csr') return r * l.inputs + c;
-        for (let k = Number(l.indptr![r]); k < Number(l.indptr![r + 1]); k++) if (l.indices![k] === c) return k;
-        return -2;
-      };
       l.compensateInputs?.forEach((j, n) => {
         for (let r = 0; r < l.units; r++) {
           const src = rowSources[i][r];
           if (src < 0) continue;
-          const at = l.compensateNewWeights ? newAt(r, j) : oldAt(src, j);
+          const at = l.compensateNewWeights ? positionIn(l, r, j) : oldAt(src, j);
           const w = at >= 0 ? (l.compensateNewWeights ? slots[0] : o.weight)[at] : 0;
           bias[0][r] = Math.fround(bias[0][r] + Math.fround(w * l.compensateMeans![n]));
         }

@@ -42,6 +42,27 @@ std::vector<int32_t> sample_sorted(Rng& rng, int64_t n, int64_t k) {
 
 }  // namespace
 
+void orthonormalise_columns(std::vector<double>& q, int64_t rows, int64_t k, Rng& rng) {
+  for (int64_t j = 0; j < k; ++j) {
+    double* qj = &q[j * rows];
+    for (int64_t i = 0; i < j; ++i) {
+      const double* qi = &q[i * rows];
+      double d = 0.0;
+      for (int64_t r = 0; r < rows; ++r) d += qi[r] * qj[r];
+      for (int64_t r = 0; r < rows; ++r) qj[r] -= d * qi[r];
+    }
+    double norm = 0.0;
+    for (int64_t r = 0; r < rows; ++r) norm += qj[r] * qj[r];
+    norm = std::sqrt(norm);
+    if (norm < 1e-30) {
+      for (int64_t r = 0; r < rows; ++r) qj[r] = rng.normal();  // degenerate: restart this column
+      --j;
+      continue;
+    }
+    for (int64_t r = 0; r < rows; ++r) qj[r] /= norm;
+  }
+}
+
 std::vector<double> top_left_singular_vectors(const std::vector<float>& m, int64_t rows, int64_t cols, int64_t k, Rng& rng) {
   std::vector<double> q(rows * k), t(cols * k);
   for (auto& v : q) v = rng.normal();
@@ -86,25 +107,7 @@ std::vector<double> top_left_singular_vectors(const std::vector<float>& m, int64
         q[j * rows + r] = s;
       }
     }
-    // Gram-Schmidt: keep the columns orthonormal.
-    for (int64_t j = 0; j < k; ++j) {
-      double* qj = &q[j * rows];
-      for (int64_t i = 0; i < j; ++i) {
-        const double* qi = &q[i * rows];
-        double d = 0.0;
-        for (int64_t r = 0; r < rows; ++r) d += qi[r] * qj[r];
-        for (int64_t r = 0; r < rows; ++r) qj[r] -= d * qi[r];
-      }
-      double norm = 0.0;
-      for (int64_t r = 0; r < rows; ++r) norm += qj[r] * qj[r];
-      norm = std::sqrt(norm);
-      if (norm < 1e-30) {
-        for (int64_t r = 0; r < rows; ++r) qj[r] = rng.normal();  // degenerate: restart this column
-        --j;
-        continue;
-      }
-      for (int64_t r = 0; r < rows; ++r) qj[r] /= norm;
-    }
+    orthonormalise_columns(q, rows, k, rng);
   }
   return q;
 }

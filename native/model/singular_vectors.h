@@ -15,4 +15,9 @@ namespace np {
 // x k, column j contiguous at q[j * rows]).
 std::vector<double> top_left_singular_vectors(const std::vector<float>& m, int64_t rows, int64_t cols, int64_t k, Rng& rng);
 
+// One Gram-Schmidt pass over q's k columns (rows each, column j at q[j *
+// rows]), in order: each made orthogonal to the ones before and unit length;
+// a column that vanishes restarts from rng's normals. Each iteration's last step.
+void orthonormalise_columns(std::vector<double>& q, int64_t rows, int64_t k, Rng& rng);
+
 }  // namespace np

@@ -1,6 +1,6 @@
 // GradMax's orthogonal iteration (model/singular_vectors.h) against the plain
 // per-column loops it replaced: t = m^T q column by column down the rows, then
-// q = m t, one column at a time. The fast version reads m row by row, once per
+// q = m t, one column at a time (the Gram-Schmidt step after them is shared). The fast version reads m row by row, once per
 // iteration, with four running sums side by side; every sum still adds its
 // terms in the same order, so the vectors must be equal to the bit, for k
 // below, at and past a multiple of four. Then what they are: orthonormal, and
@@ -31,24 +31,7 @@ std::vector<double> naive_top_left_singular_vectors(const std::vector<float>& m,
         q[j * rows + r] = s;
       }
     }
-    for (int64_t j = 0; j < k; ++j) {
-      double* qj = &q[j * rows];
-      for (int64_t i = 0; i < j; ++i) {
-        const double* qi = &q[i * rows];
-        double d = 0.0;
-        for (int64_t r = 0; r < rows; ++r) d += qi[r] * qj[r];
-        for (int64_t r = 0; r < rows; ++r) qj[r] -= d * qi[r];
-      }
-      double norm = 0.0;
-      for (int64_t r = 0; r < rows; ++r) norm += qj[r] * qj[r];
-      norm = std::sqrt(norm);
-      if (norm < 1e-30) {
-        for (int64_t r = 0; r < rows; ++r) qj[r] = rng.normal();
-        --j;
-        continue;
-      }
-      for (int64_t r = 0; r < rows; ++r) qj[r] /= norm;
-    }
+    np::orthonormalise_columns(q, rows, k, rng);  // unchanged: shared
   }
   return q;
 }
