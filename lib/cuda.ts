@@ -205,6 +205,15 @@ export interface CudaAddon {
     /** dW at W's stored positions: dW[k] = dY[row(k), :] . X[col(k), :]. */
     sddmm(indptr: BigInt64Array, indices: Int32Array, cols: number, dy: Float32Array, x: Float32Array, batch: number): Float32Array;
   };
+  /**
+   * Only in the addon built over the CUDA emulator (native/cuda/emulator, for tests): the
+   * (skip + 1)-th later launch of a kernel whose name contains `kernel` fails (out of resources).
+   */
+  emulator?: {
+    failLaunch(kernel: string, skip: number): void;
+    launchFailurePending(): boolean;
+    clearLaunchFailure(): void;
+  };
 }
 
 const ADDON_FILE = 'neuroplastic_cuda.node';

@@ -426,6 +426,39 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expect(h.history.loss[2]).to.be.below(h.history.loss[0]);
     });
 
+    it('a kernel that fails after a growth began writing into reserved capacity: the GPU model refuses its unknown numbers, the change stands on the CPU model, a fresh GPU model trains on', async function () {
+      const addon = needGpu(this);
+      skipUnless(this, addon.emulator !== undefined, "it needs the CUDA emulator's launch failures on demand (fail_launch); a GPU cannot fail a chosen kernel");
+      const emulator = addon.emulator!;
+      const m = new Sequential({ inputSize: 16, seed: 5, device: 'cuda' });
+      for (const units of [32, 24, 5]) m.add(layers.dense({ units, activation: units === 5 ? 'linear' : 'relu', sparseThreshold: 0 }));
+      m.compile({ optimizer: optimizers.adam({ learningRate: 0.005 }), loss: 'softmaxCrossEntropy' });
+      await m.fit(X, Y, { epochs: 1, batchSize: 32 });
+      m.grow({ layer: 0, count: 2, init: 'random' });  // reallocates with spare rows (and layer 1 with spare columns)
+      const deviceOf = () => (m.native as unknown as { device: cuda.CudaModelHandle | null }).device;
+      const first = deviceOf();
+      // net2wider into the spare capacity: the new rows are written, then the split columns' scaling fails.
+      emulator.failLaunch('remap_scale_columns', 0);
+      let error: unknown;
+      try {
+        m.grow({ layer: 0, count: 2, init: 'net2wider', noise: 0.1 });
+      } catch (e) {
+        error = e;
+      } finally {
+        const fired = !emulator.launchFailurePending();
+        emulator.clearLaunchFailure();
+        expect(fired, 'the scaling kernel was launched').to.equal(true);
+      }
+      expect((error as Error)?.message).to.match(/could not follow a structural change .*nor give its numbers back \(.*load\(\)/);
+      expect(((error as Error).cause as Error).message).to.match(/too many resources requested for launch/);
+      expect(m.native.neuronIds(0).length, 'the change stands').to.equal(36);
+      expect(deviceOf(), 'the GPU model was dropped').to.equal(null);
+      const h = await m.fit(X, Y, { epochs: 2, batchSize: 32 });
+      expect(deviceOf(), 'a GPU model made afresh').to.not.equal(null).and.to.not.equal(first);
+      expect(h.history.loss.every(Number.isFinite)).to.equal(true);
+      expect(denseAt(m, 0).getWeights().weight.length).to.equal(36 * 16);
+    });
+
     it('pruning decisions are made on the device: magnitude, gradual, SET and neuron pruning read no weights on the host; the bits and scores are the host\'s on the same weights', async function () {
       needGpu(this);
       const gpu = mixedMlp('cuda', 'adam');

@@ -12,6 +12,11 @@
 //     spmm(indptr, indices, values, cols, x, batch)        Y = W X   (feature-major)
 //     spmmT(indptr, indices, values, cols, dy, batch)      dX = W^T dY
 //     sddmm(indptr, indices, cols, dy, x, batch)           dW at W's stored positions
+//   emulator      only in the addon built over the CUDA emulator (tests):
+//     failLaunch(kernel, skip)  the (skip + 1)-th later launch of a kernel whose
+//                               name contains `kernel` fails, out of resources
+//     launchFailurePending()    whether that launch is still to come
+//     clearLaunchFailure()
 // A CUDA failure becomes an Error with code 'ERR_NEUROPLASTIC_CUDA' and the
 // CUDA error string in its message.
 #include <napi.h>
@@ -26,6 +31,10 @@
 #include "cuda/bench_peers.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+
+#if defined(NP_CUDA_EMULATOR)
+#include <cuda_runtime.h>  // the emulator's: fail_launch
+#endif
 
 namespace npc {
 void init_cuda_model(Napi::Env env, Napi::Object exports);  // cuda_model_wrap.cpp
@@ -255,6 +264,30 @@ Napi::Value BenchSpmm(const Napi::CallbackInfo& info) {
 
 Napi::Value BenchCusparse(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), nc::cusparse_status()); }
 
+#if defined(NP_CUDA_EMULATOR)
+// The emulator's launch failures on demand (native/cuda/emulator), so tests of
+// the JavaScript side can fail a chosen kernel mid-operation.
+Napi::Value EmulatorFailLaunch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
+    throw Napi::TypeError::New(env, "emulator.failLaunch: kernel must be a non-empty string");
+  const int64_t skip = integer_arg(info, 1, "emulator.failLaunch", "skip", 0);
+  if (skip > 1000000) throw Napi::RangeError::New(env, "emulator.failLaunch: skip must be at most 1000000");
+  np::cuda::emulator::fail_launch(info[0].As<Napi::String>().Utf8Value().c_str(), static_cast<int>(skip),
+                                  cudaErrorLaunchOutOfResources);
+  return env.Undefined();
+}
+
+Napi::Value EmulatorLaunchFailurePending(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), np::cuda::emulator::launch_failure_pending());
+}
+
+Napi::Value EmulatorClearLaunchFailure(const Napi::CallbackInfo& info) {
+  np::cuda::emulator::clear_launch_failure();
+  return info.Env().Undefined();
+}
+#endif
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Object bench = Napi::Object::New(env);
   bench.Set("gemm", Napi::Function::New(env, BenchGemm, "gemm"));
@@ -271,6 +304,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kernels.Set("spmmT", Napi::Function::New(env, SpmmT, "spmmT"));
   kernels.Set("sddmm", Napi::Function::New(env, Sddmm, "sddmm"));
   exports.Set("kernels", kernels);
+#if defined(NP_CUDA_EMULATOR)
+  Napi::Object emulator = Napi::Object::New(env);
+  emulator.Set("failLaunch", Napi::Function::New(env, EmulatorFailLaunch, "failLaunch"));
+  emulator.Set("launchFailurePending", Napi::Function::New(env, EmulatorLaunchFailurePending, "launchFailurePending"));
+  emulator.Set("clearLaunchFailure", Napi::Function::New(env, EmulatorClearLaunchFailure, "clearLaunchFailure"));
+  exports.Set("emulator", emulator);
+#endif
   return exports;
 }
 

@@ -302,7 +302,46 @@ void install_fault_reporting() {
   });
 }
 
+// The armed launch failure (fail_launch), shared by every host thread.
+struct InjectedFailure {
+  std::string kernel;
+  int skip = 0;
+  cudaError_t err = cudaSuccess;  // cudaSuccess: none armed
+};
+std::mutex g_injection_mutex;
+InjectedFailure g_injection;
+
+// Whether this launch is the one fail_launch asked to fail (and then disarms it).
+bool injected_failure(const char* kernel, cudaError_t* err) {
+  const std::lock_guard<std::mutex> lock(g_injection_mutex);
+  if (g_injection.err == cudaSuccess || std::strstr(kernel, g_injection.kernel.c_str()) == nullptr) return false;
+  if (g_injection.skip-- > 0) return false;
+  *err = g_injection.err;
+  g_injection = InjectedFailure{};
+  return true;
+}
+
 }  // namespace
+
+void fail_launch(const char* kernel, int skip, cudaError_t err) {
+  const bool known = err == cudaErrorLaunchOutOfResources || err == cudaErrorLaunchFailure || err == cudaErrorIllegalAddress;
+  if (kernel == nullptr || *kernel == '\0' || skip < 0 || !known) {
+    std::fprintf(stderr, "CUDA emulator: fail_launch needs a kernel name, skip >= 0 and a launch error\n");
+    std::abort();
+  }
+  const std::lock_guard<std::mutex> lock(g_injection_mutex);
+  g_injection = InjectedFailure{kernel, skip, err};
+}
+
+bool launch_failure_pending() {
+  const std::lock_guard<std::mutex> lock(g_injection_mutex);
+  return g_injection.err != cudaSuccess;
+}
+
+void clear_launch_failure() {
+  const std::lock_guard<std::mutex> lock(g_injection_mutex);
+  g_injection = InjectedFailure{};
+}
 
 void bad_kernel_argument(const char* kernel, size_t index, const void* p) {
   char addr[32];
@@ -372,6 +411,15 @@ void run_grid(const LaunchConfig& config, const char* kernel, void (*body)(void*
   }
   if (!valid_stream(config.stream)) {
     fail(cudaErrorInvalidResourceHandle);
+    return;
+  }
+  if (cudaError_t injected; injected_failure(kernel, &injected)) {
+    const std::string what = std::string("kernel ") + kernel + " failed on purpose (fail_launch): " + cudaGetErrorName(injected);
+    if (injected == cudaErrorLaunchOutOfResources) {
+      fail(injected);  // refused at launch; the context lives on
+    } else {
+      fault(injected, what);
+    }
     return;
   }
   if (t_block) {

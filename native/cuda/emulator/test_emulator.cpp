@@ -238,6 +238,45 @@ TEST(emulator_refuses_host_pointers_and_bad_launch_sizes) {
   CHECK_EQ(out[31], 38);
 }
 
+// fail_launch: the chosen launch of the named kernel fails and does not run,
+// the others run; out of resources is that launch's alone, a fault is sticky.
+TEST(emulator_fails_the_launch_a_test_asks_it_to) {
+  namespace emu = np::cuda::emulator;
+  nc::Stream s;
+  nc::DeviceBuffer d(32 * sizeof(int));
+  std::vector<int> out(32);
+  emu::fail_launch("own_argument", 1, cudaErrorLaunchOutOfResources);
+  NP_LAUNCH(1, 32, 0, nc::raw(s), write_kernel)(static_cast<float*>(d.data()), 0);  // another kernel: not counted
+  CHECK(emu::launch_failure_pending());
+  NP_LAUNCH(1, 32, 0, nc::raw(s), own_argument_kernel)(d.as<int>(), 1);  // skipped over
+  NP_CUDA_CHECK_LAUNCH();
+  CHECK(emu::launch_failure_pending());
+  NP_LAUNCH(1, 32, 0, nc::raw(s), own_argument_kernel)(d.as<int>(), 100);  // fails
+  CHECK(!emu::launch_failure_pending());
+  CHECK_EQ(cudaGetLastError(), cudaErrorLaunchOutOfResources);
+  d.download(out.data(), out.size() * sizeof(int), s);  // not sticky: the context works
+  CHECK_EQ(out[31], 32);  // the second launch's numbers: the third did not run
+
+  emu::fail_launch("own_argument", 0, cudaErrorIllegalAddress);
+  NP_LAUNCH(1, 32, 0, nc::raw(s), own_argument_kernel)(d.as<int>(), 5);
+  bool sticky = false;
+  try {
+    s.synchronize();
+  } catch (const nc::CudaError& e) {
+    sticky = e.code() == cudaErrorIllegalAddress;
+  }
+  CHECK(sticky);
+  CHECK_EQ(cudaMemsetAsync(d.data(), 0, 4, nc::raw(s)), cudaErrorIllegalAddress);  // every later call
+  clear_sticky_error();
+
+  emu::fail_launch("own_argument", 0, cudaErrorLaunchOutOfResources);
+  emu::clear_launch_failure();
+  NP_LAUNCH(1, 32, 0, nc::raw(s), own_argument_kernel)(d.as<int>(), 9);
+  NP_CUDA_CHECK_LAUNCH();
+  d.download(out.data(), out.size() * sizeof(int), s);
+  CHECK_EQ(out[0], 9);
+}
+
 TEST(emulator_memory_is_not_zeroed_and_copies_check_their_direction) {
   nc::Stream s;
   nc::DeviceBuffer d(16 * sizeof(float));

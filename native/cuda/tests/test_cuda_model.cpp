@@ -918,6 +918,110 @@ CUDA_TEST(cuda_model_out_of_memory_leaves_the_model_as_it_was) {
   cpu.train_batch(x.data(), t, samples.order.data(), 16, nullptr);
   check_weights_close(gpu.export_layers(), cpu.export_state(), "a step after the failures");
 }
+
+// A kernel that fails in the middle of a restructure (the emulator's
+// fail_launch, out of resources: the context lives on).
+//   - Before anything was written in place (a rebuilt layer's remap), the
+//     model is as it was and usable, and the same change then goes through.
+//   - After a growth wrote into reserved capacity (net2wider: the appended
+//     units went in, then the split columns' scaling failed), the numbers are
+//     neither the old model's nor the new one's: every call that would use or
+//     export them is refused with a message that names load(), restructure
+//     included, until a load() puts the host's state there; training then
+//     follows the CPU model again. lib/cuda_model.ts relies on both.
+CUDA_TEST(cuda_model_failed_launch_in_restructure_is_undone_or_refused) {
+  namespace emu = np::cuda::emulator;
+  const int64_t inputs = 10, n = 48, outputs = 4;
+  std::vector<np::LayerSpec> specs(3);
+  for (np::LayerSpec& s : specs) s.sparse_threshold = 0.0f;  // dense: growth fits reserved capacity
+  specs[0].units = 16;
+  specs[0].activation = np::Activation::kRelu;
+  specs[1].units = 12;
+  specs[1].activation = np::Activation::kRelu;
+  specs[2].units = outputs;
+  np::Model cpu(inputs, 4, specs);
+  np::OptimizerConfig o;
+  o.kind = np::OptimizerKind::kAdam;
+  o.learning_rate = 0.01f;
+  cpu.compile(o, np::LossKind::kSoftmaxCrossEntropy);
+  const std::vector<float> x = random_vector(n * inputs, 31);
+  const LabelledSamples samples(n, outputs);
+  const np::Targets t = samples.targets();
+  cpu.train_batch(x.data(), t, samples.order.data(), 16, nullptr);
+  const np::ModelState st = cpu.export_state();
+  nc::CudaModelConfig config;
+  config.input_size = inputs;
+  config.optimizer = cpu.optimizer();
+  nc::CudaModel gpu(config, st.step, structure_of(cpu, st, std::vector<bool>(st.layers.size(), true)));
+  const int64_t dataset = gpu.add_dataset(x.data(), n, samples.labels.data(), nullptr);
+
+  // Applies op to the CPU model and gives the device the change with `kernel`'s
+  // first launch failing; returns the error's code (cudaSuccess: none thrown).
+  auto failing_restructure = [&](const char* kernel, auto&& op, const std::function<void(std::vector<nc::CudaLayerState>&)>& amend) {
+    const np::ModelState before = cpu.export_state();
+    const int64_t events_before = cpu.event_count();
+    op();
+    DeviceChange change = device_change(cpu, before, cpu.export_state(), events_before);
+    if (amend) amend(change.layers);
+    emu::fail_launch(kernel, 0, cudaErrorLaunchOutOfResources);
+    cudaError_t code = cudaSuccess;
+    try {
+      gpu.restructure(change.layers, change.sources);
+    } catch (const nc::CudaError& e) {
+      code = static_cast<cudaError_t>(e.code());
+    }
+    CHECK_MSG(!emu::launch_failure_pending(), "%s was never launched", kernel);
+    emu::clear_launch_failure();
+    return std::pair<cudaError_t, DeviceChange>(code, std::move(change));
+  };
+
+  // 1. A rebuilt layer (neuron pruning shrinks layer 0: a fresh buffer) fails before any in-place write.
+  const std::vector<nc::CudaLayerState> held = gpu.export_layers();
+  auto [pruned_code, pruned] = failing_restructure("remap_weights", [&] { cpu.prune_neurons({0}, 0.25, "random", false); }, {});
+  CHECK_EQ(pruned_code, cudaErrorLaunchOutOfResources);
+  const std::vector<nc::CudaLayerState> after_failure = gpu.export_layers();  // usable: no throw
+  CHECK(after_failure.size() == held.size() && after_failure[0].units == held[0].units &&
+        after_failure[0].weight == held[0].weight && after_failure[1].weight == held[1].weight &&
+        after_failure[0].weight_moments == held[0].weight_moments);
+  gpu.restructure(pruned.layers, pruned.sources);  // the same change, now without the fault
+  CHECK(gpu.export_layers()[0].weight == cpu.export_state().layers[0].weight);
+
+  // 2. Growth into reserved capacity, failing after the in-place writes began.
+  restructure_like(cpu, gpu, "first growth (reserves capacity)", [&] { cpu.grow_units(0, 2, np::GrowInit::kRandom, 0.0, nullptr, nullptr, 0, nullptr); });
+  const nc::CudaModel::LayerLayout reserved = gpu.layout(0);
+  CHECK(reserved.row_capacity > cpu.layers()[0].units + 2);
+  auto [grown_code, grown] = failing_restructure("remap_scale_columns", [&] {
+    cpu.grow_units(0, 2, np::GrowInit::kNet2Wider, 0.3, nullptr, nullptr, 0, nullptr);
+  }, split_on_device(cpu));
+  CHECK_EQ(grown_code, cudaErrorLaunchOutOfResources);
+  auto refused = [&](const char* what, auto&& call) {
+    bool said_load = false;
+    try {
+      call();
+    } catch (const nc::CudaError&) {
+      // not this: a CUDA error would mean the call reached the device
+    } catch (const std::runtime_error& e) {
+      said_load = std::string(e.what()).find("load()") != std::string::npos;
+    }
+    CHECK_MSG(said_load, "%s was not refused with a message naming load()", what);
+  };
+  std::vector<float> out(static_cast<size_t>(n * outputs));
+  refused("export_layers", [&] { gpu.export_layers(); });
+  refused("export_stats", [&] { gpu.export_stats(); });
+  refused("train", [&] { gpu.train(dataset, samples.order.data(), 0, 1, 16, nullptr); });
+  refused("predict", [&] { gpu.predict(x.data(), n, out.data(), 16); });
+  refused("neuron_scores", [&] { gpu.neuron_scores(0, "l1"); });
+  refused("restructure", [&] { gpu.restructure(grown.layers, grown.sources); });
+
+  // A load() of the host's state (the copy path) makes it whole again.
+  const np::ModelState now = cpu.export_state();
+  gpu.load(now.step, structure_of(cpu, now, std::vector<bool>(now.layers.size(), true)));
+  const std::vector<nc::CudaLayerState> loaded = gpu.export_layers();
+  CHECK(loaded[0].units == now.layers[0].units && loaded[0].weight == now.layers[0].weight && loaded[1].weight == now.layers[1].weight);
+  gpu.train(dataset, samples.order.data(), 1, 1, 16, nullptr);
+  cpu.train_batch(x.data(), t, samples.order.data() + 16, 16, nullptr);
+  check_weights_close(gpu.export_layers(), cpu.export_state(), "a step after the reload");
+}
 #endif
 
 // A loss that turns NaN stops the device's updates at that very step: the

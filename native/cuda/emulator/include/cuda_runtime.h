@@ -74,6 +74,7 @@ enum cudaError {
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,
   cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchOutOfResources = 701,
   cudaErrorLaunchFailure = 719,
 };
 typedef enum cudaError cudaError_t;
@@ -198,6 +199,18 @@ Launch<Params...> launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_
 // to run a model out of memory at a chosen point.
 size_t memory_in_use();
 void set_memory_limit(size_t bytes);
+
+// A launch failure on demand, for tests of what our code does after one: the
+// (skip + 1)-th later launch of a kernel whose name contains `kernel` does not
+// run and fails with `err`. cudaErrorLaunchOutOfResources fails that launch
+// alone (the runtime returns it at launch and the context lives on);
+// cudaErrorLaunchFailure or cudaErrorIllegalAddress is a fault, sticky as on a
+// GPU, until cudaDeviceReset. One injection is armed at a time; a new one
+// replaces it, and clear_launch_failure() disarms it. Returns nothing: whether
+// it fired shows in launch_failure_pending().
+void fail_launch(const char* kernel, int skip, cudaError_t err);
+bool launch_failure_pending();
+void clear_launch_failure();
 
 // Library entry points the emulator stands in for (open_cuda_library, runtime.cu):
 // libcublas's four, nothing else.
