@@ -218,6 +218,11 @@ describe('plasticity: sparse training, reinitialisation, dropin and the cycle', 
     expect(() => plasticity.dropin({ layer: 0, count: 0 })).to.throw(RangeError, 'count');
     expect(() => plasticity.cycle({ grow: { count: 1 }, prune: { amount: 1 }, budget: 10 })).to.throw(RangeError, 'prune.amount');
     expect(() => plasticity.gradualMagnitude({ finalSparsity: 0.5, startStep: 10, endStep: 5 })).to.throw(RangeError, 'endStep');
+    // A layer listed twice would be changed twice per update: refused, naming the option.
+    expect(() => plasticity.set({ layers: [0, 2, 0] })).to.throw(RangeError, 'plasticity.set(): layers lists a layer twice: [0, 2, 0]');
+    expect(() => plasticity.rigl({ until: 10, layers: [1, 1] })).to.throw(RangeError, 'layers lists a layer twice');
+    expect(() => plasticity.gradualMagnitude({ finalSparsity: 0.5, endStep: 5, layers: [0, 0] })).to.throw(RangeError, 'layers lists a layer twice');
+    expect(() => plasticity.gradualMagnitude({ finalSparsity: 0.5, endStep: 5, layers: [0.5] })).to.throw(TypeError, 'layers');
   });
 
   it('rejects a schedule aimed at a layer that cannot take it', async () => {

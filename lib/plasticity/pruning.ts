@@ -7,6 +7,7 @@ import { DenseLayer } from '../layers';
 import type { Sequential } from '../sequential';
 import { denseIndexOf } from '../structure';
 import { checkInteger, checkKnownKeys, checkNumber, checkOneOf, checkOptions } from '../validate';
+import { checkLayerList } from './schedule';
 
 export interface GradualMagnitudeOptions {
   /** Sparsity reached at endStep, in [0, 1). */
@@ -21,7 +22,7 @@ export interface GradualMagnitudeOptions {
   every?: number;
   /** 'layer' (each layer reaches the sparsity, default) or 'global' (one magnitude ranking). */
   scope?: 'layer' | 'global';
-  /** Positions in model.layers to prune. Default: every dense layer. */
+  /** Positions in model.layers to prune, each once. Default: every dense layer. */
   layers?: number[];
 }
 
@@ -41,9 +42,7 @@ export function gradualMagnitude(options: GradualMagnitudeOptions): Callback & {
   const endStep = checkInteger(where, 'endStep', o.endStep, { min: startStep + 1 });
   const every = checkInteger(where, 'every', o.every ?? 100, { min: 1 });
   const scope = checkOneOf(where, 'scope', o.scope ?? 'layer', ['layer', 'global'] as const);
-  if (o.layers !== undefined && (!Array.isArray(o.layers) || o.layers.length === 0)) {
-    throw new TypeError(`${where}: layers must be a non-empty array of positions in model.layers`);
-  }
+  const layers = checkLayerList(where, o.layers);
   const sparsityAt = (step: number) => {
     if (step <= startStep) return initialSparsity;
     if (step >= endStep) return finalSparsity;
@@ -61,7 +60,7 @@ export function gradualMagnitude(options: GradualMagnitudeOptions): Callback & {
     },
     onStep(step: number, model: unknown) {
       const m = model as Sequential;
-      const targets = o.layers ?? m.layers.map((l, i) => (l instanceof DenseLayer ? i : -1)).filter((i) => i >= 0);
+      const targets = layers ?? m.layers.map((l, i) => (l instanceof DenseLayer ? i : -1)).filter((i) => i >= 0);
       const dense = targets.map((p, i) => denseIndexOf(where, m.layers, p, `layers[${i}]`));
       const s = sparsityAt(step);
       if (s > 0) m.native.pruneWeightsToSparsity(dense, s, scope === 'global');

@@ -34,10 +34,17 @@ export function overallDensity(model: Sequential, positions?: number[]): number 
   return size ? nnz / size : 1;
 }
 
+/**
+ * A schedule's `layers` option: undefined (every dense layer) or a non-empty list of distinct
+ * positions in model.layers. A layer listed twice would be changed twice per update (pruned or
+ * rewired again on what the first change left), which no schedule means, so it is refused, as
+ * model.grow and model.prune refuse it.
+ */
 export function checkLayerList(where: string, layers: unknown): number[] | undefined {
   if (layers === undefined) return undefined;
   if (!Array.isArray(layers) || layers.length === 0 || !layers.every((l) => Number.isInteger(l) && l >= 0)) {
     throw new TypeError(`${where}: layers must be a non-empty array of positions in model.layers`);
   }
+  if (new Set(layers).size !== layers.length) throw new RangeError(`${where}: layers lists a layer twice: [${layers.join(', ')}]`);
   return layers as number[];
 }

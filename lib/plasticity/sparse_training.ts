@@ -21,7 +21,7 @@ export interface SetOptions {
   every?: number;
   /** Initial layer densities: 'erdos-renyi' (default) or 'uniform'. */
   distribution?: 'erdos-renyi' | 'uniform';
-  /** Positions in model.layers to rewire. Default: every dense layer. */
+  /** Positions in model.layers to rewire, each once. Default: every dense layer. */
   layers?: number[];
 }
 
