@@ -3,8 +3,9 @@
 //   gemm    C = A B (fp32) through the dispatching GEMM (cuBLAS when libcublas loads, else our
 //           tiled kernel) and through the tiled kernel alone: GFLOP/s, and tiled / backend
 //   spmm    Y = W X, W 4096 x 4096 CSR at 50..99% sparsity, X feature-major, batch 128..1024:
-//           our CSR kernel vs our dense GEMM on the same (dense) shape on the GPU, and
-//           cusparseSpMM when libcusparse loads at run time (dlopen; else said so)
+//           our CSR product as a model runs it, and each of its two kernels forced (rows, warp:
+//           native/cuda/kernels.h SpmmKernel), vs our dense GEMM on the same (dense) shape on
+//           the GPU, and cusparseSpMM when libcusparse loads at run time (dlopen; else said so)
 //   train   784-4096-4096-10 at batch 256, SGD momentum: samples/s on the GPU (dense, and 90%
 //           sparse CSR) vs the CPU model on this machine's cores
 //   struct  the same model (Adam) after a training epoch: a magnitude prune followed on the
@@ -136,7 +137,7 @@ async function growMs(hidden: number, n: number, reps: number): Promise<{ device
 /** What each bench measures: the full run, --quick (fewer shapes and repetitions), --smoke (toy sizes). */
 function benchSizes(quick: boolean, smoke: boolean) {
   if (smoke)
-    return { reps: 1, gemm: [[128, 64, 96]] as [number, number, number][], spmm: 256, spmmBatches: [64], sparsities: [0.9],
+    return { reps: 1, gemm: [[128, 64, 96]] as [number, number, number][], spmm: 256, spmmBatches: [64, 128], sparsities: [0.9],
       hidden: 64, trainGpu: 512, trainCpu: 512, epochs: 1, structN: 512, structReps: 1 };
   if (quick)
     return { reps: 3, gemm: [[2048, 2048, 2048], [4096, 256, 4096]] as [number, number, number][], spmm: 4096, spmmBatches: [256],
@@ -193,17 +194,23 @@ export async function runCudaBench(argv: string[]): Promise<number> {
 
   const rows = size.spmm, cols = size.spmm;
   console.log(`\n== spmm: Y[${rows} x batch] = W[${rows} x ${cols}] X, ms per product (speed-up over our dense GEMM)`);
-  console.log(`${pad('sparsity', 9)} ${pad('batch', 6)} ${pad('dense gemm', 11)} ${pad('ours csr', 18)} ${pad('cusparse', 18)}`);
+  // 'ours' is what a model runs (kernels.h SpmmKernel::kAuto); 'rows' and 'warp' force each of the
+  // two kernels (equal results to the bit), so one GPU run shows which should be the default.
+  console.log(`${pad('sparsity', 9)} ${pad('batch', 6)} ${pad('dense gemm', 11)} ${pad('ours csr', 18)} ${pad('rows kernel', 18)} ${pad('warp kernel', 18)} ${pad('cusparse', 18)} ours/cusparse`);
   for (const batch of size.spmmBatches) {
     const dense = addon.bench.gemm(rows, batch, cols, reps, false);
     results.push({ bench: 'spmm', impl: 'dense-gemm', shape: `${rows}x${cols}`, sparsity: 0, batch, ms: dense });
     for (const sparsity of size.sparsities) {
-      const ours = addon.bench.spmm(rows, cols, 1 - sparsity, batch, reps, false);
-      const peer = addon.bench.spmm(rows, cols, 1 - sparsity, batch, reps, true);
+      const time = (impl: 'ours' | 'rows' | 'warp' | 'cusparse') => addon.bench.spmm(rows, cols, 1 - sparsity, batch, reps, impl);
+      const [ours, rowsKernel, warpKernel, peer] = [time('ours'), time('rows'), time('warp'), time('cusparse')];
       const cell = (ms: number) => (ms < 0 ? pad('n/a', 18) : pad(`${ms.toFixed(3)} (${(dense / ms).toFixed(2)}x)`, 18));
-      console.log(`${pad(sparsity, 9)} ${pad(batch, 6)} ${pad(dense.toFixed(3), 11)} ${cell(ours)} ${cell(peer)}`);
-      results.push({ bench: 'spmm', impl: 'neuroplastic-csr', shape: `${rows}x${cols}`, sparsity, batch, ms: ours });
-      if (peer >= 0) results.push({ bench: 'spmm', impl: 'cusparse', shape: `${rows}x${cols}`, sparsity, batch, ms: peer });
+      const vsPeer = peer > 0 ? `${(peer / ours).toFixed(2)}x` : 'n/a';
+      console.log(`${pad(sparsity, 9)} ${pad(batch, 6)} ${pad(dense.toFixed(3), 11)} ${cell(ours)} ${cell(rowsKernel)} ${cell(warpKernel)} ${cell(peer)} ${vsPeer}`);
+      const shape = `${rows}x${cols}`;
+      results.push({ bench: 'spmm', impl: 'neuroplastic-csr', shape, sparsity, batch, ms: ours });
+      results.push({ bench: 'spmm', impl: 'neuroplastic-csr-rows', shape, sparsity, batch, ms: rowsKernel });
+      results.push({ bench: 'spmm', impl: 'neuroplastic-csr-warp', shape, sparsity, batch, ms: warpKernel });
+      if (peer >= 0) results.push({ bench: 'spmm', impl: 'cusparse', shape, sparsity, batch, ms: peer });
     }
   }
   if (cusparse.startsWith('unavailable')) console.log(`   cuSPARSE not measured: ${cusparse}`);

@@ -133,16 +133,19 @@ double bench_gemm_ms(int64_t m, int64_t n, int64_t k, int reps, bool tiled) {
   });
 }
 
-double bench_spmm_ms(int64_t rows, int64_t cols, double density, int64_t batch, int reps, bool use_cusparse) {
+double bench_spmm_ms(int64_t rows, int64_t cols, double density, int64_t batch, int reps, SpmmBenchImpl impl) {
   const HostCsr w = random_csr(rows, cols, density, 3);
   const int64_t nnz = static_cast<int64_t>(w.indices.size());
   Stream s;
   DeviceBuffer x = random_device(cols * batch, 4, s), y(static_cast<size_t>(rows * batch) * sizeof(float));
   DeviceBuffer values = to_device(w.values, s), indices = to_device(w.indices, s);
-  if (!use_cusparse) {
+  if (impl != SpmmBenchImpl::kCusparse) {
     DeviceBuffer indptr = to_device(w.indptr, s);
     const CsrView v{rows, cols, indptr.as<int64_t>(), indices.as<int32_t>(), values.as<float>()};
-    return time_ms(s, reps, [&] { spmm_f32_csr_cuda(v, x.as<float>(), batch, 0.0f, y.as<float>(), batch, batch, s); });
+    const SpmmKernel kernel = impl == SpmmBenchImpl::kOursRows   ? SpmmKernel::kRows
+                              : impl == SpmmBenchImpl::kOursWarp ? SpmmKernel::kWarp
+                                                                 : SpmmKernel::kAuto;
+    return time_ms(s, reps, [&] { spmm_f32_csr_cuda(v, x.as<float>(), batch, 0.0f, y.as<float>(), batch, batch, s, kernel); });
   }
   const Cusparse& c = cusparse();
   if (!c.lib || !c.error.empty()) return -1.0;

@@ -57,13 +57,32 @@ CsrTranspose csr_transpose_host(const CsrView& w_host);
 void csr_transpose_cuda(const CsrView& w, int64_t nnz, int64_t* col_ptr, int32_t* row_idx, int64_t* value_pos,
                         DeviceBuffer& scratch, Stream& stream);
 
+// Which kernel computes a CSR product (sparse.cu):
+//   kRows  a group of 32, 64 or 128 threads per output row, each reading
+//          single floats of four batch columns; every thread loads each stored
+//          weight (index and value) itself;
+//   kWarp  a warp per output row and up to 1024 batch columns, each lane
+//          reading 16-byte vectors (float4) of X; the row's stored weights are
+//          loaded 32 at a time, one per lane, and passed round by shuffles.
+//          Needs batch, ldx and ldy multiples of 4 and 16-byte aligned X and Y;
+//          elsewhere kRows runs.
+//   kAuto  kWarp where it can run and batch >= 128, else kRows; the
+//          environment variable NEUROPLASTIC_CUDA_SPMM=rows|warp overrides it.
+// Both add the same products in the same order (stored weights ascending, one
+// multiply-add each), so their results are equal to the bit: the choice is
+// speed only. Which is faster on which GPU is what `npm run bench -- --device
+// cuda` measures (both, beside cuSPARSE).
+enum class SpmmKernel { kAuto, kRows, kWarp };
+// The kernel a product with these operands runs when `asked` is requested.
+SpmmKernel spmm_kernel_for(SpmmKernel asked, const float* x, int64_t ldx, const float* y, int64_t ldy, int64_t batch);
+
 //   forward          Y[rows x B]  = beta*Y  + W * X          X: cols x B
 //   backward (data)  dX[cols x B] = beta*dX + W^T * dY       dY: rows x B
 //   weight gradient  dW[k] = beta*dW[k] + dY[row(k), :] . X[col(k), :]
 void spmm_f32_csr_cuda(const CsrView& w, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
-                       int64_t batch, Stream& stream);
+                       int64_t batch, Stream& stream, SpmmKernel kernel = SpmmKernel::kAuto);
 void spmm_t_f32_csr_cuda(const CsrView& w, const CsrTransposeView& wt, const float* dy, int64_t lddy, float beta,
-                         float* dx, int64_t lddx, int64_t batch, Stream& stream);
+                         float* dx, int64_t lddx, int64_t batch, Stream& stream, SpmmKernel kernel = SpmmKernel::kAuto);
 void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,
                         int64_t batch, float beta, float* grad_values, Stream& stream);
 

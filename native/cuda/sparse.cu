@@ -1,10 +1,19 @@
 // CSR SpMM (forward and transposed) and SDDMM on feature-major activations.
 //
-// spmm: a group of G threads owns one output row and a tile of 4*G batch
-// columns; thread t accumulates columns t, t+G, t+2G, t+3G, so each stored
-// weight (index + value, a broadcast read) feeds four products, and the group's
-// reads of an input row are coalesced. G adapts to the batch (32, 64 or 128) so
-// a small batch does not leave most threads idle.
+// spmm, two kernels with equal results (kernels.h, SpmmKernel):
+//   rows: a group of G threads owns one output row and a tile of 4*G batch
+//     columns; thread t accumulates columns t, t+G, t+2G, t+3G, so each stored
+//     weight (index + value, a broadcast read) feeds four products, and the
+//     group's reads of an input row are coalesced. G adapts to the batch (32,
+//     64 or 128) so a small batch does not leave most threads idle.
+//   warp: a warp owns one output row and up to 1024 batch columns; lane l
+//     accumulates the float4s at 4l, 4l + 128, ..., so an X row is read in
+//     16-byte loads, 512 coalesced bytes per warp and vector. The row's stored
+//     weights are read 32 at a time, one (index, value) per lane in one
+//     coalesced load, and handed round by __shfl_sync, instead of every
+//     thread loading every one (the "coalesced row caching" of GE-SpMM, Huang
+//     et al. 2020; vector loads as in Sputnik, Gale et al. 2020). Same products,
+//     same order as rows: acc += v * x per stored weight, ascending.
 // spmm_t runs the same kernel over the transpose structure (CsrTransposeView),
 // gathering values through value_pos: deterministic, no atomics.
 // sddmm: one block per row; its warps take the row's stored entries in turn and
@@ -15,6 +24,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -57,6 +69,125 @@ __global__ void __launch_bounds__(kSpmmBlock)
     const int64_t j = j0 + static_cast<int64_t>(c) * group;
     if (j < batch) yr[j] = beta == 0.0f ? acc[c] : beta * yr[j] + acc[c];
   }
+}
+
+// A 16-byte load of 4 floats; p must be 16-byte aligned (spmm_kernel_for
+// checks the operands; on a GPU a misaligned vector load faults, and the
+// emulator checks the same).
+__device__ __forceinline__ float4 load_float4(const float* p) {
+#if defined(NP_CUDA_EMULATOR)
+  if (!emulator::check_aligned(p, 16)) return make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // the launch has failed
+#endif
+  return *reinterpret_cast<const float4*>(p);
+}
+
+__device__ __forceinline__ void store_float4(float* p, float4 v) {
+#if defined(NP_CUDA_EMULATOR)
+  if (!emulator::check_aligned(p, 16)) return;  // the launch has failed
+#endif
+  *reinterpret_cast<float4*>(p) = v;
+}
+
+constexpr int kWarpBlock = 128;           // four warps, one output row each
+constexpr int64_t kWarpSpan = 32 * 4;     // batch columns a lane's float4s cover per vector
+constexpr int kWarpMaxVectors = 8;        // float4s per lane: up to 1024 columns per warp
+
+template <int V, bool kGather>
+__global__ void __launch_bounds__(kWarpBlock)
+    spmm_f32_csr_warp_kernel(int64_t rows, const int64_t* __restrict__ ptr, const int32_t* __restrict__ idx,
+                             const float* __restrict__ values, const int64_t* __restrict__ value_pos,
+                             const float* __restrict__ x, int64_t ldx, float beta, float* __restrict__ y,
+                             int64_t ldy, int64_t batch) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kWarpBlock / 32) + threadIdx.x / 32;
+  if (row >= rows) return;  // the whole warp: its lanes share the row
+  // Lane l's columns: j0 + kWarpSpan*c .. + 3 for c < V. Lanes past the batch
+  // still take part in the shuffles, so every shuffle has all 32 lanes.
+  const int64_t j0 = static_cast<int64_t>(blockIdx.y) * (kWarpSpan * V) + 4 * lane;
+  float4 acc[V];
+#pragma unroll
+  for (int c = 0; c < V; ++c) acc[c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  const int64_t end = ptr[row + 1];
+  for (int64_t k0 = ptr[row]; k0 < end; k0 += 32) {
+    const int64_t mine = k0 + lane;
+    int32_t my_index = 0;
+    float my_value = 0.0f;
+    if (mine < end) {
+      my_index = idx[mine];
+      my_value = values[kGather ? value_pos[mine] : mine];
+    }
+    const int n = static_cast<int>(end - k0 < 32 ? end - k0 : 32);  // the same for every lane
+    for (int t = 0; t < n; ++t) {
+      const int32_t i = __shfl_sync(0xffffffffu, my_index, t);
+      const float v = __shfl_sync(0xffffffffu, my_value, t);
+      const float* xr = x + static_cast<int64_t>(i) * ldx;
+#pragma unroll
+      for (int c = 0; c < V; ++c) {
+        const int64_t j = j0 + kWarpSpan * c;
+        if (j < batch) {
+          const float4 q = load_float4(xr + j);
+          acc[c].x += v * q.x;
+          acc[c].y += v * q.y;
+          acc[c].z += v * q.z;
+          acc[c].w += v * q.w;
+        }
+      }
+    }
+  }
+  float* yr = y + row * ldy;
+#pragma unroll
+  for (int c = 0; c < V; ++c) {
+    const int64_t j = j0 + kWarpSpan * c;
+    if (j >= batch) continue;
+    if (beta == 0.0f) {
+      store_float4(yr + j, acc[c]);
+    } else {
+      const float4 o = load_float4(yr + j);
+      store_float4(yr + j, make_float4(beta * o.x + acc[c].x, beta * o.y + acc[c].y, beta * o.z + acc[c].z, beta * o.w + acc[c].w));
+    }
+  }
+}
+
+template <int V>
+void launch_warp_kernel(dim3 grid, int64_t rows, const int64_t* ptr, const int32_t* idx, const float* values,
+                        const int64_t* value_pos, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
+                        int64_t batch, Stream& stream) {
+  if (value_pos)
+    NP_LAUNCH(grid, kWarpBlock, 0, raw(stream), spmm_f32_csr_warp_kernel<V, true>)(rows, ptr, idx, values, value_pos, x, ldx,
+                                                                          beta, y, ldy, batch);
+  else
+    NP_LAUNCH(grid, kWarpBlock, 0, raw(stream), spmm_f32_csr_warp_kernel<V, false>)(rows, ptr, idx, values, nullptr, x, ldx,
+                                                                           beta, y, ldy, batch);
+}
+
+void launch_warp(int64_t rows, const int64_t* ptr, const int32_t* idx, const float* values, const int64_t* value_pos,
+                 const float* x, int64_t ldx, float beta, float* y, int64_t ldy, int64_t batch, Stream& stream) {
+  // The fewest float4s per lane (1, 2, 4 or 8) that cover the batch, or 8 and more column tiles.
+  const int64_t needed = ceil_div(batch, kWarpSpan);
+  const int vectors = needed <= 1 ? 1 : needed <= 2 ? 2 : needed <= 4 ? 4 : kWarpMaxVectors;
+  const int64_t gx = ceil_div(rows, kWarpBlock / 32), gy = ceil_div(batch, kWarpSpan * vectors);
+  if (gx > kMaxGridX || gy > kMaxGridY)
+    throw std::length_error("spmm_f32_csr_cuda: " + std::to_string(rows) + " rows x batch " + std::to_string(batch) +
+                            " exceeds the grid limits");
+  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+  switch (vectors) {
+    case 1: launch_warp_kernel<1>(grid, rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream); break;
+    case 2: launch_warp_kernel<2>(grid, rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream); break;
+    case 4: launch_warp_kernel<4>(grid, rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream); break;
+    default: launch_warp_kernel<kWarpMaxVectors>(grid, rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream); break;
+  }
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+// NEUROPLASTIC_CUDA_SPMM=rows|warp, read once; anything else (or unset) is auto.
+SpmmKernel spmm_kernel_from_environment() {
+  static const SpmmKernel chosen = [] {
+    const char* e = std::getenv("NEUROPLASTIC_CUDA_SPMM");
+    if (e && std::strcmp(e, "rows") == 0) return SpmmKernel::kRows;
+    if (e && std::strcmp(e, "warp") == 0) return SpmmKernel::kWarp;
+    return SpmmKernel::kAuto;
+  }();
+  return chosen;
 }
 
 // Empty rows still get Y = beta*Y (their accumulators stay 0).
@@ -233,18 +364,40 @@ CsrTranspose csr_transpose_host(const CsrView& w) {
   return t;
 }
 
+SpmmKernel spmm_kernel_for(SpmmKernel asked, const float* x, int64_t ldx, const float* y, int64_t ldy, int64_t batch) {
+  if (asked == SpmmKernel::kAuto) asked = spmm_kernel_from_environment();
+  const auto aligned = [](const float* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const bool can_warp = batch > 0 && batch % 4 == 0 && ldx % 4 == 0 && ldy % 4 == 0 && aligned(x) && aligned(y);
+  if (asked == SpmmKernel::kRows || !can_warp) return SpmmKernel::kRows;
+  return asked == SpmmKernel::kWarp || batch >= kWarpSpan ? SpmmKernel::kWarp : SpmmKernel::kRows;
+}
+
+namespace {
+
+void launch_product(SpmmKernel asked, int64_t rows, const int64_t* ptr, const int32_t* idx, const float* values,
+                    const int64_t* value_pos, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
+                    int64_t batch, Stream& stream) {
+  if (rows <= 0 || batch <= 0) return;
+  if (spmm_kernel_for(asked, x, ldx, y, ldy, batch) == SpmmKernel::kWarp)
+    launch_warp(rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream);
+  else
+    launch_rows(rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream);
+}
+
+}  // namespace
+
 void spmm_f32_csr_cuda(const CsrView& w, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
-                       int64_t batch, Stream& stream) {
-  launch_rows(w.rows, w.indptr, w.indices, w.values, nullptr, x, ldx, beta, y, ldy, batch, stream);
+                       int64_t batch, Stream& stream, SpmmKernel kernel) {
+  launch_product(kernel, w.rows, w.indptr, w.indices, w.values, nullptr, x, ldx, beta, y, ldy, batch, stream);
 }
 
 void spmm_t_f32_csr_cuda(const CsrView& w, const CsrTransposeView& wt, const float* dy, int64_t lddy, float beta,
-                         float* dx, int64_t lddx, int64_t batch, Stream& stream) {
+                         float* dx, int64_t lddx, int64_t batch, Stream& stream, SpmmKernel kernel) {
   if (wt.rows != w.rows || wt.cols != w.cols)
     throw std::invalid_argument("spmm_t_f32_csr_cuda: the transpose structure is for a " + std::to_string(wt.rows) +
                                 " x " + std::to_string(wt.cols) + " matrix, W is " + std::to_string(w.rows) + " x " +
                                 std::to_string(w.cols));
-  launch_rows(w.cols, wt.col_ptr, wt.row_idx, w.values, wt.value_pos, dy, lddy, beta, dx, lddx, batch, stream);
+  launch_product(kernel, w.cols, wt.col_ptr, wt.row_idx, w.values, wt.value_pos, dy, lddy, beta, dx, lddx, batch, stream);
 }
 
 void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,

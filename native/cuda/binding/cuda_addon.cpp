@@ -236,8 +236,9 @@ Napi::Value Sddmm(const Napi::CallbackInfo& info) {
   });
 }
 
-// bench.gemm(m, n, k, reps, tiled) / bench.spmm(rows, cols, density, batch, reps, cusparse) -> ms per
-// call (-1: peer unavailable); bench.cusparse() -> 'cusparse (...)' | 'unavailable (...)'.
+// bench.gemm(m, n, k, reps, tiled) / bench.spmm(rows, cols, density, batch, reps, impl) -> ms per
+// call (-1: peer unavailable); impl 'ours' (as the model runs it), 'rows' or 'warp' (one kernel
+// forced, kernels.h SpmmKernel) or 'cusparse'; bench.cusparse() -> 'cusparse (...)' | 'unavailable (...)'.
 Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -258,7 +259,14 @@ Napi::Value BenchSpmm(const Napi::CallbackInfo& info) {
     if (!(density > 0.0 && density <= 1.0)) throw Napi::RangeError::New(env, "bench.spmm: density must be in (0, 1]");
     const int64_t batch = integer_arg(info, 3, fn, "batch", 1);
     const int reps = static_cast<int>(integer_arg(info, 4, fn, "reps", 1));
-    return Napi::Number::New(env, nc::bench_spmm_ms(rows, cols, density, batch, reps, info[5].ToBoolean().Value()));
+    const std::string impl = info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : std::string();
+    nc::SpmmBenchImpl which;
+    if (impl == "ours") which = nc::SpmmBenchImpl::kOurs;
+    else if (impl == "rows") which = nc::SpmmBenchImpl::kOursRows;
+    else if (impl == "warp") which = nc::SpmmBenchImpl::kOursWarp;
+    else if (impl == "cusparse") which = nc::SpmmBenchImpl::kCusparse;
+    else throw Napi::TypeError::New(env, "bench.spmm: impl must be 'ours', 'rows', 'warp' or 'cusparse'");
+    return Napi::Number::New(env, nc::bench_spmm_ms(rows, cols, density, batch, reps, which));
   });
 }
 

@@ -19,6 +19,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -311,6 +312,20 @@ struct InjectedFailure {
 std::mutex g_injection_mutex;
 InjectedFailure g_injection;
 
+// Launches run so far, by kernel name (launches_of).
+std::mutex g_launch_count_mutex;
+std::vector<std::pair<std::string, int64_t>> g_launch_counts;
+
+void count_launch(const char* kernel) {
+  const std::lock_guard<std::mutex> lock(g_launch_count_mutex);
+  for (auto& [name, count] : g_launch_counts)
+    if (name == kernel) {
+      ++count;
+      return;
+    }
+  g_launch_counts.emplace_back(kernel, 1);
+}
+
 // Whether this launch is the one fail_launch asked to fail (and then disarms it).
 bool injected_failure(const char* kernel, cudaError_t* err) {
   const std::lock_guard<std::mutex> lock(g_injection_mutex);
@@ -333,6 +348,14 @@ void fail_launch(const char* kernel, int skip, cudaError_t err) {
   g_injection = InjectedFailure{kernel, skip, err};
 }
 
+int64_t launches_of(const char* kernel) {
+  const std::lock_guard<std::mutex> lock(g_launch_count_mutex);
+  int64_t total = 0;
+  for (const auto& [name, count] : g_launch_counts)
+    if (name.find(kernel) != std::string::npos) total += count;
+  return total;
+}
+
 bool launch_failure_pending() {
   const std::lock_guard<std::mutex> lock(g_injection_mutex);
   return g_injection.err != cudaSuccess;
@@ -352,42 +375,69 @@ void bad_kernel_argument(const char* kernel, size_t index, const void* p) {
 
 void sync_threads() { wait_as(Wait::kBarrier, "__syncthreads"); }
 
-uint64_t shuffle_down(unsigned mask, uint64_t bits, unsigned delta, int width) {
+// One warp shuffle: every lane offers `bits` and takes the value of the lane
+// source(lane) names (its own when source says none), after all of mask's
+// lanes have offered. `name` is the intrinsic, for messages.
+template <typename Source>
+uint64_t shuffle(const char* name, unsigned mask, uint64_t bits, int width, Source&& source_of) {
   Block* b = t_block;
   if (!b) {
-    std::fprintf(stderr, "CUDA emulator: __shfl_down_sync called outside a kernel\n");
+    std::fprintf(stderr, "CUDA emulator: %s called outside a kernel\n", name);
     std::abort();
   }
   const unsigned me = b->current;
   const unsigned lane = me % kWarpSize;
   // Undefined in CUDA, so the launch fails (the lane goes on with its own value).
   if (!(mask >> lane & 1u)) {
-    fault(cudaErrorLaunchFailure, block_name(*b) + ": lane " + std::to_string(lane) +
-                                      " calls __shfl_down_sync with a mask that leaves it out");
+    fault(cudaErrorLaunchFailure, block_name(*b) + ": lane " + std::to_string(lane) + " calls " + name +
+                                      " with a mask that leaves it out");
     mask |= 1u << lane;
   }
   if (width < 1 || width > static_cast<int>(kWarpSize) || (width & (width - 1)) != 0) {
-    fault(cudaErrorLaunchFailure, block_name(*b) + ": __shfl_down_sync width " + std::to_string(width) +
+    fault(cudaErrorLaunchFailure, block_name(*b) + ": " + name + " width " + std::to_string(width) +
                                       " is not a power of two from 1 to 32");
     width = static_cast<int>(kWarpSize);
   }
   b->offered[me] = bits;
   b->mask[me] = mask;
-  wait_as(Wait::kShuffle, "__shfl_down_sync");  // every lane has offered its value
-  const uint64_t w = static_cast<uint64_t>(width);
-  uint64_t got = bits;  // a source past the lane's width-wide segment: its own value
-  if (lane % w + delta < w) {
-    const uint64_t source = me + static_cast<uint64_t>(delta);
+  wait_as(Wait::kShuffle, name);  // every lane has offered its value
+  uint64_t got = bits;
+  const int64_t from_lane = source_of(lane, static_cast<unsigned>(width));  // < 0: its own value
+  if (from_lane >= 0) {
+    const uint64_t source = me - lane + static_cast<uint64_t>(from_lane);
     // The source lane must exist and take part: otherwise the value is undefined on a GPU.
     if (source >= b->threads || !(mask >> (source % kWarpSize) & 1u))
-      fault(cudaErrorLaunchFailure, block_name(*b) + ": lane " + std::to_string(lane) + " shuffles down from lane " +
+      fault(cudaErrorLaunchFailure, block_name(*b) + ": lane " + std::to_string(lane) + " calls " + name + " from lane " +
                                         std::to_string(source % kWarpSize) + ", which " +
                                         (source >= b->threads ? "does not exist" : "its mask leaves out"));
     else
       got = b->offered[source];
   }
-  wait_as(Wait::kShuffle, "__shfl_down_sync");  // every lane has read before any offers again
+  wait_as(Wait::kShuffle, name);  // every lane has read before any offers again
   return got;
+}
+
+bool check_aligned(const void* p, size_t alignment) {
+  if (reinterpret_cast<uintptr_t>(p) % alignment == 0) return true;
+  char addr[32];
+  std::snprintf(addr, sizeof addr, "%p", p);
+  const std::string where = t_block ? block_name(*t_block) : std::string("host code");
+  fault(cudaErrorMisalignedAddress, where + ": a " + std::to_string(alignment) + "-byte access at " + addr + " is not aligned to it");
+  return false;
+}
+
+uint64_t shuffle_down(unsigned mask, uint64_t bits, unsigned delta, int width) {
+  return shuffle("__shfl_down_sync", mask, bits, width, [delta](unsigned lane, unsigned w) -> int64_t {
+    // A source past the lane's width-wide segment: its own value.
+    return lane % w + delta < w ? static_cast<int64_t>(lane) + delta : -1;
+  });
+}
+
+uint64_t shuffle_index(unsigned mask, uint64_t bits, int src_lane, int width) {
+  return shuffle("__shfl_sync", mask, bits, width, [src_lane](unsigned lane, unsigned w) -> int64_t {
+    // CUDA takes srcLane modulo the width, within the caller's segment.
+    return static_cast<int64_t>(lane / w * w + static_cast<unsigned>(src_lane) % w);
+  });
 }
 
 void run_grid(const LaunchConfig& config, const char* kernel, void (*body)(void*), void* closure) {
@@ -427,6 +477,7 @@ void run_grid(const LaunchConfig& config, const char* kernel, void (*body)(void*
     std::abort();
   }
   install_fault_reporting();
+  count_launch(kernel);
   const std::lock_guard<std::mutex> device(device_mutex());
   Block b;
   b.kernel = kernel;

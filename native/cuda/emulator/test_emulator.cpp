@@ -47,6 +47,24 @@ __global__ void warp_sum_kernel(const float* in, float* out, int width) {
   out[threadIdx.x] = v;
 }
 
+// Each lane takes the value of lane (lane * 3 + 1) % width of its segment.
+__global__ void gather_lanes_kernel(const int* in, int* out, int width) {
+  const int me = static_cast<int>(threadIdx.x);
+  out[me] = __shfl_sync(0xffffffffu, in[me], (me % 32) * 3 + 1, width);
+}
+
+// Lanes 0-15 take lane 20's value with a mask of themselves: outside it.
+__global__ void gather_outside_mask_kernel(int* out) {
+  if (threadIdx.x >= 16) return;
+  out[threadIdx.x] = __shfl_sync(0x0000ffffu, 1, 20);
+}
+
+// A 16-byte access at base + offset floats.
+__global__ void vector_access_kernel(float* base, int offset) {
+  if (np::cuda::emulator::check_aligned(base + offset, 16))
+    *reinterpret_cast<float4*>(base + offset) = make_float4(1.0f, 2.0f, 3.0f, 4.0f);
+}
+
 // Lanes below 16 shuffle while the others wait at __syncthreads: a hang on a GPU.
 __global__ void divergent_kernel(float* out) {
   float v = 1.0f;
@@ -140,6 +158,42 @@ TEST(emulator_shuffles_exchange_values_within_a_warp) {
       CHECK_MSG(out[seg] == sum, "width %d, segment at %zu: %g, want %g", width, seg, out[seg], sum);
     }
   }
+}
+
+// __shfl_sync reads the source lane modulo the width, within the caller's
+// segment; a source outside the mask fails the launch.
+TEST(emulator_indexed_shuffles_read_the_lane_asked_for) {
+  nc::Stream s;
+  std::vector<int> in(64);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<int>(100 + i);
+  nc::DeviceBuffer din = nc::to_device(in, s), dout(in.size() * sizeof(int));
+  for (const int width : {32, 8}) {
+    NP_LAUNCH(1, 64, 0, nc::raw(s), gather_lanes_kernel)(din.as<int>(), dout.as<int>(), width);
+    NP_CUDA_CHECK_LAUNCH();
+    std::vector<int> out(in.size());
+    dout.download(out.data(), out.size() * sizeof(int), s);
+    for (int i = 0; i < 64; ++i) {
+      const int source = i / width * width + ((i % 32) * 3 + 1) % width;
+      CHECK_MSG(out[i] == in[source], "width %d, lane %d: %d, want lane %d's %d", width, i, out[i], source, in[source]);
+    }
+  }
+  NP_LAUNCH(1, 32, 0, nc::raw(s), gather_outside_mask_kernel)(dout.as<int>());
+  CHECK_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
+  clear_sticky_error();
+}
+
+// A 16-byte vector access must be 16-byte aligned, as on a GPU (x86 would not mind).
+TEST(emulator_faults_on_a_misaligned_vector_access) {
+  nc::Stream s;
+  nc::DeviceBuffer d(64 * sizeof(float));
+  NP_LAUNCH(1, 1, 0, nc::raw(s), vector_access_kernel)(d.as<float>(), 4);
+  NP_CUDA_CHECK_LAUNCH();
+  std::vector<float> out(8);
+  d.download(out.data(), out.size() * sizeof(float), s);
+  CHECK(out[4] == 1.0f && out[7] == 4.0f);
+  NP_LAUNCH(1, 1, 0, nc::raw(s), vector_access_kernel)(d.as<float>(), 2);
+  CHECK_EQ(cudaGetLastError(), cudaErrorMisalignedAddress);
+  clear_sticky_error();
 }
 
 TEST(emulator_gives_every_thread_its_own_arguments) {

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <utility>
 #include <vector>
@@ -121,8 +122,8 @@ CUDA_TEST(mean_squared_error_cuda_matches_cpu) {
 
 // ---- the whole model against np::Model ------------------------------------------
 
-void compare_training(np::OptimizerKind kind) {
-  const int64_t inputs = 20, n = 96, batch = 32, steps = 5, outputs = 4;
+void compare_training(np::OptimizerKind kind, int64_t batch = 32) {
+  const int64_t inputs = 20, n = 3 * batch, steps = 5, outputs = 4;
   std::vector<np::LayerSpec> specs(3);
   specs[0].units = 24;
   specs[0].activation = np::Activation::kRelu;
@@ -235,6 +236,20 @@ void compare_training(np::OptimizerKind kind) {
 
 CUDA_TEST(cuda_model_sgd_matches_cpu_model) { compare_training(np::OptimizerKind::kSgd); }
 CUDA_TEST(cuda_model_adam_matches_cpu_model) { compare_training(np::OptimizerKind::kAdam); }
+
+// At batch 128 the CSR layer's products (forward, and W^T dY backward) take the
+// warp kernel (kernels.h SpmmKernel::kAuto; the emulator counts its launches).
+CUDA_TEST(cuda_model_matches_cpu_model_at_batch_128) {
+#if defined(NP_CUDA_EMULATOR)
+  const int64_t warp_before = np::cuda::emulator::launches_of("spmm_f32_csr_warp_kernel");
+#endif
+  compare_training(np::OptimizerKind::kAdam, 128);
+#if defined(NP_CUDA_EMULATOR)
+  if (std::getenv("NEUROPLASTIC_CUDA_SPMM") == nullptr)
+    CHECK_MSG(np::cuda::emulator::launches_of("spmm_f32_csr_warp_kernel") >= warp_before + 2 * 5,
+              "the warp kernel did not run the CSR layer's products");
+#endif
+}
 
 // Export -> load round trip keeps every value, and a bad state is rejected
 // before anything changes.

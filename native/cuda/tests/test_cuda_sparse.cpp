@@ -4,8 +4,11 @@
 // an all-empty matrix, padded row strides (the padding must survive), beta 0
 // over NaN and beta 0.5. Tolerance: |gpu - ref| <= 1e-5 * (|W||X| + 1), the
 // product on absolute values being what float rounding scales with.
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "cuda/kernels.h"
@@ -202,4 +205,104 @@ CUDA_TEST(csr_transpose_cuda_equals_the_host_build) {
     CHECK_MSG(nc::to_host<int64_t>(value_pos, nnz, s) == want.value_pos, "%lld x %lld: value positions",
               static_cast<long long>(w.rows), static_cast<long long>(w.cols));
   }
+}
+
+namespace {
+
+// op(W) X through one kernel, forced; beta 0 starts from NaN (it must not be read).
+std::vector<float> product_with(nc::SpmmKernel kernel, const DeviceCsr& dw, bool transposed, const std::vector<float>& x,
+                                const std::vector<float>& y0, int64_t ld, int64_t batch, float beta, nc::Stream& s) {
+  nc::DeviceBuffer dx = nc::to_device(x, s), dy = nc::to_device(y0, s);
+  if (transposed)
+    nc::spmm_t_f32_csr_cuda(dw.view, dw.t, dx.as<float>(), ld, beta, dy.as<float>(), ld, batch, s, kernel);
+  else
+    nc::spmm_f32_csr_cuda(dw.view, dx.as<float>(), ld, beta, dy.as<float>(), ld, batch, s, kernel);
+  return nc::to_host<float>(dy, y0.size(), s);
+}
+
+}  // namespace
+
+// The warp kernel (float4 reads, weights passed round by shuffles) adds the
+// same products in the same order as the rows kernel: equal to the bit, forward
+// and transposed, for batches that fill one float4 per lane, leave lanes idle
+// (4, 64, 132, 520) and need a second column tile (1100 > 1024); rows with
+// exactly 32 stored weights (one shuffle round), 33 (a second, of one), empty
+// rows and an empty matrix; padded strides (multiples of 4) whose padding
+// must survive. And both against the naive reference.
+CUDA_TEST(spmm_cuda_warp_kernel_equals_the_rows_kernel_to_the_bit) {
+  struct Case {
+    int64_t rows, cols, batch, pad;
+    double density;
+  };
+  const Case cases[] = {
+      {3, 32, 128, 0, 1.0},   {3, 33, 256, 4, 1.0},    {130, 67, 4, 0, 0.1},   {33, 129, 64, 4, 0.3},
+      {257, 300, 132, 8, 0.05}, {64, 1000, 520, 0, 0.1}, {9, 70, 1100, 4, 0.4},  {100, 17, 128, 0, 0.0},
+      {41, 90, 1024, 0, 0.5},
+  };
+  uint64_t seed = 900;
+  for (const Case& c : cases)
+    for (bool transposed : {false, true})
+      for (float beta : {0.0f, 0.5f}) {
+        nc::Stream s;
+        Csr w = random_csr(c.rows, c.cols, c.density, seed++);
+        const int64_t in_rows = transposed ? c.rows : c.cols, out_rows = transposed ? c.cols : c.rows;
+        const int64_t ld = c.batch + c.pad;
+        const std::vector<float> x = padded_block(in_rows, c.batch, ld, seed++);
+        std::vector<float> y0 = padded_block(out_rows, c.batch, ld, seed++);
+        if (beta == 0.0f)
+          for (int64_t r = 0; r < out_rows; ++r)
+            for (int64_t j = 0; j < c.batch; ++j) y0[r * ld + j] = kNan;
+        DeviceCsr dw(w, s);
+        {
+          nc::DeviceBuffer probe_x = nc::to_device(x, s), probe_y = nc::to_device(y0, s);
+          CHECK(nc::spmm_kernel_for(nc::SpmmKernel::kWarp, probe_x.as<float>(), ld, probe_y.as<float>(), ld, c.batch) ==
+                nc::SpmmKernel::kWarp);
+        }
+        const std::vector<float> warp = product_with(nc::SpmmKernel::kWarp, dw, transposed, x, y0, ld, c.batch, beta, s);
+        const std::vector<float> rows = product_with(nc::SpmmKernel::kRows, dw, transposed, x, y0, ld, c.batch, beta, s);
+        size_t differ = 0;
+        for (size_t i = 0; i < warp.size(); ++i)
+          if (std::memcmp(&warp[i], &rows[i], sizeof(float)) != 0) ++differ;
+        CHECK_MSG(differ == 0, "%lldx%lld batch %lld pad %lld %s beta %.1f: %zu of %zu floats differ between the kernels",
+                  (long long)c.rows, (long long)c.cols, (long long)c.batch, (long long)c.pad, transposed ? "W^T" : "W", beta,
+                  differ, warp.size());
+        std::vector<float> want = y0, scale = abs_of(y0);
+        Csr wa = w;
+        wa.values = abs_of(w.values);
+        const std::vector<float> xa = abs_of(x);
+        const auto naive = transposed ? np::spmm_t_f32_csr_naive : np::spmm_f32_csr_naive;
+        naive(w.view(), x.data(), ld, beta, want.data(), ld, c.batch);
+        naive(wa.view(), xa.data(), ld, beta == 0.0f ? 0.0f : std::fabs(beta), scale.data(), ld, c.batch);
+        const double e = max_scaled_error(warp, want, scale);
+        CHECK_MSG(e <= 1e-5, "%lldx%lld batch %lld %s beta %.1f: warp kernel error %g", (long long)c.rows, (long long)c.cols,
+                  (long long)c.batch, transposed ? "W^T" : "W", beta, e);
+        for (int64_t r = 0; r < out_rows; ++r)
+          for (int64_t j = c.batch; j < ld; ++j)
+            CHECK_MSG(warp[r * ld + j] == kSentinel, "warp kernel overwrote padding at row %lld col %lld", (long long)r, (long long)j);
+      }
+}
+
+// Which kernel runs: the warp kernel only where its float4 accesses are whole
+// and aligned (batch and both strides multiples of 4, both pointers 16-byte
+// aligned); on its own (kAuto) only from batch 128, where a warp's lanes are
+// all busy.
+CUDA_TEST(spmm_cuda_kernel_choice_follows_the_operands) {
+  nc::DeviceBuffer buf(4096 * sizeof(float));
+  const float* x = buf.as<float>();
+  float* y = buf.as<float>() + 2048;
+  using K = nc::SpmmKernel;
+  const bool env_set = std::getenv("NEUROPLASTIC_CUDA_SPMM") != nullptr;
+  if (!env_set) {
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 128, y, 128, 128) == K::kWarp);
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 1024, y, 1024, 1024) == K::kWarp);
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 64, y, 64, 64) == K::kRows);  // half a warp's lanes would idle
+  }
+  CHECK(nc::spmm_kernel_for(K::kWarp, x, 64, y, 64, 64) == K::kWarp);
+  CHECK(nc::spmm_kernel_for(K::kRows, x, 128, y, 128, 128) == K::kRows);
+  CHECK(nc::spmm_kernel_for(K::kWarp, x, 130, y, 128, 128) == K::kRows);  // X's stride
+  CHECK(nc::spmm_kernel_for(K::kWarp, x, 128, y, 126, 124) == K::kRows);  // Y's stride
+  CHECK(nc::spmm_kernel_for(K::kWarp, x, 130, y, 130, 130) == K::kRows);  // the batch
+  CHECK(nc::spmm_kernel_for(K::kWarp, x + 1, 128, y, 128, 128) == K::kRows);  // X not 16-byte aligned
+  CHECK(nc::spmm_kernel_for(K::kWarp, x, 128, y + 2, 128, 128) == K::kRows);  // Y not 16-byte aligned
+  CHECK(nc::spmm_kernel_for(K::kWarp, x + 4, 128, y + 4, 128, 128) == K::kWarp);
 }

@@ -48,6 +48,15 @@ struct uint3 {
   unsigned int x, y, z;
 };
 
+// CUDA's 16-byte vector type: a load or store of one is a single 16-byte
+// access, which faults on a GPU unless the address is a multiple of 16. Here
+// x86 would not care, so our kernels' vector accesses call check_aligned
+// (below) in the emulator build.
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
 struct dim3 {
   unsigned int x, y, z;
   constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
@@ -75,6 +84,7 @@ enum cudaError {
   cudaErrorInvalidResourceHandle = 400,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
+  cudaErrorMisalignedAddress = 716,
   cudaErrorLaunchFailure = 719,
 };
 typedef enum cudaError cudaError_t;
@@ -135,6 +145,12 @@ bool is_device_pointer(const void* p);
 void bad_kernel_argument(const char* kernel, size_t index, const void* p);
 // A warp's lanes exchange `bits` (down by delta within width); all of mask's lanes must take part.
 uint64_t shuffle_down(unsigned mask, uint64_t bits, unsigned delta, int width);
+// A kernel's vector access at p: true if p is a multiple of alignment, else a
+// fault (misaligned address, sticky) and false; the caller must then skip the
+// access (x86 faults on a misaligned aligned-vector instruction too).
+bool check_aligned(const void* p, size_t alignment);
+// A warp's lanes read `bits` from lane src_lane of their width-wide segment; all of mask's lanes must take part.
+uint64_t shuffle_index(unsigned mask, uint64_t bits, int src_lane, int width);
 void sync_threads();
 
 template <typename... Params>
@@ -209,6 +225,10 @@ void set_memory_limit(size_t bytes);
 // replaces it, and clear_launch_failure() disarms it. Returns nothing: whether
 // it fired shows in launch_failure_pending().
 void fail_launch(const char* kernel, int skip, cudaError_t err);
+// How many launches of kernels whose name contains `kernel` have started (those
+// refused at launch not counted) since the process began: tests ask which
+// kernel ran.
+int64_t launches_of(const char* kernel);
 bool launch_failure_pending();
 void clear_launch_failure();
 
@@ -253,6 +273,16 @@ T atomicAdd(T* address, T value) {
   const T old = *address;
   *address = old + value;
   return old;
+}
+
+template <typename T>
+T __shfl_sync(unsigned mask, T value, int src_lane, int width = 32) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "__shfl_sync: a value of at most 8 bytes");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(T));
+  bits = np::cuda::emulator::shuffle_index(mask, bits, src_lane, width);
+  std::memcpy(&value, &bits, sizeof(T));
+  return value;
 }
 
 template <typename T>
