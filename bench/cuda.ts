@@ -3,7 +3,7 @@
 //   gemm    C = A B (fp32) through the dispatching GEMM (cuBLAS when libcublas loads, else our
 //           tiled kernel) and through the tiled kernel alone: GFLOP/s, and tiled / backend
 //   spmm    Y = W X, W 4096 x 4096 CSR at 50..99% sparsity, X feature-major, batch 128..1024:
-//           our CSR product as a model runs it, and each of its two kernels forced (rows, warp:
+//           our CSR product as a model runs it, and each of its three kernels forced (rows, warp, staged:
 //           native/cuda/kernels.h SpmmKernel), vs our dense GEMM on the same (dense) shape on
 //           the GPU, and cusparseSpMM when libcusparse loads at run time (dlopen; else said so)
 //   train   784-4096-4096-10 at batch 256, SGD momentum: samples/s on the GPU (dense, and 90%
@@ -194,22 +194,23 @@ export async function runCudaBench(argv: string[]): Promise<number> {
 
   const rows = size.spmm, cols = size.spmm;
   console.log(`\n== spmm: Y[${rows} x batch] = W[${rows} x ${cols}] X, ms per product (speed-up over our dense GEMM)`);
-  // 'ours' is what a model runs (kernels.h SpmmKernel::kAuto); 'rows' and 'warp' force each of the
-  // two kernels (equal results to the bit), so one GPU run shows which should be the default.
-  console.log(`${pad('sparsity', 9)} ${pad('batch', 6)} ${pad('dense gemm', 11)} ${pad('ours csr', 18)} ${pad('rows kernel', 18)} ${pad('warp kernel', 18)} ${pad('cusparse', 18)} ours/cusparse`);
+  // 'ours' is what a model runs (kernels.h SpmmKernel::kAuto); 'rows', 'warp' and 'staged' force each
+  // of the three kernels (equal results to the bit), so one GPU run shows which should run where.
+  console.log(`${pad('sparsity', 9)} ${pad('batch', 6)} ${pad('dense gemm', 11)} ${pad('ours csr', 18)} ${pad('rows kernel', 18)} ${pad('warp kernel', 18)} ${pad('staged kernel', 18)} ${pad('cusparse', 18)} ours/cusparse`);
   for (const batch of size.spmmBatches) {
     const dense = addon.bench.gemm(rows, batch, cols, reps, false);
     results.push({ bench: 'spmm', impl: 'dense-gemm', shape: `${rows}x${cols}`, sparsity: 0, batch, ms: dense });
     for (const sparsity of size.sparsities) {
-      const time = (impl: 'ours' | 'rows' | 'warp' | 'cusparse') => addon.bench.spmm(rows, cols, 1 - sparsity, batch, reps, impl);
-      const [ours, rowsKernel, warpKernel, peer] = [time('ours'), time('rows'), time('warp'), time('cusparse')];
+      const time = (impl: 'ours' | 'rows' | 'warp' | 'staged' | 'cusparse') => addon.bench.spmm(rows, cols, 1 - sparsity, batch, reps, impl);
+      const [ours, rowsKernel, warpKernel, stagedKernel, peer] = [time('ours'), time('rows'), time('warp'), time('staged'), time('cusparse')];
       const cell = (ms: number) => (ms < 0 ? pad('n/a', 18) : pad(`${ms.toFixed(3)} (${(dense / ms).toFixed(2)}x)`, 18));
       const vsPeer = peer > 0 ? `${(peer / ours).toFixed(2)}x` : 'n/a';
-      console.log(`${pad(sparsity, 9)} ${pad(batch, 6)} ${pad(dense.toFixed(3), 11)} ${cell(ours)} ${cell(rowsKernel)} ${cell(warpKernel)} ${cell(peer)} ${vsPeer}`);
+      console.log(`${pad(sparsity, 9)} ${pad(batch, 6)} ${pad(dense.toFixed(3), 11)} ${cell(ours)} ${cell(rowsKernel)} ${cell(warpKernel)} ${cell(stagedKernel)} ${cell(peer)} ${vsPeer}`);
       const shape = `${rows}x${cols}`;
       results.push({ bench: 'spmm', impl: 'neuroplastic-csr', shape, sparsity, batch, ms: ours });
-      results.push({ bench: 'spmm', impl: 'neuroplastic-csr-rows', shape, sparsity, batch, ms: rowsKernel });
-      results.push({ bench: 'spmm', impl: 'neuroplastic-csr-warp', shape, sparsity, batch, ms: warpKernel });
+      // -1: that kernel cannot run on these operands (n/a above), so no figure under its name.
+      for (const [kernel, ms] of [['rows', rowsKernel], ['warp', warpKernel], ['staged', stagedKernel]] as const)
+        if (ms >= 0) results.push({ bench: 'spmm', impl: `neuroplastic-csr-${kernel}`, shape, sparsity, batch, ms });
       if (peer >= 0) results.push({ bench: 'spmm', impl: 'cusparse', shape, sparsity, batch, ms: peer });
     }
   }

@@ -191,8 +191,8 @@ export interface CudaAddon {
   /** Timings for bench/cuda.ts: mean ms per call; -1 when the peer is unavailable. */
   bench: {
     gemm(m: number, n: number, k: number, reps: number, tiled: boolean): number;
-    /** impl: 'ours' (as the model runs it), 'rows' or 'warp' (that kernel forced), or 'cusparse'. */
-    spmm(rows: number, cols: number, density: number, batch: number, reps: number, impl: 'ours' | 'rows' | 'warp' | 'cusparse'): number;
+    /** impl: 'ours' (as the model runs it), 'rows', 'warp' or 'staged' (that kernel forced), or 'cusparse'. */
+    spmm(rows: number, cols: number, density: number, batch: number, reps: number, impl: 'ours' | 'rows' | 'warp' | 'staged' | 'cusparse'): number;
     /** 'cusparse (libcusparse.so.N)' or 'unavailable (<why>)'. */
     cusparse(): string;
   };

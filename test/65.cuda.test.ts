@@ -144,7 +144,7 @@ describe('cuda: optional GPU backend', () => {
       TypeError,
       'x must be a Float32Array',
     );
-    expect(() => addon.bench.spmm(8, 8, 0.5, 4, 1, true as never)).to.throw(TypeError, "impl must be 'ours', 'rows', 'warp' or 'cusparse'");
+    expect(() => addon.bench.spmm(8, 8, 0.5, 4, 1, true as never)).to.throw(TypeError, "impl must be 'ours', 'rows', 'warp', 'staged' or 'cusparse'");
   });
 
   describe('on a GPU', () => {
@@ -211,7 +211,7 @@ describe('cuda: optional GPU backend', () => {
       const out = JSON.parse(fs.readFileSync(file, 'utf8')) as { smoke: boolean; results: { bench: string; impl: string; ms: number }[] };
       expect(out.smoke).to.equal(true);
       const benches = new Set(out.results.map((r) => `${r.bench}/${r.impl}`));
-      for (const b of ['gemm/tiled', 'spmm/dense-gemm', 'spmm/neuroplastic-csr', 'spmm/neuroplastic-csr-rows', 'spmm/neuroplastic-csr-warp', 'train/neuroplastic-cuda', 'train/neuroplastic-cpu', 'struct/restructure', 'struct/copy-path', 'grow/in-place', 'grow/copy-path'])
+      for (const b of ['gemm/tiled', 'spmm/dense-gemm', 'spmm/neuroplastic-csr', 'spmm/neuroplastic-csr-rows', 'spmm/neuroplastic-csr-warp', 'spmm/neuroplastic-csr-staged', 'train/neuroplastic-cuda', 'train/neuroplastic-cpu', 'struct/restructure', 'struct/copy-path', 'grow/in-place', 'grow/copy-path'])
         expect(benches.has(b), b).to.equal(true);
       expect(out.results.every((r) => Number.isFinite(r.ms) && r.ms > 0)).to.equal(true);
       expect(await runCudaBench(['--smoke', '--quick'])).to.equal(2);

@@ -142,10 +142,15 @@ double bench_spmm_ms(int64_t rows, int64_t cols, double density, int64_t batch, 
   if (impl != SpmmBenchImpl::kCusparse) {
     DeviceBuffer indptr = to_device(w.indptr, s);
     const CsrView v{rows, cols, indptr.as<int64_t>(), indices.as<int32_t>(), values.as<float>()};
-    const SpmmKernel kernel = impl == SpmmBenchImpl::kOursRows   ? SpmmKernel::kRows
-                              : impl == SpmmBenchImpl::kOursWarp ? SpmmKernel::kWarp
-                                                                 : SpmmKernel::kAuto;
-    return time_ms(s, reps, [&] { spmm_f32_csr_cuda(v, x.as<float>(), batch, 0.0f, y.as<float>(), batch, batch, s, kernel); });
+    const SpmmKernel kernel = impl == SpmmBenchImpl::kOursRows    ? SpmmKernel::kRows
+                              : impl == SpmmBenchImpl::kOursWarp  ? SpmmKernel::kWarp
+                              : impl == SpmmBenchImpl::kOursStaged ? SpmmKernel::kStaged
+                                                                  : SpmmKernel::kAuto;
+    // A forced kernel that cannot run on these operands (spmm_kernel_for would fall back to rows)
+    // is not timed under its name.
+    if (kernel != SpmmKernel::kAuto && spmm_kernel_for(kernel, x.as<float>(), batch, y.as<float>(), batch, batch) != kernel)
+      return -1.0;
+    return time_ms(s, reps, [&] { spmm_f32_csr_cuda(v, x.as<float>(), batch, 0.0f, y.as<float>(), batch, batch, s, kernel, nnz); });
   }
   const Cusparse& c = cusparse();
   if (!c.lib || !c.error.empty()) return -1.0;

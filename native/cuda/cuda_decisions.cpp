@@ -209,7 +209,7 @@ np::GradMaxProduct CudaModel::gradmax_product(int64_t l, const float* x, const i
     activation_backward_cuda(g, f(act_[k + 1]), n, at.activation, at.units, n, nullptr, nullptr, stream_);
     if (k == l + 1) break;
     if (at.csr)
-      spmm_t_f32_csr_cuda(at.view(), at.transpose_view(), g, n, 0.0f, other, n, n, stream_);
+      spmm_t_f32_csr_cuda(at.view(), at.transpose_view(), g, n, 0.0f, other, n, n, stream_, SpmmKernel::kAuto, at.count);
     else
       gemm_f32_cuda(Trans::kYes, Trans::kNo, at.inputs, n, at.units, f(at.weight), at.stride, g, n, 0.0f, other, n, stream_);
     std::swap(g, other);
@@ -278,7 +278,7 @@ std::vector<std::vector<int64_t>> CudaModel::gradient_growth(const std::vector<i
     }
     if (l == lowest) break;
     if (layer.csr)
-      spmm_t_f32_csr_cuda(layer.view(), layer.transpose_view(), g, n, 0.0f, other, n, n, stream_);
+      spmm_t_f32_csr_cuda(layer.view(), layer.transpose_view(), g, n, 0.0f, other, n, n, stream_, SpmmKernel::kAuto, layer.count);
     else
       gemm_f32_cuda(Trans::kYes, Trans::kNo, layer.inputs, n, layer.units, f(layer.weight), layer.stride, g, n, 0.0f, other, n, stream_);
     std::swap(g, other);

@@ -411,7 +411,7 @@ void CudaModel::forward(int64_t batch, bool training) {
     }
     float* out = f(act_[l + 1]);
     if (layer.csr)
-      spmm_f32_csr_cuda(layer.view(weight), input, batch, 0.0f, out, batch, batch, stream_);
+      spmm_f32_csr_cuda(layer.view(weight), input, batch, 0.0f, out, batch, batch, stream_, SpmmKernel::kAuto, layer.count);
     else
       gemm_f32_cuda(Trans::kNo, Trans::kNo, layer.units, batch, layer.inputs, weight, layer.stride, input,
                     batch, 0.0f, out, batch, stream_);
@@ -466,7 +466,8 @@ void CudaModel::backward(int64_t batch) {
     if (l > 0) {
       const float* weight = connect ? f(layer.dc_weight) : f(layer.weight);  // the weights the forward pass used
       if (layer.csr)
-        spmm_t_f32_csr_cuda(layer.view(weight), layer.transpose_view(), g, batch, 0.0f, other, batch, batch, stream_);
+        spmm_t_f32_csr_cuda(layer.view(weight), layer.transpose_view(), g, batch, 0.0f, other, batch, batch, stream_,
+                            SpmmKernel::kAuto, layer.count);
       else
         gemm_f32_cuda(Trans::kYes, Trans::kNo, layer.inputs, batch, layer.units, weight, layer.stride, g,
                       batch, 0.0f, other, batch, stream_);

@@ -64,25 +64,38 @@ void csr_transpose_cuda(const CsrView& w, int64_t nnz, int64_t* col_ptr, int32_t
 //   kWarp  a warp per output row and up to 1024 batch columns, each lane
 //          reading 16-byte vectors (float4) of X; the row's stored weights are
 //          loaded 32 at a time, one per lane, and passed round by shuffles.
-//          Needs batch, ldx and ldy multiples of 4 and 16-byte aligned X and Y;
-//          elsewhere kRows runs.
-//   kAuto  kWarp where it can run and batch >= 128, else kRows; the
-//          environment variable NEUROPLASTIC_CUDA_SPMM=rows|warp overrides it.
-// Both add the same products in the same order (stored weights ascending, one
-// multiply-add each), so their results are equal to the bit: the choice is
-// speed only. Which is faster on which GPU is what `npm run bench -- --device
-// cuda` measures (both, beside cuSPARSE).
-enum class SpmmKernel { kAuto, kRows, kWarp };
-// The kernel a product with these operands runs when `asked` is requested.
-SpmmKernel spmm_kernel_for(SpmmKernel asked, const float* x, int64_t ldx, const float* y, int64_t ldy, int64_t batch);
+//   kStaged a block of 8 warps per 64 output rows and 128 batch columns; X
+//          comes through shared memory, 64 input rows at a time, so each of
+//          its rows is read from L2 once per 64 output rows instead of once per
+//          stored weight; each warp walks its rows' weights in that column
+//          range (a cursor per row) and reads X from the tile. Worth its
+//          whole-tile loads where a row meets several weights per 64 columns.
+//   kWarp and kStaged need batch, ldx and ldy multiples of 4 and 16-byte aligned
+//   X and Y; elsewhere kRows runs.
+//   kAuto  from batch 128 where they can run: kStaged at density >= 1/32
+//          (when the caller says nnz), else kWarp; below batch 128 kRows. The
+//          environment variable NEUROPLASTIC_CUDA_SPMM=rows|warp|staged overrides it.
+// All three add the same products in the same order (stored weights
+// ascending, one multiply-add each), so their results are equal to the bit:
+// the choice is speed only. Which is fastest on which GPU, and so the
+// thresholds above, is what `npm run bench -- --device cuda` measures (each
+// kernel, beside cuSPARSE).
+enum class SpmmKernel { kAuto, kRows, kWarp, kStaged };
+// The kernel a product with these operands runs when `asked` is requested;
+// density: stored / (rows x cols) of W, or < 0 when the caller does not know it.
+SpmmKernel spmm_kernel_for(SpmmKernel asked, const float* x, int64_t ldx, const float* y, int64_t ldy, int64_t batch,
+                           double density = -1.0);
 
 //   forward          Y[rows x B]  = beta*Y  + W * X          X: cols x B
 //   backward (data)  dX[cols x B] = beta*dX + W^T * dY       dY: rows x B
 //   weight gradient  dW[k] = beta*dW[k] + dY[row(k), :] . X[col(k), :]
+// nnz: W's stored weights, known on the host (w's arrays are the device's),
+// for kAuto's choice; -1 when unknown (kAuto then never takes kStaged).
 void spmm_f32_csr_cuda(const CsrView& w, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
-                       int64_t batch, Stream& stream, SpmmKernel kernel = SpmmKernel::kAuto);
+                       int64_t batch, Stream& stream, SpmmKernel kernel = SpmmKernel::kAuto, int64_t nnz = -1);
 void spmm_t_f32_csr_cuda(const CsrView& w, const CsrTransposeView& wt, const float* dy, int64_t lddy, float beta,
-                         float* dx, int64_t lddx, int64_t batch, Stream& stream, SpmmKernel kernel = SpmmKernel::kAuto);
+                         float* dx, int64_t lddx, int64_t batch, Stream& stream, SpmmKernel kernel = SpmmKernel::kAuto,
+                         int64_t nnz = -1);
 void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,
                         int64_t batch, float beta, float* grad_values, Stream& stream);
 

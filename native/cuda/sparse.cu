@@ -14,6 +14,12 @@
 //     thread loading every one (the "coalesced row caching" of GE-SpMM, Huang
 //     et al. 2020; vector loads as in Sputnik, Gale et al. 2020). Same products,
 //     same order as rows: acc += v * x per stored weight, ascending.
+//   staged: a block of 8 warps owns 64 output rows (8 per warp) and 128 batch
+//     columns; it stages X in shared memory 64 input rows at a time (32 KB),
+//     and each warp advances a cursor per row through the weights whose
+//     columns fall in the staged rows, reading X from shared memory. X then
+//     crosses from L2 once per 64 output rows, where the other two read an X
+//     row per stored weight. Same products, same order again.
 // spmm_t runs the same kernel over the transpose structure (CsrTransposeView),
 // gathering values through value_pos: deterministic, no atomics.
 // sddmm: one block per row; its warps take the row's stored entries in turn and
@@ -179,12 +185,98 @@ void launch_warp(int64_t rows, const int64_t* ptr, const int32_t* idx, const flo
   NP_CUDA_CHECK_LAUNCH();
 }
 
-// NEUROPLASTIC_CUDA_SPMM=rows|warp, read once; anything else (or unset) is auto.
+constexpr int kStagedBlock = 256;                            // 8 warps
+constexpr int kStagedRowsPerWarp = 8;
+constexpr int kStagedRows = (kStagedBlock / 32) * kStagedRowsPerWarp;  // 64 output rows per block
+constexpr int kStagedDepth = 64;                            // input rows staged at a time
+constexpr double kStagedMinDensity = 1.0 / 32.0;            // kAuto's switch from kWarp (unmeasured: see kernels.h)
+
+template <bool kGather>
+__global__ void __launch_bounds__(kStagedBlock)
+    spmm_f32_csr_staged_kernel(int64_t rows, int64_t cols, const int64_t* __restrict__ ptr, const int32_t* __restrict__ idx,
+                              const float* __restrict__ values, const int64_t* __restrict__ value_pos,
+                              const float* __restrict__ x, int64_t ldx, float beta, float* __restrict__ y, int64_t ldy,
+                              int64_t batch) {
+  __shared__ float4 tile[kStagedDepth][32];  // X[k0 + r, block's 128 columns]: 32 KB
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kStagedRows + static_cast<int64_t>(warp) * kStagedRowsPerWarp;
+  const int64_t j = static_cast<int64_t>(blockIdx.y) * kWarpSpan + 4 * lane;
+  const bool column_in_batch = j < batch;
+  // Each row's cursor (next stored weight) and end; rows past the matrix have none.
+  int64_t cursor[kStagedRowsPerWarp], stop[kStagedRowsPerWarp];
+  float4 acc[kStagedRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kStagedRowsPerWarp; ++r) {
+    const int64_t row = row0 + r;
+    cursor[r] = row < rows ? ptr[row] : 0;
+    stop[r] = row < rows ? ptr[row + 1] : 0;
+    acc[r] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+  // Every warp of the block runs every stage (the barriers), whatever its rows.
+  for (int64_t k0 = 0; k0 < cols; k0 += kStagedDepth) {
+#pragma unroll
+    for (int i = 0; i < kStagedDepth / (kStagedBlock / 32); ++i) {
+      const int t = warp + (kStagedBlock / 32) * i;  // tile row: warp w stages rows w, w + 8, ...
+      const int64_t xr = k0 + t;
+      tile[t][lane] = xr < cols && column_in_batch ? load_float4(x + xr * ldx + j) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    __syncthreads();
+    const int64_t k1 = k0 + kStagedDepth;
+#pragma unroll
+    for (int r = 0; r < kStagedRowsPerWarp; ++r) {
+      // The row's weights with columns in [k0, k1): indices ascend within a row.
+      for (; cursor[r] < stop[r]; ++cursor[r]) {
+        const int64_t c = idx[cursor[r]];  // one address for the whole warp
+        if (c >= k1) break;
+        const float v = values[kGather ? value_pos[cursor[r]] : cursor[r]];
+        const float4 q = tile[c - k0][lane];
+        acc[r].x += v * q.x;
+        acc[r].y += v * q.y;
+        acc[r].z += v * q.z;
+        acc[r].w += v * q.w;
+      }
+    }
+    __syncthreads();  // every warp is done with the tile before it is restaged
+  }
+  if (!column_in_batch) return;
+#pragma unroll
+  for (int r = 0; r < kStagedRowsPerWarp; ++r) {
+    const int64_t row = row0 + r;
+    if (row >= rows) break;
+    float* yr = y + row * ldy + j;
+    if (beta == 0.0f) {
+      store_float4(yr, acc[r]);
+    } else {
+      const float4 o = load_float4(yr);
+      store_float4(yr, make_float4(beta * o.x + acc[r].x, beta * o.y + acc[r].y, beta * o.z + acc[r].z, beta * o.w + acc[r].w));
+    }
+  }
+}
+
+void launch_staged(int64_t rows, int64_t cols, const int64_t* ptr, const int32_t* idx, const float* values,
+                  const int64_t* value_pos, const float* x, int64_t ldx, float beta, float* y, int64_t ldy, int64_t batch,
+                  Stream& stream) {
+  const int64_t gx = ceil_div(rows, kStagedRows), gy = ceil_div(batch, kWarpSpan);
+  if (gx > kMaxGridX || gy > kMaxGridY)
+    throw std::length_error("spmm_f32_csr_cuda: " + std::to_string(rows) + " rows x batch " + std::to_string(batch) +
+                            " exceeds the grid limits");
+  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+  if (value_pos)
+    NP_LAUNCH(grid, kStagedBlock, 0, raw(stream), spmm_f32_csr_staged_kernel<true>)(rows, cols, ptr, idx, values, value_pos, x,
+                                                                         ldx, beta, y, ldy, batch);
+  else
+    NP_LAUNCH(grid, kStagedBlock, 0, raw(stream), spmm_f32_csr_staged_kernel<false>)(rows, cols, ptr, idx, values, nullptr, x,
+                                                                          ldx, beta, y, ldy, batch);
+  NP_CUDA_CHECK_LAUNCH();
+}
+
+// NEUROPLASTIC_CUDA_SPMM=rows|warp|staged, read once; anything else (or unset) is auto.
 SpmmKernel spmm_kernel_from_environment() {
   static const SpmmKernel chosen = [] {
     const char* e = std::getenv("NEUROPLASTIC_CUDA_SPMM");
     if (e && std::strcmp(e, "rows") == 0) return SpmmKernel::kRows;
     if (e && std::strcmp(e, "warp") == 0) return SpmmKernel::kWarp;
+    if (e && std::strcmp(e, "staged") == 0) return SpmmKernel::kStaged;
     return SpmmKernel::kAuto;
   }();
   return chosen;
@@ -364,40 +456,47 @@ CsrTranspose csr_transpose_host(const CsrView& w) {
   return t;
 }
 
-SpmmKernel spmm_kernel_for(SpmmKernel asked, const float* x, int64_t ldx, const float* y, int64_t ldy, int64_t batch) {
+SpmmKernel spmm_kernel_for(SpmmKernel asked, const float* x, int64_t ldx, const float* y, int64_t ldy, int64_t batch,
+                           double density) {
   if (asked == SpmmKernel::kAuto) asked = spmm_kernel_from_environment();
   const auto aligned = [](const float* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const bool can_warp = batch > 0 && batch % 4 == 0 && ldx % 4 == 0 && ldy % 4 == 0 && aligned(x) && aligned(y);
-  if (asked == SpmmKernel::kRows || !can_warp) return SpmmKernel::kRows;
-  return asked == SpmmKernel::kWarp || batch >= kWarpSpan ? SpmmKernel::kWarp : SpmmKernel::kRows;
+  const bool vectors = batch > 0 && batch % 4 == 0 && ldx % 4 == 0 && ldy % 4 == 0 && aligned(x) && aligned(y);
+  if (asked == SpmmKernel::kRows || !vectors) return SpmmKernel::kRows;
+  if (asked != SpmmKernel::kAuto) return asked;
+  if (batch < kWarpSpan) return SpmmKernel::kRows;
+  return density >= kStagedMinDensity ? SpmmKernel::kStaged : SpmmKernel::kWarp;
 }
 
 namespace {
 
-void launch_product(SpmmKernel asked, int64_t rows, const int64_t* ptr, const int32_t* idx, const float* values,
-                    const int64_t* value_pos, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
-                    int64_t batch, Stream& stream) {
+// rows x cols: the product's matrix (W, or W^T for the transposed product); nnz < 0: unknown.
+void launch_product(SpmmKernel asked, int64_t rows, int64_t cols, int64_t nnz, const int64_t* ptr, const int32_t* idx,
+                    const float* values, const int64_t* value_pos, const float* x, int64_t ldx, float beta, float* y,
+                    int64_t ldy, int64_t batch, Stream& stream) {
   if (rows <= 0 || batch <= 0) return;
-  if (spmm_kernel_for(asked, x, ldx, y, ldy, batch) == SpmmKernel::kWarp)
-    launch_warp(rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream);
-  else
-    launch_rows(rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream);
+  const double density = nnz >= 0 && cols > 0 ? static_cast<double>(nnz) / (static_cast<double>(rows) * static_cast<double>(cols)) : -1.0;
+  switch (spmm_kernel_for(asked, x, ldx, y, ldy, batch, density)) {
+    case SpmmKernel::kStaged: launch_staged(rows, cols, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream); break;
+    case SpmmKernel::kWarp: launch_warp(rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream); break;
+    default: launch_rows(rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream); break;
+  }
 }
 
 }  // namespace
 
 void spmm_f32_csr_cuda(const CsrView& w, const float* x, int64_t ldx, float beta, float* y, int64_t ldy,
-                       int64_t batch, Stream& stream, SpmmKernel kernel) {
-  launch_product(kernel, w.rows, w.indptr, w.indices, w.values, nullptr, x, ldx, beta, y, ldy, batch, stream);
+                       int64_t batch, Stream& stream, SpmmKernel kernel, int64_t nnz) {
+  launch_product(kernel, w.rows, w.cols, nnz, w.indptr, w.indices, w.values, nullptr, x, ldx, beta, y, ldy, batch, stream);
 }
 
 void spmm_t_f32_csr_cuda(const CsrView& w, const CsrTransposeView& wt, const float* dy, int64_t lddy, float beta,
-                         float* dx, int64_t lddx, int64_t batch, Stream& stream, SpmmKernel kernel) {
+                         float* dx, int64_t lddx, int64_t batch, Stream& stream, SpmmKernel kernel, int64_t nnz) {
   if (wt.rows != w.rows || wt.cols != w.cols)
     throw std::invalid_argument("spmm_t_f32_csr_cuda: the transpose structure is for a " + std::to_string(wt.rows) +
                                 " x " + std::to_string(wt.cols) + " matrix, W is " + std::to_string(w.rows) + " x " +
                                 std::to_string(w.cols));
-  launch_product(kernel, w.cols, wt.col_ptr, wt.row_idx, w.values, wt.value_pos, dy, lddy, beta, dx, lddx, batch, stream);
+  launch_product(kernel, w.cols, w.rows, nnz, wt.col_ptr, wt.row_idx, w.values, wt.value_pos, dy, lddy, beta, dx, lddx, batch,
+                 stream);
 }
 
 void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,

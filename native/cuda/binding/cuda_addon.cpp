@@ -237,8 +237,8 @@ Napi::Value Sddmm(const Napi::CallbackInfo& info) {
 }
 
 // bench.gemm(m, n, k, reps, tiled) / bench.spmm(rows, cols, density, batch, reps, impl) -> ms per
-// call (-1: peer unavailable); impl 'ours' (as the model runs it), 'rows' or 'warp' (one kernel
-// forced, kernels.h SpmmKernel) or 'cusparse'; bench.cusparse() -> 'cusparse (...)' | 'unavailable (...)'.
+// call (-1: peer unavailable); impl 'ours' (as the model runs it), 'rows', 'warp' or 'staged' (one
+// kernel forced, kernels.h SpmmKernel) or 'cusparse'; bench.cusparse() -> 'cusparse (...)' | 'unavailable (...)'.
 Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -264,8 +264,9 @@ Napi::Value BenchSpmm(const Napi::CallbackInfo& info) {
     if (impl == "ours") which = nc::SpmmBenchImpl::kOurs;
     else if (impl == "rows") which = nc::SpmmBenchImpl::kOursRows;
     else if (impl == "warp") which = nc::SpmmBenchImpl::kOursWarp;
+    else if (impl == "staged") which = nc::SpmmBenchImpl::kOursStaged;
     else if (impl == "cusparse") which = nc::SpmmBenchImpl::kCusparse;
-    else throw Napi::TypeError::New(env, "bench.spmm: impl must be 'ours', 'rows', 'warp' or 'cusparse'");
+    else throw Napi::TypeError::New(env, "bench.spmm: impl must be 'ours', 'rows', 'warp', 'staged' or 'cusparse'");
     return Napi::Number::New(env, nc::bench_spmm_ms(rows, cols, density, batch, reps, which));
   });
 }

@@ -429,7 +429,7 @@ bool check_aligned(const void* p, size_t alignment) {
 uint64_t shuffle_down(unsigned mask, uint64_t bits, unsigned delta, int width) {
   return shuffle("__shfl_down_sync", mask, bits, width, [delta](unsigned lane, unsigned w) -> int64_t {
     // A source past the lane's width-wide segment: its own value.
-    return lane % w + delta < w ? static_cast<int64_t>(lane) + delta : -1;
+    return uint64_t{lane % w} + delta < w ? static_cast<int64_t>(lane) + delta : -1;
   });
 }
 

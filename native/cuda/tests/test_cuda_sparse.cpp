@@ -11,6 +11,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(NP_CUDA_EMULATOR)
+#include <cuda_runtime.h>  // the emulator's: launches_of
+#endif
+
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "cuda_test.h"
@@ -222,14 +226,17 @@ std::vector<float> product_with(nc::SpmmKernel kernel, const DeviceCsr& dw, bool
 
 }  // namespace
 
-// The warp kernel (float4 reads, weights passed round by shuffles) adds the
-// same products in the same order as the rows kernel: equal to the bit, forward
-// and transposed, for batches that fill one float4 per lane, leave lanes idle
-// (4, 64, 132, 520) and need a second column tile (1100 > 1024); rows with
-// exactly 32 stored weights (one shuffle round), 33 (a second, of one), empty
-// rows and an empty matrix; padded strides (multiples of 4) whose padding
-// must survive. And both against the naive reference.
-CUDA_TEST(spmm_cuda_warp_kernel_equals_the_rows_kernel_to_the_bit) {
+// The warp kernel (float4 reads, weights passed round by shuffles) and the
+// staged kernel (X through shared memory, 64 input rows at a time) add the
+// same products in the same order as the rows kernel: equal to the bit,
+// forward and transposed, for batches that fill one float4 per lane, leave
+// lanes idle (4, 64, 132, 520) and need more column tiles (1100 > 1024, and
+// any batch > 128 for the staged kernel); rows with exactly 32 stored weights
+// (one shuffle round), 33 (a second, of one), empty rows and an empty matrix;
+// row and column counts off the staged kernel's 64 (3, 130, 257 rows; 17, 67,
+// 300 columns); padded strides (multiples of 4) whose padding must survive.
+// And each against the naive reference.
+CUDA_TEST(spmm_cuda_vector_kernels_equal_the_rows_kernel_to_the_bit) {
   struct Case {
     int64_t rows, cols, batch, pad;
     double density;
@@ -237,7 +244,7 @@ CUDA_TEST(spmm_cuda_warp_kernel_equals_the_rows_kernel_to_the_bit) {
   const Case cases[] = {
       {3, 32, 128, 0, 1.0},   {3, 33, 256, 4, 1.0},    {130, 67, 4, 0, 0.1},   {33, 129, 64, 4, 0.3},
       {257, 300, 132, 8, 0.05}, {64, 1000, 520, 0, 0.1}, {9, 70, 1100, 4, 0.4},  {100, 17, 128, 0, 0.0},
-      {41, 90, 1024, 0, 0.5},
+      {41, 90, 1024, 0, 0.5},  {3, 300, 256, 0, 0.5},   {257, 129, 384, 0, 0.2},
   };
   uint64_t seed = 900;
   for (const Case& c : cases)
@@ -253,19 +260,7 @@ CUDA_TEST(spmm_cuda_warp_kernel_equals_the_rows_kernel_to_the_bit) {
           for (int64_t r = 0; r < out_rows; ++r)
             for (int64_t j = 0; j < c.batch; ++j) y0[r * ld + j] = kNan;
         DeviceCsr dw(w, s);
-        {
-          nc::DeviceBuffer probe_x = nc::to_device(x, s), probe_y = nc::to_device(y0, s);
-          CHECK(nc::spmm_kernel_for(nc::SpmmKernel::kWarp, probe_x.as<float>(), ld, probe_y.as<float>(), ld, c.batch) ==
-                nc::SpmmKernel::kWarp);
-        }
-        const std::vector<float> warp = product_with(nc::SpmmKernel::kWarp, dw, transposed, x, y0, ld, c.batch, beta, s);
         const std::vector<float> rows = product_with(nc::SpmmKernel::kRows, dw, transposed, x, y0, ld, c.batch, beta, s);
-        size_t differ = 0;
-        for (size_t i = 0; i < warp.size(); ++i)
-          if (std::memcmp(&warp[i], &rows[i], sizeof(float)) != 0) ++differ;
-        CHECK_MSG(differ == 0, "%lldx%lld batch %lld pad %lld %s beta %.1f: %zu of %zu floats differ between the kernels",
-                  (long long)c.rows, (long long)c.cols, (long long)c.batch, (long long)c.pad, transposed ? "W^T" : "W", beta,
-                  differ, warp.size());
         std::vector<float> want = y0, scale = abs_of(y0);
         Csr wa = w;
         wa.values = abs_of(w.values);
@@ -273,19 +268,43 @@ CUDA_TEST(spmm_cuda_warp_kernel_equals_the_rows_kernel_to_the_bit) {
         const auto naive = transposed ? np::spmm_t_f32_csr_naive : np::spmm_f32_csr_naive;
         naive(w.view(), x.data(), ld, beta, want.data(), ld, c.batch);
         naive(wa.view(), xa.data(), ld, beta == 0.0f ? 0.0f : std::fabs(beta), scale.data(), ld, c.batch);
-        const double e = max_scaled_error(warp, want, scale);
-        CHECK_MSG(e <= 1e-5, "%lldx%lld batch %lld %s beta %.1f: warp kernel error %g", (long long)c.rows, (long long)c.cols,
-                  (long long)c.batch, transposed ? "W^T" : "W", beta, e);
-        for (int64_t r = 0; r < out_rows; ++r)
-          for (int64_t j = c.batch; j < ld; ++j)
-            CHECK_MSG(warp[r * ld + j] == kSentinel, "warp kernel overwrote padding at row %lld col %lld", (long long)r, (long long)j);
+        for (nc::SpmmKernel kernel : {nc::SpmmKernel::kWarp, nc::SpmmKernel::kStaged}) {
+          const char* name = kernel == nc::SpmmKernel::kWarp ? "warp" : "staged";
+          {
+            nc::DeviceBuffer probe_x = nc::to_device(x, s), probe_y = nc::to_device(y0, s);
+            CHECK_MSG(nc::spmm_kernel_for(kernel, probe_x.as<float>(), ld, probe_y.as<float>(), ld, c.batch) == kernel,
+                      "the %s kernel was not the one to run", name);
+          }
+#if defined(NP_CUDA_EMULATOR)
+          const char* kernel_name = kernel == nc::SpmmKernel::kWarp ? "spmm_f32_csr_warp_kernel" : "spmm_f32_csr_staged_kernel";
+          const int64_t launched_before = np::cuda::emulator::launches_of(kernel_name);
+#endif
+          const std::vector<float> got = product_with(kernel, dw, transposed, x, y0, ld, c.batch, beta, s);
+#if defined(NP_CUDA_EMULATOR)
+          // The very buffers of the product took that kernel (not a fallback to rows).
+          if (out_rows > 0) CHECK_MSG(np::cuda::emulator::launches_of(kernel_name) == launched_before + 1, "the %s kernel did not run", name);
+#endif
+          size_t differ = 0;
+          for (size_t i = 0; i < got.size(); ++i)
+            if (std::memcmp(&got[i], &rows[i], sizeof(float)) != 0) ++differ;
+          CHECK_MSG(differ == 0, "%lldx%lld batch %lld pad %lld %s beta %.1f: %zu of %zu floats differ between the %s and rows kernels",
+                    (long long)c.rows, (long long)c.cols, (long long)c.batch, (long long)c.pad, transposed ? "W^T" : "W", beta,
+                    differ, got.size(), name);
+          const double e = max_scaled_error(got, want, scale);
+          CHECK_MSG(e <= 1e-5, "%lldx%lld batch %lld %s beta %.1f: %s kernel error %g", (long long)c.rows, (long long)c.cols,
+                    (long long)c.batch, transposed ? "W^T" : "W", beta, name, e);
+          for (int64_t r = 0; r < out_rows; ++r)
+            for (int64_t j = c.batch; j < ld; ++j)
+              CHECK_MSG(got[r * ld + j] == kSentinel, "%s kernel overwrote padding at row %lld col %lld", name, (long long)r, (long long)j);
+        }
       }
 }
 
-// Which kernel runs: the warp kernel only where its float4 accesses are whole
-// and aligned (batch and both strides multiples of 4, both pointers 16-byte
-// aligned); on its own (kAuto) only from batch 128, where a warp's lanes are
-// all busy.
+// Which kernel runs: the warp and staged kernels only where their float4
+// accesses are whole and aligned (batch and both strides multiples of 4, both
+// pointers 16-byte aligned); on its own (kAuto) only from batch 128, where a
+// warp's lanes are all busy, the staged kernel where the density is known and
+// at least 1/32.
 CUDA_TEST(spmm_cuda_kernel_choice_follows_the_operands) {
   nc::DeviceBuffer buf(4096 * sizeof(float));
   const float* x = buf.as<float>();
@@ -296,12 +315,19 @@ CUDA_TEST(spmm_cuda_kernel_choice_follows_the_operands) {
     CHECK(nc::spmm_kernel_for(K::kAuto, x, 128, y, 128, 128) == K::kWarp);
     CHECK(nc::spmm_kernel_for(K::kAuto, x, 1024, y, 1024, 1024) == K::kWarp);
     CHECK(nc::spmm_kernel_for(K::kAuto, x, 64, y, 64, 64) == K::kRows);  // half a warp's lanes would idle
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 128, y, 128, 128, 0.1) == K::kStaged);
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 256, y, 256, 256, 1.0 / 32.0) == K::kStaged);
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 128, y, 128, 128, 0.01) == K::kWarp);
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 64, y, 64, 64, 0.5) == K::kRows);
+    CHECK(nc::spmm_kernel_for(K::kAuto, x + 1, 128, y, 128, 128, 0.5) == K::kRows);
   }
+  CHECK(nc::spmm_kernel_for(K::kStaged, x, 128, y, 128, 128, 0.001) == K::kStaged);
+  CHECK(nc::spmm_kernel_for(K::kStaged, x, 130, y, 130, 130, 0.5) == K::kRows);
   CHECK(nc::spmm_kernel_for(K::kWarp, x, 64, y, 64, 64) == K::kWarp);
   CHECK(nc::spmm_kernel_for(K::kRows, x, 128, y, 128, 128) == K::kRows);
   CHECK(nc::spmm_kernel_for(K::kWarp, x, 130, y, 128, 128) == K::kRows);  // X's stride
   CHECK(nc::spmm_kernel_for(K::kWarp, x, 128, y, 126, 124) == K::kRows);  // Y's stride
-  CHECK(nc::spmm_kernel_for(K::kWarp, x, 130, y, 130, 130) == K::kRows);  // the batch
+  CHECK(nc::spmm_kernel_for(K::kWarp, x, 132, y, 132, 130) == K::kRows);  // the batch (strides fine)
   CHECK(nc::spmm_kernel_for(K::kWarp, x + 1, 128, y, 128, 128) == K::kRows);  // X not 16-byte aligned
   CHECK(nc::spmm_kernel_for(K::kWarp, x, 128, y + 2, 128, 128) == K::kRows);  // Y not 16-byte aligned
   CHECK(nc::spmm_kernel_for(K::kWarp, x + 4, 128, y + 4, 128, 128) == K::kWarp);
