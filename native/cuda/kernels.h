@@ -68,12 +68,14 @@ void csr_transpose_cuda(const CsrView& w, int64_t nnz, int64_t* col_ptr, int32_t
 //          comes through shared memory, 64 input rows at a time, so each of
 //          its rows is read from L2 once per 64 output rows instead of once per
 //          stored weight; each warp walks its rows' weights in that column
-//          range (a cursor per row) and reads X from the tile. Worth its
-//          whole-tile loads where a row meets several weights per 64 columns.
+//          range (read 32 at a time and shuffled round, kept across stages)
+//          and reads X from the tile. Worth its whole-tile loads where a row
+//          meets several weights per 64 columns.
 //   kWarp and kStaged need batch, ldx and ldy multiples of 4 and 16-byte aligned
 //   X and Y; elsewhere kRows runs.
-//   kAuto  from batch 128 where they can run: kStaged at density >= 1/32
-//          (when the caller says nnz), else kWarp; below batch 128 kRows. The
+//   kAuto  from batch 128 where they can run: kStaged at density >= 1/16
+//          (when the caller says nnz, and the batch is within its grid), else
+//          kWarp; below batch 128 kRows. The
 //          environment variable NEUROPLASTIC_CUDA_SPMM=rows|warp|staged overrides it.
 // All three add the same products in the same order (stored weights
 // ascending, one multiply-add each), so their results are equal to the bit:

@@ -17,7 +17,8 @@
 //   staged: a block of 8 warps owns 64 output rows (8 per warp) and 128 batch
 //     columns; it stages X in shared memory 64 input rows at a time (32 KB),
 //     and each warp advances a cursor per row through the weights whose
-//     columns fall in the staged rows, reading X from shared memory. X then
+//     columns fall in the staged rows (read 32 at a time and shuffled round, as
+//     in the warp kernel), reading X from shared memory. X then
 //     crosses from L2 once per 64 output rows, where the other two read an X
 //     row per stored weight. Same products, same order again.
 // spmm_t runs the same kernel over the transpose structure (CsrTransposeView),
@@ -189,7 +190,7 @@ constexpr int kStagedBlock = 256;                            // 8 warps
 constexpr int kStagedRowsPerWarp = 8;
 constexpr int kStagedRows = (kStagedBlock / 32) * kStagedRowsPerWarp;  // 64 output rows per block
 constexpr int kStagedDepth = 64;                            // input rows staged at a time
-constexpr double kStagedMinDensity = 1.0 / 32.0;            // kAuto's switch from kWarp (unmeasured: see kernels.h)
+constexpr double kStagedMinDensity = 1.0 / 16.0;            // kAuto's switch from kWarp (unmeasured: see kernels.h)
 
 template <bool kGather>
 __global__ void __launch_bounds__(kStagedBlock)
@@ -202,14 +203,26 @@ __global__ void __launch_bounds__(kStagedBlock)
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kStagedRows + static_cast<int64_t>(warp) * kStagedRowsPerWarp;
   const int64_t j = static_cast<int64_t>(blockIdx.y) * kWarpSpan + 4 * lane;
   const bool column_in_batch = j < batch;
-  // Each row's cursor (next stored weight) and end; rows past the matrix have none.
-  int64_t cursor[kStagedRowsPerWarp], stop[kStagedRowsPerWarp];
+  // Per row (all warp-uniform but the lane's own entry): its weights are read
+  // 32 at a time, one (index, value) per lane in a coalesced load, as in the
+  // warp kernel, and handed round by shuffles; `base` is the chunk's first
+  // position, `next` the next entry of it to use, `stop` the row's end. The
+  // chunk stays in registers across stages until used up. Rows past the
+  // matrix have no entries.
+  int64_t base[kStagedRowsPerWarp], stop[kStagedRowsPerWarp];
+  int next[kStagedRowsPerWarp];
+  int32_t my_index[kStagedRowsPerWarp];
+  float my_value[kStagedRowsPerWarp];
   float4 acc[kStagedRowsPerWarp];
 #pragma unroll
   for (int r = 0; r < kStagedRowsPerWarp; ++r) {
     const int64_t row = row0 + r;
-    cursor[r] = row < rows ? ptr[row] : 0;
+    // As if a chunk ending at the row's first weight were used up: the first use loads the row's first.
+    base[r] = (row < rows ? ptr[row] : 0) - 32;
+    next[r] = 32;
     stop[r] = row < rows ? ptr[row + 1] : 0;
+    my_index[r] = 0;
+    my_value[r] = 0.0f;
     acc[r] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   }
   // Every warp of the block runs every stage (the barriers), whatever its rows.
@@ -225,15 +238,23 @@ __global__ void __launch_bounds__(kStagedBlock)
 #pragma unroll
     for (int r = 0; r < kStagedRowsPerWarp; ++r) {
       // The row's weights with columns in [k0, k1): indices ascend within a row.
-      for (; cursor[r] < stop[r]; ++cursor[r]) {
-        const int64_t c = idx[cursor[r]];  // one address for the whole warp
+      while (base[r] + next[r] < stop[r]) {
+        if (next[r] == 32) {  // the next chunk of 32
+          base[r] += 32;
+          next[r] = 0;
+          const int64_t mine = base[r] + lane;
+          my_index[r] = mine < stop[r] ? idx[mine] : 0;
+          my_value[r] = mine < stop[r] ? values[kGather ? value_pos[mine] : mine] : 0.0f;
+        }
+        const int64_t c = __shfl_sync(0xffffffffu, my_index[r], next[r]);
         if (c >= k1) break;
-        const float v = values[kGather ? value_pos[cursor[r]] : cursor[r]];
+        const float v = __shfl_sync(0xffffffffu, my_value[r], next[r]);
         const float4 q = tile[c - k0][lane];
         acc[r].x += v * q.x;
         acc[r].y += v * q.y;
         acc[r].z += v * q.z;
         acc[r].w += v * q.w;
+        ++next[r];
       }
     }
     __syncthreads();  // every warp is done with the tile before it is restaged
@@ -464,7 +485,9 @@ SpmmKernel spmm_kernel_for(SpmmKernel asked, const float* x, int64_t ldx, const 
   if (asked == SpmmKernel::kRows || !vectors) return SpmmKernel::kRows;
   if (asked != SpmmKernel::kAuto) return asked;
   if (batch < kWarpSpan) return SpmmKernel::kRows;
-  return density >= kStagedMinDensity ? SpmmKernel::kStaged : SpmmKernel::kWarp;
+  // The staged kernel takes 128 columns per block in y, the warp kernel up to 1024.
+  const bool staged_grid = ceil_div(batch, kWarpSpan) <= kMaxGridY;
+  return density >= kStagedMinDensity && staged_grid ? SpmmKernel::kStaged : SpmmKernel::kWarp;
 }
 
 namespace {

@@ -238,7 +238,7 @@ CUDA_TEST(cuda_model_sgd_matches_cpu_model) { compare_training(np::OptimizerKind
 CUDA_TEST(cuda_model_adam_matches_cpu_model) { compare_training(np::OptimizerKind::kAdam); }
 
 // At batch 128 the CSR layer's products (forward, and W^T dY backward) take the
-// staged kernel (kernels.h SpmmKernel::kAuto, density 0.3 >= 1/32; the
+// staged kernel (kernels.h SpmmKernel::kAuto, density 0.3 >= 1/16; the
 // emulator counts its launches).
 CUDA_TEST(cuda_model_matches_cpu_model_at_batch_128) {
 #if defined(NP_CUDA_EMULATOR)

@@ -244,7 +244,8 @@ CUDA_TEST(spmm_cuda_vector_kernels_equal_the_rows_kernel_to_the_bit) {
   const Case cases[] = {
       {3, 32, 128, 0, 1.0},   {3, 33, 256, 4, 1.0},    {130, 67, 4, 0, 0.1},   {33, 129, 64, 4, 0.3},
       {257, 300, 132, 8, 0.05}, {64, 1000, 520, 0, 0.1}, {9, 70, 1100, 4, 0.4},  {100, 17, 128, 0, 0.0},
-      {41, 90, 1024, 0, 0.5},  {3, 300, 256, 0, 0.5},   {257, 129, 384, 0, 0.2},
+      {41, 90, 1024, 0, 0.5},  {3, 300, 256, 0, 0.5},   {257, 129, 384, 0, 0.2},  {70, 128, 256, 0, 0.1},
+      {128, 192, 132, 4, 0.2}, {66, 640, 128, 0, 0.15},
   };
   uint64_t seed = 900;
   for (const Case& c : cases)
@@ -304,7 +305,7 @@ CUDA_TEST(spmm_cuda_vector_kernels_equal_the_rows_kernel_to_the_bit) {
 // accesses are whole and aligned (batch and both strides multiples of 4, both
 // pointers 16-byte aligned); on its own (kAuto) only from batch 128, where a
 // warp's lanes are all busy, the staged kernel where the density is known and
-// at least 1/32.
+// at least 1/16.
 CUDA_TEST(spmm_cuda_kernel_choice_follows_the_operands) {
   nc::DeviceBuffer buf(4096 * sizeof(float));
   const float* x = buf.as<float>();
@@ -316,8 +317,11 @@ CUDA_TEST(spmm_cuda_kernel_choice_follows_the_operands) {
     CHECK(nc::spmm_kernel_for(K::kAuto, x, 1024, y, 1024, 1024) == K::kWarp);
     CHECK(nc::spmm_kernel_for(K::kAuto, x, 64, y, 64, 64) == K::kRows);  // half a warp's lanes would idle
     CHECK(nc::spmm_kernel_for(K::kAuto, x, 128, y, 128, 128, 0.1) == K::kStaged);
-    CHECK(nc::spmm_kernel_for(K::kAuto, x, 256, y, 256, 256, 1.0 / 32.0) == K::kStaged);
-    CHECK(nc::spmm_kernel_for(K::kAuto, x, 128, y, 128, 128, 0.01) == K::kWarp);
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 256, y, 256, 256, 1.0 / 16.0) == K::kStaged);
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 128, y, 128, 128, 0.05) == K::kWarp);
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 128, y, 128, 128, -1.0) == K::kWarp);  // density unknown
+    // A batch past the staged kernel's grid (65535 tiles of 128 columns) takes the warp kernel.
+    CHECK(nc::spmm_kernel_for(K::kAuto, x, 65536 * 128, y, 65536 * 128, 65536 * 128, 0.5) == K::kWarp);
     CHECK(nc::spmm_kernel_for(K::kAuto, x, 64, y, 64, 64, 0.5) == K::kRows);
     CHECK(nc::spmm_kernel_for(K::kAuto, x + 1, 128, y, 128, 128, 0.5) == K::kRows);
   }
