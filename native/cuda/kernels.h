@@ -98,8 +98,13 @@ void spmm_f32_csr_cuda(const CsrView& w, const float* x, int64_t ldx, float beta
 void spmm_t_f32_csr_cuda(const CsrView& w, const CsrTransposeView& wt, const float* dy, int64_t lddy, float beta,
                          float* dx, int64_t lddx, int64_t batch, Stream& stream, SpmmKernel kernel = SpmmKernel::kAuto,
                          int64_t nnz = -1);
+// SDDMM by one of two kernels (sparse.cu): float4 reads with dY's row held in
+// registers where sddmm_takes_vectors says (batch 128..1024, batch and both
+// strides multiples of 4, 16-byte aligned dY and X), else scalar reads. They
+// sum each dot product in different orders: equal to float rounding.
 void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,
                         int64_t batch, float beta, float* grad_values, Stream& stream);
+bool sddmm_takes_vectors(const float* dy, int64_t lddy, const float* x, int64_t ldx, int64_t batch);
 
 // In place, one block: v[i] = v[0] + ... + v[i] for i < n (device memory).
 void inclusive_scan_i64_cuda(int64_t* v, int64_t n, Stream& stream);

@@ -336,3 +336,55 @@ CUDA_TEST(spmm_cuda_kernel_choice_follows_the_operands) {
   CHECK(nc::spmm_kernel_for(K::kWarp, x, 128, y + 2, 128, 128) == K::kRows);  // Y not 16-byte aligned
   CHECK(nc::spmm_kernel_for(K::kWarp, x + 4, 128, y + 4, 128, 128) == K::kWarp);
 }
+
+// SDDMM's float4 kernel (batch 128..1024, aligned operands): against the
+// naive reference at the scalar kernel's tolerance, for batches that fill and
+// leave idle a lane's float4s (132, 520), padded strides, beta 0 over NaN and
+// 0.5, empty rows; and where it applies (sddmm_takes_vectors).
+CUDA_TEST(sddmm_f32_csr_cuda_vector_kernel_matches_naive) {
+  struct Case {
+    int64_t rows, cols, batch, pad;
+    double density;
+  };
+  const Case cases[] = {{40, 70, 128, 0, 0.3}, {33, 129, 132, 4, 0.2}, {9, 300, 256, 8, 0.5},
+                        {64, 50, 520, 0, 0.1}, {17, 33, 1024, 4, 0.4}, {100, 17, 128, 0, 0.0}};
+  uint64_t seed = 1300;
+  for (const Case& c : cases)
+    for (float beta : {0.0f, 0.5f}) {
+      nc::Stream s;
+      Csr w = random_csr(c.rows, c.cols, c.density, seed++);
+      const int64_t ld = c.batch + c.pad;
+      const std::vector<float> dy = padded_block(c.rows, c.batch, ld, seed++), x = padded_block(c.cols, c.batch, ld, seed++);
+      std::vector<float> g0 = random_vector(w.values.size(), seed++);
+      if (beta == 0.0f)
+        for (float& v : g0) v = kNan;
+      DeviceCsr dw(w, s);
+      nc::DeviceBuffer ddy = nc::to_device(dy, s), dx = nc::to_device(x, s), dg = nc::to_device(g0, s);
+      CHECK(nc::sddmm_takes_vectors(ddy.as<float>(), ld, dx.as<float>(), ld, c.batch));
+#if defined(NP_CUDA_EMULATOR)
+      const int64_t before = np::cuda::emulator::launches_of("sddmm_f32_csr_vector_kernel");
+#endif
+      nc::sddmm_f32_csr_cuda(dw.view, ddy.as<float>(), ld, dx.as<float>(), ld, c.batch, beta, dg.as<float>(), s);
+#if defined(NP_CUDA_EMULATOR)
+      CHECK_MSG(np::cuda::emulator::launches_of("sddmm_f32_csr_vector_kernel") == before + 1, "the vector kernel did not run");
+#endif
+      const std::vector<float> got = nc::to_host<float>(dg, g0.size(), s);
+      std::vector<float> want = g0, scale = abs_of(g0);
+      np::sddmm_f32_csr_naive(w.view(), dy.data(), ld, x.data(), ld, c.batch, beta, want.data());
+      const std::vector<float> dya = abs_of(dy), xa = abs_of(x);
+      np::sddmm_f32_csr_naive(w.view(), dya.data(), ld, xa.data(), ld, c.batch, beta, scale.data());
+      const double e = max_scaled_error(got, want, scale);
+      CHECK_MSG(e <= 1e-5, "%lldx%lld batch %lld pad %lld beta %.1f: error %g", (long long)c.rows, (long long)c.cols,
+                (long long)c.batch, (long long)c.pad, beta, e);
+    }
+  nc::DeviceBuffer buf(4096 * sizeof(float));
+  const float* a = buf.as<float>();
+  const float* b = buf.as<float>() + 2048;
+  CHECK(!nc::sddmm_takes_vectors(a, 64, b, 64, 64));        // a warp's lanes would idle: scalar
+  CHECK(!nc::sddmm_takes_vectors(a, 1028, b, 1028, 1028));  // past 8 float4s a lane
+  CHECK(!nc::sddmm_takes_vectors(a, 130, b, 128, 128));     // dY's stride
+  CHECK(!nc::sddmm_takes_vectors(a, 132, b, 132, 130));     // the batch
+  CHECK(!nc::sddmm_takes_vectors(a + 2, 128, b, 128, 128)); // dY not 16-byte aligned
+  CHECK(!nc::sddmm_takes_vectors(a, 128, b + 1, 128, 128)); // X not 16-byte aligned
+  CHECK(nc::sddmm_takes_vectors(a + 4, 1024, b, 1024, 1024));
+}
