@@ -95,9 +95,23 @@ __device__ __forceinline__ void store_float4(float* p, float4 v) {
   *reinterpret_cast<float4*>(p) = v;
 }
 
+// A product's grid of gx x gy blocks, refused with a length_error past CUDA's limits.
+dim3 product_grid(int64_t gx, int64_t gy, int64_t rows, int64_t batch) {
+  if (gx > kMaxGridX || gy > kMaxGridY)
+    throw std::length_error("spmm_f32_csr_cuda: " + std::to_string(rows) + " rows x batch " + std::to_string(batch) +
+                            " exceeds the grid limits");
+  return dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+}
+
 constexpr int kWarpBlock = 128;           // four warps, one output row each
 constexpr int64_t kWarpSpan = 32 * 4;     // batch columns a lane's float4s cover per vector
 constexpr int kWarpMaxVectors = 8;        // float4s per lane: up to 1024 columns per warp
+
+// The fewest float4s per lane (1, 2, 4 or 8) that cover `batch` columns of a warp's row.
+int float4s_per_lane(int64_t batch) {
+  const int64_t needed = ceil_div(batch, kWarpSpan);
+  return needed <= 1 ? 1 : needed <= 2 ? 2 : needed <= 4 ? 4 : kWarpMaxVectors;
+}
 
 template <int V, bool kGather>
 __global__ void __launch_bounds__(kWarpBlock)
@@ -169,14 +183,9 @@ void launch_warp_kernel(dim3 grid, int64_t rows, const int64_t* ptr, const int32
 
 void launch_warp(int64_t rows, const int64_t* ptr, const int32_t* idx, const float* values, const int64_t* value_pos,
                  const float* x, int64_t ldx, float beta, float* y, int64_t ldy, int64_t batch, Stream& stream) {
-  // The fewest float4s per lane (1, 2, 4 or 8) that cover the batch, or 8 and more column tiles.
-  const int64_t needed = ceil_div(batch, kWarpSpan);
-  const int vectors = needed <= 1 ? 1 : needed <= 2 ? 2 : needed <= 4 ? 4 : kWarpMaxVectors;
+  const int vectors = float4s_per_lane(batch);  // past 8, more column tiles
   const int64_t gx = ceil_div(rows, kWarpBlock / 32), gy = ceil_div(batch, kWarpSpan * vectors);
-  if (gx > kMaxGridX || gy > kMaxGridY)
-    throw std::length_error("spmm_f32_csr_cuda: " + std::to_string(rows) + " rows x batch " + std::to_string(batch) +
-                            " exceeds the grid limits");
-  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+  const dim3 grid = product_grid(gx, gy, rows, batch);
   switch (vectors) {
     case 1: launch_warp_kernel<1>(grid, rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream); break;
     case 2: launch_warp_kernel<2>(grid, rows, ptr, idx, values, value_pos, x, ldx, beta, y, ldy, batch, stream); break;
@@ -278,10 +287,7 @@ void launch_staged(int64_t rows, int64_t cols, const int64_t* ptr, const int32_t
                   const int64_t* value_pos, const float* x, int64_t ldx, float beta, float* y, int64_t ldy, int64_t batch,
                   Stream& stream) {
   const int64_t gx = ceil_div(rows, kStagedRows), gy = ceil_div(batch, kWarpSpan);
-  if (gx > kMaxGridX || gy > kMaxGridY)
-    throw std::length_error("spmm_f32_csr_cuda: " + std::to_string(rows) + " rows x batch " + std::to_string(batch) +
-                            " exceeds the grid limits");
-  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+  const dim3 grid = product_grid(gx, gy, rows, batch);
   if (value_pos)
     NP_LAUNCH(grid, kStagedBlock, 0, raw(stream), spmm_f32_csr_staged_kernel<true>)(rows, cols, ptr, idx, values, value_pos, x,
                                                                          ldx, beta, y, ldy, batch);
@@ -311,10 +317,7 @@ void launch_rows(int64_t rows, const int64_t* ptr, const int32_t* idx, const flo
   const int64_t rows_per_block = kSpmmBlock / group;
   const int64_t gx = ceil_div(rows, rows_per_block);
   const int64_t gy = ceil_div(batch, static_cast<int64_t>(group) * kColsPerThread);
-  if (gx > kMaxGridX || gy > kMaxGridY)
-    throw std::length_error("spmm_f32_csr_cuda: " + std::to_string(rows) + " rows x batch " + std::to_string(batch) +
-                            " exceeds the grid limits");
-  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+  const dim3 grid = product_grid(gx, gy, rows, batch);
   if (value_pos)
     NP_LAUNCH(grid, kSpmmBlock, 0, raw(stream), spmm_f32_csr_rows_kernel<true>)(rows, ptr, idx, values, value_pos, x, ldx,
                                                                         beta, y, ldy, batch, group);
@@ -586,10 +589,7 @@ void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, c
     NP_LAUNCH(grid, kSddmmBlock, 0, s, sddmm_f32_csr_kernel)(pattern.rows, pattern.indptr, pattern.indices, dy, lddy, x, ldx,
                                                              batch, beta, grad_values);
   } else {
-    // The fewest float4s per lane (1, 2, 4 or 8) that cover the batch.
-    const int64_t needed = ceil_div(batch, kWarpSpan);
-    const int vectors = needed <= 1 ? 1 : needed <= 2 ? 2 : needed <= 4 ? 4 : kWarpMaxVectors;
-    switch (vectors) {
+    switch (float4s_per_lane(batch)) {
       case 1: launch_sddmm_vector<1>(grid, s, pattern, dy, lddy, x, ldx, batch, beta, grad_values); break;
       case 2: launch_sddmm_vector<2>(grid, s, pattern, dy, lddy, x, ldx, batch, beta, grad_values); break;
       case 4: launch_sddmm_vector<4>(grid, s, pattern, dy, lddy, x, ldx, batch, beta, grad_values); break;

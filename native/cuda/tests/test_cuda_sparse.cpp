@@ -89,6 +89,38 @@ double check_spmm(const Shape& sh, bool transposed, float beta, uint64_t seed) {
   return max_scaled_error(got, want, scale);
 }
 
+// dW = beta*dW + dY . X at W's positions through the GPU and the reference;
+// returns the worst scaled error. vectors: whether the float4 kernel is the
+// one that runs (sddmm_takes_vectors; over the emulator, its launch count).
+double check_sddmm(const Shape& sh, float beta, uint64_t seed, bool vectors) {
+  nc::Stream s;
+  Csr w = random_csr(sh.rows, sh.cols, sh.density, seed);
+  const int64_t ld = sh.batch + sh.pad;
+  const std::vector<float> dy = padded_block(sh.rows, sh.batch, ld, seed + 1), x = padded_block(sh.cols, sh.batch, ld, seed + 2);
+  std::vector<float> g0 = random_vector(w.values.size(), seed + 3);
+  if (beta == 0.0f)
+    for (float& v : g0) v = kNan;
+  DeviceCsr dw(w, s);
+  nc::DeviceBuffer ddy = nc::to_device(dy, s), dx = nc::to_device(x, s), dg = nc::to_device(g0, s);
+  CHECK_MSG(nc::sddmm_takes_vectors(ddy.as<float>(), ld, dx.as<float>(), ld, sh.batch) == vectors,
+            "batch %lld ld %lld: the float4 kernel %s", (long long)sh.batch, (long long)ld, vectors ? "does not apply" : "applies");
+#if defined(NP_CUDA_EMULATOR)
+  const int64_t before = np::cuda::emulator::launches_of("sddmm_f32_csr_vector_kernel");
+#endif
+  nc::sddmm_f32_csr_cuda(dw.view, ddy.as<float>(), ld, dx.as<float>(), ld, sh.batch, beta, dg.as<float>(), s);
+#if defined(NP_CUDA_EMULATOR)
+  if (sh.rows > 0)
+    CHECK_MSG(np::cuda::emulator::launches_of("sddmm_f32_csr_vector_kernel") == before + (vectors ? 1 : 0),
+              "the float4 kernel %s", vectors ? "did not run" : "ran");
+#endif
+  const std::vector<float> got = nc::to_host<float>(dg, g0.size(), s);
+  std::vector<float> want = g0, scale = abs_of(g0);
+  np::sddmm_f32_csr_naive(w.view(), dy.data(), ld, x.data(), ld, sh.batch, beta, want.data());
+  const std::vector<float> dya = abs_of(dy), xa = abs_of(x);
+  np::sddmm_f32_csr_naive(w.view(), dya.data(), ld, xa.data(), ld, sh.batch, beta, scale.data());
+  return max_scaled_error(got, want, scale);
+}
+
 }  // namespace
 
 CUDA_TEST(spmm_f32_csr_cuda_matches_naive) {
@@ -115,22 +147,8 @@ CUDA_TEST(sddmm_f32_csr_cuda_matches_naive) {
   uint64_t seed = 200;
   for (const Shape& sh : kShapes)
     for (float beta : {0.0f, 0.5f}) {
-      nc::Stream s;
-      Csr w = random_csr(sh.rows, sh.cols, sh.density, seed++);
-      const int64_t ld = sh.batch + sh.pad;
-      const std::vector<float> dy = padded_block(sh.rows, sh.batch, ld, seed++), x = padded_block(sh.cols, sh.batch, ld, seed++);
-      std::vector<float> g0 = random_vector(w.values.size(), seed++);
-      if (beta == 0.0f)
-        for (float& v : g0) v = kNan;
-      DeviceCsr dw(w, s);
-      nc::DeviceBuffer ddy = nc::to_device(dy, s), dx = nc::to_device(x, s), dg = nc::to_device(g0, s);
-      nc::sddmm_f32_csr_cuda(dw.view, ddy.as<float>(), ld, dx.as<float>(), ld, sh.batch, beta, dg.as<float>(), s);
-      const std::vector<float> got = nc::to_host<float>(dg, g0.size(), s);
-      std::vector<float> want = g0, scale = abs_of(g0);
-      np::sddmm_f32_csr_naive(w.view(), dy.data(), ld, x.data(), ld, sh.batch, beta, want.data());
-      const std::vector<float> dya = abs_of(dy), xa = abs_of(x);
-      np::sddmm_f32_csr_naive(w.view(), dya.data(), ld, xa.data(), ld, sh.batch, beta == 0.0f ? 0.0f : beta, scale.data());
-      const double e = max_scaled_error(got, want, scale);
+      const double e = check_sddmm(sh, beta, seed, false);
+      seed += 4;
       CHECK_MSG(e <= 1e-5, "%lldx%lld batch %lld density %.2f beta %.1f: error %g", (long long)sh.rows,
                 (long long)sh.cols, (long long)sh.batch, sh.density, beta, e);
     }
@@ -342,40 +360,15 @@ CUDA_TEST(spmm_cuda_kernel_choice_follows_the_operands) {
 // leave idle a lane's float4s (132, 520), padded strides, beta 0 over NaN and
 // 0.5, empty rows; and where it applies (sddmm_takes_vectors).
 CUDA_TEST(sddmm_f32_csr_cuda_vector_kernel_matches_naive) {
-  struct Case {
-    int64_t rows, cols, batch, pad;
-    double density;
-  };
-  const Case cases[] = {{40, 70, 128, 0, 0.3}, {33, 129, 132, 4, 0.2}, {9, 300, 256, 8, 0.5},
-                        {64, 50, 520, 0, 0.1}, {17, 33, 1024, 4, 0.4}, {100, 17, 128, 0, 0.0}};
+  const Shape shapes[] = {{40, 70, 128, 0, 0.3}, {33, 129, 132, 4, 0.2}, {9, 300, 256, 8, 0.5},
+                          {64, 50, 520, 0, 0.1}, {17, 33, 1024, 4, 0.4}, {100, 17, 128, 0, 0.0}};
   uint64_t seed = 1300;
-  for (const Case& c : cases)
+  for (const Shape& sh : shapes)
     for (float beta : {0.0f, 0.5f}) {
-      nc::Stream s;
-      Csr w = random_csr(c.rows, c.cols, c.density, seed++);
-      const int64_t ld = c.batch + c.pad;
-      const std::vector<float> dy = padded_block(c.rows, c.batch, ld, seed++), x = padded_block(c.cols, c.batch, ld, seed++);
-      std::vector<float> g0 = random_vector(w.values.size(), seed++);
-      if (beta == 0.0f)
-        for (float& v : g0) v = kNan;
-      DeviceCsr dw(w, s);
-      nc::DeviceBuffer ddy = nc::to_device(dy, s), dx = nc::to_device(x, s), dg = nc::to_device(g0, s);
-      CHECK(nc::sddmm_takes_vectors(ddy.as<float>(), ld, dx.as<float>(), ld, c.batch));
-#if defined(NP_CUDA_EMULATOR)
-      const int64_t before = np::cuda::emulator::launches_of("sddmm_f32_csr_vector_kernel");
-#endif
-      nc::sddmm_f32_csr_cuda(dw.view, ddy.as<float>(), ld, dx.as<float>(), ld, c.batch, beta, dg.as<float>(), s);
-#if defined(NP_CUDA_EMULATOR)
-      CHECK_MSG(np::cuda::emulator::launches_of("sddmm_f32_csr_vector_kernel") == before + 1, "the vector kernel did not run");
-#endif
-      const std::vector<float> got = nc::to_host<float>(dg, g0.size(), s);
-      std::vector<float> want = g0, scale = abs_of(g0);
-      np::sddmm_f32_csr_naive(w.view(), dy.data(), ld, x.data(), ld, c.batch, beta, want.data());
-      const std::vector<float> dya = abs_of(dy), xa = abs_of(x);
-      np::sddmm_f32_csr_naive(w.view(), dya.data(), ld, xa.data(), ld, c.batch, beta, scale.data());
-      const double e = max_scaled_error(got, want, scale);
-      CHECK_MSG(e <= 1e-5, "%lldx%lld batch %lld pad %lld beta %.1f: error %g", (long long)c.rows, (long long)c.cols,
-                (long long)c.batch, (long long)c.pad, beta, e);
+      const double e = check_sddmm(sh, beta, seed, true);
+      seed += 4;
+      CHECK_MSG(e <= 1e-5, "%lldx%lld batch %lld pad %lld beta %.1f: error %g", (long long)sh.rows, (long long)sh.cols,
+                (long long)sh.batch, (long long)sh.pad, beta, e);
     }
   nc::DeviceBuffer buf(4096 * sizeof(float));
   const float* a = buf.as<float>();

@@ -275,22 +275,27 @@ T atomicAdd(T* address, T value) {
   return old;
 }
 
-template <typename T>
-T __shfl_sync(unsigned mask, T value, int src_lane, int width = 32) {
-  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "__shfl_sync: a value of at most 8 bytes");
+namespace np::cuda::emulator {
+// A shuffled value goes through the scheduler as its bits.
+template <typename T, typename Exchange>
+T shuffle_as_bits(T value, Exchange&& exchange) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "a warp shuffle moves a value of at most 8 bytes");
   uint64_t bits = 0;
   std::memcpy(&bits, &value, sizeof(T));
-  bits = np::cuda::emulator::shuffle_index(mask, bits, src_lane, width);
+  bits = exchange(bits);
   std::memcpy(&value, &bits, sizeof(T));
   return value;
+}
+}  // namespace np::cuda::emulator
+
+template <typename T>
+T __shfl_sync(unsigned mask, T value, int src_lane, int width = 32) {
+  return np::cuda::emulator::shuffle_as_bits(
+      value, [&](uint64_t bits) { return np::cuda::emulator::shuffle_index(mask, bits, src_lane, width); });
 }
 
 template <typename T>
 T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = 32) {
-  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "__shfl_down_sync: a value of at most 8 bytes");
-  uint64_t bits = 0;
-  std::memcpy(&bits, &value, sizeof(T));
-  bits = np::cuda::emulator::shuffle_down(mask, bits, delta, width);
-  std::memcpy(&value, &bits, sizeof(T));
-  return value;
+  return np::cuda::emulator::shuffle_as_bits(
+      value, [&](uint64_t bits) { return np::cuda::emulator::shuffle_down(mask, bits, delta, width); });
 }
