@@ -255,18 +255,14 @@ std::vector<float> product_with(nc::SpmmKernel kernel, const DeviceCsr& dw, bool
 // 300 columns); padded strides (multiples of 4) whose padding must survive.
 // And each against the naive reference.
 CUDA_TEST(spmm_cuda_vector_kernels_equal_the_rows_kernel_to_the_bit) {
-  struct Case {
-    int64_t rows, cols, batch, pad;
-    double density;
-  };
-  const Case cases[] = {
+  const Shape cases[] = {
       {3, 32, 128, 0, 1.0},   {3, 33, 256, 4, 1.0},    {130, 67, 4, 0, 0.1},   {33, 129, 64, 4, 0.3},
       {257, 300, 132, 8, 0.05}, {64, 1000, 520, 0, 0.1}, {9, 70, 1100, 4, 0.4},  {100, 17, 128, 0, 0.0},
       {41, 90, 1024, 0, 0.5},  {3, 300, 256, 0, 0.5},   {257, 129, 384, 0, 0.2},  {70, 128, 256, 0, 0.1},
       {128, 192, 132, 4, 0.2}, {66, 640, 128, 0, 0.15},
   };
   uint64_t seed = 900;
-  for (const Case& c : cases)
+  for (const Shape& c : cases)
     for (bool transposed : {false, true})
       for (float beta : {0.0f, 0.5f}) {
         nc::Stream s;
