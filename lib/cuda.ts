@@ -214,6 +214,8 @@ export interface CudaAddon {
     failLaunch(kernel: string, skip: number): void;
     launchFailurePending(): boolean;
     clearLaunchFailure(): void;
+    /** Launches so far of kernels whose name contains `kernel`. */
+    launchesOf(kernel: string): number;
   };
 }
 

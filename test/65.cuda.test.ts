@@ -310,13 +310,23 @@ describe("cuda: Sequential with device 'cuda'", () => {
   });
 
   describe('on a GPU', () => {
-    for (const opt of ['sgd', 'adam'] as const) {
-      it(`${opt}: a dense + CSR MLP follows the CPU loss curve from the same seed`, async function () {
-        needGpu(this);
+    // Batch 128 takes the float4 kernels for the CSR layer (native/cuda/kernels.h: the staged
+    // SpMM forward and backward, the float4 SDDMM); batch 32 the scalar ones.
+    for (const [opt, batchSize] of [['sgd', 32], ['adam', 32], ['adam', 128]] as const) {
+      it(`${opt}, batch ${batchSize}: a dense + CSR MLP follows the CPU loss curve from the same seed`, async function () {
+        const emulator = needGpu(this).emulator;  // over the emulator: which kernels ran
+        const launches = () => ['spmm_f32_csr_staged_kernel', 'sddmm_f32_csr_vector_kernel'].map((k) => emulator?.launchesOf(k) ?? 0);
+        const before = launches();
         const cpu = mixedMlp('cpu', opt), gpu = mixedMlp('cuda', opt);
         expect(denseAt(gpu, 1).format).to.equal('csr');
-        const hc = await cpu.fit(X, Y, { epochs: 4, batchSize: 32 });
-        const hg = await gpu.fit(X, Y, { epochs: 4, batchSize: 32 });
+        const hc = await cpu.fit(X, Y, { epochs: 4, batchSize });
+        const hg = await gpu.fit(X, Y, { epochs: 4, batchSize });
+        if (emulator && !process.env.NEUROPLASTIC_CUDA_SPMM) {
+          // 16 steps, each a forward and a backward product of the CSR layer (density 0.3) and its weight gradient
+          const [stagedRuns, sddmmRuns] = launches().map((n, i) => n - before[i]);
+          expect(stagedRuns, 'staged SpMM launches').to.equal(batchSize >= 128 ? 32 : 0);
+          expect(sddmmRuns, 'float4 SDDMM launches').to.equal(batchSize >= 128 ? 16 : 0);
+        }
         console.log(`      ${opt} loss cpu ${hc.history.loss.map((v) => v.toFixed(5)).join(' ')}`);
         console.log(`      ${opt} loss gpu ${hg.history.loss.map((v) => v.toFixed(5)).join(' ')}`);
         expect(gpu.step).to.equal(cpu.step);

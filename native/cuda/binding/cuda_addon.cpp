@@ -17,6 +17,7 @@
 //                               name contains `kernel` fails, out of resources
 //     launchFailurePending()    whether that launch is still to come
 //     clearLaunchFailure()
+//     launchesOf(kernel)        launches of kernels whose name contains `kernel` so far
 // A CUDA failure becomes an Error with code 'ERR_NEUROPLASTIC_CUDA' and the
 // CUDA error string in its message.
 #include <napi.h>
@@ -295,6 +296,12 @@ Napi::Value EmulatorClearLaunchFailure(const Napi::CallbackInfo& info) {
   np::cuda::emulator::clear_launch_failure();
   return info.Env().Undefined();
 }
+
+Napi::Value EmulatorLaunchesOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "emulator.launchesOf: kernel must be a string");
+  return Napi::Number::New(env, static_cast<double>(np::cuda::emulator::launches_of(info[0].As<Napi::String>().Utf8Value().c_str())));
+}
 #endif
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -318,6 +325,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   emulator.Set("failLaunch", Napi::Function::New(env, EmulatorFailLaunch, "failLaunch"));
   emulator.Set("launchFailurePending", Napi::Function::New(env, EmulatorLaunchFailurePending, "launchFailurePending"));
   emulator.Set("clearLaunchFailure", Napi::Function::New(env, EmulatorClearLaunchFailure, "clearLaunchFailure"));
+  emulator.Set("launchesOf", Napi::Function::New(env, EmulatorLaunchesOf, "launchesOf"));
   exports.Set("emulator", emulator);
 #endif
   return exports;
