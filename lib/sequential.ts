@@ -8,6 +8,7 @@ import { checkSamples, checkTargets, type Labels } from './inputs';
 import { dense, dropout, DenseLayer, DropoutLayer, type ActivationName, type InitializerName, type Layer, type LayerHost, type LayerWeights } from './layers';
 import { addon, type NativeModel } from './native';
 import { require as requireCuda } from './cuda';
+import { checkDevice, cudaOrdinal, requireGpu, samePlace, type Device } from './device';
 import { CudaNativeModel } from './cuda_model';
 import { adam, isOptimizer, sgd, type Optimizer } from './optimizers';
 import type { StructuralEvent } from './events';
@@ -27,8 +28,7 @@ import {
   underApiName,
 } from './validate';
 
-export const DEVICES = ['cpu', 'cuda'] as const;
-export type Device = (typeof DEVICES)[number];
+export type { Device } from './device';
 
 export const LOSSES = ['softmaxCrossEntropy', 'meanSquaredError'] as const;
 /** Structural events a model keeps unless told otherwise (SequentialOptions.eventLimit). */
@@ -48,9 +48,10 @@ export interface SequentialOptions {
   seed?: number;
   /**
    * Where the model trains. Default 'cpu'. 'cuda' keeps parameters, optimizer state, activations and
-   * the training data on the first CUDA GPU (see "CUDA (optional)" in the README); it throws at
-   * construction, saying what is missing, when no usable GPU and CUDA addon are there. Change it
-   * later with model.to().
+   * the training data on the first CUDA GPU, 'cuda:N' on GPU ordinal N (as cuda.devices() lists
+   * them; see "CUDA (optional)" in the README); it throws at construction, saying what is missing,
+   * when no usable GPU and CUDA addon are there, and a RangeError when no GPU has that ordinal.
+   * Change it later with model.to().
    */
   device?: Device;
   /** A name shown by summary(). */
@@ -152,16 +153,16 @@ export class Sequential implements LayerHost {
     checkKnownKeys(where, o, ['inputSize', 'seed', 'device', 'name', 'sparseThreshold', 'eventLimit']);
     this.inputSize = checkInteger(where, 'inputSize', o.inputSize, { min: 1, max: 1 << 26 });
     this.seed = checkInteger(where, 'seed', o.seed ?? 0, { min: 0, max: Number.MAX_SAFE_INTEGER });
-    this.currentDevice = checkOneOf(where, 'device', o.device ?? 'cpu', DEVICES);
+    this.currentDevice = checkDevice(where, 'device', o.device ?? 'cpu');
     this.name = o.name === undefined ? 'sequential' : String(o.name);
     this.sparseThreshold =
       o.sparseThreshold === undefined ? undefined : checkNumber(where, 'sparseThreshold', o.sparseThreshold, { min: 0, max: 1 });
     this.eventLimit = checkInteger(where, 'eventLimit', o.eventLimit ?? DEFAULT_EVENT_LIMIT, { min: 0, max: Number.MAX_SAFE_INTEGER });
     // Fails here, with what is missing, rather than at the first fit().
-    if (this.currentDevice === 'cuda') requireCuda();
+    if (this.currentDevice !== 'cpu') requireGpu(where, 'device', this.currentDevice);
   }
 
-  /** Where the model trains: 'cpu' or 'cuda'. */
+  /** Where the model trains: 'cpu', 'cuda' or 'cuda:N', as it was last given. */
   get device(): Device {
     return this.currentDevice;
   }
@@ -169,17 +170,23 @@ export class Sequential implements LayerHost {
   /**
    * Moves the model (parameters, optimizer state, step) to `device` and returns it. Training
    * continues exactly where it was; to('cpu') copies the newest state back from the GPU and frees
-   * the device memory. Rejected while fit() runs. Throws (saying why) when 'cuda' is not usable.
+   * the device memory, and a move from one GPU to another goes through the CPU model the same way.
+   * Rejected while fit() runs. Throws (saying why) when the GPU is not usable or not there.
    */
   to(device: Device): this {
     const where = 'Sequential.to()';
-    const target = checkOneOf(where, 'device', device, DEVICES);
-    if (target === this.currentDevice) return this;
+    const target = checkDevice(where, 'device', device);
+    if (samePlace(target, this.currentDevice)) {
+      this.currentDevice = target;  // 'cuda' and 'cuda:0' name one place: nothing moves
+      return this;
+    }
     this.assertIdle('to');
-    if (target === 'cuda') requireCuda();
+    if (target !== 'cpu') requireGpu(where, 'device', target);
     if (this.nativeModel) {
-      this.nativeModel =
-        target === 'cuda' ? this.onDevice(this.nativeModel) : (this.nativeModel as CudaNativeModel).toHost();
+      // Whole on the CPU first (and left there if the GPU below refuses it).
+      this.nativeModel = this.currentDevice === 'cpu' ? this.nativeModel : (this.nativeModel as CudaNativeModel).toHost();
+      this.currentDevice = 'cpu';
+      if (target !== 'cpu') this.nativeModel = this.onDevice(this.nativeModel, target);
     }
     this.currentDevice = target;
     return this;
@@ -600,14 +607,16 @@ export class Sequential implements LayerHost {
       sparseThreshold: this.sparseThreshold ?? -1,
       eventLimit: this.eventLimit,
     });
-    this.nativeModel = this.currentDevice === 'cuda' ? this.onDevice(native) : native;
+    this.nativeModel = this.currentDevice === 'cpu' ? native : this.onDevice(native, this.currentDevice);
     return this.nativeModel;
   }
 
-  // The GPU half over the CPU model (lib/cuda_model.ts). Only here does the CPU path reach the CUDA addon.
-  private onDevice(host: NativeModel): NativeModel {
+  // The GPU half over the CPU model (lib/cuda_model.ts), on the GPU `device` names. Only here does
+  // the CPU path reach the CUDA addon.
+  private onDevice(host: NativeModel, device: Device): NativeModel {
     const compiled = this.compiled ? { optimizer: { ...this.compiled.optimizer }, loss: this.compiled.loss } : undefined;
-    return new CudaNativeModel(host, requireCuda(), { inputSize: this.inputSize, seed: this.seed, device: 0 }, compiled);
+    const options = { inputSize: this.inputSize, seed: this.seed, device: cudaOrdinal(device) };
+    return new CudaNativeModel(host, requireCuda(), options, compiled);
   }
 
   private requireCompiled(where: string): CompileOptions {

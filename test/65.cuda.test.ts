@@ -282,6 +282,11 @@ describe("cuda: Sequential with device 'cuda'", () => {
     expect(() => m.to(undefined as never)).to.throw(TypeError, /device/);
     expect(m.to('cpu')).to.equal(m);
     expect(m.device).to.equal('cpu');
+    // A GPU by ordinal is 'cuda:N', written one way only.
+    for (const bad of ['cuda:', 'cuda:01', 'cuda:-1', 'cuda:1.5', 'CUDA', 'cuda:0 ', 'gpu:0'])
+      expect(() => new Sequential({ inputSize: 4, device: bad as never }), bad).to.throw(RangeError, /device must be 'cpu', 'cuda' or 'cuda:N'/);
+    expect(() => m.to('cuda:x' as never)).to.throw(RangeError, /Sequential.to\(\): device must be/);
+    expect(m.device).to.equal('cpu');
   });
 
   it('without a usable GPU, neuroplastic train --device cuda exits 1 saying why, before loading any data', function () {
@@ -292,6 +297,10 @@ describe("cuda: Sequential with device 'cuda'", () => {
     expect(r.stderr).to.include(cuda.status().reason!.replace(/^neuroplastic: /, ''));
     expect(r.stderr).not.to.match(/nonexistent/);  // refused before the data
     expect(cli('train', '--device', 'tpu').code).to.equal(2);
+    expect(cli('train', '--device', 'cuda:01').code).to.equal(2);
+    const byOrdinal = cli('train', '--device', 'cuda:1', '--data', '/nonexistent/neuroplastic-data');
+    expect(byOrdinal.code).to.equal(1);
+    expect(byOrdinal.stderr).to.match(/--device cuda:1: /);
     const c = cli('continual', '--device', 'cuda', '--data', '/nonexistent/neuroplastic-data');
     expect(c.code).to.equal(1);
     expect(c.stderr).to.match(/--device cuda: /);
@@ -306,10 +315,61 @@ describe("cuda: Sequential with device 'cuda'", () => {
     m.add(layers.dense({ units: 2 }));
     m.compile({ optimizer: optimizers.sgd({ learningRate: 0.1 }), loss: 'softmaxCrossEntropy' });
     expect(() => m.to('cuda')).to.throw(Error, reason);
+    expect(() => m.to('cuda:2')).to.throw(Error, reason);
     expect(m.device).to.equal('cpu');
   });
 
   describe('on a GPU', () => {
+    it("device 'cuda:N' picks GPU N ('cuda' is 'cuda:0'); an ordinal CUDA does not see is a RangeError naming device, and the model stays where it was", async function () {
+      needGpu(this);
+      const count = cuda.devices().length;
+      const ordinalOf = (m: Sequential) => (m.native as unknown as { options: { device: number } }).options.device;
+      const handleOf = (m: Sequential) => (m.native as unknown as { device: unknown }).device;
+      const m = mixedMlp('cpu', 'adam');
+      m.to('cuda:0');
+      expect(m.device).to.equal('cuda:0');
+      await m.fit(X, Y, { epochs: 1, batchSize: 64 });
+      expect(ordinalOf(m)).to.equal(0);
+      const handle = handleOf(m);
+      expect(handle, 'on the GPU').to.not.equal(null);
+      m.to('cuda');  // the same GPU: nothing moves
+      expect(m.device).to.equal('cuda');
+      expect(handleOf(m), 'the same device model').to.equal(handle);
+      const missing = `cuda:${count}` as const;
+      expect(() => new Sequential({ inputSize: 4, device: missing })).to.throw(RangeError, new RegExp(`device '${missing}' names no GPU here: CUDA sees ${count}`));
+      const before = await m.predict(X);
+      expect(() => m.to(missing)).to.throw(RangeError, /Sequential.to\(\): device 'cuda:\d+' names no GPU here/);
+      expect(m.device).to.equal('cuda');
+      expect(handleOf(m), 'still the same device model').to.equal(handle);
+      expect(await m.predict(X)).to.deep.equal(before);
+      const h = await m.fit(X, Y, { epochs: 1, batchSize: 64 });
+      expect(h.history.loss.every(Number.isFinite)).to.equal(true);
+      if (count >= 2) {
+        // From one GPU to another, through the CPU model: the same function there; then training
+        // and structural changes followed on the second GPU (over the emulator, every kernel there
+        // is checked to take that GPU's memory and stream), against a CPU twin.
+        const twin = await loadModel(m.toBuffer());
+        m.to('cuda:1');
+        expect(ordinalOf(m)).to.equal(1);
+        expectClose(await m.predict(X), await twin.predict(X), 1e-4, 'cuda:1 against the CPU');
+        for (const model of [m, twin]) {
+          await model.fit(X, Y, { epochs: 1, batchSize: 128 });
+          model.prune({ amount: 0.2, structure: 'weight', scope: 'global' });
+          model.grow({ layer: 0, count: 3, init: 'net2wider', noise: 0.1 });
+          model.prune({ amount: 0.2, structure: 'neuron', criterion: 'l2', layer: 0 });
+          await model.fit(X, Y, { epochs: 1, batchSize: 64 });
+        }
+        expect(ordinalOf(m)).to.equal(1);
+        expectClose(await m.predict(X), await twin.predict(X), 2e-3, 'cuda:1 trained and changed, against the CPU');
+        m.to('cuda:0');
+        expect(ordinalOf(m)).to.equal(0);
+        expectClose(await m.predict(X), await twin.predict(X), 2e-3, 'back on cuda:0');
+      } else {
+        console.log('      (one GPU here: the move between two GPUs is not exercised)');
+      }
+    });
+
+
     // Batch 128 takes the float4 kernels for the CSR layer (native/cuda/kernels.h: the staged
     // SpMM forward and backward, the float4 SDDMM); batch 32 the scalar ones.
     for (const [opt, batchSize] of [['sgd', 32], ['adam', 32], ['adam', 128]] as const) {

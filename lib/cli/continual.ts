@@ -77,7 +77,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     const unwritable = unwritablePathReason(v.report);
     if (unwritable) throw new UsageError(`--report ${v.report}: ${unwritable}`, 'continual');
   }
-  const device = useDevice(v.device);  // before the data: a missing GPU is said at once
+  const device = useDevice(v.device, 'continual');  // before the data: a missing GPU is said at once
   const loaded = loadCliData(v.data);
   const tasks = continual.permuted(loaded, v.tasks, v.seed, { limit: v.trainSamples ?? loaded.train.n, testLimit: v.testSamples });
   const classes = tasks[0].classes;
@@ -97,7 +97,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   };
   say(header);
 
-  const model = new Sequential({ inputSize: loaded.train.features, seed: v.seed, name: `mlp-${architecture.join('-')}`, device: v.device });
+  const model = new Sequential({ inputSize: loaded.train.features, seed: v.seed, name: `mlp-${architecture.join('-')}`, device: device.device });
   for (const units of v.hidden) model.add(layers.dense({ units, activation: 'relu' }));
   model.add(layers.dense({ units: classes }));
   model.compile({ optimizer: optimizers.sgd({ learningRate: v.lr }), loss: 'softmaxCrossEntropy' });

@@ -2,33 +2,44 @@
 // check that the GPU is usable before any data is loaded, and how the header
 // and the JSON name the device.
 import { cuda, runtime } from '../index';
-import { DEVICES, type Device } from '../sequential';
-import { CliError } from './args';
+import { checkDevice, cudaOrdinal, type Device } from '../device';
+import { CliError, UsageError } from './args';
 
 export const DEVICE_OPTION = {
-  kind: 'choice',
+  kind: 'string',
   metavar: 'NAME',
-  choices: DEVICES,
   default: 'cpu',
-  help: 'cpu, or cuda: train on the first NVIDIA GPU (structural changes followed there)',
+  help: "cpu, cuda (the first NVIDIA GPU) or cuda:N (GPU ordinal N): where to train; structural changes are followed on the GPU",
 } as const;
 
-/** What the header and the JSON say of the device (the JSON's `device` itself is the trained model's). */
+/** The device the option names, and what the header and the JSON say of it (the JSON's `device` itself is the trained model's). */
 export interface DeviceInfo {
-  /** The GPU's name, on 'cuda'. */
+  device: Device;
+  /** The GPU's name, on a GPU. */
   deviceName?: string;
   /** For the header: the GPU, or the CPU path's SIMD level and threads. */
   text: string;
 }
 
-/** Throws CliError (exit 1) saying what is missing when --device cuda cannot run. */
-export function useDevice(device: Device): DeviceInfo {
-  if (device === 'cuda') {
+/**
+ * Checks --device: a name that is no device is a UsageError (exit 2); a GPU that cannot run (no
+ * driver, no addon, no GPU with that ordinal) a CliError (exit 1) saying what is missing.
+ */
+export function useDevice(value: string, command: string): DeviceInfo {
+  let device: Device;
+  try {
+    device = checkDevice('--device', 'NAME', value);
+  } catch {
+    throw new UsageError(`--device must be cpu, cuda or cuda:N (N a GPU's ordinal), got ${JSON.stringify(value)}`, command);
+  }
+  if (device !== 'cpu') {
     const s = cuda.status();
-    if (!s.available) throw new CliError(`--device cuda: ${(s.reason ?? 'CUDA is not available').replace(/^neuroplastic: /, '')}`);
-    const name = cuda.devices()[0]?.name;
-    return { ...(name !== undefined ? { deviceName: name } : {}), text: `cuda: ${name ?? 'device 0'}` };
+    if (!s.available) throw new CliError(`--device ${device}: ${(s.reason ?? 'CUDA is not available').replace(/^neuroplastic: /, '')}`);
+    const found = cuda.devices();
+    const gpu = found[cudaOrdinal(device)];
+    if (!gpu) throw new CliError(`--device ${device}: CUDA sees ${found.length} GPU${found.length === 1 ? '' : 's'} (${found.map((d) => `cuda:${d.index} ${d.name}`).join(', ')})`);
+    return { device, deviceName: gpu.name, text: `${device}: ${gpu.name}` };
   }
   const rt = runtime();
-  return { text: `${rt.simd}, ${rt.threads} thread${rt.threads === 1 ? '' : 's'}` };
+  return { device, text: `${rt.simd}, ${rt.threads} thread${rt.threads === 1 ? '' : 's'}` };
 }

@@ -220,7 +220,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   checkCombination(v, given);
   // Before any data is loaded: a missing GPU, driver or CUDA addon is said at once (exit 1).
-  const device = useDevice(v.device);
+  const device = useDevice(v.device, 'train');
   const optimizer = makeOptimizer(v);
   const { train, test, name, source } = loadCliData(v.data);
   const classes = Math.max(train.classes, test.classes);
@@ -236,7 +236,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   if (!v.json) io.stdout.write(header + '\n');
   else if (!v.quiet) io.stderr.write(header + '\n');
 
-  const model = new Sequential({ inputSize: train.features, seed: v.seed, name: `mlp-${architecture.join('-')}`, device: v.device });
+  const model = new Sequential({ inputSize: train.features, seed: v.seed, name: `mlp-${architecture.join('-')}`, device: device.device });
   for (const units of v.hidden) {
     model.add(layers.dense({ units, activation: 'relu' }));
     if (v.dropout > 0) model.add(layers.dropout({ rate: v.dropout }));

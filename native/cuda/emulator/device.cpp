@@ -15,6 +15,7 @@
 
 struct CUstream_st {
   unsigned flags = 0;
+  int device = 0;
 };
 
 namespace np::cuda::emulator {
@@ -69,6 +70,7 @@ struct Allocation {
   size_t bytes = 0;
   char* map_base = nullptr;
   size_t map_bytes = 0;
+  int device = 0;
 };
 
 std::mutex g_memory_mutex;
@@ -137,6 +139,45 @@ bool device_range(const void* p, size_t bytes) {
 
 bool is_device_pointer(const void* p) { return device_range(p, 0); }
 
+int allocation_device(const void* p) {
+  const std::lock_guard<std::mutex> lock(g_memory_mutex);
+  const Allocation* a = find_allocation(p, 0, nullptr);
+  return a ? a->device : -1;
+}
+
+// ---- devices ---------------------------------------------------------------------------------
+namespace {
+thread_local int t_device = 0;  // cudaSetDevice is per host thread
+int clamp_device_count(long n);
+}  // namespace
+
+namespace {
+int clamp_device_count(long n) { return static_cast<int>(n < 1 ? 1 : n > 8 ? 8 : n); }
+
+std::atomic<int>& device_count_cell() {
+  static std::atomic<int> count{[] {
+    const char* env = std::getenv("NP_CUDA_EMULATOR_DEVICES");
+    return clamp_device_count(env && *env ? std::strtol(env, nullptr, 10) : 1);
+  }()};
+  return count;
+}
+}  // namespace
+
+int device_count() { return device_count_cell().load(); }
+
+void set_device_count(int count) {
+  device_count_cell().store(clamp_device_count(count));
+  if (t_device >= device_count()) t_device = 0;
+}
+
+int current_device() { return t_device; }
+
+bool select_device(int device) {
+  if (device < 0 || device >= device_count()) return false;
+  t_device = device;
+  return true;
+}
+
 size_t memory_in_use() {
   const std::lock_guard<std::mutex> lock(g_memory_mutex);
   return g_allocated;
@@ -157,6 +198,12 @@ bool valid_stream(cudaStream_t s) {
   if (s == nullptr) return true;  // the default stream
   const std::lock_guard<std::mutex> lock(g_stream_mutex);
   return g_streams.count(s) != 0;
+}
+
+int stream_device(cudaStream_t s) {
+  if (s == nullptr) return t_device;
+  const std::lock_guard<std::mutex> lock(g_stream_mutex);
+  return g_streams.count(s) != 0 ? s->device : -1;
 }
 
 
@@ -184,7 +231,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   mprotect(base + data, page, PROT_NONE);
   char* p = base + data - used;
   std::memset(p, 0xFF, used);
-  g_allocations[reinterpret_cast<uintptr_t>(p)] = Allocation{bytes, base, data + page};
+  g_allocations[reinterpret_cast<uintptr_t>(p)] = Allocation{bytes, base, data + page, t_device};
   g_allocated += bytes;
   *ptr = p;
   return cudaSuccess;
@@ -205,7 +252,7 @@ cudaError_t cudaFree(void* ptr) {
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
   NP_EMULATOR_STICKY_CHECK();
   if (!stream) return fail(cudaErrorInvalidValue);
-  cudaStream_t s = new CUstream_st{flags};
+  cudaStream_t s = new CUstream_st{flags, t_device};
   const std::lock_guard<std::mutex> lock(g_stream_mutex);
   g_streams.insert(s);
   *stream = s;

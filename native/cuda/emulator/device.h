@@ -35,4 +35,16 @@ std::size_t memory_limit();
 // Whether a stream handle is the default stream or a live one.
 bool valid_stream(cudaStream_t s);
 
+// Devices: NP_CUDA_EMULATOR_DEVICES of them (default 1, at most 8), sharing
+// the host's memory but not each other's: memory and streams belong to the
+// device that was current (cudaSetDevice, per host thread) when they were
+// made, and a kernel may only take its own device's (no peer access).
+int device_count();
+int current_device();
+bool select_device(int device);
+// The device an allocation holding p belongs to, or -1 when p is no device memory.
+int allocation_device(const void* p);
+// The device a stream belongs to (the default stream: the current device's).
+int stream_device(cudaStream_t s);
+
 }  // namespace np::cuda::emulator

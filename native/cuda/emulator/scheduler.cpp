@@ -366,6 +366,16 @@ void clear_launch_failure() {
   g_injection = InjectedFailure{};
 }
 
+bool on_current_device(const void* p) { return allocation_device(p) == current_device(); }
+
+void wrong_device_argument(const char* kernel, size_t index, const void* p) {
+  char addr[32];
+  std::snprintf(addr, sizeof addr, "%p", p);
+  fault(cudaErrorIllegalAddress, std::string("kernel ") + kernel + ": argument " + std::to_string(index) + " (" + addr +
+                                     ") is memory of device " + std::to_string(allocation_device(p)) +
+                                     ", the kernel runs on device " + std::to_string(current_device()) + " (no peer access)");
+}
+
 void bad_kernel_argument(const char* kernel, size_t index, const void* p) {
   char addr[32];
   std::snprintf(addr, sizeof addr, "%p", p);
@@ -460,6 +470,12 @@ void run_grid(const LaunchConfig& config, const char* kernel, void (*body)(void*
     return;
   }
   if (!valid_stream(config.stream)) {
+    fail(cudaErrorInvalidResourceHandle);
+    return;
+  }
+  if (stream_device(config.stream) != current_device()) {
+    std::fprintf(stderr, "CUDA emulator: kernel %s launched on device %d into a stream of device %d\n", kernel,
+                 current_device(), stream_device(config.stream));
     fail(cudaErrorInvalidResourceHandle);
     return;
   }

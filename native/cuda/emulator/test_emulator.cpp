@@ -196,6 +196,36 @@ TEST(emulator_faults_on_a_misaligned_vector_access) {
   clear_sticky_error();
 }
 
+// Two GPUs: each kernel takes its own device's memory and streams only, as
+// without peer access on hardware; copies between devices are allowed.
+TEST(emulator_keeps_each_devices_memory_and_streams_to_itself) {
+  namespace emu = np::cuda::emulator;
+  emu::set_device_count(2);
+  int count = 0;
+  CHECK(cudaGetDeviceCount(&count) == cudaSuccess && count == 2);
+  CHECK_EQ(cudaSetDevice(2), cudaErrorInvalidDevice);
+  cudaGetLastError();
+  CHECK_EQ(cudaSetDevice(0), cudaSuccess);
+  nc::Stream s0;
+  nc::DeviceBuffer on0(32 * sizeof(int));
+  CHECK_EQ(cudaSetDevice(1), cudaSuccess);
+  nc::Stream s1;
+  nc::DeviceBuffer on1(32 * sizeof(int));
+  NP_LAUNCH(1, 32, 0, nc::raw(s1), own_argument_kernel)(on1.as<int>(), 3);  // its own: fine
+  NP_CUDA_CHECK_LAUNCH();
+  NP_LAUNCH(1, 32, 0, nc::raw(s0), own_argument_kernel)(on1.as<int>(), 3);  // device 0's stream
+  CHECK_EQ(cudaGetLastError(), cudaErrorInvalidResourceHandle);
+  NP_LAUNCH(1, 32, 0, nc::raw(s1), own_argument_kernel)(on0.as<int>(), 3);  // device 0's memory
+  CHECK_EQ(cudaGetLastError(), cudaErrorIllegalAddress);
+  clear_sticky_error();
+  CHECK_EQ(cudaMemcpyAsync(on0.data(), on1.data(), 32 * sizeof(int), cudaMemcpyDeviceToDevice, nc::raw(s1)), cudaSuccess);
+  std::vector<int> out(32);
+  CHECK_EQ(cudaSetDevice(0), cudaSuccess);
+  on0.download(out.data(), out.size() * sizeof(int), s0);
+  CHECK_EQ(out[31], 34);
+  emu::set_device_count(1);
+}
+
 TEST(emulator_gives_every_thread_its_own_arguments) {
   nc::Stream s;
   nc::DeviceBuffer d(32 * sizeof(int));

@@ -143,6 +143,9 @@ void run_grid(const LaunchConfig& config, const char* kernel, void (*body)(void*
 bool is_device_pointer(const void* p);
 // A kernel argument that is not device memory: the launch fails (illegal address).
 void bad_kernel_argument(const char* kernel, size_t index, const void* p);
+// Whether device memory p belongs to the current device, and the fault when it does not.
+bool on_current_device(const void* p);
+void wrong_device_argument(const char* kernel, size_t index, const void* p);
 // A warp's lanes exchange `bits` (down by delta within width); all of mask's lanes must take part.
 uint64_t shuffle_down(unsigned mask, uint64_t bits, unsigned delta, int width);
 // A kernel's vector access at p: true if p is a multiple of alignment, else a
@@ -195,6 +198,10 @@ class Launch {
         bad_kernel_argument(name_, index, value);
         return false;
       }
+      if (value != nullptr && !on_current_device(value)) {
+        wrong_device_argument(name_, index, value);
+        return false;
+      }
     }
     return true;
   }
@@ -215,6 +222,12 @@ Launch<Params...> launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_
 // to run a model out of memory at a chosen point.
 size_t memory_in_use();
 void set_memory_limit(size_t bytes);
+
+// Emulated GPUs: NP_CUDA_EMULATOR_DEVICES (default 1, at most 8); tests change it here. Memory
+// and streams belong to the device current when they were made (cudaSetDevice, per host
+// thread), and a kernel takes only its own device's: another's memory is an illegal address
+// (no peer access), another's stream an invalid resource handle.
+void set_device_count(int count);
 
 // A launch failure on demand, for tests of what our code does after one: the
 // (skip + 1)-th later launch of a kernel whose name contains `kernel` does not
