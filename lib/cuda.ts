@@ -216,6 +216,8 @@ export interface CudaAddon {
     clearLaunchFailure(): void;
     /** Launches so far of kernels whose name contains `kernel`. */
     launchesOf(kernel: string): number;
+    /** Bytes of device memory in use on that emulated GPU (NP_CUDA_EMULATOR_DEVICES). */
+    memoryOn(device: number): number;
   };
 }
 

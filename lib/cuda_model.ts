@@ -369,7 +369,7 @@ export class CudaNativeModel implements NativeModel {
   }
 
   private unsupported(operation: string, why: string): never {
-    throw new Error(`${operation} is not supported on device 'cuda' yet: ${why}; move the model with model.to('cpu') first`);
+    throw new Error(`${operation} is not supported on a GPU (device 'cuda' or 'cuda:N') yet: ${why}; move the model with model.to('cpu') first`);
   }
 
   // ---- NativeModel ------------------------------------------------------------

@@ -183,7 +183,8 @@ export class Sequential implements LayerHost {
     this.assertIdle('to');
     if (target !== 'cpu') requireGpu(where, 'device', target);
     if (this.nativeModel) {
-      // Whole on the CPU first (and left there if the GPU below refuses it).
+      // Whole on the CPU first. The GPU half built below fills the device lazily (at the next fit,
+      // predict or read), so an out-of-memory GPU shows there, with the host's numbers intact.
       this.nativeModel = this.currentDevice === 'cpu' ? this.nativeModel : (this.nativeModel as CudaNativeModel).toHost();
       this.currentDevice = 'cpu';
       if (target !== 'cpu') this.nativeModel = this.onDevice(this.nativeModel, target);

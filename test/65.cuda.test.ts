@@ -9,7 +9,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as os from 'os';
-import { cuda, layers, loadModel, optimizers, plasticity, Sequential } from '../lib/index';
+import { cuda, layers, loadModel, optimizers, plasticity, Sequential, type Device } from '../lib/index';
 import { randomArray, randomLabels, writeQuadrantSet } from './helpers';
 import { cli, lastJson } from './cli_run';
 import { CudaNativeModel } from '../lib/cuda_model';
@@ -227,7 +227,7 @@ describe('cuda: optional GPU backend', () => {
 // state between devices is exact (the same bytes), and so are predictions on
 // the same device.
 
-function mixedMlp(device: 'cpu' | 'cuda', optimizer: 'sgd' | 'adam', dropout = 0): Sequential {
+function mixedMlp(device: Device, optimizer: 'sgd' | 'adam', dropout = 0): Sequential {
   const m = new Sequential({ inputSize: 16, seed: 11, device });
   m.add(layers.dense({ units: 32, activation: 'relu', sparseThreshold: 0 }));
   if (dropout > 0) m.add(layers.dropout({ rate: dropout }));
@@ -336,6 +336,10 @@ describe("cuda: Sequential with device 'cuda'", () => {
       expect(m.device).to.equal('cuda');
       expect(handleOf(m), 'the same device model').to.equal(handle);
       const missing = `cuda:${count}` as const;
+      const cliMissing = cli('train', '--device', missing, '--data', '/nonexistent/neuroplastic-data');
+      expect(cliMissing.code, 'a GPU ordinal CUDA does not see: exit 1').to.equal(1);
+      expect(cliMissing.stderr).to.match(new RegExp(`--device ${missing}: CUDA sees ${count} GPU`));
+      expect(cli('train', '--device', 'cuda:01').code, 'a malformed name: exit 2').to.equal(2);
       expect(() => new Sequential({ inputSize: 4, device: missing })).to.throw(RangeError, new RegExp(`device '${missing}' names no GPU here: CUDA sees ${count}`));
       const before = await m.predict(X);
       expect(() => m.to(missing)).to.throw(RangeError, /Sequential.to\(\): device 'cuda:\d+' names no GPU here/);
@@ -348,22 +352,34 @@ describe("cuda: Sequential with device 'cuda'", () => {
         // From one GPU to another, through the CPU model: the same function there; then training
         // and structural changes followed on the second GPU (over the emulator, every kernel there
         // is checked to take that GPU's memory and stream), against a CPU twin.
+        // Every call alternates between this model on cuda:1 and another on cuda:0, so the calling
+        // thread's current GPU changes before each (a call that does not select its own shows).
+        const emulator = cuda.require().emulator;
         const twin = await loadModel(m.toBuffer());
+        const other = mixedMlp('cuda:0', 'sgd');
+        await other.fit(X, Y, { epochs: 1, batchSize: 64 });
         m.to('cuda:1');
         expect(ordinalOf(m)).to.equal(1);
         expectClose(await m.predict(X), await twin.predict(X), 1e-4, 'cuda:1 against the CPU');
-        for (const model of [m, twin]) {
-          await model.fit(X, Y, { epochs: 1, batchSize: 128 });
-          model.prune({ amount: 0.2, structure: 'weight', scope: 'global' });
-          model.grow({ layer: 0, count: 3, init: 'net2wider', noise: 0.1 });
-          model.prune({ amount: 0.2, structure: 'neuron', criterion: 'l2', layer: 0 });
-          await model.fit(X, Y, { epochs: 1, batchSize: 64 });
-        }
+        if (emulator) expect(emulator.memoryOn(1), 'the model\'s memory is on the second GPU').to.be.greaterThan(0);
+        const steps: ((model: Sequential) => unknown)[] = [
+          (model) => model.fit(X, Y, { epochs: 1, batchSize: 128 }),
+          (model) => model.prune({ amount: 0.2, structure: 'weight', scope: 'global' }),
+          (model) => model.grow({ layer: 0, count: 3, init: 'net2wider', noise: 0.1 }),
+          (model) => model.prune({ amount: 0.2, structure: 'neuron', criterion: 'l2', layer: 0 }),
+          (model) => model.evaluate(X, Y),
+          (model) => model.fit(X, Y, { epochs: 1, batchSize: 64 }),
+          (model) => denseAt(model, 0).getWeights(),
+        ];
+        for (const step of steps) for (const model of [m, other, twin]) await step(model);
         expect(ordinalOf(m)).to.equal(1);
+        expect(ordinalOf(other)).to.equal(0);
         expectClose(await m.predict(X), await twin.predict(X), 2e-3, 'cuda:1 trained and changed, against the CPU');
         m.to('cuda:0');
         expect(ordinalOf(m)).to.equal(0);
+        if (emulator) expect(emulator.memoryOn(1), 'nothing left on the second GPU').to.equal(0);
         expectClose(await m.predict(X), await twin.predict(X), 2e-3, 'back on cuda:0');
+        other.to('cpu');
       } else {
         console.log('      (one GPU here: the move between two GPUs is not exercised)');
       }

@@ -345,7 +345,18 @@ int64_t CudaModel::add_dataset(const float* x, int64_t n, const int32_t* labels,
   return handle;
 }
 
-void CudaModel::release_dataset(int64_t handle) { datasets_.erase(handle); }
+CudaModel::~CudaModel() {
+  try {
+    set_device(config_.device);
+  } catch (...) {
+    // A device that cannot be selected any more: the frees below fail quietly.
+  }
+}
+
+void CudaModel::release_dataset(int64_t handle) {
+  set_device(config_.device);
+  datasets_.erase(handle);
+}
 
 int64_t CudaModel::dataset_size(int64_t handle) const {
   auto it = datasets_.find(handle);

@@ -130,6 +130,11 @@ class CudaModel {
   // Checks every size (throws std::invalid_argument naming the layer and the
   // array), then allocates and uploads. Nothing is kept on failure.
   CudaModel(const CudaModelConfig& config, int64_t step, std::vector<CudaLayerState> layers);
+  // Selects the model's GPU before its members free their memory, streams and
+  // cuBLAS handle (a handle's device must be current when it is destroyed).
+  ~CudaModel();
+  CudaModel(const CudaModel&) = delete;
+  CudaModel& operator=(const CudaModel&) = delete;
 
   // Replaces every parameter and the step (the architecture may differ: a
   // structural change on the host); same checks as the constructor.

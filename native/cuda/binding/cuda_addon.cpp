@@ -18,6 +18,7 @@
 //     launchFailurePending()    whether that launch is still to come
 //     clearLaunchFailure()
 //     launchesOf(kernel)        launches of kernels whose name contains `kernel` so far
+//     memoryOn(device)          bytes of device memory in use on that emulated GPU
 // A CUDA failure becomes an Error with code 'ERR_NEUROPLASTIC_CUDA' and the
 // CUDA error string in its message.
 #include <napi.h>
@@ -297,6 +298,11 @@ Napi::Value EmulatorClearLaunchFailure(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value EmulatorMemoryOn(const Napi::CallbackInfo& info) {
+  const int64_t device = integer_arg(info, 0, "emulator.memoryOn", "device", 0);
+  return Napi::Number::New(info.Env(), static_cast<double>(np::cuda::emulator::memory_in_use_on(static_cast<int>(device))));
+}
+
 Napi::Value EmulatorLaunchesOf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "emulator.launchesOf: kernel must be a string");
@@ -326,6 +332,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   emulator.Set("launchFailurePending", Napi::Function::New(env, EmulatorLaunchFailurePending, "launchFailurePending"));
   emulator.Set("clearLaunchFailure", Napi::Function::New(env, EmulatorClearLaunchFailure, "clearLaunchFailure"));
   emulator.Set("launchesOf", Napi::Function::New(env, EmulatorLaunchesOf, "launchesOf"));
+  emulator.Set("memoryOn", Napi::Function::New(env, EmulatorMemoryOn, "memoryOn"));
   exports.Set("emulator", emulator);
 #endif
   return exports;

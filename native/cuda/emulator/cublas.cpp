@@ -21,25 +21,39 @@ namespace {
 
 constexpr int kBlasSuccess = 0, kBlasNotInitialized = 1, kBlasInvalidValue = 7, kBlasExecutionFailed = 13;
 
+// A handle belongs to the device current at cublasCreate, which must be
+// current again whenever it is used or destroyed (cuBLAS's documentation);
+// its stream and matrices must be that device's too.
 struct BlasHandle {
   cudaStream_t stream = nullptr;
+  int device = 0;
 };
+
+// Whether `h` may be used now: its device is current. Else a fault saying so.
+bool on_handle_device(const BlasHandle* h, const char* call) {
+  if (h->device == current_device()) return true;
+  fault(cudaErrorInvalidResourceHandle, std::string(call) + ": a cuBLAS handle of device " + std::to_string(h->device) +
+                                            " used while device " + std::to_string(current_device()) + " is current");
+  return false;
+}
 
 int blas_create(void** handle) {
   if (!handle) return kBlasInvalidValue;
-  *handle = new BlasHandle();
+  *handle = new BlasHandle{nullptr, current_device()};
   return kBlasSuccess;
 }
 
 int blas_destroy(void* handle) {
   if (!handle) return kBlasNotInitialized;
+  const bool ok = on_handle_device(static_cast<BlasHandle*>(handle), "cublasDestroy_v2");
   delete static_cast<BlasHandle*>(handle);
-  return kBlasSuccess;
+  return ok ? kBlasSuccess : kBlasExecutionFailed;
 }
 
 int blas_set_stream(void* handle, cudaStream_t stream) {
   if (!handle) return kBlasNotInitialized;
-  if (!valid_stream(stream)) return kBlasInvalidValue;
+  if (!valid_stream(stream) || !on_handle_device(static_cast<BlasHandle*>(handle), "cublasSetStream_v2")) return kBlasInvalidValue;
+  if (stream_device(stream) != current_device()) return kBlasInvalidValue;  // another device's stream
   static_cast<BlasHandle*>(handle)->stream = stream;
   return kBlasSuccess;
 }
@@ -61,6 +75,14 @@ int blas_sgemm(void* handle, int transa, int transb, int m, int n, int k, const 
   if (!a_ok || !b_ok || !c_ok) {
     fault(cudaErrorIllegalAddress, std::string("cublasSgemm_v2: matrix ") + (!a_ok ? "A" : !b_ok ? "B" : "C") +
                                        " is not device memory of the size its dimensions give");
+    return kBlasExecutionFailed;
+  }
+  if (!on_handle_device(static_cast<BlasHandle*>(handle), "cublasSgemm_v2")) return kBlasExecutionFailed;
+  const int here = current_device();
+  const bool a_here = k == 0 || allocation_device(a) == here, b_here = k == 0 || allocation_device(b) == here;
+  if (!a_here || !b_here || allocation_device(c) != here) {
+    fault(cudaErrorIllegalAddress, std::string("cublasSgemm_v2: matrix ") + (!a_here ? "A" : !b_here ? "B" : "C") +
+                                       " is memory of another device than the current one (" + std::to_string(here) + ")");
     return kBlasExecutionFailed;
   }
   const std::lock_guard<std::mutex> device(device_mutex());

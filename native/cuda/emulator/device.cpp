@@ -183,6 +183,14 @@ size_t memory_in_use() {
   return g_allocated;
 }
 
+size_t memory_in_use_on(int device) {
+  const std::lock_guard<std::mutex> lock(g_memory_mutex);
+  size_t bytes = 0;
+  for (const auto& [start, a] : g_allocations)
+    if (a.device == device) bytes += a.bytes;
+  return bytes;
+}
+
 void set_memory_limit(size_t bytes) {
   const std::lock_guard<std::mutex> lock(g_memory_mutex);
   limit_bytes() = bytes;

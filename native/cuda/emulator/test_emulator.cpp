@@ -200,6 +200,12 @@ TEST(emulator_faults_on_a_misaligned_vector_access) {
 // without peer access on hardware; copies between devices are allowed.
 TEST(emulator_keeps_each_devices_memory_and_streams_to_itself) {
   namespace emu = np::cuda::emulator;
+  struct OneDeviceAfter {  // whatever happens below, later tests see one device
+    ~OneDeviceAfter() {
+      cudaSetDevice(0);
+      emu::set_device_count(1);
+    }
+  } restore;
   emu::set_device_count(2);
   int count = 0;
   CHECK(cudaGetDeviceCount(&count) == cudaSuccess && count == 2);
@@ -223,7 +229,7 @@ TEST(emulator_keeps_each_devices_memory_and_streams_to_itself) {
   CHECK_EQ(cudaSetDevice(0), cudaSuccess);
   on0.download(out.data(), out.size() * sizeof(int), s0);
   CHECK_EQ(out[31], 34);
-  emu::set_device_count(1);
+  CHECK_EQ(emu::memory_in_use_on(1), 32 * sizeof(int));
 }
 
 TEST(emulator_gives_every_thread_its_own_arguments) {

@@ -228,6 +228,8 @@ void set_memory_limit(size_t bytes);
 // thread), and a kernel takes only its own device's: another's memory is an illegal address
 // (no peer access), another's stream an invalid resource handle.
 void set_device_count(int count);
+// Device memory in use on one emulated GPU.
+size_t memory_in_use_on(int device);
 
 // A launch failure on demand, for tests of what our code does after one: the
 // (skip + 1)-th later launch of a kernel whose name contains `kernel` does not
