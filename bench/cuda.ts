@@ -20,7 +20,7 @@
 // bench itself runs, e.g. over the CUDA emulator (test/65); its figures mean nothing.
 import * as fs from 'fs';
 import * as os from 'os';
-import { cuda, layers, optimizers, Sequential } from '../lib/index';
+import { cuda, layers, optimizers, Sequential, type Device } from '../lib/index';
 
 interface CudaBenchResult {
   bench: 'gemm' | 'spmm' | 'train' | 'struct' | 'grow';
@@ -47,7 +47,7 @@ function pad(s: string | number, width: number): string {
   return String(s).padStart(width);
 }
 
-async function trainRate(device: 'cpu' | 'cuda', hidden: number, n: number, sparsity: number, epochs: number): Promise<number> {
+async function trainRate(device: Device, hidden: number, n: number, sparsity: number, epochs: number): Promise<number> {
   const m = new Sequential({ inputSize: 784, seed: 1, device, sparseThreshold: 0.5 });
   m.add(layers.dense({ units: hidden, activation: 'relu' }));
   m.add(layers.dense({ units: hidden, activation: 'relu' }));
@@ -59,7 +59,7 @@ async function trainRate(device: 'cpu' | 'cuda', hidden: number, n: number, spar
   // The first epoch pays for uploads, allocation and cuBLAS heuristics: not counted.
   const h = await m.fit(x, y, { epochs: epochs + 1, batchSize: 256 });
   const seconds = h.history.seconds.slice(1).reduce((a, b) => a + b, 0);
-  if (device === 'cuda') m.to('cpu'); // frees the device memory now
+  if (device !== 'cpu') m.to('cpu'); // frees the device memory now
   return (n * epochs) / seconds;
 }
 
@@ -67,8 +67,8 @@ async function trainRate(device: 'cpu' | 'cuda', hidden: number, n: number, spar
  * 784-hidden-hidden-10 relu on the GPU with Adam, and n random samples (inputs from `seed`, label
  * i x labelStep mod 10, labelStep odd and not 5, so every digit): the structural benches' model.
  */
-function gpuMlp(hidden: number, sparseThreshold: number, n: number, seed: number, labelStep: number) {
-  const m = new Sequential({ inputSize: 784, seed: 1, device: 'cuda', sparseThreshold });
+function gpuMlp(gpu: Device, hidden: number, sparseThreshold: number, n: number, seed: number, labelStep: number) {
+  const m = new Sequential({ inputSize: 784, seed: 1, device: gpu, sparseThreshold });
   m.add(layers.dense({ units: hidden, activation: 'relu' }));
   m.add(layers.dense({ units: hidden, activation: 'relu' }));
   m.add(layers.dense({ units: 10 }));
@@ -83,8 +83,8 @@ const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length
  * followed on the device, and the same prune the way it went before: the
  * model's whole state to the host, the prune there, the whole state back.
  */
-async function structuralMs(hidden: number, n: number, reps: number): Promise<{ device: number; copy: number }> {
-  const { m, x, y } = gpuMlp(hidden, 0.5, n, 5, 3);
+async function structuralMs(gpu: Device, hidden: number, n: number, reps: number): Promise<{ device: number; copy: number }> {
+  const { m, x, y } = gpuMlp(gpu, hidden, 0.5, n, 5, 3);
   const device: number[] = [], copy: number[] = [];
   for (let r = 0; r < reps; r++) {
     await m.fit(x, y, { epochs: 1, batchSize: 256 }); // the device holds the newest numbers again
@@ -108,8 +108,8 @@ async function structuralMs(hidden: number, n: number, reps: number): Promise<{ 
  * model: followed on the device (the units fill the spare capacity an earlier growth reserved,
  * in place) and the same growth on the copy path (state out, grow on the host, state back).
  */
-async function growMs(hidden: number, n: number, reps: number): Promise<{ device: number; copy: number }> {
-  const { m, x, y } = gpuMlp(hidden, 0, n, 7, 7);
+async function growMs(gpu: Device, hidden: number, n: number, reps: number): Promise<{ device: number; copy: number }> {
+  const { m, x, y } = gpuMlp(gpu, hidden, 0, n, 7, 7);
   const grow = () => m.grow({ layer: 0, count: 16, init: 'net2wider', noise: 0.1 });
   await m.fit(x, y, { epochs: 1, batchSize: 256 });
   grow();  // the first growth reallocates with headroom (1.5x): the later ones fit in place
@@ -147,7 +147,8 @@ function benchSizes(quick: boolean, smoke: boolean) {
     trainCpu: 4096, epochs: 2, structN: 8192, structReps: 5 };
 }
 
-export async function runCudaBench(argv: string[]): Promise<number> {
+/** gpu: the GPU ordinal to bench ('--device cuda:N'; 0 for 'cuda'). */
+export async function runCudaBench(argv: string[], gpu = 0): Promise<number> {
   let quick = false, smoke = false;
   let json: string | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -170,7 +171,14 @@ export async function runCudaBench(argv: string[]): Promise<number> {
     return 1;
   }
   const addon = cuda.require();
-  const card = cuda.devices()[0];
+  const cards = cuda.devices();
+  const card = cards[gpu];
+  if (!card) {
+    console.error(`bench --device cuda:${gpu}: CUDA sees ${cards.length} GPU${cards.length === 1 ? '' : 's'} (${cards.map((d) => `cuda:${d.index} ${d.name}`).join(', ')})`);
+    return 1;
+  }
+  const device: Device = `cuda:${gpu}`;
+  addon.bench.selectDevice(gpu);  // the kernel benches below run on the calling thread's current GPU
   const backend = addon.gemmBackend();
   const cusparse = addon.bench.cusparse();
   console.log(`== GPU: ${card.name} (compute ${card.computeCapability}, ${(card.totalMemory / 2 ** 30).toFixed(1)} GiB), ` +
@@ -219,29 +227,30 @@ export async function runCudaBench(argv: string[]): Promise<number> {
   const net = `784-${size.hidden}-${size.hidden}-10`;
   console.log(`\n== train: ${net}, batch 256, SGD momentum, samples/s (first epoch not counted)`);
   const gpuN = size.trainGpu, cpuN = size.trainCpu;
-  const runs: [string, 'cpu' | 'cuda', number, number][] = [
-    ['gpu dense', 'cuda', gpuN, 0],
-    ['gpu 90% sparse (csr)', 'cuda', gpuN, 0.9],
+  const runs: [string, Device, number, number][] = [
+    ['gpu dense', device, gpuN, 0],
+    ['gpu 90% sparse (csr)', device, gpuN, 0.9],
     ['cpu dense', 'cpu', cpuN, 0],
   ];
   const rates: { [k: string]: number } = {};
-  for (const [label, device, n, sparsity] of runs) {
-    const rate = await trainRate(device, size.hidden, n, sparsity, size.epochs);
+  for (const [label, where, n, sparsity] of runs) {
+    const rate = await trainRate(where, size.hidden, n, sparsity, size.epochs);
     rates[label] = rate;
     console.log(`${label.padEnd(22)} ${pad(rate.toFixed(0), 10)} samples/s`);
-    results.push({ bench: 'train', impl: `neuroplastic-${device}`, shape: net, sparsity, batch: 256, ms: (256 / rate) * 1000, samplesPerSecond: rate });
+    const impl = where === 'cpu' ? 'neuroplastic-cpu' : 'neuroplastic-cuda';
+    results.push({ bench: 'train', impl, shape: net, sparsity, batch: 256, ms: (256 / rate) * 1000, samplesPerSecond: rate });
   }
   console.log(`gpu dense / cpu dense: ${(rates['gpu dense'] / rates['cpu dense']).toFixed(1)}x`);
 
   console.log(`\n== struct: ${net} (Adam) after an epoch: a 5% global magnitude prune, ms (median)`);
-  const st = await structuralMs(size.hidden, size.structN, size.structReps);
+  const st = await structuralMs(device, size.hidden, size.structN, size.structReps);
   console.log(`followed on the device ${pad(st.device.toFixed(1), 10)}  copy path (state out and back) ${pad(st.copy.toFixed(1), 10)}  ` +
     `ratio ${(st.copy / st.device).toFixed(1)}x`);
   results.push({ bench: 'struct', impl: 'restructure', shape: net, sparsity: 0, batch: 256, ms: st.device });
   results.push({ bench: 'struct', impl: 'copy-path', shape: net, sparsity: 0, batch: 256, ms: st.copy });
 
   console.log(`\n== grow: ${net} (Adam) after an epoch: net2wider +16 units in layer 0, ms (median)`);
-  const g = await growMs(size.hidden, size.structN, size.structReps);
+  const g = await growMs(device, size.hidden, size.structN, size.structReps);
   console.log(`into reserved capacity ${pad(g.device.toFixed(1), 10)}  copy path (state out and back) ${pad(g.copy.toFixed(1), 10)}  ` +
     `ratio ${(g.copy / g.device).toFixed(1)}x`);
   results.push({ bench: 'grow', impl: 'in-place', shape: net, sparsity: 0, batch: 256, ms: g.device });

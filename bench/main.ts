@@ -9,6 +9,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { checkDevice, cudaOrdinal, type Device } from '../lib/device';
 import type { BenchResult, MachineInfo } from './types';
 import { formatMachine, machineInfo } from './types';
 
@@ -47,7 +48,7 @@ const USAGE = `usage: npm run bench -- [--gemm] [--train] [--small] [--sparse] [
   --peers    which peers to measure next to us (default all)
   --json     write { machine, results } to FILE
   --svg      write a bar chart to FILE
-  --device cuda  the GPU benches instead (bench/cuda.ts: GEMM, CSR SpMM vs dense and cuSPARSE,
+  --device cuda  the GPU benches instead, on GPU 0 or, with cuda:N, GPU N (bench/cuda.ts: GEMM, CSR SpMM vs dense and cuSPARSE,
              784-4096-4096-10 training GPU vs CPU); its own flags: --quick, --json FILE`;
 
 function parseArgs(argv: string[]): MainOptions {
@@ -198,14 +199,17 @@ async function main(): Promise<void> {
   if (at >= 0) {
     const device = argv[at + 1];
     argv.splice(at, 2);
-    if (device === 'cuda') {
-      const { runCudaBench } = await import('./cuda');
-      process.exitCode = await runCudaBench(argv);
-      return;
-    }
-    if (device !== 'cpu') {
-      console.error(`bench: --device must be 'cpu' or 'cuda', got ${device === undefined ? 'nothing' : `'${device}'`}\n${USAGE}`);
+    let place: Device;
+    try {
+      place = checkDevice('bench', '--device', device);
+    } catch (err) {
+      console.error(`${(err as Error).message}\n${USAGE}`);
       process.exit(2);
+    }
+    if (place !== 'cpu') {
+      const { runCudaBench } = await import('./cuda');
+      process.exitCode = await runCudaBench(argv, cudaOrdinal(place));
+      return;
     }
   }
   let opts: MainOptions;

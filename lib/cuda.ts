@@ -195,6 +195,8 @@ export interface CudaAddon {
     spmm(rows: number, cols: number, density: number, batch: number, reps: number, impl: 'ours' | 'rows' | 'warp' | 'staged' | 'cusparse'): number;
     /** 'cusparse (libcusparse.so.N)' or 'unavailable (<why>)'. */
     cusparse(): string;
+    /** Makes GPU `device` the one the calls above run on (the calling thread's current device). */
+    selectDevice(device: number): void;
   };
   kernels: {
     /** C[m x n] = op(A) op(B), row-major, A m x k (k x m when transA), B k x n (n x k when transB). */

@@ -216,6 +216,30 @@ describe('cuda: optional GPU backend', () => {
       expect(out.results.every((r) => Number.isFinite(r.ms) && r.ms > 0)).to.equal(true);
       expect(await runCudaBench(['--smoke', '--quick'])).to.equal(2);
     });
+
+    it('the GPU bench runs on the last GPU with --device cuda:N, and exits 1 for an ordinal CUDA does not see', async function () {
+      needGpu(this);
+      const { runCudaBench } = await import('../bench/cuda');
+      const count = cuda.devices().length;
+      const [log, error] = [console.log, console.error];
+      const said: string[] = [];
+      console.log = (...a: unknown[]) => void said.push(a.join(' '));
+      console.error = (...a: unknown[]) => void said.push(a.join(' '));
+      let [status, missing] = [-1, -1];
+      try {
+        status = await runCudaBench(['--smoke'], count - 1);
+        missing = await runCudaBench(['--smoke'], count);
+      } finally {
+        [console.log, console.error] = [log, error];
+      }
+      expect(status, said.join('\n')).to.equal(0);
+      expect(said[0]).to.include(`== GPU: ${cuda.devices()[count - 1].name}`);
+      expect(missing).to.equal(1);
+      expect(said.join('\n')).to.match(new RegExp(`bench --device cuda:${count}: CUDA sees ${count} GPU`));
+      const addon = cuda.require();
+      expect(() => addon.bench.selectDevice(count)).to.throw(RangeError, /not a GPU here/);
+      addon.bench.selectDevice(0);
+    });
   });
 });
 

@@ -275,6 +275,20 @@ Napi::Value BenchSpmm(const Napi::CallbackInfo& info) {
 
 Napi::Value BenchCusparse(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), nc::cusparse_status()); }
 
+// bench.selectDevice(n): the GPU the bench calls above run on (the calling thread's current device).
+Napi::Value BenchSelectDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const int64_t device = integer_arg(info, 0, "bench.selectDevice", "device", 0);
+    const int64_t count = static_cast<int64_t>(nc::devices().size());
+    if (device >= count)
+      throw Napi::RangeError::New(env, "bench.selectDevice: device " + std::to_string(device) + " is not a GPU here (CUDA sees " +
+                                           std::to_string(count) + ")");
+    nc::set_device(static_cast<int>(device));
+    return env.Undefined();
+  });
+}
+
 #if defined(NP_CUDA_EMULATOR)
 // The emulator's launch failures on demand (native/cuda/emulator), so tests of
 // the JavaScript side can fail a chosen kernel mid-operation.
@@ -315,6 +329,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   bench.Set("gemm", Napi::Function::New(env, BenchGemm, "gemm"));
   bench.Set("spmm", Napi::Function::New(env, BenchSpmm, "spmm"));
   bench.Set("cusparse", Napi::Function::New(env, BenchCusparse, "cusparse"));
+  bench.Set("selectDevice", Napi::Function::New(env, BenchSelectDevice, "selectDevice"));
   exports.Set("bench", bench);
   npc::init_cuda_model(env, exports);
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
