@@ -21,6 +21,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { cuda, layers, optimizers, Sequential, type Device } from '../lib/index';
+import { gpusSeen } from '../lib/device';
 
 interface CudaBenchResult {
   bench: 'gemm' | 'spmm' | 'train' | 'struct' | 'grow';
@@ -174,7 +175,7 @@ export async function runCudaBench(argv: string[], gpu = 0): Promise<number> {
   const cards = cuda.devices();
   const card = cards[gpu];
   if (!card) {
-    console.error(`bench --device cuda:${gpu}: CUDA sees ${cards.length} GPU${cards.length === 1 ? '' : 's'} (${cards.map((d) => `cuda:${d.index} ${d.name}`).join(', ')})`);
+    console.error(`bench --device cuda:${gpu}: ${gpusSeen()}`);
     return 1;
   }
   const device: Device = `cuda:${gpu}`;

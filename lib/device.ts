@@ -29,17 +29,18 @@ export function samePlace(a: Device, b: Device): boolean {
   return cudaOrdinal(a) === cudaOrdinal(b);
 }
 
+/** What CUDA sees, for messages: 'CUDA sees 2 GPUs (cuda:0 NAME, cuda:1 NAME)'. */
+export function gpusSeen(): string {
+  const found = devices();
+  return `CUDA sees ${found.length} GPU${found.length === 1 ? '' : 's'} (${found.map((d) => `cuda:${d.index} ${d.name}`).join(', ')})`;
+}
+
 /**
  * The CUDA addon, once the GPU `device` names is there: throws cuda.require()'s Error (saying
  * why) when CUDA is not usable, and a RangeError naming `name` when no GPU has that ordinal.
  */
 export function requireGpu(where: string, name: string, device: Device): CudaAddon {
   const addon = requireCuda();
-  const ordinal = cudaOrdinal(device);
-  const found = devices();
-  if (ordinal >= found.length) {
-    const list = found.map((d) => `cuda:${d.index} ${d.name}`).join(', ');
-    throw new RangeError(`${where}: ${name} '${device}' names no GPU here: CUDA sees ${found.length} (${list})`);
-  }
+  if (cudaOrdinal(device) >= devices().length) throw new RangeError(`${where}: ${name} '${device}' names no GPU here: ${gpusSeen()}`);
   return addon;
 }

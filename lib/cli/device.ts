@@ -2,7 +2,7 @@
 // check that the GPU is usable before any data is loaded, and how the header
 // and the JSON name the device.
 import { cuda, runtime } from '../index';
-import { checkDevice, cudaOrdinal, type Device } from '../device';
+import { checkDevice, cudaOrdinal, gpusSeen, type Device } from '../device';
 import { CliError, UsageError } from './args';
 
 export const DEVICE_OPTION = {
@@ -37,7 +37,7 @@ export function useDevice(value: string, command: string): DeviceInfo {
     if (!s.available) throw new CliError(`--device ${device}: ${(s.reason ?? 'CUDA is not available').replace(/^neuroplastic: /, '')}`);
     const found = cuda.devices();
     const gpu = found[cudaOrdinal(device)];
-    if (!gpu) throw new CliError(`--device ${device}: CUDA sees ${found.length} GPU${found.length === 1 ? '' : 's'} (${found.map((d) => `cuda:${d.index} ${d.name}`).join(', ')})`);
+    if (!gpu) throw new CliError(`--device ${device}: ${gpusSeen()}`);
     return { device, deviceName: gpu.name, text: `${device}: ${gpu.name}` };
   }
   const rt = runtime();

@@ -107,6 +107,14 @@ constexpr int kWarpBlock = 128;           // four warps, one output row each
 constexpr int64_t kWarpSpan = 32 * 4;     // batch columns a lane's float4s cover per vector
 constexpr int kWarpMaxVectors = 8;        // float4s per lane: up to 1024 columns per warp
 
+// Whether two feature-major operands (rows of `batch` floats at strides lda,
+// ldb) can be read and written as whole, aligned float4s: batch and both
+// strides multiples of 4, both pointers 16-byte aligned.
+bool float4_operands(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t batch) {
+  const auto aligned = [](const float* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return batch > 0 && batch % 4 == 0 && lda % 4 == 0 && ldb % 4 == 0 && aligned(a) && aligned(b);
+}
+
 // The fewest float4s per lane (1, 2, 4 or 8) that cover `batch` columns of a warp's row.
 int float4s_per_lane(int64_t batch) {
   const int64_t needed = ceil_div(batch, kWarpSpan);
@@ -531,8 +539,7 @@ CsrTranspose csr_transpose_host(const CsrView& w) {
 SpmmKernel spmm_kernel_for(SpmmKernel asked, const float* x, int64_t ldx, const float* y, int64_t ldy, int64_t batch,
                            double density) {
   if (asked == SpmmKernel::kAuto) asked = spmm_kernel_from_environment();
-  const auto aligned = [](const float* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const bool vectors = batch > 0 && batch % 4 == 0 && ldx % 4 == 0 && ldy % 4 == 0 && aligned(x) && aligned(y);
+  const bool vectors = float4_operands(x, ldx, y, ldy, batch);
   if (asked == SpmmKernel::kRows || !vectors) return SpmmKernel::kRows;
   if (asked != SpmmKernel::kAuto) return asked;
   if (batch < kWarpSpan) return SpmmKernel::kRows;
@@ -574,9 +581,7 @@ void spmm_t_f32_csr_cuda(const CsrView& w, const CsrTransposeView& wt, const flo
 }
 
 bool sddmm_takes_vectors(const float* dy, int64_t lddy, const float* x, int64_t ldx, int64_t batch) {
-  const auto aligned = [](const float* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return batch >= kWarpSpan && batch <= kWarpSpan * kWarpMaxVectors && batch % 4 == 0 && lddy % 4 == 0 && ldx % 4 == 0 &&
-         aligned(dy) && aligned(x);
+  return batch >= kWarpSpan && batch <= kWarpSpan * kWarpMaxVectors && float4_operands(dy, lddy, x, ldx, batch);
 }
 
 void sddmm_f32_csr_cuda(const CsrView& pattern, const float* dy, int64_t lddy, const float* x, int64_t ldx,
